@@ -1,0 +1,29 @@
+"""tfcompress: Keras 3 model compression (pruning, QAT, distillation, low-rank, clustering) to TFLite."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfcompress",
+    version="0.1.0",
+    description="Keras 3 model-optimization toolkit: prune, quantize, distill, factorize, "
+    "cluster, and lower to TFLite with sparse kernels.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfcompress", "tfcompress.*"]),
+    install_requires=[
+        # Checked to work together on this project's machines (see ../shared/DESIGN.md).
+        "tensorflow==2.21.*",  # brings Keras 3.15
+        "ai-edge-litert==2.3.*",
+        "numpy>=1.26",
+        "absl-py>=2.0",
+        "scikit-learn>=1.3",  # offline digits data for the demo, tests and notebooks
+        "matplotlib>=3.7",  # report plots
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6"],
+        # Side-by-side comparisons only: tfmot runs on tf_keras (Keras 2) in benchmarks/.
+        "bench": ["tensorflow-model-optimization==0.8.1", "tf-keras==2.21.*"],
+    },
+    entry_points={"console_scripts": ["tfcompress=tfcompress.cli:main"]},
+)

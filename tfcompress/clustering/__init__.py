@@ -1,0 +1,3 @@
+"""tfcompress.clustering: public API of this technique (re-exported below, listed in `__all__`)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""tfcompress.pruning: public API of this technique (re-exported below, listed in `__all__`)."""
+
+__all__ = []
