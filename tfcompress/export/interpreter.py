@@ -1,0 +1,195 @@
+"""Running TFLite models in the LiteRT interpreter: load, run on numpy data, benchmark.
+
+Everything in tfcompress that executes a .tflite file goes through these three functions, so the
+sparse kernels (registered in `load_interpreter`) are available everywhere.
+"""
+
+import time
+
+import numpy as np
+from ai_edge_litert import interpreter as litert
+
+from tfcompress.export._flatbuffer import read_bytes
+
+
+def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
+    """Loads a TFLite model into a LiteRT interpreter with its tensors allocated.
+
+    XNNPACK is applied by default, as in an app using the LiteRT runtime.
+
+    Args:
+        tflite: TFLite model bytes, or a path to a `.tflite` file.
+        num_threads: Threads for the CPU kernels. Defaults to 1.
+        **interpreter_kwargs: Extra `ai_edge_litert.interpreter.Interpreter` arguments
+            (e.g. `experimental_delegates`).
+
+    Returns:
+        An allocated `ai_edge_litert.interpreter.Interpreter`.
+
+    Raises:
+        ValueError: the file or bytes are not a TFLite model LiteRT can load.
+
+    Example:
+        >>> interp = load_interpreter("model.tflite", num_threads=2)  # doctest: +SKIP
+        >>> interp.get_input_details()[0]["shape"]  # doctest: +SKIP
+        array([1, 8, 8, 1], dtype=int32)
+    """
+    data = read_bytes(tflite)
+    if not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}.")
+    try:
+        interp = litert.Interpreter(model_content=data, num_threads=num_threads,
+                                    **interpreter_kwargs)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"LiteRT cannot load this model: {first}") from None
+    return interp
+
+
+def _quantize(x, detail):
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.integer) and detail["quantization"][0]:
+        scale, zero = detail["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+    return np.asarray(x).astype(dtype)
+
+
+def _dequantize(y, detail):
+    if np.issubdtype(detail["dtype"], np.integer) and detail["quantization"][0]:
+        scale, zero = detail["quantization"]
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32) if np.issubdtype(y.dtype, np.floating) else y
+
+
+def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
+    """Runs a TFLite model on numpy inputs; int8/uint8 inputs and outputs are (de)quantized.
+
+    Inputs with a dynamic batch dimension are run `batch_size` samples at a time; a model with a
+    static batch (e.g. exported for the Edge TPU with batch 1) runs one batch of that size at a time.
+
+    Args:
+        tflite_or_interpreter: TFLite bytes, a path, or an interpreter from `load_interpreter`.
+        x: Float input array of shape `(n, ...)`, or a list of arrays for a multi-input model
+            (in the order of `interpreter.get_input_details()`).
+        batch_size: Samples per invoke for dynamic-batch models. Defaults to all of `x` up to 256.
+        num_threads: Threads when `tflite_or_interpreter` is not already an interpreter.
+            Defaults to 1.
+
+    Returns:
+        Float32 numpy outputs of shape `(n, ...)`: one array, or a list for multi-output models.
+
+    Example:
+        >>> probs = run_tflite(tflite_bytes, x_test)  # doctest: +SKIP
+        >>> probs.shape  # doctest: +SKIP
+        (360, 10)
+    """
+    if isinstance(tflite_or_interpreter, litert.Interpreter):
+        interp = tflite_or_interpreter
+    else:
+        interp = load_interpreter(tflite_or_interpreter, num_threads=num_threads)
+    in_details = interp.get_input_details()
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != len(in_details):
+        raise ValueError(f"The model has {len(in_details)} inputs, got {len(xs)} arrays.")
+    xs = [np.asarray(a) for a in xs]
+    n = len(xs[0])
+    for a, d in zip(xs, in_details):
+        if a.ndim != len(d["shape"]) or tuple(a.shape[1:]) != tuple(d["shape"][1:]):
+            raise ValueError(
+                f"Input '{d['name']}' expects shape (n, {', '.join(map(str, d['shape'][1:]))}), "
+                f"got {a.shape}."
+            )
+    dynamic = all(d["shape_signature"][0] == -1 for d in in_details if len(d["shape_signature"]))
+    if dynamic:
+        step = int(batch_size or min(max(n, 1), 256))
+    else:
+        step = int(in_details[0]["shape"][0])
+    results = None
+    for start in range(0, n, step):
+        chunk = [a[start : start + step] for a in xs]
+        real = len(chunk[0])
+        if dynamic:
+            for c, d in zip(chunk, in_details):
+                if tuple(d["shape"]) != tuple(c.shape):
+                    interp.resize_tensor_input(d["index"], list(c.shape))
+            interp.allocate_tensors()
+        elif real < step:
+            chunk = [np.concatenate([c, np.repeat(c[-1:], step - real, axis=0)]) for c in chunk]
+        in_details = interp.get_input_details()
+        for c, d in zip(chunk, in_details):
+            interp.set_tensor(d["index"], _quantize(c, d))
+        interp.invoke()
+        outs = [_dequantize(interp.get_tensor(d["index"]), d)[:real]
+                for d in interp.get_output_details()]
+        if results is None:
+            results = [[] for _ in outs]
+        for r, o in zip(results, outs):
+            r.append(o)
+    if results is None:
+        raise ValueError("run_tflite got an empty input (0 samples).")
+    outputs = [np.concatenate(r, axis=0) for r in results]
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def benchmark_tflite(tflite, runs=50, warmup=5, num_threads=1, batch_size=1, seed=0):
+    """Measures LiteRT latency of one invoke on random inputs (wall clock, milliseconds).
+
+    Args:
+        tflite: TFLite bytes, a path, or an interpreter from `load_interpreter`.
+        runs: Timed invokes. Defaults to 50.
+        warmup: Untimed invokes first. Defaults to 5.
+        num_threads: CPU threads. Defaults to 1.
+        batch_size: Batch for dynamic-batch models. Defaults to 1.
+        seed: Seed of the random input. Defaults to 0.
+
+    Returns:
+        dict with `median_ms`, `p90_ms`, `mean_ms`, `min_ms`, `runs`, `num_threads`, `batch_size`.
+
+    Example:
+        >>> stats = benchmark_tflite(tflite_bytes, runs=20)  # doctest: +SKIP
+        >>> sorted(stats)[:3]  # doctest: +SKIP
+        ['batch_size', 'mean_ms', 'median_ms']
+    """
+    if not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be a positive integer, got {runs!r}.")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
+    if isinstance(tflite, litert.Interpreter):
+        interp = tflite
+    else:
+        interp = load_interpreter(tflite, num_threads=num_threads)
+    rng = np.random.default_rng(seed)
+    details = interp.get_input_details()
+    resized = False
+    for d in details:
+        shape = list(d["shape"])
+        if len(d["shape_signature"]) and d["shape_signature"][0] == -1 and shape[0] != batch_size:
+            shape[0] = batch_size
+            interp.resize_tensor_input(d["index"], shape)
+            resized = True
+    if resized:
+        interp.allocate_tensors()
+    for d in interp.get_input_details():
+        dtype = d["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            value = rng.integers(info.min, info.max, size=d["shape"], endpoint=True).astype(dtype)
+        elif dtype == np.bool_:
+            value = rng.random(d["shape"]) > 0.5
+        else:
+            value = rng.random(d["shape"]).astype(dtype)
+        interp.set_tensor(d["index"], value)
+    for _ in range(warmup):
+        interp.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        interp.invoke()
+        times[i] = (time.perf_counter() - t0) * 1000.0
+    return {
+        "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+        "mean_ms": float(times.mean()), "min_ms": float(times.min()), "runs": runs,
+        "num_threads": num_threads, "batch_size": batch_size,
+    }

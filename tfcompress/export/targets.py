@@ -1,0 +1,179 @@
+"""Target compatibility checks behind `ExportReport.targets`: XNNPACK (cpu), GPU, Edge TPU.
+
+Methods (each documented in `TargetReport.method`):
+
+* cpu / XNNPACK: the verdict is True when LiteRT loads the model (every op has a CPU kernel);
+  `offending_ops` lists the ops XNNPACK does not take. The real LiteRT runtime decides. The model is loaded with
+  `ai_edge_litert.interpreter` (XNNPACK is applied by default) with delegate node fusion disabled,
+  so each op the XNNPACK delegate claims becomes its own DELEGATE node whose outputs are the
+  outputs of that op. Ops with no matching DELEGATE node stay on the built-in reference kernels.
+  Dynamic dimensions are resolved to 1 by the interpreter, as at run time.
+* gpu: `tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`, its printed report
+  captured and parsed: the verdict line and every op it flags with "GPU COMPATIBILITY WARNING".
+* edgetpu: static checks against the public Edge TPU requirements (coral.ai/docs/edgetpu/
+  models-intro): every tensor int8/uint8 (int32 only for biases and shapes), every shape static,
+  every op in the public supported-op list below. The Edge TPU compiler itself is not run (it
+  does not exist for this platform offline); a model that passes here is what the compiler maps
+  fully, up to per-op limitations (e.g. tensor rank) that only the compiler checks.
+"""
+
+import contextlib
+import io
+import re
+
+from tfcompress.export._flatbuffer import FLOAT_TYPES
+from tfcompress.export.target_report import TargetReport
+
+# Written from the public "Supported operations" table of the Coral Edge TPU documentation,
+# in TFLite builtin-operator names.
+EDGETPU_SUPPORTED_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS",
+    "FULLY_CONNECTED", "L2_NORMALIZATION", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN",
+    "MINIMUM", "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU",
+    "RELU6", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT",
+    "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUARED_DIFFERENCE", "SQUEEZE",
+    "STRIDED_SLICE", "SUB", "SUM", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+})
+_INTEGER_TYPES = ("int8", "uint8")
+
+
+def _label(op):
+    prefix = f"subgraph {op['subgraph']} " if op["subgraph"] else ""
+    return f"{op['name']} ({prefix}op #{op['index']})"
+
+
+def edgetpu_report(parsed):
+    """Edge TPU verdict from the parsed model: full integer, static shapes, supported ops."""
+    tensors = parsed["tensors"]
+    offending, delegated, notes = [], [], []
+    for op in parsed["ops"]:
+        reasons = []
+        if op["custom"]:
+            reasons.append("custom op")
+        elif op["name"] not in EDGETPU_SUPPORTED_OPS:
+            reasons.append("not in the Edge TPU op list")
+        kinds = {tensors[i]["dtype"] for i in op["inputs"] + op["outputs"]}
+        float_kinds = sorted(k for k in kinds if k in FLOAT_TYPES)
+        if float_kinds:
+            reasons.append(f"{'/'.join(float_kinds)} tensors")
+        other = sorted(k for k in kinds if k not in _INTEGER_TYPES + FLOAT_TYPES + ("int32",))
+        if other:
+            reasons.append(f"{'/'.join(other)} tensors")
+        dynamic = [i for i in op["inputs"] + op["outputs"] if -1 in tensors[i]["shape_signature"]]
+        if dynamic:
+            reasons.append("dynamic shape")
+        if reasons:
+            offending.append(f"{_label(op)}: {', '.join(reasons)}")
+        else:
+            delegated.append(_label(op))
+    io_problems = []
+    for i in parsed["inputs"] + parsed["outputs"]:
+        t = tensors[i]
+        if -1 in t["shape_signature"]:
+            io_problems.append(f"tensor '{t['name']}' has a dynamic shape {t['shape_signature']}: "
+                         "export with target='edgetpu' to fix the batch to 1")
+        if t["dtype"] not in _INTEGER_TYPES:
+            io_problems.append(f"model I/O tensor '{t['name']}' is {t['dtype']}: the Edge TPU needs "
+                         "int8/uint8 I/O (quantize='int8', input_type/output_type='int8')")
+    notes.extend(io_problems)
+    if not offending and not io_problems:
+        notes.append("full-integer, static shapes, every op in the public Edge TPU op list")
+    return TargetReport(
+        "edgetpu", not offending and not io_problems,
+        offending_ops=offending, delegated_ops=delegated, notes=notes,
+        method="static check: full-integer tensors, static shapes, public Edge TPU op list",
+    )
+
+
+_OP_LINE = re.compile(r"^\s*Op#(\d+)\s+([A-Za-z0-9_]+)\(")
+_SUBGRAPH_LINE = re.compile(r"^Subgraph#(\d+)")
+
+
+def gpu_report(tflite_bytes):
+    """GPU verdict from the LiteRT analyzer's `gpu_compatibility=True` report."""
+    import tensorflow as tf
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            tf.lite.experimental.Analyzer.analyze(model_content=tflite_bytes, gpu_compatibility=True)
+    except Exception as e:  # the analyzer raises on models it cannot read
+        return TargetReport("gpu", None, notes=[f"GPU analyzer failed: {e}"],
+                            method="tf.lite.experimental.Analyzer (gpu_compatibility=True)")
+    return parse_gpu_analysis(out.getvalue())
+
+
+def parse_gpu_analysis(text):
+    """Parses the analyzer's printed report into a TargetReport (ops flagged, verdict line)."""
+    offending, delegated, notes = [], [], []
+    subgraph, current = 0, None
+    for line in text.splitlines():
+        m = _SUBGRAPH_LINE.match(line.strip())
+        if m:
+            subgraph = int(m.group(1))
+            continue
+        m = _OP_LINE.match(line)
+        if m:
+            current = {"subgraph": subgraph, "index": int(m.group(1)), "name": m.group(2)}
+            delegated.append(_label(current))
+            if "GPU COMPATIBILITY WARNING" in line:
+                reason = line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip()
+                delegated.pop()
+                offending.append(f"{_label(current)}: {reason}")
+            continue
+        if "GPU COMPATIBILITY WARNING" in line:
+            reason = line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip()
+            if current is not None and line.startswith(" ") and delegated and \
+                    delegated[-1] == _label(current):
+                delegated.pop()
+                offending.append(f"{_label(current)}: {reason}")
+            else:
+                notes.append(reason)
+    looks_ok = "looks compatible with GPU delegate" in text
+    if looks_ok and not offending:
+        notes.insert(0, "the LiteRT analyzer finds every op GPU-delegate compatible")
+        compatible = True
+    elif offending or "GPU COMPATIBILITY WARNING" in text:
+        compatible = False
+    else:
+        compatible = None
+        notes.append("the analyzer printed no GPU verdict")
+    return TargetReport("gpu", compatible, offending_ops=offending, delegated_ops=delegated,
+                        notes=notes, method="tf.lite.experimental.Analyzer (gpu_compatibility=True)")
+
+
+def xnnpack_report(tflite_bytes, parsed):
+    """CPU verdict: which ops the XNNPACK delegate takes in the real LiteRT interpreter."""
+    from tfcompress.export.interpreter import load_interpreter
+
+    method = ("LiteRT interpreter with XNNPACK (default) and delegate node fusion disabled: one "
+              "DELEGATE node per XNNPACK op, matched to ops by output tensors")
+    try:
+        interp = load_interpreter(tflite_bytes, num_threads=1,
+                                  experimental_disable_delegate_node_fusion=True)
+        nodes = interp._get_ops_details()  # the only per-node view the Python API offers
+    except Exception as e:
+        return TargetReport("cpu", None, notes=[f"could not load the model in LiteRT: {e}"],
+                            method=method)
+    claimed = set()
+    for node in nodes:
+        if node["op_name"] == "DELEGATE":
+            claimed.add(tuple(sorted(int(t) for t in node["outputs"])))
+    offending, delegated = [], []
+    for op in parsed["ops"]:
+        if op["subgraph"]:
+            continue
+        key = tuple(sorted(op["outputs"]))
+        (delegated if key in claimed else offending).append(_label(op))
+    notes = []
+    if any(op["subgraph"] for op in parsed["ops"]):
+        notes.append("only the main subgraph is checked")
+    if not offending:
+        notes.append("XNNPACK delegates every op")
+    else:
+        notes.append(f"{len(offending)} of {len(offending) + len(delegated)} ops run on the "
+                     "built-in (non-XNNPACK) CPU kernels")
+    # Every op loaded, so the CPU runs the model; `offending_ops` are the non-XNNPACK ones.
+    return TargetReport("cpu", True, offending_ops=offending, delegated_ops=delegated,
+                        notes=notes, method=method)

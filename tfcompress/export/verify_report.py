@@ -1,0 +1,33 @@
+"""VerifyReport: how closely a TFLite model reproduces its Keras model."""
+
+
+class VerifyReport:
+    """Keras-vs-TFLite parity on the same inputs.
+
+    Attributes:
+        max_abs_error: Largest |keras - tflite| over all outputs.
+        mean_abs_error: Mean |keras - tflite|.
+        top1_agreement: Fraction (0..1) of samples whose argmax over the last axis agrees; None
+            when the output has a single unit per sample.
+        num_samples: Samples compared.
+        output_scale: Largest |keras output|, to read the errors against.
+
+    Example:
+        >>> r = VerifyReport(max_abs_error=0.01, mean_abs_error=0.002, top1_agreement=0.995,
+        ...                  num_samples=200, output_scale=1.0)
+        >>> r.top1_agreement >= 0.99
+        True
+    """
+
+    def __init__(self, max_abs_error, mean_abs_error, top1_agreement, num_samples, output_scale):
+        self.max_abs_error = float(max_abs_error)
+        self.mean_abs_error = float(mean_abs_error)
+        self.top1_agreement = None if top1_agreement is None else float(top1_agreement)
+        self.num_samples = int(num_samples)
+        self.output_scale = float(output_scale)
+
+    def __repr__(self):
+        top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.2%}"
+        return (f"VerifyReport(max_abs_error={self.max_abs_error:.4g}, "
+                f"mean_abs_error={self.mean_abs_error:.4g}, top1_agreement={top1}, "
+                f"num_samples={self.num_samples})")
