@@ -1,0 +1,257 @@
+"""The `tfcompress` command line: demo, inspect, bench, convert.
+
+Every bad input (missing, truncated or foreign file, bad flag value) ends with one line
+`tfcompress: error: ...` on stderr and exit status 2, never a traceback. TensorFlow's and LiteRT's
+own runtime logging is silenced (set TFCOMPRESS_DEBUG=1 to see it and get tracebacks).
+
+Example:
+    $ tfcompress demo --out demo_out
+    $ tfcompress convert model.keras -o model.tflite --quantize int8 --calibration x.npy
+    $ tfcompress inspect model.tflite --target edgetpu
+    $ tfcompress bench model.tflite --threads 2 --runs 100
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import zipfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+PROG = "tfcompress"
+QUANTIZE_CHOICES = ("none", "float16", "dynamic", "int8")
+TARGET_CHOICES = ("cpu", "gpu", "edgetpu")
+
+
+class UsageError(Exception):
+    """A bad input from the user: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _debug():
+    return os.environ.get("TFCOMPRESS_DEBUG", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Sends the C++ runtime logging on fd 2 to a temp file for the duration (unless debugging)."""
+    if _debug():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _progress(message):
+    print(f"[{PROG}] {message}", flush=True)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _existing_file(path, what):
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory, expected {what}")
+    if os.path.getsize(path) == 0:
+        raise UsageError(f"{path} is empty, expected {what}")
+
+
+def _read_tflite(path):
+    _existing_file(path, "a .tflite file")
+    from tfcompress.export._flatbuffer import read_bytes, read_model
+
+    try:
+        data = read_bytes(path)
+        read_model(data)  # catches truncated/corrupt flatbuffers before LiteRT sees them
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return data
+
+
+def _cmd_inspect(args):
+    data = _read_tflite(args.model)
+    from tfcompress.export import inspect_tflite
+
+    report = inspect_tflite(data, target=args.target)
+    print(f"# {args.model}\n")
+    print(report.to_markdown())
+    return 0
+
+
+def _cmd_bench(args):
+    data = _read_tflite(args.model)
+    from tfcompress.export import benchmark_tflite, load_interpreter
+
+    try:
+        interp = load_interpreter(data, num_threads=args.threads)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    _progress(f"benchmarking {args.model}: {args.runs} runs, {args.threads} thread(s)")
+    stats = benchmark_tflite(interp, runs=args.runs, warmup=args.warmup, num_threads=args.threads)
+    print(f"median {stats['median_ms']:.3f} ms, p90 {stats['p90_ms']:.3f} ms "
+          f"(mean {stats['mean_ms']:.3f} ms, min {stats['min_ms']:.3f} ms; "
+          f"{stats['runs']} runs, {stats['num_threads']} thread(s), batch {stats['batch_size']})")
+    return 0
+
+
+def _load_keras(path):
+    _existing_file(path, "a .keras model")
+    if not path.endswith(".keras"):
+        raise UsageError(f"{path}: expected a Keras v3 model file ending in .keras "
+                         "(save with model.save('model.keras'))")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path} is not a .keras model (not a zip archive; truncated or another "
+                         "format)")
+    with zipfile.ZipFile(path) as z:
+        if "config.json" not in z.namelist():
+            raise UsageError(f"{path} is not a .keras model (no config.json inside)")
+    import keras
+
+    import tfcompress  # noqa: F401  (registers the tfcompress layers for deserialization)
+
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:  # a corrupt archive surfaces as many exception types
+        raise UsageError(f"cannot load {path} as a Keras model: {_one_line(e)}") from None
+
+
+def _load_calibration(path):
+    import numpy as np
+
+    _existing_file(path, "a .npy array")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise UsageError(f"{path} is not a readable .npy array: {_one_line(e)}") from None
+    if not isinstance(data, np.ndarray) or data.ndim < 2 or len(data) == 0:
+        raise UsageError(f"{path}: expected an array of inputs of shape (n, ...), got "
+                         f"{getattr(data, 'shape', type(data).__name__)}")
+    if not np.issubdtype(data.dtype, np.number):
+        raise UsageError(f"{path}: expected a numeric array, got dtype {data.dtype}")
+    return data.astype("float32") if np.issubdtype(data.dtype, np.floating) else data
+
+
+def _cmd_convert(args):
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"output directory {out_dir} does not exist")
+    if os.path.isdir(args.output):
+        raise UsageError(f"{args.output} is a directory; give a file name like model.tflite")
+    calibration = _load_calibration(args.calibration) if args.calibration else None
+    _progress(f"loading {args.model}")
+    model = _load_keras(args.model)
+    from tfcompress.export import export_tflite
+
+    quantize = None if args.quantize in (None, "none") else args.quantize
+    if quantize is None and args.quantize == "none":
+        quantize = "float32"
+    _progress(f"converting to TFLite (quantize={quantize or 'target default'}, "
+              f"target={args.target})")
+    try:
+        _, report = export_tflite(model, args.output, quantize=quantize,
+                                  representative_data=calibration, target=args.target,
+                                  input_type=args.input_type, output_type=args.output_type)
+    except (ValueError, TypeError) as e:
+        raise UsageError(_one_line(e)) from None
+    _progress(f"wrote {args.output} ({report.size_bytes:,} bytes)")
+    print(report.to_markdown())
+    return 0
+
+
+def _cmd_demo(args):
+    from tfcompress.demo import run_demo
+
+    run_demo(out_dir=args.out, epochs=args.epochs, quick=args.quick, progress=_progress)
+    return 0
+
+
+def build_parser():
+    """The argparse parser of the `tfcompress` command (errors raise UsageError)."""
+    parser = _Parser(prog=PROG, description="Compress Keras 3 models and lower them to TFLite.")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,inspect,bench,convert}")
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="train the digits CNN, export, verify, benchmark, report")
+    demo.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
+    demo.add_argument("--epochs", type=_positive_int, default=None,
+                      help="training epochs (default: 12, or 3 with --quick)")
+    demo.add_argument("--quick", action="store_true", help="fewer epochs and runs (for tests)")
+    demo.set_defaults(func=_cmd_demo)
+
+    insp = sub.add_parser("inspect", help="report ops, dtypes, sparsity and target verdicts")
+    insp.add_argument("model", help="a .tflite file")
+    insp.add_argument("--target", choices=TARGET_CHOICES, default="cpu")
+    insp.set_defaults(func=_cmd_inspect)
+
+    bench = sub.add_parser("bench", help="median and p90 latency in the LiteRT interpreter")
+    bench.add_argument("model", help="a .tflite file")
+    bench.add_argument("--threads", type=_positive_int, default=1)
+    bench.add_argument("--runs", type=_positive_int, default=50)
+    bench.add_argument("--warmup", type=_positive_int, default=5)
+    bench.set_defaults(func=_cmd_bench)
+
+    conv = sub.add_parser("convert", help="convert a .keras model to .tflite")
+    conv.add_argument("model", help="a .keras file")
+    conv.add_argument("-o", "--output", required=True, help="the .tflite file to write")
+    conv.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
+                      help="default: float16 for gpu, int8 for edgetpu, none for cpu")
+    conv.add_argument("--calibration", help=".npy array of inputs (n, ...) for int8")
+    conv.add_argument("--target", choices=TARGET_CHOICES, default="cpu")
+    conv.add_argument("--input-type", choices=("float32", "int8", "uint8"), default=None)
+    conv.add_argument("--output-type", choices=("float32", "int8", "uint8"), default=None)
+    conv.set_defaults(func=_cmd_convert)
+    return parser
+
+
+def _one_line(error):
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def main(argv=None):
+    """Entry point of the `tfcompress` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        with _quiet_stderr():
+            return args.func(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure: still one line unless debugging
+        if _debug():
+            raise
+        print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} "
+              "(set TFCOMPRESS_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
