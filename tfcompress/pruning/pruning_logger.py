@@ -1,0 +1,69 @@
+"""Per-layer sparsity logging for fit."""
+
+import os
+
+import keras
+import numpy as np
+
+from tfcompress.pruning._masks import sparsity_report
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class PruningLogger(keras.callbacks.Callback):
+    """Logs the reached sparsity of each pruned layer at the end of every epoch.
+
+    Adds `sparsity` (mean over pruned layers) to the epoch logs, so Keras's progress bar and
+    History show it, prints one line per epoch with the per-layer values, and, with `log_dir`,
+    writes per-layer scalars `sparsity/<layer>` for TensorBoard.
+
+    Args:
+        log_dir: TensorBoard log directory (a `pruning` subfolder is used), or None for no
+            TensorBoard output. Defaults to None.
+        verbose: Print the per-layer line each epoch. Defaults to True.
+
+    Example:
+        >>> from tfcompress.pruning import PruningLogger
+        >>> logger = PruningLogger(log_dir=None, verbose=False)
+
+    References:
+        Zhu & Gupta 2017, "To prune, or not to prune" (arXiv:1710.01878).
+    """
+
+    def __init__(self, log_dir=None, verbose=True):
+        super().__init__()
+        self.log_dir = log_dir
+        self.verbose = verbose
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        report = sparsity_report(self.model)
+        if not report:
+            return
+        mean = float(np.mean(list(report.values())))
+        if logs is not None:
+            logs["sparsity"] = mean
+        if self.verbose:
+            parts = ", ".join(f"{k} {v:.3f}" for k, v in report.items())
+            print(f"Epoch {epoch + 1} pruning: mean sparsity {mean:.3f} ({parts})")
+        if self.log_dir:
+            import tensorflow as tf  # TensorBoard summaries have no keras.ops equivalent
+
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "pruning"))
+            with self._writer.as_default():
+                for name, value in report.items():
+                    tf.summary.scalar(f"sparsity/{name}", value, step=epoch)
+                tf.summary.scalar("sparsity/mean", mean, step=epoch)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        return {"log_dir": self.log_dir, "verbose": self.verbose}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

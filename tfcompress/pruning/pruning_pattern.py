@@ -1,0 +1,73 @@
+"""Base class of sparsity patterns."""
+
+import keras
+import numpy as np
+
+
+def lowest(scores, k):
+    """Boolean array, True for the `k` lowest entries of a 1-D `scores` (ties: lower index first)."""
+    out = np.zeros(scores.shape, dtype=bool)
+    if k > 0:
+        out[np.argsort(scores, kind="stable")[:k]] = True
+    return out
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class PruningPattern:
+    """Base class of sparsity patterns: which weights are removed together.
+
+    Patterns work on a canonical 3-D view `(P, I, O)` of every prunable weight: `P` the spatial
+    taps, `I` the input channels (the reduction axis), `O` the output channels. A pattern groups
+    the entries of that view; a group's score is the mean score of its entries and the lowest
+    groups are pruned. Subclasses define `group_scores` and `expand`.
+
+    Example:
+        >>> import numpy as np
+        >>> from tfcompress.pruning import Unstructured
+        >>> mask = Unstructured().compute_mask(np.arange(8.0).reshape(1, 2, 4), 0.5)
+        >>> int(mask.sum())
+        4
+    """
+
+    #: Highest sparsity the pattern can express (N:M caps it at 1 - N/M).
+    max_sparsity = 1.0
+
+    def group_scores(self, scores):
+        """Scores of the groups of a `(P, I, O)` score array, as a flat array."""
+        raise NotImplementedError
+
+    def group_sizes(self, shape):
+        """Number of weights in each group, as a flat array matching `group_scores`."""
+        return self.expand(np.ones(self._n_groups(shape), dtype=np.float32), shape, sizes=True)
+
+    def _n_groups(self, shape):
+        return self.group_scores(np.zeros(shape, dtype=np.float32)).size
+
+    def expand(self, keep, shape, sizes=False):
+        """Turns a flat per-group keep vector (1 keep, 0 prune) into a `(P, I, O)` mask."""
+        raise NotImplementedError
+
+    def compute_mask(self, scores, sparsity):
+        """The `(P, I, O)` 0/1 mask pruning `sparsity` of the groups with the lowest scores."""
+        sparsity = min(float(sparsity), self.max_sparsity)
+        g = self.group_scores(scores)
+        k = int(round(sparsity * g.size))
+        keep = (~lowest(g, k)).astype(np.float32)
+        return self.expand(keep, scores.shape)
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash(repr(self))
