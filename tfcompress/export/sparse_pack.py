@@ -25,7 +25,8 @@ def pack_sparse_weights(weights, block=1, scales=None) -> bytes:
     """Packs a 2-D weight matrix ``[N, K]`` (output channel, input feature).
 
     Only the non-zero ``1 x block`` blocks (``block`` consecutive input features of
-    one output channel) are stored, as block-compressed sparse rows.
+    one output channel) are stored, in the sliced-ELLPACK "TFCS" layout: output
+    channels sorted by block count, 16 per slice, slots lane-minor.
 
     Args:
         weights: ``[N, K]`` float32 array (float model) or int8 array (int8 model).
@@ -66,20 +67,59 @@ def pack_sparse_weights(weights, block=1, scales=None) -> bytes:
     kb = k // block
     blocks = w.reshape(n, kb, block)
     nz = np.any(blocks != 0, axis=2)  # [N, kb]
-    row_ptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))]).astype("<u4")
-    rows, cols = np.nonzero(nz)  # row-major order, columns increasing within a row
-    nnzb = int(rows.size)
-    index_bytes = 2 if kb <= 65536 else 4
-    values = blocks[rows, cols].reshape(-1)
+    lengths = nz.sum(axis=1)
+    order = np.argsort(lengths, kind="stable")  # rows sorted by block count
+    n_slices = -(-n // 16)
+    perm = np.full(n_slices * 16, 0xFFFFFFFF, np.uint32)
+    perm[:n] = order
+    windowed = block == 1
+    if windowed:
+        # Slots grouped by 32-feature window: steps[s, w] = max count over the lanes.
+        n_win = -(-k // 32)
+        nzp = np.zeros((n, n_win * 32), bool)
+        nzp[:, :k] = nz
+        counts = nzp.reshape(n, n_win, 32).sum(axis=2)  # [N, W]
+        lane_counts = np.zeros((n_slices * 16, n_win), np.int64)
+        lane_counts[:n] = counts[order]
+        steps = lane_counts.reshape(n_slices, 16, n_win).max(axis=1)  # [S, W]
+        slice_len = steps.sum(axis=1)
+    else:
+        lane_len = np.zeros(n_slices * 16, np.int64)
+        lane_len[:n] = lengths[order]
+        slice_len = lane_len.reshape(n_slices, 16).max(axis=1)
+    slice_ptr = np.concatenate([[0], np.cumsum(16 * slice_len)]).astype("<u4")
+    nslots = int(slice_ptr[-1])
+    cols = np.zeros(nslots, np.int64)
+    vals = np.zeros((nslots, block), w.dtype)
+    for lane in range(n):
+        r = order[lane]
+        sl, l = divmod(lane, 16)
+        c = np.flatnonzero(nz[r])
+        if windowed:
+            win = c // 32
+            step_start = np.concatenate([[0], np.cumsum(steps[sl])])[win]  # first step of each window
+            rank = np.arange(c.size) - np.searchsorted(c // 32, win, side="left")
+            slots = slice_ptr[sl] + l + 16 * (step_start + rank)
+            cols[slots] = c % 32
+        else:
+            slots = slice_ptr[sl] + l + 16 * np.arange(c.size)
+            cols[slots] = c
+        vals[slots] = blocks[r, c]
+    index_bytes = 1 if windowed else (2 if kb <= 65536 else 4)
     buf = bytearray()
     buf += MAGIC
-    buf += struct.pack("<HBBIIIB", VERSION, vtype, block, n, k, nnzb, index_bytes)
+    buf += struct.pack("<HBBIIIB", VERSION, vtype, block, n, k, nslots, index_bytes)
     buf += b"\0" * (32 - len(buf))
-    buf += row_ptr.tobytes()
+    buf += slice_ptr.tobytes()
     _pad16(buf)
-    buf += cols.astype("<u2" if index_bytes == 2 else "<u4").tobytes()
+    buf += perm.astype("<u4").tobytes()
     _pad16(buf)
-    buf += values.astype("<f4" if vtype == VALUE_FLOAT32 else np.int8).tobytes()
+    if windowed:
+        buf += steps.astype(np.uint8).tobytes()
+        _pad16(buf)
+    buf += cols.astype({1: np.uint8, 2: "<u2", 4: "<u4"}[index_bytes]).tobytes()
+    _pad16(buf)
+    buf += vals.reshape(-1).astype("<f4" if vtype == VALUE_FLOAT32 else np.int8).tobytes()
     _pad16(buf)
     if vtype == VALUE_INT8:
         buf += scales.astype("<f4").tobytes()

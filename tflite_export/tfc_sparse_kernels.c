@@ -1,0 +1,851 @@
+/* tfcompress sparse kernels for TFLite: TFC_SPARSE_FC and TFC_SPARSE_CONV_1X1.
+ *
+ * Portable C99.  No allocation in Invoke: every buffer is sized in Prepare.
+ * Every byte read from the model (options, packed weights, tensor shapes and
+ * types) is validated in Prepare; Invoke only runs on validated state.
+ *
+ * ---------------------------------------------------------------------------
+ * Custom options (node custom_initial_data), exactly 8 bytes:
+ *   byte 0  version      = 1
+ *   byte 1  activation   0 none, 1 RELU, 2 RELU6, 3 RELU_N1_TO_1
+ *   byte 2  layout       0 output = input shape with last dim N
+ *                        1 output = [P, N], P = product of leading input dims
+ *                        (TFC_SPARSE_CONV_1X1 requires 0)
+ *   bytes 3..7           0
+ *
+ * Packed weights (input 1, a constant uint8 tensor), little-endian, "TFCS" v1.
+ * W is [N][K] (output channel n, input feature k).  Only non-zero 1 x B
+ * blocks (B consecutive input features of one output channel; B = 1 for
+ * unstructured and N:M sparsity) are stored, in a sliced-ELLPACK layout
+ * ("SELL-16"): output channels are sorted by their block count and grouped in
+ * slices of 16 lanes; a slice stores len_s "slots" per lane, lane-minor, so
+ * one step of the kernel handles 16 output channels with contiguous loads
+ * (B = 1: one 16-wide gather of x; B = 4: 16 contiguous 4-float dots).
+ * Lanes shorter than len_s are padded with zero-valued slots.
+ *   off  0  char[4] magic "TFCS"
+ *   off  4  u16 version = 1
+ *   off  6  u8  value_type   1 float32, 9 int8 (TfLiteType codes)
+ *   off  7  u8  block B      1 or 4 (K % B == 0)
+ *   off  8  u32 N            output channels
+ *   off 12  u32 K            input features (must equal the input's last dim)
+ *   off 16  u32 nslots       total slots = 16 * sum_s len_s
+ *   off 20  u8  index_bytes  1 = windowed (B must be 1), 2 (u16 absolute block
+ *                            columns, needs K/B <= 65536) or 4 (u32)
+ *   off 21  u8[11] zero
+ *   then sections, each starting at a multiple of 16 bytes (zero padding):
+ *     slice_ptr u32[S+1], S = ceil(N/16): first slot of slice s; slice_ptr[0] = 0,
+ *               (slice_ptr[s+1] - slice_ptr[s]) % 16 == 0, slice_ptr[S] = nslots
+ *     perm      u32[16*S]: output channel of lane l of slice s at [16*s + l];
+ *               every channel 0..N-1 exactly once, 0xFFFFFFFF = empty lane
+ *     steps     u8[S][W] (windowed only, W = ceil(K/32)): the slots of slice s
+ *               are grouped by 32-feature window w; window w has steps[s][w]
+ *               (<= 32) consecutive steps of 16 slots
+ *     col       u16/u32[nslots]: block column c of slot i (covers features
+ *               c*B .. c*B+B-1), c < K/B; slot i of slice s, step j, lane l is
+ *               i = slice_ptr[s] + 16*j + l.
+ *               Windowed: u8[nslots], offset o < 32 inside the step's window,
+ *               feature w*32 + o < K.  (A 32-float window of x fits two SIMD
+ *               registers, so one permute fetches x for 16 lanes.)
+ *     values    float32 or int8 [nslots][B]
+ *     scales    float32[N], int8 only: w_real = scale[n] * q (symmetric)
+ *   The tensor is exactly as long as the end of the last padded section.
+ *
+ * int8 semantics (full-integer model, like TFLite's int8 FULLY_CONNECTED):
+ *   acc = bias[n] + sum_k q_w[n,k] * (q_x[k] - zp_x)
+ *   q_y = clamp(round(acc * s_x * scale[n] / s_y) + zp_y)
+ * ---------------------------------------------------------------------------
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfc_sparse_ops.h"
+
+#if defined(TFC_MULTIVERSION) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Host build only: one binary with AVX-512, AVX2+FMA and baseline x86-64
+ * bodies of the hot loops, chosen at load time by the CPU (GCC ifunc). */
+#define TFC_HOT __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define TFC_HOT
+#endif
+
+#define TFC_TILE 16 /* rows of the input processed together in the tiled path */
+#define TFC_GATHER_MAX_ROWS 4 /* fewer input rows than this: per-row gather path */
+
+enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
+
+typedef struct TfcStateTag {
+  /* from the options */
+  int op;
+  int options_ok;
+  int activation;
+  int layout;
+  /* from the packed weights, validated in Prepare */
+  const uint8_t* blob_seen; /* tensor data pointer validated last */
+  size_t blob_bytes_seen;
+  uint8_t* aligned_copy; /* owned copy when the tensor data is not 16-byte aligned */
+  int value_type;
+  int block;
+  int index_bytes;
+  int n_out;
+  int k_in;
+  uint32_t nslots;
+  int n_slices;
+  const uint32_t* slice_ptr;
+  const uint32_t* perm;
+  const uint8_t* steps; /* windowed layout: steps per (slice, window) */
+  int n_windows;
+  const void* col;
+  const void* values;
+  const float* scales;
+  /* per-shape state */
+  int rows; /* P */
+  void* scratch; /* TFC_TILE * K transposed input tile */
+  size_t scratch_bytes;
+  int32_t* row_sums; /* int8: sum of q_w per row */
+  float* multipliers; /* int8: s_x * scale[n] / s_y */
+  int row_state_n; /* N the two arrays above were sized for */
+  int32_t zp_in, zp_out, qmin, qmax;
+  float fmin, fmax;
+  void (*row_f32_win)(const struct TfcStateTag* s, const float* x, const float* bias, float* y);
+} TfcState;
+
+/* ------------------------------------------------------------------ errors */
+
+#define TFC_FAIL(ctx, ...)                                     \
+  do {                                                         \
+    (ctx)->ReportError((ctx), "tfcompress sparse op: " __VA_ARGS__); \
+    return kTfLiteError;                                       \
+  } while (0)
+
+static int tfc_tensor_index_ok(const TfLiteContext* ctx, int idx) {
+  return idx >= 0 && (size_t)idx < ctx->tensors_size;
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+static void* tfc_init_common(TfLiteContext* ctx, const char* buffer, size_t length, int op) {
+  (void)ctx;
+  TfcState* s = (TfcState*)calloc(1, sizeof(TfcState));
+  if (s == NULL) return NULL;
+  s->op = op;
+  s->options_ok = 0;
+  if (buffer != NULL && length == 8) {
+    const uint8_t* o = (const uint8_t*)buffer;
+    int zeros = (o[3] | o[4] | o[5] | o[6] | o[7]) == 0;
+    if (o[0] == 1 && o[1] <= 3 && o[2] <= 1 && zeros && !(op == TFC_OP_CONV1X1 && o[2] != 0)) {
+      s->activation = o[1];
+      s->layout = o[2];
+      s->options_ok = 1;
+    }
+  }
+  return s;
+}
+
+static void* tfc_init_fc(TfLiteContext* ctx, const char* buffer, size_t length) {
+  return tfc_init_common(ctx, buffer, length, TFC_OP_FC);
+}
+
+static void* tfc_init_conv(TfLiteContext* ctx, const char* buffer, size_t length) {
+  return tfc_init_common(ctx, buffer, length, TFC_OP_CONV1X1);
+}
+
+static void tfc_free(TfLiteContext* ctx, void* buffer) {
+  (void)ctx;
+  TfcState* s = (TfcState*)buffer;
+  if (s == NULL) return;
+  free(s->aligned_copy);
+  free(s->scratch);
+  free(s->row_sums);
+  free(s->multipliers);
+  free(s);
+}
+
+/* ------------------------------------------------------- packed weights */
+
+static uint32_t rd_u32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint16_t rd_u16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint64_t pad16(uint64_t x) { return (x + 15u) & ~(uint64_t)15u; }
+
+/* Validates the packed weights at `p` (16-byte aligned, `bytes` long) and
+ * fills the pointers of `s`.  Returns NULL on success, else a message.
+ * `seen` is caller-provided scratch of at least N bytes (NULL: out of memory). */
+static const char* tfc_parse_blob(TfcState* s, const uint8_t* p, size_t bytes, uint8_t* (*get_seen)(TfcState*, size_t)) {
+  if (bytes < 32) return "packed weights: shorter than the 32-byte header";
+  if (memcmp(p, "TFCS", 4) != 0) return "packed weights: bad magic (expected \"TFCS\")";
+  if (rd_u16(p + 4) != 1) return "packed weights: unsupported version (expected 1)";
+  int vt = p[6], block = p[7], ib = p[20];
+  uint32_t n = rd_u32(p + 8), k = rd_u32(p + 12), nslots = rd_u32(p + 16);
+  for (int i = 21; i < 32; ++i)
+    if (p[i] != 0) return "packed weights: reserved header bytes must be 0";
+  if (vt != kTfLiteFloat32 && vt != kTfLiteInt8) return "packed weights: value_type must be 1 (float32) or 9 (int8)";
+  if (block != 1 && block != 4) return "packed weights: block must be 1 or 4";
+  if (ib != 1 && ib != 2 && ib != 4) return "packed weights: index_bytes must be 1, 2 or 4";
+  if (ib == 1 && block != 1) return "packed weights: the windowed layout (index_bytes 1) needs block 1";
+  if (n == 0 || k == 0 || n > (1u << 24) || k > (1u << 24)) return "packed weights: N and K must be in 1..2^24";
+  if (k % (uint32_t)block != 0) return "packed weights: K must be a multiple of the block";
+  uint64_t kb = k / (uint32_t)block;
+  if (ib == 2 && kb > 65536u) return "packed weights: u16 indices need K/block <= 65536";
+  uint64_t n_slices = ((uint64_t)n + 15u) / 16u;
+  if ((uint64_t)nslots > n_slices * 16u * kb * 2u) return "packed weights: too many slots";
+  uint64_t esz = (vt == kTfLiteFloat32) ? 4u : 1u;
+  uint64_t off_sp = 32;
+  uint64_t off_perm = pad16(off_sp + 4u * (n_slices + 1));
+  uint64_t n_windows = ((uint64_t)k + 31u) / 32u;
+  uint64_t off_steps = pad16(off_perm + 4u * 16u * n_slices);
+  uint64_t off_col = (ib == 1) ? pad16(off_steps + n_slices * n_windows) : off_steps;
+  uint64_t off_val = pad16(off_col + (uint64_t)ib * nslots);
+  uint64_t off_sc = pad16(off_val + esz * (uint64_t)block * nslots);
+  uint64_t end = (vt == kTfLiteInt8) ? pad16(off_sc + 4ull * n) : off_sc;
+  if (end != (uint64_t)bytes) return "packed weights: byte length does not match the header";
+  const uint32_t* sp = (const uint32_t*)(p + off_sp);
+  if (sp[0] != 0) return "packed weights: slice_ptr[0] must be 0";
+  for (uint64_t i = 0; i < n_slices; ++i) {
+    if (sp[i + 1] < sp[i]) return "packed weights: slice_ptr must be non-decreasing";
+    if ((sp[i + 1] - sp[i]) % 16u != 0) return "packed weights: slice lengths must be multiples of 16 slots";
+    if ((uint64_t)(sp[i + 1] - sp[i]) > 16u * kb * 2u) return "packed weights: a slice is longer than 2*K/block steps";
+  }
+  if (sp[n_slices] != nslots) return "packed weights: slice_ptr[S] must equal nslots";
+  const uint32_t* perm = (const uint32_t*)(p + off_perm);
+  uint8_t* seen = get_seen(s, n);
+  if (seen == NULL) return "out of memory validating packed weights";
+  memset(seen, 0, n);
+  for (uint64_t i = 0; i < 16u * n_slices; ++i) {
+    uint32_t r = perm[i];
+    if (r == 0xFFFFFFFFu) continue;
+    if (r >= n) return "packed weights: perm entry out of range";
+    if (seen[r]) return "packed weights: perm lists an output channel twice";
+    seen[r] = 1;
+  }
+  for (uint32_t r = 0; r < n; ++r)
+    if (!seen[r]) return "packed weights: perm misses an output channel";
+  if (ib == 1) {
+    const uint8_t* st = p + off_steps;
+    const uint8_t* oc = p + off_col;
+    for (uint64_t sl = 0; sl < n_slices; ++sl) {
+      uint64_t i = sp[sl];
+      for (uint64_t w = 0; w < n_windows; ++w) {
+        uint32_t t = st[sl * n_windows + w];
+        if (t > 32u) return "packed weights: more than 32 steps in a window";
+        uint64_t e = i + 16u * t;
+        if (e > sp[sl + 1]) return "packed weights: window steps exceed the slice";
+        for (; i < e; ++i)
+          if (oc[i] >= 32u || w * 32u + oc[i] >= k) return "packed weights: window offset out of range";
+      }
+      if (i != sp[sl + 1]) return "packed weights: window steps do not fill the slice";
+    }
+  } else {
+    for (uint32_t i = 0; i < nslots; ++i) {
+      uint32_t c = (ib == 2) ? ((const uint16_t*)(p + off_col))[i] : ((const uint32_t*)(p + off_col))[i];
+      if ((uint64_t)c >= kb) return "packed weights: column index out of range";
+    }
+  }
+  if (vt == kTfLiteFloat32) {
+    const float* v = (const float*)(p + off_val);
+    for (uint64_t i = 0; i < (uint64_t)block * nslots; ++i)
+      if (!isfinite(v[i])) return "packed weights: non-finite float value";
+  } else {
+    const float* sc = (const float*)(p + off_sc);
+    for (uint32_t r = 0; r < n; ++r)
+      if (!(isfinite(sc[r]) && sc[r] > 0.f)) return "packed weights: per-channel scales must be finite and > 0";
+  }
+  /* empty lanes must hold only zero values (they are computed, never stored) */
+  for (uint64_t sl = 0; sl < n_slices; ++sl) {
+    for (int l = 0; l < 16; ++l) {
+      if (perm[sl * 16u + (uint64_t)l] != 0xFFFFFFFFu) continue;
+      for (uint32_t i = sp[sl] + (uint32_t)l; i < sp[sl + 1]; i += 16u)
+        for (int b = 0; b < block; ++b) {
+          uint64_t e = (uint64_t)i * (uint64_t)block + (uint64_t)b;
+          if (vt == kTfLiteFloat32 ? ((const float*)(p + off_val))[e] != 0.f : ((const int8_t*)(p + off_val))[e] != 0)
+            return "packed weights: an empty lane holds non-zero values";
+        }
+    }
+  }
+  s->value_type = vt;
+  s->block = block;
+  s->index_bytes = ib;
+  s->n_out = (int)n;
+  s->k_in = (int)k;
+  s->nslots = nslots;
+  s->n_slices = (int)n_slices;
+  s->slice_ptr = sp;
+  s->perm = perm;
+  s->steps = (ib == 1) ? p + off_steps : NULL;
+  s->n_windows = (int)n_windows;
+  s->col = p + off_col;
+  s->values = p + off_val;
+  s->scales = (vt == kTfLiteInt8) ? (const float*)(p + off_sc) : NULL;
+  return NULL;
+}
+
+static uint8_t* tfc_seen_buffer(TfcState* s, size_t n) {
+  /* row_sums doubles as the validation bitmap: sized for N int32 >= N bytes */
+  if (s->row_state_n < (int)n) {
+    free(s->row_sums);
+    free(s->multipliers);
+    s->row_state_n = 0;
+    s->row_sums = (int32_t*)malloc(sizeof(int32_t) * n);
+    s->multipliers = (float*)malloc(sizeof(float) * n);
+    if (s->row_sums == NULL || s->multipliers == NULL) return NULL;
+    s->row_state_n = (int)n;
+  }
+  return (uint8_t*)s->row_sums;
+}
+
+static void tfc_pick_kernels(TfcState* s); /* below the kernels */
+
+/* ------------------------------------------------------------------ prepare */
+
+static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
+  TfcState* s = (TfcState*)node->user_data;
+  if (s == NULL) TFC_FAIL(ctx, "kernel state missing (out of memory in init)");
+  if (!s->options_ok)
+    TFC_FAIL(ctx, "custom options must be 8 bytes {version=1, activation 0..3, layout 0..1 (0 for CONV_1X1), 0,0,0,0,0}");
+  if (node->inputs == NULL || node->outputs == NULL) TFC_FAIL(ctx, "node has no inputs/outputs");
+  if (node->inputs->size != 2 && node->inputs->size != 3) TFC_FAIL(ctx, "expects 2 or 3 inputs (x, packed, [bias]), got %d", node->inputs->size);
+  if (node->outputs->size != 1) TFC_FAIL(ctx, "expects 1 output, got %d", node->outputs->size);
+  int ix = node->inputs->data[0], iw = node->inputs->data[1];
+  int ib = node->inputs->size == 3 ? node->inputs->data[2] : -1, io = node->outputs->data[0];
+  if (!tfc_tensor_index_ok(ctx, ix) || !tfc_tensor_index_ok(ctx, iw) || !tfc_tensor_index_ok(ctx, io) ||
+      (ib != -1 && !tfc_tensor_index_ok(ctx, ib)))
+    TFC_FAIL(ctx, "tensor index out of range");
+  if (ix == io || iw == io || ib == io) TFC_FAIL(ctx, "output tensor aliases an input");
+  const TfLiteTensor* x = TFC_TENSOR(ctx, ix);
+  const TfLiteTensor* w = TFC_TENSOR(ctx, iw);
+  TfLiteTensor* y = TFC_TENSOR(ctx, io);
+
+  /* packed weights */
+  if (w->type != kTfLiteUInt8 && w->type != kTfLiteInt8) TFC_FAIL(ctx, "packed weights must be a uint8 tensor");
+  if (w->allocation_type != kTfLiteMmapRo && w->allocation_type != kTfLitePersistentRo)
+    TFC_FAIL(ctx, "packed weights must be a constant tensor");
+  if (w->data.raw_const == NULL || w->bytes == 0) TFC_FAIL(ctx, "packed weights tensor has no data");
+  const uint8_t* wp = (const uint8_t*)w->data.raw_const;
+  if (wp != s->blob_seen || w->bytes != s->blob_bytes_seen) {
+    const uint8_t* src = wp;
+    free(s->aligned_copy);
+    s->aligned_copy = NULL;
+    s->blob_seen = NULL;
+    if (((uintptr_t)wp & 15u) != 0) {
+      s->aligned_copy = (uint8_t*)malloc(w->bytes + 16);
+      if (s->aligned_copy == NULL) TFC_FAIL(ctx, "out of memory copying packed weights");
+      uint8_t* a = (uint8_t*)(((uintptr_t)s->aligned_copy + 15u) & ~(uintptr_t)15u);
+      memcpy(a, wp, w->bytes);
+      src = a;
+    }
+    const char* err = tfc_parse_blob(s, src, w->bytes, tfc_seen_buffer);
+    if (err != NULL) TFC_FAIL(ctx, "%s", err);
+    s->blob_seen = wp;
+    s->blob_bytes_seen = w->bytes;
+  }
+
+  /* activations */
+  if (x->type != kTfLiteFloat32 && x->type != kTfLiteInt8) TFC_FAIL(ctx, "input must be float32 or int8");
+  if (x->type != s->value_type) TFC_FAIL(ctx, "input type and packed value_type differ (float32 input needs float32 values, int8 input int8 values)");
+  if (y->type != x->type) TFC_FAIL(ctx, "output type must equal input type");
+  if (x->dims == NULL || x->dims->size < 1 || x->dims->size > 6) TFC_FAIL(ctx, "input rank must be 1..6");
+  if (s->op == TFC_OP_CONV1X1 && x->dims->size != 4) TFC_FAIL(ctx, "CONV_1X1 input must be NHWC (rank 4)");
+  int rank = x->dims->size;
+  if (x->dims->data[rank - 1] != s->k_in)
+    TFC_FAIL(ctx, "input last dim %d != packed K %d", x->dims->data[rank - 1], s->k_in);
+  int64_t rows = 1;
+  for (int i = 0; i < rank - 1; ++i) {
+    if (x->dims->data[i] < 0) TFC_FAIL(ctx, "negative input dim");
+    rows *= x->dims->data[i];
+    if (rows > INT_MAX / 8) TFC_FAIL(ctx, "input too large");
+  }
+  uint64_t esz = (x->type == kTfLiteFloat32) ? 4u : 1u;
+  if ((uint64_t)x->bytes != (uint64_t)rows * (uint64_t)s->k_in * esz) TFC_FAIL(ctx, "input byte size does not match its shape");
+  if ((uint64_t)rows * (uint64_t)s->n_out > (uint64_t)INT_MAX) TFC_FAIL(ctx, "output too large");
+  s->rows = (int)rows;
+
+  /* bias */
+  if (ib != -1) {
+    const TfLiteTensor* b = TFC_TENSOR(ctx, ib);
+    TfLiteType want = (x->type == kTfLiteFloat32) ? kTfLiteFloat32 : kTfLiteInt32;
+    if (b->type != want) TFC_FAIL(ctx, "bias must be float32 (float model) or int32 (int8 model)");
+    if (b->data.raw_const == NULL || (uint64_t)b->bytes != 4ull * (uint64_t)s->n_out)
+      TFC_FAIL(ctx, "bias must hold exactly N=%d values", s->n_out);
+  }
+
+  /* int8 quantization */
+  float fmin = -INFINITY, fmax = INFINITY;
+  if (s->activation == 1) fmin = 0.f;
+  if (s->activation == 2) { fmin = 0.f; fmax = 6.f; }
+  if (s->activation == 3) { fmin = -1.f; fmax = 1.f; }
+  s->fmin = fmin;
+  s->fmax = fmax;
+  if (x->type == kTfLiteInt8) {
+    float sx = x->params.scale, sy = y->params.scale;
+    if (!(isfinite(sx) && sx > 0.f && isfinite(sy) && sy > 0.f)) TFC_FAIL(ctx, "int8 input/output need a finite scale > 0");
+    if (x->params.zero_point < -128 || x->params.zero_point > 127 || y->params.zero_point < -128 || y->params.zero_point > 127)
+      TFC_FAIL(ctx, "int8 zero points must be in -128..127");
+    s->zp_in = x->params.zero_point;
+    s->zp_out = y->params.zero_point;
+    double lo = -128.0, hi = 127.0;
+    if (isfinite(fmin)) { double q = s->zp_out + nearbyint(fmin / sy); if (q > lo) lo = q; }
+    if (isfinite(fmax)) { double q = s->zp_out + nearbyint(fmax / sy); if (q < hi) hi = q; }
+    if (lo > hi) lo = hi;
+    s->qmin = (int32_t)lo;
+    s->qmax = (int32_t)hi;
+    if (tfc_seen_buffer(s, (size_t)s->n_out) == NULL) TFC_FAIL(ctx, "out of memory");
+    const int8_t* v = (const int8_t*)s->values;
+    for (int r = 0; r < s->n_out; ++r) s->row_sums[r] = 0;
+    for (int sl = 0; sl < s->n_slices; ++sl)
+      for (int l = 0; l < 16; ++l) {
+        uint32_t r = s->perm[sl * 16 + l];
+        if (r == 0xFFFFFFFFu) continue;
+        int32_t sum = 0;
+        for (uint32_t i = s->slice_ptr[sl] + (uint32_t)l; i < s->slice_ptr[sl + 1]; i += 16u)
+          for (int b = 0; b < s->block; ++b) sum += v[(size_t)i * s->block + b];
+        s->row_sums[r] = sum;
+      }
+    for (int r = 0; r < s->n_out; ++r)
+      s->multipliers[r] = (float)((double)sx * (double)s->scales[r] / (double)sy);
+  }
+
+  tfc_pick_kernels(s);
+
+  /* scratch for the tiled path */
+  if (s->rows >= TFC_GATHER_MAX_ROWS) {
+    size_t need = (size_t)TFC_TILE * (size_t)s->n_windows * 32u * (x->type == kTfLiteFloat32 ? sizeof(float) : sizeof(int16_t));
+    if (need > s->scratch_bytes) {
+      free(s->scratch);
+      s->scratch_bytes = 0;
+      s->scratch = malloc(need);
+      if (s->scratch == NULL) TFC_FAIL(ctx, "out of memory for the %zu-byte input tile", need);
+      s->scratch_bytes = need;
+    }
+  }
+
+  /* output shape */
+  int shape[6];
+  int out_rank;
+  if (s->layout == 1) {
+    shape[0] = s->rows;
+    shape[1] = s->n_out;
+    out_rank = 2;
+  } else {
+    for (int i = 0; i < rank - 1; ++i) shape[i] = x->dims->data[i];
+    shape[rank - 1] = s->n_out;
+    out_rank = rank;
+  }
+  if (TFC_TENSOR_RESIZE(ctx, y, out_rank, shape) != kTfLiteOk) TFC_FAIL(ctx, "could not resize the output");
+  return kTfLiteOk;
+}
+
+/* ------------------------------------------------------------- float math */
+
+static inline float tfc_clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* One input row x[K] -> y[N]: per slice, 16 output channels at once. */
+#define TFC_DEFINE_ROW_F32(NAME, IDX_T)                                                             \
+  TFC_HOT static void NAME(const TfcState* s, const float* x, const float* bias, float* y) {        \
+    const IDX_T* col = (const IDX_T*)s->col;                                                        \
+    const float* v = (const float*)s->values;                                                       \
+    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
+      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];                               \
+      float acc[16];                                                                                \
+      for (int l = 0; l < 16; ++l) acc[l] = 0.f;                                                    \
+      if (s->block == 1) {                                                                          \
+        for (uint32_t i = b0; i < e; i += 16u) {                                                    \
+          const IDX_T* c = col + i;                                                                 \
+          const float* w = v + i;                                                                   \
+          for (int l = 0; l < 16; ++l) acc[l] += w[l] * x[c[l]];                                    \
+        }                                                                                           \
+      } else {                                                                                      \
+        float a4[16][4];                                                                            \
+        for (int l = 0; l < 16; ++l)                                                                \
+          for (int q = 0; q < 4; ++q) a4[l][q] = 0.f;                                               \
+        for (uint32_t i = b0; i < e; i += 16u) {                                                    \
+          for (int l = 0; l < 16; ++l) {                                                            \
+            const float* w = v + 4u * (i + (uint32_t)l);                                            \
+            const float* xx = x + 4u * (uint32_t)col[i + (uint32_t)l];                              \
+            for (int q = 0; q < 4; ++q) a4[l][q] += w[q] * xx[q];                                   \
+          }                                                                                         \
+        }                                                                                           \
+        for (int l = 0; l < 16; ++l) acc[l] = (a4[l][0] + a4[l][1]) + (a4[l][2] + a4[l][3]);        \
+      }                                                                                             \
+      for (int l = 0; l < 16; ++l) {                                                                \
+        const uint32_t r = s->perm[sl * 16 + l];                                                    \
+        if (r == 0xFFFFFFFFu) continue;                                                             \
+        y[r] = tfc_clampf(acc[l] + (bias ? bias[r] : 0.f), s->fmin, s->fmax);                       \
+      }                                                                                             \
+    }                                                                                               \
+  }
+TFC_DEFINE_ROW_F32(tfc_row_f32_u16, uint16_t)
+TFC_DEFINE_ROW_F32(tfc_row_f32_u32, uint32_t)
+
+/* TFC_TILE input rows at once: xt is the tile transposed to [K][TFC_TILE], so
+ * each stored weight multiplies one contiguous vector of TFC_TILE values. */
+#define TFC_DEFINE_TILE_F32(NAME, IDX_T)                                                            \
+  TFC_HOT static void NAME(const TfcState* s, const float* xt, const float* bias, float* y, int t, \
+                           int ystride) {                                                           \
+    const IDX_T* col = (const IDX_T*)s->col;                                                        \
+    const float* v = (const float*)s->values;                                                       \
+    const int B = s->block;                                                                         \
+    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
+      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];                               \
+      for (int l = 0; l < 16; ++l) {                                                                \
+        const uint32_t r = s->perm[sl * 16 + l];                                                    \
+        if (r == 0xFFFFFFFFu) continue;                                                             \
+        float acc[TFC_TILE];                                                                        \
+        const float bb = bias ? bias[r] : 0.f;                                                      \
+        for (int i = 0; i < TFC_TILE; ++i) acc[i] = bb;                                             \
+        for (uint32_t j = b0 + (uint32_t)l; j < e; j += 16u) {                                      \
+          for (int b = 0; b < B; ++b) {                                                             \
+            const float w = v[(size_t)j * B + b];                                                   \
+            const float* xr = xt + ((size_t)col[j] * B + b) * TFC_TILE;                             \
+            for (int i = 0; i < TFC_TILE; ++i) acc[i] += w * xr[i];                                 \
+          }                                                                                         \
+        }                                                                                           \
+        for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_clampf(acc[i], s->fmin, s->fmax); \
+      }                                                                                             \
+    }                                                                                               \
+  }
+TFC_DEFINE_TILE_F32(tfc_tile_f32_u16, uint16_t)
+TFC_DEFINE_TILE_F32(tfc_tile_f32_u32, uint32_t)
+
+/* xt[c][i] = x[i][c] for the t valid rows; zero for rows t.. and features k..kpad. */
+TFC_HOT static void tfc_transpose_f32(const float* x, int t, int k, int kpad, float* xt) {
+  for (int c = 0; c < kpad; ++c)
+    for (int i = 0; i < TFC_TILE; ++i) xt[(size_t)c * TFC_TILE + i] = (i < t && c < k) ? x[(size_t)i * k + c] : 0.f;
+}
+
+/* Windowed layout (B = 1): x is read through 32-feature windows. */
+static const float* tfc_window_f32(const TfcState* s, const float* x, int w, float* tail) {
+  const int k = s->k_in, start = w * 32;
+  if (start + 32 <= k) return x + start;
+  for (int i = 0; i < 32; ++i) tail[i] = start + i < k ? x[start + i] : 0.f;
+  return tail;
+}
+
+TFC_HOT static void tfc_row_f32_win(const TfcState* s, const float* x, const float* bias, float* y) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const float* v = (const float*)s->values;
+  const int W = s->n_windows;
+  float tail[32];
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    float acc[16];
+    for (int l = 0; l < 16; ++l) acc[l] = 0.f;
+    uint32_t i = s->slice_ptr[sl];
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int w = 0; w < W; ++w) {
+      const float* xw = tfc_window_f32(s, x, w, tail);
+      for (int t = 0; t < st[w]; ++t, i += 16u)
+        for (int l = 0; l < 16; ++l) acc[l] += v[i + l] * xw[col[i + l]];
+    }
+    for (int l = 0; l < 16; ++l) {
+      const uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      y[r] = tfc_clampf(acc[l] + (bias ? bias[r] : 0.f), s->fmin, s->fmax);
+    }
+  }
+}
+
+#if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* AVX-512F body of tfc_row_f32_win: the window lives in two registers and one
+ * vpermt2ps fetches x for all 16 lanes of a step. */
+__attribute__((target("avx512f"))) static void tfc_row_f32_win_avx512(const TfcState* s, const float* x,
+                                                                     const float* bias, float* y) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const float* v = (const float*)s->values;
+  const int W = s->n_windows;
+  float tail[32];
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    uint32_t i = s->slice_ptr[sl];
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int w = 0; w < W; ++w) {
+      const int T = st[w];
+      if (T == 0) continue;
+      const float* xw = tfc_window_f32(s, x, w, tail);
+      const __m512 x0 = _mm512_loadu_ps(xw), x1 = _mm512_loadu_ps(xw + 16);
+      int t = 0;
+      for (; t + 2 <= T; t += 2, i += 32u) {
+        __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i)));
+        __m512i i1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i + 16)));
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + i), _mm512_permutex2var_ps(x0, i0, x1), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + i + 16), _mm512_permutex2var_ps(x0, i1, x1), a1);
+      }
+      if (t < T) {
+        __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i)));
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + i), _mm512_permutex2var_ps(x0, i0, x1), a0);
+        i += 16u;
+      }
+    }
+    float acc[16];
+    _mm512_storeu_ps(acc, _mm512_add_ps(a0, a1));
+    for (int l = 0; l < 16; ++l) {
+      const uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      y[r] = tfc_clampf(acc[l] + (bias ? bias[r] : 0.f), s->fmin, s->fmax);
+    }
+  }
+}
+#endif
+
+TFC_HOT static void tfc_tile_f32_win(const TfcState* s, const float* xt, const float* bias, float* y, int t,
+                                     int ystride) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const float* v = (const float*)s->values;
+  const int W = s->n_windows;
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int l = 0; l < 16; ++l) {
+      const uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      float acc[TFC_TILE];
+      const float bb = bias ? bias[r] : 0.f;
+      for (int i = 0; i < TFC_TILE; ++i) acc[i] = bb;
+      uint32_t base = s->slice_ptr[sl] + (uint32_t)l;
+      for (int w = 0; w < W; ++w) {
+        const float* xw = xt + (size_t)w * 32 * TFC_TILE;
+        for (int q = 0; q < st[w]; ++q, base += 16u) {
+          const float wv = v[base];
+          const float* xr = xw + (size_t)col[base] * TFC_TILE;
+          for (int i = 0; i < TFC_TILE; ++i) acc[i] += wv * xr[i];
+        }
+      }
+      for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_clampf(acc[i], s->fmin, s->fmax);
+    }
+  }
+}
+
+/* -------------------------------------------------------------- int8 math */
+
+static inline int8_t tfc_requant(const TfcState* s, uint32_t r, int32_t acc) {
+  float q = nearbyintf((float)acc * s->multipliers[r]);
+  int32_t v;
+  if (q > 1e9f) v = 1000000000;
+  else if (q < -1e9f) v = -1000000000;
+  else v = (int32_t)q;
+  v += s->zp_out;
+  if (v < s->qmin) v = s->qmin;
+  if (v > s->qmax) v = s->qmax;
+  return (int8_t)v;
+}
+
+#define TFC_DEFINE_ROW_I8(NAME, IDX_T)                                                              \
+  TFC_HOT static void NAME(const TfcState* s, const int8_t* x, const int32_t* bias, int8_t* y) {    \
+    const IDX_T* col = (const IDX_T*)s->col;                                                        \
+    const int8_t* v = (const int8_t*)s->values;                                                     \
+    const int B = s->block;                                                                         \
+    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
+      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];                               \
+      int32_t acc[16];                                                                              \
+      for (int l = 0; l < 16; ++l) acc[l] = 0;                                                      \
+      if (B == 1) {                                                                                 \
+        for (uint32_t i = b0; i < e; i += 16u)                                                      \
+          for (int l = 0; l < 16; ++l) acc[l] += (int32_t)v[i + l] * (int32_t)x[col[i + l]];        \
+      } else {                                                                                      \
+        for (uint32_t i = b0; i < e; i += 16u)                                                      \
+          for (int l = 0; l < 16; ++l) {                                                            \
+            const int8_t* w = v + 4u * (i + (uint32_t)l);                                           \
+            const int8_t* xx = x + 4u * (uint32_t)col[i + (uint32_t)l];                             \
+            acc[l] += w[0] * xx[0] + w[1] * xx[1] + w[2] * xx[2] + w[3] * xx[3];                    \
+          }                                                                                         \
+      }                                                                                             \
+      for (int l = 0; l < 16; ++l) {                                                                \
+        const uint32_t r = s->perm[sl * 16 + l];                                                    \
+        if (r == 0xFFFFFFFFu) continue;                                                             \
+        y[r] = tfc_requant(s, r, acc[l] + (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r]);        \
+      }                                                                                             \
+    }                                                                                               \
+  }
+TFC_DEFINE_ROW_I8(tfc_row_i8_u16, uint16_t)
+TFC_DEFINE_ROW_I8(tfc_row_i8_u32, uint32_t)
+
+#define TFC_DEFINE_TILE_I8(NAME, IDX_T)                                                             \
+  TFC_HOT static void NAME(const TfcState* s, const int16_t* xt, const int32_t* bias, int8_t* y,   \
+                           int t, int ystride) {                                                    \
+    const IDX_T* col = (const IDX_T*)s->col;                                                        \
+    const int8_t* v = (const int8_t*)s->values;                                                     \
+    const int B = s->block;                                                                         \
+    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
+      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];                               \
+      for (int l = 0; l < 16; ++l) {                                                                \
+        const uint32_t r = s->perm[sl * 16 + l];                                                    \
+        if (r == 0xFFFFFFFFu) continue;                                                             \
+        int32_t acc[TFC_TILE];                                                                      \
+        for (int i = 0; i < TFC_TILE; ++i) acc[i] = 0;                                              \
+        for (uint32_t j = b0 + (uint32_t)l; j < e; j += 16u) {                                      \
+          for (int b = 0; b < B; ++b) {                                                             \
+            const int32_t w = v[(size_t)j * B + b];                                                 \
+            const int16_t* xr = xt + ((size_t)col[j] * B + b) * TFC_TILE;                           \
+            for (int i = 0; i < TFC_TILE; ++i) acc[i] += w * (int32_t)xr[i];                        \
+          }                                                                                         \
+        }                                                                                           \
+        const int32_t off = (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r];                       \
+        for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_requant(s, r, acc[i] + off);   \
+      }                                                                                             \
+    }                                                                                               \
+  }
+TFC_DEFINE_TILE_I8(tfc_tile_i8_u16, uint16_t)
+TFC_DEFINE_TILE_I8(tfc_tile_i8_u32, uint32_t)
+
+TFC_HOT static void tfc_transpose_i8(const int8_t* x, int t, int k, int kpad, int16_t* xt) {
+  for (int c = 0; c < kpad; ++c)
+    for (int i = 0; i < TFC_TILE; ++i) xt[(size_t)c * TFC_TILE + i] = (i < t && c < k) ? x[(size_t)i * k + c] : 0;
+}
+
+
+TFC_HOT static void tfc_row_i8_win(const TfcState* s, const int8_t* x, const int32_t* bias, int8_t* y) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const int8_t* v = (const int8_t*)s->values;
+  const int W = s->n_windows, k = s->k_in;
+  int8_t tail[32];
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    int32_t acc[16];
+    for (int l = 0; l < 16; ++l) acc[l] = 0;
+    uint32_t i = s->slice_ptr[sl];
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int w = 0; w < W; ++w) {
+      const int8_t* xw = x + w * 32;
+      if (w * 32 + 32 > k) {
+        for (int q = 0; q < 32; ++q) tail[q] = w * 32 + q < k ? x[w * 32 + q] : 0;
+        xw = tail;
+      }
+      for (int q = 0; q < st[w]; ++q, i += 16u)
+        for (int l = 0; l < 16; ++l) acc[l] += (int32_t)v[i + l] * (int32_t)xw[col[i + l]];
+    }
+    for (int l = 0; l < 16; ++l) {
+      const uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      y[r] = tfc_requant(s, r, acc[l] + (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r]);
+    }
+  }
+}
+
+TFC_HOT static void tfc_tile_i8_win(const TfcState* s, const int16_t* xt, const int32_t* bias, int8_t* y, int t,
+                                    int ystride) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const int8_t* v = (const int8_t*)s->values;
+  const int W = s->n_windows;
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int l = 0; l < 16; ++l) {
+      const uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      int32_t acc[TFC_TILE];
+      for (int i = 0; i < TFC_TILE; ++i) acc[i] = 0;
+      uint32_t base = s->slice_ptr[sl] + (uint32_t)l;
+      for (int w = 0; w < W; ++w) {
+        const int16_t* xw = xt + (size_t)w * 32 * TFC_TILE;
+        for (int q = 0; q < st[w]; ++q, base += 16u) {
+          const int32_t wv = v[base];
+          const int16_t* xr = xw + (size_t)col[base] * TFC_TILE;
+          for (int i = 0; i < TFC_TILE; ++i) acc[i] += wv * (int32_t)xr[i];
+        }
+      }
+      const int32_t off = (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r];
+      for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_requant(s, r, acc[i] + off);
+    }
+  }
+}
+
+static void tfc_pick_kernels(TfcState* s) {
+  s->row_f32_win = tfc_row_f32_win;
+#if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f")) s->row_f32_win = tfc_row_f32_win_avx512;
+#endif
+}
+
+/* ------------------------------------------------------------------- invoke */
+
+static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
+  TfcState* s = (TfcState*)node->user_data;
+  if (s == NULL || s->blob_seen == NULL) TFC_FAIL(ctx, "Invoke before a successful Prepare");
+  const TfLiteTensor* x = TFC_TENSOR(ctx, node->inputs->data[0]);
+  const TfLiteTensor* w = TFC_TENSOR(ctx, node->inputs->data[1]);
+  const int ib = node->inputs->size == 3 ? node->inputs->data[2] : -1;
+  TfLiteTensor* y = TFC_TENSOR(ctx, node->outputs->data[0]);
+  if ((const uint8_t*)w->data.raw_const != s->blob_seen || w->bytes != s->blob_bytes_seen)
+    TFC_FAIL(ctx, "packed weights changed after Prepare");
+  if (x->data.raw_const == NULL || y->data.data == NULL) TFC_FAIL(ctx, "input or output has no buffer");
+  const int P = s->rows, K = s->k_in, N = s->n_out;
+  const int u16 = s->index_bytes == 2, win = s->index_bytes == 1;
+  if (x->type == kTfLiteFloat32) {
+    const float* xp = x->data.f;
+    const float* bias = ib >= 0 ? TFC_TENSOR(ctx, ib)->data.f : NULL;
+    float* yp = y->data.f;
+    if (P < TFC_GATHER_MAX_ROWS) {
+      for (int p = 0; p < P; ++p) {
+        if (win) s->row_f32_win(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+        else if (u16) tfc_row_f32_u16(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+        else tfc_row_f32_u32(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+      }
+    } else {
+      float* xt = (float*)s->scratch;
+      for (int p0 = 0; p0 < P; p0 += TFC_TILE) {
+        const int t = P - p0 < TFC_TILE ? P - p0 : TFC_TILE;
+        tfc_transpose_f32(xp + (size_t)p0 * K, t, K, s->n_windows * 32, xt);
+        if (win) tfc_tile_f32_win(s, xt, bias, yp + (size_t)p0 * N, t, N);
+        else if (u16) tfc_tile_f32_u16(s, xt, bias, yp + (size_t)p0 * N, t, N);
+        else tfc_tile_f32_u32(s, xt, bias, yp + (size_t)p0 * N, t, N);
+      }
+    }
+  } else {
+    const int8_t* xp = x->data.int8;
+    const int32_t* bias = ib >= 0 ? TFC_TENSOR(ctx, ib)->data.i32 : NULL;
+    int8_t* yp = y->data.int8;
+    if (P < TFC_GATHER_MAX_ROWS) {
+      for (int p = 0; p < P; ++p) {
+        if (win) tfc_row_i8_win(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+        else if (u16) tfc_row_i8_u16(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+        else tfc_row_i8_u32(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+      }
+    } else {
+      int16_t* xt = (int16_t*)s->scratch;
+      for (int p0 = 0; p0 < P; p0 += TFC_TILE) {
+        const int t = P - p0 < TFC_TILE ? P - p0 : TFC_TILE;
+        tfc_transpose_i8(xp + (size_t)p0 * K, t, K, s->n_windows * 32, xt);
+        if (win) tfc_tile_i8_win(s, xt, bias, yp + (size_t)p0 * N, t, N);
+        else if (u16) tfc_tile_i8_u16(s, xt, bias, yp + (size_t)p0 * N, t, N);
+        else tfc_tile_i8_u32(s, xt, bias, yp + (size_t)p0 * N, t, N);
+      }
+    }
+  }
+  return kTfLiteOk;
+}
+
+/* ------------------------------------------------------------ registration */
+
+TfLiteRegistration* TfcRegisterSparseFullyConnected(void) {
+  static TfLiteRegistration r;
+  static int done = 0;
+  if (!done) {
+    memset(&r, 0, sizeof(r));
+    r.init = tfc_init_fc;
+    r.free = tfc_free;
+    r.prepare = tfc_prepare;
+    r.invoke = tfc_invoke;
+    r.builtin_code = kTfLiteBuiltinCustom;
+    r.custom_name = TFC_SPARSE_FC_NAME;
+    r.version = 1;
+    done = 1;
+  }
+  return &r;
+}
+
+TfLiteRegistration* TfcRegisterSparseConv1x1(void) {
+  static TfLiteRegistration r;
+  static int done = 0;
+  if (!done) {
+    memset(&r, 0, sizeof(r));
+    r.init = tfc_init_conv;
+    r.free = tfc_free;
+    r.prepare = tfc_prepare;
+    r.invoke = tfc_invoke;
+    r.builtin_code = kTfLiteBuiltinCustom;
+    r.custom_name = TFC_SPARSE_CONV_1X1_NAME;
+    r.version = 1;
+    done = 1;
+  }
+  return &r;
+}
+
+int TfcAbiVersion(void) { return 1; }
