@@ -112,7 +112,8 @@ def _global_update(wrappers, step):
     scores, sizes = np.concatenate(scores), np.concatenate(sizes)
     order = np.argsort(scores, kind="stable")
     cum = np.cumsum(sizes[order])
-    n_prune = int(np.searchsorted(cum, s * sizes.sum() - 1e-9, side="left")) + 1 if s > 0 else 0
+    target = round(s * sizes.sum())
+    n_prune = int(np.searchsorted(cum, target - 1e-9, side="left")) + 1 if target > 0 else 0
     pruned = np.zeros(scores.size, dtype=bool)
     pruned[order[:min(n_prune, scores.size)]] = True
     start = 0

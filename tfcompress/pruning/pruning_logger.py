@@ -50,10 +50,16 @@ class PruningLogger(keras.callbacks.Callback):
 
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "pruning"))
+            from tensorflow.core.framework import summary_pb2
+
+            # what tf.summary.scalar writes, without needing the tensorboard package installed
+            meta = summary_pb2.SummaryMetadata(
+                plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+                data_class=summary_pb2.DATA_CLASS_SCALAR)
             with self._writer.as_default():
-                for name, value in report.items():
-                    tf.summary.scalar(f"sparsity/{name}", value, step=epoch)
-                tf.summary.scalar("sparsity/mean", mean, step=epoch)
+                for name, value in [*report.items(), ("mean", mean)]:
+                    tf.summary.write(f"sparsity/{name}", tf.constant(value, tf.float32), step=epoch,
+                                     metadata=meta)
             self._writer.flush()
 
     def on_train_end(self, logs=None):
