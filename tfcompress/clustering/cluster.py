@@ -63,6 +63,10 @@ def cluster(model, n_clusters=16, init="kmeans++", per_channel=False, preserve_z
     for layer in all_layers:
         if isinstance(layer, ClusterWeights):
             raise ValueError(f"cluster: layer '{layer.name}' is already clustered; strip it first.")
+        if type(layer).__name__ == "PruneWrapper":
+            raise ValueError(
+                f"cluster: layer '{layer.name}' is a PruneWrapper; call tfcompress.pruning.strip(model) "
+                "first, then cluster (pruned zeros are kept with preserve_zeros).")
         if layers is not None and layer.name not in layers:
             continue
         has_kernel = getattr(layer, "kernel", None) is not None and type(layer).__name__ in CLUSTERABLE

@@ -44,3 +44,11 @@ def strip(model):
         new.set_weights(weights)
 
     return replace_layers(model, make, init, "strip")
+
+
+def has_clusters(model):
+    """True if `model` (or a nested model) holds a `ClusterWeights` wrapper."""
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, ClusterWeights) or (isinstance(layer, keras.Model) and has_clusters(layer)):
+            return True
+    return False
