@@ -34,7 +34,7 @@ def inspect_tflite(tflite, target="cpu", quantize=None):
     parsed = read_model(data)
     reports = {
         "cpu": _targets.xnnpack_report(data, parsed),
-        "gpu": _targets.gpu_report(data),
+        "gpu": _targets.gpu_report(data, parsed),
         "edgetpu": _targets.edgetpu_report(parsed),
     }
     return ExportReport(parsed, reports, target=target, quantize=quantize)

@@ -62,6 +62,18 @@ def _atomic_write(path, data):
         raise
 
 
+def _conversion_error_detail(error):
+    """The useful part of a converter error: unsupported TF ops if any, else its first lines."""
+    text = str(error)
+    select = [ln.split("TF Select ops:", 1)[1].strip() for ln in text.splitlines()
+              if "TF Select ops:" in ln]
+    if select:
+        return (f"TensorFlow ops with no TFLite builtin kernel: {select[0]}. Rewrite the layer "
+                "using ops TFLite supports (see the TFLite op list).")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[:3]) if lines else type(error).__name__
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silences the converter's prints, Python-level and C++ (fd 1), e.g. "fully_quantize: 0"."""
@@ -268,8 +280,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
                     converter = tf.lite.TFLiteConverter.from_keras_model(prepared)
             tflite = _convert(converter, quantize, samples, input_type, output_type)
     except Exception as e:
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        detail = " | ".join(lines[:3]) if lines else type(e).__name__
+        detail = _conversion_error_detail(e)
         raise ValueError(
             f"TFLite conversion of model '{model.name}' failed (quantize={quantize!r}, "
             f"target={target!r}): {detail}"

@@ -10,6 +10,10 @@ Methods (each documented in `TargetReport.method`):
   Dynamic dimensions are resolved to 1 by the interpreter, as at run time.
 * gpu: `tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`, its printed report
   captured and parsed: the verdict line and every op it flags with "GPU COMPATIBILITY WARNING".
+  Cross-checked with `GPU_SUPPORTED_OPS` (the GPU delegate's builtin ops): the analyzer in the
+  TF 2.21 / ai-edge-litert 2.3 wheels printed "looks compatible" even for MATRIX_DIAG,
+  SEGMENT_SUM or TOPK_V2, which the delegate does not implement, so an op outside the list is
+  reported too (it would fall back to the CPU).
 * edgetpu: static checks against the public Edge TPU requirements (coral.ai/docs/edgetpu/
   models-intro): every tensor int8/uint8 (int32 only for biases and shapes), every shape static,
   every op in the public supported-op list below. The Edge TPU compiler itself is not run (it
@@ -90,8 +94,8 @@ _OP_LINE = re.compile(r"^\s*Op#(\d+)\s+([A-Za-z0-9_]+)\(")
 _SUBGRAPH_LINE = re.compile(r"^Subgraph#(\d+)")
 
 
-def gpu_report(tflite_bytes):
-    """GPU verdict from the LiteRT analyzer's `gpu_compatibility=True` report."""
+def gpu_report(tflite_bytes, parsed):
+    """GPU verdict: the LiteRT analyzer's `gpu_compatibility=True` report plus the op list."""
     import tensorflow as tf
 
     out = io.StringIO()
@@ -101,46 +105,83 @@ def gpu_report(tflite_bytes):
     except Exception as e:  # the analyzer raises on models it cannot read
         return TargetReport("gpu", None, notes=[f"GPU analyzer failed: {e}"],
                             method="tf.lite.experimental.Analyzer (gpu_compatibility=True)")
-    return parse_gpu_analysis(out.getvalue())
+    return _gpu_verdict(parsed, parse_gpu_analysis(out.getvalue()))
 
 
 def parse_gpu_analysis(text):
-    """Parses the analyzer's printed report into a TargetReport (ops flagged, verdict line)."""
-    offending, delegated, notes = [], [], []
+    """Parses the analyzer's printed report: ops flagged "GPU COMPATIBILITY WARNING" and verdict.
+
+    Returns:
+        `(ops, flagged, notes, looks_compatible)`: every op as `{"subgraph", "index", "name"}`,
+        the flagged ones as `{op label: reason}`, summary warnings, and whether the analyzer
+        printed its "looks compatible" line.
+    """
+    ops, flagged, notes = [], {}, []
     subgraph, current = 0, None
     for line in text.splitlines():
-        m = _SUBGRAPH_LINE.match(line.strip())
+        stripped = line.strip()
+        m = _SUBGRAPH_LINE.match(stripped)
         if m:
-            subgraph = int(m.group(1))
+            subgraph, current = int(m.group(1)), None
             continue
         m = _OP_LINE.match(line)
         if m:
             current = {"subgraph": subgraph, "index": int(m.group(1)), "name": m.group(2)}
-            delegated.append(_label(current))
-            if "GPU COMPATIBILITY WARNING" in line:
-                reason = line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip()
-                delegated.pop()
-                offending.append(f"{_label(current)}: {reason}")
-            continue
-        if "GPU COMPATIBILITY WARNING" in line:
+            ops.append(current)
+        if "GPU COMPATIBILITY WARNING:" in line:
             reason = line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip()
-            if current is not None and line.startswith(" ") and delegated and \
-                    delegated[-1] == _label(current):
-                delegated.pop()
-                offending.append(f"{_label(current)}: {reason}")
-            else:
+            if reason.startswith("Subgraph#") or current is None:
                 notes.append(reason)
-    looks_ok = "looks compatible with GPU delegate" in text
-    if looks_ok and not offending:
-        notes.insert(0, "the LiteRT analyzer finds every op GPU-delegate compatible")
-        compatible = True
-    elif offending or "GPU COMPATIBILITY WARNING" in text:
-        compatible = False
-    else:
-        compatible = None
-        notes.append("the analyzer printed no GPU verdict")
-    return TargetReport("gpu", compatible, offending_ops=offending, delegated_ops=delegated,
-                        notes=notes, method="tf.lite.experimental.Analyzer (gpu_compatibility=True)")
+            else:
+                flagged[_label(current)] = reason
+        elif not m and stripped:
+            current = None  # a warning only belongs to the op line right above it
+    return ops, flagged, notes, "looks compatible with GPU delegate" in text
+
+
+# TFLite builtin ops the LiteRT GPU delegate implements (from its public op support; names only).
+# Used to cross-check the analyzer, which in some wheels flags nothing.
+GPU_SUPPORTED_OPS = frozenset({
+    "ABS", "ADD", "ADD_N", "ATAN2", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CAST", "CEIL",
+    "CONCATENATION", "CONV_2D", "COS", "CUMSUM", "DENSIFY", "DEPTHWISE_CONV_2D",
+    "DEPTH_TO_SPACE", "DEQUANTIZE", "DIV", "DYNAMIC_UPDATE_SLICE", "ELU", "EMBEDDING_LOOKUP",
+    "EQUAL", "EXP", "FLOOR", "FLOOR_DIV", "FLOOR_MOD", "FULLY_CONNECTED", "GATHER", "GELU",
+    "GREATER", "GREATER_EQUAL", "HARD_SWISH", "LEAKY_RELU", "LESS", "LESS_EQUAL", "LOG",
+    "LOGICAL_AND", "LOGISTIC", "LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM",
+    "MIRROR_PAD", "MUL", "NEG", "NOT_EQUAL", "ONE_HOT", "PACK", "PAD", "PADV2", "POW", "PRELU",
+    "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "RELU", "RELU6", "RELU_N1_TO_1",
+    "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SELECT_V2", "SIGN",
+    "SIN", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SPLIT_V", "SQRT", "SQUARE",
+    "SQUARED_DIFFERENCE", "STABLEHLO_CLAMP", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE",
+    "TRANSPOSE", "TRANSPOSE_CONV",
+})
+_GPU_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D",
+                             "MaxUnpooling2D", "Resampler"})
+
+
+def _gpu_verdict(parsed, analysis):
+    ops, flagged, notes, looks_ok = analysis
+    offending, delegated = [], []
+    for op in parsed["ops"]:
+        label = _label(op)
+        if label in flagged:
+            offending.append(f"{label}: {flagged[label]} (analyzer)")
+        elif op["custom"] and op["name"] not in _GPU_CUSTOM_OPS:
+            offending.append(f"{label}: custom op the GPU delegate does not implement")
+        elif not op["custom"] and op["name"] not in GPU_SUPPORTED_OPS:
+            offending.append(f"{label}: not in the GPU delegate op list")
+        else:
+            delegated.append(label)
+    if looks_ok and not flagged and offending:
+        notes.append("the LiteRT analyzer printed 'looks compatible' but these ops are not in "
+                     "the GPU delegate's op list; they would run on the CPU")
+    elif looks_ok and not offending:
+        notes.append("the LiteRT analyzer and the GPU delegate op list find every op compatible")
+    if not ops and not looks_ok:
+        notes.append("the analyzer printed no op listing; verdict from the op list only")
+    return TargetReport("gpu", not offending, offending_ops=offending, delegated_ops=delegated,
+                        notes=notes, method="tf.lite.experimental.Analyzer (gpu_compatibility="
+                        "True), cross-checked against the GPU delegate op list")
 
 
 def xnnpack_report(tflite_bytes, parsed):
