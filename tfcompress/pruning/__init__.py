@@ -15,6 +15,7 @@ from tfcompress.pruning.pruning_callback import PruningCallback
 from tfcompress.pruning.pruning_logger import PruningLogger
 from tfcompress.pruning.pruning_pattern import PruningPattern
 from tfcompress.pruning.pruning_schedule import PruningSchedule
+from tfcompress.pruning.shrink import shrink
 from tfcompress.pruning.strip import strip
 from tfcompress.pruning.unstructured import Unstructured
 
@@ -31,5 +32,6 @@ __all__ = [
     "PruningSchedule",
     "Unstructured",
     "prune",
+    "shrink",
     "strip",
 ]

@@ -182,7 +182,7 @@ def channel_groups(model, producer_ok=lambda layer: True):
     info = {}
     reached_merge_inputs = {}
     for p, layer in layers.items():
-        if not isinstance(layer, CHANNEL_LAYERS) or p in shared:
+        if not isinstance(layer, CHANNEL_LAYERS) or p in shared or getattr(layer, "groups", 1) != 1:
             continue
         rec = {"consumers": [], "passthrough": [], "blocked": None}
         info[p] = rec
@@ -201,7 +201,7 @@ def channel_groups(model, producer_ok=lambda layer: True):
                 cl = layers.get(c)
                 if c in shared:
                     rec["blocked"] = rec["blocked"] or f"'{c}' is shared (called more than once)"
-                elif isinstance(cl, CHANNEL_LAYERS):
+                elif isinstance(cl, CHANNEL_LAYERS) and getattr(cl, "groups", 1) == 1:
                     rec["consumers"].append((c, False))
                 elif isinstance(cl, L.Flatten):
                     nxt = consumers.get(c, [])

@@ -133,8 +133,8 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
             for c, _ in g["consumers"]:
                 channel_role.setdefault(c, {})["in"] = g["id"]
         for name, reason in blocked.items():
-            if name not in channel_role:
-                unpruned[name] = f"Channels(): {reason}"
+            if reason != "not selected":
+                unpruned[name] = f"Channels(): output channels kept, {reason}"
 
     def make_layer(layer):
         new = copy_layer(layer)
@@ -147,6 +147,8 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
                 unpruned[layer.name] = f"{type(layer).__name__} has no prunable weights"
             elif selected(layer) and layer.weights:
                 unpruned[layer.name] = f"{type(layer).__name__} is not a prunable layer type"
+            return new
+        if layer.name in unpruned and layer.name not in channel_role:
             return new
         kwargs = {}
         if isinstance(pattern, Channels):
