@@ -113,6 +113,7 @@ def test_sparsity_per_tensor_matches_numpy(tmp_path):
     kernel, bias = model.layers[0].get_weights()
     mask = np.random.default_rng(1).random(kernel.shape) < 0.7
     kernel[mask] = 0.0
+    bias = np.linspace(0.1, 1.0, 64).astype("float32")  # nonzero: an all-zero bias is dropped
     model.layers[0].set_weights([kernel, bias])
     path = tmp_path / "sparse.tflite"
     export_tflite(model, path)
