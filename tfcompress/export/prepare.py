@@ -32,6 +32,16 @@ def prepare_for_export(model):
         >>> prepare_for_export(m) is m
         True
     """
+    # pruning: PruneWrapper layers -> plain layers with the masks baked into the weights.
+    from tfcompress.pruning.strip import has_prune_wrappers, strip as strip_pruning
+
+    if has_prune_wrappers(model):
+        model = strip_pruning(model)
+    # clustering: ClusterWeights wrappers -> plain layers holding the clustered kernels.
+    from tfcompress.clustering.strip import has_clusters, strip as strip_clusters
+
+    if has_clusters(model):
+        model = strip_clusters(model)
     return model
 
 
@@ -50,4 +60,9 @@ def needs_calibration(model):
         >>> needs_calibration(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
         True
     """
+    # quantization-aware training: the fake-quant ranges are the calibration.
+    from tfcompress.quantization._qat_model import is_qat_model
+
+    if is_qat_model(model):
+        return False
     return True

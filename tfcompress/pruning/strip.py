@@ -48,3 +48,10 @@ def masked_weights(wrapper):
     masks = {id(var): mvar.numpy() for _, var, _, mvar, _ in wrapper.pruned}
     return [np.asarray(v.numpy()) * masks[id(v)] if id(v) in masks else np.asarray(v.numpy())
             for v in wrapper.layer.weights]
+
+
+def has_prune_wrappers(model):
+    """True when `model` (or a nested model) holds a `PruneWrapper` (used by export's prepare step)."""
+    from tfcompress.pruning._masks import find_wrappers
+
+    return isinstance(model, keras.Model) and bool(find_wrappers(model))
