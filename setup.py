@@ -1,6 +1,16 @@
 """tfcompress: Keras 3 model compression (pruning, QAT, distillation, low-rank, clustering) to TFLite."""
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+# Native build (sparse kernels): the tfcompress sparse TFLite ops as a plain C shared library
+# (no Python API), dlopen'ed as a LiteRT delegate. Flags: tflite_export/README.md, "Host build".
+SPARSE_OPS = Extension(
+    "tfcompress.export._tfc_sparse_ops",
+    sources=["tflite_export/tfc_sparse_kernels.c", "tflite_export/tfc_sparse_delegate.c"],
+    depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h"],
+    extra_compile_args=["-O3", "-std=c11", "-DTFC_MULTIVERSION", "-DTFC_X86_DISPATCH"],
+    libraries=["m"],
+)
 
 setup(
     name="tfcompress",
@@ -26,4 +36,5 @@ setup(
         "bench": ["tensorflow-model-optimization==0.8.1", "tf-keras==2.21.*"],
     },
     entry_points={"console_scripts": ["tfcompress=tfcompress.cli:main"]},
+    ext_modules=[SPARSE_OPS],
 )

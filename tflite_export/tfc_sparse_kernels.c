@@ -343,7 +343,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 
   /* activations */
   if (x->type != kTfLiteFloat32 && x->type != kTfLiteInt8) TFC_FAIL(ctx, "input must be float32 or int8");
-  if (x->type != s->value_type) TFC_FAIL(ctx, "input type and packed value_type differ (float32 input needs float32 values, int8 input int8 values)");
+  if ((int)x->type != s->value_type) TFC_FAIL(ctx, "input type and packed value_type differ (float32 input needs float32 values, int8 input int8 values)");
   if (y->type != x->type) TFC_FAIL(ctx, "output type must equal input type");
   if (x->dims == NULL || x->dims->size < 1 || x->dims->size > 6) TFC_FAIL(ctx, "input rank must be 1..6");
   if (s->op == TFC_OP_CONV1X1 && x->dims->size != 4) TFC_FAIL(ctx, "CONV_1X1 input must be NHWC (rank 4)");

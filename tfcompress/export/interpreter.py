@@ -15,7 +15,9 @@ from tfcompress.export._flatbuffer import read_bytes
 def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
     """Loads a TFLite model into a LiteRT interpreter with its tensors allocated.
 
-    XNNPACK is applied by default, as in an app using the LiteRT runtime.
+    XNNPACK is applied by default, as in an app using the LiteRT runtime. Models holding the
+    tfcompress sparse custom ops (`TFC_SPARSE_FC`, `TFC_SPARSE_CONV_1X1`) get the delegate that
+    runs them with the native kernels (`tfcompress.export.sparse_native`).
 
     Args:
         tflite: TFLite model bytes, or a path to a `.tflite` file.
@@ -37,6 +39,10 @@ def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
     data = read_bytes(tflite)
     if not isinstance(num_threads, int) or num_threads < 1:
         raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}.")
+    # tfcompress sparse kernels: models with TFC_* custom ops get the delegate that runs them.
+    from tfcompress.export.sparse_native import with_sparse_kernels
+
+    interpreter_kwargs = with_sparse_kernels(data, interpreter_kwargs)
     try:
         interp = litert.Interpreter(model_content=data, num_threads=num_threads,
                                     **interpreter_kwargs)

@@ -1,0 +1,426 @@
+"""Emitting sparse layers of a converted TFLite model as fast kernels.
+
+`rewrite_tflite` looks at the real weights of every FULLY_CONNECTED and 1x1 CONV_2D op of
+a converted model (so it works on any pruned-and-stripped model, whatever pruned it) and
+emits each as one of:
+
+* ``custom``: the tfcompress custom op (``TFC_SPARSE_FC`` / ``TFC_SPARSE_CONV_1X1``) with
+  its weights packed in the "TFCS" format (``tfcompress.export.sparse_pack``); the dense
+  weight buffer is removed from the file.
+* ``builtin``: TFLite's own block-sparse FULLY_CONNECTED (float32 weights whose zeros come
+  in 1x4 blocks), i.e. the weights re-encoded as a TFLite sparse tensor.
+* ``dense``: left as converted, with the reason.
+
+The decisions are stored in the model's metadata (``tfcompress_sparse``) and returned by
+`sparse_kernel_report`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tfcompress.export.sparse_pack import pack_options, pack_sparse_weights
+
+MODES = ("auto", "custom", "builtin")
+METADATA_NAME = "tfcompress_sparse"
+FC_OP = "TFC_SPARSE_FC"
+CONV_OP = "TFC_SPARSE_CONV_1X1"
+
+# Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
+# benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
+AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7}
+# "custom" emits every layer at least this sparse.
+CUSTOM_MIN_SPARSITY = 0.3
+# Zeros "come in 1x4 blocks" when all-zero blocks hold this share of the zeros.
+BLOCK_FIT = 0.95
+
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def describe_pattern(w2d) -> dict:
+    """Sparsity and pattern of a 2-D weight matrix ``[N, K]`` (output, input).
+
+    Args:
+        w2d: The weights, any numeric dtype; zeros are exact zeros.
+
+    Returns:
+        Dict with ``sparsity`` (zero fraction), ``block_sparsity`` (fraction of all-zero
+        1x4 blocks along K, 0 when K % 4 != 0), ``pattern`` ("block1x4", "2:4",
+        "unstructured" or "dense").
+
+    Example:
+        >>> w = np.zeros((4, 8), np.float32); w[:, :4] = 1
+        >>> describe_pattern(w)["pattern"]
+        'block1x4'
+    """
+    w = np.asarray(w2d)
+    zero = w == 0
+    sparsity = float(zero.mean()) if w.size else 0.0
+    n, k = w.shape
+    block_sparsity = 0.0
+    if k % 4 == 0 and w.size:
+        g = zero.reshape(n, k // 4, 4)
+        block_sparsity = float(g.all(axis=2).mean())
+        two_four = bool((g.sum(axis=2) >= 2).all())
+    else:
+        two_four = False
+    if sparsity == 0.0:
+        pattern = "dense"
+    elif block_sparsity > 0 and block_sparsity >= BLOCK_FIT * sparsity:
+        pattern = "block1x4"
+    elif two_four:
+        pattern = "2:4"
+    else:
+        pattern = "unstructured"
+    return {"sparsity": sparsity, "block_sparsity": block_sparsity, "pattern": pattern}
+
+
+def _buffer_array(model, tensor, schema):
+    buf = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    if buf is None or buf.data is None or len(buf.data) == 0:
+        return None
+    dtype = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT8: np.int8}.get(tensor.type)
+    if dtype is None:
+        return None
+    data = np.asarray(buf.data, dtype=np.uint8).view(dtype)
+    shape = [int(d) for d in tensor.shape]
+    if data.size != int(np.prod(shape)):
+        return None
+    return data.reshape(shape)
+
+
+def _name(tensor):
+    name = tensor.name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _uses(subgraph):
+    uses = {}
+    for op in subgraph.operators:
+        for t in op.inputs:
+            if t >= 0:
+                uses[int(t)] = uses.get(int(t), 0) + 1
+    return uses
+
+
+def _index_vector(values, schema):
+    values = np.asarray(values, np.int64)
+    top = int(values.max()) if values.size else 0
+    if top < 256:
+        return schema.SparseIndexVector.Uint8Vector, schema.Uint8VectorT(), values.astype(np.uint8)
+    if top < 65536:
+        return schema.SparseIndexVector.Uint16Vector, schema.Uint16VectorT(), values.astype(np.uint16)
+    return schema.SparseIndexVector.Int32Vector, schema.Int32VectorT(), values.astype(np.int32)
+
+
+def _builtin_block_sparse(model, tensor, w2d, schema):
+    """Re-encodes float FC weights [N, K] as TFLite's 1x4 block-sparse tensor (in place)."""
+    n, k = w2d.shape
+    blocks = w2d.reshape(n, k // 4, 4)
+    nz = np.any(blocks != 0, axis=2)
+    rows, cols = np.nonzero(nz)
+    segments = np.concatenate([[0], np.cumsum(nz.sum(axis=1))])
+    dims = []
+    d0 = schema.DimensionMetadataT()
+    d0.format = schema.DimensionType.DENSE
+    d0.denseSize = n
+    dims.append(d0)
+    d1 = schema.DimensionMetadataT()
+    d1.format = schema.DimensionType.SPARSE_CSR
+    d1.arraySegmentsType, d1.arraySegments, seg = _index_vector(segments, schema)
+    d1.arraySegments.values = seg
+    d1.arrayIndicesType, d1.arrayIndices, idx = _index_vector(cols, schema)
+    d1.arrayIndices.values = idx
+    dims.append(d1)
+    d2 = schema.DimensionMetadataT()
+    d2.format = schema.DimensionType.DENSE
+    d2.denseSize = 4
+    dims.append(d2)
+    sp = schema.SparsityParametersT()
+    sp.traversalOrder = np.array([0, 1, 2], np.int32)
+    sp.blockMap = np.array([1], np.int32)
+    sp.dimMetadata = dims
+    tensor.sparsity = sp
+    values = blocks[rows, cols].astype(np.float32).reshape(-1)
+    model.buffers[tensor.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+
+
+def _set_packed(model, subgraph, op, weight_index, blob, uses, schema):
+    """Points op input 1 at a uint8 tensor holding `blob`, dropping the dense weights."""
+    tensor = subgraph.tensors[weight_index]
+    if uses.get(weight_index, 0) == 1:
+        packed = tensor
+        buf = model.buffers[tensor.buffer]
+    else:  # shared weights: keep them for the other op, add a new tensor + buffer
+        packed = schema.TensorT()
+        packed.name = (_name(tensor) + "/tfc_packed").encode()
+        buf = schema.BufferT()
+        model.buffers.append(buf)
+        packed.buffer = len(model.buffers) - 1
+        subgraph.tensors.append(packed)
+        op.inputs[1] = len(subgraph.tensors) - 1
+    buf.data = np.frombuffer(blob, np.uint8)
+    buf.offset = 0
+    buf.size = 0
+    packed.type = schema.TensorType.UINT8
+    packed.shape = np.array([len(blob)], np.int32)
+    packed.shapeSignature = None
+    packed.quantization = None
+    packed.sparsity = None
+
+
+def _candidate(model, subgraph, op, schema):
+    """(kind, w2d, info-or-reason) for an op, or None when it is not FC / 1x1 CONV_2D."""
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    if builtin == schema.BuiltinOperator.FULLY_CONNECTED:
+        kind = "fc"
+    elif builtin == schema.BuiltinOperator.CONV_2D:
+        kind = "conv"
+    else:
+        return None
+    if len(op.inputs) < 2 or op.inputs[1] < 0:
+        return None
+    wt = subgraph.tensors[op.inputs[1]]
+    if kind == "conv":
+        shape = [int(d) for d in wt.shape]
+        opts = op.builtinOptions
+        if len(shape) != 4 or shape[1] != 1 or shape[2] != 1:
+            return None  # not a 1x1 convolution: not a candidate at all
+        if opts is None or opts.strideW != 1 or opts.strideH != 1:
+            return kind, None, "1x1 convolution with stride != 1: kept dense"
+    w = _buffer_array(model, wt, schema)
+    if w is None:
+        return kind, None, ("weights are not a constant float32/int8 tensor (float16 or dynamic-range "
+                            "export, or shared/computed weights): kept dense")
+    w2d = w.reshape(w.shape[0], -1)
+    return kind, w2d, None
+
+
+def _activation(op):
+    act = getattr(op.builtinOptions, "fusedActivationFunction", 0) if op.builtinOptions else 0
+    return _ACTIVATIONS.get(int(act))
+
+
+def rewrite_tflite(tflite, sparse_kernels="auto"):
+    """Emits the sparse FULLY_CONNECTED / 1x1 CONV_2D layers of a TFLite model as fast kernels.
+
+    Called by `tfcompress.export.export_tflite(..., sparse_kernels=...)`; usable alone on any
+    converted model. Sparsity is read from the weights themselves.
+
+    Args:
+        tflite: TFLite model bytes.
+        sparse_kernels: "auto" (per layer: TFLite's block-sparse FC where the zeros come in
+            1x4 blocks, the tfcompress custom op where it beats the dense kernel, dense
+            otherwise), "custom" (the custom op for every layer at least 30 % sparse), or
+            "builtin" (only TFLite's built-in block-sparse FC). Defaults to "auto".
+
+    Returns:
+        The rewritten model bytes; the per-layer decisions are in its metadata
+        (see `sparse_kernel_report`). Run it with `tfcompress.export.load_interpreter`.
+
+    Raises:
+        ValueError: unknown `sparse_kernels` value or bytes that are not a TFLite model.
+
+    Example:
+        >>> tflite, _ = export_tflite(pruned_model)  # doctest: +SKIP
+        >>> fast = rewrite_tflite(tflite, "auto")  # doctest: +SKIP
+        >>> [r["emitted"] for r in sparse_kernel_report(fast)]  # doctest: +SKIP
+        ['custom', 'dense']
+    """
+    import flatbuffers
+
+    if sparse_kernels not in MODES:
+        raise ValueError(f"sparse_kernels must be one of {', '.join(map(repr, MODES))} or None, "
+                         f"got {sparse_kernels!r}.")
+    schema = _schema()
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    except Exception as e:  # noqa: BLE001 - flatbuffers raises assorted errors on garbage
+        raise ValueError(f"Not a TFLite model ({type(e).__name__}: {e}).") from None
+    decisions = []
+    opcode_index = {}
+
+    def custom_opcode(name):
+        if name not in opcode_index:
+            for i, oc in enumerate(model.operatorCodes):
+                cc = oc.customCode.decode() if isinstance(oc.customCode, bytes) else oc.customCode
+                if cc == name:
+                    opcode_index[name] = i
+                    break
+            else:
+                oc = schema.OperatorCodeT()
+                oc.builtinCode = schema.BuiltinOperator.CUSTOM
+                oc.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+                oc.customCode = name
+                oc.version = 1
+                model.operatorCodes.append(oc)
+                opcode_index[name] = len(model.operatorCodes) - 1
+        return opcode_index[name]
+
+    for sg_index, subgraph in enumerate(model.subgraphs):
+        uses = _uses(subgraph)
+        for op_index, op in enumerate(subgraph.operators):
+            cand = _candidate(model, subgraph, op, schema)
+            if cand is None:
+                continue
+            kind, w2d, reason = cand
+            out_name = _name(subgraph.tensors[op.outputs[0]]).split(";")[0]
+            row = {"layer": out_name, "op": "FULLY_CONNECTED" if kind == "fc" else "CONV_2D 1x1",
+                   "subgraph": sg_index, "op_index": op_index}
+            if w2d is None:
+                decisions.append({**row, "emitted": "dense", "reason": reason})
+                continue
+            pat = describe_pattern(w2d)
+            row.update({"shape": [int(d) for d in w2d.shape], "sparsity": round(pat["sparsity"], 4),
+                        "pattern": pat["pattern"], "dtype": "int8" if w2d.dtype == np.int8 else "float32"})
+            emitted, why = _decide(kind, w2d, pat, op, subgraph, model, sparse_kernels, schema)
+            if emitted == "custom":
+                try:
+                    blob, opts = _pack_for(kind, w2d, pat, op, subgraph, schema)
+                except ValueError as e:
+                    emitted, why = "dense", f"cannot pack: {e}"
+                else:
+                    _set_packed(model, subgraph, op, int(op.inputs[1]), blob, uses, schema)
+                    op.opcodeIndex = custom_opcode(FC_OP if kind == "fc" else CONV_OP)
+                    op.builtinOptionsType = 0
+                    op.builtinOptions = None
+                    op.customOptions = np.frombuffer(opts, np.uint8)
+                    op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
+                    row["packed_bytes"] = len(blob)
+            elif emitted == "builtin":
+                wt = subgraph.tensors[op.inputs[1]]
+                if uses.get(int(op.inputs[1]), 0) != 1:
+                    emitted, why = "dense", "weights shared with another op: kept dense"
+                else:
+                    _builtin_block_sparse(model, wt, w2d, schema)
+            row["dense_bytes"] = int(w2d.size * w2d.dtype.itemsize)
+            decisions.append({**row, "emitted": emitted, "reason": why})
+
+    meta_buf = schema.BufferT()
+    meta_buf.data = np.frombuffer(json.dumps({"mode": sparse_kernels, "layers": decisions}).encode(),
+                                  np.uint8)
+    model.buffers.append(meta_buf)
+    meta = schema.MetadataT()
+    meta.name = METADATA_NAME
+    meta.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if
+                      (m.name.decode() if isinstance(m.name, bytes) else m.name) != METADATA_NAME]
+    model.metadata.append(meta)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
+    """(emitted, reason) for one candidate layer."""
+    s = pat["sparsity"]
+    int8 = w2d.dtype == np.int8
+    x = subgraph.tensors[op.inputs[0]]
+    if _activation(op) is None:
+        return "dense", "fused activation the custom op does not implement: kept dense"
+    if int8 and x.type != schema.TensorType.INT8:
+        return "dense", "hybrid (dynamic-range) layer: int8 weights with float inputs: kept dense"
+    if kind == "fc":
+        opts = op.builtinOptions
+        if opts is not None and getattr(opts, "weightsFormat", 0) != 0:
+            return "dense", "shuffled FC weights format: kept dense"
+        in_shape = [int(d) for d in x.shape]
+        if not in_shape or in_shape[-1] != w2d.shape[1]:
+            return "dense", "FC input's last dim differs from the weights' K: kept dense"
+    builtin_fits = (kind == "fc" and not int8 and pat["pattern"] == "block1x4"
+                    and pat["block_sparsity"] >= 0.5)
+    if mode == "builtin":
+        if builtin_fits:
+            return "builtin", "zeros in 1x4 blocks: TFLite's built-in block-sparse FULLY_CONNECTED"
+        return "dense", ("built-in sparse kernels only run float32 FULLY_CONNECTED with >= 50 % "
+                         "sparsity in 1x4 blocks")
+    if mode == "custom":
+        if s >= CUSTOM_MIN_SPARSITY:
+            return "custom", f"{s:.0%} sparse ({pat['pattern']}): tfcompress custom op"
+        return "dense", f"only {s:.0%} sparse (< {CUSTOM_MIN_SPARSITY:.0%}): kept dense"
+    # auto
+    if builtin_fits:
+        return "builtin", "zeros in 1x4 blocks: TFLite's built-in block-sparse FULLY_CONNECTED"
+    need = AUTO_MIN_SPARSITY[kind]
+    if s >= need:
+        return "custom", f"{s:.0%} sparse ({pat['pattern']}) >= {need:.0%}: tfcompress custom op is faster"
+    if s == 0:
+        return "dense", "no zero weights"
+    return "dense", f"{s:.0%} sparse < {need:.0%}: the dense kernel is as fast"
+
+
+def _pack_for(kind, w2d, pat, op, subgraph, schema):
+    block = 4 if pat["pattern"] == "block1x4" else 1
+    act = _activation(op)
+    if kind == "fc":
+        keep = bool(getattr(op.builtinOptions, "keepNumDims", False)) if op.builtinOptions else False
+        layout = 0 if keep else 1
+    else:
+        layout = 0
+    if w2d.dtype == np.int8:
+        q = subgraph.tensors[op.inputs[1]].quantization
+        scales = np.asarray(q.scale if q is not None and q.scale is not None else [], np.float32)
+        zps = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [0], np.int64)
+        if scales.size not in (1, w2d.shape[0]):
+            raise ValueError("int8 weights need per-tensor or per-output-channel scales")
+        if np.any(zps != 0):
+            raise ValueError("int8 weights must be symmetric (zero point 0)")
+        scales = np.broadcast_to(scales, (w2d.shape[0],)).astype(np.float32)
+        blob = pack_sparse_weights(w2d, block=block, scales=scales)
+    else:
+        blob = pack_sparse_weights(w2d.astype(np.float32), block=block)
+    return blob, pack_options(act, layout)
+
+
+def sparse_kernel_report(tflite) -> list:
+    """Per-layer decisions of `rewrite_tflite`, read back from a model's metadata.
+
+    Args:
+        tflite: TFLite model bytes written by `rewrite_tflite` / `export_tflite(...,
+            sparse_kernels=...)`.
+
+    Returns:
+        A list of dicts (``layer``, ``op``, ``shape``, ``sparsity``, ``pattern``,
+        ``dtype``, ``emitted`` in {"custom", "builtin", "dense"}, ``reason``,
+        ``dense_bytes``, ``packed_bytes``); empty when the model has no such metadata.
+
+    Example:
+        >>> for row in sparse_kernel_report(tflite):  # doctest: +SKIP
+        ...     print(row["layer"], row["emitted"], row["reason"])
+    """
+    schema = _schema()
+    model = schema.Model.GetRootAs(bytes(tflite), 0)
+    for i in range(model.MetadataLength()):
+        m = model.Metadata(i)
+        name = m.Name()
+        if (name.decode() if isinstance(name, bytes) else name) == METADATA_NAME:
+            buf = model.Buffers(m.Buffer())
+            return json.loads(bytes(buf.DataAsNumpy()).decode())["layers"]
+    return []
+
+
+def sparse_kernel_markdown(tflite) -> str:
+    """The `sparse_kernel_report` as a Markdown table (empty string when there is none).
+
+    Example:
+        >>> print(sparse_kernel_markdown(tflite))  # doctest: +SKIP
+    """
+    rows = sparse_kernel_report(tflite)
+    if not rows:
+        return ""
+    lines = ["| layer | op | shape | sparsity | pattern | emitted | why |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = "x".join(map(str, r.get("shape", []))) or "-"
+        sp = f"{r['sparsity']:.0%}" if "sparsity" in r else "-"
+        lines.append(f"| {r['layer']} | {r['op']} | {shape} | {sp} | {r.get('pattern', '-')} | "
+                     f"{r['emitted']} | {r['reason']} |")
+    return "\n".join(lines)

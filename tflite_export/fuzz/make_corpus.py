@@ -1,0 +1,40 @@
+"""Writes a seed corpus of valid TFC_* inputs for fuzz_sparse_op.c (see its header)."""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from tfcompress.export.sparse_pack import pack_options, pack_sparse_weights  # noqa: E402
+
+
+def main(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(0)
+    i = 0
+    for n, k in [(8, 16), (17, 40), (33, 64), (5, 100)]:
+        for block in (1, 4):
+            if k % block:
+                continue
+            w = rng.standard_normal((n, k)).astype(np.float32)
+            w[rng.random(w.shape) < 0.7] = 0
+            for int8 in (0, 1):
+                if int8:
+                    q = np.clip(np.round(w * 20), -127, 127).astype(np.int8)
+                    blob = pack_sparse_weights(q, block=block, scales=np.full(n, 0.05, np.float32))
+                else:
+                    blob = pack_sparse_weights(w, block=block)
+                for conv in (0, 1):
+                    for rows in (1, 5, 21):
+                        flags = conv | (int8 << 1) | 4 | 8
+                        opts = pack_options("RELU", 0 if conv else 1)
+                        data = bytes([flags, rows, k % 256, len(opts)]) + opts + blob
+                        with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
+                            f.write(data)
+                        i += 1
+    print(f"{i} seeds in {out_dir}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "corpus")
