@@ -164,11 +164,14 @@ def _cmd_convert(args):
     calibration = _load_calibration(args.calibration) if args.calibration else None
     _progress(f"loading {args.model}")
     model = _load_keras(args.model)
-    from tfcompress.export import export_tflite
+    from tfcompress.export import export_tflite, prepare_for_export
+    from tfcompress.export.prepare import needs_calibration
 
-    quantize = None if args.quantize in (None, "none") else args.quantize
-    if quantize is None and args.quantize == "none":
-        quantize = "float32"
+    quantize = {"none": "float32", None: None}.get(args.quantize, args.quantize)
+    int8 = quantize == "int8" or (quantize is None and args.target == "edgetpu")
+    if int8 and calibration is None and needs_calibration(prepare_for_export(model)):
+        raise UsageError("full int8 (--quantize int8 or --target edgetpu) needs --calibration "
+                         "DATA.npy: a few hundred typical inputs saved with numpy.save")
     _progress(f"converting to TFLite (quantize={quantize or 'target default'}, "
               f"target={args.target})")
     try:

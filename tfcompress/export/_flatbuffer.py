@@ -85,7 +85,7 @@ def read_model(tflite_bytes):
         raise
     except Exception as e:  # flatbuffers raises IndexError/struct.error/... on corrupt input
         raise ValueError(
-            f"Corrupt or truncated TFLite flatbuffer ({len(data)} bytes): {type(e).__name__}: {e}"
+            f"Corrupt or truncated TFLite flatbuffer ({len(data)} bytes): {e}"
         ) from None
 
 

@@ -1,0 +1,114 @@
+"""The `tfcompress` command line: exit codes, one-line errors, convert round trip, inspect, bench."""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tfcompress.cli import main
+from tfcompress.export import export_tflite, run_tflite
+
+# Lines the TensorFlow / LiteRT native runtimes print on import, outside tfcompress's control.
+RUNTIME_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} |INFO: |"
+                         r"To enable the following instructions)")
+
+
+def _run_cli(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", "tfcompress.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+    ours = [ln for ln in proc.stderr.splitlines() if ln.strip() and not RUNTIME_LOG.match(ln)]
+    return proc.returncode, ours, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small trained .keras model, calibration .npy, a .tflite, a truncated copy, a text file."""
+    from tfcompress.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("cli")
+    (x, y), (x_test, _) = load_digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    model.save(root / "model.keras")
+    np.save(root / "calib.npy", x[:100])
+    tflite, _ = export_tflite(model)
+    (root / "model.tflite").write_bytes(tflite)
+    (root / "truncated.tflite").write_bytes(tflite[: len(tflite) // 2])
+    (root / "notes.txt").write_text("hello, I am not a model\n")
+    (root / "fake.keras").write_text("not a zip\n")
+    return root, model, x_test
+
+
+@pytest.mark.parametrize("name, message", [("truncated.tflite", "truncated"),
+                                           ("notes.txt", "not a TFLite model")])
+def test_inspect_bad_file_is_one_line_exit_2(files, name, message):
+    root, _, _ = files
+    code, err, out = _run_cli("inspect", str(root / name))
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].startswith("tfcompress: error: ") and message in err[0]
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inspect", "{root}/missing.tflite"], "no such file"),
+    (["bench", "{root}/notes.txt"], "not a TFLite model"),
+    (["bench", "{root}/model.tflite", "--threads", "0"], "positive integer"),
+    (["bench", "{root}/model.tflite", "--runs", "many"], "positive integer"),
+    (["inspect", "{root}/model.tflite", "--target", "tpu"], "invalid choice"),
+    (["convert", "{root}/fake.keras", "-o", "{root}/o.tflite"], "not a .keras model"),
+    (["convert", "{root}/notes.txt", "-o", "{root}/o.tflite"], "ending in .keras"),
+    (["convert", "{root}/model.tflite", "-o", "{root}/o.tflite"], "ending in .keras"),
+    (["convert", "{root}/model.keras", "-o", "{root}/o.tflite", "--quantize", "int4"],
+     "invalid choice"),
+    (["convert", "{root}/model.keras", "-o", "{root}/o.tflite", "--quantize", "int8"],
+     "needs --calibration"),
+    (["convert", "{root}/model.keras", "-o", "{root}/o.tflite", "--quantize", "int8",
+      "--calibration", "{root}/notes.txt"], "not a readable .npy"),
+    (["convert", "{root}/model.keras", "-o", "{root}/no/dir/o.tflite"], "does not exist"),
+    (["convert", "{root}/model.keras"], "required: -o/--output"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required"),
+])
+def test_bad_input_exit_2_one_line(files, capsys, argv, message):
+    root, _, _ = files
+    code = main([a.format(root=root) for a in argv])
+    captured = capsys.readouterr()
+    err = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert code == 2, captured
+    assert len(err) == 1 and err[0].startswith("tfcompress: error: ") and message in err[0], err
+    assert not os.path.exists(root / "o.tflite")
+
+
+def test_convert_round_trip_inspect_and_bench(files, capsys):
+    root, model, x_test = files
+    out = root / "int8.tflite"
+    code = main(["convert", str(root / "model.keras"), "-o", str(out), "--quantize", "int8",
+                 "--calibration", str(root / "calib.npy")])
+    printed = capsys.readouterr().out
+    assert code == 0 and out.exists()
+    assert "**Quantization:** int8" in printed and "wrote" in printed
+    agreement = np.mean(run_tflite(str(out), x_test).argmax(-1)
+                        == model.predict(x_test, verbose=0).argmax(-1))
+    assert agreement >= 0.95
+    assert main(["inspect", str(out), "--target", "edgetpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "| CONV_2D | 1 |" in printed and "edgetpu (export target)" in printed
+    assert "Float ops:** none" in printed
+    assert main(["bench", str(out), "--runs", "5", "--threads", "2"]) == 0
+    assert re.search(r"median [0-9.]+ ms, p90 [0-9.]+ ms", capsys.readouterr().out)
+
+
+def test_convert_for_gpu_defaults_to_float16(files, capsys):
+    root, _, _ = files
+    out = root / "gpu.tflite"
+    assert main(["convert", str(root / "model.keras"), "-o", str(out), "--target", "gpu"]) == 0
+    assert "**Quantization:** float16" in capsys.readouterr().out
