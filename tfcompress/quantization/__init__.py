@@ -1,3 +1,15 @@
-"""tfcompress.quantization: public API of this technique (re-exported below, listed in `__all__`)."""
+"""tfcompress.quantization: quantization-aware training, post-training calibration, mixed precision.
 
-__all__ = []
+`quantize(model)` returns a model that simulates TFLite's int8 kernels while it trains (fake-quant
+with straight-through gradients, BatchNormalization folding, quantization points where the converter
+puts them); `tfcompress.export.export_tflite(qat_model, quantize="int8")` lowers it to a full-integer
+file with the trained ranges and no representative data.
+"""
+
+from tfcompress.quantization.int8_scheme import Int8Scheme
+from tfcompress.quantization.quantize import quantize
+from tfcompress.quantization.quantize_config import QuantizeConfig
+from tfcompress.quantization.quantize_layer import QuantizeLayer
+from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
+
+__all__ = ["Int8Scheme", "QuantizeConfig", "QuantizeLayer", "QuantizeWrapper", "quantize"]
