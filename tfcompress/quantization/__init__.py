@@ -6,10 +6,21 @@ puts them); `tfcompress.export.export_tflite(qat_model, quantize="int8")` lowers
 file with the trained ranges and no representative data.
 """
 
+from tfcompress.quantization.calibrate import calibrate
 from tfcompress.quantization.int8_scheme import Int8Scheme
 from tfcompress.quantization.quantize import quantize
 from tfcompress.quantization.quantize_config import QuantizeConfig
 from tfcompress.quantization.quantize_layer import QuantizeLayer
 from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
+from tfcompress.quantization.sensitivity import keep_float_for_budget, sensitivity
 
-__all__ = ["Int8Scheme", "QuantizeConfig", "QuantizeLayer", "QuantizeWrapper", "quantize"]
+__all__ = [
+    "Int8Scheme",
+    "QuantizeConfig",
+    "QuantizeLayer",
+    "QuantizeWrapper",
+    "calibrate",
+    "keep_float_for_budget",
+    "quantize",
+    "sensitivity",
+]

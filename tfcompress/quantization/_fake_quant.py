@@ -73,6 +73,11 @@ def numpy_fake_quant(x, min_value, max_value, num_bits=8, narrow_range=False):
     return (np.floor((clipped - nmin) / scale + 0.5) * scale + nmin).astype(np.float32)
 
 
+# Set by `calibrate()`: a callable `(tracker, x) -> None` that sees each point's float input while the
+# model runs eagerly with activation fake-quant bypassed.
+_CALIBRATION_HOOK = None
+
+
 class RangeTracker:
     """Creates and updates the (min, max) variables of one activation quantization point."""
 
@@ -85,6 +90,9 @@ class RangeTracker:
             self.max.assign(fixed_range[1])
 
     def __call__(self, x, step, training, scheme):
+        if _CALIBRATION_HOOK is not None:
+            _CALIBRATION_HOOK(self, x)
+            return x
         if self.fixed_range is None and training:
             xf = ops.cast(x, "float32")
             bmin = ops.minimum(ops.min(xf), 0.0)

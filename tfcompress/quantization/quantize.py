@@ -214,7 +214,8 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
 
     def quantized_input(t):
         if id(t) not in input_points:
-            input_points[id(t)] = QuantizeLayer(scheme, name=f"quant_{t.name}")(t) if _is_float(t) else t
+            name = f"quantize_input_{len(input_points)}" if input_points else "quantize_input"
+            input_points[id(t)] = QuantizeLayer(scheme, name=name)(t) if _is_float(t) else t
         return input_points[id(t)]
 
     new_inputs = set()
@@ -245,8 +246,6 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
                                          call_function=call_function)
     for old, new in weight_pairs:
         new.set_weights(old.get_weights())
-    if not isinstance(new_model, keras.Model) or type(new_model) is not keras.Model:
-        new_model = keras.Model(new_model.inputs, new_model.outputs, name=model.name)
     return new_model
 
 
