@@ -266,6 +266,16 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
                 opcode_index[name] = len(model.operatorCodes) - 1
         return opcode_index[name]
 
+    def sparse_fc_opcode():
+        if "__fc_v8" not in opcode_index:
+            oc = schema.OperatorCodeT()
+            oc.builtinCode = schema.BuiltinOperator.FULLY_CONNECTED
+            oc.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
+            oc.version = 8
+            model.operatorCodes.append(oc)
+            opcode_index["__fc_v8"] = len(model.operatorCodes) - 1
+        return opcode_index["__fc_v8"]
+
     for sg_index, subgraph in enumerate(model.subgraphs):
         uses = _uses(subgraph)
         for op_index, op in enumerate(subgraph.operators):
@@ -302,6 +312,9 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
                     emitted, why = "dense", "weights shared with another op: kept dense"
                 else:
                     _builtin_block_sparse(model, wt, w2d, schema)
+                    # TFLite reads sparse FC weights from FULLY_CONNECTED version 8 on; a separate
+                    # op code keeps the dense FCs at their version (XNNPACK takes those).
+                    op.opcodeIndex = sparse_fc_opcode()
             row["dense_bytes"] = int(w2d.size * w2d.dtype.itemsize)
             decisions.append({**row, "emitted": emitted, "reason": why})
 
