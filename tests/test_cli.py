@@ -47,19 +47,19 @@ def files(tmp_path_factory):
     return root, model, x_test
 
 
-@pytest.mark.parametrize("name, message", [("truncated.tflite", "truncated"),
-                                           ("notes.txt", "not a TFLite model")])
-def test_inspect_bad_file_is_one_line_exit_2(files, name, message):
+def test_inspect_truncated_file_in_a_real_process(files):
     root, _, _ = files
-    code, err, out = _run_cli("inspect", str(root / name))
+    code, err, out = _run_cli("inspect", str(root / "truncated.tflite"))
     assert code == 2
     assert len(err) == 1, err
-    assert err[0].startswith("tfcompress: error: ") and message in err[0]
+    assert err[0].startswith("tfcompress: error: ") and "truncated" in err[0]
     assert "Traceback" not in out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "{root}/missing.tflite"], "no such file"),
+    (["inspect", "{root}/notes.txt"], "not a TFLite model"),
+    (["inspect", "{root}/truncated.tflite"], "truncated"),
     (["bench", "{root}/notes.txt"], "not a TFLite model"),
     (["bench", "{root}/model.tflite", "--threads", "0"], "positive integer"),
     (["bench", "{root}/model.tflite", "--runs", "many"], "positive integer"),

@@ -42,7 +42,11 @@ def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
     # tfcompress sparse kernels: models with TFC_* custom ops get the delegate that runs them.
     from tfcompress.export.sparse_native import with_sparse_kernels
 
-    interpreter_kwargs = with_sparse_kernels(data, interpreter_kwargs)
+    try:
+        interpreter_kwargs = with_sparse_kernels(data, interpreter_kwargs)
+    except Exception as e:  # a corrupt flatbuffer fails while looking for custom ops
+        raise ValueError(f"LiteRT cannot load this model: corrupt or truncated TFLite "
+                         f"flatbuffer ({len(data)} bytes): {e}") from None
     try:
         interp = litert.Interpreter(model_content=data, num_threads=num_threads,
                                     **interpreter_kwargs)
