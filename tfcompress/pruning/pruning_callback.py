@@ -1,5 +1,7 @@
 """The callback that drives pruning during fit."""
 
+import time
+
 import keras
 
 from tfcompress.pruning._masks import find_wrappers, update_masks
@@ -31,27 +33,35 @@ class PruningCallback(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.step = None
+        self.update_seconds = 0.0  # wall time spent recomputing masks (for profiling)
+        self.updates = 0
         self._wrappers = []
 
     def attach(self, model):
-        """Finds the wrappers of `model` and reads the current step (also usable outside fit)."""
+        """Finds the wrappers of `model` and marks them as driven (also usable outside fit)."""
         self._wrappers = find_wrappers(model)
         if not self._wrappers:
             raise ValueError(f"PruningCallback: model '{model.name}' has no PruneWrapper layer; "
                              "pass the model returned by tfcompress.pruning.prune().")
         for w in self._wrappers:
             w.callback_attached = True
-        self.step = max(int(w.pruning_step.numpy()) for w in self._wrappers)
+        self.step = None  # read at the first batch, after e.g. BackupAndRestore restored the weights
 
     def on_train_begin(self, logs=None):
         self.attach(self.model)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.step is None:
+        if not self._wrappers:
             self.attach(self.model)
+        if self.step is None:
+            self.step = max(int(w.pruning_step.numpy()) for w in self._wrappers)
         k = int(getattr(self.model, "steps_per_execution", 1) or 1)
         for t in range(self.step, self.step + k):
-            update_masks(self._wrappers, t)
+            if any(w.schedule.should_update(t) for w in self._wrappers):
+                start = time.perf_counter()
+                update_masks(self._wrappers, t)
+                self.update_seconds += time.perf_counter() - start
+                self.updates += 1
         self.step += k
 
     def on_train_end(self, logs=None):

@@ -5,10 +5,23 @@ import numpy as np
 
 
 def lowest(scores, k):
-    """Boolean array, True for the `k` lowest entries of a 1-D `scores` (ties: lower index first)."""
+    """Boolean array, True for exactly `k` lowest entries of a 1-D `scores` (O(n) partition)."""
     out = np.zeros(scores.shape, dtype=bool)
-    if k > 0:
-        out[np.argsort(scores, kind="stable")[:k]] = True
+    if k >= scores.size:
+        out[:] = True
+        return out
+    if k <= 0:
+        return out
+    # Already-pruned entries score exactly 0 and are many: numpy's partition degrades on long runs
+    # of ties, so take the zeros first and partition only the rest.
+    zero = np.flatnonzero(scores <= 0)
+    if k <= zero.size:
+        out[zero[:k]] = True
+        return out
+    out[zero] = True
+    rest = np.flatnonzero(scores > 0)
+    need = k - zero.size
+    out[rest[np.argpartition(scores[rest], need - 1)[:need]]] = True
     return out
 
 
