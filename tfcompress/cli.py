@@ -131,7 +131,12 @@ def _load_keras(path):
             raise UsageError(f"{path} is not a .keras model (no config.json inside)")
     import keras
 
-    import tfcompress  # noqa: F401  (registers the tfcompress layers for deserialization)
+    # Import every namespace so the tfcompress layers are registered for deserialization.
+    import tfcompress.clustering  # noqa: F401
+    import tfcompress.distillation  # noqa: F401
+    import tfcompress.factorization  # noqa: F401
+    import tfcompress.pruning  # noqa: F401
+    import tfcompress.quantization  # noqa: F401
 
     try:
         return keras.saving.load_model(path)
