@@ -15,7 +15,10 @@ import time
 import numpy as np
 
 # Technique rows, appended by each technique: "tfcompress.<technique>._demo:demo_rows".
-ROW_FUNCTIONS = []
+ROW_FUNCTIONS = [
+    "tfcompress.quantization._demo:demo_rows",
+    "tfcompress.pruning._demo:demo_rows",
+]
 
 DEFAULT_EPOCHS = 12
 QUICK_EPOCHS = 3
