@@ -95,3 +95,26 @@ def test_load_interpreter_rejects_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="num_threads"):
         load_interpreter(tflite, num_threads=0)
     assert load_interpreter(tflite, num_threads=2).get_input_details()[0]["shape"].tolist() == [1, 6]
+
+
+def test_multi_input_multi_output_keep_the_keras_order():
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    joined = keras.layers.Concatenate()([a, b])
+    outputs = [keras.layers.Dense(2, name="small")(joined), keras.layers.Dense(7, name="big")(b)]
+    model = keras.Model([a, b], outputs)
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(30, 4)).astype("float32"), rng.normal(size=(30, 3)).astype("float32")
+    tflite, report = export_tflite(model)
+    assert [t["shape"] for t in report.inputs] == [[-1, 4], [-1, 3]]
+    assert [t["shape"] for t in report.outputs] == [[-1, 2], [-1, 7]]
+    got = run_tflite(tflite, [xa, xb])
+    for mine, ref in zip(got, model.predict([xa, xb], verbose=0)):
+        np.testing.assert_allclose(mine, ref, atol=1e-5)
+    pairs = lambda: ((xa[i : i + 1], xb[i : i + 1]) for i in range(30))  # noqa: E731
+    int8, report = export_tflite(model, quantize="int8", representative_data=pairs)
+    assert report.is_full_integer
+    small, big = run_tflite(int8, [xa, xb])
+    assert small.shape == (30, 2) and big.shape == (30, 7)
+    ref_small, ref_big = model.predict([xa, xb], verbose=0)
+    assert np.abs(big - ref_big).max() < 0.1 * np.abs(ref_big).max()
+    assert np.abs(small - ref_small).max() < 0.1 * np.abs(ref_small).max()

@@ -166,7 +166,9 @@ def _convert(converter, quantize, samples, input_type, output_type):
     elif quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if samples is not None:
-            converter.representative_dataset = lambda: iter(samples)
+            # Keyed by the signature's input names, so multi-input models get the right order.
+            converter.representative_dataset = lambda: (
+                {f"input_{i}": x for i, x in enumerate(sample)} for sample in samples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, input_type)
         converter.inference_output_type = getattr(tf, output_type)
@@ -257,9 +259,11 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
 
     batch = 1 if target == "edgetpu" else None
     if inputs:
-        specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype) for t in inputs]
+        specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype, name=f"input_{i}")
+                 for i, t in enumerate(inputs)]
     elif samples:
-        specs = [tf.TensorSpec([batch] + list(x.shape[1:]), x.dtype) for x in samples[0]]
+        specs = [tf.TensorSpec([batch] + list(x.shape[1:]), x.dtype, name=f"input_{i}")
+                 for i, x in enumerate(samples[0])]
     else:
         specs = None
     try:

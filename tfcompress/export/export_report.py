@@ -1,10 +1,20 @@
 """ExportReport: what is inside a TFLite model and which targets it suits."""
 
 import collections
+import re
 
 from tfcompress.export._flatbuffer import FLOAT_TYPES
 
 _BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _keras_order(items, pattern):
+    """Sorts I/O entries by the Keras position in their names (see interpreter._ordered)."""
+    found = [re.search(pattern, item["name"]) for item in items]
+    if len(items) > 1 and all(found):
+        return [item for _, item in sorted(zip([int(m.group(1)) for m in found], items),
+                                           key=lambda pair: pair[0])]
+    return items
 
 
 class ExportReport:
@@ -18,7 +28,8 @@ class ExportReport:
         op_histogram: `{op name: count}` over all subgraphs, most frequent first.
         tensor_dtypes: `{dtype: count}` over all tensors.
         weight_dtypes: `{dtype: count}` over constant tensors (weights, biases, shapes).
-        inputs, outputs: Lists of `{"name", "dtype", "shape"}` (`-1` marks a dynamic dimension).
+        inputs, outputs: Lists of `{"name", "dtype", "shape"}` in the Keras model's order (`-1`
+            marks a dynamic dimension).
         float_ops: Ops that compute on float activations (`"OP (op #i)"`); QUANTIZE/DEQUANTIZE
             at the boundaries and DEQUANTIZE of constant float16 weights are not counted.
         sparsity: `{tensor name: fraction of exact zeros}` for constant tensors of 16+ values.
@@ -43,8 +54,10 @@ class ExportReport:
         self.tensor_dtypes = dict(sorted(collections.Counter(t["dtype"] for t in tensors).items()))
         self.weight_dtypes = dict(sorted(
             collections.Counter(t["dtype"] for t in tensors if t["constant"]).items()))
-        self.inputs = [self._io(tensors[i]) for i in parsed["inputs"]]
-        self.outputs = [self._io(tensors[i]) for i in parsed["outputs"]]
+        self.inputs = _keras_order([self._io(tensors[i]) for i in parsed["inputs"]],
+                                   r"input_(\d+)")
+        self.outputs = _keras_order([self._io(tensors[i]) for i in parsed["outputs"]],
+                                    r":(\d+)$")
         self.float_ops = []
         for op in ops:
             if op["name"] in _BOUNDARY_OPS:

@@ -4,6 +4,7 @@ Everything in tfcompress that executes a .tflite file goes through these three f
 sparse kernels (registered in `load_interpreter`) are available everywhere.
 """
 
+import re
 import time
 
 import numpy as np
@@ -57,6 +58,19 @@ def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
     return interp
 
 
+def _ordered(details, pattern):
+    """Details sorted by the number `pattern` finds in each name (the Keras order), when all match.
+
+    export_tflite names inputs `input_<i>` and the converter names outputs `...:<i>` after the
+    position in the Keras output structure; the interpreter's own order may differ.
+    """
+    found = [re.search(pattern, d["name"]) for d in details]
+    if len(details) > 1 and all(found):
+        return [d for _, d in sorted(zip([int(m.group(1)) for m in found], details),
+                                     key=lambda pair: pair[0])]
+    return list(details)
+
+
 def _quantize(x, detail):
     dtype = detail["dtype"]
     if np.issubdtype(dtype, np.integer) and detail["quantization"][0]:
@@ -82,13 +96,14 @@ def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
     Args:
         tflite_or_interpreter: TFLite bytes, a path, or an interpreter from `load_interpreter`.
         x: Float input array of shape `(n, ...)`, or a list of arrays for a multi-input model
-            (in the order of `interpreter.get_input_details()`).
+            in the Keras model's input order.
         batch_size: Samples per invoke for dynamic-batch models. Defaults to all of `x` up to 256.
         num_threads: Threads when `tflite_or_interpreter` is not already an interpreter.
             Defaults to 1.
 
     Returns:
-        Float32 numpy outputs of shape `(n, ...)`: one array, or a list for multi-output models.
+        Float32 numpy outputs of shape `(n, ...)`: one array, or a list for multi-output models
+        in the Keras model's output order.
 
     Example:
         >>> probs = run_tflite(tflite_bytes, x_test)  # doctest: +SKIP
@@ -99,7 +114,7 @@ def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
         interp = tflite_or_interpreter
     else:
         interp = load_interpreter(tflite_or_interpreter, num_threads=num_threads)
-    in_details = interp.get_input_details()
+    in_details = _ordered(interp.get_input_details(), r"input_(\d+)")
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != len(in_details):
         raise ValueError(f"The model has {len(in_details)} inputs, got {len(xs)} arrays.")
@@ -127,12 +142,12 @@ def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
             interp.allocate_tensors()
         elif real < step:
             chunk = [np.concatenate([c, np.repeat(c[-1:], step - real, axis=0)]) for c in chunk]
-        in_details = interp.get_input_details()
+        in_details = _ordered(interp.get_input_details(), r"input_(\d+)")
         for c, d in zip(chunk, in_details):
             interp.set_tensor(d["index"], _quantize(c, d))
         interp.invoke()
         outs = [_dequantize(interp.get_tensor(d["index"]), d)[:real]
-                for d in interp.get_output_details()]
+                for d in _ordered(interp.get_output_details(), r":(\d+)$")]
         if results is None:
             results = [[] for _ in outs]
         for r, o in zip(results, outs):
