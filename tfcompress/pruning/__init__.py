@@ -15,6 +15,7 @@ from tfcompress.pruning.pruning_callback import PruningCallback
 from tfcompress.pruning.pruning_logger import PruningLogger
 from tfcompress.pruning.pruning_pattern import PruningPattern
 from tfcompress.pruning.pruning_schedule import PruningSchedule
+from tfcompress.pruning.sensitivity import sensitivity
 from tfcompress.pruning.shrink import shrink
 from tfcompress.pruning.strip import strip
 from tfcompress.pruning.unstructured import Unstructured
@@ -32,6 +33,7 @@ __all__ = [
     "PruningSchedule",
     "Unstructured",
     "prune",
+    "sensitivity",
     "shrink",
     "strip",
 ]
