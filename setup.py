@@ -8,7 +8,8 @@ SPARSE_OPS = Extension(
     "tfcompress.export._tfc_sparse_ops",
     sources=["tflite_export/tfc_sparse_kernels.c", "tflite_export/tfc_sparse_delegate.c"],
     depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h"],
-    extra_compile_args=["-O3", "-std=c11", "-DTFC_MULTIVERSION", "-DTFC_X86_DISPATCH"],
+    extra_compile_args=["-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-DTFC_MULTIVERSION",
+                        "-DTFC_X86_DISPATCH"],
     libraries=["m"],
 )
 

@@ -64,8 +64,9 @@
 
 #if defined(TFC_MULTIVERSION) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 /* Host build only: one binary with AVX-512, AVX2+FMA and baseline x86-64
- * bodies of the hot loops, chosen at load time by the CPU (GCC ifunc). */
-#define TFC_HOT __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+ * bodies of the hot loops (x86-64-v4 = AVX-512, v3 = AVX2+FMA), chosen at load time
+ * from the CPU features (GCC ifunc); "arch=<cpu name>" clones would test the CPU model. */
+#define TFC_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define TFC_HOT
 #endif
@@ -410,7 +411,8 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 
   /* scratch for the tiled path */
   if (s->rows >= TFC_GATHER_MAX_ROWS) {
-    size_t need = (size_t)TFC_TILE * (size_t)s->n_windows * 32u * (x->type == kTfLiteFloat32 ? sizeof(float) : sizeof(int16_t));
+    /* transposed input tile xt[W*32][TILE], float or int32 */
+    size_t need = (size_t)TFC_TILE * (size_t)s->n_windows * 32u * sizeof(float);
     if (need > s->scratch_bytes) {
       free(s->scratch);
       s->scratch_bytes = 0;
@@ -478,35 +480,6 @@ static inline float tfc_clampf(float v, float lo, float hi) { return v < lo ? lo
 TFC_DEFINE_ROW_F32(tfc_row_f32_u16, uint16_t)
 TFC_DEFINE_ROW_F32(tfc_row_f32_u32, uint32_t)
 
-/* TFC_TILE input rows at once: xt is the tile transposed to [K][TFC_TILE], so
- * each stored weight multiplies one contiguous vector of TFC_TILE values. */
-#define TFC_DEFINE_TILE_F32(NAME, IDX_T)                                                            \
-  TFC_HOT static void NAME(const TfcState* s, const float* xt, const float* bias, float* y, int t, \
-                           int ystride) {                                                           \
-    const IDX_T* col = (const IDX_T*)s->col;                                                        \
-    const float* v = (const float*)s->values;                                                       \
-    const int B = s->block;                                                                         \
-    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
-      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];                               \
-      for (int l = 0; l < 16; ++l) {                                                                \
-        const uint32_t r = s->perm[sl * 16 + l];                                                    \
-        if (r == 0xFFFFFFFFu) continue;                                                             \
-        float acc[TFC_TILE];                                                                        \
-        const float bb = bias ? bias[r] : 0.f;                                                      \
-        for (int i = 0; i < TFC_TILE; ++i) acc[i] = bb;                                             \
-        for (uint32_t j = b0 + (uint32_t)l; j < e; j += 16u) {                                      \
-          for (int b = 0; b < B; ++b) {                                                             \
-            const float w = v[(size_t)j * B + b];                                                   \
-            const float* xr = xt + ((size_t)col[j] * B + b) * TFC_TILE;                             \
-            for (int i = 0; i < TFC_TILE; ++i) acc[i] += w * xr[i];                                 \
-          }                                                                                         \
-        }                                                                                           \
-        for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_clampf(acc[i], s->fmin, s->fmax); \
-      }                                                                                             \
-    }                                                                                               \
-  }
-TFC_DEFINE_TILE_F32(tfc_tile_f32_u16, uint16_t)
-TFC_DEFINE_TILE_F32(tfc_tile_f32_u32, uint32_t)
 
 /* xt[c][i] = x[i][c] for the t valid rows; zero for rows t.. and features k..kpad. */
 TFC_HOT static void tfc_transpose_f32(const float* x, int t, int k, int kpad, float* xt) {
@@ -588,32 +561,6 @@ __attribute__((target("avx512f"))) static void tfc_row_f32_win_avx512(const TfcS
 }
 #endif
 
-TFC_HOT static void tfc_tile_f32_win(const TfcState* s, const float* xt, const float* bias, float* y, int t,
-                                     int ystride) {
-  const uint8_t* col = (const uint8_t*)s->col;
-  const float* v = (const float*)s->values;
-  const int W = s->n_windows;
-  for (int sl = 0; sl < s->n_slices; ++sl) {
-    const uint8_t* st = s->steps + (size_t)sl * W;
-    for (int l = 0; l < 16; ++l) {
-      const uint32_t r = s->perm[sl * 16 + l];
-      if (r == 0xFFFFFFFFu) continue;
-      float acc[TFC_TILE];
-      const float bb = bias ? bias[r] : 0.f;
-      for (int i = 0; i < TFC_TILE; ++i) acc[i] = bb;
-      uint32_t base = s->slice_ptr[sl] + (uint32_t)l;
-      for (int w = 0; w < W; ++w) {
-        const float* xw = xt + (size_t)w * 32 * TFC_TILE;
-        for (int q = 0; q < st[w]; ++q, base += 16u) {
-          const float wv = v[base];
-          const float* xr = xw + (size_t)col[base] * TFC_TILE;
-          for (int i = 0; i < TFC_TILE; ++i) acc[i] += wv * xr[i];
-        }
-      }
-      for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_clampf(acc[i], s->fmin, s->fmax);
-    }
-  }
-}
 
 /* -------------------------------------------------------------- int8 math */
 
@@ -659,35 +606,8 @@ static inline int8_t tfc_requant(const TfcState* s, uint32_t r, int32_t acc) {
 TFC_DEFINE_ROW_I8(tfc_row_i8_u16, uint16_t)
 TFC_DEFINE_ROW_I8(tfc_row_i8_u32, uint32_t)
 
-#define TFC_DEFINE_TILE_I8(NAME, IDX_T)                                                             \
-  TFC_HOT static void NAME(const TfcState* s, const int16_t* xt, const int32_t* bias, int8_t* y,   \
-                           int t, int ystride) {                                                    \
-    const IDX_T* col = (const IDX_T*)s->col;                                                        \
-    const int8_t* v = (const int8_t*)s->values;                                                     \
-    const int B = s->block;                                                                         \
-    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
-      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];                               \
-      for (int l = 0; l < 16; ++l) {                                                                \
-        const uint32_t r = s->perm[sl * 16 + l];                                                    \
-        if (r == 0xFFFFFFFFu) continue;                                                             \
-        int32_t acc[TFC_TILE];                                                                      \
-        for (int i = 0; i < TFC_TILE; ++i) acc[i] = 0;                                              \
-        for (uint32_t j = b0 + (uint32_t)l; j < e; j += 16u) {                                      \
-          for (int b = 0; b < B; ++b) {                                                             \
-            const int32_t w = v[(size_t)j * B + b];                                                 \
-            const int16_t* xr = xt + ((size_t)col[j] * B + b) * TFC_TILE;                           \
-            for (int i = 0; i < TFC_TILE; ++i) acc[i] += w * (int32_t)xr[i];                        \
-          }                                                                                         \
-        }                                                                                           \
-        const int32_t off = (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r];                       \
-        for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_requant(s, r, acc[i] + off);   \
-      }                                                                                             \
-    }                                                                                               \
-  }
-TFC_DEFINE_TILE_I8(tfc_tile_i8_u16, uint16_t)
-TFC_DEFINE_TILE_I8(tfc_tile_i8_u32, uint32_t)
 
-TFC_HOT static void tfc_transpose_i8(const int8_t* x, int t, int k, int kpad, int16_t* xt) {
+TFC_HOT static void tfc_transpose_i8(const int8_t* x, int t, int k, int kpad, int32_t* xt) {
   for (int c = 0; c < kpad; ++c)
     for (int i = 0; i < TFC_TILE; ++i) xt[(size_t)c * TFC_TILE + i] = (i < t && c < k) ? x[(size_t)i * k + c] : 0;
 }
@@ -720,30 +640,142 @@ TFC_HOT static void tfc_row_i8_win(const TfcState* s, const int8_t* x, const int
   }
 }
 
-TFC_HOT static void tfc_tile_i8_win(const TfcState* s, const int16_t* xt, const int32_t* bias, int8_t* y, int t,
+
+
+/* ---------------------------------------------------------- tiled kernels
+ * TFC_TILE input rows at once (1x1 convolutions, batched FC): the tile is
+ * transposed to xt[K][TFC_TILE], so every stored weight multiplies one
+ * contiguous vector of TFC_TILE inputs, and the 16 lanes of a slice keep 16
+ * independent vector accumulators (no FMA latency chain).  GCC/Clang vector
+ * extensions map the vectors to AVX-512 / AVX2 / NEON registers. */
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "tfcompress sparse kernels need GCC or Clang (vector extensions)"
+#endif
+typedef float tfc_vf __attribute__((vector_size(TFC_TILE * sizeof(float))));
+typedef int32_t tfc_vi __attribute__((vector_size(TFC_TILE * sizeof(int32_t))));
+
+static inline tfc_vf tfc_ldf(const float* p) {
+  tfc_vf v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline tfc_vi tfc_ldi(const int32_t* p) {
+  tfc_vi v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static void tfc_init_acc_f32(const TfcState* s, int sl, const float* bias, tfc_vf* acc) {
+  for (int l = 0; l < 16; ++l) {
+    const uint32_t r = s->perm[sl * 16 + l];
+    const float b = (bias != NULL && r != 0xFFFFFFFFu) ? bias[r] : 0.f;
+    acc[l] = (tfc_vf){0} + b;
+  }
+}
+
+/* Clamped accumulators of one slice go straight to the output rows. */
+static void tfc_store_tile_f32(const TfcState* s, int sl, const tfc_vf* acc, float* y, int t, int ystride) {
+  for (int l = 0; l < 16; ++l) {
+    const uint32_t r = s->perm[sl * 16 + l];
+    if (r == 0xFFFFFFFFu) continue;
+    for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_clampf(acc[l][i], s->fmin, s->fmax);
+  }
+}
+
+#define TFC_DEFINE_TILE_F32(NAME, IDX_T)                                                            \
+  TFC_HOT static void NAME(const TfcState* s, const float* xt, const float* bias, float* y, int t, \
+                           int ystride) {                                                           \
+    const IDX_T* col = (const IDX_T*)s->col;                                                        \
+    const float* v = (const float*)s->values;                                                       \
+    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
+      tfc_vf acc[16];                                                                               \
+      tfc_init_acc_f32(s, sl, bias, acc);                                                           \
+      const uint32_t e = s->slice_ptr[sl + 1];                                                      \
+      if (s->block == 1) {                                                                          \
+        for (uint32_t i = s->slice_ptr[sl]; i < e; i += 16u)                                        \
+          for (int l = 0; l < 16; ++l)                                                              \
+            acc[l] += v[i + l] * tfc_ldf(xt + (size_t)col[i + l] * TFC_TILE);                       \
+      } else {                                                                                      \
+        for (uint32_t i = s->slice_ptr[sl]; i < e; i += 16u)                                        \
+          for (int l = 0; l < 16; ++l) {                                                            \
+            const float* w = v + 4u * (i + (uint32_t)l);                                            \
+            const float* xr = xt + (size_t)col[i + l] * 4u * TFC_TILE;                              \
+            acc[l] += w[0] * tfc_ldf(xr) + w[1] * tfc_ldf(xr + TFC_TILE) +                          \
+                      w[2] * tfc_ldf(xr + 2 * TFC_TILE) + w[3] * tfc_ldf(xr + 3 * TFC_TILE);        \
+          }                                                                                         \
+      }                                                                                             \
+      tfc_store_tile_f32(s, sl, acc, y, t, ystride);                                                \
+    }                                                                                               \
+  }
+TFC_DEFINE_TILE_F32(tfc_tile_f32_u16, uint16_t)
+TFC_DEFINE_TILE_F32(tfc_tile_f32_u32, uint32_t)
+
+TFC_HOT static void tfc_tile_f32_win(const TfcState* s, const float* xt, const float* bias, float* y, int t,
+                                     int ystride) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const float* v = (const float*)s->values;
+  const int W = s->n_windows;
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    tfc_vf acc[16];
+    tfc_init_acc_f32(s, sl, bias, acc);
+    uint32_t i = s->slice_ptr[sl];
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int w = 0; w < W; ++w) {
+      const float* xw = xt + (size_t)w * 32 * TFC_TILE;
+      for (int q = 0; q < st[w]; ++q, i += 16u)
+        for (int l = 0; l < 16; ++l) acc[l] += v[i + l] * tfc_ldf(xw + (size_t)col[i + l] * TFC_TILE);
+    }
+    tfc_store_tile_f32(s, sl, acc, y, t, ystride);
+  }
+}
+
+static void tfc_store_tile_i8(const TfcState* s, int sl, const tfc_vi* acc, const int32_t* bias, int8_t* y,
+                              int t, int ystride) {
+  for (int l = 0; l < 16; ++l) {
+    const uint32_t r = s->perm[sl * 16 + l];
+    if (r == 0xFFFFFFFFu) continue;
+    const int32_t off = (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r];
+    for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_requant(s, r, acc[l][i] + off);
+  }
+}
+
+#define TFC_DEFINE_TILE_I8(NAME, IDX_T)                                                             \
+  TFC_HOT static void NAME(const TfcState* s, const int32_t* xt, const int32_t* bias, int8_t* y,   \
+                           int t, int ystride) {                                                    \
+    const IDX_T* col = (const IDX_T*)s->col;                                                        \
+    const int8_t* v = (const int8_t*)s->values;                                                     \
+    const int B = s->block;                                                                         \
+    for (int sl = 0; sl < s->n_slices; ++sl) {                                                      \
+      tfc_vi acc[16];                                                                               \
+      for (int l = 0; l < 16; ++l) acc[l] = (tfc_vi){0};                                            \
+      const uint32_t e = s->slice_ptr[sl + 1];                                                      \
+      for (uint32_t i = s->slice_ptr[sl]; i < e; i += 16u)                                          \
+        for (int l = 0; l < 16; ++l)                                                                \
+          for (int b = 0; b < B; ++b)                                                               \
+            acc[l] += (int32_t)v[(size_t)(i + l) * B + b] *                                         \
+                      tfc_ldi(xt + ((size_t)col[i + l] * B + b) * TFC_TILE);                        \
+      tfc_store_tile_i8(s, sl, acc, bias, y, t, ystride);                                           \
+    }                                                                                               \
+  }
+TFC_DEFINE_TILE_I8(tfc_tile_i8_u16, uint16_t)
+TFC_DEFINE_TILE_I8(tfc_tile_i8_u32, uint32_t)
+
+TFC_HOT static void tfc_tile_i8_win(const TfcState* s, const int32_t* xt, const int32_t* bias, int8_t* y, int t,
                                     int ystride) {
   const uint8_t* col = (const uint8_t*)s->col;
   const int8_t* v = (const int8_t*)s->values;
   const int W = s->n_windows;
   for (int sl = 0; sl < s->n_slices; ++sl) {
+    tfc_vi acc[16];
+    for (int l = 0; l < 16; ++l) acc[l] = (tfc_vi){0};
+    uint32_t i = s->slice_ptr[sl];
     const uint8_t* st = s->steps + (size_t)sl * W;
-    for (int l = 0; l < 16; ++l) {
-      const uint32_t r = s->perm[sl * 16 + l];
-      if (r == 0xFFFFFFFFu) continue;
-      int32_t acc[TFC_TILE];
-      for (int i = 0; i < TFC_TILE; ++i) acc[i] = 0;
-      uint32_t base = s->slice_ptr[sl] + (uint32_t)l;
-      for (int w = 0; w < W; ++w) {
-        const int16_t* xw = xt + (size_t)w * 32 * TFC_TILE;
-        for (int q = 0; q < st[w]; ++q, base += 16u) {
-          const int32_t wv = v[base];
-          const int16_t* xr = xw + (size_t)col[base] * TFC_TILE;
-          for (int i = 0; i < TFC_TILE; ++i) acc[i] += wv * (int32_t)xr[i];
-        }
-      }
-      const int32_t off = (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r];
-      for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_requant(s, r, acc[i] + off);
+    for (int w = 0; w < W; ++w) {
+      const int32_t* xw = xt + (size_t)w * 32 * TFC_TILE;
+      for (int q = 0; q < st[w]; ++q, i += 16u)
+        for (int l = 0; l < 16; ++l) acc[l] += (int32_t)v[i + l] * tfc_ldi(xw + (size_t)col[i + l] * TFC_TILE);
     }
+    tfc_store_tile_i8(s, sl, acc, bias, y, t, ystride);
   }
 }
 
@@ -799,7 +831,7 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
         else tfc_row_i8_u32(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
       }
     } else {
-      int16_t* xt = (int16_t*)s->scratch;
+      int32_t* xt = (int32_t*)s->scratch;
       for (int p0 = 0; p0 < P; p0 += TFC_TILE) {
         const int t = P - p0 < TFC_TILE ? P - p0 : TFC_TILE;
         tfc_transpose_i8(xp + (size_t)p0 * K, t, K, s->n_windows * 32, xt);

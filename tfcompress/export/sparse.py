@@ -30,7 +30,7 @@ CONV_OP = "TFC_SPARSE_CONV_1X1"
 
 # Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
 # benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
-AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7}
+AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.9}
 # "custom" emits every layer at least this sparse.
 CUSTOM_MIN_SPARSITY = 0.3
 # Zeros "come in 1x4 blocks" when all-zero blocks hold this share of the zeros.
