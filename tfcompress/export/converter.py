@@ -249,6 +249,10 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     samples = None
     if representative_data is not None:
         samples = representative_samples(representative_data, input_ranks, calibration_samples)
+        if inputs:  # e.g. uint8 images for a float32 input: cast to what the model takes
+            dtypes = [np.dtype(getattr(t.dtype, "name", t.dtype)) for t in inputs]
+            samples = [[x.astype(d, copy=False) for x, d in zip(sample, dtypes)]
+                       for sample in samples]
     elif quantize == "int8" and _prepare.needs_calibration(prepared):
         hint = (" (the Edge TPU needs full-integer models: give calibration inputs or "
                 "train with quantization-aware training)") if target == "edgetpu" else ""
