@@ -168,11 +168,11 @@ def plot_tradeoff(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, xlabel in [(axes[0], "size_bytes", "size (KiB)"),
                             (axes[1], "median_ms", "median latency (ms, 1 thread)")]:
-        for r in rows:
+        for i, r in enumerate(rows):
             x = r[key] / 1024 if key == "size_bytes" else r[key]
             ax.scatter(x, r["top1"] * 100)
             ax.annotate(r["label"], (x, r["top1"] * 100), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
+                        xytext=(4, 4 + 9 * (i % 3)), fontsize=8)  # staggered: points overlap
         ax.set_xlabel(xlabel)
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
