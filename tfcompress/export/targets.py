@@ -206,7 +206,10 @@ def xnnpack_report(tflite_bytes, parsed):
         if op["subgraph"]:
             continue
         key = tuple(sorted(op["outputs"]))
-        (delegated if key in claimed else offending).append(_label(op))
+        if op["custom"]:  # XNNPACK takes no custom op; a DELEGATE node here is another delegate
+            offending.append(f"{_label(op)}: custom op (its own kernel or delegate)")
+        else:
+            (delegated if key in claimed else offending).append(_label(op))
     notes = []
     if any(op["subgraph"] for op in parsed["ops"]):
         notes.append("only the main subgraph is checked")
