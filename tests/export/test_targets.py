@@ -129,3 +129,18 @@ def test_sparsity_per_tensor_matches_numpy(tmp_path):
     assert report.weight_sparsity == pytest.approx(zeros / total, abs=1e-9)
     assert report.custom_ops == []
     assert "Weight sparsity" in report.to_markdown()
+
+
+def test_custom_ops_are_listed_and_named_off_accelerators():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((256,)), keras.layers.Dense(256), keras.layers.Dense(10)])
+    kernel, bias = model.layers[0].get_weights()
+    kernel[np.random.default_rng(0).random(kernel.shape) < 0.9] = 0.0  # 90 % sparse: packed
+    model.layers[0].set_weights([kernel, bias])
+    _, report = export_tflite(model, sparse_kernels="auto")
+    assert report.custom_ops == ["TFC_SPARSE_FC"]
+    for target in ("gpu", "edgetpu"):
+        assert report.targets[target].compatible is False
+        assert any(o.startswith("TFC_SPARSE_FC (op #") for o in report.targets[target].offending_ops)
+    assert not any(o.startswith("TFC_SPARSE_FC") for o in report.targets["cpu"].delegated_ops)
+    assert "**Custom ops:** TFC_SPARSE_FC" in report.to_markdown()
