@@ -361,6 +361,10 @@ def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
             return "custom", f"{s:.0%} sparse ({pat['pattern']}): tfcompress custom op"
         return "dense", f"only {s:.0%} sparse (< {CUSTOM_MIN_SPARSITY:.0%}): kept dense"
     # auto
+    if int8:
+        return "dense", ("int8: XNNPACK's dense int8 kernel (VNNI) was faster than the portable int8 "
+                         "sparse kernel in benchmarks/sparse_kernels.py; use sparse_kernels='custom' "
+                         "to force it")
     if builtin_fits:
         return "builtin", "zeros in 1x4 blocks: TFLite's built-in block-sparse FULLY_CONNECTED"
     need = AUTO_MIN_SPARSITY[kind]

@@ -1,0 +1,232 @@
+"""Sparse kernels side by side: dense built-in FC vs TFLite's built-in sparse FC vs tfcompress.
+
+One process, one LiteRT version, the same interpreter settings (1 thread, XNNPACK on as in an
+app) for every variant; each variant is timed in 3 interleaved rounds and the fastest median is
+kept, so the ratios are comparable even on a busy machine.
+
+    python benchmarks/sparse_kernels.py            # full run (~5-10 min)
+    python benchmarks/sparse_kernels.py --quick    # a few configurations
+
+Writes benchmarks/results/sparse_kernels.json and sparse_kernels_speedup.png.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfcompress.export import benchmark_tflite, export_tflite, load_interpreter, run_tflite  # noqa: E402
+from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def prune_kn(w, pattern, sparsity, rng):
+    """Zeros a Keras kernel [K, N] by magnitude: unstructured, 2:4 or 1x4 blocks along K."""
+    w = w.copy()
+    k, n = w.shape
+    if pattern == "unstructured":
+        w[np.abs(w) < np.quantile(np.abs(w), sparsity)] = 0
+    elif pattern == "2:4":
+        g = w.reshape(k // 4, 4, n)
+        order = np.argsort(np.abs(g), axis=1)
+        np.put_along_axis(g, order[:, :2, :], 0.0, axis=1)
+    elif pattern == "block1x4":
+        norms = np.abs(w.reshape(k // 4, 4, n)).sum(axis=1)
+        mask = norms < np.quantile(norms, sparsity)
+        w[np.repeat(mask, 4, axis=0)] = 0
+    return w
+
+
+def fc_model(k, n, pattern, sparsity, rng):
+    model = keras.Sequential([keras.Input((k,)), keras.layers.Dense(n)])
+    w = rng.standard_normal((k, n)).astype("float32") / np.sqrt(k)
+    model.layers[0].kernel.assign(prune_kn(w, pattern, sparsity, rng))
+    model.layers[0].bias.assign(rng.standard_normal(n).astype("float32") * 0.1)
+    return model
+
+
+def convert(model, dtype, calib, builtin_sparse):
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    opts = []
+    if dtype == "int8":
+        opts.append(tf.lite.Optimize.DEFAULT)
+        conv.representative_dataset = lambda: ([c[None]] for c in calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    if builtin_sparse:
+        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    conv.optimizations = opts
+    return conv.convert()
+
+
+def _median_ms_no_xnnpack(tfl, runs):
+    """For models XNNPACK refuses (the int8 DENSIFY + FC that EXPERIMENTAL_SPARSITY emits)."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    interp = load_interpreter(tfl, num_threads=1,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    for _ in range(3):
+        interp.invoke()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        interp.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def timed(variants, runs, notes=None):
+    """Fastest of 3 interleaved median latencies (ms) per variant."""
+    best = {name: float("inf") for name in variants}
+    for _ in range(3):
+        for name, tfl in variants.items():
+            try:
+                ms = benchmark_tflite(tfl, runs=runs, warmup=3, num_threads=1)["median_ms"]
+            except ValueError as e:
+                ms = _median_ms_no_xnnpack(tfl, runs)
+                if notes is not None:
+                    notes[name] = f"default interpreter refuses it ({str(e)[:80]}); timed without XNNPACK"
+            best[name] = min(best[name], ms)
+    return best
+
+
+def bench_fc(configs, rng):
+    rows = []
+    for k, n, pattern, sparsity, dtype in configs:
+        model = fc_model(k, n, pattern, sparsity, rng)
+        calib = rng.standard_normal((32, k)).astype("float32")
+        dense = convert(model, dtype, calib, False)
+        builtin = convert(model, dtype, calib, True)
+        ours = rewrite_tflite(dense, "custom")
+        (layer,) = sparse_kernel_report(ours)
+        x = rng.standard_normal((4, k)).astype("float32")
+        ref = run_tflite(dense, x)
+        err = float(np.abs(run_tflite(ours, x) - ref).max() / max(np.abs(ref).max(), 1e-12))
+        runs = 30 if k * n <= 2048 * 2048 else 15
+        notes = {}
+        t = timed({"dense": dense, "builtin_sparse": builtin, "tfcompress": ours}, runs, notes)
+        row = {"K": k, "N": n, "pattern": pattern, "sparsity": sparsity, "dtype": dtype,
+               "dense_ms": t["dense"], "builtin_sparse_ms": t["builtin_sparse"],
+               "tfcompress_ms": t["tfcompress"],
+               "speedup_builtin_sparse": t["dense"] / t["builtin_sparse"],
+               "speedup_tfcompress": t["dense"] / t["tfcompress"],
+               "tfcompress_vs_builtin_sparse": t["builtin_sparse"] / t["tfcompress"],
+               "tfcompress_emitted": layer["emitted"], "max_rel_err": err, "notes": notes,
+               "bytes": {"dense": len(dense), "builtin_sparse": len(builtin), "tfcompress": len(ours)}}
+        rows.append(row)
+        print(f"{k:>5}x{n:<5} {pattern:>12} {sparsity:>5.0%} {dtype:>7} | dense {t['dense']:7.3f} ms | "
+              f"builtin sparse {t['builtin_sparse']:7.3f} ms ({row['speedup_builtin_sparse']:4.2f}x) | "
+              f"tfcompress {t['tfcompress']:7.3f} ms ({row['speedup_tfcompress']:4.2f}x) | err {err:.1e}"
+              + (" | builtin sparse: no XNNPACK" if notes else ""),
+              flush=True)
+    return rows
+
+
+def bench_mobilenet(rng, sparsity=0.8):
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3),
+                                           classifier_activation=None)
+    pruned = 0
+    for layer in model.layers:
+        if (type(layer) is keras.layers.Conv2D and tuple(layer.kernel.shape[:2]) == (1, 1)):
+            w = layer.kernel.numpy()
+            w[np.abs(w) < np.quantile(np.abs(w), sparsity)] = 0
+            layer.kernel.assign(w)
+            pruned += 1
+    dense, _ = export_tflite(model)
+    custom, _ = export_tflite(model, sparse_kernels="custom")
+    auto = rewrite_tflite(dense, "auto")
+    x = rng.random((2, 224, 224, 3)).astype("float32")
+    ref = run_tflite(dense, x)
+    out = {"pruned_1x1_convs": pruned, "sparsity": sparsity}
+    for name, tfl in (("custom", custom), ("auto", auto)):
+        got = run_tflite(tfl, x)
+        out[f"{name}_max_rel_err"] = float(np.abs(got - ref).max() / np.abs(ref).max())
+        out[f"{name}_top1_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
+        out[f"{name}_layers"] = sum(r["emitted"] == "custom" for r in sparse_kernel_report(tfl))
+    t = timed({"dense": dense, "custom": custom, "auto": auto}, runs=10)
+    out.update({"dense_ms": t["dense"], "custom_ms": t["custom"], "auto_ms": t["auto"],
+                "speedup_custom": t["dense"] / t["custom"], "speedup_auto": t["dense"] / t["auto"],
+                "bytes": {"dense": len(dense), "custom": len(custom), "auto": len(auto)}})
+    print(f"MobileNetV2 224, {pruned} 1x1 convs {sparsity:.0%} sparse | dense {t['dense']:.2f} ms | "
+          f"custom {t['custom']:.2f} ms ({out['speedup_custom']:.2f}x, {out['custom_layers']} layers) | "
+          f"auto {t['auto']:.2f} ms ({out['speedup_auto']:.2f}x, {out['auto_layers']} layers) | "
+          f"rel err {out['custom_max_rel_err']:.1e}", flush=True)
+    return out
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, dtype in zip(axes, ("float32", "int8")):
+        for pattern, marker in (("unstructured", "o"), ("block1x4", "s"), ("2:4", "^")):
+            pts = sorted((r["sparsity"], r) for r in rows if r["dtype"] == dtype and
+                         r["pattern"] == pattern and r["K"] == 2048 and r["N"] == 2048)
+            if not pts:
+                continue
+            xs = [p for p, _ in pts]
+            ax.plot(xs, [r["speedup_tfcompress"] for _, r in pts], marker=marker, label=f"tfcompress {pattern}")
+            ax.plot(xs, [r["speedup_builtin_sparse"] for _, r in pts], marker=marker, linestyle="--",
+                    alpha=0.6, label=f"TFLite built-in sparse {pattern}")
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.set_title(f"FC 2048x2048, batch 1, 1 thread, {dtype}")
+        ax.set_xlabel("sparsity")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("speed-up vs dense built-in FC")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a few configurations only")
+    ap.add_argument("--no-mobilenet", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    sweep = [0.5, 0.7, 0.8, 0.9, 0.95]
+    configs = []
+    dtypes = ("float32", "int8")
+    for dtype in dtypes:
+        for pattern in ("unstructured", "block1x4"):
+            for s in ([0.8, 0.9] if args.quick else sweep):
+                configs.append((2048, 2048, pattern, s, dtype))
+        configs.append((2048, 2048, "2:4", 0.5, dtype))
+        if not args.quick:
+            for size in (512, 1024, 4096):
+                configs.append((size, size, "unstructured", 0.9, dtype))
+    start = time.time()
+    print("FC (batch 1, 1 thread); latencies are the fastest of 3 interleaved medians")
+    rows = bench_fc(configs, rng)
+    result = {"machine": {"python": sys.version.split()[0], "tensorflow": tf.__version__,
+                          "cpu": platform.processor() or platform.machine(), "threads": 1},
+              "fc": rows}
+    if not args.no_mobilenet:
+        result["mobilenet_v2"] = bench_mobilenet(rng)
+    result["seconds"] = round(time.time() - start, 1)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "sparse_kernels.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    plot(rows, os.path.join(RESULTS, "sparse_kernels_speedup.png"))
+    print(f"wrote {RESULTS}/sparse_kernels.json and sparse_kernels_speedup.png ({result['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
