@@ -110,6 +110,7 @@ typedef struct TfcStateTag {
   int32_t zp_in, zp_out, qmin, qmax;
   float fmin, fmax;
   void (*row_f32_win)(const struct TfcStateTag* s, const float* x, const float* bias, float* y);
+  void (*row_i8_win)(const struct TfcStateTag* s, const int8_t* x, const int32_t* bias, int8_t* y);
 } TfcState;
 
 /* ------------------------------------------------------------------ errors */
@@ -344,6 +345,8 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 
   /* activations */
   if (x->type != kTfLiteFloat32 && x->type != kTfLiteInt8) TFC_FAIL(ctx, "input must be float32 or int8");
+  /* int8 products are <= 2^14, so K <= 2^16 keeps the int32 accumulators exact */
+  if (x->type == kTfLiteInt8 && s->k_in > 65536) TFC_FAIL(ctx, "int8 packed weights need K <= 65536");
   if ((int)x->type != s->value_type) TFC_FAIL(ctx, "input type and packed value_type differ (float32 input needs float32 values, int8 input int8 values)");
   if (y->type != x->type) TFC_FAIL(ctx, "output type must equal input type");
   if (x->dims == NULL || x->dims->size < 1 || x->dims->size > 6) TFC_FAIL(ctx, "input rank must be 1..6");
@@ -564,7 +567,7 @@ __attribute__((target("avx512f"))) static void tfc_row_f32_win_avx512(const TfcS
 
 /* -------------------------------------------------------------- int8 math */
 
-static inline int8_t tfc_requant(const TfcState* s, uint32_t r, int32_t acc) {
+static inline int8_t tfc_requant(const TfcState* s, uint32_t r, int64_t acc) {
   float q = nearbyintf((float)acc * s->multipliers[r]);
   int32_t v;
   if (q > 1e9f) v = 1000000000;
@@ -599,7 +602,7 @@ static inline int8_t tfc_requant(const TfcState* s, uint32_t r, int32_t acc) {
       for (int l = 0; l < 16; ++l) {                                                                \
         const uint32_t r = s->perm[sl * 16 + l];                                                    \
         if (r == 0xFFFFFFFFu) continue;                                                             \
-        y[r] = tfc_requant(s, r, acc[l] + (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r]);        \
+        y[r] = tfc_requant(s, r, (int64_t)acc[l] + (bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r]);        \
       }                                                                                             \
     }                                                                                               \
   }
@@ -635,12 +638,63 @@ TFC_HOT static void tfc_row_i8_win(const TfcState* s, const int8_t* x, const int
     for (int l = 0; l < 16; ++l) {
       const uint32_t r = s->perm[sl * 16 + l];
       if (r == 0xFFFFFFFFu) continue;
-      y[r] = tfc_requant(s, r, acc[l] + (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r]);
+      y[r] = tfc_requant(s, r, (int64_t)acc[l] + (bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r]);
     }
   }
 }
 
 
+
+#if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+/* AVX-512F body of tfc_row_i8_win: the int8 window is widened to 32 int32 in
+ * two registers; one vpermt2d fetches x for 16 lanes, weights are widened from
+ * 16 bytes; 32-bit multiply-add (exact: |acc| < 2^31 for K < 2^17). */
+__attribute__((target("avx512f"))) static void tfc_row_i8_win_avx512(const TfcState* s, const int8_t* x,
+                                                                    const int32_t* bias, int8_t* y) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const int8_t* v = (const int8_t*)s->values;
+  const int W = s->n_windows, k = s->k_in;
+  int8_t tail[32];
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+    uint32_t i = s->slice_ptr[sl];
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int w = 0; w < W; ++w) {
+      const int T = st[w];
+      if (T == 0) continue;
+      const int8_t* xw = x + w * 32;
+      if (w * 32 + 32 > k) {
+        for (int q = 0; q < 32; ++q) tail[q] = w * 32 + q < k ? x[w * 32 + q] : 0;
+        xw = tail;
+      }
+      const __m512i x0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)xw));
+      const __m512i x1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(xw + 16)));
+      int t = 0;
+      for (; t + 2 <= T; t += 2, i += 32u) {
+        __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i)));
+        __m512i i1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i + 16)));
+        __m512i w0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(v + i)));
+        __m512i w1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(v + i + 16)));
+        a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(w0, _mm512_permutex2var_epi32(x0, i0, x1)));
+        a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(w1, _mm512_permutex2var_epi32(x0, i1, x1)));
+      }
+      if (t < T) {
+        __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i)));
+        __m512i w0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(v + i)));
+        a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(w0, _mm512_permutex2var_epi32(x0, i0, x1)));
+        i += 16u;
+      }
+    }
+    int32_t acc[16];
+    _mm512_storeu_si512((void*)acc, _mm512_add_epi32(a0, a1));
+    for (int l = 0; l < 16; ++l) {
+      const uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      y[r] = tfc_requant(s, r, (int64_t)acc[l] + (bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r]);
+    }
+  }
+}
+#endif
 
 /* ---------------------------------------------------------- tiled kernels
  * TFC_TILE input rows at once (1x1 convolutions, batched FC): the tile is
@@ -734,7 +788,7 @@ static void tfc_store_tile_i8(const TfcState* s, int sl, const tfc_vi* acc, cons
   for (int l = 0; l < 16; ++l) {
     const uint32_t r = s->perm[sl * 16 + l];
     if (r == 0xFFFFFFFFu) continue;
-    const int32_t off = (bias ? bias[r] : 0) - s->zp_in * s->row_sums[r];
+    const int64_t off = (int64_t)(bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r];
     for (int i = 0; i < t; ++i) y[(size_t)i * ystride + r] = tfc_requant(s, r, acc[l][i] + off);
   }
 }
@@ -781,8 +835,12 @@ TFC_HOT static void tfc_tile_i8_win(const TfcState* s, const int32_t* xt, const 
 
 static void tfc_pick_kernels(TfcState* s) {
   s->row_f32_win = tfc_row_f32_win;
+  s->row_i8_win = tfc_row_i8_win;
 #if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx512f")) s->row_f32_win = tfc_row_f32_win_avx512;
+  if (__builtin_cpu_supports("avx512f")) {
+    s->row_f32_win = tfc_row_f32_win_avx512;
+    s->row_i8_win = tfc_row_i8_win_avx512;
+  }
 #endif
 }
 
@@ -826,7 +884,7 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
     int8_t* yp = y->data.int8;
     if (P < TFC_GATHER_MAX_ROWS) {
       for (int p = 0; p < P; ++p) {
-        if (win) tfc_row_i8_win(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
+        if (win) s->row_i8_win(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
         else if (u16) tfc_row_i8_u16(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
         else tfc_row_i8_u32(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
       }

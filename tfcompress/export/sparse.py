@@ -30,7 +30,7 @@ CONV_OP = "TFC_SPARSE_CONV_1X1"
 
 # Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
 # benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
-AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.9}
+AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.9, "fc_int8": 0.95}
 # "custom" emits every layer at least this sparse.
 CUSTOM_MIN_SPARSITY = 0.3
 # Zeros "come in 1x4 blocks" when all-zero blocks hold this share of the zeros.
@@ -362,9 +362,12 @@ def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
         return "dense", f"only {s:.0%} sparse (< {CUSTOM_MIN_SPARSITY:.0%}): kept dense"
     # auto
     if int8:
-        return "dense", ("int8: XNNPACK's dense int8 kernel (VNNI) was faster than the portable int8 "
-                         "sparse kernel in benchmarks/sparse_kernels.py; use sparse_kernels='custom' "
-                         "to force it")
+        if kind == "fc" and s >= AUTO_MIN_SPARSITY["fc_int8"]:
+            return "custom", (f"int8, {s:.0%} sparse ({pat['pattern']}) >= "
+                              f"{AUTO_MIN_SPARSITY['fc_int8']:.0%}: tfcompress custom op is faster")
+        return "dense", ("int8: XNNPACK's dense int8 kernels (VNNI) are as fast below "
+                         f"{AUTO_MIN_SPARSITY['fc_int8']:.0%} sparsity (FC) and for 1x1 convolutions "
+                         "(benchmarks/sparse_kernels.py); sparse_kernels='custom' forces the custom op")
     if builtin_fits:
         return "builtin", "zeros in 1x4 blocks: TFLite's built-in block-sparse FULLY_CONNECTED"
     need = AUTO_MIN_SPARSITY[kind]
