@@ -178,7 +178,10 @@ def test_float_fallback_for_layers_without_integer_kernels(rng):
     assert report.inputs[0]["dtype"] == "int8" and not report.is_full_integer
     assert {"QUANTIZE", "DEQUANTIZE", "BATCH_MATMUL", "SOFTMAX"} <= set(report.op_histogram)
     assert report.op_histogram["FULLY_CONNECTED"] >= 3
-    assert np.abs(run_tflite(tflite, x) - qat.predict(x, verbose=0)).max() <= 3 * _output_step(qat)
+    # float regions compute in a different order than Keras; a value that lands on a rounding tie at
+    # their output quantization point moves one step and the step propagates: a few steps at most
+    err = np.abs(run_tflite(tflite, x) - qat.predict(x, verbose=0))
+    assert err.max() <= 5 * _output_step(qat) and err.mean() <= _output_step(qat)
 
     conv3d = keras.Sequential([keras.Input((4, 4, 4, 2)), L.Conv3D(4, 3, activation="relu"), L.Flatten(),
                                L.Dense(5)])
@@ -247,3 +250,32 @@ def test_nested_functional_model_and_keep_float(rng):
     assert report.op_histogram["CONV_2D"] == 1 and report.inputs[0]["dtype"] == "int8"
     assert np.abs(run_tflite(tflite, x) - qat.predict(x, verbose=0)).max() <= 2 * _output_step(qat)
     assert isinstance(qat.layers[1], QuantizeLayer)
+
+
+class SubclassedNet(keras.Model):
+    """A subclassed model places the quantization layers itself (its graph is invisible to quantize)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.quant_in = QuantizeLayer()
+        self.conv = QuantizeWrapper(L.Conv2D(8, 3, use_bias=False), activation="relu6",
+                                    batch_norm=L.BatchNormalization())
+        self.flatten = L.Flatten()
+        self.head = QuantizeWrapper(L.Dense(10))
+
+    def call(self, x, training=None):  # Keras hands `training` to the layers only if call takes it
+        return self.head(self.flatten(self.conv(self.quant_in(x))))
+
+
+def test_subclassed_models_use_the_layers_directly(digits):
+    (x_train, y_train), (x_test, _) = digits
+    with pytest.raises(ValueError, match="subclassed SubclassedNet.*QuantizeWrapper"):
+        quantize(SubclassedNet())
+    model = _compile(SubclassedNet())
+    model.fit(x_train, y_train, epochs=2, batch_size=32, verbose=0)
+    tflite, report = export_tflite(model, quantize="int8")
+    assert report.is_full_integer and report.op_histogram.get("CONV_2D") == 1, report.op_histogram
+    parity = verify(model, tflite, x_test)
+    assert parity.top1_agreement >= 0.99
+    step = (float(model.head.output_tracker.max) - float(model.head.output_tracker.min)) / 255
+    assert parity.max_abs_error <= 3 * step

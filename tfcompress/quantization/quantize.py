@@ -123,8 +123,9 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
     output both carry ranges).
 
     Args:
-        model: A Sequential, Functional (possibly nested) or subclassed Keras model. Subclassed models
-            need `get_config`/`from_config`; their sub-layers are wrapped with input and output points.
+        model: A built Sequential or Functional (possibly nested) Keras model. A subclassed model's
+            graph is not visible: it places `QuantizeWrapper` / `QuantizeLayer` in its own `__init__`
+            (see `QuantizeWrapper`).
         scheme: An `Int8Scheme`. Defaults to `Int8Scheme()`.
         layers: Names of the layers to quantize; `None` quantizes every supported layer. Defaults to `None`.
         keep_float: Names of layers to leave in float (mixed precision; see `sensitivity`). Defaults to `None`.
@@ -155,9 +156,12 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
     if isinstance(model, keras.Sequential):
         model = _sequential_to_functional(model)
     elif not _is_functional(model):
-        from tfcompress.quantization._subclassed import quantize_subclassed
-
-        return quantize_subclassed(model, scheme, selected, keep_float, configs)
+        raise ValueError(
+            f"quantize(): model {model.name!r} is a subclassed {type(model).__name__}, whose layer graph is "
+            "not visible. Build the quantization into its __init__ instead: wrap each Conv/Dense as "
+            "QuantizeWrapper(layer, activation=..., batch_norm=...) and put a QuantizeLayer() on the inputs "
+            "and after other ops (see the QuantizeWrapper docstring), or rebuild it as a Functional model."
+        )
 
     def config_of(layer):
         if layer.name in keep_float or (selected is not None and layer.name not in selected):

@@ -42,6 +42,21 @@ class QuantizeWrapper(keras.layers.Wrapper):
             statistics are used (frozen) while `gamma` and `beta` keep training. Defaults to `None`.
         **kwargs: Keras layer arguments (`name`, ...).
 
+    `quantize()` places wrappers in Sequential and Functional models; a subclassed model uses them
+    directly (with a `QuantizeLayer` on its input), which is all the int8 export needs:
+
+        class Net(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.quant_in = QuantizeLayer()
+                self.conv = QuantizeWrapper(keras.layers.Conv2D(8, 3), activation="relu",
+                                            batch_norm=keras.layers.BatchNormalization())
+                self.flatten = keras.layers.Flatten()
+                self.head = QuantizeWrapper(keras.layers.Dense(10))
+
+            def call(self, x, training=None):  # `training` reaches the layers only if call takes it
+                return self.head(self.flatten(self.conv(self.quant_in(x))))
+
     Example:
         >>> import keras, numpy as np
         >>> w = QuantizeWrapper(keras.layers.Dense(4), activation="relu")
