@@ -12,7 +12,7 @@ Part 2, keras.applications MobileNetV3Small (96x96), MobileNetV2 (96x96) and Res
 weights=None with randomised BatchNormalization statistics: quantize -> a few QAT steps on upscaled
 digits -> full int8 export with no representative data -> verify (agreement, max error, float ops).
 
-Usage: python benchmarks/qat_vs_tfmot.py [--epochs 5] [--quick]
+Usage: python benchmarks/qat_vs_tfmot.py [--epochs 5] [--quick] [--digits-only]
 Writes benchmarks/results/qat_vs_tfmot.json and prints a table.
 """
 
@@ -201,12 +201,18 @@ def main():
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--steps", type=int, default=4, help="QAT steps for the big models")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--digits-only", action="store_true",
+                        help="rerun part 1 only; keep part 2 from the existing JSON")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.pretrain_epochs = 2, 3
     result = {"machine": {"python": platform.python_version(), "keras": keras.__version__,
                           "processor": platform.processor() or platform.machine()}}
-    result["big_models"] = big_models_part(args.steps, args.quick)
+    if args.digits_only and os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            result["big_models"] = json.load(f)["big_models"]
+    else:
+        result["big_models"] = big_models_part(args.steps, args.quick)
     result["digits"] = digits_part(args.epochs, args.pretrain_epochs, batch=32)
     d = result["digits"]
     print("\n| digits CNN | int8 TFLite top-1 | agreement with Keras | QAT epoch / plain epoch |")

@@ -60,7 +60,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
     Example:
         >>> import keras, numpy as np
         >>> w = QuantizeWrapper(keras.layers.Dense(4), activation="relu")
-        >>> w(np.ones((2, 3), "float32"), training=True).shape
+        >>> tuple(w(np.ones((2, 3), "float32"), training=True).shape)
         (2, 4)
 
     References:
