@@ -90,3 +90,18 @@ def test_scheme_validates_and_marks_low_bit_weights_experimental():
         scheme = Int8Scheme(weight_bits=4)
     assert not scheme.deployable and Int8Scheme().deployable
     assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(scheme)).weight_bits == 4
+
+
+def test_4bit_scheme_trains_conv_weights_on_a_15_level_grid(rng):
+    from tfcompress.quantization import quantize
+
+    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    with pytest.warns(UserWarning, match="experimental"):
+        scheme = Int8Scheme(weight_bits=4)
+    qat = quantize(model, scheme)
+    mapping, _ = qat.layers[2].quantized_weights()
+    kernel = np.asarray(mapping[0][1])
+    want = _np_symmetric(model.layers[0].get_weights()[0], axis_reduce=(0, 1, 2), bits=4)
+    np.testing.assert_allclose(kernel, want, atol=1e-6)
+    assert max(len(np.unique(kernel[..., c])) for c in range(3)) <= 15
