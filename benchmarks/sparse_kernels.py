@@ -88,10 +88,10 @@ def _median_ms_no_xnnpack(tfl, runs):
     return float(np.median(times))
 
 
-def timed(variants, runs, notes=None):
-    """Fastest of 3 interleaved median latencies (ms) per variant."""
+def timed(variants, runs, notes=None, rounds=3):
+    """Fastest of `rounds` interleaved median latencies (ms) per variant."""
     best = {name: float("inf") for name in variants}
-    for _ in range(3):
+    for _ in range(rounds):
         for name, tfl in variants.items():
             try:
                 ms = benchmark_tflite(tfl, runs=runs, warmup=3, num_threads=1)["median_ms"]
@@ -156,7 +156,9 @@ def bench_mobilenet(rng, sparsity=0.8):
         out[f"{name}_max_rel_err"] = float(np.abs(got - ref).max() / np.abs(ref).max())
         out[f"{name}_top1_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
         out[f"{name}_layers"] = sum(r["emitted"] == "custom" for r in sparse_kernel_report(tfl))
-    t = timed({"dense": dense, "custom": custom, "auto": auto}, runs=10)
+    # "auto" keeps every 1x1 conv dense at 80 % (see its report): it is the same model as "dense"
+    # and shows the measurement noise of this run.
+    t = timed({"dense": dense, "custom": custom, "auto": auto}, runs=10, rounds=5)
     out.update({"dense_ms": t["dense"], "custom_ms": t["custom"], "auto_ms": t["auto"],
                 "speedup_custom": t["dense"] / t["custom"], "speedup_auto": t["dense"] / t["auto"],
                 "bytes": {"dense": len(dense), "custom": len(custom), "auto": len(auto)}})
