@@ -121,14 +121,17 @@ def custom_ops_in(tflite_bytes) -> list:
     """Names of the tfcompress custom ops used by a TFLite model (bytes)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.Model.GetRootAs(bytearray(tflite_bytes) if not isinstance(tflite_bytes, (bytes, bytearray)) else tflite_bytes, 0)
     names = set()
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i).CustomCode()
-        if code is not None:
-            name = code.decode() if isinstance(code, bytes) else str(code)
-            if name in CUSTOM_OPS:
-                names.add(name)
+    try:
+        model = schema.Model.GetRootAs(bytes(tflite_bytes), 0)
+        for i in range(model.OperatorCodesLength()):
+            code = model.OperatorCodes(i).CustomCode()
+            if code is not None:
+                name = code.decode() if isinstance(code, bytes) else str(code)
+                if name in CUSTOM_OPS:
+                    names.add(name)
+    except Exception:  # noqa: BLE001 - not a flatbuffer: LiteRT reports it when loading
+        return []
     return sorted(names)
 
 
