@@ -18,7 +18,7 @@ import sys
 import tempfile
 import zipfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only the one-line errors reach stderr
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 PROG = "tfcompress"

@@ -22,7 +22,7 @@ def load_digits(test_fraction=0.2, seed=0, upscale=1):
     Example:
         >>> (x_train, y_train), (x_test, y_test) = load_digits()
         >>> x_train.shape, x_test.shape
-        ((1437, 8, 8, 1), (360, 8, 8, 1))
+        ((1438, 8, 8, 1), (359, 8, 8, 1))
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
