@@ -44,16 +44,18 @@ def quantize_weight(w, axis, num_bits=8):
             `"depthwise"` (per output channel of a `(kh, kw, in, multiplier)` depthwise kernel).
         num_bits: Bits of the integer grid. Defaults to 8.
     """
+    # The range is a constant for the gradient (straight-through estimator): no backprop through
+    # max|w|, which would cost a full extra pass over the kernel every step.
     if axis is None:
-        m = ops.maximum(ops.max(ops.abs(w)), _EPS)
+        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(w)), _EPS))
         return fake_quant(w, -m, m, num_bits=num_bits, narrow_range=True)
     if axis == "last":
-        m = ops.maximum(ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0), _EPS)
+        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(ops.reshape(w, (-1, w.shape[-1]))), axis=0), _EPS))
         return fake_quant_per_channel_last(w, -m, m, num_bits=num_bits)
     if axis == "depthwise":
         shape = tuple(w.shape)
         flat = ops.reshape(w, shape[:-2] + (1, shape[-2] * shape[-1]))
-        m = ops.maximum(ops.max(ops.abs(ops.reshape(flat, (-1, flat.shape[-1]))), axis=0), _EPS)
+        m = ops.stop_gradient(ops.maximum(ops.max(ops.abs(ops.reshape(flat, (-1, flat.shape[-1]))), axis=0), _EPS))
         return ops.reshape(fake_quant_per_channel_last(flat, -m, m, num_bits=num_bits), shape)
     raise ValueError(f"Unknown weight quantization axis {axis!r}; expected None, 'last' or 'depthwise'.")
 
