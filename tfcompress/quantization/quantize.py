@@ -163,28 +163,21 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
             "and after other ops (see the QuantizeWrapper docstring), or rebuild it as a Functional model."
         )
 
-    def config_of(layer):
-        if layer.name in keep_float or (selected is not None and layer.name not in selected):
-            return None, "float"
-        cfg = configs.get(layer.name) or configs.get(type(layer).__name__)
-        cfg = cfg or QuantizeConfig.for_layer(layer, scheme.per_channel)
-        return cfg, None if cfg is not None else "unknown"
-
-    layer_configs = {}
+    layer_configs = {}  # id(original layer) -> QuantizeConfig, for the layers to quantize
     for op in model.operations:
-        if isinstance(op, keras.layers.InputLayer) or not isinstance(op, keras.layers.Layer):
+        if not isinstance(op, keras.layers.Layer) or isinstance(op, (keras.layers.InputLayer, keras.Model)):
             continue
-        if isinstance(op, keras.Model):
+        if op.name in keep_float or (selected is not None and op.name not in selected):
             continue
-        cfg, why = config_of(op)
-        if why == "unknown":
+        cfg = configs.get(op.name) or configs.get(type(op).__name__)
+        cfg = cfg or QuantizeConfig.for_layer(op, scheme.per_channel)
+        if cfg is None:
             raise ValueError(
                 f"quantize(): layer {op.name!r} of class {type(op).__name__} has no quantization config. "
                 f"Annotate it with configs={{{type(op).__name__!r}: QuantizeConfig(weights={{...}})}}, or keep "
                 f"it float with keep_float=[{op.name!r}]."
             )
-        if cfg is not None:
-            layer_configs[id(op)] = cfg
+        layer_configs[id(op)] = cfg
     plan = _plan_fusions(model, layer_configs)
     absorbed = {id(a) for _, _, group in plan.values() for a in group}
     weight_pairs = []  # (original layer, new layer) whose weights get copied after building
