@@ -54,7 +54,8 @@ class PruningCallback(keras.callbacks.Callback):
         if not self._wrappers:
             self.attach(self.model)
         if self.step is None:
-            self.step = max(int(w.pruning_step.numpy()) for w in self._wrappers)
+            # min: a layer called twice per step (shared) advances its own counter twice
+            self.step = min(int(w.pruning_step.numpy()) for w in self._wrappers)
         k = int(getattr(self.model, "steps_per_execution", 1) or 1)
         for t in range(self.step, self.step + k):
             if any(w.schedule.should_update(t) for w in self._wrappers):
