@@ -111,6 +111,8 @@ typedef struct TfcStateTag {
   float fmin, fmax;
   void (*row_f32_win)(const struct TfcStateTag* s, const float* x, const float* bias, float* y);
   void (*row_i8_win)(const struct TfcStateTag* s, const int8_t* x, const int32_t* bias, int8_t* y);
+  /* many rows, windowed float layout; NULL: use the tiled kernel */
+  void (*rows_f32_win)(const struct TfcStateTag* s, const float* x, int rows, const float* bias, float* y);
 } TfcState;
 
 /* ------------------------------------------------------------------ errors */
@@ -562,6 +564,73 @@ __attribute__((target("avx512f"))) static void tfc_row_f32_win_avx512(const TfcS
     }
   }
 }
+
+/* AVX-512F, windowed layout, many input rows (1x1 convolutions): row by row
+ * like tfc_row_f32_win_avx512, two rows per pass so each index / weight load
+ * serves two permutes.  No transposes; a slice of 16 consecutive output
+ * channels (unsorted packing) is written with one masked vector store. */
+__attribute__((target("avx512f"))) static void tfc_rows_f32_win_avx512(const TfcState* s, const float* x, int rows,
+                                                                      const float* bias, float* y) {
+  const uint8_t* col = (const uint8_t*)s->col;
+  const float* v = (const float*)s->values;
+  const int W = s->n_windows, k = s->k_in, n = s->n_out;
+  float tail0[32], tail1[32];
+  const __m512 lo = _mm512_set1_ps(s->fmin), hi = _mm512_set1_ps(s->fmax);
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    const uint32_t* pr = s->perm + sl * 16;
+    /* contiguous: lanes 0..cnt-1 are channels r0..r0+cnt-1 and the rest are empty */
+    int contiguous = pr[0] < (uint32_t)n;
+    const uint32_t r0 = contiguous ? pr[0] : 0;
+    const int cnt = contiguous ? (int)((uint32_t)n - r0 < 16u ? (uint32_t)n - r0 : 16u) : 0;
+    for (int l = 0; l < 16 && contiguous; ++l)
+      contiguous = pr[l] == (l < cnt ? r0 + (uint32_t)l : 0xFFFFFFFFu);
+    const __mmask16 m = (__mmask16)((1u << cnt) - 1u);
+    const __m512 bb = (contiguous && bias) ? _mm512_maskz_loadu_ps(m, bias + r0) : _mm512_setzero_ps();
+    const uint8_t* st = s->steps + (size_t)sl * W;
+    for (int p = 0; p < rows; p += 2) {
+      const int two = p + 1 < rows;
+      const float* xa = x + (size_t)p * k;
+      const float* xb = two ? xa + k : xa;
+      float* ya = y + (size_t)p * n;
+      float* yb = ya + n;
+      __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+      uint32_t i = s->slice_ptr[sl];
+      for (int w = 0; w < W; ++w) {
+        const int T = st[w];
+        if (T == 0) continue;
+        const float* wa = tfc_window_f32(s, xa, w, tail0);
+        const float* wb = tfc_window_f32(s, xb, w, tail1);
+        const __m512 a0 = _mm512_loadu_ps(wa), a1 = _mm512_loadu_ps(wa + 16);
+        const __m512 b0 = _mm512_loadu_ps(wb), b1 = _mm512_loadu_ps(wb + 16);
+        for (int t = 0; t < T; ++t, i += 16u) {
+          const __m512i id = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(col + i)));
+          const __m512 wv = _mm512_loadu_ps(v + i);
+          a = _mm512_fmadd_ps(wv, _mm512_permutex2var_ps(a0, id, a1), a);
+          b = _mm512_fmadd_ps(wv, _mm512_permutex2var_ps(b0, id, b1), b);
+        }
+      }
+      if (contiguous) {
+        a = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(a, bb), lo), hi);
+        _mm512_mask_storeu_ps(ya + r0, m, a);
+        if (two) {
+          b = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(b, bb), lo), hi);
+          _mm512_mask_storeu_ps(yb + r0, m, b);
+        }
+      } else {
+        float accs[2][16];
+        _mm512_storeu_ps(accs[0], a);
+        _mm512_storeu_ps(accs[1], b);
+        for (int l = 0; l < 16; ++l) {
+          const uint32_t r = pr[l];
+          if (r == 0xFFFFFFFFu) continue;
+          const float bv = bias ? bias[r] : 0.f;
+          ya[r] = tfc_clampf(accs[0][l] + bv, s->fmin, s->fmax);
+          if (two) yb[r] = tfc_clampf(accs[1][l] + bv, s->fmin, s->fmax);
+        }
+      }
+    }
+  }
+}
 #endif
 
 
@@ -836,8 +905,10 @@ TFC_HOT static void tfc_tile_i8_win(const TfcState* s, const int32_t* xt, const 
 static void tfc_pick_kernels(TfcState* s) {
   s->row_f32_win = tfc_row_f32_win;
   s->row_i8_win = tfc_row_i8_win;
+  s->rows_f32_win = NULL;
 #if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
   if (__builtin_cpu_supports("avx512f")) {
+    s->rows_f32_win = tfc_rows_f32_win_avx512;
     s->row_f32_win = tfc_row_f32_win_avx512;
     s->row_i8_win = tfc_row_i8_win_avx512;
   }
@@ -868,6 +939,8 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
         else if (u16) tfc_row_f32_u16(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
         else tfc_row_f32_u32(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
       }
+    } else if (win && s->rows_f32_win != NULL) {
+      s->rows_f32_win(s, xp, P, bias, yp);
     } else {
       float* xt = (float*)s->scratch;
       for (int p0 = 0; p0 < P; p0 += TFC_TILE) {

@@ -30,7 +30,9 @@ CONV_OP = "TFC_SPARSE_CONV_1X1"
 
 # Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
 # benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
-AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.9, "fc_int8": 0.95}
+AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7, "fc_int8": 0.95}
+# 1x1 convs with fewer input channels keep the dense kernel (padding of short rows dominates).
+AUTO_MIN_CONV_K = 64
 # "custom" emits every layer at least this sparse.
 CUSTOM_MIN_SPARSITY = 0.3
 # Zeros "come in 1x4 blocks" when all-zero blocks hold this share of the zeros.
@@ -371,6 +373,9 @@ def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
     if builtin_fits:
         return "builtin", "zeros in 1x4 blocks: TFLite's built-in block-sparse FULLY_CONNECTED"
     need = AUTO_MIN_SPARSITY[kind]
+    if kind == "conv" and w2d.shape[1] < AUTO_MIN_CONV_K and s >= need:
+        return "dense", (f"1x1 conv with only {w2d.shape[1]} input channels (< {AUTO_MIN_CONV_K}): "
+                         "XNNPACK's dense kernel is faster")
     if s >= need:
         return "custom", f"{s:.0%} sparse ({pat['pattern']}) >= {need:.0%}: tfcompress custom op is faster"
     if s == 0:
@@ -398,7 +403,8 @@ def _pack_for(kind, w2d, pat, op, subgraph, schema):
         scales = np.broadcast_to(scales, (w2d.shape[0],)).astype(np.float32)
         blob = pack_sparse_weights(w2d, block=block, scales=scales)
     else:
-        blob = pack_sparse_weights(w2d.astype(np.float32), block=block)
+        # 1x1 convs (many input rows): channels in order, so output slices are stored as vectors
+        blob = pack_sparse_weights(w2d.astype(np.float32), block=block, sort_rows=kind == "fc")
     return blob, pack_options(act, layout)
 
 

@@ -21,7 +21,7 @@ def _pad16(buf: bytearray) -> None:
     buf.extend(b"\0" * ((-len(buf)) % 16))
 
 
-def pack_sparse_weights(weights, block=1, scales=None) -> bytes:
+def pack_sparse_weights(weights, block=1, scales=None, sort_rows=True) -> bytes:
     """Packs a 2-D weight matrix ``[N, K]`` (output channel, input feature).
 
     Only the non-zero ``1 x block`` blocks (``block`` consecutive input features of
@@ -34,6 +34,9 @@ def pack_sparse_weights(weights, block=1, scales=None) -> bytes:
             ``K`` must be a multiple of ``block``. Defaults to 1.
         scales: For int8 weights, the per-output-channel scales ``[N]`` (symmetric,
             ``w_real = scales[n] * q``). Must be None for float32. Defaults to None.
+        sort_rows: Sort output channels by block count (less padding). False keeps them in
+            order, so each slice is 16 consecutive channels, which the many-row (1x1 conv)
+            kernel stores with one vector store. Defaults to True.
 
     Returns:
         The packed bytes, to store in a constant uint8 tensor.
@@ -68,7 +71,7 @@ def pack_sparse_weights(weights, block=1, scales=None) -> bytes:
     blocks = w.reshape(n, kb, block)
     nz = np.any(blocks != 0, axis=2)  # [N, kb]
     lengths = nz.sum(axis=1)
-    order = np.argsort(lengths, kind="stable")  # rows sorted by block count
+    order = np.argsort(lengths, kind="stable") if sort_rows else np.arange(n)
     n_slices = -(-n // 16)
     perm = np.full(n_slices * 16, 0xFFFFFFFF, np.uint32)
     perm[:n] = order
