@@ -19,12 +19,12 @@ def main(out_dir):
                 continue
             w = rng.standard_normal((n, k)).astype(np.float32)
             w[rng.random(w.shape) < 0.7] = 0
-            for int8 in (0, 1):
+            for int8, sort_rows in ((0, True), (1, True), (0, False)):
                 if int8:
                     q = np.clip(np.round(w * 20), -127, 127).astype(np.int8)
                     blob = pack_sparse_weights(q, block=block, scales=np.full(n, 0.05, np.float32))
                 else:
-                    blob = pack_sparse_weights(w, block=block)
+                    blob = pack_sparse_weights(w, block=block, sort_rows=sort_rows)
                 for conv in (0, 1):
                     for rows in (1, 5, 21):
                         flags = conv | (int8 << 1) | 4 | 8
