@@ -150,6 +150,15 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.feature_loss_tracker = keras.metrics.Mean(name="feature_loss") if features else None
+        self._build_symbolically()
+
+    def _build_symbolically(self):
+        """Builds the Distiller (and its adapters) from a graph student's inputs, so callbacks that
+        need a built model (BackupAndRestore) work before the first batch."""
+        if not self.built and _is_graph_model(self.student) and self.student.inputs:
+            inputs = self.student.inputs
+            self(inputs[0] if len(inputs) == 1 else inputs)
+            self.built = True
 
     def _feature_source(self, model, names, role):
         """Returns a function `x, training -> (outputs, [features])` running `model` once."""
@@ -207,10 +216,7 @@ class Distiller(keras.Model):
         config = keras.saving.deserialize_keras_object(config)
         config.pop("loss", None)
         self.compile(**config)
-        if not self.built and _is_graph_model(self.student) and self.student.inputs:
-            inputs = self.student.inputs
-            self(inputs[0] if len(inputs) == 1 else inputs)  # symbolic call: builds the adapters
-            self.built = True
+        self._build_symbolically()
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
