@@ -18,6 +18,7 @@ import numpy as np
 ROW_FUNCTIONS = [
     "tfcompress.quantization._demo:demo_rows",
     "tfcompress.pruning._demo:demo_rows",
+    "tfcompress.factorization._demo:demo_rows",  # factorized, clustered, distilled rows
 ]
 
 DEFAULT_EPOCHS = 12
