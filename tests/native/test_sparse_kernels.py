@@ -150,3 +150,15 @@ def test_no_sparse_kernels_leaves_model_alone(rng):
 def test_bad_mode_is_rejected():
     with pytest.raises(ValueError, match="sparse_kernels must be one of"):
         rewrite_tflite(b"", "fast")
+
+
+def test_auto_keeps_narrow_convs_dense(rng):
+    inp = keras.Input((5, 5, 16))
+    h = keras.layers.Conv2D(80, 1, activation="relu")(inp)   # K = 16: dense under "auto"
+    h = keras.layers.Conv2D(96, 1)(h)                         # K = 80: custom under "auto"
+    model = _prune(keras.Model(inp, h), 0.8, "unstructured", rng)
+    tflite, _ = export_tflite(model, sparse_kernels="auto")
+    report = sparse_kernel_report(tflite)
+    assert [r["emitted"] for r in report] == ["dense", "custom"]
+    assert "16 input channels" in report[0]["reason"]
+    _check_float(model, tflite, rng.standard_normal((2, 5, 5, 16)).astype("float32"))
