@@ -14,6 +14,7 @@ from tfcompress.export.export_report import ExportReport
 from tfcompress.export.interpreter import benchmark_tflite, load_interpreter, run_tflite
 from tfcompress.export.parity import verify
 from tfcompress.export.prepare import prepare_for_export
+from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_markdown, sparse_kernel_report
 from tfcompress.export.target_report import TargetReport
 from tfcompress.export.verify_report import VerifyReport
 
@@ -26,6 +27,9 @@ __all__ = [
     "inspect_tflite",
     "load_interpreter",
     "prepare_for_export",
+    "rewrite_tflite",
     "run_tflite",
+    "sparse_kernel_markdown",
+    "sparse_kernel_report",
     "verify",
 ]
