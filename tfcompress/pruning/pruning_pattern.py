@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from tfcompress._config_object import ConfigObject
+
 
 def lowest(scores, k):
     """Boolean array, True for exactly `k` lowest entries of a 1-D `scores` (O(n) partition)."""
@@ -26,7 +28,7 @@ def lowest(scores, k):
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class PruningPattern:
+class PruningPattern(ConfigObject):
     """Base class of sparsity patterns: which weights are removed together.
 
     Patterns work on a canonical 3-D view `(P, I, O)` of every prunable weight: `P` the spatial
@@ -67,20 +69,3 @@ class PruningPattern:
         k = int(round(sparsity * g.size))
         keep = (~lowest(g, k)).astype(np.float32)
         return self.expand(keep, scores.shape)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(repr(self))

@@ -2,6 +2,8 @@
 
 import keras
 
+from tfcompress._config_object import ConfigObject
+
 
 def _check_fraction(name, value, *, allow_one=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -19,7 +21,7 @@ def _check_step(name, value, *, minimum=0):
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class PruningSchedule:
+class PruningSchedule(ConfigObject):
     """Base class of sparsity schedules: `schedule(step) -> sparsity` plus `should_update(step)`.
 
     `step` counts optimizer steps (training batches) since pruning started, from 0. A subclass
@@ -38,20 +40,3 @@ class PruningSchedule:
     def should_update(self, step):
         """Whether masks are recomputed before training step `step`."""
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))

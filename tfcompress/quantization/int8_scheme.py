@@ -4,9 +4,11 @@ import warnings
 
 import keras
 
+from tfcompress._config_object import ConfigObject
+
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class Int8Scheme:
+class Int8Scheme(ConfigObject):
     """Numeric scheme of integer quantization: TFLite's int8 spec by default.
 
     Weights are symmetric (zero point 0, narrow range), per output channel for Conv2D, DepthwiseConv2D
@@ -70,11 +72,3 @@ class Int8Scheme:
             "weight_bits": self.weight_bits,
             "activation_bits": self.activation_bits,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"Int8Scheme({args})"

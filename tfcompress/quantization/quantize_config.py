@@ -2,6 +2,8 @@
 
 import keras
 
+from tfcompress._config_object import ConfigObject
+
 _FIXED_RANGES = {
     # TFLite int8 output specs: LOGISTIC / SOFTMAX scale 1/256 zero point -128; TANH scale 1/128 zp 0.
     "sigmoid": (0.0, 255.0 / 256.0),
@@ -11,7 +13,7 @@ _FIXED_RANGES = {
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class QuantizeConfig:
+class QuantizeConfig(ConfigObject):
     """Describes how `QuantizeWrapper` quantizes one layer; pass one for a custom layer.
 
     Built-in layers get a config automatically (`QuantizeConfig.for_layer`). A custom layer is
@@ -64,13 +66,6 @@ class QuantizeConfig:
             "fold_axis": self.fold_axis,
             "float_fallback": self.float_fallback,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return "QuantizeConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()) + ")"
 
     @staticmethod
     def for_layer(layer, per_channel=True):
