@@ -39,6 +39,7 @@ def files(tmp_path_factory):
     model.fit(x, y, epochs=6, batch_size=32, verbose=0)
     model.save(root / "model.keras")
     np.save(root / "calib.npy", x[:100])
+    np.save(root / "calib16.npy", np.zeros((4, 16, 16, 1), "float32"))  # wrong input size
     tflite, _ = export_tflite(model)
     (root / "model.tflite").write_bytes(tflite)
     (root / "truncated.tflite").write_bytes(tflite[: len(tflite) // 2])
@@ -73,7 +74,10 @@ def test_inspect_truncated_file_in_a_real_process(files):
      "needs --calibration"),
     (["convert", "{root}/model.keras", "-o", "{root}/o.tflite", "--quantize", "int8",
       "--calibration", "{root}/notes.txt"], "not a readable .npy"),
+    (["convert", "{root}/model.keras", "-o", "{root}/o.tflite", "--quantize", "int8",
+      "--calibration", "{root}/calib16.npy"], "takes (8, 8, 1)"),
     (["convert", "{root}/model.keras", "-o", "{root}/no/dir/o.tflite"], "does not exist"),
+    (["demo", "--out", "{root}/notes.txt"], "is a file"),
     (["convert", "{root}/model.keras"], "required: -o/--output"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
@@ -112,3 +116,14 @@ def test_convert_for_gpu_defaults_to_float16(files, capsys):
     out = root / "gpu.tflite"
     assert main(["convert", str(root / "model.keras"), "-o", str(out), "--target", "gpu"]) == 0
     assert "**Quantization:** float16" in capsys.readouterr().out
+
+
+def test_bench_runs_a_model_with_token_inputs(tmp_path, capsys):
+    """Index inputs (Embedding) get in-range values, not random int32 that Gather rejects."""
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(50, 4),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3)])
+    path = tmp_path / "tokens.tflite"
+    export_tflite(model, str(path))
+    code = main(["bench", str(path), "--runs", "3", "--warmup", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert "median" in capsys.readouterr().out

@@ -27,7 +27,12 @@ def test_all_names_exist_and_are_documented(ns):
             assert "Example" in doc or ">>>" in doc, f"tfcompress.{ns}.{name}: docstring has no example"
 
 
-KERAS_BASES = (keras.layers.Layer, keras.callbacks.Callback, keras.losses.Loss, keras.Model)
+from tfcompress._config_object import ConfigObject  # noqa: E402
+
+# Everything that can sit in a saved model's config: layers, callbacks, losses (Keras's and the
+# distillation ones), models, and the small config objects (schedules, patterns, schemes).
+KERAS_BASES = (keras.layers.Layer, keras.callbacks.Callback, keras.losses.Loss, keras.Model,
+               keras.distillation.DistillationLoss, ConfigObject)
 
 
 @pytest.mark.parametrize("ns", NAMESPACES)

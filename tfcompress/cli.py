@@ -172,6 +172,12 @@ def _cmd_convert(args):
     from tfcompress.export import export_tflite, prepare_for_export
     from tfcompress.export.prepare import needs_calibration
 
+    if calibration is not None and len(model.inputs) == 1:
+        expected = tuple(model.inputs[0].shape[1:])
+        if len(expected) != calibration.ndim - 1 or any(
+                e is not None and e != got for e, got in zip(expected, calibration.shape[1:])):
+            raise UsageError(f"{args.calibration} holds inputs of shape {calibration.shape[1:]}, but "
+                             f"{args.model} takes {expected}; save samples of the model's input shape")
     quantize = {"none": "float32", None: None}.get(args.quantize, args.quantize)
     int8 = quantize == "int8" or (quantize is None and args.target == "edgetpu")
     if int8 and calibration is None and needs_calibration(prepare_for_export(model)):
@@ -191,6 +197,8 @@ def _cmd_convert(args):
 
 
 def _cmd_demo(args):
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file; give a directory (created if missing)")
     from tfcompress.demo import run_demo
 
     run_demo(out_dir=args.out, epochs=args.epochs, quick=args.quick, progress=_progress)

@@ -198,9 +198,11 @@ def benchmark_tflite(tflite, runs=50, warmup=5, num_threads=1, batch_size=1, see
         interp.allocate_tensors()
     for d in interp.get_input_details():
         dtype = d["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
+        if np.issubdtype(dtype, np.integer) and d["quantization"][0] != 0:
+            info = np.iinfo(dtype)  # a quantized input: any value is a valid input
             value = rng.integers(info.min, info.max, size=d["shape"], endpoint=True).astype(dtype)
+        elif np.issubdtype(dtype, np.integer):
+            value = np.zeros(d["shape"], dtype)  # indices (Embedding, Gather): 0 is always in range
         elif dtype == np.bool_:
             value = rng.random(d["shape"]) > 0.5
         else:
