@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tfcompress.export import export_tflite, run_tflite, verify
-from tfcompress.quantization import (QuantizeLayer, QuantizeWrapper, calibrate, keep_float_for_budget, quantize,
+from tfcompress.quantization import (Int8Scheme, QuantizeLayer, QuantizeWrapper, calibrate, keep_float_for_budget, quantize,
                                      sensitivity)
 
 L = keras.layers
@@ -57,18 +57,35 @@ def test_ptq_export_needs_no_representative_data_and_keeps_accuracy(trained, dig
     assert float(np.mean(run_tflite(tflite, x_test).argmax(-1) == y_test)) >= float_acc - 0.02
 
 
-def test_sensitivity_and_budget(trained, digits):
-    _, (x_test, y_test) = digits
+def _accuracy(model, x, y):
+    return float(np.mean(model.predict(x, verbose=0).argmax(-1) == y))
+
+
+def test_sensitivity_ranks_layers_by_output_error(trained, digits):
+    _, (x_test, _) = digits
     errors = sensitivity(trained, x_test[:200])
     assert set(errors) == {"conv", "hidden", "logits"}
     values = list(errors.values())
-    assert values == sorted(values, reverse=True) and all(v >= 0 for v in values)
-    keep, acc = keep_float_for_budget(trained, x_test[:200], y_test[:200], max_accuracy_drop=1.0)
-    assert keep == []  # any loss is within a 100-point budget
-    float_acc = float(np.mean(trained.predict(x_test[:200], verbose=0).argmax(-1) == y_test[:200]))
-    assert acc >= float_acc - 1.0
-    keep, _ = keep_float_for_budget(trained, x_test[:200], y_test[:200], max_accuracy_drop=-0.0)
-    assert keep == list(errors)[: len(keep)]  # layers are kept float most-sensitive first
+    assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+
+
+@pytest.mark.filterwarnings("ignore:Int8Scheme")
+def test_budget_keeps_the_shortest_most_sensitive_prefix_float(trained, digits):
+    """Against a brute force over every prefix of the sensitivity order (a harsh 3-bit scheme makes
+    the accuracy drops large enough that the budgets select different prefixes)."""
+    _, (x_test, y_test) = digits
+    x, y = x_test[:200], y_test[:200]
+    scheme = Int8Scheme(weight_bits=3, activation_bits=3)
+    order = list(sensitivity(trained, x, y, scheme))
+    float_acc = _accuracy(trained, x, y)
+    drops = [float_acc - _accuracy(calibrate(quantize(trained, scheme, keep_float=order[:k]), x), x, y)
+             for k in range(len(order) + 1)]
+    assert drops[0] > 0.02, drops  # the fully quantized 3-bit model does lose accuracy
+    for budget in sorted({min(max(d, 0.0), 1.0) for d in drops})[:2]:
+        expected = next(k for k in range(len(order) + 1) if drops[k] <= budget or k == len(order))
+        keep, acc = keep_float_for_budget(trained, x, y, max_accuracy_drop=budget, scheme=scheme)
+        assert keep == order[:expected], (budget, drops)
+        assert acc == pytest.approx(float_acc - drops[expected], abs=1e-9)
 
 
 def test_save_load_mid_qat_resumes_ranges_and_step(trained, digits, tmp_path):
