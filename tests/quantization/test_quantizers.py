@@ -24,6 +24,18 @@ def test_numpy_reference_matches_hand_computed_grid():
     np.testing.assert_allclose(out, [0.0, 0.30, -0.31, 1.27, -1.28], atol=1e-6)
 
 
+def test_numpy_reference_nudges_the_range_like_tensorflow(rng):
+    lo, hi = -0.37, 2.9
+    scale = (hi - lo) / 255  # 0.012824
+    zero_point = round(-lo / scale)  # 28.85 -> 29: the range moves so that 0.0 lies on the grid
+    nudged_lo, nudged_hi = -zero_point * scale, (255 - zero_point) * scale  # -0.37188, 2.89812
+    out = numpy_fake_quant(np.array([0.0, -5.0, 5.0, lo]), lo, hi)
+    np.testing.assert_allclose(out, [0.0, nudged_lo, nudged_hi, nudged_lo], atol=1e-6)
+    x = rng.normal(scale=2.0, size=1000).astype("float32")
+    want = tf.quantization.fake_quant_with_min_max_vars(x, lo, hi).numpy()  # TensorFlow's kernel
+    np.testing.assert_allclose(numpy_fake_quant(x, lo, hi), want, atol=1e-6)
+
+
 @pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (0.0, 6.0), (-0.37, 2.9)])
 def test_activation_fake_quant_matches_numpy_reference(lo, hi, rng):
     x = rng.normal(scale=3.0, size=1000).astype("float32")
