@@ -88,7 +88,10 @@ def test_feature_and_attention_losses_with_adapters_save_load(teacher, digits, t
     for a, b in zip(loaded.adapters, distiller.adapters):
         np.testing.assert_array_equal(np.asarray(a.kernel), np.asarray(b.kernel))
     assert int(loaded.optimizer.iterations) == int(distiller.optimizer.iterations)
-    loaded.fit(x[:64], y[:64], epochs=1, verbose=0)  # resumes training
+    before = int(loaded.optimizer.iterations)
+    resumed = loaded.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0)  # resumes training
+    assert int(loaded.optimizer.iterations) == before + 2
+    assert np.isfinite(resumed.history["loss"][0])
 
 
 def test_subclassed_student_with_feature_loss(teacher, digits):
