@@ -16,4 +16,4 @@ def demo_rows(ctx):
     end = max(1, steps * max(1, epochs - 1))
     pruned = prune(ctx.model, schedule=PolynomialDecay(0.0, 0.8, 0, end, frequency=max(1, min(100, end // 4))))
     ctx.compile_and_fit(pruned, epochs=epochs, callbacks=[PruningCallback()])
-    return [ctx.measure("pruned 80% int8", pruned, quantize="dynamic")]
+    return [ctx.measure("pruned 80% (int8 weights)", pruned, quantize="dynamic")]
