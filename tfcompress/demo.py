@@ -160,23 +160,23 @@ def markdown_table(rows):
 
 
 def plot_tradeoff(rows, path):
-    """Writes a PNG: size vs top-1 and latency vs top-1, one labelled point per row."""
+    """Writes a PNG: size vs top-1 and latency vs top-1, one point per row, named in a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    markers = "osD^vP*Xhp<>"
     for ax, key, xlabel in [(axes[0], "size_bytes", "size (KiB)"),
                             (axes[1], "median_ms", "median latency (ms, 1 thread)")]:
-        for i, r in enumerate(rows):
+        for i, r in enumerate(rows):  # points overlap (same size, same accuracy): a legend, not labels
             x = r[key] / 1024 if key == "size_bytes" else r[key]
-            ax.scatter(x, r["top1"] * 100)
-            ax.annotate(r["label"], (x, r["top1"] * 100), textcoords="offset points",
-                        xytext=(4, 4 + 9 * (i % 3)), fontsize=8)  # staggered: points overlap
+            ax.scatter(x, r["top1"] * 100, marker=markers[i % len(markers)], s=50, label=r["label"])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.suptitle("tfcompress demo: size / latency / accuracy trade-off (digits CNN)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
