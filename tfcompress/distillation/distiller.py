@@ -85,6 +85,12 @@ class Distiller(keras.Model):
             sparse categorical cross-entropy, `from_logits` taken from `loss` (True if it has none).
         features: List of `FeatureLoss` / `AttentionTransferLoss` (or Keras `FeatureDistillation`
             with layer names) on intermediate layers. Defaults to None.
+        augment: Callable `x -> x` applied to each training batch (in `fit` only, not in
+            `evaluate`/`predict`); the teacher and the student both see the same augmented batch,
+            so the teacher's soft targets describe inputs off the training points ("consistent"
+            augmentation / function matching). Must keep the labels valid (e.g. small random
+            shifts or noise: `keras.Sequential([keras.layers.RandomTranslation(0.1, 0.1)])`).
+            A Keras layer or registered function is saved with the Distiller. Defaults to None.
         **kwargs: Forwarded to `keras.Model` (e.g. `name`).
 
     Example:
@@ -101,11 +107,12 @@ class Distiller(keras.Model):
     References:
         Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"; Romero et al.
         2015, "FitNets: Hints for Thin Deep Nets"; Zagoruyko & Komodakis 2017, "Paying More
-        Attention to Attention".
+        Attention to Attention"; Beyer et al. 2022, "Knowledge distillation: A good teacher is
+        patient and consistent" (consistent augmentation).
     """
 
     def __init__(self, teacher, student, *, loss=None, alpha=0.1, student_loss=None, features=None,
-                 **kwargs):
+                 augment=None, **kwargs):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
         for role, model in (("teacher", teacher), ("student", student)):
@@ -117,6 +124,9 @@ class Distiller(keras.Model):
         if not isinstance(loss, keras.distillation.DistillationLoss):
             raise TypeError("Distiller: loss must be a keras.distillation.DistillationLoss such as "
                             f"SoftTargetLoss(temperature=4.0), got {type(loss).__name__}.")
+        if augment is not None and not callable(augment):
+            raise TypeError("Distiller: augment must be a callable x -> x (e.g. a keras.layers."
+                            f"RandomTranslation), got {type(augment).__name__}.")
         features = list(features or [])
         for f in features:
             if not getattr(f, "teacher_layer_name", None) or not getattr(f, "student_layer_name", None):
@@ -138,6 +148,7 @@ class Distiller(keras.Model):
                          for i, f in enumerate(features)]
         self.adapters = [a for a in self.adapters if a is not None]
         self._aux = _Untracked()
+        self._aux.augment = augment
         self._aux.adapter_of = {}
         k = 0
         for i, f in enumerate(features):
@@ -201,6 +212,17 @@ class Distiller(keras.Model):
             self._pairs(features, teacher_features)
         return outputs
 
+    @property
+    def augment(self):
+        """The callable applied to each training batch before both models see it (or None)."""
+        return self._aux.augment
+
+    def train_step(self, data):
+        if self._aux.augment is not None:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            data = keras.utils.pack_x_y_sample_weight(self._aux.augment(x), y, sample_weight)
+        return super().train_step(data)
+
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Configures training like `keras.Model.compile`; `loss`, if given, replaces `student_loss`.
 
@@ -255,6 +277,7 @@ class Distiller(keras.Model):
             "alpha": self.alpha,
             "student_loss": keras.losses.serialize(self.student_loss),
             "features": [keras.saving.serialize_keras_object(f) for f in self.features],
+            "augment": None if self.augment is None else keras.saving.serialize_keras_object(self.augment),
         }
 
     @classmethod
@@ -264,4 +287,6 @@ class Distiller(keras.Model):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         config["student_loss"] = keras.losses.deserialize(config["student_loss"])
         config["features"] = [keras.saving.deserialize_keras_object(f) for f in config["features"]]
+        if config.get("augment") is not None:
+            config["augment"] = keras.saving.deserialize_keras_object(config["augment"])
         return cls(**config)
