@@ -149,7 +149,7 @@ def main():
     int8, report = export_tflite(student, quantize="int8", representative_data=x[:200])
     int8_parity = verify(student, int8, x_test)
     result = {
-        "dataset": "sklearn digits 8x8, 1437 train / 360 test",
+        "dataset": "sklearn digits 8x8, 1438 train / 359 test",
         "distillation_setup": AUGMENT + "; alone (augmented) = same Distiller loop with alpha=1; "
                               "Adam 1e-3, batch 32, mean over seeds 0, 1, 2",
         "epochs": {"teacher": teacher_epochs, "student": student_epochs, "fine_tune": ft_epochs},

@@ -220,7 +220,7 @@ def digits_part(epochs, pretrain_epochs, batch, frequency, rounds):
 
     dense_row = row(dense_tflite)
     result = {
-        "setup": {"data": "sklearn digits 8x8 (1437 train / 360 test)", "architecture":
+        "setup": {"data": "sklearn digits 8x8 (1438 train / 359 test)", "architecture":
                   "Conv32-Conv64-Dense128-Dense10", "pretrain_epochs": pretrain_epochs,
                   "pruning_epochs": epochs, "batch_size": batch, "target_sparsity": TARGET,
                   "schedule": f"PolynomialDecay(0 -> {TARGET}, steps 0..{end_step}, frequency {frequency})",

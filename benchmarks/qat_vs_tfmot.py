@@ -122,7 +122,7 @@ def digits_part(epochs, pretrain_epochs, batch):
 
     float_top1 = top1(float_tflite, xt, yt)
     result = {
-        "setup": {"data": "sklearn digits 8x8 (1437 train / 359 test)", "architecture": "Conv32-Conv64-Dense128-Dense10",
+        "setup": {"data": "sklearn digits 8x8 (1438 train / 359 test)", "architecture": "Conv32-Conv64-Dense128-Dense10",
                   "pretrain_epochs": pretrain_epochs, "qat_epochs": epochs, "batch_size": batch,
                   "optimizer": "Adam(1e-4) for all fine-tuning runs"},
         "float_tflite_top1": float_top1,
