@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from tfcompress.factorization.factorized_dense import FactorizedDense
+
 
 @keras.saving.register_keras_serializable(package="tfcompress")
 class FactorizedConv2D(keras.layers.Layer):
@@ -130,12 +132,10 @@ class FactorizedConv2D(keras.layers.Layer):
     def svd_factors(kernel, rank):
         """Returns `(vertical, horizontal)` kernels of the best rank-`rank` spatial SVD (numpy)."""
         kh, kw, c_in, c_out = kernel.shape
-        matrix = FactorizedConv2D.kernel_matrix(np.asarray(kernel, dtype="float64"))
-        left, s, right = np.linalg.svd(matrix, full_matrices=False)
-        root = np.sqrt(s[:rank])
-        a = (left[:, :rank] * root).reshape(kh, c_in, rank)[:, None]  # (kh, 1, c_in, r)
-        b = (root[:, None] * right[:rank]).reshape(rank, kw, c_out).transpose(1, 0, 2)[None]  # (1, kw, r, c_out)
-        return a.astype("float32"), b.astype("float32")
+        u, v = FactorizedDense.svd_factors(FactorizedConv2D.kernel_matrix(np.asarray(kernel)), rank)
+        a = u.reshape(kh, c_in, rank)[:, None]  # (kh, 1, c_in, r)
+        b = v.reshape(rank, kw, c_out).transpose(1, 0, 2)[None]  # (1, kw, r, c_out)
+        return a, b
 
     @classmethod
     def from_conv2d(cls, layer, rank, name=None):
