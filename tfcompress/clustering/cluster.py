@@ -5,7 +5,8 @@ import numpy as np
 
 from tfcompress.clustering._kmeans import INITS
 from tfcompress.clustering.cluster_weights import ClusterWeights
-from tfcompress.factorization._surgery import check_graph_model, iter_layers, replace_layers
+from tfcompress.factorization._surgery import (check_graph_model, check_layer_names, iter_layers,
+                                               replace_layers)
 
 CLUSTERABLE = ("Dense", "Conv2D", "DepthwiseConv2D", "Conv1D", "Conv2DTranspose", "FactorizedDense")
 
@@ -55,10 +56,7 @@ def cluster(model, n_clusters=16, init="kmeans++", per_channel=False, preserve_z
         raise ValueError(f"cluster: preserve_zeros must be True, False or 'auto', got {preserve_zeros!r}.")
     all_layers = list(iter_layers(model))
     if layers is not None:
-        names = {layer.name for layer in all_layers}
-        missing = sorted(set(layers) - names)
-        if missing:
-            raise ValueError(f"cluster: no layer named {missing} in model '{model.name}'.")
+        check_layer_names(model, layers, "cluster")
     chosen = {}
     for layer in all_layers:
         if isinstance(layer, ClusterWeights):

@@ -76,3 +76,12 @@ def iter_layers(model):
             yield from iter_layers(layer)
         else:
             yield layer
+
+
+def check_layer_names(model, layers, what):
+    """Raises a ValueError naming every entry of `layers` that is not a layer of `model`."""
+    names = {layer.name for layer in iter_layers(model)}
+    missing = sorted(set(layers) - names)
+    if missing:
+        raise ValueError(f"{what}: no layer named {missing} in model '{model.name}'. "
+                         f"Layers: {sorted(names)}.")

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from tfcompress.factorization._surgery import check_graph_model, iter_layers, replace_layers
+from tfcompress.factorization._surgery import (check_graph_model, check_layer_names, iter_layers,
+                                               replace_layers)
 from tfcompress.factorization.factorized_conv2d import FactorizedConv2D
 from tfcompress.factorization.factorized_dense import FactorizedDense
 
@@ -102,11 +103,7 @@ def factorize(model, rank=None, energy=0.9, layers=None):
         raise ValueError(f"factorize: rank must be a positive int, a dict or None, got {rank!r}.")
     all_layers = list(iter_layers(model))
     if layers is not None:
-        names = {layer.name for layer in all_layers}
-        missing = sorted(set(layers) - names)
-        if missing:
-            raise ValueError(f"factorize: no layer named {missing} in model '{model.name}'. "
-                             f"Layers: {sorted(names)}.")
+        check_layer_names(model, layers, "factorize")
     table, plans = [], {}
     for layer in all_layers:
         if layers is not None and layer.name not in layers:
