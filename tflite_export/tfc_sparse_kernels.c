@@ -977,38 +977,34 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
 
 /* ------------------------------------------------------------ registration */
 
+/* Fills one of the two (static) registrations; the ops differ only in Init and name. */
+static TfLiteRegistration* tfc_registration(TfLiteRegistration* r, int* done,
+                                            void* (*init)(TfLiteContext*, const char*, size_t),
+                                            const char* name) {
+  if (!*done) {
+    memset(r, 0, sizeof(*r));
+    r->init = init;
+    r->free = tfc_free;
+    r->prepare = tfc_prepare;
+    r->invoke = tfc_invoke;
+    r->builtin_code = kTfLiteBuiltinCustom;
+    r->custom_name = name;
+    r->version = 1;
+    *done = 1;
+  }
+  return r;
+}
+
 TfLiteRegistration* TfcRegisterSparseFullyConnected(void) {
   static TfLiteRegistration r;
   static int done = 0;
-  if (!done) {
-    memset(&r, 0, sizeof(r));
-    r.init = tfc_init_fc;
-    r.free = tfc_free;
-    r.prepare = tfc_prepare;
-    r.invoke = tfc_invoke;
-    r.builtin_code = kTfLiteBuiltinCustom;
-    r.custom_name = TFC_SPARSE_FC_NAME;
-    r.version = 1;
-    done = 1;
-  }
-  return &r;
+  return tfc_registration(&r, &done, tfc_init_fc, TFC_SPARSE_FC_NAME);
 }
 
 TfLiteRegistration* TfcRegisterSparseConv1x1(void) {
   static TfLiteRegistration r;
   static int done = 0;
-  if (!done) {
-    memset(&r, 0, sizeof(r));
-    r.init = tfc_init_conv;
-    r.free = tfc_free;
-    r.prepare = tfc_prepare;
-    r.invoke = tfc_invoke;
-    r.builtin_code = kTfLiteBuiltinCustom;
-    r.custom_name = TFC_SPARSE_CONV_1X1_NAME;
-    r.version = 1;
-    done = 1;
-  }
-  return &r;
+  return tfc_registration(&r, &done, tfc_init_conv, TFC_SPARSE_CONV_1X1_NAME);
 }
 
 int TfcAbiVersion(void) { return 1; }
