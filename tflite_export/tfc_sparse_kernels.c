@@ -73,6 +73,8 @@
 
 #define TFC_TILE 16 /* rows of the input processed together in the tiled path */
 #define TFC_GATHER_MAX_ROWS 4 /* fewer input rows than this: per-row gather path */
+#define TFC_CSR_MIN_ROWS 16 /* from this many rows: the CSR kernel (float32, AVX-512) */
+#define TFC_CSR_TILE 64 /* rows per tile of the CSR kernel */
 
 enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
 
@@ -113,6 +115,18 @@ typedef struct TfcStateTag {
   void (*row_i8_win)(const struct TfcStateTag* s, const int8_t* x, const int32_t* bias, int8_t* y);
   /* many rows, windowed float layout; NULL: use the tiled kernel */
   void (*rows_f32_win)(const struct TfcStateTag* s, const float* x, int rows, const float* bias, float* y);
+  /* float32, many rows, AVX-512: the weights again as CSR (one list per output
+   * channel, padding dropped), built in Prepare; 0 = that kernel is not used */
+  int csr_tile; /* rows per tile T */
+  int csr_chunks; /* input features are taken in this many chunks */
+  int csr_kc; /* of this many features */
+  uint32_t* csr_ptr; /* [chunks * 8 * ceil(N/16) + 1] first entry of each channel pair and chunk */
+  uint32_t* csr_off; /* [2 * entries] input feature * T: offset of its row in the tile */
+  float* csr_val; /* [2 * entries] */
+  uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
+  float* ytile; /* [16 * ceil(N/16) + 1][T] outputs (transposed) before the store to NHWC */
+  const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
+  void (*rows_f32_csr)(const struct TfcStateTag* s, const float* x, int rows, const float* bias, float* y);
 } TfcState;
 
 /* ------------------------------------------------------------------ errors */
@@ -163,6 +177,11 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   free(s->scratch);
   free(s->row_sums);
   free(s->multipliers);
+  free(s->csr_ptr);
+  free(s->csr_off);
+  free(s->csr_val);
+  free(s->ytile);
+  free(s->pair_row);
   free(s);
 }
 
@@ -299,6 +318,142 @@ static uint8_t* tfc_seen_buffer(TfcState* s, size_t n) {
   return (uint8_t*)s->row_sums;
 }
 
+/* Visits every stored weight: pass 0 counts non-zeros per output channel into
+ * ptr[n + 1], pass 1 writes them at cursor[n] (padding slots hold zeros and are dropped). */
+static void tfc_csr_pass(TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor, int T) {
+  const float* v = (const float*)s->values;
+  const int B = s->block, W = s->n_windows;
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    const uint32_t* lane_ch = s->perm + sl * 16;
+    uint32_t i = s->slice_ptr[sl];
+    for (int w = 0; i < s->slice_ptr[sl + 1]; ++w) {
+      const uint32_t e = s->steps ? i + 16u * s->steps[(size_t)sl * W + w] : s->slice_ptr[sl + 1];
+      for (; i < e; ++i) {
+        const uint32_t r = lane_ch[(i - s->slice_ptr[sl]) % 16u];
+        const uint32_t k0 = s->steps ? (uint32_t)w * 32u + ((const uint8_t*)s->col)[i]
+                          : (uint32_t)B * (s->index_bytes == 2 ? ((const uint16_t*)s->col)[i] : ((const uint32_t*)s->col)[i]);
+        for (int b = 0; b < B; ++b) {
+          const float wv = v[(size_t)i * B + b];
+          if (wv == 0.f || r == 0xFFFFFFFFu) continue;
+          if (pass == 0) {
+            cnt[r + 1]++;
+          } else {
+            s->csr_off[cursor[r]] = (k0 + (uint32_t)b) * (uint32_t)T;
+            s->csr_val[cursor[r]++] = wv;
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Float32 weights re-laid for the many-rows AVX-512 kernel (tiles of T rows,
+ * input features in chunks of KC so a chunk of the transposed tile stays in L1).
+ * Output channels go in groups of 16 (one transposed store each); inside a
+ * group they are sorted by their number of non-zeros and paired, and per chunk
+ * the two lists of a pair are interleaved and padded to the longer one with
+ * zero weights that read row K of the tile (always zero), so one loop with no
+ * tail serves two channels.  Pair pq of chunk c: entries
+ * csr_ptr[c * pairs + pq] .. csr_ptr[c * pairs + pq + 1], each {offset A,
+ * offset B} in csr_off and {weight A, weight B} in csr_val (offset = input
+ * feature * T); tile rows of its channels pair_row[2pq], pair_row[2pq + 1]
+ * (channel - 16 * group; 16 = no channel).  Returns 0 when out of memory. */
+static int tfc_build_csr(TfcState* s, int T, int KC) {
+  const int n = s->n_out, groups = (n + 15) / 16, npairs = 8 * groups;
+  const int chunks = (s->k_in + KC - 1) / KC;
+  free(s->csr_ptr);
+  free(s->csr_off);
+  free(s->csr_val);
+  free(s->ytile);
+  free(s->pair_row);
+  s->csr_ptr = NULL;
+  s->csr_off = NULL;
+  s->csr_val = NULL;
+  s->ytile = NULL;
+  s->pair_row = NULL;
+  s->csr_tile = 0;
+  int ok = 0;
+  uint32_t* tptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  uint32_t* toff = NULL;
+  float* tval = NULL;
+  if (tptr == NULL || cursor == NULL) goto done;
+  tfc_csr_pass(s, 0, tptr, NULL, T);
+  for (int r = 0; r < n; ++r) tptr[r + 1] += tptr[r];
+  memcpy(cursor, tptr, ((size_t)n + 1) * sizeof(uint32_t));
+  s->csr_off = toff = (uint32_t*)malloc(((size_t)tptr[n] + 1) * sizeof(uint32_t));
+  s->csr_val = tval = (float*)malloc(((size_t)tptr[n] + 1) * sizeof(float));
+  if (toff == NULL || tval == NULL) goto done;
+  tfc_csr_pass(s, 1, NULL, cursor, T); /* plain CSR in toff / tval */
+  s->csr_off = NULL;
+  s->csr_val = NULL;
+  s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)npairs + 1) * sizeof(uint32_t));
+  s->pair_row = (uint8_t*)malloc(2u * (size_t)npairs);
+  s->ytile = (float*)malloc((16u * (size_t)groups + 1u) * (size_t)T * sizeof(float));
+  if (s->csr_ptr == NULL || s->pair_row == NULL || s->ytile == NULL) goto done;
+  for (int g = 0; g < groups; ++g) {
+    int ch[16], len[16]; /* tile rows sorted by non-zero count; 16 = none */
+    for (int i = 0; i < 16; ++i) {
+      const int r = 16 * g + i;
+      int j = i;
+      const int c = r < n ? (int)(tptr[r + 1] - tptr[r]) : 0;
+      for (; j > 0 && len[j - 1] > c; --j) {
+        ch[j] = ch[j - 1];
+        len[j] = len[j - 1];
+      }
+      ch[j] = r < n ? i : 16;
+      len[j] = c;
+    }
+    for (int h = 0; h < 16; ++h) s->pair_row[16 * g + h] = (uint8_t)ch[h];
+  }
+  /* entries of channel row `row` of group g in chunk c: counted, then written */
+  const uint32_t zero_row = (uint32_t)s->k_in * (uint32_t)T, chunk_span = (uint32_t)KC * (uint32_t)T;
+  for (int pass = 0; pass < 2; ++pass) {
+    uint64_t total = 0;
+    for (int c = 0; c < chunks; ++c)
+      for (int pq = 0; pq < npairs; ++pq) {
+        uint32_t cnt[2] = {0, 0};
+        for (int h = 0; h < 2; ++h) {
+          const int row = s->pair_row[2 * pq + h], r = 16 * (pq / 8) + row;
+          if (row == 16) continue;
+          for (uint32_t j = tptr[r]; j < tptr[r + 1]; ++j) {
+            if (toff[j] / chunk_span != (uint32_t)c) continue;
+            if (pass == 1) {
+              s->csr_off[2u * (total + cnt[h]) + (uint32_t)h] = toff[j];
+              s->csr_val[2u * (total + cnt[h]) + (uint32_t)h] = tval[j];
+            }
+            cnt[h]++;
+          }
+        }
+        const uint32_t L = cnt[0] > cnt[1] ? cnt[0] : cnt[1];
+        if (pass == 1)
+          for (int h = 0; h < 2; ++h)
+            for (uint32_t j = cnt[h]; j < L; ++j) {
+              s->csr_off[2u * (total + j) + (uint32_t)h] = zero_row;
+              s->csr_val[2u * (total + j) + (uint32_t)h] = 0.f;
+            }
+        if (pass == 0) s->csr_ptr[(size_t)c * npairs + pq] = (uint32_t)total;
+        total += L;
+        if (total > 0x7FFFFFFFu) goto done;
+      }
+    if (pass == 0) {
+      s->csr_ptr[(size_t)chunks * npairs] = (uint32_t)total;
+      s->csr_off = (uint32_t*)malloc((2u * total + 1) * sizeof(uint32_t));
+      s->csr_val = (float*)malloc((2u * total + 1) * sizeof(float));
+      if (s->csr_off == NULL || s->csr_val == NULL) goto done;
+    }
+  }
+  s->csr_tile = T;
+  s->csr_chunks = chunks;
+  ok = 1;
+done:
+  free(tptr);
+  free(cursor);
+  free(toff);
+  free(tval);
+  return ok;
+}
+
 static void tfc_pick_kernels(TfcState* s); /* below the kernels */
 
 /* ------------------------------------------------------------------ prepare */
@@ -414,10 +569,21 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 
   tfc_pick_kernels(s);
 
-  /* scratch for the tiled path */
+  /* scratch for the tiled paths */
   if (s->rows >= TFC_GATHER_MAX_ROWS) {
-    /* transposed input tile xt[W*32][TILE], float or int32 */
+    /* transposed input tile xt[W*32][TILE] (float or int32), or xt[K][T] for the CSR kernel */
     size_t need = (size_t)TFC_TILE * (size_t)s->n_windows * 32u * sizeof(float);
+    if (x->type == kTfLiteFloat32 && s->rows_f32_csr != NULL && s->rows >= TFC_CSR_MIN_ROWS) {
+      /* T rows per tile: the transposed tile should stay in L2 */
+      /* 64 rows per tile (4 vectors per weight); the features in chunks of 96 rows of
+       * the tile (24 KiB, fits L1) unless all K fit in 32 KiB */
+      const int T = TFC_CSR_TILE, KC = s->k_in <= 128 ? 128 : 96;
+      if ((s->csr_tile != T || s->csr_kc != KC || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
+        TFC_FAIL(ctx, "out of memory for the CSR weights");
+      s->csr_kc = KC;
+      s->csr_blob = s->blob_seen;
+      if ((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float) > need) need = (size_t)T * ((size_t)s->k_in + 1u) * sizeof(float);
+    }
     if (need > s->scratch_bytes) {
       free(s->scratch);
       s->scratch_bytes = 0;
@@ -628,6 +794,141 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_win_avx512(const Tfc
           if (two) yb[r] = tfc_clampf(accs[1][l] + bv, s->fmin, s->fmax);
         }
       }
+    }
+  }
+}
+
+/* In-register transpose of a 16 x 16 float block: r[i] lane j -> r[j] lane i. */
+__attribute__((target("avx512f"), always_inline)) static inline void tfc_transpose16(__m512* r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+  }
+}
+
+/* One channel pair, one chunk of features, V*16 rows of the transposed tile:
+ * every stored weight is broadcast and multiplies V contiguous vectors of xt
+ * (2V independent FMA chains).  The first chunk starts from zero, later ones
+ * from the partial sums in ya / yb; the last adds the bias and clamps. */
+__attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_pair(
+    const TfcState* s, uint32_t b0, uint32_t e, const float* xt, int first, const float* bias2, __m512 lo,
+    __m512 hi, float* ya, float* yb, const int V) {
+  __m512 a[4], c[4];
+  for (int v = 0; v < V; ++v) {
+    a[v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(ya + 16 * v);
+    c[v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yb + 16 * v);
+  }
+  const uint32_t* off = s->csr_off + 2u * b0;
+  const float* val = s->csr_val + 2u * b0;
+  for (uint32_t j = 0; j < e - b0; ++j, off += 2, val += 2) {
+    const __m512 wa = _mm512_set1_ps(val[0]), wb = _mm512_set1_ps(val[1]);
+    const float* xa = xt + off[0];
+    const float* xb = xt + off[1];
+    for (int v = 0; v < V; ++v) {
+      a[v] = _mm512_fmadd_ps(wa, _mm512_loadu_ps(xa + 16 * v), a[v]);
+      c[v] = _mm512_fmadd_ps(wb, _mm512_loadu_ps(xb + 16 * v), c[v]);
+    }
+  }
+  if (bias2 != NULL) {
+    const __m512 va = _mm512_set1_ps(bias2[0]), vb = _mm512_set1_ps(bias2[1]);
+    for (int v = 0; v < V; ++v) {
+      a[v] = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(a[v], va), lo), hi);
+      c[v] = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(c[v], vb), lo), hi);
+    }
+  }
+  for (int v = 0; v < V; ++v) {
+    _mm512_storeu_ps(ya + 16 * v, a[v]);
+    _mm512_storeu_ps(yb + 16 * v, c[v]);
+  }
+}
+
+/* All pairs of group g for chunk c (V = rows of the tile / 16, rounded up). */
+__attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_group(
+    const TfcState* s, int g, int c, const float* xt, const float* bias, int V, const int first, const int last) {
+  const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
+  const __m512 lo = _mm512_set1_ps(s->fmin), hi = _mm512_set1_ps(s->fmax);
+  const float* dummy_bias = NULL;
+  for (int q = 0; q < 8; ++q) {
+    const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb = s->pair_row[2 * pq + 1];
+    const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb < 16 ? 16 * g + rb : 16 * (npairs / 8);
+    float b2[2] = {(bias && ra < 16) ? bias[16 * g + ra] : 0.f, (bias && rb < 16) ? bias[16 * g + rb] : 0.f};
+    const float* fin = last ? b2 : dummy_bias;
+    const uint32_t b0 = s->csr_ptr[(size_t)c * npairs + pq], e = s->csr_ptr[(size_t)c * npairs + pq + 1];
+    float* ya = s->ytile + (size_t)ga * T;
+    float* yb = s->ytile + (size_t)gb * T;
+    switch (V) {
+      case 1: tfc_csr_pair(s, b0, e, xt, first, fin, lo, hi, ya, yb, 1); break;
+      case 2: tfc_csr_pair(s, b0, e, xt, first, fin, lo, hi, ya, yb, 2); break;
+      case 3: tfc_csr_pair(s, b0, e, xt, first, fin, lo, hi, ya, yb, 3); break;
+      default: tfc_csr_pair(s, b0, e, xt, first, fin, lo, hi, ya, yb, 4); break;
+    }
+  }
+}
+
+/* Rows p0..p0+t-1, channels of group g: ytile (transposed) -> y (NHWC). */
+__attribute__((target("avx512f"))) static void tfc_csr_store(const TfcState* s, int g, int t, float* y) {
+  const int T = s->csr_tile, N = s->n_out, o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
+  const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
+  const float* yt = s->ytile + (size_t)o0 * T;
+  for (int pb = 0; pb < t; pb += 16) {
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = i < nb ? _mm512_loadu_ps(yt + (size_t)i * T + pb) : _mm512_setzero_ps();
+    tfc_transpose16(r);
+    const int qn = t - pb < 16 ? t - pb : 16;
+    for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
+  }
+}
+
+/* AVX-512F, float32, many input rows (1x1 convolutions, batched FC), CSR
+ * weights (sparse x dense product of Elsen et al. 2020 on NHWC data): a tile of
+ * T rows is transposed to xt[K][T] in 16 x 16 register blocks, each output
+ * channel accumulates T contiguous outputs, and every 16 channels are
+ * transposed back and stored as 16-channel row segments. */
+__attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const TfcState* s, const float* x, int rows,
+                                                                      const float* bias, float* y) {
+  const int K = s->k_in, N = s->n_out, T = s->csr_tile;
+  float* xt = (float*)s->scratch;
+  memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float)); /* the padding entries' row */
+  for (int p0 = 0; p0 < rows; p0 += T) {
+    const int t = rows - p0 < T ? rows - p0 : T;
+    const int V = (t + 15) / 16;
+    for (int c0 = 0; c0 < K; c0 += 16) {
+      const int kc = K - c0 < 16 ? K - c0 : 16;
+      const __mmask16 km = (__mmask16)((1u << kc) - 1u);
+      for (int pb = 0; pb < 16 * V; pb += 16) {
+        __m512 r[16];
+        for (int q = 0; q < 16; ++q)
+          r[q] = pb + q < t ? _mm512_maskz_loadu_ps(km, x + (size_t)(p0 + pb + q) * K + c0) : _mm512_setzero_ps();
+        tfc_transpose16(r);
+        for (int i = 0; i < kc; ++i) _mm512_storeu_ps(xt + (size_t)(c0 + i) * T + pb, r[i]);
+      }
+    }
+    const int G = (N + 15) / 16;
+    if (s->csr_chunks == 1) {
+      for (int g = 0; g < G; ++g) {
+        tfc_csr_group(s, g, 0, xt, bias, V, 1, 1);
+        tfc_csr_store(s, g, t, y + (size_t)p0 * N);
+      }
+    } else {
+      for (int c = 0; c < s->csr_chunks; ++c)
+        for (int g = 0; g < G; ++g) tfc_csr_group(s, g, c, xt, bias, V, c == 0, c == s->csr_chunks - 1);
+      for (int g = 0; g < G; ++g) tfc_csr_store(s, g, t, y + (size_t)p0 * N);
     }
   }
 }
@@ -906,9 +1207,11 @@ static void tfc_pick_kernels(TfcState* s) {
   s->row_f32_win = tfc_row_f32_win;
   s->row_i8_win = tfc_row_i8_win;
   s->rows_f32_win = NULL;
+  s->rows_f32_csr = NULL;
 #if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
   if (__builtin_cpu_supports("avx512f")) {
     s->rows_f32_win = tfc_rows_f32_win_avx512;
+    s->rows_f32_csr = tfc_rows_f32_csr_avx512;
     s->row_f32_win = tfc_row_f32_win_avx512;
     s->row_i8_win = tfc_row_i8_win_avx512;
   }
@@ -939,6 +1242,8 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
         else if (u16) tfc_row_f32_u16(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
         else tfc_row_f32_u32(s, xp + (size_t)p * K, bias, yp + (size_t)p * N);
       }
+    } else if (P >= TFC_CSR_MIN_ROWS && s->csr_tile != 0) {
+      s->rows_f32_csr(s, xp, P, bias, yp);
     } else if (win && s->rows_f32_win != NULL) {
       s->rows_f32_win(s, xp, P, bias, yp);
     } else {

@@ -82,6 +82,19 @@ def test_conv1x1_float_matches_dense(pattern, rng):
     _check_float(model, tflite, x)
 
 
+@pytest.mark.parametrize("c_in,c_out,activation", [
+    (200, 37, "relu6"),  # K > 128: features in chunks of 96 (last one 8); N % 16 != 0
+    (24, 40, None),      # K < 16 per chunk block, N = 16 + 16 + 8
+])
+def test_conv1x1_many_rows_matches_dense(c_in, c_out, activation, rng):
+    # 5 images x 30 pixels = 150 rows: two full 64-row tiles and a partial one (the AVX-512
+    # CSR kernel when the CPU has it, the portable tiled kernel otherwise).
+    model = _prune(_conv_net(c_in, c_out, activation), 0.8, "unstructured", rng)
+    tflite, _ = export_tflite(model, sparse_kernels="custom")
+    assert custom_ops_in(tflite) == ["TFC_SPARSE_CONV_1X1"]
+    _check_float(model, tflite, rng.standard_normal((5, 6, 5, c_in)).astype("float32"))
+
+
 def _raw_int8(tflite, xq):
     interp = load_interpreter(tflite)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
