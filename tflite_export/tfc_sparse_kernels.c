@@ -185,6 +185,9 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   free(s);
 }
 
+/* 64-byte aligned (one cache line: vector loads of the tiles never split lines); free() releases it. */
+static void* tfc_alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63u) & ~(size_t)63u); }
+
 /* ------------------------------------------------------- packed weights */
 
 static uint32_t rd_u32(const uint8_t* p) {
@@ -389,7 +392,7 @@ static int tfc_build_csr(TfcState* s, int T, int KC) {
   s->csr_val = NULL;
   s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)npairs + 1) * sizeof(uint32_t));
   s->pair_row = (uint8_t*)malloc(2u * (size_t)npairs);
-  s->ytile = (float*)malloc((16u * (size_t)groups + 1u) * (size_t)T * sizeof(float));
+  s->ytile = (float*)tfc_alloc64((16u * (size_t)groups + 1u) * (size_t)T * sizeof(float));
   if (s->csr_ptr == NULL || s->pair_row == NULL || s->ytile == NULL) goto done;
   for (int g = 0; g < groups; ++g) {
     int ch[16], len[16]; /* tile rows sorted by non-zero count; 16 = none */
@@ -587,7 +590,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     if (need > s->scratch_bytes) {
       free(s->scratch);
       s->scratch_bytes = 0;
-      s->scratch = malloc(need);
+      s->scratch = tfc_alloc64(need);
       if (s->scratch == NULL) TFC_FAIL(ctx, "out of memory for the %zu-byte input tile", need);
       s->scratch_bytes = need;
     }
@@ -891,7 +894,10 @@ __attribute__((target("avx512f"))) static void tfc_csr_store(const TfcState* s, 
     for (int i = 0; i < 16; ++i) r[i] = i < nb ? _mm512_loadu_ps(yt + (size_t)i * T + pb) : _mm512_setzero_ps();
     tfc_transpose16(r);
     const int qn = t - pb < 16 ? t - pb : 16;
-    for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
+    if (nb == 16)
+      for (int q = 0; q < qn; ++q) _mm512_storeu_ps(y + (size_t)(pb + q) * N + o0, r[q]);
+    else
+      for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
   }
 }
 
