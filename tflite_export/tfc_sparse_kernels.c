@@ -120,6 +120,8 @@ typedef struct TfcStateTag {
   int csr_tile; /* rows per tile T */
   int csr_chunks; /* input features are taken in this many chunks */
   int csr_kc; /* of this many features */
+  int csr_tile_build; /* T while building */
+  int csr_quads; /* 1: entries serve 4 consecutive channels (4x1 output blocks), 0: channel pairs */
   uint32_t* csr_ptr; /* [chunks * 8 * ceil(N/16) + 1] first entry of each channel pair and chunk */
   uint32_t* csr_off; /* [2 * entries] input feature * T: offset of its row in the tile */
   float* csr_val; /* [2 * entries] */
@@ -350,6 +352,43 @@ static void tfc_csr_pass(TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor,
   }
 }
 
+/* Quad layout (weights pruned in 4x1 blocks: 4 consecutive output channels
+ * share their input features): per chunk and quad of channels 4q..4q+3, one
+ * entry per input feature any of them uses: its offset in csr_off and the 4
+ * weights in csr_val (0 for a channel without it).  Counts entries (fill = 0)
+ * or writes them; mark[K] is -1 on entry and on return. */
+static uint64_t tfc_quad_pass(TfcState* s, const uint32_t* tptr, const uint32_t* toff, const float* tval,
+                              int chunks, uint32_t chunk_span, int32_t* mark, int fill) {
+  const int n = s->n_out, nquads = 4 * ((n + 15) / 16);
+  const uint32_t T = (uint32_t)s->csr_tile_build;
+  uint64_t total = 0;
+  for (int c = 0; c < chunks; ++c)
+    for (int qd = 0; qd < nquads; ++qd) {
+      if (fill) s->csr_ptr[(size_t)c * nquads + qd] = (uint32_t)total;
+      for (int pass = 0; pass < 2; ++pass) /* 0: gather, 1: clear the marks */
+        for (int i = 0; i < 4 && 4 * qd + i < n; ++i)
+          for (uint32_t j = tptr[4 * qd + i]; j < tptr[4 * qd + i + 1]; ++j) {
+            if (toff[j] / chunk_span != (uint32_t)c) continue;
+            const uint32_t k = toff[j] / T;
+            if (pass == 1) {
+              mark[k] = -1;
+              continue;
+            }
+            if (mark[k] < 0) {
+              mark[k] = (int32_t)total++;
+              if (fill) {
+                s->csr_off[mark[k]] = toff[j];
+                for (int h = 0; h < 4; ++h) s->csr_val[4u * (uint32_t)mark[k] + (uint32_t)h] = 0.f;
+              }
+            }
+            if (fill) s->csr_val[4u * (uint32_t)mark[k] + (uint32_t)i] += tval[j];
+          }
+      if (total > 0x3FFFFFFFu) return total;
+    }
+  if (fill) s->csr_ptr[(size_t)chunks * nquads] = (uint32_t)total;
+  return total;
+}
+
 /* Float32 weights re-laid for the many-rows AVX-512 kernel (tiles of T rows,
  * input features in chunks of KC so a chunk of the transposed tile stays in L1).
  * Output channels go in groups of 16 (one transposed store each); inside a
@@ -445,6 +484,32 @@ static int tfc_build_csr(TfcState* s, int T, int KC) {
       s->csr_val = (float*)malloc((2u * total + 1) * sizeof(float));
       if (s->csr_off == NULL || s->csr_val == NULL) goto done;
     }
+  }
+  /* 4x1 blocks: one x row feeds 4 channels.  Cost model (per 64-row tile, AVX-512):
+   * a quad entry is 16 FMAs, a pair entry 8 FMAs + 8 loads; quads when cheaper. */
+  s->csr_quads = 0;
+  s->csr_tile_build = T;
+  {
+    const uint64_t pair_entries = s->csr_ptr[(size_t)chunks * npairs];
+    int32_t* mark = (int32_t*)malloc(((size_t)s->k_in + 1) * sizeof(int32_t));
+    if (mark == NULL) goto done;
+    for (int k = 0; k <= s->k_in; ++k) mark[k] = -1;
+    const uint64_t quads = tfc_quad_pass(s, tptr, toff, tval, chunks, chunk_span, mark, 0);
+    if (quads * 16u < pair_entries * 9u) {
+      free(s->csr_ptr);
+      free(s->csr_off);
+      free(s->csr_val);
+      s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)(4 * groups) + 1) * sizeof(uint32_t));
+      s->csr_off = (uint32_t*)malloc((quads + 1) * sizeof(uint32_t));
+      s->csr_val = (float*)malloc((4u * quads + 1) * sizeof(float));
+      if (s->csr_ptr == NULL || s->csr_off == NULL || s->csr_val == NULL) {
+        free(mark);
+        goto done;
+      }
+      tfc_quad_pass(s, tptr, toff, tval, chunks, chunk_span, mark, 1);
+      s->csr_quads = 1;
+    }
+    free(mark);
   }
   s->csr_tile = T;
   s->csr_chunks = chunks;
@@ -861,12 +926,60 @@ __attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_pai
   }
 }
 
-/* All pairs of group g for chunk c (V = rows of the tile / 16, rounded up). */
+/* One quad of channels (rows ya, ya + T, ya + 2T, ya + 3T of the tile), one
+ * chunk: each entry loads V vectors of xt once for 4 broadcast weights. */
+__attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_quad(
+    const TfcState* s, uint32_t b0, uint32_t e, const float* xt, int first, const float* bias4, __m512 lo,
+    __m512 hi, float* ya, int T, const int V) {
+  __m512 a[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < V; ++v) a[i][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(ya + (size_t)i * T + 16 * v);
+  const uint32_t* off = s->csr_off + b0;
+  const float* val = s->csr_val + 4u * b0;
+  for (uint32_t j = 0; j < e - b0; ++j, val += 4) {
+    const float* xr = xt + off[j];
+    const __m512 w0 = _mm512_set1_ps(val[0]), w1 = _mm512_set1_ps(val[1]);
+    const __m512 w2 = _mm512_set1_ps(val[2]), w3 = _mm512_set1_ps(val[3]);
+    for (int v = 0; v < V; ++v) {
+      const __m512 xv = _mm512_load_ps(xr + 16 * v);
+      a[0][v] = _mm512_fmadd_ps(w0, xv, a[0][v]);
+      a[1][v] = _mm512_fmadd_ps(w1, xv, a[1][v]);
+      a[2][v] = _mm512_fmadd_ps(w2, xv, a[2][v]);
+      a[3][v] = _mm512_fmadd_ps(w3, xv, a[3][v]);
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < V; ++v) {
+      __m512 r = a[i][v];
+      if (bias4 != NULL) r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, _mm512_set1_ps(bias4[i])), lo), hi);
+      _mm512_store_ps(ya + (size_t)i * T + 16 * v, r);
+    }
+}
+
+/* All pairs (or quads) of group g for chunk c (V = rows of the tile / 16, rounded up). */
 __attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_group(
     const TfcState* s, int g, int c, const float* xt, const float* bias, int V, const int first, const int last) {
   const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
   const __m512 lo = _mm512_set1_ps(s->fmin), hi = _mm512_set1_ps(s->fmax);
   const float* dummy_bias = NULL;
+  if (s->csr_quads) {
+    const int nquads = npairs / 2;
+    for (int q = 0; q < 4; ++q) {
+      const int qd = 4 * g + q, r0 = 4 * qd;
+      float b4[4];
+      for (int i = 0; i < 4; ++i) b4[i] = (bias && r0 + i < s->n_out) ? bias[r0 + i] : 0.f;
+      const float* fin = last ? b4 : dummy_bias;
+      const uint32_t b0 = s->csr_ptr[(size_t)c * nquads + qd], e = s->csr_ptr[(size_t)c * nquads + qd + 1];
+      float* ya = s->ytile + (size_t)r0 * T;
+      switch (V) {
+        case 1: tfc_csr_quad(s, b0, e, xt, first, fin, lo, hi, ya, T, 1); break;
+        case 2: tfc_csr_quad(s, b0, e, xt, first, fin, lo, hi, ya, T, 2); break;
+        case 3: tfc_csr_quad(s, b0, e, xt, first, fin, lo, hi, ya, T, 3); break;
+        default: tfc_csr_quad(s, b0, e, xt, first, fin, lo, hi, ya, T, 4); break;
+      }
+    }
+    return;
+  }
   for (int q = 0; q < 8; ++q) {
     const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb = s->pair_row[2 * pq + 1];
     const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb < 16 ? 16 * g + rb : 16 * (npairs / 8);
@@ -884,20 +997,24 @@ __attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_gro
   }
 }
 
-/* Rows p0..p0+t-1, channels of group g: ytile (transposed) -> y (NHWC). */
-__attribute__((target("avx512f"))) static void tfc_csr_store(const TfcState* s, int g, int t, float* y) {
-  const int T = s->csr_tile, N = s->n_out, o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
-  const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
-  const float* yt = s->ytile + (size_t)o0 * T;
+/* Rows p0..p0+t-1: ytile (transposed) -> y (NHWC), 16 rows x 16 channels per
+ * register transpose, rows outermost so each output row is written front to back. */
+__attribute__((target("avx512f"))) static void tfc_csr_store(const TfcState* s, int t, float* y) {
+  const int T = s->csr_tile, N = s->n_out, G = (N + 15) / 16;
   for (int pb = 0; pb < t; pb += 16) {
-    __m512 r[16];
-    for (int i = 0; i < 16; ++i) r[i] = i < nb ? _mm512_loadu_ps(yt + (size_t)i * T + pb) : _mm512_setzero_ps();
-    tfc_transpose16(r);
     const int qn = t - pb < 16 ? t - pb : 16;
-    if (nb == 16)
-      for (int q = 0; q < qn; ++q) _mm512_storeu_ps(y + (size_t)(pb + q) * N + o0, r[q]);
-    else
-      for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
+    for (int g = 0; g < G; ++g) {
+      const int o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
+      const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
+      const float* yt = s->ytile + (size_t)o0 * T + pb;
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) r[i] = i < nb ? _mm512_load_ps(yt + (size_t)i * T) : _mm512_setzero_ps();
+      tfc_transpose16(r);
+      if (nb == 16)
+        for (int q = 0; q < qn; ++q) _mm512_storeu_ps(y + (size_t)(pb + q) * N + o0, r[q]);
+      else
+        for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
+    }
   }
 }
 
@@ -927,15 +1044,12 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
     }
     const int G = (N + 15) / 16;
     if (s->csr_chunks == 1) {
-      for (int g = 0; g < G; ++g) {
-        tfc_csr_group(s, g, 0, xt, bias, V, 1, 1);
-        tfc_csr_store(s, g, t, y + (size_t)p0 * N);
-      }
+      for (int g = 0; g < G; ++g) tfc_csr_group(s, g, 0, xt, bias, V, 1, 1);
     } else {
       for (int c = 0; c < s->csr_chunks; ++c)
         for (int g = 0; g < G; ++g) tfc_csr_group(s, g, c, xt, bias, V, c == 0, c == s->csr_chunks - 1);
-      for (int g = 0; g < G; ++g) tfc_csr_store(s, g, t, y + (size_t)p0 * N);
     }
+    tfc_csr_store(s, t, y + (size_t)p0 * N);
   }
 }
 #endif

@@ -11,6 +11,7 @@ import pytest
 from tfcompress.export import export_tflite, load_interpreter, run_tflite
 from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
 from tfcompress.export.sparse_native import custom_ops_in
+from tfcompress.pruning import Block
 
 
 def _prune(model, sparsity, pattern, rng):
@@ -92,6 +93,21 @@ def test_conv1x1_many_rows_matches_dense(c_in, c_out, activation, rng):
     model = _prune(_conv_net(c_in, c_out, activation), 0.8, "unstructured", rng)
     tflite, _ = export_tflite(model, sparse_kernels="custom")
     assert custom_ops_in(tflite) == ["TFC_SPARSE_CONV_1X1"]
+    _check_float(model, tflite, rng.standard_normal((5, 6, 5, c_in)).astype("float32"))
+
+
+@pytest.mark.parametrize("c_in,c_out", [(200, 37), (24, 40)])
+def test_conv1x1_output_blocks_match_dense(c_in, c_out, rng):
+    # Block((4, 1)) pruning: 4 consecutive output channels share their zeros, so one input row
+    # feeds 4 channels (the CSR kernel's quad layout; 37 outputs leave a partial last quad).
+    model = _conv_net(c_in, c_out, "relu")
+    for layer in model.layers[1:]:
+        w = layer.kernel.numpy()  # [1, 1, K, N]
+        mask = Block((4, 1)).compute_mask(np.abs(w.reshape(1, *w.shape[2:])), 0.8)
+        layer.kernel.assign(w * mask.reshape(w.shape))
+    tflite, _ = export_tflite(model, sparse_kernels="custom")
+    first = sparse_kernel_report(tflite)[0]
+    assert first["pattern"] == "block4x1" and first["emitted"] == "custom", first
     _check_float(model, tflite, rng.standard_normal((5, 6, 5, c_in)).astype("float32"))
 
 

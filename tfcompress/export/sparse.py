@@ -31,8 +31,9 @@ CONV_OP = "TFC_SPARSE_CONV_1X1"
 # Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
 # benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
 AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7, "fc_int8": 0.95}
-# 1x1 convs with fewer input channels keep the dense kernel (padding of short rows dominates).
-AUTO_MIN_CONV_K = 64
+# 1x1 convs with fewer input channels keep the dense kernel (the kernel's input / output
+# transposes cost more than the multiply-adds it saves).
+AUTO_MIN_CONV_K = 24
 # "custom" emits every layer at least this sparse.
 CUSTOM_MIN_SPARSITY = 0.3
 # Zeros "come in 1x4 blocks" when all-zero blocks hold this share of the zeros.
@@ -55,7 +56,8 @@ def describe_pattern(w2d) -> dict:
 
     Returns:
         Dict with ``sparsity`` (zero fraction), ``block_sparsity`` (fraction of all-zero
-        1x4 blocks along K, 0 when K % 4 != 0), ``pattern`` ("block1x4", "2:4",
+        1x4 blocks along K, 0 when K % 4 != 0), ``pattern`` ("block1x4", "block4x1" (4
+        consecutive outputs share their zeros, e.g. ``pruning.Block((4, 1))``), "2:4",
         "unstructured" or "dense").
 
     Example:
@@ -74,10 +76,16 @@ def describe_pattern(w2d) -> dict:
         two_four = bool((g.sum(axis=2) >= 2).all())
     else:
         two_four = False
+    m = n - n % 4  # whole 4x1 output blocks (a last partial block is not judged)
+    out_zero = zero[:m].reshape(m // 4, 4, k)
+    out_blocks = float(out_zero.all(axis=1).mean()) if out_zero.size else 0.0
+    out_sparsity = float(out_zero.mean()) if out_zero.size else 0.0
     if sparsity == 0.0:
         pattern = "dense"
     elif block_sparsity > 0 and block_sparsity >= BLOCK_FIT * sparsity:
         pattern = "block1x4"
+    elif out_blocks > 0 and out_blocks >= BLOCK_FIT * out_sparsity:
+        pattern = "block4x1"
     elif two_four:
         pattern = "2:4"
     else:
