@@ -18,7 +18,6 @@ import gzip
 import json
 import os
 import platform
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,31 +25,12 @@ import keras  # noqa: E402  (Keras 3, imported before tfmot switches tf.keras to
 import numpy as np  # noqa: E402
 
 import tfcompress  # noqa: E402
+from _timing import EpochTimer  # noqa: E402  (benchmarks/_timing.py)
 from tfcompress import pruning  # noqa: E402
 from tfcompress.export import benchmark_tflite, export_tflite, run_tflite, verify  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "pruning_vs_tfmot.json")
 TARGET = 0.8
-
-
-class EpochTimer:
-    """Per-epoch wall time (framework-agnostic duck-typed callback)."""
-
-    def __init__(self, base):
-        outer = self
-
-        class _Timer(base):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer._t = time.perf_counter()
-                outer._c = time.process_time()
-
-            def on_epoch_end(self, epoch, logs=None):
-                outer.times.append(time.perf_counter() - outer._t)
-                outer.cpu.append(time.process_time() - outer._c)
-
-        self.times = []
-        self.cpu = []
-        self.callback = _Timer()
 
 
 def k3_cnn():

@@ -28,25 +28,11 @@ import keras  # noqa: E402  (Keras 3 first; tfmot later switches tf.keras to tf_
 import numpy as np  # noqa: E402
 
 import tfcompress  # noqa: E402
+from _timing import EpochTimer  # noqa: E402  (benchmarks/_timing.py)
 from tfcompress.export import export_tflite, run_tflite, verify  # noqa: E402
 from tfcompress.quantization import calibrate, quantize  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "qat_vs_tfmot.json")
-
-
-class EpochTimer:
-    def __init__(self, base):
-        outer = self
-
-        class _Timer(base):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer._t = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                outer.times.append(time.perf_counter() - outer._t)
-
-        self.times = []
-        self.callback = _Timer()
 
 
 def cnn(layers_module, sequential, inp):
