@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -127,3 +128,14 @@ def test_bench_runs_a_model_with_token_inputs(tmp_path, capsys):
     code = main(["bench", str(path), "--runs", "3", "--warmup", "1"])
     assert code == 0, capsys.readouterr().err
     assert "median" in capsys.readouterr().out
+
+
+def test_quiet_stderr_hides_runtime_logging_but_not_python_warnings(capfd):
+    from tfcompress.cli import _quiet_stderr
+
+    with _quiet_stderr():
+        os.write(2, b"I0000 runtime log line\n")  # what the C++ runtime writes to fd 2
+        warnings.warn("tfcompress: a warning the user must see", UserWarning)
+    err = capfd.readouterr().err
+    assert "a warning the user must see" in err
+    assert "runtime log line" not in err

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only the one-line errors reach stderr
@@ -41,20 +42,32 @@ def _debug():
 
 @contextlib.contextmanager
 def _quiet_stderr():
-    """Sends the C++ runtime logging on fd 2 to a temp file for the duration (unless debugging)."""
+    """Sends the C++ runtime logging on fd 2 to a temp file for the duration (unless debugging).
+
+    Python warnings (``warnings.warn``, e.g. tfcompress's own) still reach the real stderr.
+    """
     if _debug():
         yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
+    real_stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    show = warnings.showwarning
+
+    def show_on_real_stderr(message, category, filename, lineno, file=None, line=None):
+        real_stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        warnings.showwarning = show_on_real_stderr
         try:
             yield
         finally:
+            warnings.showwarning = show
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            real_stderr.close()
 
 
 def _progress(message):
