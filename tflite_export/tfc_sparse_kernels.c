@@ -143,6 +143,19 @@ static int tfc_tensor_index_ok(const TfLiteContext* ctx, int idx) {
   return idx >= 0 && (size_t)idx < ctx->tensors_size;
 }
 
+/* 64-byte aligned (one cache line: vector loads of the tiles never split lines), released with
+ * tfc_free64.  By hand rather than aligned_alloc, which Android has only from API 28. */
+static void* tfc_alloc64(size_t bytes) {
+  uint8_t* raw = (uint8_t*)malloc(bytes + 64u + sizeof(void*));
+  if (raw == NULL) return NULL;
+  uintptr_t a = ((uintptr_t)(raw + sizeof(void*)) + 63u) & ~(uintptr_t)63u;
+  ((void**)a)[-1] = raw;
+  return (void*)a;
+}
+static void tfc_free64(void* p) {
+  if (p != NULL) free(((void**)p)[-1]);
+}
+
 /* --------------------------------------------------------------- lifecycle */
 
 static void* tfc_init_common(TfLiteContext* ctx, const char* buffer, size_t length, int op) {
@@ -176,19 +189,17 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   TfcState* s = (TfcState*)buffer;
   if (s == NULL) return;
   free(s->aligned_copy);
-  free(s->scratch);
+  tfc_free64(s->scratch);
   free(s->row_sums);
   free(s->multipliers);
   free(s->csr_ptr);
   free(s->csr_off);
   free(s->csr_val);
-  free(s->ytile);
+  tfc_free64(s->ytile);
   free(s->pair_row);
   free(s);
 }
 
-/* 64-byte aligned (one cache line: vector loads of the tiles never split lines); free() releases it. */
-static void* tfc_alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63u) & ~(size_t)63u); }
 
 /* ------------------------------------------------------- packed weights */
 
@@ -406,7 +417,7 @@ static int tfc_build_csr(TfcState* s, int T, int KC) {
   free(s->csr_ptr);
   free(s->csr_off);
   free(s->csr_val);
-  free(s->ytile);
+  tfc_free64(s->ytile);
   free(s->pair_row);
   s->csr_ptr = NULL;
   s->csr_off = NULL;
@@ -653,7 +664,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
       if ((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float) > need) need = (size_t)T * ((size_t)s->k_in + 1u) * sizeof(float);
     }
     if (need > s->scratch_bytes) {
-      free(s->scratch);
+      tfc_free64(s->scratch);
       s->scratch_bytes = 0;
       s->scratch = tfc_alloc64(need);
       if (s->scratch == NULL) TFC_FAIL(ctx, "out of memory for the %zu-byte input tile", need);

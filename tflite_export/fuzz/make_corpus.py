@@ -33,6 +33,21 @@ def main(out_dir):
                         with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                             f.write(data)
                         i += 1
+    # float32, many rows (the AVX-512 CSR kernel): K > 128 (feature chunks), zeros in 4x1 output
+    # blocks (its quad layout) and unstructured (channel pairs)
+    for n, k, quads in [(37, 200, True), (37, 200, False), (20, 24, True)]:
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        if quads:
+            w[np.repeat(rng.random(((n + 3) // 4, k)) < 0.8, 4, axis=0)[:n]] = 0
+        else:
+            w[rng.random(w.shape) < 0.8] = 0
+        blob = pack_sparse_weights(w)
+        for rows in (16, 39):
+            opts = pack_options("RELU6", 0)
+            data = bytes([1 | 4 | 8, rows, k % 256, len(opts)]) + opts + blob
+            with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
+                f.write(data)
+            i += 1
     print(f"{i} seeds in {out_dir}")
 
 
