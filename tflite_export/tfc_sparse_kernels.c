@@ -57,6 +57,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,16 +116,15 @@ typedef struct TfcStateTag {
   void (*row_i8_win)(const struct TfcStateTag* s, const int8_t* x, const int32_t* bias, int8_t* y);
   /* many rows, windowed float layout; NULL: use the tiled kernel */
   void (*rows_f32_win)(const struct TfcStateTag* s, const float* x, int rows, const float* bias, float* y);
-  /* float32, many rows, AVX-512: the weights again as CSR (one list per output
-   * channel, padding dropped), built in Prepare; 0 = that kernel is not used */
+  /* float32, many rows, AVX-512: the weights re-laid in channel pairs or quads
+   * (tfc_build_csr), built in Prepare; csr_tile 0 = that kernel is not used */
   int csr_tile; /* rows per tile T */
   int csr_chunks; /* input features are taken in this many chunks */
   int csr_kc; /* of this many features */
-  int csr_tile_build; /* T while building */
   int csr_quads; /* 1: entries serve 4 consecutive channels (4x1 output blocks), 0: channel pairs */
   uint32_t* csr_ptr; /* [chunks * 8 * ceil(N/16) + 1] first entry of each channel pair and chunk */
-  uint32_t* csr_off; /* [2 * entries] input feature * T: offset of its row in the tile */
-  float* csr_val; /* [2 * entries] */
+  uint32_t* csr_off; /* [2 * entries] (quads: [entries]) input feature * T: its row in the tile */
+  float* csr_val; /* [2 * entries] (quads: [4 * entries]) */
   uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
   float* ytile; /* [16 * ceil(N/16) + 1][T] outputs (transposed) before the store to NHWC */
   const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
@@ -199,7 +199,6 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   free(s->pair_row);
   free(s);
 }
-
 
 /* ------------------------------------------------------- packed weights */
 
@@ -335,8 +334,10 @@ static uint8_t* tfc_seen_buffer(TfcState* s, size_t n) {
 }
 
 /* Visits every stored weight: pass 0 counts non-zeros per output channel into
- * ptr[n + 1], pass 1 writes them at cursor[n] (padding slots hold zeros and are dropped). */
-static void tfc_csr_pass(TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor, int T) {
+ * cnt[n + 1], pass 1 writes each as {feature * T, weight} at off / val [cursor[n]++]
+ * (padding slots hold zeros and are dropped). */
+static void tfc_csr_pass(const TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor, uint32_t* off, float* val,
+                         int T) {
   const float* v = (const float*)s->values;
   const int B = s->block, W = s->n_windows;
   for (int sl = 0; sl < s->n_slices; ++sl) {
@@ -354,8 +355,8 @@ static void tfc_csr_pass(TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor,
           if (pass == 0) {
             cnt[r + 1]++;
           } else {
-            s->csr_off[cursor[r]] = (k0 + (uint32_t)b) * (uint32_t)T;
-            s->csr_val[cursor[r]++] = wv;
+            off[cursor[r]] = (k0 + (uint32_t)b) * (uint32_t)T;
+            val[cursor[r]++] = wv;
           }
         }
       }
@@ -369,9 +370,8 @@ static void tfc_csr_pass(TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor,
  * weights in csr_val (0 for a channel without it).  Counts entries (fill = 0)
  * or writes them; mark[K] is -1 on entry and on return. */
 static uint64_t tfc_quad_pass(TfcState* s, const uint32_t* tptr, const uint32_t* toff, const float* tval,
-                              int chunks, uint32_t chunk_span, int32_t* mark, int fill) {
+                              uint32_t T, int chunks, uint32_t chunk_span, int32_t* mark, int fill) {
   const int n = s->n_out, nquads = 4 * ((n + 15) / 16);
-  const uint32_t T = (uint32_t)s->csr_tile_build;
   uint64_t total = 0;
   for (int c = 0; c < chunks; ++c)
     for (int qd = 0; qd < nquads; ++qd) {
@@ -394,7 +394,7 @@ static uint64_t tfc_quad_pass(TfcState* s, const uint32_t* tptr, const uint32_t*
             }
             if (fill) s->csr_val[4u * (uint32_t)mark[k] + (uint32_t)i] += tval[j];
           }
-      if (total > 0x3FFFFFFFu) return total;
+      if (total > 0x3FFFFFFFu) return UINT64_MAX; /* too many: not used */
     }
   if (fill) s->csr_ptr[(size_t)chunks * nquads] = (uint32_t)total;
   return total;
@@ -431,15 +431,13 @@ static int tfc_build_csr(TfcState* s, int T, int KC) {
   uint32_t* toff = NULL;
   float* tval = NULL;
   if (tptr == NULL || cursor == NULL) goto done;
-  tfc_csr_pass(s, 0, tptr, NULL, T);
+  tfc_csr_pass(s, 0, tptr, NULL, NULL, NULL, T);
   for (int r = 0; r < n; ++r) tptr[r + 1] += tptr[r];
   memcpy(cursor, tptr, ((size_t)n + 1) * sizeof(uint32_t));
-  s->csr_off = toff = (uint32_t*)malloc(((size_t)tptr[n] + 1) * sizeof(uint32_t));
-  s->csr_val = tval = (float*)malloc(((size_t)tptr[n] + 1) * sizeof(float));
+  toff = (uint32_t*)malloc(((size_t)tptr[n] + 1) * sizeof(uint32_t));
+  tval = (float*)malloc(((size_t)tptr[n] + 1) * sizeof(float));
   if (toff == NULL || tval == NULL) goto done;
-  tfc_csr_pass(s, 1, NULL, cursor, T); /* plain CSR in toff / tval */
-  s->csr_off = NULL;
-  s->csr_val = NULL;
+  tfc_csr_pass(s, 1, NULL, cursor, toff, tval, T); /* plain CSR in toff / tval */
   s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)npairs + 1) * sizeof(uint32_t));
   s->pair_row = (uint8_t*)malloc(2u * (size_t)npairs);
   s->ytile = (float*)tfc_alloc64((16u * (size_t)groups + 1u) * (size_t)T * sizeof(float));
@@ -499,14 +497,13 @@ static int tfc_build_csr(TfcState* s, int T, int KC) {
   /* 4x1 blocks: one x row feeds 4 channels.  Cost model (per 64-row tile, AVX-512):
    * a quad entry is 16 FMAs, a pair entry 8 FMAs + 8 loads; quads when cheaper. */
   s->csr_quads = 0;
-  s->csr_tile_build = T;
   {
     const uint64_t pair_entries = s->csr_ptr[(size_t)chunks * npairs];
     int32_t* mark = (int32_t*)malloc(((size_t)s->k_in + 1) * sizeof(int32_t));
     if (mark == NULL) goto done;
     for (int k = 0; k <= s->k_in; ++k) mark[k] = -1;
-    const uint64_t quads = tfc_quad_pass(s, tptr, toff, tval, chunks, chunk_span, mark, 0);
-    if (quads * 16u < pair_entries * 9u) {
+    const uint64_t quads = tfc_quad_pass(s, tptr, toff, tval, (uint32_t)T, chunks, chunk_span, mark, 0);
+    if (quads <= 0x3FFFFFFFu && quads * 16u < pair_entries * 9u) {
       free(s->csr_ptr);
       free(s->csr_off);
       free(s->csr_val);
@@ -517,7 +514,7 @@ static int tfc_build_csr(TfcState* s, int T, int KC) {
         free(mark);
         goto done;
       }
-      tfc_quad_pass(s, tptr, toff, tval, chunks, chunk_span, mark, 1);
+      tfc_quad_pass(s, tptr, toff, tval, (uint32_t)T, chunks, chunk_span, mark, 1);
       s->csr_quads = 1;
     }
     free(mark);
@@ -653,7 +650,6 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     /* transposed input tile xt[W*32][TILE] (float or int32), or xt[K][T] for the CSR kernel */
     size_t need = (size_t)TFC_TILE * (size_t)s->n_windows * 32u * sizeof(float);
     if (x->type == kTfLiteFloat32 && s->rows_f32_csr != NULL && s->rows >= TFC_CSR_MIN_ROWS) {
-      /* T rows per tile: the transposed tile should stay in L2 */
       /* 64 rows per tile (4 vectors per weight); the features in chunks of 96 rows of
        * the tile (24 KiB, fits L1) unless all K fit in 32 KiB */
       const int T = TFC_CSR_TILE, KC = s->k_in <= 128 ? 128 : 96;
