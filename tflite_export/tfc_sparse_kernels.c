@@ -156,6 +156,21 @@ static void tfc_free64(void* p) {
   if (p != NULL) free(((void**)p)[-1]);
 }
 
+/* Releases the CSR kernel's weights and output tile; the kernel is off until rebuilt. */
+static void tfc_free_csr(TfcState* s) {
+  free(s->csr_ptr);
+  free(s->csr_off);
+  free(s->csr_val);
+  tfc_free64(s->ytile);
+  free(s->pair_row);
+  s->csr_ptr = NULL;
+  s->csr_off = NULL;
+  s->csr_val = NULL;
+  s->ytile = NULL;
+  s->pair_row = NULL;
+  s->csr_tile = 0;
+}
+
 /* --------------------------------------------------------------- lifecycle */
 
 static void* tfc_init_common(TfLiteContext* ctx, const char* buffer, size_t length, int op) {
@@ -192,11 +207,7 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   tfc_free64(s->scratch);
   free(s->row_sums);
   free(s->multipliers);
-  free(s->csr_ptr);
-  free(s->csr_off);
-  free(s->csr_val);
-  tfc_free64(s->ytile);
-  free(s->pair_row);
+  tfc_free_csr(s);
   free(s);
 }
 
@@ -414,17 +425,7 @@ static uint64_t tfc_quad_pass(TfcState* s, const uint32_t* tptr, const uint32_t*
 static int tfc_build_csr(TfcState* s, int T, int KC) {
   const int n = s->n_out, groups = (n + 15) / 16, npairs = 8 * groups;
   const int chunks = (s->k_in + KC - 1) / KC;
-  free(s->csr_ptr);
-  free(s->csr_off);
-  free(s->csr_val);
-  tfc_free64(s->ytile);
-  free(s->pair_row);
-  s->csr_ptr = NULL;
-  s->csr_off = NULL;
-  s->csr_val = NULL;
-  s->ytile = NULL;
-  s->pair_row = NULL;
-  s->csr_tile = 0;
+  tfc_free_csr(s);
   int ok = 0;
   uint32_t* tptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
   uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
