@@ -1005,24 +1005,20 @@ __attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_gro
   }
 }
 
-/* Rows p0..p0+t-1: ytile (transposed) -> y (NHWC), 16 rows x 16 channels per
- * register transpose, rows outermost so each output row is written front to back. */
-__attribute__((target("avx512f"))) static void tfc_csr_store(const TfcState* s, int t, float* y) {
-  const int T = s->csr_tile, N = s->n_out, G = (N + 15) / 16;
+/* Rows p0..p0+t-1, channels of group g: ytile (transposed) -> y (NHWC). */
+__attribute__((target("avx512f"))) static void tfc_csr_store(const TfcState* s, int g, int t, float* y) {
+  const int T = s->csr_tile, N = s->n_out, o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
+  const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
+  const float* yt = s->ytile + (size_t)o0 * T;
   for (int pb = 0; pb < t; pb += 16) {
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = i < nb ? _mm512_load_ps(yt + (size_t)i * T + pb) : _mm512_setzero_ps();
+    tfc_transpose16(r);
     const int qn = t - pb < 16 ? t - pb : 16;
-    for (int g = 0; g < G; ++g) {
-      const int o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
-      const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
-      const float* yt = s->ytile + (size_t)o0 * T + pb;
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) r[i] = i < nb ? _mm512_load_ps(yt + (size_t)i * T) : _mm512_setzero_ps();
-      tfc_transpose16(r);
-      if (nb == 16)
-        for (int q = 0; q < qn; ++q) _mm512_storeu_ps(y + (size_t)(pb + q) * N + o0, r[q]);
-      else
-        for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
-    }
+    if (nb == 16)
+      for (int q = 0; q < qn; ++q) _mm512_storeu_ps(y + (size_t)(pb + q) * N + o0, r[q]);
+    else
+      for (int q = 0; q < qn; ++q) _mm512_mask_storeu_ps(y + (size_t)(pb + q) * N + o0, nm, r[q]);
   }
 }
 
@@ -1052,12 +1048,18 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
     }
     const int G = (N + 15) / 16;
     if (s->csr_chunks == 1) {
-      for (int g = 0; g < G; ++g) tfc_csr_group(s, g, 0, xt, bias, V, 1, 1);
+      for (int g = 0; g < G; ++g) {
+        tfc_csr_group(s, g, 0, xt, bias, V, 1, 1);
+        tfc_csr_store(s, g, t, y + (size_t)p0 * N);
+      }
     } else {
-      for (int c = 0; c < s->csr_chunks; ++c)
-        for (int g = 0; g < G; ++g) tfc_csr_group(s, g, c, xt, bias, V, c == 0, c == s->csr_chunks - 1);
+      for (int c = 0; c + 1 < s->csr_chunks; ++c)
+        for (int g = 0; g < G; ++g) tfc_csr_group(s, g, c, xt, bias, V, c == 0, 0);
+      for (int g = 0; g < G; ++g) {
+        tfc_csr_group(s, g, s->csr_chunks - 1, xt, bias, V, 0, 1);
+        tfc_csr_store(s, g, t, y + (size_t)p0 * N);
+      }
     }
-    tfc_csr_store(s, t, y + (size_t)p0 * N);
   }
 }
 #endif
