@@ -165,7 +165,7 @@ def mobilenet_v2(pattern, sparsity, rng):
     return model, pruned
 
 
-def bench_mobilenet(rng, sparsity=0.8, rounds=15):
+def bench_mobilenet(rng, sparsity=0.8, rounds=30):
     """Dense export vs custom / auto sparse kernels, both patterns, all timed interleaved."""
     variants, out = {}, {"sparsity": sparsity, "rounds": rounds,
                          "setup": "MobileNetV2 224, random weights, every 1x1 conv pruned by magnitude "
