@@ -85,3 +85,17 @@ def test_augment_layer_saved_and_bad_augment_rejected(tmp_path):
     np.testing.assert_allclose(loaded.student.predict(x, verbose=0), student.predict(x, verbose=0), atol=1e-6)
     with pytest.raises(TypeError, match="augment must be a callable"):
         Distiller(teacher, student, augment=3)
+
+
+def test_keras_layer_augmentation_runs_in_training_mode():
+    # GaussianNoise defaults to training=False when called outside a model: the Distiller must pass
+    # training=True, or a Sequential([..., GaussianNoise]) augmentation silently adds no noise.
+    keras.utils.set_random_seed(3)
+    x = np.zeros((64, 6), "float32")
+    y = np.arange(64) % 3
+    augment = keras.Sequential([keras.layers.GaussianNoise(0.5)])
+    _, teacher_log, student_log = _fit(augment, x, y)
+    t_seen, s_seen = teacher_log[0][1], student_log[0][1]
+    np.testing.assert_array_equal(t_seen, s_seen)  # one draw, shared by both models
+    assert 0.4 < float(np.std(s_seen)) < 0.6  # N(0, 0.5^2) noise on zeros: sd 0.5 (384 draws)
+    assert abs(float(np.mean(s_seen))) < 0.1

@@ -90,7 +90,9 @@ class Distiller(keras.Model):
             so the teacher's soft targets describe inputs off the training points ("consistent"
             augmentation / function matching). Must keep the labels valid (e.g. small random
             shifts or noise: `keras.Sequential([keras.layers.RandomTranslation(0.1, 0.1)])`).
-            A Keras layer or registered function is saved with the Distiller. Defaults to None.
+            A Keras layer (or Sequential) is called with `training=True`, so GaussianNoise or
+            Dropout inside it are active; a Keras layer or registered function is saved with
+            the Distiller. Defaults to None.
         **kwargs: Forwarded to `keras.Model` (e.g. `name`).
 
     Example:
@@ -220,7 +222,11 @@ class Distiller(keras.Model):
     def train_step(self, data):
         if self._aux.augment is not None:
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            data = keras.utils.pack_x_y_sample_weight(self._aux.augment(x), y, sample_weight)
+            augment = self._aux.augment
+            # A Keras layer gets training=True: layers such as GaussianNoise or Dropout default to
+            # training=False when called outside a model and would otherwise do nothing here.
+            x = augment(x, training=True) if isinstance(augment, keras.layers.Layer) else augment(x)
+            data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
         return super().train_step(data)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
