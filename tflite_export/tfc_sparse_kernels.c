@@ -120,7 +120,6 @@ typedef struct TfcStateTag {
    * (tfc_build_csr), built in Prepare; csr_tile 0 = that kernel is not used */
   int csr_tile; /* rows per tile T */
   int csr_chunks; /* input features are taken in this many chunks */
-  int csr_kc; /* of this many features */
   int csr_quads; /* 1: entries serve 4 consecutive channels (4x1 output blocks), 0: channel pairs */
   uint32_t* csr_ptr; /* [chunks * 8 * ceil(N/16) + 1] first entry of each channel pair and chunk */
   uint32_t* csr_off; /* [2 * entries] (quads: [entries]) input feature * T: its row in the tile */
@@ -654,9 +653,9 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
       /* 64 rows per tile (4 vectors per weight); the features in chunks of 96 rows of
        * the tile (24 KiB, fits L1) unless all K fit in 32 KiB */
       const int T = TFC_CSR_TILE, KC = s->k_in <= 128 ? 128 : 96;
-      if ((s->csr_tile != T || s->csr_kc != KC || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
+      /* T and KC follow from the packed weights: rebuild only for new weights */
+      if ((s->csr_tile == 0 || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
         TFC_FAIL(ctx, "out of memory for the CSR weights");
-      s->csr_kc = KC;
       s->csr_blob = s->blob_seen;
       if ((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float) > need) need = (size_t)T * ((size_t)s->k_in + 1u) * sizeof(float);
     }
@@ -969,14 +968,13 @@ __attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_gro
     const TfcState* s, int g, int c, const float* xt, const float* bias, int V, const int first, const int last) {
   const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
   const __m512 lo = _mm512_set1_ps(s->fmin), hi = _mm512_set1_ps(s->fmax);
-  const float* dummy_bias = NULL;
   if (s->csr_quads) {
     const int nquads = npairs / 2;
     for (int q = 0; q < 4; ++q) {
       const int qd = 4 * g + q, r0 = 4 * qd;
       float b4[4];
       for (int i = 0; i < 4; ++i) b4[i] = (bias && r0 + i < s->n_out) ? bias[r0 + i] : 0.f;
-      const float* fin = last ? b4 : dummy_bias;
+      const float* fin = last ? b4 : NULL;
       const uint32_t b0 = s->csr_ptr[(size_t)c * nquads + qd], e = s->csr_ptr[(size_t)c * nquads + qd + 1];
       float* ya = s->ytile + (size_t)r0 * T;
       switch (V) {
@@ -992,7 +990,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void tfc_csr_gro
     const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb = s->pair_row[2 * pq + 1];
     const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb < 16 ? 16 * g + rb : 16 * (npairs / 8);
     float b2[2] = {(bias && ra < 16) ? bias[16 * g + ra] : 0.f, (bias && rb < 16) ? bias[16 * g + rb] : 0.f};
-    const float* fin = last ? b2 : dummy_bias;
+    const float* fin = last ? b2 : NULL;
     const uint32_t b0 = s->csr_ptr[(size_t)c * npairs + pq], e = s->csr_ptr[(size_t)c * npairs + pq + 1];
     float* ya = s->ytile + (size_t)ga * T;
     float* yb = s->ytile + (size_t)gb * T;
