@@ -99,3 +99,22 @@ def test_keras_layer_augmentation_runs_in_training_mode():
     np.testing.assert_array_equal(t_seen, s_seen)  # one draw, shared by both models
     assert 0.4 < float(np.std(s_seen)) < 0.6  # N(0, 0.5^2) noise on zeros: sd 0.5 (384 draws)
     assert abs(float(np.mean(s_seen))) < 0.1
+
+
+def test_label_mixing_augmentation_needs_alpha_zero():
+    import pytest
+
+    from tfcompress.distillation import Distiller
+
+    teacher = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    student = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    mix = keras.Sequential([keras.layers.GaussianNoise(0.1), keras.layers.MixUp(0.4, name="mix")])
+    with pytest.raises(ValueError, match=r"MixUp 'mix'.*Use alpha=0 \(got 0.1\)"):
+        Distiller(teacher, student, alpha=0.1, augment=mix)
+    # alpha=0 is accepted and trains: the student learns the teacher's function on blended images.
+    keras.utils.set_random_seed(0)
+    x, y = np.random.rand(64, 4, 4, 1).astype("float32"), np.arange(64) % 3
+    distiller = Distiller(teacher, student, alpha=0.0, augment=mix)
+    distiller.compile(keras.optimizers.Adam(0.05))
+    history = distiller.fit(x, y, epochs=30, batch_size=16, verbose=0).history["distillation_loss"]
+    assert history[-1] < 0.5 * history[0]

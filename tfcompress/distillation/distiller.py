@@ -51,6 +51,13 @@ def _match_spatial(a, b):
                      "matched; pick layers whose sizes are equal or differ by an integer factor.")
 
 
+def _label_mixing_layer(augment):
+    """The keras.layers.MixUp / CutMix inside an augmentation (layer or Sequential), else None."""
+    mixing = tuple(getattr(keras.layers, name) for name in ("MixUp", "CutMix") if hasattr(keras.layers, name))
+    layers = augment.layers if isinstance(augment, keras.Sequential) else [augment]
+    return next((layer for layer in layers if mixing and isinstance(layer, mixing)), None)
+
+
 @keras.saving.register_keras_serializable(package="tfcompress")
 class Distiller(keras.Model):
     """Trains `student` to match a frozen `teacher` while fitting the labels (knowledge distillation).
@@ -92,7 +99,8 @@ class Distiller(keras.Model):
             shifts or noise: `keras.Sequential([keras.layers.RandomTranslation(0.1, 0.1)])`).
             A Keras layer (or Sequential) is called with `training=True`, so GaussianNoise or
             Dropout inside it are active; a Keras layer or registered function is saved with
-            the Distiller. Defaults to None.
+            the Distiller. `keras.layers.MixUp` / `CutMix` blend images but not labels, so they
+            need `alpha=0` (the teacher's outputs are then the only targets). Defaults to None.
         **kwargs: Forwarded to `keras.Model` (e.g. `name`).
 
     Example:
@@ -129,6 +137,13 @@ class Distiller(keras.Model):
         if augment is not None and not callable(augment):
             raise TypeError("Distiller: augment must be a callable x -> x (e.g. a keras.layers."
                             f"RandomTranslation), got {type(augment).__name__}.")
+        mixing = _label_mixing_layer(augment)
+        if mixing is not None and float(alpha) > 0:
+            raise ValueError(
+                f"Distiller: augment contains {type(mixing).__name__} '{mixing.name}', which blends "
+                "images without blending their labels, so the label loss (alpha > 0) would train on "
+                f"wrong labels. Use alpha=0 (got {alpha!r}): the teacher's outputs on the blended "
+                "images are then the only targets (function matching, Beyer et al. 2022).")
         features = list(features or [])
         for f in features:
             if not getattr(f, "teacher_layer_name", None) or not getattr(f, "student_layer_name", None):
