@@ -2,7 +2,6 @@
 
 import keras
 
-from tfcompress.distillation.attention_transfer_loss import AttentionTransferLoss
 from tfcompress.distillation.feature_adapter import FeatureAdapter
 from tfcompress.distillation.feature_loss import FeatureLoss
 from tfcompress.distillation.soft_target_loss import SoftTargetLoss
