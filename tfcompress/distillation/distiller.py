@@ -52,9 +52,8 @@ def _match_spatial(a, b):
 
 def _label_mixing_layer(augment):
     """The keras.layers.MixUp / CutMix inside an augmentation (layer or Sequential), else None."""
-    mixing = tuple(getattr(keras.layers, name) for name in ("MixUp", "CutMix") if hasattr(keras.layers, name))
     layers = augment.layers if isinstance(augment, keras.Sequential) else [augment]
-    return next((layer for layer in layers if mixing and isinstance(layer, mixing)), None)
+    return next((layer for layer in layers if isinstance(layer, (keras.layers.MixUp, keras.layers.CutMix))), None)
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
