@@ -155,7 +155,7 @@ def representative_samples(data, input_ranks, limit=200):
     return samples
 
 
-def _convert(converter, quantize, samples, input_type, output_type):
+def _convert(converter, quantize, samples, input_type, output_type, input_names=None):
     import tensorflow as tf
 
     if quantize == "float16":
@@ -167,8 +167,8 @@ def _convert(converter, quantize, samples, input_type, output_type):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if samples is not None:
             # Keyed by the signature's input names, so multi-input models get the right order.
-            converter.representative_dataset = lambda: (
-                {f"input_{i}": x for i, x in enumerate(sample)} for sample in samples)
+            names = input_names or [f"input_{i}" for i in range(len(samples[0]))]
+            converter.representative_dataset = lambda: (dict(zip(names, sample)) for sample in samples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, input_type)
         converter.inference_output_type = getattr(tf, output_type)
@@ -176,8 +176,118 @@ def _convert(converter, quantize, samples, input_type, output_type):
         return converter.convert()
 
 
+def _static_batch(batch_size, target):
+    """The batch dimension of the exported inputs: None (dynamic) or a fixed size."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be None (dynamic batch) or a positive integer, got {batch_size!r}.")
+    if target == "edgetpu":
+        if batch_size not in (None, 1):
+            raise ValueError(f"target='edgetpu' runs batch 1 only, got batch_size={batch_size!r}; "
+                             "use batch_size=1 or leave it None.")
+        return 1
+    return None if batch_size is None else int(batch_size)
+
+
+def _signature_names(names, default):
+    """Signature keys from Keras tensor names: valid identifiers, unique, in the same order."""
+    import re
+
+    out = []
+    for i, name in enumerate(names):
+        key = re.sub(r"[^A-Za-z0-9_]", "_", str(name or "")).strip("_") or f"{default}_{i}"
+        if key[0].isdigit():
+            key = f"{default}_{key}"
+        base, k = key, 1
+        while key in out:
+            key, k = f"{base}_{k}", k + 1
+        out.append(key)
+    return out
+
+
+def _output_names(model):
+    """Keras output names of a Functional model (the keys of dict outputs), else None."""
+    import keras
+
+    try:
+        outputs = model.output
+        if isinstance(outputs, dict):
+            return list(outputs)
+        names = list(model.output_names)
+    except (AttributeError, ValueError, TypeError):
+        return None  # e.g. Sequential: the single output keeps Keras's own name, output_0
+    return names if len(names) == len(keras.tree.flatten(outputs)) else None
+
+
+def _pack_inputs(model, xs):
+    """Positional signature arguments -> the structure the model takes (tensor, list or dict)."""
+    import keras
+
+    if len(xs) == 1:
+        return xs[0]
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):
+        return list(xs)
+    return keras.tree.pack_sequence_as(structure, list(xs)) if isinstance(structure, dict) else list(xs)
+
+
+def _named_outputs(outputs, keras_names, names):
+    """The model's outputs as a dict keyed by `names` (the signature keys), Keras order kept."""
+    if isinstance(outputs, dict):
+        return {key: outputs[k] for key, k in zip(names, keras_names)}
+    flat = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return dict(zip(names, flat))
+
+
+def _keras_io_order(tflite, input_names, output_names):
+    """Puts the file's inputs and outputs in the Keras order; returns the (maybe new) bytes.
+
+    The converter sorts signature inputs and outputs by name and numbers output tensors
+    `...:<i>` in that sorted order, so a model whose Keras names are not alphabetical would come
+    out in another order. Here the subgraph's input/output vectors and the signature's tensor
+    maps are permuted into the Keras order (a permutation of index lists: no op or buffer
+    changes), and output tensors take their signature names, so positional I/O (run_tflite,
+    the interpreter's input/output details) follows the Keras model again.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    if len(model.signatureDefs or []) != 1:
+        return tflite
+    sig = model.signatureDefs[0]
+    sub = model.subgraphs[sig.subgraphIndex]
+
+    def key(tensor_map):
+        name = tensor_map.name
+        return name.decode() if isinstance(name, bytes) else name
+
+    changed = False
+    for maps, names, attr in ((sig.inputs, input_names, "inputs"), (sig.outputs, output_names, "outputs")):
+        by_name = {key(m): m for m in maps or []}
+        if not names or sorted(by_name) != sorted(names):
+            continue
+        ordered = [by_name[n] for n in names]
+        indices = [m.tensorIndex for m in ordered]
+        if list(getattr(sub, attr)) == indices and [key(m) for m in maps] == list(names):
+            continue
+        changed = True
+        maps[:] = ordered
+        setattr(sub, attr, np.asarray(indices, dtype=np.int32))
+        if attr == "outputs":
+            for m in ordered:
+                sub.tensors[m.tensorIndex].name = key(m)
+    if not changed:
+        return tflite
+    builder = flatbuffers.Builder(max(1024, len(tflite)))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def export_tflite(model, path=None, *, quantize=None, representative_data=None, target="cpu",
-                  input_type=None, output_type=None, sparse_kernels=None, calibration_samples=200):
+                  input_type=None, output_type=None, sparse_kernels=None, calibration_samples=200,
+                  batch_size=None):
     """Converts a Keras 3 model to TFLite and reports what came out.
 
     The model first goes through `prepare_for_export` (training wrappers stripped; QAT fake-quant
@@ -203,6 +313,13 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         sparse_kernels: Options for the tfcompress sparse custom ops, handed to
             `tfcompress.export.sparse.rewrite_tflite`. Defaults to None (no sparse kernels).
         calibration_samples: Most samples taken from `representative_data`. Defaults to 200.
+        batch_size: A fixed batch size for every input (e.g. 1 for an app that runs one sample
+            at a time): static shapes let the delegates (XNNPACK, GPU) take every op they
+            support, where a dynamic batch adds shape arithmetic (SHAPE, STRIDED_SLICE, PACK)
+            they cannot. Defaults to None (dynamic batch; 1 for target="edgetpu").
+
+    Inputs and outputs of Functional and Sequential models keep their Keras names as the
+    signature keys, in the Keras order.
 
     Returns:
         `(tflite_bytes, ExportReport)`.
@@ -240,6 +357,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         output_type = output_type or "int8"
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+    batch = _static_batch(batch_size, target)
     if path is not None:
         path = _check_path(path)
 
@@ -261,10 +379,13 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             f"typical inputs as a numpy array, tf.data.Dataset or generator{hint}."
         )
 
-    batch = 1 if target == "edgetpu" else None
+    input_names = output_names = None
     if inputs:
-        specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype, name=f"input_{i}")
-                 for i, t in enumerate(inputs)]
+        input_names = _signature_names([getattr(t, "name", None) for t in inputs], "input")
+        keras_output_names = _output_names(prepared)
+        output_names = keras_output_names and _signature_names(keras_output_names, "output")
+        specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype, name=name)
+                 for t, name in zip(inputs, input_names)]
     elif samples:
         specs = [tf.TensorSpec([batch] + list(x.shape[1:]), x.dtype, name=f"input_{i}")
                  for i, x in enumerate(samples[0])]
@@ -273,10 +394,11 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     try:
         with tempfile.TemporaryDirectory(prefix="tfcompress_export_") as saved_dir:
             if specs is not None:
-                single = len(specs) == 1
-
                 def serve(*xs):
-                    return prepared(xs[0] if single else list(xs), training=False)
+                    outputs = prepared(_pack_inputs(prepared, xs), training=False)
+                    if not output_names:
+                        return outputs
+                    return _named_outputs(outputs, keras_output_names, output_names)
 
                 archive = keras.export.ExportArchive()
                 archive.track(prepared)
@@ -286,7 +408,9 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             else:
                 with _quiet():
                     converter = tf.lite.TFLiteConverter.from_keras_model(prepared)
-            tflite = _convert(converter, quantize, samples, input_type, output_type)
+            tflite = _convert(converter, quantize, samples, input_type, output_type, input_names)
+        if input_names:
+            tflite = _keras_io_order(tflite, input_names, output_names)
     except Exception as e:
         detail = _conversion_error_detail(e)
         raise ValueError(
