@@ -90,9 +90,13 @@ def _global_min_max(bmin, bmax):
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return bmin, bmax
-    both = ctx.all_gather(ops.expand_dims(ops.stack([bmin, -bmax]), 0), axis=0)  # (replicas, 2)
-    low = ops.min(both, axis=0)
-    return low[0], -low[1]
+    # Each replica writes its (min, max) into its own row and a SUM all-reduce (the collective the
+    # gradients use) gives every replica all rows; an all_gather here clashed with the gradient
+    # all-reduce under MirroredStrategy ("Collective instance ... expected type 0 ... got type 2").
+    n = ctx.num_replicas_in_sync
+    row = tf.one_hot(ctx.replica_id_in_sync_group, n, dtype=bmin.dtype)
+    rows = ctx.all_reduce(tf.distribute.ReduceOp.SUM, row[:, None] * tf.stack([bmin, bmax])[None, :])
+    return tf.reduce_min(rows[:, 0]), tf.reduce_max(rows[:, 1])
 
 
 # Set by `calibrate()`: a callable `(tracker, x) -> None` that sees each point's float input while the
