@@ -2,13 +2,15 @@
 test_multi_worker.py, never imported by pytest).
 
 Usage: TF_CONFIG=... python multi_worker_job.py OUT_DIR BACKUP_DIR TECHNIQUES [PAUSE]
+       python multi_worker_job.py --mirrored OUT_DIR TECHNIQUES
 
-TECHNIQUES is a comma-separated list out of prune, qat, distill; they are trained one after the
+TECHNIQUES is a comma-separated list out of prune, prune_taylor, qat, distill; they are trained one after the
 other, each by `fit` with `keras.callbacks.BackupAndRestore` (one backup folder per worker and
 technique: Keras 3's callback is not multi-worker aware, so two workers must not share one file).
 A technique whose result file already exists in OUT_DIR is skipped, so a restarted cluster goes
 on where it stopped. PAUSE = "technique:epoch:batch": before that batch the worker writes
 OUT_DIR/paused and sleeps, so that the test can SIGKILL it at a known point of training.
+With --mirrored the techniques run under MirroredStrategy over two logical CPUs of one process.
 """
 
 import json
@@ -94,11 +96,11 @@ def cnn(seed):
                              keras.layers.Flatten(), keras.layers.Dense(10)])
 
 
-def build_prune():
+def build_prune(criterion="magnitude"):
     from tfcompress.pruning import PolynomialDecay, PruningCallback, prune
 
     # 18 steps in all; masks change every 2 steps up to step 14 (inside the epoch that is killed)
-    model = prune(cnn(0), schedule=PolynomialDecay(0.0, 0.75, 0, 14, frequency=2))
+    model = prune(cnn(0), schedule=PolynomialDecay(0.0, 0.75, 0, 14, frequency=2), criterion=criterion)
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model, [PruningCallback()]
 
@@ -147,7 +149,8 @@ def result_distill(model):
 
 
 TECHNIQUES = {"prune": (build_prune, result_prune), "qat": (build_qat, result_qat),
-              "distill": (build_distill, result_distill)}
+              "distill": (build_distill, result_distill),
+              "prune_taylor": (lambda: build_prune("taylor"), result_prune)}
 
 
 def train(name, x, y, callbacks=()):
@@ -183,5 +186,20 @@ def main(out_dir, backup_dir, techniques, pause=None):
         os.replace(out + ".tmp.npz", out)
 
 
+def mirrored(out_dir, techniques):
+    """MirroredStrategy over two logical CPUs of this process (the single-machine case)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    x, y = data()
+    for name in techniques.split(","):
+        with strategy.scope():
+            arrays = train(name, x, y)
+        np.savez(os.path.join(out_dir, f"{name}_mirrored.npz"), **arrays)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "--mirrored":
+        mirrored(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

@@ -23,7 +23,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOB = os.path.join(HERE, "multi_worker_job.py")
 ROOT = os.path.dirname(HERE)
-TECHNIQUES = ("prune", "qat", "distill")
+TECHNIQUES = ("prune", "qat", "distill")  # killed and resumed
+ALL = TECHNIQUES + ("prune_taylor",)  # the Taylor criterion too in the uninterrupted runs
 LAUNCH_TIMEOUT = 300  # seconds for one cluster launch (two TensorFlow processes on two loaded cores)
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def _log_tail(path, n=3000):
         return ""
 
 
-def _launch(out, backup, pause=None):
+def _launch(out, backup, techniques, pause=None):
     """Runs one two-worker cluster to completion, or, with `pause` ("technique:epoch:batch"), until
     worker 1 reaches that batch: then SIGKILLs worker 1 and worker 0 (the whole cluster restarts, as
     Keras documents for MultiWorkerMirroredStrategy fault tolerance). Never leaves a process behind."""
@@ -61,7 +62,7 @@ def _launch(out, backup, pause=None):
             env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
                    "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
-            args = [sys.executable, JOB, out, backup, ",".join(TECHNIQUES)]
+            args = [sys.executable, JOB, out, backup, ",".join(techniques)]
             if pause and i == 1:
                 args.append(pause)
             logs.append(os.path.join(out, f"launch{len(os.listdir(out))}_worker{i}.log"))
@@ -98,14 +99,27 @@ def runs(tmp_path_factory):
     one run killed once inside each technique (epoch 1 of 3, batch 2 of 6) and restarted each time."""
     root = tmp_path_factory.mktemp("multi_worker")
     result = {}
-    for kind, pauses in (("straight", [None]), ("resumed", [f"{t}:1:2" for t in TECHNIQUES] + [None])):
+    for kind, techniques, pauses in (("straight", ALL, [None]),
+                                     ("resumed", TECHNIQUES, [f"{t}:1:2" for t in TECHNIQUES] + [None])):
         out, backup = root / kind, root / f"{kind}_backup"
         out.mkdir()
         for pause in pauses:
-            _launch(str(out), str(backup), pause)
-        result[kind] = {(t, w): _load(out / f"{t}_worker{w}.npz") for t in TECHNIQUES for w in (0, 1)}
+            _launch(str(out), str(backup), techniques, pause)
+        result[kind] = {(t, w): _load(out / f"{t}_worker{w}.npz") for t in techniques for w in (0, 1)}
         assert not backup.exists() or not any(backup.iterdir()), "BackupAndRestore left its backup behind"
     return result
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """QAT and Taylor pruning under MirroredStrategy over two logical CPUs (one process)."""
+    out = tmp_path_factory.mktemp("mirrored")
+    techniques = ("qat", "prune_taylor")
+    proc = subprocess.run([sys.executable, JOB, "--mirrored", str(out), ",".join(techniques)],
+                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                          env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {t: _load(out / f"{t}_mirrored.npz") for t in techniques}
 
 
 @pytest.fixture(scope="module")
@@ -117,46 +131,57 @@ def one_device():
     finally:
         sys.path.remove(HERE)
     x, y = job.data()
-    return {t: job.train(t, x, y) for t in TECHNIQUES}
+    return {t: job.train(t, x, y) for t in ALL}
 
 
 @pytest.mark.parametrize("technique", TECHNIQUES)
 def test_killed_and_resumed_run_equals_uninterrupted_run(runs, technique):
     for w in (0, 1):
         straight, resumed = runs["straight"][technique, w], runs["resumed"][technique, w]
-        assert list(straight.pop("_epochs")) == [0, 1, 2]
+        assert list(straight["_epochs"]) == [0, 1, 2]
         # the last process started from the backup taken at the end of epoch 0: it really resumed
-        assert list(resumed.pop("_epochs")) == [1, 2]
+        assert list(resumed["_epochs"]) == [1, 2]
         assert sorted(straight) == sorted(resumed)
-        for key in straight:
+        for key in set(straight) - {"_epochs"}:
             np.testing.assert_array_equal(resumed[key], straight[key], err_msg=f"{technique} worker {w}: {key}")
 
 
-@pytest.mark.parametrize("technique", TECHNIQUES)
+@pytest.mark.parametrize("technique", ALL)
 def test_both_workers_end_with_the_same_state(runs, technique):
     a, b = runs["straight"][technique, 0], runs["straight"][technique, 1]
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=f"{technique}: {key}")
 
 
-def test_cluster_training_matches_one_device(runs, one_device):
-    prune, ref = runs["straight"]["prune", 0], one_device["prune"]
-    masks = [k for k in ref if k.endswith("/mask")]
-    assert len(masks) == 2
-    for key in masks:
-        zeros = (prune[key] == 0).mean()
-        assert abs(zeros - 0.75) < 0.01, (key, zeros)
-        # the same weights pruned as on one device (kernels differ by float rounding only)
-        assert (prune[key] != ref[key]).mean() <= 0.01, key
+def _matches_one_device(got, ref, technique):
+    if technique.startswith("prune"):
+        masks = [k for k in ref if k.endswith("/mask")]
+        assert len(masks) == 2
+        for key in masks:
+            zeros = (got[key] == 0).mean()
+            assert abs(zeros - 0.75) < 0.01, (key, zeros)
+            # the same weights pruned as on one device (kernels differ by float rounding only);
+            # Taylor scores summed as |w * g| per replica instead of |w * sum(g)| differed on 12-14 %
+            assert (got[key] != ref[key]).mean() <= 0.01, key
+        for key in ref:
+            if key.endswith("/step"):
+                assert int(got[key]) == int(ref[key]) == 18  # 3 epochs x 6 global steps, not per replica
+    if technique == "qat":
+        ranges = [k for k in ref if k.endswith("_min") or k.endswith("_max")]
+        assert len(ranges) == 6
+        for key in ranges:
+            # the range of the global batch (both halves), as on one device; per-replica ranges were 0.07 off
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-3, atol=1e-4, err_msg=key)
+    # kernels, biases, student weights: float rounding of the split batch only
     for key in ref:
-        if key.endswith("/step"):
-            assert int(prune[key]) == int(ref[key]) == 18  # 3 epochs x 6 global steps, not per replica
-    qat, ref = runs["straight"]["qat", 0], one_device["qat"]
-    ranges = [k for k in ref if k.endswith("_min") or k.endswith("_max")]
-    assert len(ranges) == 6
-    for key in ranges:
-        # the range of the global batch (both workers' halves), as on one device
-        np.testing.assert_allclose(qat[key], ref[key], rtol=1e-3, atol=1e-4, err_msg=key)
-    distill, ref = runs["straight"]["distill", 0], one_device["distill"]
-    for key in ref:
-        np.testing.assert_allclose(distill[key], ref[key], rtol=1e-3, atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-3, atol=1e-4, err_msg=f"{technique}: {key}")
+
+
+@pytest.mark.parametrize("technique", ALL)
+def test_cluster_training_matches_one_device(runs, one_device, technique):
+    _matches_one_device(runs["straight"][technique, 0], one_device[technique], technique)
+
+
+@pytest.mark.parametrize("technique", ["qat", "prune_taylor"])
+def test_mirrored_strategy_matches_one_device(mirrored, one_device, technique):
+    _matches_one_device(mirrored[technique], one_device[technique], technique)
