@@ -60,6 +60,18 @@ def test_static_batch_larger_than_one_runs_any_number_of_samples(digits):
     np.testing.assert_allclose(run_tflite(tflite, x), model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_int8_calibration_with_a_static_batch(digits):
+    (x, y), (x_test, _) = digits
+    model = _flatten_dense()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    tflite, report = export_tflite(model, quantize="int8", representative_data=x[:99], batch_size=4)
+    assert report.is_full_integer
+    assert list(litert.Interpreter(model_content=tflite).get_input_details()[0]["shape"]) == [4, 8, 8, 1]
+    r = verify(model, tflite, x_test[:100])
+    assert r.top1_agreement >= 0.95, r
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1"])
 def test_bad_batch_size_is_a_clear_error_and_writes_nothing(tmp_path, bad):
     out = tmp_path / "m.tflite"

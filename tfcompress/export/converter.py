@@ -155,6 +155,17 @@ def representative_samples(data, input_ranks, limit=200):
     return samples
 
 
+def _calibration_batches(samples, batch):
+    """Single samples regrouped into batches of a static batch size (the last one filled up by
+    repeating samples from the start), as a static-shape signature takes them."""
+    if not batch or batch == 1:
+        return samples
+    count = -(-len(samples) // batch) * batch
+    ring = [samples[i % len(samples)] for i in range(count)]
+    return [[np.concatenate([s[k] for s in ring[i : i + batch]]) for k in range(len(samples[0]))]
+            for i in range(0, count, batch)]
+
+
 def _convert(converter, quantize, samples, input_type, output_type, input_names=None):
     import tensorflow as tf
 
@@ -408,7 +419,8 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             else:
                 with _quiet():
                     converter = tf.lite.TFLiteConverter.from_keras_model(prepared)
-            tflite = _convert(converter, quantize, samples, input_type, output_type, input_names)
+            tflite = _convert(converter, quantize, samples and _calibration_batches(samples, batch),
+                              input_type, output_type, input_names)
         if input_names:
             tflite = _keras_io_order(tflite, input_names, output_names)
     except Exception as e:
