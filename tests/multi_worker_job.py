@@ -187,7 +187,8 @@ def main(out_dir, backup_dir, techniques, pause=None):
 
 
 def mirrored(out_dir, techniques):
-    """MirroredStrategy over two logical CPUs of this process (the single-machine case)."""
+    """MirroredStrategy over two logical CPUs of this process (the single-machine case), and the
+    same training on one device (default strategy) for reference."""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -196,6 +197,7 @@ def mirrored(out_dir, techniques):
         with strategy.scope():
             arrays = train(name, x, y)
         np.savez(os.path.join(out_dir, f"{name}_mirrored.npz"), **arrays)
+        np.savez(os.path.join(out_dir, f"{name}_one_device.npz"), **train(name, x, y))
 
 
 if __name__ == "__main__":
