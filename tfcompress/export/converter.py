@@ -9,6 +9,7 @@ import tempfile
 
 import numpy as np
 
+from tfcompress.export import _app_io
 from tfcompress.export import prepare as _prepare
 from tfcompress.export.analysis import TARGETS, inspect_tflite
 
@@ -155,17 +156,6 @@ def representative_samples(data, input_ranks, limit=200):
     return samples
 
 
-def _calibration_batches(samples, batch):
-    """Single samples regrouped into batches of a static batch size (the last one filled up by
-    repeating samples from the start), as a static-shape signature takes them."""
-    if not batch or batch == 1:
-        return samples
-    count = -(-len(samples) // batch) * batch
-    ring = [samples[i % len(samples)] for i in range(count)]
-    return [[np.concatenate([s[k] for s in ring[i : i + batch]]) for k in range(len(samples[0]))]
-            for i in range(0, count, batch)]
-
-
 def _convert(converter, quantize, samples, input_type, output_type, input_names=None):
     import tensorflow as tf
 
@@ -185,115 +175,6 @@ def _convert(converter, quantize, samples, input_type, output_type, input_names=
         converter.inference_output_type = getattr(tf, output_type)
     with _quiet():
         return converter.convert()
-
-
-def _static_batch(batch_size, target):
-    """The batch dimension of the exported inputs: None (dynamic) or a fixed size."""
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be None (dynamic batch) or a positive integer, got {batch_size!r}.")
-    if target == "edgetpu":
-        if batch_size not in (None, 1):
-            raise ValueError(f"target='edgetpu' runs batch 1 only, got batch_size={batch_size!r}; "
-                             "use batch_size=1 or leave it None.")
-        return 1
-    return None if batch_size is None else int(batch_size)
-
-
-def _signature_names(names, default):
-    """Signature keys from Keras tensor names: valid identifiers, unique, in the same order."""
-    import re
-
-    out = []
-    for i, name in enumerate(names):
-        key = re.sub(r"[^A-Za-z0-9_]", "_", str(name or "")).strip("_") or f"{default}_{i}"
-        if key[0].isdigit():
-            key = f"{default}_{key}"
-        base, k = key, 1
-        while key in out:
-            key, k = f"{base}_{k}", k + 1
-        out.append(key)
-    return out
-
-
-def _output_names(model):
-    """Keras output names of a Functional model (the keys of dict outputs), else None."""
-    import keras
-
-    try:
-        outputs = model.output
-        if isinstance(outputs, dict):
-            return list(outputs)
-        names = list(model.output_names)
-    except (AttributeError, ValueError, TypeError):
-        return None  # e.g. Sequential: the single output keeps Keras's own name, output_0
-    return names if len(names) == len(keras.tree.flatten(outputs)) else None
-
-
-def _pack_inputs(model, xs):
-    """Positional signature arguments -> the structure the model takes (tensor, list or dict)."""
-    import keras
-
-    if len(xs) == 1:
-        return xs[0]
-    try:
-        structure = model.input
-    except (AttributeError, ValueError):
-        return list(xs)
-    return keras.tree.pack_sequence_as(structure, list(xs)) if isinstance(structure, dict) else list(xs)
-
-
-def _named_outputs(outputs, keras_names, names):
-    """The model's outputs as a dict keyed by `names` (the signature keys), Keras order kept."""
-    if isinstance(outputs, dict):
-        return {key: outputs[k] for key, k in zip(names, keras_names)}
-    flat = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    return dict(zip(names, flat))
-
-
-def _keras_io_order(tflite, input_names, output_names):
-    """Puts the file's inputs and outputs in the Keras order; returns the (maybe new) bytes.
-
-    The converter sorts signature inputs and outputs by name and numbers output tensors
-    `...:<i>` in that sorted order, so a model whose Keras names are not alphabetical would come
-    out in another order. Here the subgraph's input/output vectors and the signature's tensor
-    maps are permuted into the Keras order (a permutation of index lists: no op or buffer
-    changes), and output tensors take their signature names, so positional I/O (run_tflite,
-    the interpreter's input/output details) follows the Keras model again.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-    import flatbuffers
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    if len(model.signatureDefs or []) != 1:
-        return tflite
-    sig = model.signatureDefs[0]
-    sub = model.subgraphs[sig.subgraphIndex]
-
-    def key(tensor_map):
-        name = tensor_map.name
-        return name.decode() if isinstance(name, bytes) else name
-
-    changed = False
-    for maps, names, attr in ((sig.inputs, input_names, "inputs"), (sig.outputs, output_names, "outputs")):
-        by_name = {key(m): m for m in maps or []}
-        if not names or sorted(by_name) != sorted(names):
-            continue
-        ordered = [by_name[n] for n in names]
-        indices = [m.tensorIndex for m in ordered]
-        if list(getattr(sub, attr)) == indices and [key(m) for m in maps] == list(names):
-            continue
-        changed = True
-        maps[:] = ordered
-        setattr(sub, attr, np.asarray(indices, dtype=np.int32))
-        if attr == "outputs":
-            for m in ordered:
-                sub.tensors[m.tensorIndex].name = key(m)
-    if not changed:
-        return tflite
-    builder = flatbuffers.Builder(max(1024, len(tflite)))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 def export_tflite(model, path=None, *, quantize=None, representative_data=None, target="cpu",
@@ -368,7 +249,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         output_type = output_type or "int8"
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
-    batch = _static_batch(batch_size, target)
+    batch = _app_io.static_batch(batch_size, target)
     if path is not None:
         path = _check_path(path)
 
@@ -392,9 +273,9 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
 
     input_names = output_names = None
     if inputs:
-        input_names = _signature_names([getattr(t, "name", None) for t in inputs], "input")
-        keras_output_names = _output_names(prepared)
-        output_names = keras_output_names and _signature_names(keras_output_names, "output")
+        input_names = _app_io.signature_names([getattr(t, "name", None) for t in inputs], "input")
+        keras_output_names = _app_io.output_names(prepared)
+        output_names = keras_output_names and _app_io.signature_names(keras_output_names, "output")
         specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype, name=name)
                  for t, name in zip(inputs, input_names)]
     elif samples:
@@ -406,10 +287,10 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         with tempfile.TemporaryDirectory(prefix="tfcompress_export_") as saved_dir:
             if specs is not None:
                 def serve(*xs):
-                    outputs = prepared(_pack_inputs(prepared, xs), training=False)
+                    outputs = prepared(_app_io.pack_inputs(prepared, xs), training=False)
                     if not output_names:
                         return outputs
-                    return _named_outputs(outputs, keras_output_names, output_names)
+                    return _app_io.named_outputs(outputs, keras_output_names, output_names)
 
                 archive = keras.export.ExportArchive()
                 archive.track(prepared)
@@ -419,10 +300,10 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             else:
                 with _quiet():
                     converter = tf.lite.TFLiteConverter.from_keras_model(prepared)
-            tflite = _convert(converter, quantize, samples and _calibration_batches(samples, batch),
+            tflite = _convert(converter, quantize, samples and _app_io.calibration_batches(samples, batch),
                               input_type, output_type, input_names)
         if input_names:
-            tflite = _keras_io_order(tflite, input_names, output_names)
+            tflite = _app_io.keras_io_order(tflite, input_names, output_names)
     except Exception as e:
         detail = _conversion_error_detail(e)
         raise ValueError(
