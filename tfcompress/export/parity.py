@@ -1,6 +1,6 @@
 """verify: run a Keras model and its TFLite export on the same inputs and compare."""
 
-import numpy as np  # noqa: F401  (argument checks on the robust branch use it)
+import numpy as np  # noqa: F401
 
 from tfcompress.export import _app_io
 
