@@ -1,6 +1,6 @@
 """verify: run a Keras model and its TFLite export on the same inputs and compare."""
 
-import numpy as np  # noqa: F401
+import numpy as np
 
 from tfcompress.export import _app_io
 
