@@ -54,6 +54,7 @@
 #define TFC_CSR_MIN_ROWS 16 /* from this many rows: the CSR kernel (float32, AVX-512) */
 #define TFC_CSR_TILE 64 /* rows per tile of the CSR kernel */
 #define TFC_MAX_THREADS 8 /* per-worker scratch buffers allocated in Prepare */
+#define TFC_I8_TILE 64 /* rows per tile of the int8 many-row (quad) kernel */
 
 /* ISA levels for the dispatch cap (env TFCOMPRESS_ISA_CAP=<level>, tests force each path):
  * 0 portable C only; 1 first SIMD level (x86: AVX-512F; ARM: NEON); 2 dot-product
@@ -62,7 +63,7 @@ enum { TFC_ISA_PORTABLE = 0, TFC_ISA_SIMD = 1, TFC_ISA_DOT = 2, TFC_ISA_ANY = 99
 
 enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
 enum { TFC_UNITS_ROWS = 1, TFC_UNITS_SLICES = 2 };
-enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1 };
+enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2 };
 
 struct TfcStateTag;
 
@@ -141,6 +142,14 @@ typedef struct TfcStateTag {
   float* csr_val; /* [2 * entries] (quads: [4 * entries]) */
   uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
   const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
+  /* int8, many rows (dot-product kernels): per output channel (natural order) the
+   * 4-feature quads it uses (tfc_build_i8_quads), built in Prepare; i8q_tile 0 = not built */
+  int i8q_tile; /* rows per tile T */
+  uint32_t* i8q_ptr; /* [N + 1] first entry of each output channel */
+  uint32_t* i8q_off; /* [entries] quad * T * 4: byte offset of the quad's rows in the tile */
+  int32_t* i8q_w; /* [entries] the 4 int8 weights of features 4q..4q+3 (little-endian bytes) */
+  int32_t* i8q_corr; /* [N] -(128 + zp_in) * row_sums[n] (uint32 wrap-around), set in Prepare */
+  const uint8_t* i8q_blob; /* packed weights the quads were built from */
 } TfcState;
 
 /* Picks a plan for s (rows, value type, layout known) at ISA level <= cap.
@@ -190,6 +199,8 @@ uint8_t* tfc_seen_buffer(TfcState* s, size_t n);
 /* tfc_relayout.c */
 int tfc_build_csr(TfcState* s, int T, int KC);
 void tfc_free_csr(TfcState* s);
+int tfc_build_i8_quads(TfcState* s, int T);
+void tfc_free_i8_quads(TfcState* s);
 
 /* tfc_kernels_portable.c */
 int tfc_pick_portable(TfcState* s, int cap, TfcPlan* plan);
