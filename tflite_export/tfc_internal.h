@@ -63,7 +63,7 @@ enum { TFC_ISA_PORTABLE = 0, TFC_ISA_SIMD = 1, TFC_ISA_DOT = 2, TFC_ISA_ANY = 99
 
 enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
 enum { TFC_UNITS_ROWS = 1, TFC_UNITS_SLICES = 2 };
-enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2 };
+enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2, TFC_NEEDS_I8_WIN = 4 };
 
 struct TfcStateTag;
 
@@ -150,6 +150,16 @@ typedef struct TfcStateTag {
   int32_t* i8q_w; /* [entries] the 4 int8 weights of features 4q..4q+3 (little-endian bytes) */
   int32_t* i8q_corr; /* [N] -(128 + zp_in) * row_sums[n] (uint32 wrap-around), set in Prepare */
   const uint8_t* i8q_blob; /* packed weights the quads were built from */
+  /* int8, 1-15 rows (dot-product kernels): the quads of slice s (channels 16s..16s+15, natural
+   * order) in 32-quad windows of x (128 input features): window w of slice s has
+   * i8w_steps[s * W4 + w] steps of 16 lanes starting at step i8w_first[s * W4 + w]; a step holds
+   * 16 window offsets (u8 < 32) and 16 weight dwords (0 for a padded lane) */
+  int i8w_built;
+  int i8w_windows; /* W4 = ceil(K / 128) */
+  uint8_t* i8w_steps; /* [S * W4] */
+  uint32_t* i8w_first; /* [S * W4] */
+  uint8_t* i8w_idx; /* [steps * 16] */
+  int32_t* i8w_val; /* [steps * 16], 64-byte aligned */
 } TfcState;
 
 /* Picks a plan for s (rows, value type, layout known) at ISA level <= cap.
@@ -201,6 +211,7 @@ int tfc_build_csr(TfcState* s, int T, int KC);
 void tfc_free_csr(TfcState* s);
 int tfc_build_i8_quads(TfcState* s, int T);
 void tfc_free_i8_quads(TfcState* s);
+int tfc_build_i8_windows(TfcState* s);
 
 /* tfc_kernels_portable.c */
 int tfc_pick_portable(TfcState* s, int cap, TfcPlan* plan);

@@ -69,7 +69,7 @@ static int tfc_workers(const TfLiteContext* ctx) {
 }
 
 static void* tfc_worker_scratch(const TfcState* s, int worker) {
-  return (uint8_t*)s->scratch + (size_t)worker * s->scratch_stride;
+  return s->scratch == NULL ? NULL : (uint8_t*)s->scratch + (size_t)worker * s->scratch_stride;
 }
 
 /* --------------------------------------------------------------- lifecycle */
@@ -235,10 +235,12 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
       TFC_FAIL(ctx, "out of memory for the CSR weights");
     s->csr_blob = s->blob_seen;
   }
-  if (s->plan.needs == TFC_NEEDS_I8_QUADS) {
+  if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
     if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
       TFC_FAIL(ctx, "out of memory for the int8 quad weights");
     s->i8q_blob = s->blob_seen;
+    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && !s->i8w_built && !tfc_build_i8_windows(s))
+      TFC_FAIL(ctx, "out of memory for the windowed int8 weights");
     /* sum_k w (x_k - zp) = sum_k w (x_k + 128) - (128 + zp) sum_k w, in uint32 wrap-around:
      * exact whenever the true int32 accumulator fits (TFLite's own int8 kernels need that) */
     for (int r = 0; r < s->n_out; ++r)

@@ -201,6 +201,15 @@ done:
 }
 
 void tfc_free_i8_quads(TfcState* s) {
+  free(s->i8w_steps);
+  free(s->i8w_first);
+  free(s->i8w_idx);
+  tfc_free64(s->i8w_val);
+  s->i8w_steps = NULL;
+  s->i8w_first = NULL;
+  s->i8w_idx = NULL;
+  s->i8w_val = NULL;
+  s->i8w_built = 0;
   free(s->i8q_ptr);
   free(s->i8q_off);
   free(s->i8q_w);
@@ -293,5 +302,64 @@ done:
   free(mark);
   free(cnt);
   if (!ok) tfc_free_i8_quads(s);
+  return ok;
+}
+
+/* Windowed copy of the quads (built from tfc_build_i8_quads' lists) for the 1-15-row
+ * kernels: see i8w_* in tfc_internal.h.  Returns 0 when out of memory. */
+int tfc_build_i8_windows(TfcState* s) {
+  const int S = s->n_slices, W4 = (s->k_in + 127) / 128, T = s->i8q_tile;
+  int ok = 0;
+  uint32_t* cnt = (uint32_t*)malloc((size_t)W4 * sizeof(uint32_t));
+  s->i8w_steps = (uint8_t*)calloc((size_t)S * W4 + 1, 1);
+  s->i8w_first = (uint32_t*)calloc((size_t)S * W4 + 1, sizeof(uint32_t));
+  if (cnt == NULL || s->i8w_steps == NULL || s->i8w_first == NULL || T <= 0) goto done;
+  uint64_t steps = 0;
+  for (int sl = 0; sl < S; ++sl) {
+    for (int l = 0; l < 16; ++l) {
+      const int n = 16 * sl + l;
+      if (n >= s->n_out) break;
+      for (int w = 0; w < W4; ++w) cnt[w] = 0;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) cnt[s->i8q_off[j] / (4u * (uint32_t)T) / 32u]++;
+      for (int w = 0; w < W4; ++w)
+        if (cnt[w] > s->i8w_steps[(size_t)sl * W4 + w]) s->i8w_steps[(size_t)sl * W4 + w] = (uint8_t)cnt[w];
+    }
+    for (int w = 0; w < W4; ++w) {
+      s->i8w_first[(size_t)sl * W4 + w] = (uint32_t)steps;
+      steps += s->i8w_steps[(size_t)sl * W4 + w];
+    }
+  }
+  if (steps > 0x7FFFFFFu) goto done;
+  s->i8w_idx = (uint8_t*)calloc(16u * steps + 16u, 1);
+  s->i8w_val = (int32_t*)tfc_alloc64((16u * steps + 16u) * sizeof(int32_t));
+  if (s->i8w_idx == NULL || s->i8w_val == NULL) goto done;
+  memset(s->i8w_val, 0, (16u * steps + 16u) * sizeof(int32_t));
+  for (int sl = 0; sl < S; ++sl)
+    for (int l = 0; l < 16; ++l) {
+      const int n = 16 * sl + l;
+      if (n >= s->n_out) break;
+      for (int w = 0; w < W4; ++w) cnt[w] = 0;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
+        const uint32_t q = s->i8q_off[j] / (4u * (uint32_t)T), w = q / 32u;
+        const size_t slot = 16u * ((size_t)s->i8w_first[(size_t)sl * W4 + w] + cnt[w]++) + (size_t)l;
+        s->i8w_idx[slot] = (uint8_t)(q % 32u);
+        s->i8w_val[slot] = s->i8q_w[j];
+      }
+    }
+  s->i8w_windows = W4;
+  s->i8w_built = 1;
+  ok = 1;
+done:
+  free(cnt);
+  if (!ok) {
+    free(s->i8w_steps);
+    free(s->i8w_first);
+    free(s->i8w_idx);
+    tfc_free64(s->i8w_val);
+    s->i8w_steps = NULL;
+    s->i8w_first = NULL;
+    s->i8w_idx = NULL;
+    s->i8w_val = NULL;
+  }
   return ok;
 }

@@ -23,7 +23,7 @@ CAPS = ("0", "1", "2")
 # kernel names (tflite_export/tfc_kernels_*.c) each cap must reach on this machine, by rows
 EXPECTED = {"0": ("portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"),
             "1": ("avx512_rows_i8_win|portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"),
-            "2": ("avx512vnni_|avx512_rows_i8_win|portable_rows_i8", "avx512vnni_|portable_tiled_i8", "avx512vnni_")}
+            "2": ("avx512vnni_win", "avx512vnni_win", "avx512vnni_quads")}
 
 
 def _has(*flags):
