@@ -222,7 +222,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
         s->row_sums[r] = sum;
       }
     for (int r = 0; r < s->n_out; ++r)
-      s->multipliers[r] = (float)((double)sx * (double)s->scales[r] / (double)sy);
+      s->multipliers[r] = sx * s->scales[r] / sy; /* in float, as XNNPACK computes it */
   }
 
   tfc_pick_plan(s);
