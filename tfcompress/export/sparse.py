@@ -28,9 +28,9 @@ METADATA_NAME = "tfcompress_sparse"
 FC_OP = "TFC_SPARSE_FC"
 CONV_OP = "TFC_SPARSE_CONV_1X1"
 
-# Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
+# float32: sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
 # benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
-AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7, "fc_int8": 0.95}
+AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7}
 # 1x1 convs with fewer input channels keep the dense kernel (the kernel's input / output
 # transposes cost more than the multiply-adds it saves).
 AUTO_MIN_CONV_K = 24
