@@ -55,6 +55,10 @@ const char* TfcLastKernelName(void) { return tfc_last_plan; }
 
 static void tfc_pick_plan(TfcState* s) {
   s->isa_cap = tfc_isa_cap();
+  /* tests: TFCOMPRESS_TEST_RANGES=n splits the units into n ranges run in turn (checks that any
+   * split computes the same output, as a thread pool would) */
+  const char* r = getenv("TFCOMPRESS_TEST_RANGES");
+  s->test_ranges = (r != NULL && r[0] >= '1' && r[0] <= '9' && r[1] == 0) ? r[0] - '0' : 1;
   memset(&s->plan, 0, sizeof(s->plan));
   for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
     if (kTfcPickers[i](s, s->isa_cap, &s->plan)) break;
@@ -296,10 +300,10 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   /* The units [0, units) are independent (tfc_internal.h).  Single-threaded: one range per
    * worker, run in turn.  The thread pool plugs in here: hand range w to worker w with
    * tfc_worker_scratch(s, w) and wait for all. */
-  const int units = s->plan.units, workers = 1;
-  for (int wk = 0; wk < workers; ++wk) {
-    const int u0 = (int)((int64_t)units * wk / workers), u1 = (int)((int64_t)units * (wk + 1) / workers);
-    if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, wk));
+  const int units = s->plan.units, ranges = s->test_ranges > 1 ? s->test_ranges : 1;
+  for (int wk = 0; wk < ranges; ++wk) {
+    const int u0 = (int)((int64_t)units * wk / ranges), u1 = (int)((int64_t)units * (wk + 1) / ranges);
+    if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, 0));
   }
   return kTfLiteOk;
 }

@@ -267,3 +267,41 @@ def test_malformed_int8_weights_fail_in_prepare(fn, message, rng, monkeypatch):
         monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
         with pytest.raises(ValueError, match=message):
             load_interpreter(bad)
+
+
+@pytest.mark.parametrize("kind,k_in,n_out,shape", [
+    ("conv", 40, 37, (1, 13, 11, 40)),   # many rows: 3 row tiles of 64
+    ("fc", 200, 70, (5, 200)),           # few rows: 5 slices of 16 output channels
+])
+def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, shape, rng, monkeypatch):
+    """The kernels compute independent work units (row tiles / output slices) that a thread
+    pool may split in any ranges: 1, 2, 3 and 7 ranges give identical outputs, int8 and float32,
+    at every dispatch level."""
+    dense, sparse = _int8_models(kind, k_in, n_out, "relu", "block", rng, spatial=shape[1:3])
+    xq = _quantize_input(dense, shape, rng)
+    inp = keras.Input(shape[1:])
+    layer = (keras.layers.Conv2D(n_out, 1) if kind == "conv" else keras.layers.Dense(n_out))
+    fmodel = keras.Model(inp, layer(inp))
+    layer.kernel.assign(_prune_kernel(layer.kernel.numpy(), 0.8, "block", rng))
+    fsparse = rewrite_tflite(export_tflite(fmodel)[0], "custom")
+    xf = rng.standard_normal(shape).astype("float32")
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        outs = []
+        for ranges in ("1", "2", "3", "7"):
+            monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
+            outs.append((_run(sparse, xq), _run_float(fsparse, xf)))
+        for got_q, got_f in outs[1:]:
+            assert np.array_equal(got_q, outs[0][0]), cap
+            assert np.array_equal(got_f, outs[0][1]), cap
+
+
+def _run_float(tflite, x):
+    interp = load_interpreter(tflite)
+    inp = interp.get_input_details()[0]
+    if tuple(inp["shape"]) != x.shape:
+        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+        interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
