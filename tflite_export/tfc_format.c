@@ -46,6 +46,7 @@
  *               Windowed: u8[nslots], offset o < 32 inside the step's window,
  *               feature w*32 + o < K.  (A 32-float window of x fits two SIMD
  *               registers, so one permute fetches x for 16 lanes.)
+ *               A lane stores at most one non-zero value per input feature.
  *     values    float32 or int8 [nslots][B]
  *     scales    float32[N], int8 only: w_real = scale[n] * q (symmetric)
  *   The tensor is exactly as long as the end of the last padded section.
@@ -64,6 +65,45 @@ static uint32_t rd_u32(const uint8_t* p) {
 }
 static uint16_t rd_u16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint64_t pad16(uint64_t x) { return (x + 15u) & ~(uint64_t)15u; }
+
+/* Returns a message when a lane stores a non-zero value twice for one input
+ * feature (a valid packer never does; the kernels would disagree on it). */
+static const char* tfc_check_unique_features(const uint8_t* val, int vt, int block, const uint32_t* sp,
+                                             const uint32_t* perm, const uint8_t* col, int ib,
+                                             const uint8_t* steps, uint64_t n_slices, uint64_t n_windows,
+                                             uint32_t k) {
+  uint8_t* bits = (uint8_t*)calloc(((size_t)k + 7u) / 8u, 1);
+  if (bits == NULL) return "out of memory validating packed weights";
+  const char* err = NULL;
+  for (uint64_t sl = 0; sl < n_slices && err == NULL; ++sl) {
+    for (int l = 0; l < 16 && err == NULL; ++l) {
+      if (perm[sl * 16u + (uint64_t)l] == 0xFFFFFFFFu) continue;
+      for (int clear = 0; clear < 2; ++clear) { /* pass 1 resets the bits pass 0 set */
+        uint64_t w = 0, wend = steps ? sp[sl] + 16u * steps[sl * n_windows] : sp[sl + 1];
+        for (uint32_t i = sp[sl] + (uint32_t)l; i < sp[sl + 1]; i += 16u) {
+          while (steps && i >= wend && w + 1 < n_windows) wend += 16u * steps[sl * n_windows + ++w];
+          uint64_t c = steps ? w * 32u + col[i]
+                             : (ib == 2 ? ((const uint16_t*)col)[i] : ((const uint32_t*)col)[i]) * (uint64_t)block;
+          for (int b = 0; b < block; ++b) {
+            uint64_t e = (uint64_t)i * (uint64_t)block + (uint64_t)b, f = c + (uint64_t)b;
+            int nz = vt == kTfLiteFloat32 ? ((const float*)val)[e] != 0.f : ((const int8_t*)val)[e] != 0;
+            if (!nz) continue;
+            uint8_t m = (uint8_t)(1u << (f % 8u));
+            if (clear) {
+              bits[f / 8u] &= (uint8_t)~m;
+            } else if (bits[f / 8u] & m) {
+              err = "packed weights: an output channel stores a non-zero value twice for one input feature";
+            } else {
+              bits[f / 8u] |= m;
+            }
+          }
+        }
+      }
+    }
+  }
+  free(bits);
+  return err;
+}
 
 /* Validates the packed weights at `p` (16-byte aligned, `bytes` long) and
  * fills the pointers of `s`.  Returns NULL on success, else a message.
@@ -147,6 +187,11 @@ const char* tfc_parse_blob(TfcState* s, const uint8_t* p, size_t bytes) {
     for (uint32_t r = 0; r < n; ++r)
       if (!(isfinite(sc[r]) && sc[r] > 0.f)) return "packed weights: per-channel scales must be finite and > 0";
   }
+  /* each (output channel, input feature) holds at most one non-zero value: the
+   * re-laid kernels (int8 quads, float32 pairs) keep one weight per feature */
+  const char* dup = tfc_check_unique_features(p + off_val, vt, block, sp, perm, p + off_col, ib,
+                                              (ib == 1) ? p + off_steps : NULL, n_slices, n_windows, k);
+  if (dup != NULL) return dup;
   /* empty lanes must hold only zero values (they are computed, never stored) */
   for (uint64_t sl = 0; sl < n_slices; ++sl) {
     for (int l = 0; l < 16; ++l) {

@@ -162,3 +162,22 @@ def test_packed_k_must_match_input():
 def test_malformed_options_fail_in_prepare(windowed, options):
     with pytest.raises(ValueError, match="custom options must be 8 bytes"):
         load_interpreter(_mutate(windowed, options=options))
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_a_feature_stored_twice_in_one_lane_is_rejected(quantize):
+    # The first lane's first two steps name the same block column with non-zero weights: the
+    # portable kernels would add both, the re-laid kernels keep one, so Prepare refuses it.
+    tflite = _sparse_model(block_pattern=True, quantize=quantize)
+
+    def fn(blob):
+        off, esz = _layout(blob), (1 if blob[6] == 9 else 4)
+        assert struct.unpack_from("<I", blob, off["slice_ptr"] + 4)[0] >= 32  # >= 2 steps
+        struct.pack_into("<H", blob, off["col"] + 2 * 16, struct.unpack_from("<H", blob, off["col"])[0])
+        for slot in (0, 16):
+            for b in range(4):
+                struct.pack_into("<b" if esz == 1 else "<f", blob, off["values"] + esz * (4 * slot + b), 1)
+        return blob
+
+    with pytest.raises(ValueError, match="non-zero value twice"):
+        load_interpreter(_mutate(tflite, blob_fn=fn))
