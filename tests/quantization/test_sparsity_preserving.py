@@ -8,6 +8,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from tfcompress import pruning
+from tfcompress.clustering import cluster
 from tfcompress.export import export_tflite, run_tflite
 from tfcompress.quantization import Int8Scheme, QuantizeWrapper, calibrate, quantize
 from tfcompress.quantization._fake_quant import numpy_fake_quant
@@ -148,19 +149,19 @@ def test_auto_detection_and_opt_out(rng, digits):
     def dense_model(zero_fraction):
         model = keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(16, name="hidden"), L.Dense(10)])
         w = model.layers[1].kernel.numpy()
-        w[rng.random(w.shape) < zero_fraction] = 0.0
+        w.reshape(-1)[rng.permutation(w.size)[:round(zero_fraction * w.size)]] = 0.0
         model.layers[1].kernel.assign(w)
         return model
 
     assert quantize(dense_model(0.0)).preserved_sparsity == {}  # a dense model gets no mask
-    assert quantize(dense_model(0.02)).preserved_sparsity == {}  # under AUTO_MIN_ZEROS: not a pruned kernel
-    few = dense_model(0.02)
+    assert quantize(dense_model(0.005)).preserved_sparsity == {}  # under AUTO_MIN_ZEROS (1 %)
+    few = dense_model(0.005)
     assert set(quantize(few, preserve_sparsity=True).preserved_sparsity) == {"hidden"}
     zero_init = keras.Sequential([keras.Input((4,)), L.Dense(3, kernel_initializer="zeros")])
     assert quantize(zero_init, preserve_sparsity=True).preserved_sparsity == {}  # all zero: never masked
     # preserve_sparsity=False is the old behaviour: the zeros fill in as the weights train.
     sparse = dense_model(0.8)
-    for flag, expect_kept in ((False, False), (None, True)):
+    for flag, expect_kept in ((False, False), ("auto", True)):
         qat = _compile(quantize(sparse, preserve_sparsity=flag), 1e-2)
         qat.fit(x_train[:128], y_train[:128], epochs=1, batch_size=32, verbose=0)
         zeros = float(np.mean(qat.get_layer("quant_hidden").layer.kernel.numpy() == 0))
@@ -194,11 +195,13 @@ def test_quantize_validates_its_arguments():
     with pytest.raises(TypeError, match="list of layer names"):
         quantize(model, layers=[3])
     with pytest.raises(ValueError, match="preserve_sparsity"):
-        quantize(model, preserve_sparsity="yes")
+        quantize(model, preserve_sparsity=None)
     with pytest.raises(TypeError, match="Int8Scheme"):
         quantize(model, scheme="int8")
     with pytest.raises(TypeError, match=r"configs\['fc'\]"):
         quantize(model, configs={"fc": {"kernel": None}})
+    with pytest.raises(ValueError, match=r"Clustering-preserving QAT is not implemented.*clustering.strip"):
+        quantize(cluster(model, n_clusters=4, min_weights=1))
     with pytest.raises(ValueError, match="masked_weights"):
         QuantizeWrapper(L.Dense(2), masked_weights=["bias"])
     x = np.zeros((8, 4), "float32")

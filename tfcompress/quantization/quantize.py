@@ -108,8 +108,9 @@ def _sequential_to_functional(model):
     return keras.Model(inputs, x, name=model.name)
 
 
-# preserve_sparsity=None (auto) keeps the exact zeros of a plain kernel with at least this fraction of them.
-AUTO_MIN_ZEROS = 0.1
+# preserve_sparsity="auto" keeps the exact zeros of a plain kernel with at least this fraction of them
+# (the threshold tfcompress.clustering.cluster(preserve_zeros="auto") uses too).
+AUTO_MIN_ZEROS = 0.01
 
 
 def _names_arg(value, arg):
@@ -122,13 +123,20 @@ def _names_arg(value, arg):
     return list(value)
 
 
+def _walk(model):
+    """Every layer of `model`, nested models included (depth first)."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
 def _check_names(model, layers, keep_float):
     """Validates `layers` / `keep_float` against the model; maps PruneWrapper names to the inner layer's."""
-    from tfcompress.pruning._graph import iter_layers
-    from tfcompress.pruning.prune_wrapper import PruneWrapper
+    from tfcompress.pruning import PruneWrapper
 
     known, alias = set(), {}
-    for layer in iter_layers(model):
+    for layer in _walk(model):
         known.add(layer.name)
         if isinstance(layer, PruneWrapper):
             known.add(layer.layer.name)
@@ -150,10 +158,9 @@ def _check_names(model, layers, keep_float):
 
 def _prune_masks(model):
     """`({inner layer name: {weight name: 0/1 mask}}, stripped model)` of a model holding PruneWrappers."""
-    from tfcompress.pruning._masks import find_wrappers
-    from tfcompress.pruning.strip import strip
+    from tfcompress.pruning import PruneWrapper, strip
 
-    wrappers = find_wrappers(model)
+    wrappers = [layer for layer in _walk(model) if isinstance(layer, PruneWrapper)]
     if not wrappers:
         return {}, model
     masks = {}
@@ -175,7 +182,7 @@ def _sparsity_masks(op, cfg, preserve_sparsity, pruned_masks):
         if mask is None:
             zero = np.asarray(var.numpy()) == 0
             fraction = float(zero.mean())
-            if fraction == 1.0 or (preserve_sparsity is None and fraction < AUTO_MIN_ZEROS):
+            if fraction == 1.0 or (preserve_sparsity == "auto" and fraction < AUTO_MIN_ZEROS):
                 continue  # an all-zero kernel is a zero-initialised one, not a pruned one
             mask = (~zero).astype(var.dtype)
         if mask.shape == tuple(var.shape) and not mask.all():
@@ -183,7 +190,7 @@ def _sparsity_masks(op, cfg, preserve_sparsity, pruned_masks):
     return found
 
 
-def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, preserve_sparsity=None,
+def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, preserve_sparsity="auto",
              _quantize_inputs=True, _masks=None):
     """Returns a new model that simulates TFLite int8 inference while it trains (QAT).
 
@@ -213,9 +220,10 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
         preserve_sparsity: Whether the zeros of a pruned model survive QAT (pruning-preserving QAT):
             `True` holds the exact zeros of every quantized weight fixed; `False` does not (zeros fill in
             as the weights train; a `PruneWrapper`'s masks are still applied once, when the weights are
-            copied); `None` (auto) holds a `PruneWrapper`'s masks, and the exact zeros of a plain kernel
-            in which at least 10 % (`AUTO_MIN_ZEROS`) of the entries are exactly zero (a stripped pruned
-            model: a trained dense kernel has none, an all-zero kernel is never masked). Defaults to `None`.
+            copied); `"auto"` holds a `PruneWrapper`'s masks, and the exact zeros of a plain kernel in
+            which at least 1 % (`AUTO_MIN_ZEROS`) of the entries are exactly zero (a stripped pruned
+            model: a trained dense kernel has none). An all-zero kernel is never masked (it is a
+            zero-initialised one, not a pruned one). Defaults to `"auto"`.
 
     Pruning-preserving QAT: a pruned model is quantized as it is, wrapped mid-pruning (its
     `PruneWrapper`s are stripped and their current masks frozen: pruning stops, so finish the schedule
@@ -227,6 +235,8 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     the integer 0, so the int8 TFLite file has the pruned model's zeros. Layers left float (`keep_float`,
     not in `layers`, or without an integer kernel) are not masked; a warning names pruned ones.
     The kept masks are listed in `qat_model.preserved_sparsity` (`{layer name: zero fraction}`).
+    Clustering is not preserved (a model holding `ClusterWeights` is refused with the way out): keeping
+    centroids would need a kernel parametrised as trainable centroids gathered by fixed indices.
 
     Returns:
         A new, uncompiled Keras model (Functional) with the same inputs and outputs.
@@ -258,8 +268,8 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
                             f"{type(model).__name__}: {model!r:.80}.")
         if scheme is not None and not isinstance(scheme, Int8Scheme):
             raise TypeError(f"quantize(): scheme= must be an Int8Scheme, got {scheme!r}.")
-        if preserve_sparsity not in (None, True, False):
-            raise ValueError(f"quantize(): preserve_sparsity must be None (auto), True or False, "
+        if not (preserve_sparsity is True or preserve_sparsity is False or preserve_sparsity == "auto"):
+            raise ValueError(f"quantize(): preserve_sparsity must be 'auto', True or False, "
                              f"got {preserve_sparsity!r}.")
         if configs is not None and not isinstance(configs, dict):
             raise TypeError(f"quantize(): configs= takes a dict {{layer or class name: QuantizeConfig}}, "
@@ -269,6 +279,12 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
                 raise TypeError(f"quantize(): configs[{key!r}] must be a QuantizeConfig, got {value!r}.")
         layers, keep_float = _check_names(model, _names_arg(layers, "layers"),
                                           _names_arg(keep_float, "keep_float"))
+        if any(type(layer).__name__ == "ClusterWeights" for layer in _walk(model)):
+            raise ValueError(
+                f"quantize(): model {model.name!r} holds clustering wrappers (ClusterWeights). Clustering-"
+                "preserving QAT is not implemented: strip them first with tfcompress.clustering.strip(model) "
+                "(QAT then trains the weights off the centroids), or export the clustered model with "
+                "post-training int8 (export_tflite(model, quantize='int8', representative_data=...)).")
         _masks, model = _prune_masks(model)
         if preserve_sparsity is False:
             _masks = {}
