@@ -311,16 +311,19 @@ def plot(results, threads, path):
         lat = results[sec]["latency"]
         names = list(lat)
         width = 0.8 / len(threads)
+        micro = max(lat[n][str(t)]["median_ms"] for n in names for t in threads) < 1.0
+        k, unit = (1e3, "us") if micro else (1.0, "ms")
         for j, t in enumerate(threads):
-            med = [lat[n][str(t)]["median_ms"] for n in names]
-            lo = [m - lat[n][str(t)]["min_ms"] for m, n in zip(med, names)]
-            hi = [lat[n][str(t)]["max_ms"] - m for m, n in zip(med, names)]
+            med = [lat[n][str(t)]["median_ms"] * k for n in names]
+            lo = [m - lat[n][str(t)]["min_ms"] * k for m, n in zip(med, names)]
+            hi = [lat[n][str(t)]["max_ms"] * k - m for m, n in zip(med, names)]
             ax.bar(np.arange(len(names)) + j * width, med, width, yerr=[lo, hi], capsize=2,
                    label=f"{t} thread{'s' if t > 1 else ''}")
         ax.set_xticks(np.arange(len(names)) + width * (len(threads) - 1) / 2)
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("latency, batch 1 (ms; bars: min-max over rounds)")
-        ax.set_title(f"{sec} (x86, LiteRT + XNNPACK, one run)")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"batch-1 latency ({unit}, log scale)")
+        ax.set_title(f"{sec}: median of rounds, whiskers min-max\n(x86, LiteRT + XNNPACK, one run)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -336,7 +339,15 @@ def main():
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts. Default: 1,2")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 25; --quick 3)")
     ap.add_argument("--no-mobilenet", action="store_true", help="digits CNN only")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the existing JSON")
     args = ap.parse_args()
+    if args.plot_only:
+        stem = os.path.join(RESULTS, "mobile_pipeline_quick" if args.quick else "mobile_pipeline")
+        with open(stem + ".json") as f:
+            saved = json.load(f)
+        plot(saved, saved["settings"]["threads"], stem + ".png")
+        print(f"wrote {stem}.png")
+        return
     if not 0.0 < args.sparsity < 1.0:
         ap.error(f"--sparsity must be in (0, 1), got {args.sparsity}")
     threads = [int(t) for t in args.threads.split(",")]
