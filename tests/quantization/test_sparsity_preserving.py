@@ -208,3 +208,59 @@ def test_quantize_validates_its_arguments():
     for kwargs in ({"num_samples": 0}, {"num_samples": -5}, {"batch_size": 0}):
         with pytest.raises(ValueError, match=list(kwargs)[0]):
             calibrate(quantize(model), x, **kwargs)
+
+
+def test_every_weight_kind_and_nested_models_keep_their_zeros(rng):
+    """Conv2D (per channel), DepthwiseConv2D, SeparableConv2D (both kernels), Conv2DTranspose and Dense
+    (per tensor), one of them in a nested model still wrapped by prune(): the zeros survive variables
+    that moved where the mask is 0, a training epoch and the int8 export."""
+    inner_in = keras.Input((4, 4, 8))
+    inner = keras.Model(inner_in, L.SeparableConv2D(8, 3, padding="same", name="sep")(inner_in), name="inner")
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = L.BatchNormalization()(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.MaxPooling2D()(x)
+    x = inner(x)
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", name="convt")(x)
+    x = L.Flatten()(x)
+    model = keras.Model(inputs, L.Dense(10, name="fc")(x))
+    for layer in [*model.layers, *inner.layers]:
+        for var in layer.trainable_weights:
+            if "kernel" in var.path:
+                w = var.numpy()
+                w[rng.random(w.shape) < 0.7] = 0.0
+                var.assign(w)
+    wrapped = pruning.prune(model, schedule=pruning.ConstantSparsity(0.5), layers=["sep"])
+    sep = next(layer for layer in wrapped.get_layer("inner").layers if isinstance(layer, pruning.PruneWrapper))
+    for _, var, _, mask_var, _ in sep.pruned:  # a mask of its own, unlike the kernel's zeros
+        mask_var.assign((rng.random(var.shape) < 0.5).astype("float32"))
+    masks = {name: mask_var.numpy() for name, _, _, mask_var, _ in sep.pruned}
+    qat = quantize(wrapped)
+    assert set(qat.preserved_sparsity) == {"conv", "dw", "sep/depthwise_kernel", "sep/pointwise_kernel",
+                                           "convt", "fc"}
+    nested = qat.get_layer("inner").get_layer("quant_sep")
+    for name, mask in masks.items():
+        np.testing.assert_array_equal(nested.masks[name].numpy(), mask)
+    for wrapper in [*qat.layers, *qat.get_layer("inner").layers]:  # as if training had moved the zeros
+        for name in getattr(wrapper, "masked_weights", []):
+            var = getattr(wrapper.layer, name)
+            w = var.numpy()
+            var.assign(w + (w == 0) * np.abs(w).max())
+    qat.compile(keras.optimizers.SGD(0.1), "mse")
+    x = rng.random((32, 8, 8, 3)).astype("float32")
+    qat.fit(x, rng.normal(size=(32, 10)).astype("float32"), epochs=1, batch_size=16, verbose=0)
+    tflite, report = export_tflite(qat, quantize="int8")
+    assert report.is_full_integer
+    fb = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    graph, zeros = fb.subgraphs[0], []
+    for op in graph.operators:
+        code = fb.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) in _WEIGHT_OPS | {schema.BuiltinOperator.TRANSPOSE_CONV}:
+            t = graph.tensors[op.inputs[1]]
+            assert t.type == schema.TensorType.INT8 and np.all(np.asarray(t.quantization.zeroPoint) == 0)
+            zeros.append(float(np.mean(np.asarray(fb.buffers[t.buffer].data) == 0)))
+    # each tensor has at least its mask's zeros (so the k-th smallest fraction too): ~70 %, ~50 % for sep
+    expected = sorted(qat.preserved_sparsity.values())
+    assert len(zeros) == 6 and all(z >= e - 1e-6 for z, e in zip(sorted(zeros), expected)), (zeros, expected)
+    assert min(expected) > 0.35
