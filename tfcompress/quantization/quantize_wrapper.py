@@ -67,6 +67,12 @@ class QuantizeWrapper(keras.layers.Wrapper):
         >>> w = QuantizeWrapper(keras.layers.Dense(4), activation="relu")
         >>> tuple(w(np.ones((2, 3), "float32"), training=True).shape)
         (2, 4)
+        >>> sparse = QuantizeWrapper(keras.layers.Dense(4), masked_weights=["kernel"])
+        >>> sparse.build((None, 3))
+        >>> _ = sparse.masks["kernel"].assign(np.eye(3, 4, dtype="float32"))
+        >>> [(_, kernel)], _ = sparse.quantized_weights()
+        >>> int(np.count_nonzero(kernel))  # only the 3 unmasked entries can be non-zero
+        3
 
     References:
         Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient
