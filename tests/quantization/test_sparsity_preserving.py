@@ -178,7 +178,8 @@ def test_mid_pruning_masks_are_frozen_and_float_layers_warn(digits):
                 callbacks=[pruning.PruningCallback()])  # 10 of 100 steps: part of the way
     mask = wrapped.get_layer("prune_hidden").pruned[0][3].numpy()
     assert 0.0 < np.mean(mask == 0) < 0.9
-    qat = quantize(wrapped, keep_float=["prune_logits"])  # the wrapper's name is accepted too
+    with pytest.warns(UserWarning, match=r"\['logits'\]"):  # the wrapper's name is accepted too
+        qat = quantize(wrapped, keep_float=["prune_logits"])
     np.testing.assert_array_equal(qat.get_layer("quant_hidden").masks["kernel"].numpy(), mask)
     assert qat.preserved_sparsity == {"hidden": pytest.approx(float(np.mean(mask == 0)))}
     with pytest.warns(UserWarning, match=r"\['logits'\]"):
