@@ -3,7 +3,8 @@
 `quantize(model)` returns a model that simulates TFLite's int8 kernels while it trains (fake-quant
 with straight-through gradients, BatchNormalization folding, quantization points where the converter
 puts them); `tfcompress.export.export_tflite(qat_model, quantize="int8")` lowers it to a full-integer
-file with the trained ranges and no representative data.
+file with the trained ranges and no representative data. A pruned model keeps its zeros through QAT
+and into the int8 file (pruning-preserving QAT, `quantize(..., preserve_sparsity="auto")`).
 """
 
 from tfcompress.quantization.calibrate import calibrate

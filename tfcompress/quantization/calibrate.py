@@ -70,6 +70,10 @@ def calibrate(model, data, method="minmax", percentile=99.99, num_samples=512, b
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if not 50.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (50, 100], got {percentile!r}.")
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"calibrate(): {name} must be a positive integer (a few hundred samples "
+                             f"calibrate well), got {value!r}.")
     if not is_qat_model(model):
         from tfcompress.quantization.quantize import quantize
 

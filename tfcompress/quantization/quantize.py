@@ -1,6 +1,9 @@
 """quantize(): turn a float Keras model into a quantization-aware-training model."""
 
+import warnings
+
 import keras
+import numpy as np
 
 from tfcompress.quantization.int8_scheme import Int8Scheme
 from tfcompress.quantization.quantize_config import QuantizeConfig
@@ -105,7 +108,90 @@ def _sequential_to_functional(model):
     return keras.Model(inputs, x, name=model.name)
 
 
-def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _quantize_inputs=True):
+# preserve_sparsity="auto" keeps the exact zeros of a plain kernel with at least this fraction of them
+# (the threshold tfcompress.clustering.cluster(preserve_zeros="auto") uses too).
+AUTO_MIN_ZEROS = 0.01
+
+
+def _names_arg(value, arg):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"quantize(): {arg}= takes a list of layer names, got {value!r}.")
+    return list(value)
+
+
+def _walk(model):
+    """Every layer of `model`, nested models included (depth first)."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer)
+
+
+def _check_names(model, layers, keep_float):
+    """Validates `layers` / `keep_float` against the model; maps PruneWrapper names to the inner layer's."""
+    from tfcompress.pruning import PruneWrapper
+
+    known, alias = set(), {}
+    for layer in _walk(model):
+        known.add(layer.name)
+        if isinstance(layer, PruneWrapper):
+            known.add(layer.layer.name)
+            alias[layer.name] = layer.layer.name
+    known.discard(model.name)
+    out = []
+    for arg, names in (("layers", layers), ("keep_float", keep_float)):
+        if names is None:
+            out.append(None)
+            continue
+        unknown = sorted(n for n in names if n not in known)
+        if unknown:
+            raise ValueError(
+                f"quantize(): {arg}= names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not "
+                f"layers of model {model.name!r}. Layers: {sorted(known)}.")
+        out.append({alias.get(n, n) for n in names})
+    return out
+
+
+def _prune_masks(model):
+    """`({inner layer name: {weight name: 0/1 mask}}, stripped model)` of a model holding PruneWrappers."""
+    from tfcompress.pruning import PruneWrapper, strip
+
+    wrappers = [layer for layer in _walk(model) if isinstance(layer, PruneWrapper)]
+    if not wrappers:
+        return {}, model
+    masks = {}
+    for w in wrappers:
+        masks[w.layer.name] = {name: np.asarray(mvar.numpy()) for name, _, _, mvar, _ in w.pruned}
+    return masks, strip(model)
+
+
+def _sparsity_masks(op, cfg, preserve_sparsity, pruned_masks):
+    """`{weight name: 0/1 mask}` to hold fixed in `op`'s QuantizeWrapper (see `quantize`)."""
+    if preserve_sparsity is False or cfg.float_fallback:
+        return {}
+    found = {}
+    for name in cfg.weights:
+        var = getattr(op, name, None)
+        if var is None:
+            continue
+        mask = pruned_masks.get(op.name, {}).get(name)
+        if mask is None:
+            zero = np.asarray(var.numpy()) == 0
+            fraction = float(zero.mean())
+            if fraction == 1.0 or (preserve_sparsity == "auto" and fraction < AUTO_MIN_ZEROS):
+                continue  # an all-zero kernel is a zero-initialised one, not a pruned one
+            mask = (~zero).astype(var.dtype)
+        if mask.shape == tuple(var.shape) and not mask.all():
+            found[name] = mask
+    return found
+
+
+def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, preserve_sparsity="auto",
+             _quantize_inputs=True, _masks=None):
     """Returns a new model that simulates TFLite int8 inference while it trains (QAT).
 
     Every Conv/Dense-like layer becomes a `QuantizeWrapper` (weights fake-quantized symmetrically, a
@@ -131,9 +217,34 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
         keep_float: Names of layers to leave in float (mixed precision; see `sensitivity`). Defaults to `None`.
         configs: `{layer name or class name: QuantizeConfig}` for custom layers or overrides.
             Defaults to `None`.
+        preserve_sparsity: Whether the zeros of a pruned model survive QAT (pruning-preserving QAT):
+            `True` holds the exact zeros of every quantized weight fixed; `False` does not (zeros fill in
+            as the weights train; a `PruneWrapper`'s masks are still applied once, when the weights are
+            copied); `"auto"` holds a `PruneWrapper`'s masks, and the exact zeros of a plain kernel in
+            which at least 1 % (`AUTO_MIN_ZEROS`) of the entries are exactly zero (a stripped pruned
+            model: a trained dense kernel has none). An all-zero kernel is never masked (it is a
+            zero-initialised one, not a pruned one). Defaults to `"auto"`.
+
+    Pruning-preserving QAT: a pruned model is quantized as it is, wrapped mid-pruning (its
+    `PruneWrapper`s are stripped and their current masks frozen: pruning stops, so finish the schedule
+    first) or stripped. Each kept mask becomes a non-trainable 0/1 weight `<name>_mask` of the layer's
+    `QuantizeWrapper` (so it is saved in `.keras` files) that multiplies the kernel before anything else:
+    the kernel used in training and export is `kernel * mask`, the gradient of a pruned entry is zero,
+    a folded BatchNormalization scales each output channel (`kernel * mask * gamma / sqrt(var + eps)`,
+    zero stays zero) and symmetric int8 quantization (zero point 0, per channel or per tensor) maps 0 to
+    the integer 0, so the int8 TFLite file has the pruned model's zeros. Layers left float (`keep_float`,
+    not in `layers`, or without an integer kernel) are not masked; a warning names pruned ones.
+    The kept masks are listed in `qat_model.preserved_sparsity` (`{layer name: zero fraction}`).
+    Clustering is not preserved (a model holding `ClusterWeights` is refused with the way out): keeping
+    centroids would need a kernel parametrised as trainable centroids gathered by fixed indices.
 
     Returns:
         A new, uncompiled Keras model (Functional) with the same inputs and outputs.
+
+    Raises:
+        TypeError: `model` is not a `keras.Model`, or an argument has the wrong type.
+        ValueError: `layers` / `keep_float` name layers the model does not have (the message lists the
+            model's layers), or a layer has no quantization config.
 
     Example:
         >>> import keras
@@ -147,8 +258,36 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
 
     References:
         Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient
-        Integer-Arithmetic-Only Inference" (CVPR).
+        Integer-Arithmetic-Only Inference" (CVPR); pruning-preserving QAT as in TensorFlow Model
+        Optimization's PQAT (Zhu & Gupta 2017 for the pruning it preserves).
     """
+    nested = _masks is not None
+    if not nested:
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"quantize() expects a keras.Model (Sequential or Functional), got "
+                            f"{type(model).__name__}: {model!r:.80}.")
+        if scheme is not None and not isinstance(scheme, Int8Scheme):
+            raise TypeError(f"quantize(): scheme= must be an Int8Scheme, got {scheme!r}.")
+        if not (preserve_sparsity is True or preserve_sparsity is False or preserve_sparsity == "auto"):
+            raise ValueError(f"quantize(): preserve_sparsity must be 'auto', True or False, "
+                             f"got {preserve_sparsity!r}.")
+        if configs is not None and not isinstance(configs, dict):
+            raise TypeError(f"quantize(): configs= takes a dict {{layer or class name: QuantizeConfig}}, "
+                            f"got {configs!r}.")
+        for key, value in (configs or {}).items():
+            if not isinstance(value, QuantizeConfig):
+                raise TypeError(f"quantize(): configs[{key!r}] must be a QuantizeConfig, got {value!r}.")
+        layers, keep_float = _check_names(model, _names_arg(layers, "layers"),
+                                          _names_arg(keep_float, "keep_float"))
+        if any(type(layer).__name__ == "ClusterWeights" for layer in _walk(model)):
+            raise ValueError(
+                f"quantize(): model {model.name!r} holds clustering wrappers (ClusterWeights). Clustering-"
+                "preserving QAT is not implemented: strip them first with tfcompress.clustering.strip(model) "
+                "(QAT then trains the weights off the centroids), or export the clustered model with "
+                "post-training int8 (export_tflite(model, quantize='int8', representative_data=...)).")
+        _masks, model = _prune_masks(model)
+        if preserve_sparsity is False:
+            _masks = {}
     scheme = scheme or Int8Scheme()
     configs = dict(configs or {})
     keep_float = set(keep_float or ())
@@ -181,12 +320,14 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
     plan = _plan_fusions(model, layer_configs)
     absorbed = {id(a) for _, _, group in plan.values() for a in group}
     weight_pairs = []  # (original layer, new layer) whose weights get copied after building
+    mask_pairs = []  # (QuantizeWrapper, {weight name: mask}) set after building
 
     def clone_function(op):
         if not isinstance(op, keras.layers.Layer) or id(op) in absorbed:
             return op
         if isinstance(op, keras.Model):
-            return quantize(op, scheme, layers, keep_float, configs, _quantize_inputs=False)
+            return quantize(op, scheme, layers, keep_float, configs, preserve_sparsity,
+                            _quantize_inputs=False, _masks=_masks)
         cfg = layer_configs.get(id(op))
         if cfg is None or cfg.float_fallback or not (cfg.weights or cfg.quantize_output or id(op) in plan):
             new = _clone_layer(op)
@@ -203,9 +344,13 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
         if bn is not None:
             new_bn = _clone_layer(bn)
             weight_pairs.append((bn, new_bn))
-        return QuantizeWrapper(new, scheme=scheme, quantize_config=cfg,
-                               activation=None if act in (None, "linear") else act,
-                               batch_norm=new_bn, name=f"quant_{op.name}")
+        masks = _sparsity_masks(op, cfg, preserve_sparsity, _masks)
+        wrapper = QuantizeWrapper(new, scheme=scheme, quantize_config=cfg,
+                                  activation=None if act in (None, "linear") else act,
+                                  batch_norm=new_bn, masked_weights=sorted(masks), name=f"quant_{op.name}")
+        if masks:
+            mask_pairs.append((wrapper, masks))
+        return wrapper
 
     input_points = {}
 
@@ -243,6 +388,27 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
                                          call_function=call_function)
     for old, new in weight_pairs:
         new.set_weights(old.get_weights())
+    preserved = {}
+    for wrapper, masks in mask_pairs:
+        for name, mask in masks.items():
+            wrapper.masks[name].assign(mask)
+            var = getattr(wrapper.layer, name)
+            var.assign(np.asarray(var.numpy()) * mask)
+            preserved[wrapper.layer.name if len(masks) == 1 else f"{wrapper.layer.name}/{name}"] = float(
+                1.0 - mask.mean())
+    for layer in new_model.layers:
+        if isinstance(layer, keras.Model):
+            preserved.update(getattr(layer, "preserved_sparsity", {}))
+    new_model.preserved_sparsity = preserved
+    if not nested:
+        lost = sorted(name for name, masks in _masks.items()
+                      if any(not m.all() for m in masks.values()) and name not in preserved
+                      and not any(k.startswith(name + "/") for k in preserved))
+        if lost:
+            warnings.warn(
+                f"quantize(): the zeros of pruned layers {lost} are not preserved: they stay float "
+                "(keep_float / layers= / no integer kernel), so their weights train freely. Keep them "
+                "quantized, or strip the model and fine-tune them without QAT.", stacklevel=2)
     return new_model
 
 

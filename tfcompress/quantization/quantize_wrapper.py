@@ -40,6 +40,11 @@ class QuantizeWrapper(keras.layers.Wrapper):
             Defaults to `None`.
         batch_norm: A BatchNormalization layer folded into this layer's kernel and bias; its moving
             statistics are used (frozen) while `gamma` and `beta` keep training. Defaults to `None`.
+        masked_weights: Names of quantized weights (keys of `quantize_config.weights`, e.g.
+            `["kernel"]`) whose sparsity is kept: each gets a non-trainable 0/1 weight `<name>_mask`
+            (ones when built; `quantize()` sets it from a pruned model) that multiplies the weight
+            before BatchNormalization folding and fake quantization, so a zero stays exactly zero in
+            training and in the int8 file (pruning-preserving QAT). Defaults to `None` (no mask).
         **kwargs: Keras layer arguments (`name`, ...).
 
     `quantize()` places wrappers in Sequential and Functional models; a subclassed model uses them
@@ -62,13 +67,20 @@ class QuantizeWrapper(keras.layers.Wrapper):
         >>> w = QuantizeWrapper(keras.layers.Dense(4), activation="relu")
         >>> tuple(w(np.ones((2, 3), "float32"), training=True).shape)
         (2, 4)
+        >>> sparse = QuantizeWrapper(keras.layers.Dense(4), masked_weights=["kernel"])
+        >>> sparse.build((None, 3))
+        >>> _ = sparse.masks["kernel"].assign(np.eye(3, 4, dtype="float32"))
+        >>> [(_, kernel)], _ = sparse.quantized_weights()
+        >>> int(np.count_nonzero(kernel))  # only the 3 unmasked entries can be non-zero
+        3
 
     References:
         Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient
         Integer-Arithmetic-Only Inference" (BN folding, Sec. 3.2).
     """
 
-    def __init__(self, layer, scheme=None, quantize_config=None, activation=None, batch_norm=None, **kwargs):
+    def __init__(self, layer, scheme=None, quantize_config=None, activation=None, batch_norm=None,
+                 masked_weights=None, **kwargs):
         super().__init__(_deserialize(layer), **kwargs)
         self.scheme = _deserialize(scheme) or Int8Scheme()
         config = _deserialize(quantize_config) or QuantizeConfig.for_layer(self.layer, self.scheme.per_channel)
@@ -82,6 +94,14 @@ class QuantizeWrapper(keras.layers.Wrapper):
         self.batch_norm = _deserialize(batch_norm)
         if self.batch_norm is not None and config.fold_axis is None:
             raise ValueError(f"Layer {self.layer.name!r} ({type(self.layer).__name__}) cannot fold a BatchNormalization.")
+        if isinstance(masked_weights, str) or not isinstance(masked_weights, (list, tuple, type(None))):
+            raise TypeError(f"masked_weights must be a list of weight names, got {masked_weights!r}.")
+        self.masked_weights = list(masked_weights or ())
+        unknown = [n for n in self.masked_weights if n not in config.weights or config.float_fallback]
+        if unknown:
+            raise ValueError(
+                f"masked_weights={unknown} of layer {self.layer.name!r} ({type(self.layer).__name__}) are not "
+                f"weights this wrapper quantizes; choose among {sorted(config.weights) if not config.float_fallback else []}.")
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -105,6 +125,11 @@ class QuantizeWrapper(keras.layers.Wrapper):
         if cfg.quantize_output:
             fixed = activation_output_range(act) if self.activation else cfg.output_range
             self.output_tracker = RangeTracker(self, "output", fixed)
+        self.masks = {}  # weight name -> fixed 0/1 mask (created last: older files keep their weight order)
+        for name in self.masked_weights:
+            var = getattr(self.layer, name)
+            self.masks[name] = self.add_weight(name=f"{name}_mask", shape=var.shape, dtype=var.dtype,
+                                               initializer="ones", trainable=False)
         self.built = True
 
     def _hard_sigmoid_layer(self):
@@ -152,6 +177,8 @@ class QuantizeWrapper(keras.layers.Wrapper):
         for name, axis in cfg.weights.items():
             var = getattr(self.layer, name)
             w = ops.convert_to_tensor(var)
+            if name in self.masks:  # pruning-preserving: zeros stay zeros through folding and rounding
+                w = w * ops.convert_to_tensor(self.masks[name])
             if scale is not None and name == main:
                 w = self._scale_kernel(w, scale)
             axis = axis if self.scheme.per_channel else None
@@ -211,6 +238,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
             "quantize_config": keras.saving.serialize_keras_object(self.quantize_config),
             "activation": self.activation,
             "batch_norm": None if self.batch_norm is None else keras.saving.serialize_keras_object(self.batch_norm),
+            "masked_weights": list(self.masked_weights),
         }
 
     @classmethod
