@@ -12,6 +12,7 @@ Needs the Debian cross toolchain and user-mode emulation (.ci/run installs them)
 """
 
 import importlib.util
+import os
 import pathlib
 import re
 import shutil
@@ -72,20 +73,104 @@ def built(tmp_path_factory):
     return bins, cases, names
 
 
+def _expected_kernel(name, cap, cpu):
+    """The kernel Prepare must pick (tfc_pick_aarch64 / tfc_pick_portable) for a case."""
+    if name.startswith("malformed/"):
+        return "-"
+    rows = int(re.search(r"/rows(\d+)/", name).group(1))
+    f32 = name.startswith("float32/")
+    if cap == "0":
+        return ("portable_rows_" if rows < 4 else "portable_tiled_") + ("f32" if f32 else "i8")
+    if f32:
+        return "neon_csr_f32" if rows >= 16 else "neon_tbl_f32"
+    return "sdot_tbl_i8" if cap is None and cpu == "max" else "neon_tbl_i8"
+
+
 @pytest.mark.parametrize("cpu", list(CPUS))
 @pytest.mark.parametrize("compiler", list(COMPILERS))
 def test_kernels_match_numpy_under_qemu(built, compiler, cpu):
+    """Every case on every path: portable (cap 0), NEON (cap 1), the best the CPU has (sdot on max)."""
     bins, cases, names = built
-    cmd = ["qemu-aarch64", "-cpu", cpu, str(bins[compiler]), str(cases)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    lines = r.stdout.splitlines()
-    failed = [ln for ln in lines if ln.startswith("FAIL")]
-    assert not failed, "\n".join(failed[:20])
-    assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    assert f"cpu: aarch64, dotprod {CPUS[cpu]}" in lines
-    passed = [re.match(r"PASS (.*) max_err=\S+$", ln).group(1) for ln in lines if ln.startswith("PASS ")]
-    assert passed == names  # every case ran, in order, none silently dropped
-    assert lines[-1] == f"{len(names)} passed, 0 failed"
+    for cap in ("0", "1", None):
+        env = dict(os.environ)
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        if cap is not None:
+            env["TFCOMPRESS_ISA_CAP"] = cap
+        cmd = ["qemu-aarch64", "-cpu", cpu, str(bins[compiler]), str(cases)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        lines = r.stdout.splitlines()
+        failed = [ln for ln in lines if ln.startswith("FAIL")]
+        assert not failed, (cap, "\n".join(failed[:20]))
+        assert r.returncode == 0, (cap, r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+        assert f"cpu: aarch64, dotprod {CPUS[cpu]}" in lines
+        ran = [re.match(r"PASS (.*) max_err=\S+ kernel=(\S+)$", ln).groups() for ln in lines
+               if ln.startswith("PASS ")]
+        assert [n for n, _ in ran] == names  # every case ran, in order, none silently dropped
+        wrong = [(n, k, _expected_kernel(n, cap, cpu)) for n, k in ran if k != _expected_kernel(n, cap, cpu)]
+        assert not wrong, (cap, wrong[:10])
+        assert lines[-1] == f"{len(names)} passed, 0 failed"
+
+
+def _objdump(compiler, tmp_path):
+    """Disassembly of tfc_kernels_aarch64.c built as in the driver, by aarch64 objdump."""
+    obj = tmp_path / f"k_{compiler}.o"
+    src = SRC_DIR / "tfc_kernels_aarch64.c"
+    flags = [f for f in CFLAGS if f != "-static"]
+    subprocess.run(COMPILERS[compiler] + flags + ["-c", str(src), "-o", str(obj)], check=True)
+    out = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(obj)],
+                         check=True, capture_output=True, text=True).stdout
+    funcs, cur = {}, None
+    for ln in out.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(.+)>:", ln)
+        if m:
+            cur = funcs.setdefault(m.group(1), [])
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+(\S+)\s*(.*)$", ln)
+        if m and cur is not None:
+            cur.append((int(m.group(1), 16), m.group(2), m.group(3)))
+    return funcs
+
+
+def _inner_loops(ins):
+    """Innermost loops (backward branch ranges containing no other one) as instruction lists."""
+    spans = []
+    for addr, op, args in ins:
+        if (op.startswith("b") and op not in ("bl", "blr")) or op in ("cbz", "cbnz", "tbz", "tbnz"):
+            m = re.search(r"\b([0-9a-f]+) <", args)
+            if m and int(m.group(1), 16) <= addr:
+                spans.append((int(m.group(1), 16), addr))
+    inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    return [[i for i in ins if a <= i[0] <= b] for a, b in inner]
+
+
+@pytest.mark.parametrize("compiler", list(COMPILERS))
+def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
+    """Both compilers: the hot loops are NEON (tbl + fmla / sdot / smull+sadalp, fmla by element)
+    and touch no stack slot (no register spills)."""
+    for tool in ("aarch64-linux-gnu-gcc", "clang-14", "aarch64-linux-gnu-objdump"):
+        _need(tool)
+    funcs = _objdump(compiler, tmp_path)
+    found = {}
+    for fname, ins in funcs.items():
+        for loop in _inner_loops(ins):
+            ops = [op for _, op, _ in loop]
+            if not {"fmla", "sdot", "tbl", "sadalp"} & set(ops):
+                continue
+            spills = [f"{op} {args}" for _, op, args in loop
+                      if op in ("ldr", "str", "ldp", "stp", "ldur", "stur") and "[sp" in args]
+            assert not spills, (compiler, fname, spills)
+            key = fname.split(".")[0]
+            found.setdefault(key, []).append(ops)
+    def has(fn, need):
+        return any(all(ops.count(op) >= n for op, n in need.items()) for ops in found.get(fn, []))
+    assert has("tfc_arm_rows_f32", {"tbl": 2, "fmla": 2, "ldp": 2}), found.get("tfc_arm_rows_f32")
+    assert has("tfc_arm_rows_i8_dot", {"tbl": 2, "sdot": 2}), found.get("tfc_arm_rows_i8_dot")
+    assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
+    assert has("tfc_arm_csr_group", {"fmla": 16}), found.get("tfc_arm_csr_group")
+    # no scalar gathers: the tbl step loops load only with ldp (indices + weights)
+    for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
+        for ops in found[fn]:
+            assert set(ops) <= {"ldp", "tbl", "fmla", "sdot", "smull", "smull2", "sadalp", "subs", "b.ne"}, ops
 
 
 def test_case_generator_covers_the_matrix():

@@ -20,7 +20,8 @@
  *   u32 y_rank, u32 y_dims[y_rank], blob y_expected
  *   f32 tolerance (float32: max |got - want|; int8: max quantization steps)
  *   blob error substring (expect_fail: Prepare must fail with a message containing it)
- * Output: one line per case ("PASS name ..." / "FAIL name: why") and a closing
+ * Output: one line per case ("PASS name max_err=E kernel=K" / "FAIL name: why"; K is the
+ * kernel Prepare picked, TFCOMPRESS_ISA_CAP=0/1 caps it at portable / NEON) and a closing
  * "N passed, M failed" line; exit status 0 only if every case passed.
  */
 #include <math.h>
@@ -30,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tfc_sparse_ops.h"
+#include "tfc_internal.h" /* white-box: the name of the kernel Prepare picked */
 
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
@@ -194,6 +195,7 @@ static int run_case(Reader* r) {
   int ok = 1;
   char why[1400] = "";
   double worst = 0.0;
+  const char* kernel = "-";
   for (int round = 0; round < (runs ? runs : 1) && ok; ++round) {
     g_err[0] = 0;
     TfLiteStatus st = reg->prepare(&ctx, &node);
@@ -214,6 +216,7 @@ static int run_case(Reader* r) {
       snprintf(why, sizeof why, "Prepare failed: %s", g_err);
       break;
     }
+    if (((const TfcState*)node.user_data)->plan.name != NULL) kernel = ((const TfcState*)node.user_data)->plan.name;
     if (t[3].dims == NULL || (uint32_t)t[3].dims->size != y_rank) {
       ok = 0;
       snprintf(why, sizeof why, "output rank %d, expected %u", t[3].dims ? t[3].dims->size : -1, y_rank);
@@ -265,7 +268,7 @@ static int run_case(Reader* r) {
   }
   free(wraw);
   if (ok)
-    printf("PASS %s max_err=%.3g\n", nm, worst);
+    printf("PASS %s max_err=%.3g kernel=%s\n", nm, worst, kernel);
   else
     printf("FAIL %s: %s\n", nm, why);
   return ok;
