@@ -541,6 +541,212 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
   tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_NEON);
 }
 
+/* ------------------------------- float32, 1x4 blocks, 1-15 rows: TFCS as is
+ * Every stored 1x4 block is one vector load of its 4 consecutive inputs (ldr q with the block
+ * column as a register offset, `uxtw #4`) and one fmla into its lane's accumulator: one slice
+ * step (16 lanes) = 4 ld1 (64 weights) + 16 index loads + 16 ldr q + 16 fmla, v0-v15 hold the
+ * 16 accumulators for the whole slice; reduced by pairwise adds after it.  Inline asm for the
+ * same reason as the tbl loops: both compilers computed the 16 addresses with separate add /
+ * lsl and spilled accumulators (92-118 instructions per step instead of 54).  Units: slices. */
+static inline __attribute__((always_inline)) void tfc_arm_asm_block4_u16(const void* c, const float* w, const float* x, uint32_t n, float* out) {
+  __asm__ volatile(
+      "movi v0.16b, #0\n\t"
+      "movi v1.16b, #0\n\t"
+      "movi v2.16b, #0\n\t"
+      "movi v3.16b, #0\n\t"
+      "movi v4.16b, #0\n\t"
+      "movi v5.16b, #0\n\t"
+      "movi v6.16b, #0\n\t"
+      "movi v7.16b, #0\n\t"
+      "movi v8.16b, #0\n\t"
+      "movi v9.16b, #0\n\t"
+      "movi v10.16b, #0\n\t"
+      "movi v11.16b, #0\n\t"
+      "movi v12.16b, #0\n\t"
+      "movi v13.16b, #0\n\t"
+      "movi v14.16b, #0\n\t"
+      "movi v15.16b, #0\n\t"
+      "cbz %w[n], 2f\n\t"
+      "1:\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldrh w9, [%[c]], #2\n\t"
+      "ldrh w10, [%[c]], #2\n\t"
+      "ldrh w11, [%[c]], #2\n\t"
+      "ldrh w12, [%[c]], #2\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v0.4s, v16.4s, v20.4s\n\t"
+      "fmla v1.4s, v17.4s, v21.4s\n\t"
+      "fmla v2.4s, v18.4s, v22.4s\n\t"
+      "fmla v3.4s, v19.4s, v23.4s\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldrh w9, [%[c]], #2\n\t"
+      "ldrh w10, [%[c]], #2\n\t"
+      "ldrh w11, [%[c]], #2\n\t"
+      "ldrh w12, [%[c]], #2\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v4.4s, v16.4s, v20.4s\n\t"
+      "fmla v5.4s, v17.4s, v21.4s\n\t"
+      "fmla v6.4s, v18.4s, v22.4s\n\t"
+      "fmla v7.4s, v19.4s, v23.4s\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldrh w9, [%[c]], #2\n\t"
+      "ldrh w10, [%[c]], #2\n\t"
+      "ldrh w11, [%[c]], #2\n\t"
+      "ldrh w12, [%[c]], #2\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v8.4s, v16.4s, v20.4s\n\t"
+      "fmla v9.4s, v17.4s, v21.4s\n\t"
+      "fmla v10.4s, v18.4s, v22.4s\n\t"
+      "fmla v11.4s, v19.4s, v23.4s\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldrh w9, [%[c]], #2\n\t"
+      "ldrh w10, [%[c]], #2\n\t"
+      "ldrh w11, [%[c]], #2\n\t"
+      "ldrh w12, [%[c]], #2\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v12.4s, v16.4s, v20.4s\n\t"
+      "fmla v13.4s, v17.4s, v21.4s\n\t"
+      "fmla v14.4s, v18.4s, v22.4s\n\t"
+      "fmla v15.4s, v19.4s, v23.4s\n\t"
+      "subs %w[n], %w[n], #1\n\t"
+      "b.ne 1b\n\t"
+      "2:\n\t"
+      "st1 {v0.4s-v3.4s}, [%[out]], #64\n\t"
+      "st1 {v4.4s-v7.4s}, [%[out]], #64\n\t"
+      "st1 {v8.4s-v11.4s}, [%[out]], #64\n\t"
+      "st1 {v12.4s-v15.4s}, [%[out]], #64\n\t"
+      : [n] "+r"(n), [c] "+r"(c), [w] "+r"(w), [out] "+r"(out)
+      : [x] "r"(x)
+      : TFC_ARM_VREGS, "x9", "x10", "x11", "x12", "cc", "memory");
+}
+static inline __attribute__((always_inline)) void tfc_arm_asm_block4_u32(const void* c, const float* w, const float* x, uint32_t n, float* out) {
+  __asm__ volatile(
+      "movi v0.16b, #0\n\t"
+      "movi v1.16b, #0\n\t"
+      "movi v2.16b, #0\n\t"
+      "movi v3.16b, #0\n\t"
+      "movi v4.16b, #0\n\t"
+      "movi v5.16b, #0\n\t"
+      "movi v6.16b, #0\n\t"
+      "movi v7.16b, #0\n\t"
+      "movi v8.16b, #0\n\t"
+      "movi v9.16b, #0\n\t"
+      "movi v10.16b, #0\n\t"
+      "movi v11.16b, #0\n\t"
+      "movi v12.16b, #0\n\t"
+      "movi v13.16b, #0\n\t"
+      "movi v14.16b, #0\n\t"
+      "movi v15.16b, #0\n\t"
+      "cbz %w[n], 2f\n\t"
+      "1:\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldr w9, [%[c]], #4\n\t"
+      "ldr w10, [%[c]], #4\n\t"
+      "ldr w11, [%[c]], #4\n\t"
+      "ldr w12, [%[c]], #4\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v0.4s, v16.4s, v20.4s\n\t"
+      "fmla v1.4s, v17.4s, v21.4s\n\t"
+      "fmla v2.4s, v18.4s, v22.4s\n\t"
+      "fmla v3.4s, v19.4s, v23.4s\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldr w9, [%[c]], #4\n\t"
+      "ldr w10, [%[c]], #4\n\t"
+      "ldr w11, [%[c]], #4\n\t"
+      "ldr w12, [%[c]], #4\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v4.4s, v16.4s, v20.4s\n\t"
+      "fmla v5.4s, v17.4s, v21.4s\n\t"
+      "fmla v6.4s, v18.4s, v22.4s\n\t"
+      "fmla v7.4s, v19.4s, v23.4s\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldr w9, [%[c]], #4\n\t"
+      "ldr w10, [%[c]], #4\n\t"
+      "ldr w11, [%[c]], #4\n\t"
+      "ldr w12, [%[c]], #4\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v8.4s, v16.4s, v20.4s\n\t"
+      "fmla v9.4s, v17.4s, v21.4s\n\t"
+      "fmla v10.4s, v18.4s, v22.4s\n\t"
+      "fmla v11.4s, v19.4s, v23.4s\n\t"
+      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
+      "ldr w9, [%[c]], #4\n\t"
+      "ldr w10, [%[c]], #4\n\t"
+      "ldr w11, [%[c]], #4\n\t"
+      "ldr w12, [%[c]], #4\n\t"
+      "ldr q20, [%[x], w9, uxtw #4]\n\t"
+      "ldr q21, [%[x], w10, uxtw #4]\n\t"
+      "ldr q22, [%[x], w11, uxtw #4]\n\t"
+      "ldr q23, [%[x], w12, uxtw #4]\n\t"
+      "fmla v12.4s, v16.4s, v20.4s\n\t"
+      "fmla v13.4s, v17.4s, v21.4s\n\t"
+      "fmla v14.4s, v18.4s, v22.4s\n\t"
+      "fmla v15.4s, v19.4s, v23.4s\n\t"
+      "subs %w[n], %w[n], #1\n\t"
+      "b.ne 1b\n\t"
+      "2:\n\t"
+      "st1 {v0.4s-v3.4s}, [%[out]], #64\n\t"
+      "st1 {v4.4s-v7.4s}, [%[out]], #64\n\t"
+      "st1 {v8.4s-v11.4s}, [%[out]], #64\n\t"
+      "st1 {v12.4s-v15.4s}, [%[out]], #64\n\t"
+      : [n] "+r"(n), [c] "+r"(c), [w] "+r"(w), [out] "+r"(out)
+      : [x] "r"(x)
+      : TFC_ARM_VREGS, "x9", "x10", "x11", "x12", "cc", "memory");
+}
+
+
+#define TFC_DEFINE_ARM_BLOCK4(NAME, STEP)                                                           \
+  static void NAME(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {             \
+    (void)scratch;                                                                                  \
+    const int ib = s->index_bytes;                                                                  \
+    const float* bias = (const float*)io->bias;                                                     \
+    const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);                        \
+    for (int p = 0; p < s->rows; ++p) {                                                             \
+      const float* x = (const float*)io->x + (size_t)p * s->k_in;                                   \
+      float* y = (float*)io->y + (size_t)p * s->n_out;                                              \
+      for (int sl = u0; sl < u1; ++sl) {                                                            \
+        float acc[64];                                                                              \
+        const uint32_t i0 = s->slice_ptr[sl];                                                       \
+        STEP((const uint8_t*)s->col + (size_t)ib * i0, (const float*)s->values + 4u * i0, x,       \
+             (s->slice_ptr[sl + 1] - i0) / 16u, acc);                                               \
+        const uint32_t* pr = s->perm + sl * 16;                                                     \
+        for (int q = 0; q < 16; q += 4) {                                                           \
+          const float* a = acc + 4 * q;                                                             \
+          const float32x4_t sum = vpaddq_f32(vpaddq_f32(vld1q_f32(a), vld1q_f32(a + 4)),            \
+                                             vpaddq_f32(vld1q_f32(a + 8), vld1q_f32(a + 12)));      \
+          float out[4], b[4];                                                                       \
+          for (int l = 0; l < 4; ++l) b[l] = (bias != NULL && pr[q + l] != 0xFFFFFFFFu) ? bias[pr[q + l]] : 0.f; \
+          vst1q_f32(out, vminq_f32(vmaxq_f32(vaddq_f32(sum, vld1q_f32(b)), lo), hi));               \
+          for (int l = 0; l < 4; ++l)                                                               \
+            if (pr[q + l] != 0xFFFFFFFFu) y[pr[q + l]] = out[l];                                    \
+        }                                                                                           \
+      }                                                                                             \
+    }                                                                                               \
+  }
+TFC_DEFINE_ARM_BLOCK4(tfc_arm_block4_f32_u16, tfc_arm_asm_block4_u16)
+TFC_DEFINE_ARM_BLOCK4(tfc_arm_block4_f32_u32, tfc_arm_asm_block4_u32)
+
 /* --------------------------------------- float32, many rows: CSR x tile */
 
 /* 4x4 transpose: r[i] lane j -> r[j] lane i. */
@@ -719,7 +925,8 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 
 /* ----------------------------------------------------------------- pick */
 
-/* aarch64 plans (cap >= TFC_ISA_SIMD): float32 >= 16 rows -> CSR tiles; float32 1-15 rows and
+/* aarch64 plans (cap >= TFC_ISA_SIMD): float32 >= 16 rows -> CSR tiles; float32 1x4 blocks,
+ * 1-15 rows -> the block kernel on the TFCS layout; other float32 1-15 rows and
  * int8 -> the tbl row kernels (int8 with sdot when cap >= TFC_ISA_DOT and the CPU has it). */
 int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD) return 0;
@@ -735,6 +942,10 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
                           (16u * groups + 1u) * (size_t)T * sizeof(float);
     plan->needs = TFC_NEEDS_CSR_F32;
     plan->name = "neon_csr_f32";
+    return 1;
+  }
+  if (f32 && s->block == 4) {
+    tfc_plan_rows(s, plan, s->index_bytes == 2 ? tfc_arm_block4_f32_u16 : tfc_arm_block4_f32_u32, "neon_block4_f32");
     return 1;
   }
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;

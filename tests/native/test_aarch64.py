@@ -82,7 +82,8 @@ def _expected_kernel(name, cap, cpu):
     if cap == "0":
         return ("portable_rows_" if rows < 4 else "portable_tiled_") + ("f32" if f32 else "i8")
     if f32:
-        return "neon_csr_f32" if rows >= 16 else "neon_tbl_f32"
+        block4 = "/B4/" in name or "/u32index/" in name  # packed in 1x4 blocks
+        return "neon_csr_f32" if rows >= 16 else ("neon_block4_f32" if block4 else "neon_tbl_f32")
     return "sdot_tbl_i8" if cap is None and cpu == "max" else "neon_tbl_i8"
 
 
@@ -167,6 +168,7 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
     assert has("tfc_arm_rows_i8_dot", {"tbl": 2, "sdot": 2}), found.get("tfc_arm_rows_i8_dot")
     assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
     assert has("tfc_arm_csr_group", {"fmla": 16}), found.get("tfc_arm_csr_group")
+    assert has("tfc_arm_block4_f32_u16", {"fmla": 16, "ldr": 16, "ld1": 4})
     # no scalar gathers: the tbl step loops load only with ldp (indices + weights)
     for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:

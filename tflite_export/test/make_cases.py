@@ -14,6 +14,7 @@ Usage (see tflite_export/README.md, "ARM / aarch64")::
 
     python tflite_export/test/make_cases.py /tmp/tfc_cases.bin
     qemu-aarch64 -cpu cortex-a53 /tmp/tfc_test_gcc /tmp/tfc_cases.bin
+    python tflite_export/test/make_cases.py --bench /tmp/tfc_bench.bin    # FC 2048 x 2048 cases
 
 Example:
     >>> import numpy as np
@@ -309,13 +310,27 @@ def malformed_cases(rng):
     return out
 
 
-def write_cases(path, seed=0):
+def bench_cases(rng):
+    """FC 2048 x 2048, 90 % unstructured (float32, int8) and 1x4 blocks, batch 1 and 64 rows:
+    the shapes of the instruction counts in tflite_export/README.md ("ARM / aarch64")."""
+    out = []
+    for dtype, make in (("float32", float_case), ("int8", int8_case)):
+        for pattern, block in (("unstructured", 1), ("1x4", 4)):
+            for rows in (1, 64):
+                name = f"bench/{dtype}/{pattern}/fc/rows{rows}/K2048/N2048"
+                out.append((name, make(name, rng, 1, (rows, 2048), 2048, pattern, 0.9, "NONE", 1, block=block)))
+    return out
+
+
+def write_cases(path, seed=0, bench=False):
     """Writes all records to `path`; returns the case names in order."""
-    cases = build_cases(np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    cases = bench_cases(rng) if bench else build_cases(rng)
     pathlib.Path(path).write_bytes(b"".join(c for _, c in cases))
     return [name for name, _ in cases]
 
 
 if __name__ == "__main__":
-    names = write_cases(sys.argv[1] if len(sys.argv) > 1 else "tfc_cases.bin")
+    args = [a for a in sys.argv[1:] if a != "--bench"]
+    names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv)
     print(f"{len(names)} cases written")
