@@ -49,11 +49,12 @@ typedef struct TfcArmTbl {
   const uint8_t* blob; /* packed weights it was built from */
   int value_type;
   int esz; /* bytes per x element: 4 float32, 1 int8 */
-  int groups; /* ceil(N / 4) */
+  int lanes; /* output channels per group: 8 float32 (two q registers), 4 int8 */
+  int groups; /* ceil(N / lanes) */
   int W; /* windows of 64 bytes of x: ceil(K * esz / 64) */
   uint8_t* steps; /* [groups][W] steps of each window (<= 16) */
   uint32_t* gptr; /* [groups + 1] first step of each group */
-  uint8_t* data; /* 16-byte aligned, 32 bytes per step: idx[16], weights[16] */
+  uint8_t* data; /* 16-byte aligned, 8 * lanes bytes per step: {idx[16], weights[16]} per 4 lanes */
   uint8_t* data_raw;
 } TfcArmTbl;
 
@@ -120,6 +121,8 @@ static int tfc_arm_build_tbl(TfcState* s) {
   tfc_free_aarch64(s);
   const int n = s->n_out, f32 = s->value_type == kTfLiteFloat32;
   const int esz = f32 ? 4 : 1, per = 4 / esz, F = 64 / esz; /* slots per lane and step; features per window */
+  const int LG = f32 ? 8 : 4; /* lanes per group */
+  const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
   int ok = 0;
   TfcArmTbl* a = (TfcArmTbl*)calloc(1, sizeof(TfcArmTbl));
   uint32_t* ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
@@ -130,7 +133,8 @@ static int tfc_arm_build_tbl(TfcState* s) {
   a->blob = s->blob_seen;
   a->value_type = s->value_type;
   a->esz = esz;
-  a->groups = (n + 3) / 4;
+  a->lanes = LG;
+  a->groups = (n + LG - 1) / LG;
   a->W = (int)(((uint64_t)s->k_in * (uint64_t)esz + 63u) / 64u);
   tfc_arm_visit(s, 0, ptr, NULL, NULL);
   for (int r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
@@ -146,17 +150,17 @@ static int tfc_arm_build_tbl(TfcState* s) {
   for (int pass = 0; pass < 2; ++pass) {
     uint64_t total = 0;
     for (int g = 0; g < a->groups; ++g) {
-      uint32_t p[4], pe[4];
-      for (int l = 0; l < 4; ++l) {
-        const int r = 4 * g + l;
+      uint32_t p[8], pe[8];
+      for (int l = 0; l < LG; ++l) {
+        const int r = LG * g + l;
         p[l] = r < n ? ptr[r] : 0;
         pe[l] = r < n ? ptr[r + 1] : 0;
       }
       if (pass == 0) a->gptr[g] = (uint32_t)total;
       for (int w = 0; w < a->W; ++w) {
         const uint64_t lim = (uint64_t)(w + 1) * (uint64_t)F;
-        uint32_t q[4], mx = 0;
-        for (int l = 0; l < 4; ++l) {
+        uint32_t q[8], mx = 0;
+        for (int l = 0; l < LG; ++l) {
           q[l] = p[l];
           while (q[l] < pe[l] && e[q[l]].k < lim) q[l]++;
           const uint32_t st = (q[l] - p[l] + (uint32_t)per - 1u) / (uint32_t)per;
@@ -165,33 +169,34 @@ static int tfc_arm_build_tbl(TfcState* s) {
         if (pass == 0) {
           a->steps[(size_t)g * a->W + w] = (uint8_t)mx;
         } else {
-          uint8_t* d = a->data + 32u * total;
-          memset(d, 0, 32u * mx);
-          for (uint32_t j = 0; j < mx; ++j)
+          uint8_t* d = a->data + (uint64_t)SB * total;
+          memset(d, 0, (size_t)SB * mx);
+          for (uint32_t j = 0; j < mx * (uint32_t)LG / 4u; ++j)
             for (int b = 0; b < 16; ++b) d[32u * j + (uint32_t)b] = 0xFF; /* padding: tbl gives 0 */
-          for (int l = 0; l < 4; ++l)
+          for (int l = 0; l < LG; ++l)
             for (uint32_t t = 0; p[l] + t < q[l]; ++t) {
               const TfcArmEntry* en = e + p[l] + t;
               const uint32_t o = en->k - (uint32_t)w * (uint32_t)F; /* < F */
-              uint8_t* st = d + 32u * (t / (uint32_t)per);
+              uint8_t* st = d + SB * (t / (uint32_t)per) + 32u * (uint32_t)(l / 4); /* {idx, w} of lanes l/4 */
+              const int ll = l % 4;
               if (f32) {
-                for (int b = 0; b < 4; ++b) st[4 * l + b] = (uint8_t)(4u * o + (uint32_t)b);
-                memcpy(st + 16 + 4 * l, &en->v, 4);
+                for (int b = 0; b < 4; ++b) st[4 * ll + b] = (uint8_t)(4u * o + (uint32_t)b);
+                memcpy(st + 16 + 4 * ll, &en->v, 4);
               } else {
-                const int slot = 4 * l + (int)(t % 4u);
+                const int slot = 4 * ll + (int)(t % 4u);
                 st[slot] = (uint8_t)o;
                 st[16 + slot] = (uint8_t)en->v;
               }
             }
         }
         total += mx;
-        for (int l = 0; l < 4; ++l) p[l] = q[l];
+        for (int l = 0; l < LG; ++l) p[l] = q[l];
       }
-      if (total > 0x7FFFFFFu) goto done;
+      if (total > 0x3FFFFFFu) goto done;
     }
     if (pass == 0) {
       a->gptr[a->groups] = (uint32_t)total;
-      a->data_raw = (uint8_t*)malloc(32u * (size_t)total + 16u);
+      a->data_raw = (uint8_t*)malloc((size_t)SB * (size_t)total + 16u);
       if (a->data_raw == NULL) goto done;
       a->data = (uint8_t*)(((uintptr_t)a->data_raw + 15u) & ~(uintptr_t)15u);
     }
@@ -239,32 +244,23 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_f32_1(const uint8_
   uint32_t n;
   __asm__ volatile(
       "movi v0.16b, #0\n\t"
-      "movi v24.16b, #0\n\t"
+      "movi v1.16b, #0\n\t"
       "1:\n\t"
+      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]]\n\t"
-      "tbz %w[n], #0, 2f\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.eq 4f\n\t"
       "2:\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "ldp q6, q7, [%[d]], #32\n\t"
+      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
+      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
       "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "fmla v24.4s, v12.4s, v7.4s\n\t"
-      "subs %w[n], %w[n], #2\n\t"
+      "fmla v1.4s, v9.4s, v7.4s\n\t"
+      "subs %w[n], %w[n], #1\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
-      "add %[x0], %[x0], #64\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
-      "fadd v0.4s, v0.4s, v24.4s\n\t"
-      "st1 {v0.4s}, [%[out]]\n\t"
+      "st1 {v0.4s-v1.4s}, [%[out]]\n\t"
       : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0)
       : [out] "r"(out)
       : TFC_ARM_VREGS, "cc", "memory");
@@ -274,42 +270,29 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_f32_2(const uint8_
   __asm__ volatile(
       "movi v0.16b, #0\n\t"
       "movi v1.16b, #0\n\t"
-      "movi v24.16b, #0\n\t"
-      "movi v25.16b, #0\n\t"
+      "movi v2.16b, #0\n\t"
+      "movi v3.16b, #0\n\t"
       "1:\n\t"
+      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
+      "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]]\n\t"
-      "ld1 {v20.16b-v23.16b}, [%[x1]]\n\t"
-      "tbz %w[n], #0, 2f\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t"
-      "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "fmla v1.4s, v9.4s, v5.4s\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.eq 4f\n\t"
       "2:\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "ldp q6, q7, [%[d]], #32\n\t"
+      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t"
+      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
+      "tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"
+      "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t"
       "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "fmla v1.4s, v9.4s, v5.4s\n\t"
-      "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "tbl v13.16b, {v20.16b-v23.16b}, v6.16b\n\t"
-      "fmla v24.4s, v12.4s, v7.4s\n\t"
-      "fmla v25.4s, v13.4s, v7.4s\n\t"
-      "subs %w[n], %w[n], #2\n\t"
+      "fmla v1.4s, v9.4s, v7.4s\n\t"
+      "fmla v2.4s, v10.4s, v5.4s\n\t"
+      "fmla v3.4s, v11.4s, v7.4s\n\t"
+      "subs %w[n], %w[n], #1\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
-      "add %[x0], %[x0], #64\n\t"
-      "add %[x1], %[x1], #64\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
-      "fadd v0.4s, v0.4s, v24.4s\n\t"
-      "fadd v1.4s, v1.4s, v25.4s\n\t"
-      "st1 {v0.4s-v1.4s}, [%[out]]\n\t"
+      "st1 {v0.4s-v3.4s}, [%[out]]\n\t"
       : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0), [x1] "+r"(x1)
       : [out] "r"(out)
       : TFC_ARM_VREGS, "cc", "memory");
@@ -320,9 +303,9 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_dot_1(const uint8_
       "movi v0.16b, #0\n\t"
       "movi v24.16b, #0\n\t"
       "1:\n\t"
+      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]]\n\t"
       "tbz %w[n], #0, 2f\n\t"
       "ldp q4, q5, [%[d]], #32\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
@@ -330,8 +313,7 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_dot_1(const uint8_
       "subs %w[n], %w[n], #1\n\t"
       "b.eq 4f\n\t"
       "2:\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "ldp q6, q7, [%[d]], #32\n\t"
+      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
       ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"
       "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"
@@ -339,7 +321,6 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_dot_1(const uint8_
       "subs %w[n], %w[n], #2\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
-      "add %[x0], %[x0], #64\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
       "add v0.4s, v0.4s, v24.4s\n\t"
@@ -356,10 +337,10 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_dot_2(const uint8_
       "movi v24.16b, #0\n\t"
       "movi v25.16b, #0\n\t"
       "1:\n\t"
+      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
+      "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]]\n\t"
-      "ld1 {v20.16b-v23.16b}, [%[x1]]\n\t"
       "tbz %w[n], #0, 2f\n\t"
       "ldp q4, q5, [%[d]], #32\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
@@ -369,8 +350,7 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_dot_2(const uint8_
       "subs %w[n], %w[n], #1\n\t"
       "b.eq 4f\n\t"
       "2:\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "ldp q6, q7, [%[d]], #32\n\t"
+      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
       "tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t"
       ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"
@@ -382,8 +362,6 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_dot_2(const uint8_
       "subs %w[n], %w[n], #2\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
-      "add %[x0], %[x0], #64\n\t"
-      "add %[x1], %[x1], #64\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
       "add v0.4s, v0.4s, v24.4s\n\t"
@@ -399,9 +377,9 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_neon_1(const uint8
       "movi v0.16b, #0\n\t"
       "movi v12.16b, #0\n\t"
       "1:\n\t"
+      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]]\n\t"
       "2:\n\t"
       "ldp q4, q5, [%[d]], #32\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
@@ -412,7 +390,6 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_neon_1(const uint8
       "subs %w[n], %w[n], #1\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
-      "add %[x0], %[x0], #64\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
       "addp v0.4s, v0.4s, v12.4s\n\t"
@@ -429,10 +406,10 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_neon_2(const uint8
       "movi v12.16b, #0\n\t"
       "movi v13.16b, #0\n\t"
       "1:\n\t"
+      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
+      "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]]\n\t"
-      "ld1 {v20.16b-v23.16b}, [%[x1]]\n\t"
       "2:\n\t"
       "ldp q4, q5, [%[d]], #32\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
@@ -448,8 +425,6 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_neon_2(const uint8
       "subs %w[n], %w[n], #1\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
-      "add %[x0], %[x0], #64\n\t"
-      "add %[x1], %[x1], #64\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
       "addp v0.4s, v0.4s, v12.4s\n\t"
@@ -492,12 +467,13 @@ static void tfc_arm_i8_store(const TfcState* s, const int32_t* acc, const int32_
 
 enum { TFC_ARM_F32 = 0, TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
 
-/* Units: slices of 16 output channels (groups 4u .. 4u + 3), every row, 2 rows per pass. */
+/* Units: slices of 16 output channels (2 float32 / 4 int8 groups), every row, 2 rows per pass. */
 static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s, const TfcIO* io, int u0, int u1,
                                                                void* scratch, const int kind) {
   const TfcArmTbl* a = (const TfcArmTbl*)s->arm_tbl;
-  const int g0 = 4 * u0, g1 = 4 * u1 < a->groups ? 4 * u1 : a->groups, W = a->W;
-  const size_t ysz = kind == TFC_ARM_F32 ? 4u : 1u;
+  const int gpu = 16 / a->lanes, W = a->W;
+  const int g0 = gpu * u0, g1 = gpu * u1 < a->groups ? gpu * u1 : a->groups;
+  const size_t ysz = kind == TFC_ARM_F32 ? 4u : 1u, sb = 8u * (size_t)a->lanes;
   for (int p = 0; p < s->rows; p += 2) {
     const int R = s->rows - p < 2 ? s->rows - p : 2;
     const uint8_t* x0 = tfc_arm_row(s, a, (const uint8_t*)io->x, p, 0, (uint8_t*)scratch);
@@ -506,16 +482,17 @@ static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s
     uint8_t* y1 = y0 + (size_t)s->n_out * ysz;
     for (int g = g0; g < g1; ++g) {
       union {
-        float f[8];
-        int32_t i[8];
-      } acc; /* rows x 4 accumulators written by the asm */
+        float f[16];
+        int32_t i[16];
+      } acc; /* rows x lanes accumulators written by the asm */
       const uint8_t* st = a->steps + (size_t)g * W;
-      const uint8_t* d = a->data + 32u * (size_t)a->gptr[g];
-      if (kind == TFC_ARM_F32) {
+      const uint8_t* d = a->data + sb * (size_t)a->gptr[g];
+      if (kind == TFC_ARM_F32) { /* 8 channels: 4-channel halves 2g, 2g + 1 */
         if (R == 2) tfc_arm_asm_f32_2(st, W, d, x0, x1, acc.f);
         else tfc_arm_asm_f32_1(st, W, d, x0, acc.f);
-        tfc_arm_f32_store(s, acc.f, (const float*)io->bias, (float*)y0, g);
-        if (R == 2) tfc_arm_f32_store(s, acc.f + 4, (const float*)io->bias, (float*)y1, g);
+        for (int r = 0; r < R; ++r)
+          for (int h = 0; h < 2; ++h)
+            tfc_arm_f32_store(s, acc.f + 8 * r + 4 * h, (const float*)io->bias, (float*)(r ? y1 : y0), 2 * g + h);
       } else {
         if (kind == TFC_ARM_DOT) {
           if (R == 2) tfc_arm_asm_dot_2(st, W, d, x0, x1, acc.i);
