@@ -900,6 +900,96 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
   }
 }
 
+/* ------------------------------ int8, >= 16 rows, sdot: quads x row tiles
+ * The int8 many-row kernel of Elsen et al. 2020 with `sdot`: the quad re-layout of
+ * tfc_relayout.c (tfc_build_i8_quads, shared with the VNNI kernel: per output channel, one
+ * entry per 4-input quad it uses, {quad * T * 4, 4 weights}); a tile of T = 64 rows is
+ * transposed as dwords to xt[K/4][T][4] (4 consecutive inputs of a row = one sdot operand),
+ * and every entry adds sdot(16 contiguous bytes of xt, the entry's 4 weights in every lane)
+ * to 16 accumulators (4 rows each).  1x4-block weights give one entry per stored block. */
+#if defined(__clang__)
+#define TFC_DOTPROD_FN __attribute__((target("dotprod")))
+static inline __attribute__((always_inline)) TFC_DOTPROD_FN int32x4_t tfc_arm_sdot(int32x4_t a, int8x16_t b, int8x16_t c) {
+  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(a) : "w"(b), "w"(c)); /* clang 14 declares vdotq_s32 only with +dotprod */
+  return a;
+}
+#else
+#define TFC_DOTPROD_FN __attribute__((target("arch=armv8.2-a+dotprod")))
+#define tfc_arm_sdot vdotq_s32
+#endif
+
+/* 4 rows of channel n: requantized (the portable rule, vectorized) and stored at stride N. */
+static inline __attribute__((always_inline)) void tfc_arm_i8_store4(const TfcState* s, int32x4_t acc, int32_t off,
+                                                                    float mult, int8_t* y, int N, int t) {
+  const float32x4_t f = vmulq_n_f32(vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(off))), mult);
+  int32x4_t q = vqaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(s->zp_out));
+  q = vminq_s32(vmaxq_s32(q, vdupq_n_s32(s->qmin)), vdupq_n_s32(s->qmax));
+  const int8x8_t b = vmovn_s16(vcombine_s16(vmovn_s32(q), vdup_n_s16(0)));
+  y[0] = vget_lane_s8(b, 0);
+  if (t > 1) y[N] = vget_lane_s8(b, 1);
+  if (t > 2) y[2 * N] = vget_lane_s8(b, 2);
+  if (t > 3) y[3 * N] = vget_lane_s8(b, 3);
+}
+
+/* Channel n of one tile: its entries into V accumulators (4 rows each; V = 16 is the full
+ * 64-row tile), then requantized and stored (rows p0 .. p0 + t - 1). */
+static inline __attribute__((always_inline)) TFC_DOTPROD_FN void tfc_arm_quads_channel(
+    const TfcState* s, int n, const int8_t* xt, const int32_t* bias, int8_t* y, int t, const int V) {
+  int32x4_t acc[16];
+  for (int v = 0; v < V; ++v) acc[v] = vdupq_n_s32(0);
+  for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
+    const int8x16_t w = vreinterpretq_s8_s32(vdupq_n_s32(s->i8q_w[j]));
+    const int8_t* xr = xt + s->i8q_off[j];
+    for (int v = 0; v < V; ++v) acc[v] = tfc_arm_sdot(acc[v], vld1q_s8(xr + 16 * v), w);
+  }
+  const int N = s->n_out;
+  const int32_t off = (bias ? bias[n] : 0) - s->zp_in * s->row_sums[n];
+  for (int v = 0; v < V && 4 * v < t; ++v)
+    tfc_arm_i8_store4(s, acc[v], off, s->multipliers[n], y + (size_t)(4 * v) * N + n, N, t - 4 * v);
+}
+
+TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
+                                                     void* scratch) {
+  const int K = s->k_in, N = s->n_out, T = s->i8q_tile, rows = s->rows, K4 = (K + 3) / 4;
+  const int8_t* x = (const int8_t*)io->x;
+  const int32_t* bias = (const int32_t*)io->bias;
+  int8_t* y = (int8_t*)io->y;
+  uint32_t* xt = (uint32_t*)scratch; /* [K4][T] dwords */
+  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+    const int t = rows - p0 < T ? rows - p0 : T;
+    const int rows16 = (t + 15) / 16 * 16;
+    for (int q0 = 0; q0 < K4; q0 += 4) { /* 4 x 4 dword transposes */
+      const int qn = K4 - q0 < 4 ? K4 - q0 : 4;
+      for (int i = 0; i < rows16; i += 4) {
+        float32x4_t r[4];
+        for (int j = 0; j < 4; ++j) {
+          uint32_t tmp[4] = {0, 0, 0, 0};
+          if (i + j < t) {
+            const int8_t* src = x + (size_t)(p0 + i + j) * K + 4 * q0;
+            const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
+            if (nb == 16) {
+              r[j] = vreinterpretq_f32_s8(vld1q_s8(src));
+              continue;
+            }
+            memcpy(tmp, src, (size_t)nb);
+          }
+          r[j] = vreinterpretq_f32_u32(vld1q_u32(tmp));
+        }
+        tfc_arm_tr4(r);
+        for (int l = 0; l < qn; ++l) vst1q_u32(xt + (size_t)(q0 + l) * T + i, vreinterpretq_u32_f32(r[l]));
+      }
+    }
+    const int V = rows16 / 4;
+    int8_t* yt = y + (size_t)p0 * N;
+    for (int n = 0; n < N; ++n) switch (V) {
+        case 4: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 4); break;
+        case 8: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 8); break;
+        case 12: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 12); break;
+        default: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 16); break;
+      }
+  }
+}
+
 /* ----------------------------------------------------------------- pick */
 
 /* aarch64 plans (cap >= TFC_ISA_SIMD): float32 >= 16 rows -> CSR tiles; float32 1x4 blocks,
@@ -923,6 +1013,16 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
   }
   if (f32 && s->block == 4) {
     tfc_plan_rows(s, plan, s->index_bytes == 2 ? tfc_arm_block4_f32_u16 : tfc_arm_block4_f32_u32, "neon_block4_f32");
+    return 1;
+  }
+  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS && cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) {
+    plan->run = tfc_arm_rows_i8_quads_dot;
+    plan->unit_kind = TFC_UNITS_ROWS;
+    plan->unit_rows = TFC_I8_TILE;
+    plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;
+    plan->scratch_bytes = (size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u;
+    plan->needs = TFC_NEEDS_I8_QUADS;
+    plan->name = "sdot_quads_i8";
     return 1;
   }
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;

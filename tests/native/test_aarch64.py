@@ -84,7 +84,9 @@ def _expected_kernel(name, cap, cpu):
     if f32:
         block4 = "/B4/" in name or "/u32index/" in name  # packed in 1x4 blocks
         return "neon_csr_f32" if rows >= 16 else ("neon_block4_f32" if block4 else "neon_tbl_f32")
-    return "sdot_tbl_i8" if cap is None and cpu == "max" else "neon_tbl_i8"
+    if cap is None and cpu == "max":  # dotprod
+        return "sdot_quads_i8" if rows >= 16 else "sdot_tbl_i8"
+    return "neon_tbl_i8"
 
 
 @pytest.mark.parametrize("cpu", list(CPUS))
@@ -169,6 +171,7 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
     assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
     assert has("tfc_arm_csr_group", {"fmla": 16}), found.get("tfc_arm_csr_group")
     assert has("tfc_arm_block4_f32_u16", {"fmla": 16, "ldr": 16, "ld1": 4})
+    assert has("tfc_arm_rows_i8_quads_dot", {"sdot": 16}), found.get("tfc_arm_rows_i8_quads_dot")
     # no scalar gathers: the tbl step loops load only indices + weights, with one ld1 / ldp
     for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:
