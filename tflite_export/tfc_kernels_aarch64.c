@@ -3,23 +3,27 @@
  * arm_neon.h intrinsics only, so GCC and Clang (the Android NDK compiler) both emit the
  * vector code; no -march flag is needed (sdot functions carry a target attribute).
  *
- * Paths (picked in Prepare by tfc_pick_aarch64, before the portable picker):
- *   - "tbl" row kernels, float32 1-15 rows and int8 any rows: a Prepare-time re-layout
- *     (the file format is unchanged) of the validated TFCS weights into groups of 4
- *     consecutive output channels (one q register of outputs) x windows of 64 bytes of x
- *     (16 float32 / 64 int8 input features = one 4-register `tbl` table).  A step is
- *     32 bytes: 16 `tbl` byte indices + 16 bytes of weights.  float32: each lane takes one
- *     weight per step (4 byte indices 4o..4o+3 select float o of the window); int8: each
- *     lane takes 4 weights per step (4 independent byte indices), so one `tbl` + one
- *     `sdot` serve 16 stored weights.  Padding slots have index 0xFF (tbl gives 0) and
- *     weight 0.  No scalar gathers: x comes from vector loads of the window.  Up to 4
- *     input rows per pass share the index / weight loads.
- *   - float32, >= 16 rows (1x1 convolutions, batched FC): the sparse x dense product of
- *     Elsen et al. 2020 on the CSR pair / quad re-layout of tfc_relayout.c (the same one as
- *     the AVX-512 kernel): 64-row tiles transposed to xt[K][64] with 4x4 NEON transposes,
- *     every stored weight multiplies 32 (pairs) or 16 (quads) contiguous rows of xt with
- *     `fmla` by element; accumulators 16 q registers, no spills (checked in the
- *     disassembly of both compilers, tests/native/test_aarch64.py).
+ * Paths (picked in Prepare by tfc_pick_aarch64, before the portable picker; plan names):
+ *   - neon_tbl_f32 (float32, 1-15 rows, B = 1) and neon_tbl_i8 / sdot_tbl_i8 (int8): a
+ *     Prepare-time re-layout (the file format is unchanged) of the validated TFCS weights into
+ *     groups of consecutive output channels (8 float32 / 4 int8) x windows of 64 bytes of x
+ *     (16 float32 / 64 int8 inputs = one 4-register `tbl` table).  Per 4 lanes a step holds 16
+ *     `tbl` byte indices + 16 bytes of weights.  float32: each lane takes one weight per step
+ *     (indices 4o..4o+3 select float o of the window); int8: each lane takes 4 weights per step
+ *     (4 independent byte indices), so one `tbl` + one `sdot` serve 16 stored weights.
+ *     Padding slots have index 0xFF (tbl gives 0) and weight 0.  No scalar gathers.  2 input
+ *     rows per pass share the step loads.
+ *   - neon_block4_f32 (float32, 1-15 rows, 1x4 blocks): the TFCS slices as they are, one
+ *     `ldr q` of 4 consecutive inputs per stored block (column as register offset) + `fmla`.
+ *   - neon_csr_f32 (float32, >= 16 rows: 1x1 convolutions, batched FC): the sparse x dense
+ *     product of Elsen et al. 2020 on the CSR pair / quad re-layout of tfc_relayout.c (the same
+ *     one as the AVX-512 kernel): 64-row tiles transposed to xt[K][64] with 4x4 NEON
+ *     transposes, every stored weight multiplies 32 (pairs) or 16 (quads) contiguous rows of
+ *     xt with `fmla` by element; 16 accumulators.
+ *   - sdot_quads_i8 (int8, >= 16 rows, dotprod): the int8 quad re-layout of tfc_relayout.c
+ *     (shared with the VNNI kernel) on 64-row tiles transposed as dwords; 16 `sdot` per entry.
+ * No spills in any compute loop for GCC 12 and Clang 14 (tests/native/test_aarch64.py checks
+ * the disassembly).  The tbl and block step loops are inline asm (see below why).
  */
 #include "tfc_internal.h"
 
