@@ -230,16 +230,18 @@ static inline const uint8_t* tfc_arm_row(const TfcState* s, const TfcArmTbl* a, 
 /* ------------------------------------------------- tbl step loops (asm)
  * One group of 4 output channels, R = 1 or 2 input rows, all windows: per window, load the
  * 64-byte x window of each row into a 4-register tbl table (v16-v19, v20-v23), then per
- * step: ldp {16 byte indices, 16 weight bytes}; tbl; fmla (float32) / sdot (int8, ARMv8.2) /
- * smull + smull2 + 2 sadalp (int8, ARMv8.0).  Float32 and sdot do two steps per iteration
- * with two accumulators.  The 4 (R x 4) accumulators are stored to `out`.
+ * step: load {16 byte indices, 16 weight bytes} per 4 lanes; tbl; fmla (float32, 8 lanes: two
+ * halves) / sdot (int8, ARMv8.2) / smull + smull2 + 2 sadalp (int8, ARMv8.0).  Float32 and sdot
+ * do two steps per iteration (one `ld1` of 64 bytes each) into two accumulator sets.  The
+ * R x lanes accumulators are stored to `out`.
  * Written in inline asm because GCC 12 keeps neither the 4-register tbl table nor the
  * accumulators of the intrinsics version in registers (it reloaded the table every step and
  * stored the accumulators every step, 7-32 instructions per step vs 5 for Clang); the asm
  * gives both compilers the same loop.  sdot is emitted with .inst (the assemblers accept the
  * mnemonic only with +dotprod); these functions run only when HWCAP_ASIMDDP is set.
- * Registers: v0-v1 / v24-v25 accumulators (int8 ARMv8.0: v0-v1 low, v12-v13 high halves),
- * v4-v7 indices and weights, v6-v15 lookups and products, v16-v23 tables. */
+ * Registers: v16-v23 tables (row 0, row 1); v4-v7 (and v24-v27 for float32's second step)
+ * indices and weights; v6-v15 lookups and products; accumulators v0-v3 + v28-v31 (float32),
+ * v0-v1 + v24-v25 (sdot), v0-v1 low + v12-v13 high halves (ARMv8.0 int8). */
 #define TFC_ARM_VREGS                                                                                      \
   "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", \
       "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31"
@@ -249,21 +251,38 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_f32_1(const uint8_
   __asm__ volatile(
       "movi v0.16b, #0\n\t"
       "movi v1.16b, #0\n\t"
+      "movi v28.16b, #0\n\t"
+      "movi v29.16b, #0\n\t"
       "1:\n\t"
       "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "2:\n\t"
+      "tbz %w[n], #0, 2f\n\t"
       "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
       "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
       "fmla v0.4s, v8.4s, v5.4s\n\t"
       "fmla v1.4s, v9.4s, v7.4s\n\t"
       "subs %w[n], %w[n], #1\n\t"
+      "b.eq 4f\n\t"
+      "2:\n\t"
+      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
+      "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"
+      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
+      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
+      "fmla v0.4s, v8.4s, v5.4s\n\t"
+      "fmla v1.4s, v9.4s, v7.4s\n\t"
+      "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"
+      "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"
+      "fmla v28.4s, v12.4s, v25.4s\n\t"
+      "fmla v29.4s, v13.4s, v27.4s\n\t"
+      "subs %w[n], %w[n], #2\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
+      "fadd v0.4s, v0.4s, v28.4s\n\t"
+      "fadd v1.4s, v1.4s, v29.4s\n\t"
       "st1 {v0.4s-v1.4s}, [%[out]]\n\t"
       : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0)
       : [out] "r"(out)
@@ -276,12 +295,16 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_f32_2(const uint8_
       "movi v1.16b, #0\n\t"
       "movi v2.16b, #0\n\t"
       "movi v3.16b, #0\n\t"
+      "movi v28.16b, #0\n\t"
+      "movi v29.16b, #0\n\t"
+      "movi v30.16b, #0\n\t"
+      "movi v31.16b, #0\n\t"
       "1:\n\t"
       "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
       "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
       "ldrb %w[n], [%[st]], #1\n\t"
       "cbz %w[n], 4f\n\t"
-      "2:\n\t"
+      "tbz %w[n], #0, 2f\n\t"
       "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
       "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
       "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
@@ -292,10 +315,35 @@ static inline __attribute__((always_inline)) void tfc_arm_asm_f32_2(const uint8_
       "fmla v2.4s, v10.4s, v5.4s\n\t"
       "fmla v3.4s, v11.4s, v7.4s\n\t"
       "subs %w[n], %w[n], #1\n\t"
+      "b.eq 4f\n\t"
+      "2:\n\t"
+      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
+      "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"
+      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
+      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
+      "tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"
+      "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t"
+      "fmla v0.4s, v8.4s, v5.4s\n\t"
+      "fmla v1.4s, v9.4s, v7.4s\n\t"
+      "fmla v2.4s, v10.4s, v5.4s\n\t"
+      "fmla v3.4s, v11.4s, v7.4s\n\t"
+      "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"
+      "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"
+      "tbl v14.16b, {v20.16b-v23.16b}, v24.16b\n\t"
+      "tbl v15.16b, {v20.16b-v23.16b}, v26.16b\n\t"
+      "fmla v28.4s, v12.4s, v25.4s\n\t"
+      "fmla v29.4s, v13.4s, v27.4s\n\t"
+      "fmla v30.4s, v14.4s, v25.4s\n\t"
+      "fmla v31.4s, v15.4s, v27.4s\n\t"
+      "subs %w[n], %w[n], #2\n\t"
       "b.ne 2b\n\t"
       "4:\n\t"
       "subs %w[wc], %w[wc], #1\n\t"
       "b.ne 1b\n\t"
+      "fadd v0.4s, v0.4s, v28.4s\n\t"
+      "fadd v1.4s, v1.4s, v29.4s\n\t"
+      "fadd v2.4s, v2.4s, v30.4s\n\t"
+      "fadd v3.4s, v3.4s, v31.4s\n\t"
       "st1 {v0.4s-v3.4s}, [%[out]]\n\t"
       : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0), [x1] "+r"(x1)
       : [out] "r"(out)
