@@ -120,6 +120,35 @@ static void tfc_arm_visit(const TfcState* s, int pass, uint32_t* cnt, uint32_t* 
   }
 }
 
+/* 1 when some output channel lists an input feature twice (a valid TFCS blob the packer never
+ * writes: the values add up), or when out of memory; 0 otherwise.  The int8 quad re-layout of
+ * tfc_relayout.c keeps one weight per (channel, 4-input quad) and would drop such sums. */
+static int tfc_arm_repeated(const TfcState* s) {
+  const int n = s->n_out;
+  int rep = 1;
+  uint32_t* ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  TfcArmEntry* e = NULL;
+  if (ptr == NULL || cursor == NULL) goto done;
+  tfc_arm_visit(s, 0, ptr, NULL, NULL);
+  for (int r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
+  memcpy(cursor, ptr, ((size_t)n + 1) * sizeof(uint32_t));
+  e = (TfcArmEntry*)malloc(((size_t)ptr[n] + 1) * sizeof(TfcArmEntry));
+  if (e == NULL) goto done;
+  tfc_arm_visit(s, 1, NULL, cursor, e);
+  rep = 0;
+  for (int r = 0; r < n && !rep; ++r) {
+    qsort(e + ptr[r], ptr[r + 1] - ptr[r], sizeof(TfcArmEntry), tfc_arm_entry_cmp);
+    for (uint32_t j = ptr[r] + 1; j < ptr[r + 1]; ++j)
+      if (e[j].k == e[j - 1].k) rep = 1;
+  }
+done:
+  free(ptr);
+  free(cursor);
+  free(e);
+  return rep;
+}
+
 /* Builds s->arm_tbl from the validated weights; 0 when out of memory. */
 static int tfc_arm_build_tbl(TfcState* s) {
   tfc_free_aarch64(s);
@@ -170,6 +199,7 @@ static int tfc_arm_build_tbl(TfcState* s) {
           const uint32_t st = (q[l] - p[l] + (uint32_t)per - 1u) / (uint32_t)per;
           if (st > mx) mx = st;
         }
+        if (mx > 255u) goto done; /* only with repeated columns (valid TFCS, not from the packer): portable */
         if (pass == 0) {
           a->steps[(size_t)g * a->W + w] = (uint8_t)mx;
         } else {
@@ -1067,7 +1097,8 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
     tfc_plan_rows(s, plan, s->index_bytes == 2 ? tfc_arm_block4_f32_u16 : tfc_arm_block4_f32_u32, "neon_block4_f32");
     return 1;
   }
-  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS && cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) {
+  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS && cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod() &&
+      !tfc_arm_repeated(s)) {
     plan->run = tfc_arm_rows_i8_quads_dot;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_I8_TILE;

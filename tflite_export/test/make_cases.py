@@ -215,8 +215,49 @@ def build_cases(rng):
             name = f"{dtype}/misaligned+reprepare/fc/rows{rows}/K72/N24"
             cases.append((name, make(name, rng, 1, (rows, 72), 24, "unstructured", 0.7, "RELU6", 1,
                                      misalign=True, runs=2)))
+    cases += [repeated_column_case(rng, rows) for rows in (1, 20)]
     cases += malformed_cases(rng)
     return cases
+
+
+def decode_block4(blob):
+    """Dense [N, K] matrix of a packed B = 4, u16-index TFCS blob (repeated columns add up)."""
+    sec = _sections(blob)
+    n, k, nslots = sec["n"], sec["k"], sec["nslots"]
+    s = -(-n // 16)
+    sp = np.frombuffer(blob, "<u4", s + 1, 32)
+    perm = np.frombuffer(blob, "<u4", 16 * s, sec["perm"])
+    col = np.frombuffer(blob, "<u2", nslots, sec["col"])
+    vdt = np.int8 if blob[6] == 9 else np.dtype("<f4")
+    val = np.frombuffer(blob, vdt, 4 * nslots, sec["val"]).reshape(nslots, 4)
+    w = np.zeros((n, k), np.int64 if blob[6] == 9 else np.float64)
+    for sl in range(s):
+        for i in range(int(sp[sl]), int(sp[sl + 1])):
+            r = perm[16 * sl + (i - int(sp[sl])) % 16]
+            if r != 0xFFFFFFFF:
+                w[r, 4 * int(col[i]):4 * int(col[i]) + 4] += val[i]
+    return w
+
+
+def repeated_column_case(rng, rows):
+    """int8, 1x4 blocks, every slot of every lane pointing at block column 3: a valid TFCS blob
+    (Prepare accepts repeated columns) that the packer never writes; the aarch64 tbl re-layout
+    would need > 255 steps in one window and must hand the case to the portable kernel."""
+    n, k = 20, 1040
+    wq = sparse_matrix(rng, n, k, "dense", 0.0, "int8")
+    scales = np.full(n, 0.002, np.float32)
+    blob = bytearray(_pack.pack_sparse_weights(wq, block=4, scales=scales))
+    sec = _sections(bytes(blob))
+    blob[sec["col"]:sec["col"] + 2 * sec["nslots"]] = np.full(sec["nslots"], 3, "<u2").tobytes()
+    blob = bytes(blob)
+    weff = decode_block4(blob)
+    xq = rng.integers(-128, 128, size=(rows, k)).astype(np.int8)
+    x_q, y_q = (0.05, 3), (40.0, -2)
+    acc = (xq.astype(np.int64) - x_q[1]) @ weff.T
+    y = np.clip(np.rint(acc * (x_q[0] * 0.002 / y_q[0])) + y_q[1], -128, 127).astype(np.int8)
+    name = f"int8/repeated-columns/fc/rows{rows}/K{k}/N{n}"
+    return name, record(name, 1, xq, xq.shape, blob, _pack.pack_options("NONE", 1), [rows, n], y, 1.0,
+                        x_q=x_q, y_q=y_q)
 
 
 def _sections(blob):
