@@ -252,8 +252,8 @@ def repeated_column_case(rng, rows):
     blob = bytes(blob)
     weff = decode_block4(blob)
     xq = rng.integers(-128, 128, size=(rows, k)).astype(np.int8)
-    x_q, y_q = (0.05, 3), (40.0, -2)
-    acc = (xq.astype(np.int64) - x_q[1]) @ weff.T
+    acc = (xq.astype(np.int64) - 3) @ weff.T
+    x_q, y_q = (0.05, 3), (max(float(np.abs(acc).max()) * 0.05 * 0.002 / 100.0, 1e-3), -2)  # +-100 steps
     y = np.clip(np.rint(acc * (x_q[0] * 0.002 / y_q[0])) + y_q[1], -128, 127).astype(np.int8)
     name = f"int8/repeated-columns/fc/rows{rows}/K{k}/N{n}"
     return name, record(name, 1, xq, xq.shape, blob, _pack.pack_options("NONE", 1), [rows, n], y, 1.0,
