@@ -607,172 +607,64 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
  * 16 accumulators for the whole slice; reduced by pairwise adds after it.  Inline asm for the
  * same reason as the tbl loops: both compilers computed the 16 addresses with separate add /
  * lsl and spilled accumulators (92-118 instructions per step instead of 54).  Units: slices. */
-static inline __attribute__((always_inline)) void tfc_arm_asm_block4_u16(const void* c, const float* w, const float* x, uint32_t n, float* out) {
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v1.16b, #0\n\t"
-      "movi v2.16b, #0\n\t"
-      "movi v3.16b, #0\n\t"
-      "movi v4.16b, #0\n\t"
-      "movi v5.16b, #0\n\t"
-      "movi v6.16b, #0\n\t"
-      "movi v7.16b, #0\n\t"
-      "movi v8.16b, #0\n\t"
-      "movi v9.16b, #0\n\t"
-      "movi v10.16b, #0\n\t"
-      "movi v11.16b, #0\n\t"
-      "movi v12.16b, #0\n\t"
-      "movi v13.16b, #0\n\t"
-      "movi v14.16b, #0\n\t"
-      "movi v15.16b, #0\n\t"
-      "cbz %w[n], 2f\n\t"
-      "1:\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldrh w9, [%[c]], #2\n\t"
-      "ldrh w10, [%[c]], #2\n\t"
-      "ldrh w11, [%[c]], #2\n\t"
-      "ldrh w12, [%[c]], #2\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v0.4s, v16.4s, v20.4s\n\t"
-      "fmla v1.4s, v17.4s, v21.4s\n\t"
-      "fmla v2.4s, v18.4s, v22.4s\n\t"
-      "fmla v3.4s, v19.4s, v23.4s\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldrh w9, [%[c]], #2\n\t"
-      "ldrh w10, [%[c]], #2\n\t"
-      "ldrh w11, [%[c]], #2\n\t"
-      "ldrh w12, [%[c]], #2\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v4.4s, v16.4s, v20.4s\n\t"
-      "fmla v5.4s, v17.4s, v21.4s\n\t"
-      "fmla v6.4s, v18.4s, v22.4s\n\t"
-      "fmla v7.4s, v19.4s, v23.4s\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldrh w9, [%[c]], #2\n\t"
-      "ldrh w10, [%[c]], #2\n\t"
-      "ldrh w11, [%[c]], #2\n\t"
-      "ldrh w12, [%[c]], #2\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v8.4s, v16.4s, v20.4s\n\t"
-      "fmla v9.4s, v17.4s, v21.4s\n\t"
-      "fmla v10.4s, v18.4s, v22.4s\n\t"
-      "fmla v11.4s, v19.4s, v23.4s\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldrh w9, [%[c]], #2\n\t"
-      "ldrh w10, [%[c]], #2\n\t"
-      "ldrh w11, [%[c]], #2\n\t"
-      "ldrh w12, [%[c]], #2\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v12.4s, v16.4s, v20.4s\n\t"
-      "fmla v13.4s, v17.4s, v21.4s\n\t"
-      "fmla v14.4s, v18.4s, v22.4s\n\t"
-      "fmla v15.4s, v19.4s, v23.4s\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.ne 1b\n\t"
-      "2:\n\t"
-      "st1 {v0.4s-v3.4s}, [%[out]], #64\n\t"
-      "st1 {v4.4s-v7.4s}, [%[out]], #64\n\t"
-      "st1 {v8.4s-v11.4s}, [%[out]], #64\n\t"
-      "st1 {v12.4s-v15.4s}, [%[out]], #64\n\t"
-      : [n] "+r"(n), [c] "+r"(c), [w] "+r"(w), [out] "+r"(out)
-      : [x] "r"(x)
-      : TFC_ARM_VREGS, "x9", "x10", "x11", "x12", "cc", "memory");
-}
-static inline __attribute__((always_inline)) void tfc_arm_asm_block4_u32(const void* c, const float* w, const float* x, uint32_t n, float* out) {
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v1.16b, #0\n\t"
-      "movi v2.16b, #0\n\t"
-      "movi v3.16b, #0\n\t"
-      "movi v4.16b, #0\n\t"
-      "movi v5.16b, #0\n\t"
-      "movi v6.16b, #0\n\t"
-      "movi v7.16b, #0\n\t"
-      "movi v8.16b, #0\n\t"
-      "movi v9.16b, #0\n\t"
-      "movi v10.16b, #0\n\t"
-      "movi v11.16b, #0\n\t"
-      "movi v12.16b, #0\n\t"
-      "movi v13.16b, #0\n\t"
-      "movi v14.16b, #0\n\t"
-      "movi v15.16b, #0\n\t"
-      "cbz %w[n], 2f\n\t"
-      "1:\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldr w9, [%[c]], #4\n\t"
-      "ldr w10, [%[c]], #4\n\t"
-      "ldr w11, [%[c]], #4\n\t"
-      "ldr w12, [%[c]], #4\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v0.4s, v16.4s, v20.4s\n\t"
-      "fmla v1.4s, v17.4s, v21.4s\n\t"
-      "fmla v2.4s, v18.4s, v22.4s\n\t"
-      "fmla v3.4s, v19.4s, v23.4s\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldr w9, [%[c]], #4\n\t"
-      "ldr w10, [%[c]], #4\n\t"
-      "ldr w11, [%[c]], #4\n\t"
-      "ldr w12, [%[c]], #4\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v4.4s, v16.4s, v20.4s\n\t"
-      "fmla v5.4s, v17.4s, v21.4s\n\t"
-      "fmla v6.4s, v18.4s, v22.4s\n\t"
-      "fmla v7.4s, v19.4s, v23.4s\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldr w9, [%[c]], #4\n\t"
-      "ldr w10, [%[c]], #4\n\t"
-      "ldr w11, [%[c]], #4\n\t"
-      "ldr w12, [%[c]], #4\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v8.4s, v16.4s, v20.4s\n\t"
-      "fmla v9.4s, v17.4s, v21.4s\n\t"
-      "fmla v10.4s, v18.4s, v22.4s\n\t"
-      "fmla v11.4s, v19.4s, v23.4s\n\t"
-      "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"
-      "ldr w9, [%[c]], #4\n\t"
-      "ldr w10, [%[c]], #4\n\t"
-      "ldr w11, [%[c]], #4\n\t"
-      "ldr w12, [%[c]], #4\n\t"
-      "ldr q20, [%[x], w9, uxtw #4]\n\t"
-      "ldr q21, [%[x], w10, uxtw #4]\n\t"
-      "ldr q22, [%[x], w11, uxtw #4]\n\t"
-      "ldr q23, [%[x], w12, uxtw #4]\n\t"
-      "fmla v12.4s, v16.4s, v20.4s\n\t"
-      "fmla v13.4s, v17.4s, v21.4s\n\t"
-      "fmla v14.4s, v18.4s, v22.4s\n\t"
-      "fmla v15.4s, v19.4s, v23.4s\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.ne 1b\n\t"
-      "2:\n\t"
-      "st1 {v0.4s-v3.4s}, [%[out]], #64\n\t"
-      "st1 {v4.4s-v7.4s}, [%[out]], #64\n\t"
-      "st1 {v8.4s-v11.4s}, [%[out]], #64\n\t"
-      "st1 {v12.4s-v15.4s}, [%[out]], #64\n\t"
-      : [n] "+r"(n), [c] "+r"(c), [w] "+r"(w), [out] "+r"(out)
-      : [x] "r"(x)
-      : TFC_ARM_VREGS, "x9", "x10", "x11", "x12", "cc", "memory");
-}
+/* 4 blocks of one slice step into accumulators vA..vA+3: one ld1 of their 16 weights, their 4
+ * block columns (LDI: ldrh / ldr, SZ: 2 / 4 bytes per index), 4 ldr q of x, 4 fmla. */
+#define TFC_ARM_B4_QUARTER(LDI, SZ, A0, A1, A2, A3) \
+  "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"            \
+  LDI " w9, [%[c]], #" SZ "\n\t"                    \
+  LDI " w10, [%[c]], #" SZ "\n\t"                   \
+  LDI " w11, [%[c]], #" SZ "\n\t"                   \
+  LDI " w12, [%[c]], #" SZ "\n\t"                   \
+  "ldr q20, [%[x], w9, uxtw #4]\n\t"                \
+  "ldr q21, [%[x], w10, uxtw #4]\n\t"               \
+  "ldr q22, [%[x], w11, uxtw #4]\n\t"               \
+  "ldr q23, [%[x], w12, uxtw #4]\n\t"               \
+  "fmla v" A0 ".4s, v16.4s, v20.4s\n\t"             \
+  "fmla v" A1 ".4s, v17.4s, v21.4s\n\t"             \
+  "fmla v" A2 ".4s, v18.4s, v22.4s\n\t"             \
+  "fmla v" A3 ".4s, v19.4s, v23.4s\n\t"
+
+/* The step loop of one slice (n steps of 16 blocks) with u16 (LDI ldrh, SZ 2) or u32 block
+ * columns; the 16 lane accumulators v0-v15 are stored to out[64]. */
+#define TFC_ARM_ASM_BLOCK4(NAME, LDI, SZ)                                                                   \
+  static inline __attribute__((always_inline)) void NAME(const void* c, const float* w, const float* x,    \
+                                                         uint32_t n, float* out) {                         \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        "movi v1.16b, #0\n\t"                                                                              \
+        "movi v2.16b, #0\n\t"                                                                              \
+        "movi v3.16b, #0\n\t"                                                                              \
+        "movi v4.16b, #0\n\t"                                                                              \
+        "movi v5.16b, #0\n\t"                                                                              \
+        "movi v6.16b, #0\n\t"                                                                              \
+        "movi v7.16b, #0\n\t"                                                                              \
+        "movi v8.16b, #0\n\t"                                                                              \
+        "movi v9.16b, #0\n\t"                                                                              \
+        "movi v10.16b, #0\n\t"                                                                             \
+        "movi v11.16b, #0\n\t"                                                                             \
+        "movi v12.16b, #0\n\t"                                                                             \
+        "movi v13.16b, #0\n\t"                                                                             \
+        "movi v14.16b, #0\n\t"                                                                             \
+        "movi v15.16b, #0\n\t"                                                                             \
+        "cbz %w[n], 2f\n\t"                                                                                \
+        "1:\n\t"                                                                                           \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "0", "1", "2", "3")                                                    \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "4", "5", "6", "7")                                                    \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "8", "9", "10", "11")                                                  \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "12", "13", "14", "15")                                                \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.ne 1b\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        "st1 {v0.4s-v3.4s}, [%[out]], #64\n\t"                                                             \
+        "st1 {v4.4s-v7.4s}, [%[out]], #64\n\t"                                                             \
+        "st1 {v8.4s-v11.4s}, [%[out]], #64\n\t"                                                            \
+        "st1 {v12.4s-v15.4s}, [%[out]], #64\n\t"                                                           \
+        : [n] "+r"(n), [c] "+r"(c), [w] "+r"(w), [out] "+r"(out)                                           \
+        : [x] "r"(x)                                                                                       \
+        : TFC_ARM_VREGS, "x9", "x10", "x11", "x12", "cc", "memory");                                       \
+  }
+TFC_ARM_ASM_BLOCK4(tfc_arm_asm_block4_u16, "ldrh", "2")
+TFC_ARM_ASM_BLOCK4(tfc_arm_asm_block4_u32, "ldr", "4")
 
 
 #define TFC_DEFINE_ARM_BLOCK4(NAME, STEP)                                                           \
