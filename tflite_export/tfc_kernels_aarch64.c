@@ -120,31 +120,45 @@ static void tfc_arm_visit(const TfcState* s, int pass, uint32_t* cnt, uint32_t* 
   }
 }
 
+/* Every stored non-zero weight grouped by output channel (CSR: channel r's entries are
+ * e[ptr[r]] .. e[ptr[r + 1] - 1]), sorted by input feature.  1 with *ptr_out / *e_out set (the
+ * caller frees both), 0 when out of memory. */
+static int tfc_arm_entries(const TfcState* s, uint32_t** ptr_out, TfcArmEntry** e_out) {
+  const int n = s->n_out;
+  uint32_t* ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  TfcArmEntry* e = NULL;
+  if (ptr != NULL && cursor != NULL) {
+    tfc_arm_visit(s, 0, ptr, NULL, NULL);
+    for (int r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
+    memcpy(cursor, ptr, ((size_t)n + 1) * sizeof(uint32_t));
+    e = (TfcArmEntry*)malloc(((size_t)ptr[n] + 1) * sizeof(TfcArmEntry));
+  }
+  if (e == NULL) {
+    free(ptr);
+    free(cursor);
+    return 0;
+  }
+  tfc_arm_visit(s, 1, NULL, cursor, e);
+  free(cursor);
+  for (int r = 0; r < n; ++r) qsort(e + ptr[r], ptr[r + 1] - ptr[r], sizeof(TfcArmEntry), tfc_arm_entry_cmp);
+  *ptr_out = ptr;
+  *e_out = e;
+  return 1;
+}
+
 /* 1 when some output channel lists an input feature twice (a valid TFCS blob the packer never
  * writes: the values add up), or when out of memory; 0 otherwise.  The int8 quad re-layout of
  * tfc_relayout.c keeps one weight per (channel, 4-input quad) and would drop such sums. */
 static int tfc_arm_repeated(const TfcState* s) {
-  const int n = s->n_out;
-  int rep = 1;
-  uint32_t* ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
-  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
-  TfcArmEntry* e = NULL;
-  if (ptr == NULL || cursor == NULL) goto done;
-  tfc_arm_visit(s, 0, ptr, NULL, NULL);
-  for (int r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
-  memcpy(cursor, ptr, ((size_t)n + 1) * sizeof(uint32_t));
-  e = (TfcArmEntry*)malloc(((size_t)ptr[n] + 1) * sizeof(TfcArmEntry));
-  if (e == NULL) goto done;
-  tfc_arm_visit(s, 1, NULL, cursor, e);
-  rep = 0;
-  for (int r = 0; r < n && !rep; ++r) {
-    qsort(e + ptr[r], ptr[r + 1] - ptr[r], sizeof(TfcArmEntry), tfc_arm_entry_cmp);
+  uint32_t* ptr;
+  TfcArmEntry* e;
+  if (!tfc_arm_entries(s, &ptr, &e)) return 1;
+  int rep = 0;
+  for (int r = 0; r < s->n_out && !rep; ++r)
     for (uint32_t j = ptr[r] + 1; j < ptr[r + 1]; ++j)
       if (e[j].k == e[j - 1].k) rep = 1;
-  }
-done:
   free(ptr);
-  free(cursor);
   free(e);
   return rep;
 }
@@ -158,10 +172,9 @@ static int tfc_arm_build_tbl(TfcState* s) {
   const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
   int ok = 0;
   TfcArmTbl* a = (TfcArmTbl*)calloc(1, sizeof(TfcArmTbl));
-  uint32_t* ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
-  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  uint32_t* ptr = NULL;
   TfcArmEntry* e = NULL;
-  if (a == NULL || ptr == NULL || cursor == NULL) goto done;
+  if (a == NULL) return 0;
   s->arm_tbl = a;
   a->blob = s->blob_seen;
   a->value_type = s->value_type;
@@ -169,13 +182,7 @@ static int tfc_arm_build_tbl(TfcState* s) {
   a->lanes = LG;
   a->groups = (n + LG - 1) / LG;
   a->W = (int)(((uint64_t)s->k_in * (uint64_t)esz + 63u) / 64u);
-  tfc_arm_visit(s, 0, ptr, NULL, NULL);
-  for (int r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
-  memcpy(cursor, ptr, ((size_t)n + 1) * sizeof(uint32_t));
-  e = (TfcArmEntry*)malloc(((size_t)ptr[n] + 1) * sizeof(TfcArmEntry));
-  if (e == NULL) goto done;
-  tfc_arm_visit(s, 1, NULL, cursor, e);
-  for (int r = 0; r < n; ++r) qsort(e + ptr[r], ptr[r + 1] - ptr[r], sizeof(TfcArmEntry), tfc_arm_entry_cmp);
+  if (!tfc_arm_entries(s, &ptr, &e)) goto done;
   a->steps = (uint8_t*)malloc((size_t)a->groups * (size_t)a->W + 1u);
   a->gptr = (uint32_t*)malloc(((size_t)a->groups + 1u) * sizeof(uint32_t));
   if (a->steps == NULL || a->gptr == NULL) goto done;
@@ -238,7 +245,6 @@ static int tfc_arm_build_tbl(TfcState* s) {
   ok = 1;
 done:
   free(ptr);
-  free(cursor);
   free(e);
   if (!ok) tfc_free_aarch64(s);
   return ok;
