@@ -282,246 +282,172 @@ static inline const uint8_t* tfc_arm_row(const TfcState* s, const TfcArmTbl* a, 
   "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", \
       "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31"
 
-static inline __attribute__((always_inline)) void tfc_arm_asm_f32_1(const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0, void* out) {
-  uint32_t n;
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v1.16b, #0\n\t"
-      "movi v28.16b, #0\n\t"
-      "movi v29.16b, #0\n\t"
-      "1:\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
-      "ldrb %w[n], [%[st]], #1\n\t"
-      "cbz %w[n], 4f\n\t"
-      "tbz %w[n], #0, 2f\n\t"
-      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "fmla v1.4s, v9.4s, v7.4s\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.eq 4f\n\t"
-      "2:\n\t"
-      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
-      "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "fmla v1.4s, v9.4s, v7.4s\n\t"
-      "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"
-      "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"
-      "fmla v28.4s, v12.4s, v25.4s\n\t"
-      "fmla v29.4s, v13.4s, v27.4s\n\t"
-      "subs %w[n], %w[n], #2\n\t"
-      "b.ne 2b\n\t"
-      "4:\n\t"
-      "subs %w[wc], %w[wc], #1\n\t"
-      "b.ne 1b\n\t"
-      "fadd v0.4s, v0.4s, v28.4s\n\t"
-      "fadd v1.4s, v1.4s, v29.4s\n\t"
-      "st1 {v0.4s-v1.4s}, [%[out]]\n\t"
-      : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0)
-      : [out] "r"(out)
-      : TFC_ARM_VREGS, "cc", "memory");
-}
-static inline __attribute__((always_inline)) void tfc_arm_asm_f32_2(const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0, const uint8_t* x1, void* out) {
-  uint32_t n;
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v1.16b, #0\n\t"
-      "movi v2.16b, #0\n\t"
-      "movi v3.16b, #0\n\t"
-      "movi v28.16b, #0\n\t"
-      "movi v29.16b, #0\n\t"
-      "movi v30.16b, #0\n\t"
-      "movi v31.16b, #0\n\t"
-      "1:\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
-      "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
-      "ldrb %w[n], [%[st]], #1\n\t"
-      "cbz %w[n], 4f\n\t"
-      "tbz %w[n], #0, 2f\n\t"
-      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"
-      "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t"
-      "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "fmla v1.4s, v9.4s, v7.4s\n\t"
-      "fmla v2.4s, v10.4s, v5.4s\n\t"
-      "fmla v3.4s, v11.4s, v7.4s\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.eq 4f\n\t"
-      "2:\n\t"
-      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
-      "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"
-      "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t"
-      "fmla v0.4s, v8.4s, v5.4s\n\t"
-      "fmla v1.4s, v9.4s, v7.4s\n\t"
-      "fmla v2.4s, v10.4s, v5.4s\n\t"
-      "fmla v3.4s, v11.4s, v7.4s\n\t"
-      "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"
-      "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"
-      "tbl v14.16b, {v20.16b-v23.16b}, v24.16b\n\t"
-      "tbl v15.16b, {v20.16b-v23.16b}, v26.16b\n\t"
-      "fmla v28.4s, v12.4s, v25.4s\n\t"
-      "fmla v29.4s, v13.4s, v27.4s\n\t"
-      "fmla v30.4s, v14.4s, v25.4s\n\t"
-      "fmla v31.4s, v15.4s, v27.4s\n\t"
-      "subs %w[n], %w[n], #2\n\t"
-      "b.ne 2b\n\t"
-      "4:\n\t"
-      "subs %w[wc], %w[wc], #1\n\t"
-      "b.ne 1b\n\t"
-      "fadd v0.4s, v0.4s, v28.4s\n\t"
-      "fadd v1.4s, v1.4s, v29.4s\n\t"
-      "fadd v2.4s, v2.4s, v30.4s\n\t"
-      "fadd v3.4s, v3.4s, v31.4s\n\t"
-      "st1 {v0.4s-v3.4s}, [%[out]]\n\t"
-      : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0), [x1] "+r"(x1)
-      : [out] "r"(out)
-      : TFC_ARM_VREGS, "cc", "memory");
-}
-static inline __attribute__((always_inline)) void tfc_arm_asm_dot_1(const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0, void* out) {
-  uint32_t n;
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v24.16b, #0\n\t"
-      "1:\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
-      "ldrb %w[n], [%[st]], #1\n\t"
-      "cbz %w[n], 4f\n\t"
-      "tbz %w[n], #0, 2f\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.eq 4f\n\t"
-      "2:\n\t"
-      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"
-      "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      ".inst 0x4e879598  /* sdot v24.4s, v12.16b, v7.16b */\n\t"
-      "subs %w[n], %w[n], #2\n\t"
-      "b.ne 2b\n\t"
-      "4:\n\t"
-      "subs %w[wc], %w[wc], #1\n\t"
-      "b.ne 1b\n\t"
-      "add v0.4s, v0.4s, v24.4s\n\t"
-      "st1 {v0.4s}, [%[out]]\n\t"
-      : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0)
-      : [out] "r"(out)
-      : TFC_ARM_VREGS, "cc", "memory");
-}
-static inline __attribute__((always_inline)) void tfc_arm_asm_dot_2(const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0, const uint8_t* x1, void* out) {
-  uint32_t n;
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v1.16b, #0\n\t"
-      "movi v24.16b, #0\n\t"
-      "movi v25.16b, #0\n\t"
-      "1:\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
-      "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
-      "ldrb %w[n], [%[st]], #1\n\t"
-      "cbz %w[n], 4f\n\t"
-      "tbz %w[n], #0, 2f\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t"
-      ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"
-      ".inst 0x4e859521  /* sdot v1.4s, v9.16b, v5.16b */\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.eq 4f\n\t"
-      "2:\n\t"
-      "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t"
-      ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"
-      ".inst 0x4e859521  /* sdot v1.4s, v9.16b, v5.16b */\n\t"
-      "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"
-      "tbl v13.16b, {v20.16b-v23.16b}, v6.16b\n\t"
-      ".inst 0x4e879598  /* sdot v24.4s, v12.16b, v7.16b */\n\t"
-      ".inst 0x4e8795b9  /* sdot v25.4s, v13.16b, v7.16b */\n\t"
-      "subs %w[n], %w[n], #2\n\t"
-      "b.ne 2b\n\t"
-      "4:\n\t"
-      "subs %w[wc], %w[wc], #1\n\t"
-      "b.ne 1b\n\t"
-      "add v0.4s, v0.4s, v24.4s\n\t"
-      "add v1.4s, v1.4s, v25.4s\n\t"
-      "st1 {v0.4s-v1.4s}, [%[out]]\n\t"
-      : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0), [x1] "+r"(x1)
-      : [out] "r"(out)
-      : TFC_ARM_VREGS, "cc", "memory");
-}
-static inline __attribute__((always_inline)) void tfc_arm_asm_neon_1(const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0, void* out) {
-  uint32_t n;
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v12.16b, #0\n\t"
-      "1:\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
-      "ldrb %w[n], [%[st]], #1\n\t"
-      "cbz %w[n], 4f\n\t"
-      "2:\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "smull v9.8h, v8.8b, v5.8b\n\t"
-      "smull2 v10.8h, v8.16b, v5.16b\n\t"
-      "sadalp v0.4s, v9.8h\n\t"
-      "sadalp v12.4s, v10.8h\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.ne 2b\n\t"
-      "4:\n\t"
-      "subs %w[wc], %w[wc], #1\n\t"
-      "b.ne 1b\n\t"
-      "addp v0.4s, v0.4s, v12.4s\n\t"
-      "st1 {v0.4s}, [%[out]]\n\t"
-      : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0)
-      : [out] "r"(out)
-      : TFC_ARM_VREGS, "cc", "memory");
-}
-static inline __attribute__((always_inline)) void tfc_arm_asm_neon_2(const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0, const uint8_t* x1, void* out) {
-  uint32_t n;
-  __asm__ volatile(
-      "movi v0.16b, #0\n\t"
-      "movi v1.16b, #0\n\t"
-      "movi v12.16b, #0\n\t"
-      "movi v13.16b, #0\n\t"
-      "1:\n\t"
-      "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"
-      "ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t"
-      "ldrb %w[n], [%[st]], #1\n\t"
-      "cbz %w[n], 4f\n\t"
-      "2:\n\t"
-      "ldp q4, q5, [%[d]], #32\n\t"
-      "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"
-      "smull v9.8h, v8.8b, v5.8b\n\t"
-      "smull2 v10.8h, v8.16b, v5.16b\n\t"
-      "sadalp v0.4s, v9.8h\n\t"
-      "sadalp v12.4s, v10.8h\n\t"
-      "tbl v6.16b, {v20.16b-v23.16b}, v4.16b\n\t"
-      "smull v7.8h, v6.8b, v5.8b\n\t"
-      "smull2 v11.8h, v6.16b, v5.16b\n\t"
-      "sadalp v1.4s, v7.8h\n\t"
-      "sadalp v13.4s, v11.8h\n\t"
-      "subs %w[n], %w[n], #1\n\t"
-      "b.ne 2b\n\t"
-      "4:\n\t"
-      "subs %w[wc], %w[wc], #1\n\t"
-      "b.ne 1b\n\t"
-      "addp v0.4s, v0.4s, v12.4s\n\t"
-      "addp v1.4s, v1.4s, v13.4s\n\t"
-      "st1 {v0.4s-v1.4s}, [%[out]]\n\t"
-      : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d), [x0] "+r"(x0), [x1] "+r"(x1)
-      : [out] "r"(out)
-      : TFC_ARM_VREGS, "cc", "memory");
-}
+/* One template per kernel for R = 1 and 2 rows: TFC_ARM_IF2_R(text) keeps `text` only for 2 rows
+ * (the second row's table, lookups, accumulators and operand), TFC_ARM_SEL_R(one, two) picks. */
+#define TFC_ARM_IF2_1(...)
+#define TFC_ARM_IF2_2(...) __VA_ARGS__
+#define TFC_ARM_SEL_1(one, two) one
+#define TFC_ARM_SEL_2(one, two) two
+
+#define TFC_ARM_ASM_F32(R)                                                                                 \
+  static inline __attribute__((always_inline)) void tfc_arm_asm_f32_##R(                                   \
+      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
+      void* out) {                                                                                         \
+    uint32_t n;                                                                                            \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        "movi v1.16b, #0\n\t"                                                                              \
+        TFC_ARM_IF2_##R("movi v2.16b, #0\n\t"                                                              \
+                        "movi v3.16b, #0\n\t")                                                             \
+        "movi v28.16b, #0\n\t"                                                                             \
+        "movi v29.16b, #0\n\t"                                                                             \
+        TFC_ARM_IF2_##R("movi v30.16b, #0\n\t"                                                             \
+                        "movi v31.16b, #0\n\t")                                                            \
+        "1:\n\t"                                                                                           \
+        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
+        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
+        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
+        "cbz %w[n], 4f\n\t"                                                                                \
+        "tbz %w[n], #0, 2f\n\t"                                                                            \
+        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                       \
+                        "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
+        "fmla v0.4s, v8.4s, v5.4s\n\t"                                                                     \
+        "fmla v1.4s, v9.4s, v7.4s\n\t"                                                                     \
+        TFC_ARM_IF2_##R("fmla v2.4s, v10.4s, v5.4s\n\t"                                                    \
+                        "fmla v3.4s, v11.4s, v7.4s\n\t")                                                   \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.eq 4f\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
+        "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"                                                           \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                       \
+                        "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
+        "fmla v0.4s, v8.4s, v5.4s\n\t"                                                                     \
+        "fmla v1.4s, v9.4s, v7.4s\n\t"                                                                     \
+        TFC_ARM_IF2_##R("fmla v2.4s, v10.4s, v5.4s\n\t"                                                    \
+                        "fmla v3.4s, v11.4s, v7.4s\n\t")                                                   \
+        "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"                                                      \
+        "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"                                                      \
+        TFC_ARM_IF2_##R("tbl v14.16b, {v20.16b-v23.16b}, v24.16b\n\t"                                      \
+                        "tbl v15.16b, {v20.16b-v23.16b}, v26.16b\n\t")                                     \
+        "fmla v28.4s, v12.4s, v25.4s\n\t"                                                                  \
+        "fmla v29.4s, v13.4s, v27.4s\n\t"                                                                  \
+        TFC_ARM_IF2_##R("fmla v30.4s, v14.4s, v25.4s\n\t"                                                  \
+                        "fmla v31.4s, v15.4s, v27.4s\n\t")                                                 \
+        "subs %w[n], %w[n], #2\n\t"                                                                        \
+        "b.ne 2b\n\t"                                                                                      \
+        "4:\n\t"                                                                                           \
+        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
+        "b.ne 1b\n\t"                                                                                      \
+        "fadd v0.4s, v0.4s, v28.4s\n\t"                                                                    \
+        "fadd v1.4s, v1.4s, v29.4s\n\t"                                                                    \
+        TFC_ARM_IF2_##R("fadd v2.4s, v2.4s, v30.4s\n\t"                                                    \
+                        "fadd v3.4s, v3.4s, v31.4s\n\t")                                                   \
+        TFC_ARM_SEL_##R("st1 {v0.4s-v1.4s}, [%[out]]\n\t", "st1 {v0.4s-v3.4s}, [%[out]]\n\t")              \
+        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
+          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
+        : [out] "r"(out)                                                                                   \
+        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
+  }
+TFC_ARM_ASM_F32(1)
+TFC_ARM_ASM_F32(2)
+
+#define TFC_ARM_ASM_DOT(R)                                                                                 \
+  static inline __attribute__((always_inline)) void tfc_arm_asm_dot_##R(                                   \
+      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
+      void* out) {                                                                                         \
+    uint32_t n;                                                                                            \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        TFC_ARM_IF2_##R("movi v1.16b, #0\n\t")                                                             \
+        "movi v24.16b, #0\n\t"                                                                             \
+        TFC_ARM_IF2_##R("movi v25.16b, #0\n\t")                                                            \
+        "1:\n\t"                                                                                           \
+        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
+        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
+        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
+        "cbz %w[n], 4f\n\t"                                                                                \
+        "tbz %w[n], #0, 2f\n\t"                                                                            \
+        "ldp q4, q5, [%[d]], #32\n\t"                                                                      \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t")                                       \
+        ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"                                           \
+        TFC_ARM_IF2_##R(".inst 0x4e859521  /* sdot v1.4s, v9.16b, v5.16b */\n\t")                          \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.eq 4f\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t")                                       \
+        ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"                                           \
+        TFC_ARM_IF2_##R(".inst 0x4e859521  /* sdot v1.4s, v9.16b, v5.16b */\n\t")                          \
+        "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                       \
+        TFC_ARM_IF2_##R("tbl v13.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
+        ".inst 0x4e879598  /* sdot v24.4s, v12.16b, v7.16b */\n\t"                                         \
+        TFC_ARM_IF2_##R(".inst 0x4e8795b9  /* sdot v25.4s, v13.16b, v7.16b */\n\t")                        \
+        "subs %w[n], %w[n], #2\n\t"                                                                        \
+        "b.ne 2b\n\t"                                                                                      \
+        "4:\n\t"                                                                                           \
+        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
+        "b.ne 1b\n\t"                                                                                      \
+        "add v0.4s, v0.4s, v24.4s\n\t"                                                                     \
+        TFC_ARM_IF2_##R("add v1.4s, v1.4s, v25.4s\n\t")                                                    \
+        TFC_ARM_SEL_##R("st1 {v0.4s}, [%[out]]\n\t", "st1 {v0.4s-v1.4s}, [%[out]]\n\t")                    \
+        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
+          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
+        : [out] "r"(out)                                                                                   \
+        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
+  }
+TFC_ARM_ASM_DOT(1)
+TFC_ARM_ASM_DOT(2)
+
+#define TFC_ARM_ASM_NEON(R)                                                                                \
+  static inline __attribute__((always_inline)) void tfc_arm_asm_neon_##R(                                  \
+      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
+      void* out) {                                                                                         \
+    uint32_t n;                                                                                            \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        TFC_ARM_IF2_##R("movi v1.16b, #0\n\t")                                                             \
+        "movi v12.16b, #0\n\t"                                                                             \
+        TFC_ARM_IF2_##R("movi v13.16b, #0\n\t")                                                            \
+        "1:\n\t"                                                                                           \
+        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
+        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
+        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
+        "cbz %w[n], 4f\n\t"                                                                                \
+        "2:\n\t"                                                                                           \
+        "ldp q4, q5, [%[d]], #32\n\t"                                                                      \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        "smull v9.8h, v8.8b, v5.8b\n\t"                                                                    \
+        "smull2 v10.8h, v8.16b, v5.16b\n\t"                                                                \
+        "sadalp v0.4s, v9.8h\n\t"                                                                          \
+        "sadalp v12.4s, v10.8h\n\t"                                                                        \
+        TFC_ARM_IF2_##R("tbl v6.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                        \
+                        "smull v7.8h, v6.8b, v5.8b\n\t"                                                    \
+                        "smull2 v11.8h, v6.16b, v5.16b\n\t"                                                \
+                        "sadalp v1.4s, v7.8h\n\t"                                                          \
+                        "sadalp v13.4s, v11.8h\n\t")                                                       \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.ne 2b\n\t"                                                                                      \
+        "4:\n\t"                                                                                           \
+        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
+        "b.ne 1b\n\t"                                                                                      \
+        "addp v0.4s, v0.4s, v12.4s\n\t"                                                                    \
+        TFC_ARM_IF2_##R("addp v1.4s, v1.4s, v13.4s\n\t")                                                   \
+        TFC_ARM_SEL_##R("st1 {v0.4s}, [%[out]]\n\t", "st1 {v0.4s-v1.4s}, [%[out]]\n\t")                    \
+        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
+          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
+        : [out] "r"(out)                                                                                   \
+        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
+  }
+TFC_ARM_ASM_NEON(1)
+TFC_ARM_ASM_NEON(2)
 
 
 /* ----------------------------------------------- float32, tbl, 1-2 rows */
