@@ -49,6 +49,12 @@
 #define TFC_HAVE_X86 0
 #endif
 
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(TFC_NO_AARCH64)
+#define TFC_HAVE_AARCH64 1
+#else
+#define TFC_HAVE_AARCH64 0
+#endif
+
 #define TFC_TILE 16 /* rows of the input processed together in the tiled path */
 #define TFC_GATHER_MAX_ROWS 4 /* fewer input rows than this: per-row gather path */
 #define TFC_CSR_MIN_ROWS 16 /* from this many rows: the CSR kernel (float32, AVX-512) */
@@ -161,6 +167,7 @@ typedef struct TfcStateTag {
   uint32_t* i8w_first; /* [S * W4] */
   uint8_t* i8w_idx; /* [steps * 16] */
   int32_t* i8w_val; /* [steps * 16], 64-byte aligned */
+  void* arm_tbl; /* aarch64: tbl re-layout (tfc_kernels_aarch64.c), built by its picker */
 } TfcState;
 
 /* Picks a plan for s (rows, value type, layout known) at ISA level <= cap.
@@ -225,6 +232,13 @@ void tfc_plan_rows(const TfcState* s, TfcPlan* plan, TfcRangeFn run, const char*
 /* tfc_kernels_x86.c */
 #if TFC_HAVE_X86
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
+#endif
+
+/* tfc_kernels_aarch64.c */
+#if TFC_HAVE_AARCH64
+int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan);
+void tfc_free_aarch64(TfcState* s);
+int tfc_aarch64_has_dotprod(void);
 #endif
 
 #endif /* TFC_INTERNAL_H_ */

@@ -41,6 +41,9 @@ static const TfcPickFn kTfcPickers[] = {
 #if TFC_HAVE_X86
     tfc_pick_x86,
 #endif
+#if TFC_HAVE_AARCH64
+    tfc_pick_aarch64,
+#endif
     tfc_pick_portable,
 };
 
@@ -116,6 +119,9 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   free(s->multipliers);
   tfc_free_csr(s);
   tfc_free_i8_quads(s);
+#if TFC_HAVE_AARCH64
+  tfc_free_aarch64(s);
+#endif
   free(s);
 }
 

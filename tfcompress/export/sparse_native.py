@@ -20,6 +20,7 @@ import tempfile
 
 CUSTOM_OPS = ("TFC_SPARSE_FC", "TFC_SPARSE_CONV_1X1")
 _SOURCES = ("tfc_op.c", "tfc_format.c", "tfc_relayout.c", "tfc_kernels_portable.c", "tfc_kernels_x86.c",
+            "tfc_kernels_aarch64.c",
             "tfc_sparse_delegate.c")
 _HEADERS = ("tfc_tflite_abi.h", "tfc_sparse_ops.h", "tfc_internal.h")
 # Host build flags; keep in sync with setup.py (see tflite_export/README.md, "Host build").

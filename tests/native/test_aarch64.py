@@ -1,0 +1,210 @@
+"""The sparse kernels built for aarch64 (GCC and Clang) and run under qemu-aarch64.
+
+Every op, layout, pattern, dtype and edge shape of tflite_export/test/make_cases.py runs through the
+real Init / Prepare / Invoke / Free of the C kernels in tflite_export/test/tfc_test_driver.c (a
+fake TfLiteContext) and is compared with numpy references computed in Python; malformed weights,
+options and shapes must be rejected in Prepare with the stated message. Two CPU models: cortex-a53
+(ARMv8.0, no dotprod: the plain-NEON paths) and max (ARMv8.2+ with dotprod: the sdot paths).
+
+Needs the Debian cross toolchain and user-mode emulation (.ci/run installs them):
+    apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+        qemu-user clang-14 lld-14 llvm-14
+"""
+
+import importlib.util
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SRC_DIR = ROOT / "tflite_export"
+APT = ("apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross "
+       "qemu-user clang-14 lld-14 llvm-14")
+CFLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-Wall", "-Wno-psabi", "-static",
+          "-I", str(SRC_DIR)]
+COMPILERS = {
+    "gcc": ["aarch64-linux-gnu-gcc"],
+    "clang": ["clang-14", "--target=aarch64-linux-gnu", "-fuse-ld=lld"],
+}
+CPUS = {"cortex-a53": "no", "max": "yes"}  # CPU model -> dotprod reported by getauxval
+
+
+def _need(tool):
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} not found: the aarch64 tests need the Debian cross toolchain and qemu; run "
+                    f"`apt-get update && {APT}` (.ci/run does this)", pytrace=False)
+
+
+def _sources():
+    """The library's C files (all of tflite_export/*.c) plus the driver."""
+    return [str(p) for p in sorted(SRC_DIR.glob("*.c"))] + [str(SRC_DIR / "test" / "tfc_test_driver.c")]
+
+
+def _make_cases_module():
+    spec = importlib.util.spec_from_file_location("_tfc_make_cases", SRC_DIR / "test" / "make_cases.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """{"gcc": binary, "clang": binary} (static aarch64, built in parallel), and the case file."""
+    for tool in ("aarch64-linux-gnu-gcc", "clang-14", "ld.lld-14", "qemu-aarch64"):
+        _need(tool)
+    out = tmp_path_factory.mktemp("aarch64")
+    procs = {}
+    for name, cc in COMPILERS.items():
+        exe = out / f"tfc_test_{name}"
+        procs[name] = (exe, subprocess.Popen(cc + CFLAGS + _sources() + ["-lm", "-o", str(exe)],
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    cases = out / "cases.bin"
+    names = _make_cases_module().write_cases(cases, seed=1234)
+    bins = {}
+    for name, (exe, p) in procs.items():
+        log, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, f"{name} failed to build the aarch64 driver:\n{log}"
+        bins[name] = exe
+    return bins, cases, names
+
+
+def _expected_kernel(name, cap, cpu):
+    """The kernel Prepare must pick (tfc_pick_aarch64 / tfc_pick_portable) for a case."""
+    if name.startswith("malformed/"):
+        return "-"
+    rows = int(re.search(r"/rows(\d+)/", name).group(1))
+    f32 = name.startswith("float32/")
+    if cap == "0":
+        return ("portable_rows_" if rows < 4 else "portable_tiled_") + ("f32" if f32 else "i8")
+    if f32:
+        block4 = "/B4/" in name or "/u32index/" in name  # packed in 1x4 blocks
+        return "neon_csr_f32" if rows >= 16 else ("neon_block4_f32" if block4 else "neon_tbl_f32")
+    if cap is None and cpu == "max":  # dotprod
+        return "sdot_quads_i8" if rows >= 16 else "sdot_tbl_i8"
+    return "neon_tbl_i8"
+
+
+@pytest.mark.parametrize("cpu", list(CPUS))
+@pytest.mark.parametrize("compiler", list(COMPILERS))
+def test_kernels_match_numpy_under_qemu(built, compiler, cpu):
+    """Every case on every path: portable (cap 0), NEON (cap 1), the best the CPU has (sdot on max)."""
+    bins, cases, names = built
+    for cap in ("0", "1", None):
+        env = dict(os.environ)
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        if cap is not None:
+            env["TFCOMPRESS_ISA_CAP"] = cap
+        cmd = ["qemu-aarch64", "-cpu", cpu, str(bins[compiler]), str(cases)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        lines = r.stdout.splitlines()
+        failed = [ln for ln in lines if ln.startswith("FAIL")]
+        assert not failed, (cap, "\n".join(failed[:20]))
+        assert r.returncode == 0, (cap, r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+        assert f"cpu: aarch64, dotprod {CPUS[cpu]}" in lines
+        ran = [re.match(r"PASS (.*) max_err=\S+ kernel=(\S+)$", ln).groups() for ln in lines
+               if ln.startswith("PASS ")]
+        assert [n for n, _ in ran] == names  # every case ran, in order, none silently dropped
+        wrong = [(n, k, _expected_kernel(n, cap, cpu)) for n, k in ran if k != _expected_kernel(n, cap, cpu)]
+        assert not wrong, (cap, wrong[:10])
+        assert lines[-1] == f"{len(names)} passed, 0 failed"
+
+
+def _objdump(compiler, tmp_path):
+    """Disassembly of tfc_kernels_aarch64.c built as in the driver, by aarch64 objdump."""
+    obj = tmp_path / f"k_{compiler}.o"
+    src = SRC_DIR / "tfc_kernels_aarch64.c"
+    flags = [f for f in CFLAGS if f != "-static"]
+    subprocess.run(COMPILERS[compiler] + flags + ["-c", str(src), "-o", str(obj)], check=True)
+    out = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(obj)],
+                         check=True, capture_output=True, text=True).stdout
+    funcs, cur = {}, None
+    for ln in out.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(.+)>:", ln)
+        if m:
+            cur = funcs.setdefault(m.group(1), [])
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+(\S+)\s*(.*)$", ln)
+        if m and cur is not None:
+            cur.append((int(m.group(1), 16), m.group(2), m.group(3)))
+    return funcs
+
+
+def _inner_loops(ins):
+    """Innermost loops (backward branch ranges containing no other one) as instruction lists."""
+    spans = []
+    for addr, op, args in ins:
+        if (op.startswith("b") and op not in ("bl", "blr")) or op in ("cbz", "cbnz", "tbz", "tbnz"):
+            m = re.search(r"\b([0-9a-f]+) <", args)
+            if m and int(m.group(1), 16) <= addr:
+                spans.append((int(m.group(1), 16), addr))
+    inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    return [[i for i in ins if a <= i[0] <= b] for a, b in inner]
+
+
+@pytest.mark.parametrize("compiler", list(COMPILERS))
+def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
+    """Both compilers: the hot loops are NEON (tbl + fmla / sdot / smull+sadalp, fmla by element)
+    and touch no stack slot (no register spills)."""
+    for tool in ("aarch64-linux-gnu-gcc", "clang-14", "aarch64-linux-gnu-objdump"):
+        _need(tool)
+    funcs = _objdump(compiler, tmp_path)
+    found = {}
+    for fname, ins in funcs.items():
+        for loop in _inner_loops(ins):
+            ops = [op for _, op, _ in loop]
+            if not {"fmla", "sdot", "tbl", "sadalp"} & set(ops):
+                continue
+            spills = [f"{op} {args}" for _, op, args in loop
+                      if op in ("ldr", "str", "ldp", "stp", "ldur", "stur") and "[sp" in args]
+            assert not spills, (compiler, fname, spills)
+            key = fname.split(".")[0]
+            found.setdefault(key, []).append(ops)
+    def has(fn, need):
+        return any(all(ops.count(op) >= n for op, n in need.items()) for ops in found.get(fn, []))
+    assert has("tfc_arm_rows_f32", {"tbl": 2, "fmla": 2, "ld1": 1}), found.get("tfc_arm_rows_f32")
+    assert has("tfc_arm_rows_i8_dot", {"tbl": 2, "sdot": 2}), found.get("tfc_arm_rows_i8_dot")
+    assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
+    assert has("tfc_arm_csr_group", {"fmla": 16}), found.get("tfc_arm_csr_group")
+    assert has("tfc_arm_block4_f32_u16", {"fmla": 16, "ldr": 16, "ld1": 4})
+    assert has("tfc_arm_rows_i8_quads_dot", {"sdot": 16}), found.get("tfc_arm_rows_i8_quads_dot")
+    # no scalar gathers: the tbl step loops load only indices + weights, with one ld1 / ldp
+    for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
+        for ops in found[fn]:
+            assert set(ops) <= {"ld1", "ldp", "tbl", "fmla", "sdot", "smull", "smull2", "sadalp", "subs", "b.ne"}, ops
+
+
+def test_case_generator_covers_the_matrix():
+    """The case list spans every pattern x dtype x op and the edge shapes the brief asks for."""
+    names = [n for n, _ in _make_cases_module().build_cases(np.random.default_rng(0))]
+    for dtype in ("float32", "int8"):
+        for pattern in ("unstructured", "2:4", "1x4/B4", "1x4/B1", "4x1"):
+            ours = [n for n in names if n.startswith(f"{dtype}/{pattern}")]
+            rows = {int(re.search(r"/rows(\d+)/", n).group(1)) for n in ours}
+            assert {1, 2, 3, 5, 15, 16, 64, 70, 150} <= rows, (dtype, pattern, rows)
+            assert any("/conv/" in n for n in ours) and any("/fc/" in n for n in ours)
+            for act in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+                assert any(n.endswith("/" + act) for n in ours), (dtype, pattern, act)
+    assert sum(n.startswith("malformed/") for n in names) >= 20
+
+
+def test_kernels_clean_under_asan_and_ubsan(built, tmp_path):
+    """The C parts (Prepare, re-layouts, epilogues, portable kernels) under AddressSanitizer and
+    UndefinedBehaviorSanitizer on aarch64: every case, the NEON and sdot paths.  (The asm step
+    loops are not instrumented; their reads stay inside the windows / blocks that Prepare sized.)"""
+    _, cases, names = built
+    exe = tmp_path / "tfc_test_asan"
+    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=c11",
+             "-I", str(SRC_DIR)]
+    subprocess.run(["aarch64-linux-gnu-gcc"] + flags + _sources() + ["-lm", "-o", str(exe)], check=True)
+    for cpu in CPUS:
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")  # LeakSanitizer does not run under qemu
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        r = subprocess.run(["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "-cpu", cpu, str(exe), str(cases)],
+                           capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0 and "ERROR" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-3000:]
+        assert r.stdout.splitlines()[-1] == f"{len(names)} passed, 0 failed"

@@ -1,0 +1,351 @@
+"""Writes the test cases of the native kernel test driver (tfc_test_driver.c).
+
+Every case packs a weight matrix with the real packer (``tfcompress/export/sparse_pack.py``) and
+stores the expected output computed here with numpy (float64 math), independently of the C code:
+
+* float32: ``y = act(x @ W.T + b)``; tolerance ``1e-5 * max(|x| @ |W|.T) + 1e-6``.
+* int8: ``acc = b + (q_x - zp_x) @ q_W.T``, ``q_y = clamp(round(acc * s_x * scale[n] / s_y) + zp_y)``
+  clamped to the activation's range; tolerance 1 quantization step (the kernels round in float32).
+
+Malformed cases (corrupted packed weights, options, shapes, types) must be rejected by Prepare
+with a message containing a stated substring.
+
+Usage (see tflite_export/README.md, "ARM / aarch64")::
+
+    python tflite_export/test/make_cases.py /tmp/tfc_cases.bin
+    qemu-aarch64 -cpu cortex-a53 /tmp/tfc_test_gcc /tmp/tfc_cases.bin
+    python tflite_export/test/make_cases.py --bench /tmp/tfc_bench.bin    # FC 2048 x 2048 cases
+
+Example:
+    >>> import numpy as np
+    >>> cases = build_cases(np.random.default_rng(0))
+    >>> len(cases) > 100
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import struct
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load_packer():
+    """Loads sparse_pack.py by path: numpy only, no TensorFlow import."""
+    path = ROOT / "tfcompress" / "export" / "sparse_pack.py"
+    spec = importlib.util.spec_from_file_location("_tfc_sparse_pack", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_pack = _load_packer()
+ACT = {"NONE": (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
+ALLOC_MMAP_RO, ALLOC_ARENA_RW = 1, 2
+T_F32, T_I32, T_I8 = 1, 2, 9
+
+
+def _blob(b: bytes) -> bytes:
+    return struct.pack("<I", len(b)) + b
+
+
+def record(name, op, x, x_dims, blob, options, y_dims, y_want, tol, *, bias=None, bias_type=None,
+           x_q=(1.0, 0), y_q=(1.0, 0), expect_fail=False, error="", misalign=False, runs=1,
+           weights_alloc=ALLOC_MMAP_RO):
+    """One driver record (format in tfc_test_driver.c)."""
+    x_type = T_I8 if np.asarray(x).dtype == np.int8 else T_F32
+    if bias_type is None:
+        bias_type = 0 if bias is None else (T_I32 if x_type == T_I8 else T_F32)
+    out = b"TFCC" + _blob(name.encode())
+    out += bytes([op, int(expect_fail), x_type, int(misalign), runs, weights_alloc, bias_type, 0])
+    out += struct.pack("<I", len(x_dims)) + struct.pack(f"<{len(x_dims)}I", *x_dims)
+    out += struct.pack("<fifi", float(x_q[0]), int(x_q[1]), float(y_q[0]), int(y_q[1]))
+    out += _blob(options) + _blob(blob)
+    out += _blob(b"" if bias is None else np.ascontiguousarray(bias).tobytes())
+    out += _blob(np.ascontiguousarray(x).tobytes())
+    out += struct.pack("<I", len(y_dims)) + struct.pack(f"<{len(y_dims)}I", *y_dims)
+    out += _blob(np.ascontiguousarray(y_want).tobytes())
+    out += struct.pack("<f", float(tol)) + _blob(error.encode())
+    return out
+
+
+def sparse_matrix(rng, n, k, pattern, sparsity, dtype):
+    """A [N, K] matrix whose zeros follow `pattern`; float32 or int8 (never -128)."""
+    if dtype == "int8":
+        w = rng.integers(-127, 128, size=(n, k)).astype(np.int8)
+        w[w == 0] = 1
+    else:
+        w = rng.standard_normal((n, k)).astype(np.float32)
+    if pattern == "unstructured":
+        keep = rng.random((n, k)) >= sparsity
+    elif pattern == "2:4":  # 2 of every 4 consecutive input features (K % 4 == 0)
+        mag = np.abs(w.astype(np.float64)).reshape(n, k // 4, 4) + rng.random((n, k // 4, 4)) * 1e-3
+        order = np.argsort(mag, axis=2)
+        keep = np.ones((n, k // 4, 4), bool)
+        np.put_along_axis(keep, order[:, :, :2], False, axis=2)
+        keep = keep.reshape(n, k)
+    elif pattern == "1x4":  # 4 consecutive input features of one output share zeros
+        keep = np.repeat(rng.random((n, k // 4)) >= sparsity, 4, axis=1)
+    elif pattern == "4x1":  # 4 consecutive output channels share zeros
+        keep = np.repeat(rng.random((-(-n // 4), k)) >= sparsity, 4, axis=0)[:n]
+    elif pattern == "dense":
+        keep = np.ones((n, k), bool)
+    elif pattern == "zero":
+        keep = np.zeros((n, k), bool)
+    else:
+        raise ValueError(pattern)
+    return np.where(keep, w, 0).astype(w.dtype)
+
+
+def float_case(name, rng, op, x_dims, n, pattern, sparsity, activation, layout, *, block=1,
+               sort_rows=True, with_bias=True, misalign=False, runs=1):
+    """A float32 case and its numpy reference."""
+    k = x_dims[-1]
+    w = sparse_matrix(rng, n, k, pattern, sparsity, "float32")
+    x = rng.standard_normal(x_dims).astype(np.float32)
+    b = (rng.standard_normal(n) * 0.5).astype(np.float32) if with_bias else None
+    x2 = x.reshape(-1, k).astype(np.float64)
+    y = x2 @ w.astype(np.float64).T + (0.0 if b is None else b.astype(np.float64))
+    lo, hi = ACT[activation]
+    y = np.clip(y, lo, hi)
+    mag = float((np.abs(x2) @ np.abs(w.astype(np.float64)).T).max()) if x2.size else 0.0
+    tol = 1e-5 * mag + 1e-6
+    y_dims = [x2.shape[0], n] if layout == 1 else list(x_dims[:-1]) + [n]
+    blob = _pack.pack_sparse_weights(w, block=block, sort_rows=sort_rows)
+    return record(name, op, x, x_dims, blob, _pack.pack_options(activation, layout), y_dims,
+                  y.astype(np.float32), tol, bias=b, misalign=misalign, runs=runs)
+
+
+def int8_reference(xq, wq, scales, bias, x_q, y_q, activation):
+    """TFLite-style int8 FC: exact int64 accumulation, float64 requantization."""
+    (sx, zx), (sy, zy) = x_q, y_q
+    acc = (xq.astype(np.int64) - zx) @ wq.astype(np.int64).T
+    if bias is not None:
+        acc = acc + bias.astype(np.int64)
+    q = np.rint(acc * (sx * scales.astype(np.float64) / sy)) + zy
+    lo_f, hi_f = ACT[activation]
+    lo = -128 if not np.isfinite(lo_f) else max(-128, zy + int(np.rint(lo_f / sy)))
+    hi = 127 if not np.isfinite(hi_f) else min(127, zy + int(np.rint(hi_f / sy)))
+    lo = min(lo, hi)
+    return np.clip(q, lo, hi).astype(np.int8), acc
+
+
+def int8_case(name, rng, op, x_dims, n, pattern, sparsity, activation, layout, *, block=1,
+              sort_rows=True, with_bias=True, zx=-7, zy=5, misalign=False, runs=1):
+    """An int8 case (per-channel weight scales, zero points != 0) and its numpy reference."""
+    k = x_dims[-1]
+    wq = sparse_matrix(rng, n, k, pattern, sparsity, "int8")
+    scales = (0.5 + rng.random(n)).astype(np.float32) * 0.01
+    xq = rng.integers(-128, 128, size=x_dims).astype(np.int8)
+    b = rng.integers(-3000, 3000, size=n).astype(np.int32) if with_bias else None
+    sx = 0.05
+    # output scale: the float outputs span about +-100 steps around zy (some clamp)
+    _, acc = int8_reference(xq.reshape(-1, k), wq, scales, b, (sx, zx), (1.0, 0), "NONE")
+    span = float(np.abs(acc * (sx * scales.astype(np.float64))).max()) if acc.size else 1.0
+    sy = max(span / 110.0, 1e-3)
+    y, _ = int8_reference(xq.reshape(-1, k), wq, scales, b, (sx, zx), (sy, zy), activation)
+    y_dims = [y.shape[0], n] if layout == 1 else list(x_dims[:-1]) + [n]
+    blob = _pack.pack_sparse_weights(wq, block=block, scales=scales, sort_rows=sort_rows)
+    return record(name, op, xq, x_dims, blob, _pack.pack_options(activation, layout), y_dims, y,
+                  1.0, bias=b, x_q=(sx, zx), y_q=(sy, zy), misalign=misalign, runs=runs)
+
+
+# (rows, K, N, activation, op/layout): 1, 2-3, 4-15, 16, 64+ rows; K not a multiple of 32 / 64;
+# N not a multiple of 16; every activation; FC layouts 0 / 1 and CONV_1X1 (NHWC).
+SHAPES = [
+    ((1, 70), 37, "NONE", "fc1"),
+    ((2, 64), 16, "RELU", "fc1"),
+    ((3, 45), 5, "RELU6", "fc1"),
+    ((5, 100), 17, "RELU_N1_TO_1", "fc1"),
+    ((3, 5, 32), 33, "NONE", "fc0"),        # 15 rows, rank 3, layout 0
+    ((1, 4, 4, 200), 40, "RELU", "conv"),   # 16 rows, K > 128
+    ((2, 4, 8, 96), 64, "RELU6", "conv"),   # 64 rows
+    ((70, 257), 37, "NONE", "fc1"),         # 70 rows, K = 8 * 32 + 1
+    ((5, 6, 5, 24), 40, "RELU_N1_TO_1", "conv"),  # 150 rows: two full 64-row tiles + 22
+    ((2, 9, 130), 19, "RELU", "fc1"),       # rank 3 flattened by layout 1, 18 rows
+]
+PATTERNS = [  # (pattern, block, sort_rows, sparsity)
+    ("unstructured", 1, True, 0.9),
+    ("2:4", 1, True, 0.5),
+    ("1x4", 4, True, 0.75),
+    ("1x4", 1, False, 0.75),   # 1x4 zeros packed per feature, channels in order
+    ("4x1", 1, False, 0.8),
+]
+
+
+def _round4(dims, pattern, block):
+    if pattern in ("2:4", "1x4") or block == 4:
+        dims = list(dims)
+        dims[-1] = -(-dims[-1] // 4) * 4
+    return tuple(dims)
+
+
+def build_cases(rng):
+    """All driver records: (name, bytes) pairs, valid cases first."""
+    cases = []
+    for dtype in ("float32", "int8"):
+        make = float_case if dtype == "float32" else int8_case
+        for pattern, block, sort_rows, sparsity in PATTERNS:
+            for i, (dims, n, act, kind) in enumerate(SHAPES):
+                dims = _round4(dims, pattern, block)
+                op = 2 if kind == "conv" else 1
+                layout = 1 if kind == "fc1" else 0
+                rows = int(np.prod(dims[:-1]))
+                name = (f"{dtype}/{pattern}/B{block}{'' if sort_rows else '/inorder'}/"
+                        f"{'conv' if op == 2 else 'fc'}/rows{rows}/K{dims[-1]}/N{n}/{act}")
+                extra = {} if dtype == "float32" else {"zx": (-7, 0, 12)[i % 3], "zy": (5, -3, 0)[i % 3]}
+                cases.append((name, make(name, rng, op, dims, n, pattern, sparsity, act, layout,
+                                         block=block, sort_rows=sort_rows, with_bias=i % 3 != 2,
+                                         **extra)))
+        # more edge shapes, each with a few rows counts
+        for rows in (1, 4, 16):
+            for label, kdim, n, pattern in (("K1", 1, 3, "dense"), ("dense", 48, 20, "dense"),
+                                            ("allzero", 40, 18, "zero")):
+                name = f"{dtype}/{label}/fc/rows{rows}/K{kdim}/N{n}"
+                cases.append((name, make(name, rng, 1, (rows, kdim), n, pattern, 0.0, "RELU", 1)))
+        for rows in (1, 4) if dtype == "float32" else ():  # u32 block columns: K / 4 > 65536
+            name = f"{dtype}/u32index/fc/rows{rows}/K262148/N3"
+            cases.append((name, make(name, rng, 1, (rows, 262148), 3, "1x4", 0.9997, "NONE", 1, block=4)))
+        for rows in (1, 7, 64):  # weights at an odd address (copied in Prepare); Prepare twice
+            name = f"{dtype}/misaligned+reprepare/fc/rows{rows}/K72/N24"
+            cases.append((name, make(name, rng, 1, (rows, 72), 24, "unstructured", 0.7, "RELU6", 1,
+                                     misalign=True, runs=2)))
+    cases += malformed_cases(rng)
+    return cases
+
+
+def _sections(blob):
+    """Byte offsets of the sections of a packed TFCS blob (layout of sparse_pack.py)."""
+    n, k, nslots = struct.unpack_from("<III", blob, 8)
+    block, ib = blob[7], blob[20]
+    pad = lambda v: (v + 15) // 16 * 16  # noqa: E731
+    s = -(-n // 16)
+    off_perm = pad(32 + 4 * (s + 1))
+    off_steps = pad(off_perm + 64 * s)
+    off_col = pad(off_steps + s * (-(-k // 32))) if ib == 1 else off_steps
+    off_val = pad(off_col + ib * nslots)
+    esz = 4 if blob[6] == 1 else 1
+    off_sc = pad(off_val + esz * block * nslots)
+    return {"perm": off_perm, "steps": off_steps, "col": off_col, "val": off_val, "scales": off_sc,
+            "n": n, "k": k, "nslots": nslots}
+
+
+def repeat_first_column(blob, sec):
+    """Slots 0 and 16 (lane 0, steps 0 and 1) of a B = 4 blob name the same block column with
+    non-zero weights: a feature stored twice, which Prepare must refuse (the re-laid kernels
+    keep one weight per feature, the portable ones would add them)."""
+    b = bytearray(blob)
+    assert struct.unpack_from("<I", b, 32 + 4)[0] >= 32  # slice 0 has >= 2 steps
+    struct.pack_into("<H", b, sec["col"] + 2 * 16, struct.unpack_from("<H", b, sec["col"])[0])
+    fmt, esz = ("<b", 1) if b[6] == 9 else ("<f", 4)
+    for slot in (0, 16):
+        for i in range(4):
+            struct.pack_into(fmt, b, sec["val"] + esz * (4 * slot + i), 1)
+    return bytes(b)
+
+
+def malformed_cases(rng):
+    """Corrupted inputs that Prepare must reject, with the message it must give."""
+    n, k, rows = 20, 40, 2
+    w = sparse_matrix(rng, n, k, "unstructured", 0.6, "float32")
+    x = rng.standard_normal((rows, k)).astype(np.float32)
+    good = _pack.pack_sparse_weights(w)
+    opts = _pack.pack_options("NONE", 1)
+    sec = _sections(good)
+    wq = sparse_matrix(rng, n, k, "unstructured", 0.6, "int8")
+    good_q = _pack.pack_sparse_weights(wq, scales=np.full(n, 0.01, np.float32))
+    sec_q = _sections(good_q)
+    w4 = sparse_matrix(rng, n, k, "1x4", 0.6, "float32")
+    good4 = _pack.pack_sparse_weights(w4, block=4)
+    sec4 = _sections(good4)
+    xq = rng.integers(-128, 128, (rows, k)).astype(np.int8)
+    big_q = _pack.pack_sparse_weights(sparse_matrix(rng, 3, 65540, "1x4", 0.999, "int8"), block=4,
+                                      scales=np.full(3, 0.01, np.float32))
+    y0 = np.zeros((rows, n), np.float32)
+
+    def patch(blob, off, data):
+        b = bytearray(blob)
+        b[off:off + len(data)] = data
+        return bytes(b)
+
+    perm = np.frombuffer(good, "<u4", 16 * 2, sec["perm"]).copy()
+    empty_lane = int(np.flatnonzero(perm == 0xFFFFFFFF)[0])  # lane 20 % 16 .. of slice 1
+    slice1 = struct.unpack_from("<I", good, 32 + 4)[0]
+    bad = [  # (name, blob, options, x, error substring, extra)
+        ("bad magic", patch(good, 0, b"XXXX"), opts, x, "bad magic", {}),
+        ("version 2", patch(good, 4, b"\x02\x00"), opts, x, "unsupported version", {}),
+        ("truncated", good[:-16], opts, x, "byte length does not match", {}),
+        ("one byte more", good + b"\0", opts, x, "byte length does not match", {}),
+        ("reserved byte", patch(good, 25, b"\x01"), opts, x, "reserved header bytes", {}),
+        ("block 3", patch(good, 7, b"\x03"), opts, x, "block must be 1 or 4", {}),
+        ("perm twice", patch(good, sec["perm"] + 4, struct.pack("<I", perm[0])), opts, x,
+         "perm lists an output channel twice", {}),
+        ("perm out of range", patch(good, sec["perm"], struct.pack("<I", 999)), opts, x,
+         "perm entry out of range", {}),
+        ("window offset", patch(good, sec["col"], b"\x28"), opts, x, "window offset out of range", {}),
+        ("window steps", patch(good, sec["steps"], b"\x21"), opts, x, "more than 32 steps", {}),
+        ("nan weight", patch(good, sec["val"], struct.pack("<f", float("nan"))), opts, x,
+         "non-finite float value", {}),
+        ("inf weight", patch(good, sec["val"] + 4, struct.pack("<f", float("inf"))), opts, x,
+         "non-finite float value", {}),
+        ("empty lane value", patch(good, sec["val"] + 4 * (slice1 + empty_lane - 16),
+                                   struct.pack("<f", 1.0)), opts, x, "empty lane holds non-zero", {}),
+        ("column out of range", patch(good4, sec4["col"], struct.pack("<H", 0xFFFF)), opts, x,
+         "column index out of range", {}),
+        ("feature twice in a lane", repeat_first_column(good4, sec4), opts, x, "non-zero value twice", {}),
+        ("options version", good, bytes([2, 0, 1, 0, 0, 0, 0, 0]), x, "custom options", {}),
+        ("options activation", good, bytes([1, 4, 1, 0, 0, 0, 0, 0]), x, "custom options", {}),
+        ("options length", good, opts[:7], x, "custom options", {}),
+        ("K mismatch", good, opts, rng.standard_normal((rows, k + 1)).astype(np.float32),
+         "input last dim", {}),
+        ("int8 input, float weights", good, opts, xq, "input type and packed value_type differ", {}),
+        ("int8 zero scale", patch(good_q, sec_q["scales"], struct.pack("<f", 0.0)), opts, xq,
+         "per-channel scales", {}),
+        ("int8 K > 65536", big_q, opts, np.zeros((1, 65540), np.int8), "int8 packed weights need K <= 65536",
+         {}),
+        ("bias length", good, opts, x, "bias must hold exactly", {"bias": np.zeros(n - 1, np.float32)}),
+        ("bias type", good, opts, x, "bias must be float32",
+         {"bias": np.zeros(n, np.int32), "bias_type": T_I32}),
+        ("weights not constant", good, opts, x, "constant tensor", {"weights_alloc": ALLOC_ARENA_RW}),
+        ("conv rank 2", good, bytes([1, 0, 0, 0, 0, 0, 0, 0]), x, "NHWC", {"op": 2}),
+    ]
+    out = []
+    for name, blob, o, xx, err, extra in bad:
+        op = extra.pop("op", 1)
+        xq_params = ((0.05, 0), (0.1, 0)) if xx.dtype == np.int8 else ((1.0, 0), (1.0, 0))
+        full = f"malformed/{name}"
+        out.append((full, record(full, op, xx, xx.shape, blob, o, [rows, n], y0, 0.0,
+                                 x_q=xq_params[0], y_q=xq_params[1], expect_fail=True, error=err,
+                                 **extra)))
+    return out
+
+
+def bench_cases(rng):
+    """FC 2048 x 2048, 90 % unstructured (float32, int8) and 1x4 blocks, batch 1 and 64 rows:
+    the shapes of the instruction counts in tflite_export/README.md ("ARM / aarch64")."""
+    out = []
+    for dtype, make in (("float32", float_case), ("int8", int8_case)):
+        for pattern, block in (("unstructured", 1), ("1x4", 4)):
+            for rows in (1, 64):
+                name = f"bench/{dtype}/{pattern}/fc/rows{rows}/K2048/N2048"
+                out.append((name, make(name, rng, 1, (rows, 2048), 2048, pattern, 0.9, "NONE", 1, block=block)))
+    return out
+
+
+def write_cases(path, seed=0, bench=False):
+    """Writes all records to `path`; returns the case names in order."""
+    rng = np.random.default_rng(seed)
+    cases = bench_cases(rng) if bench else build_cases(rng)
+    pathlib.Path(path).write_bytes(b"".join(c for _, c in cases))
+    return [name for name, _ in cases]
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--bench"]
+    names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv)
+    print(f"{len(names)} cases written")

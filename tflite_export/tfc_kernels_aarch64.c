@@ -1,0 +1,932 @@
+/* tfcompress sparse kernels: aarch64 NEON kernels (ARMv8.0 NEON; int8 with ARMv8.2 `sdot`
+ * when the CPU has it, detected at run time with getauxval(AT_HWCAP) & HWCAP_ASIMDDP).
+ * arm_neon.h intrinsics only, so GCC and Clang (the Android NDK compiler) both emit the
+ * vector code; no -march flag is needed (sdot functions carry a target attribute).
+ *
+ * Paths (picked in Prepare by tfc_pick_aarch64, before the portable picker; plan names):
+ *   - neon_tbl_f32 (float32, 1-15 rows, B = 1) and neon_tbl_i8 / sdot_tbl_i8 (int8): a
+ *     Prepare-time re-layout (the file format is unchanged) of the validated TFCS weights into
+ *     groups of consecutive output channels (8 float32 / 4 int8) x windows of 64 bytes of x
+ *     (16 float32 / 64 int8 inputs = one 4-register `tbl` table).  Per 4 lanes a step holds 16
+ *     `tbl` byte indices + 16 bytes of weights.  float32: each lane takes one weight per step
+ *     (indices 4o..4o+3 select float o of the window); int8: each lane takes 4 weights per step
+ *     (4 independent byte indices), so one `tbl` + one `sdot` serve 16 stored weights.
+ *     Padding slots have index 0xFF (tbl gives 0) and weight 0.  No scalar gathers.  2 input
+ *     rows per pass share the step loads.
+ *   - neon_block4_f32 (float32, 1-15 rows, 1x4 blocks): the TFCS slices as they are, one
+ *     `ldr q` of 4 consecutive inputs per stored block (column as register offset) + `fmla`.
+ *   - neon_csr_f32 (float32, >= 16 rows: 1x1 convolutions, batched FC): the sparse x dense
+ *     product of Elsen et al. 2020 on the CSR pair / quad re-layout of tfc_relayout.c (the same
+ *     one as the AVX-512 kernel): 64-row tiles transposed to xt[K][64] with 4x4 NEON
+ *     transposes, every stored weight multiplies 32 (pairs) or 16 (quads) contiguous rows of
+ *     xt with `fmla` by element; 16 accumulators.
+ *   - sdot_quads_i8 (int8, >= 16 rows, dotprod): the int8 quad re-layout of tfc_relayout.c
+ *     (shared with the VNNI kernel) on 64-row tiles transposed as dwords; 16 `sdot` per entry.
+ * No spills in any compute loop for GCC 12 and Clang 14 (tests/native/test_aarch64.py checks
+ * the disassembly).  The tbl and block step loops are inline asm (see below why).
+ */
+#include "tfc_internal.h"
+
+#if TFC_HAVE_AARCH64
+#include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+
+
+int tfc_aarch64_has_dotprod(void) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return 1;
+#elif defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return 0;
+#endif
+}
+
+/* ------------------------------------------------------- tbl re-layout */
+
+typedef struct TfcArmTbl {
+  const uint8_t* blob; /* packed weights it was built from */
+  int value_type;
+  int esz; /* bytes per x element: 4 float32, 1 int8 */
+  int lanes; /* output channels per group: 8 float32 (two q registers), 4 int8 */
+  int groups; /* ceil(N / lanes) */
+  int W; /* windows of 64 bytes of x: ceil(K * esz / 64) */
+  uint8_t* steps; /* [groups][W] steps of each window (<= 16) */
+  uint32_t* gptr; /* [groups + 1] first step of each group */
+  uint8_t* data; /* 16-byte aligned, 8 * lanes bytes per step: {idx[16], weights[16]} per 4 lanes */
+  uint8_t* data_raw;
+} TfcArmTbl;
+
+void tfc_free_aarch64(TfcState* s) {
+  TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
+  if (a == NULL) return;
+  free(a->steps);
+  free(a->gptr);
+  free(a->data_raw);
+  free(a);
+  s->arm_tbl = NULL;
+}
+
+typedef struct {
+  uint32_t k;
+  uint32_t v; /* value bits: float32 or int8 (low byte) */
+} TfcArmEntry;
+
+static int tfc_arm_entry_cmp(const void* a, const void* b) {
+  const uint32_t x = ((const TfcArmEntry*)a)->k, y = ((const TfcArmEntry*)b)->k;
+  return x < y ? -1 : (x > y);
+}
+
+/* Visits every stored non-zero weight of the validated TFCS blob: pass 0 counts per output
+ * channel into cnt[r + 1], pass 1 writes {feature, value bits} at e[cursor[r]++]. */
+static void tfc_arm_visit(const TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor, TfcArmEntry* e) {
+  const int B = s->block, W = s->n_windows, f32 = s->value_type == kTfLiteFloat32;
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    const uint32_t* lane_ch = s->perm + sl * 16;
+    uint32_t i = s->slice_ptr[sl];
+    for (int w = 0; i < s->slice_ptr[sl + 1]; ++w) {
+      const uint32_t end = s->steps ? i + 16u * s->steps[(size_t)sl * W + w] : s->slice_ptr[sl + 1];
+      for (; i < end; ++i) {
+        const uint32_t r = lane_ch[(i - s->slice_ptr[sl]) % 16u];
+        if (r == 0xFFFFFFFFu) continue;
+        const uint32_t k0 = s->steps ? (uint32_t)w * 32u + ((const uint8_t*)s->col)[i]
+                          : (uint32_t)B * (s->index_bytes == 2 ? ((const uint16_t*)s->col)[i]
+                                                              : ((const uint32_t*)s->col)[i]);
+        for (int b = 0; b < B; ++b) {
+          uint32_t bits;
+          if (f32) {
+            const float fv = ((const float*)s->values)[(size_t)i * B + b];
+            if (fv == 0.f) continue;
+            memcpy(&bits, &fv, 4);
+          } else {
+            const int8_t q = ((const int8_t*)s->values)[(size_t)i * B + b];
+            if (q == 0) continue;
+            bits = (uint8_t)q;
+          }
+          if (pass == 0) {
+            cnt[r + 1]++;
+          } else {
+            e[cursor[r]].k = k0 + (uint32_t)b;
+            e[cursor[r]++].v = bits;
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Every stored non-zero weight grouped by output channel (CSR: channel r's entries are
+ * e[ptr[r]] .. e[ptr[r + 1] - 1]), sorted by input feature.  1 with *ptr_out / *e_out set (the
+ * caller frees both), 0 when out of memory. */
+static int tfc_arm_entries(const TfcState* s, uint32_t** ptr_out, TfcArmEntry** e_out) {
+  const int n = s->n_out;
+  uint32_t* ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  TfcArmEntry* e = NULL;
+  if (ptr != NULL && cursor != NULL) {
+    tfc_arm_visit(s, 0, ptr, NULL, NULL);
+    for (int r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
+    memcpy(cursor, ptr, ((size_t)n + 1) * sizeof(uint32_t));
+    e = (TfcArmEntry*)malloc(((size_t)ptr[n] + 1) * sizeof(TfcArmEntry));
+  }
+  if (e == NULL) {
+    free(ptr);
+    free(cursor);
+    return 0;
+  }
+  tfc_arm_visit(s, 1, NULL, cursor, e);
+  free(cursor);
+  for (int r = 0; r < n; ++r) qsort(e + ptr[r], ptr[r + 1] - ptr[r], sizeof(TfcArmEntry), tfc_arm_entry_cmp);
+  *ptr_out = ptr;
+  *e_out = e;
+  return 1;
+}
+
+/* Builds s->arm_tbl from the validated weights; 0 when out of memory. */
+static int tfc_arm_build_tbl(TfcState* s) {
+  tfc_free_aarch64(s);
+  const int n = s->n_out, f32 = s->value_type == kTfLiteFloat32;
+  const int esz = f32 ? 4 : 1, per = 4 / esz, F = 64 / esz; /* slots per lane and step; features per window */
+  const int LG = f32 ? 8 : 4; /* lanes per group */
+  const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
+  int ok = 0;
+  TfcArmTbl* a = (TfcArmTbl*)calloc(1, sizeof(TfcArmTbl));
+  uint32_t* ptr = NULL;
+  TfcArmEntry* e = NULL;
+  if (a == NULL) return 0;
+  s->arm_tbl = a;
+  a->blob = s->blob_seen;
+  a->value_type = s->value_type;
+  a->esz = esz;
+  a->lanes = LG;
+  a->groups = (n + LG - 1) / LG;
+  a->W = (int)(((uint64_t)s->k_in * (uint64_t)esz + 63u) / 64u);
+  if (!tfc_arm_entries(s, &ptr, &e)) goto done;
+  a->steps = (uint8_t*)malloc((size_t)a->groups * (size_t)a->W + 1u);
+  a->gptr = (uint32_t*)malloc(((size_t)a->groups + 1u) * sizeof(uint32_t));
+  if (a->steps == NULL || a->gptr == NULL) goto done;
+  /* pass 0: steps of every (group, window); pass 1: the data */
+  for (int pass = 0; pass < 2; ++pass) {
+    uint64_t total = 0;
+    for (int g = 0; g < a->groups; ++g) {
+      uint32_t p[8], pe[8];
+      for (int l = 0; l < LG; ++l) {
+        const int r = LG * g + l;
+        p[l] = r < n ? ptr[r] : 0;
+        pe[l] = r < n ? ptr[r + 1] : 0;
+      }
+      if (pass == 0) a->gptr[g] = (uint32_t)total;
+      for (int w = 0; w < a->W; ++w) {
+        const uint64_t lim = (uint64_t)(w + 1) * (uint64_t)F;
+        uint32_t q[8], mx = 0;
+        for (int l = 0; l < LG; ++l) {
+          q[l] = p[l];
+          while (q[l] < pe[l] && e[q[l]].k < lim) q[l]++;
+          const uint32_t st = (q[l] - p[l] + (uint32_t)per - 1u) / (uint32_t)per;
+          if (st > mx) mx = st;
+        }
+        if (mx > 255u) goto done; /* cannot happen: Prepare refuses a feature stored twice in a lane */
+        if (pass == 0) {
+          a->steps[(size_t)g * a->W + w] = (uint8_t)mx;
+        } else {
+          uint8_t* d = a->data + (uint64_t)SB * total;
+          memset(d, 0, (size_t)SB * mx);
+          for (uint32_t j = 0; j < mx * (uint32_t)LG / 4u; ++j)
+            for (int b = 0; b < 16; ++b) d[32u * j + (uint32_t)b] = 0xFF; /* padding: tbl gives 0 */
+          for (int l = 0; l < LG; ++l)
+            for (uint32_t t = 0; p[l] + t < q[l]; ++t) {
+              const TfcArmEntry* en = e + p[l] + t;
+              const uint32_t o = en->k - (uint32_t)w * (uint32_t)F; /* < F */
+              uint8_t* st = d + SB * (t / (uint32_t)per) + 32u * (uint32_t)(l / 4); /* {idx, w} of lanes l/4 */
+              const int ll = l % 4;
+              if (f32) {
+                for (int b = 0; b < 4; ++b) st[4 * ll + b] = (uint8_t)(4u * o + (uint32_t)b);
+                memcpy(st + 16 + 4 * ll, &en->v, 4);
+              } else {
+                const int slot = 4 * ll + (int)(t % 4u);
+                st[slot] = (uint8_t)o;
+                st[16 + slot] = (uint8_t)en->v;
+              }
+            }
+        }
+        total += mx;
+        for (int l = 0; l < LG; ++l) p[l] = q[l];
+      }
+      if (total > 0x3FFFFFFu) goto done;
+    }
+    if (pass == 0) {
+      a->gptr[a->groups] = (uint32_t)total;
+      a->data_raw = (uint8_t*)malloc((size_t)SB * (size_t)total + 16u);
+      if (a->data_raw == NULL) goto done;
+      a->data = (uint8_t*)(((uintptr_t)a->data_raw + 15u) & ~(uintptr_t)15u);
+    }
+  }
+  ok = 1;
+done:
+  free(ptr);
+  free(e);
+  if (!ok) tfc_free_aarch64(s);
+  return ok;
+}
+
+/* Rows [p, p + R) of x as 64-byte windows: x itself when K * esz is a multiple of 64, else
+ * copies padded with zeros in the scratch (W * 64 bytes per row). */
+static inline const uint8_t* tfc_arm_row(const TfcState* s, const TfcArmTbl* a, const uint8_t* x, int p,
+                                         int r, uint8_t* scratch) {
+  const size_t kb = (size_t)s->k_in * (size_t)a->esz, wb = (size_t)a->W * 64u;
+  const uint8_t* src = x + (size_t)(p + r) * kb;
+  if (kb == wb) return src;
+  uint8_t* dst = scratch + (size_t)r * wb;
+  memcpy(dst, src, kb);
+  memset(dst + kb, 0, wb - kb);
+  return dst;
+}
+
+/* ------------------------------------------------- tbl step loops (asm)
+ * One group of 4 output channels, R = 1 or 2 input rows, all windows: per window, load the
+ * 64-byte x window of each row into a 4-register tbl table (v16-v19, v20-v23), then per
+ * step: load {16 byte indices, 16 weight bytes} per 4 lanes; tbl; fmla (float32, 8 lanes: two
+ * halves) / sdot (int8, ARMv8.2) / smull + smull2 + 2 sadalp (int8, ARMv8.0).  Float32 and sdot
+ * do two steps per iteration (one `ld1` of 64 bytes each) into two accumulator sets.  The
+ * R x lanes accumulators are stored to `out`.
+ * Written in inline asm because GCC 12 keeps neither the 4-register tbl table nor the
+ * accumulators of the intrinsics version in registers (it reloaded the table every step and
+ * stored the accumulators every step, 7-32 instructions per step vs 5 for Clang); the asm
+ * gives both compilers the same loop.  sdot is emitted with .inst (the assemblers accept the
+ * mnemonic only with +dotprod); these functions run only when HWCAP_ASIMDDP is set.
+ * Registers: v16-v23 tables (row 0, row 1); v4-v7 (and v24-v27 for float32's second step)
+ * indices and weights; v6-v15 lookups and products; accumulators v0-v3 + v28-v31 (float32),
+ * v0-v1 + v24-v25 (sdot), v0-v1 low + v12-v13 high halves (ARMv8.0 int8). */
+#define TFC_ARM_VREGS                                                                                      \
+  "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", \
+      "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31"
+
+/* One template per kernel for R = 1 and 2 rows: TFC_ARM_IF2_R(text) keeps `text` only for 2 rows
+ * (the second row's table, lookups, accumulators and operand), TFC_ARM_SEL_R(one, two) picks. */
+#define TFC_ARM_IF2_1(...)
+#define TFC_ARM_IF2_2(...) __VA_ARGS__
+#define TFC_ARM_SEL_1(one, two) one
+#define TFC_ARM_SEL_2(one, two) two
+
+#define TFC_ARM_ASM_F32(R)                                                                                 \
+  static inline __attribute__((always_inline)) void tfc_arm_asm_f32_##R(                                   \
+      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
+      void* out) {                                                                                         \
+    uint32_t n;                                                                                            \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        "movi v1.16b, #0\n\t"                                                                              \
+        TFC_ARM_IF2_##R("movi v2.16b, #0\n\t"                                                              \
+                        "movi v3.16b, #0\n\t")                                                             \
+        "movi v28.16b, #0\n\t"                                                                             \
+        "movi v29.16b, #0\n\t"                                                                             \
+        TFC_ARM_IF2_##R("movi v30.16b, #0\n\t"                                                             \
+                        "movi v31.16b, #0\n\t")                                                            \
+        "1:\n\t"                                                                                           \
+        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
+        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
+        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
+        "cbz %w[n], 4f\n\t"                                                                                \
+        "tbz %w[n], #0, 2f\n\t"                                                                            \
+        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                       \
+                        "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
+        "fmla v0.4s, v8.4s, v5.4s\n\t"                                                                     \
+        "fmla v1.4s, v9.4s, v7.4s\n\t"                                                                     \
+        TFC_ARM_IF2_##R("fmla v2.4s, v10.4s, v5.4s\n\t"                                                    \
+                        "fmla v3.4s, v11.4s, v7.4s\n\t")                                                   \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.eq 4f\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
+        "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"                                                           \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                       \
+                        "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
+        "fmla v0.4s, v8.4s, v5.4s\n\t"                                                                     \
+        "fmla v1.4s, v9.4s, v7.4s\n\t"                                                                     \
+        TFC_ARM_IF2_##R("fmla v2.4s, v10.4s, v5.4s\n\t"                                                    \
+                        "fmla v3.4s, v11.4s, v7.4s\n\t")                                                   \
+        "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"                                                      \
+        "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"                                                      \
+        TFC_ARM_IF2_##R("tbl v14.16b, {v20.16b-v23.16b}, v24.16b\n\t"                                      \
+                        "tbl v15.16b, {v20.16b-v23.16b}, v26.16b\n\t")                                     \
+        "fmla v28.4s, v12.4s, v25.4s\n\t"                                                                  \
+        "fmla v29.4s, v13.4s, v27.4s\n\t"                                                                  \
+        TFC_ARM_IF2_##R("fmla v30.4s, v14.4s, v25.4s\n\t"                                                  \
+                        "fmla v31.4s, v15.4s, v27.4s\n\t")                                                 \
+        "subs %w[n], %w[n], #2\n\t"                                                                        \
+        "b.ne 2b\n\t"                                                                                      \
+        "4:\n\t"                                                                                           \
+        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
+        "b.ne 1b\n\t"                                                                                      \
+        "fadd v0.4s, v0.4s, v28.4s\n\t"                                                                    \
+        "fadd v1.4s, v1.4s, v29.4s\n\t"                                                                    \
+        TFC_ARM_IF2_##R("fadd v2.4s, v2.4s, v30.4s\n\t"                                                    \
+                        "fadd v3.4s, v3.4s, v31.4s\n\t")                                                   \
+        TFC_ARM_SEL_##R("st1 {v0.4s-v1.4s}, [%[out]]\n\t", "st1 {v0.4s-v3.4s}, [%[out]]\n\t")              \
+        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
+          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
+        : [out] "r"(out)                                                                                   \
+        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
+  }
+TFC_ARM_ASM_F32(1)
+TFC_ARM_ASM_F32(2)
+
+#define TFC_ARM_ASM_DOT(R)                                                                                 \
+  static inline __attribute__((always_inline)) void tfc_arm_asm_dot_##R(                                   \
+      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
+      void* out) {                                                                                         \
+    uint32_t n;                                                                                            \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        TFC_ARM_IF2_##R("movi v1.16b, #0\n\t")                                                             \
+        "movi v24.16b, #0\n\t"                                                                             \
+        TFC_ARM_IF2_##R("movi v25.16b, #0\n\t")                                                            \
+        "1:\n\t"                                                                                           \
+        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
+        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
+        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
+        "cbz %w[n], 4f\n\t"                                                                                \
+        "tbz %w[n], #0, 2f\n\t"                                                                            \
+        "ldp q4, q5, [%[d]], #32\n\t"                                                                      \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t")                                       \
+        ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"                                           \
+        TFC_ARM_IF2_##R(".inst 0x4e859521  /* sdot v1.4s, v9.16b, v5.16b */\n\t")                          \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.eq 4f\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        TFC_ARM_IF2_##R("tbl v9.16b, {v20.16b-v23.16b}, v4.16b\n\t")                                       \
+        ".inst 0x4e859500  /* sdot v0.4s, v8.16b, v5.16b */\n\t"                                           \
+        TFC_ARM_IF2_##R(".inst 0x4e859521  /* sdot v1.4s, v9.16b, v5.16b */\n\t")                          \
+        "tbl v12.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                       \
+        TFC_ARM_IF2_##R("tbl v13.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
+        ".inst 0x4e879598  /* sdot v24.4s, v12.16b, v7.16b */\n\t"                                         \
+        TFC_ARM_IF2_##R(".inst 0x4e8795b9  /* sdot v25.4s, v13.16b, v7.16b */\n\t")                        \
+        "subs %w[n], %w[n], #2\n\t"                                                                        \
+        "b.ne 2b\n\t"                                                                                      \
+        "4:\n\t"                                                                                           \
+        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
+        "b.ne 1b\n\t"                                                                                      \
+        "add v0.4s, v0.4s, v24.4s\n\t"                                                                     \
+        TFC_ARM_IF2_##R("add v1.4s, v1.4s, v25.4s\n\t")                                                    \
+        TFC_ARM_SEL_##R("st1 {v0.4s}, [%[out]]\n\t", "st1 {v0.4s-v1.4s}, [%[out]]\n\t")                    \
+        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
+          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
+        : [out] "r"(out)                                                                                   \
+        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
+  }
+TFC_ARM_ASM_DOT(1)
+TFC_ARM_ASM_DOT(2)
+
+#define TFC_ARM_ASM_NEON(R)                                                                                \
+  static inline __attribute__((always_inline)) void tfc_arm_asm_neon_##R(                                  \
+      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
+      void* out) {                                                                                         \
+    uint32_t n;                                                                                            \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        TFC_ARM_IF2_##R("movi v1.16b, #0\n\t")                                                             \
+        "movi v12.16b, #0\n\t"                                                                             \
+        TFC_ARM_IF2_##R("movi v13.16b, #0\n\t")                                                            \
+        "1:\n\t"                                                                                           \
+        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
+        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
+        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
+        "cbz %w[n], 4f\n\t"                                                                                \
+        "2:\n\t"                                                                                           \
+        "ldp q4, q5, [%[d]], #32\n\t"                                                                      \
+        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
+        "smull v9.8h, v8.8b, v5.8b\n\t"                                                                    \
+        "smull2 v10.8h, v8.16b, v5.16b\n\t"                                                                \
+        "sadalp v0.4s, v9.8h\n\t"                                                                          \
+        "sadalp v12.4s, v10.8h\n\t"                                                                        \
+        TFC_ARM_IF2_##R("tbl v6.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                        \
+                        "smull v7.8h, v6.8b, v5.8b\n\t"                                                    \
+                        "smull2 v11.8h, v6.16b, v5.16b\n\t"                                                \
+                        "sadalp v1.4s, v7.8h\n\t"                                                          \
+                        "sadalp v13.4s, v11.8h\n\t")                                                       \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.ne 2b\n\t"                                                                                      \
+        "4:\n\t"                                                                                           \
+        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
+        "b.ne 1b\n\t"                                                                                      \
+        "addp v0.4s, v0.4s, v12.4s\n\t"                                                                    \
+        TFC_ARM_IF2_##R("addp v1.4s, v1.4s, v13.4s\n\t")                                                   \
+        TFC_ARM_SEL_##R("st1 {v0.4s}, [%[out]]\n\t", "st1 {v0.4s-v1.4s}, [%[out]]\n\t")                    \
+        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
+          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
+        : [out] "r"(out)                                                                                   \
+        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
+  }
+TFC_ARM_ASM_NEON(1)
+TFC_ARM_ASM_NEON(2)
+
+
+/* ----------------------------------------------- float32, tbl, 1-2 rows */
+
+static void tfc_arm_f32_store(const TfcState* s, const float* acc, const float* bias, float* y, int g) {
+  const int r0 = 4 * g, nb = s->n_out - r0 < 4 ? s->n_out - r0 : 4;
+  float32x4_t b = vdupq_n_f32(0.f);
+  if (bias != NULL) {
+    float tmp[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int l = 0; l < nb; ++l) tmp[l] = bias[r0 + l];
+    b = vld1q_f32(tmp);
+  }
+  const float32x4_t v = vminq_f32(vmaxq_f32(vaddq_f32(vld1q_f32(acc), b), vdupq_n_f32(s->fmin)), vdupq_n_f32(s->fmax));
+  if (nb == 4) {
+    vst1q_f32(y + r0, v);
+  } else {
+    float tmp[4];
+    vst1q_f32(tmp, v);
+    for (int l = 0; l < nb; ++l) y[r0 + l] = tmp[l];
+  }
+}
+
+/* int8: requantizes 4 accumulators of group g (the exact scalar rule of the portable kernels). */
+static void tfc_arm_i8_store(const TfcState* s, const int32_t* acc, const int32_t* bias, int8_t* y, int g) {
+  const int r0 = 4 * g, nb = s->n_out - r0 < 4 ? s->n_out - r0 : 4;
+  for (int l = 0; l < nb; ++l) {
+    const uint32_t r = (uint32_t)(r0 + l);
+    y[r] = tfc_requant(s, r, (int64_t)acc[l] + (bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r]);
+  }
+}
+
+enum { TFC_ARM_F32 = 0, TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
+
+/* Units: slices of 16 output channels (2 float32 / 4 int8 groups), every row, 2 rows per pass. */
+static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s, const TfcIO* io, int u0, int u1,
+                                                               void* scratch, const int kind) {
+  const TfcArmTbl* a = (const TfcArmTbl*)s->arm_tbl;
+  const int gpu = 16 / a->lanes, W = a->W;
+  const int g0 = gpu * u0, g1 = gpu * u1 < a->groups ? gpu * u1 : a->groups;
+  const size_t ysz = kind == TFC_ARM_F32 ? 4u : 1u, sb = 8u * (size_t)a->lanes;
+  for (int p = 0; p < s->rows; p += 2) {
+    const int R = s->rows - p < 2 ? s->rows - p : 2;
+    const uint8_t* x0 = tfc_arm_row(s, a, (const uint8_t*)io->x, p, 0, (uint8_t*)scratch);
+    const uint8_t* x1 = R == 2 ? tfc_arm_row(s, a, (const uint8_t*)io->x, p, 1, (uint8_t*)scratch) : x0;
+    uint8_t* y0 = (uint8_t*)io->y + (size_t)p * (size_t)s->n_out * ysz;
+    uint8_t* y1 = y0 + (size_t)s->n_out * ysz;
+    for (int g = g0; g < g1; ++g) {
+      union {
+        float f[16];
+        int32_t i[16];
+      } acc; /* rows x lanes accumulators written by the asm */
+      const uint8_t* st = a->steps + (size_t)g * W;
+      const uint8_t* d = a->data + sb * (size_t)a->gptr[g];
+      if (kind == TFC_ARM_F32) { /* 8 channels: 4-channel halves 2g, 2g + 1 */
+        if (R == 2) tfc_arm_asm_f32_2(st, W, d, x0, x1, acc.f);
+        else tfc_arm_asm_f32_1(st, W, d, x0, acc.f);
+        for (int r = 0; r < R; ++r)
+          for (int h = 0; h < 2; ++h)
+            tfc_arm_f32_store(s, acc.f + 8 * r + 4 * h, (const float*)io->bias, (float*)(r ? y1 : y0), 2 * g + h);
+      } else {
+        if (kind == TFC_ARM_DOT) {
+          if (R == 2) tfc_arm_asm_dot_2(st, W, d, x0, x1, acc.i);
+          else tfc_arm_asm_dot_1(st, W, d, x0, acc.i);
+        } else {
+          if (R == 2) tfc_arm_asm_neon_2(st, W, d, x0, x1, acc.i);
+          else tfc_arm_asm_neon_1(st, W, d, x0, acc.i);
+        }
+        tfc_arm_i8_store(s, acc.i, (const int32_t*)io->bias, (int8_t*)y0, g);
+        if (R == 2) tfc_arm_i8_store(s, acc.i + 4, (const int32_t*)io->bias, (int8_t*)y1, g);
+      }
+    }
+  }
+}
+
+static void tfc_arm_rows_f32(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_F32);
+}
+static void tfc_arm_rows_i8_dot(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_DOT);
+}
+static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_NEON);
+}
+
+/* ------------------------------- float32, 1x4 blocks, 1-15 rows: TFCS as is
+ * Every stored 1x4 block is one vector load of its 4 consecutive inputs (ldr q with the block
+ * column as a register offset, `uxtw #4`) and one fmla into its lane's accumulator: one slice
+ * step (16 lanes) = 4 ld1 (64 weights) + 16 index loads + 16 ldr q + 16 fmla, v0-v15 hold the
+ * 16 accumulators for the whole slice; reduced by pairwise adds after it.  Inline asm for the
+ * same reason as the tbl loops: both compilers computed the 16 addresses with separate add /
+ * lsl and spilled accumulators (92-118 instructions per step instead of 54).  Units: slices. */
+/* 4 blocks of one slice step into accumulators vA..vA+3: one ld1 of their 16 weights, their 4
+ * block columns (LDI: ldrh / ldr, SZ: 2 / 4 bytes per index), 4 ldr q of x, 4 fmla. */
+#define TFC_ARM_B4_QUARTER(LDI, SZ, A0, A1, A2, A3) \
+  "ld1 {v16.4s-v19.4s}, [%[w]], #64\n\t"            \
+  LDI " w9, [%[c]], #" SZ "\n\t"                    \
+  LDI " w10, [%[c]], #" SZ "\n\t"                   \
+  LDI " w11, [%[c]], #" SZ "\n\t"                   \
+  LDI " w12, [%[c]], #" SZ "\n\t"                   \
+  "ldr q20, [%[x], w9, uxtw #4]\n\t"                \
+  "ldr q21, [%[x], w10, uxtw #4]\n\t"               \
+  "ldr q22, [%[x], w11, uxtw #4]\n\t"               \
+  "ldr q23, [%[x], w12, uxtw #4]\n\t"               \
+  "fmla v" A0 ".4s, v16.4s, v20.4s\n\t"             \
+  "fmla v" A1 ".4s, v17.4s, v21.4s\n\t"             \
+  "fmla v" A2 ".4s, v18.4s, v22.4s\n\t"             \
+  "fmla v" A3 ".4s, v19.4s, v23.4s\n\t"
+
+/* The step loop of one slice (n steps of 16 blocks) with u16 (LDI ldrh, SZ 2) or u32 block
+ * columns; the 16 lane accumulators v0-v15 are stored to out[64]. */
+#define TFC_ARM_ASM_BLOCK4(NAME, LDI, SZ)                                                                   \
+  static inline __attribute__((always_inline)) void NAME(const void* c, const float* w, const float* x,    \
+                                                         uint32_t n, float* out) {                         \
+    __asm__ volatile(                                                                                      \
+        "movi v0.16b, #0\n\t"                                                                              \
+        "movi v1.16b, #0\n\t"                                                                              \
+        "movi v2.16b, #0\n\t"                                                                              \
+        "movi v3.16b, #0\n\t"                                                                              \
+        "movi v4.16b, #0\n\t"                                                                              \
+        "movi v5.16b, #0\n\t"                                                                              \
+        "movi v6.16b, #0\n\t"                                                                              \
+        "movi v7.16b, #0\n\t"                                                                              \
+        "movi v8.16b, #0\n\t"                                                                              \
+        "movi v9.16b, #0\n\t"                                                                              \
+        "movi v10.16b, #0\n\t"                                                                             \
+        "movi v11.16b, #0\n\t"                                                                             \
+        "movi v12.16b, #0\n\t"                                                                             \
+        "movi v13.16b, #0\n\t"                                                                             \
+        "movi v14.16b, #0\n\t"                                                                             \
+        "movi v15.16b, #0\n\t"                                                                             \
+        "cbz %w[n], 2f\n\t"                                                                                \
+        "1:\n\t"                                                                                           \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "0", "1", "2", "3")                                                    \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "4", "5", "6", "7")                                                    \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "8", "9", "10", "11")                                                  \
+        TFC_ARM_B4_QUARTER(LDI, SZ, "12", "13", "14", "15")                                                \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.ne 1b\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        "st1 {v0.4s-v3.4s}, [%[out]], #64\n\t"                                                             \
+        "st1 {v4.4s-v7.4s}, [%[out]], #64\n\t"                                                             \
+        "st1 {v8.4s-v11.4s}, [%[out]], #64\n\t"                                                            \
+        "st1 {v12.4s-v15.4s}, [%[out]], #64\n\t"                                                           \
+        : [n] "+r"(n), [c] "+r"(c), [w] "+r"(w), [out] "+r"(out)                                           \
+        : [x] "r"(x)                                                                                       \
+        : TFC_ARM_VREGS, "x9", "x10", "x11", "x12", "cc", "memory");                                       \
+  }
+TFC_ARM_ASM_BLOCK4(tfc_arm_asm_block4_u16, "ldrh", "2")
+TFC_ARM_ASM_BLOCK4(tfc_arm_asm_block4_u32, "ldr", "4")
+
+
+#define TFC_DEFINE_ARM_BLOCK4(NAME, STEP)                                                           \
+  static void NAME(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {             \
+    (void)scratch;                                                                                  \
+    const int ib = s->index_bytes;                                                                  \
+    const float* bias = (const float*)io->bias;                                                     \
+    const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);                        \
+    for (int p = 0; p < s->rows; ++p) {                                                             \
+      const float* x = (const float*)io->x + (size_t)p * s->k_in;                                   \
+      float* y = (float*)io->y + (size_t)p * s->n_out;                                              \
+      for (int sl = u0; sl < u1; ++sl) {                                                            \
+        float acc[64];                                                                              \
+        const uint32_t i0 = s->slice_ptr[sl];                                                       \
+        STEP((const uint8_t*)s->col + (size_t)ib * i0, (const float*)s->values + 4u * i0, x,       \
+             (s->slice_ptr[sl + 1] - i0) / 16u, acc);                                               \
+        const uint32_t* pr = s->perm + sl * 16;                                                     \
+        for (int q = 0; q < 16; q += 4) {                                                           \
+          const float* a = acc + 4 * q;                                                             \
+          const float32x4_t sum = vpaddq_f32(vpaddq_f32(vld1q_f32(a), vld1q_f32(a + 4)),            \
+                                             vpaddq_f32(vld1q_f32(a + 8), vld1q_f32(a + 12)));      \
+          float out[4], b[4];                                                                       \
+          for (int l = 0; l < 4; ++l) b[l] = (bias != NULL && pr[q + l] != 0xFFFFFFFFu) ? bias[pr[q + l]] : 0.f; \
+          vst1q_f32(out, vminq_f32(vmaxq_f32(vaddq_f32(sum, vld1q_f32(b)), lo), hi));               \
+          for (int l = 0; l < 4; ++l)                                                               \
+            if (pr[q + l] != 0xFFFFFFFFu) y[pr[q + l]] = out[l];                                    \
+        }                                                                                           \
+      }                                                                                             \
+    }                                                                                               \
+  }
+TFC_DEFINE_ARM_BLOCK4(tfc_arm_block4_f32_u16, tfc_arm_asm_block4_u16)
+TFC_DEFINE_ARM_BLOCK4(tfc_arm_block4_f32_u32, tfc_arm_asm_block4_u32)
+
+/* --------------------------------------- float32, many rows: CSR x tile */
+
+/* 4x4 transpose: r[i] lane j -> r[j] lane i. */
+static inline void tfc_arm_tr4(float32x4_t* r) {
+  const float32x4x2_t a = vtrnq_f32(r[0], r[1]), b = vtrnq_f32(r[2], r[3]);
+  r[0] = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
+  r[1] = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
+  r[2] = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
+  r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+}
+
+/* One channel pair, one chunk, rows [h, h + 4V) of the tile: each stored weight multiplies
+ * V vectors of its xt row (fmla by element).  2V accumulators. */
+static inline __attribute__((always_inline)) void tfc_arm_csr_pair(const TfcState* s, uint32_t b0, uint32_t e,
+                                                                   const float* xt, int first, const float* bias2,
+                                                                   float* ya, float* yb, const int V) {
+  float32x4_t a[8], c[8];
+  for (int v = 0; v < V; ++v) {
+    a[v] = first ? vdupq_n_f32(0.f) : vld1q_f32(ya + 4 * v);
+    c[v] = first ? vdupq_n_f32(0.f) : vld1q_f32(yb + 4 * v);
+  }
+  const uint32_t* off = s->csr_off + 2u * b0;
+  const float* val = s->csr_val + 2u * b0;
+  for (uint32_t j = b0; j < e; ++j, off += 2, val += 2) {
+    const float32x2_t w = vld1_f32(val);
+    const float* xa = xt + off[0];
+    const float* xb = xt + off[1];
+    for (int v = 0; v < V; ++v) a[v] = vfmaq_lane_f32(a[v], vld1q_f32(xa + 4 * v), w, 0);
+    /* B's loads after A's multiply-adds: GCC 12 otherwise hoists all 2V loads above them
+     * and, at V = 8, needs 33 registers (2 stack spills per entry, seen in its output) */
+    __asm__("" : "+r"(xb) : "w"(a[0]), "w"(a[1 % V]), "w"(a[2 % V]), "w"(a[3 % V]), "w"(a[4 % V]), "w"(a[5 % V]),
+                               "w"(a[6 % V]), "w"(a[7 % V]));
+    for (int v = 0; v < V; ++v) c[v] = vfmaq_lane_f32(c[v], vld1q_f32(xb + 4 * v), w, 1);
+  }
+  if (bias2 != NULL) {
+    const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
+    const float32x4_t ba = vdupq_n_f32(bias2[0]), bb = vdupq_n_f32(bias2[1]);
+    for (int v = 0; v < V; ++v) {
+      a[v] = vminq_f32(vmaxq_f32(vaddq_f32(a[v], ba), lo), hi);
+      c[v] = vminq_f32(vmaxq_f32(vaddq_f32(c[v], bb), lo), hi);
+    }
+  }
+  for (int v = 0; v < V; ++v) {
+    vst1q_f32(ya + 4 * v, a[v]);
+    vst1q_f32(yb + 4 * v, c[v]);
+  }
+}
+
+/* One quad of channels (tile rows ya + i * T), one chunk, rows [h, h + 4V): each entry loads
+ * V vectors of xt once for 4 weights.  4V accumulators. */
+static inline __attribute__((always_inline)) void tfc_arm_csr_quad(const TfcState* s, uint32_t b0, uint32_t e,
+                                                                   const float* xt, int first, const float* bias4,
+                                                                   float* ya, int T, const int V) {
+  float32x4_t a[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < V; ++v) a[i][v] = first ? vdupq_n_f32(0.f) : vld1q_f32(ya + (size_t)i * T + 4 * v);
+  const uint32_t* off = s->csr_off;
+  const float* val = s->csr_val + 4u * b0;
+  for (uint32_t j = b0; j < e; ++j, val += 4) {
+    const float* xr = xt + off[j];
+    const float32x4_t w = vld1q_f32(val);
+    for (int v = 0; v < V; ++v) {
+      const float32x4_t xv = vld1q_f32(xr + 4 * v);
+      a[0][v] = vfmaq_laneq_f32(a[0][v], xv, w, 0);
+      a[1][v] = vfmaq_laneq_f32(a[1][v], xv, w, 1);
+      a[2][v] = vfmaq_laneq_f32(a[2][v], xv, w, 2);
+      a[3][v] = vfmaq_laneq_f32(a[3][v], xv, w, 3);
+    }
+  }
+  const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < V; ++v) {
+      float32x4_t r = a[i][v];
+      if (bias4 != NULL) r = vminq_f32(vmaxq_f32(vaddq_f32(r, vdupq_n_f32(bias4[i])), lo), hi);
+      vst1q_f32(ya + (size_t)i * T + 4 * v, r);
+    }
+}
+
+/* The pairs (or quads) of channel group g (16 channels) for chunk c, rows [0, rows16) of the tile. */
+static void tfc_arm_csr_group(const TfcState* s, int g, int c, const float* xt, float* ytile, const float* bias,
+                              int rows16, int first, int last) {
+  const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
+  if (s->csr_quads) {
+    const int nquads = npairs / 2;
+    for (int q = 0; q < 4; ++q) {
+      const int qd = 4 * g + q, r0 = 4 * qd;
+      float b4[4];
+      for (int i = 0; i < 4; ++i) b4[i] = (bias && r0 + i < s->n_out) ? bias[r0 + i] : 0.f;
+      const uint32_t b0 = s->csr_ptr[(size_t)c * nquads + qd], e = s->csr_ptr[(size_t)c * nquads + qd + 1];
+      for (int h = 0; h < rows16; h += 16)
+        tfc_arm_csr_quad(s, b0, e, xt + h, first, last ? b4 : NULL, ytile + (size_t)r0 * T + h, T, 4);
+    }
+    return;
+  }
+  for (int q = 0; q < 8; ++q) {
+    const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb = s->pair_row[2 * pq + 1];
+    const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb < 16 ? 16 * g + rb : 16 * (npairs / 8);
+    const float b2[2] = {(bias && ra < 16) ? bias[16 * g + ra] : 0.f, (bias && rb < 16) ? bias[16 * g + rb] : 0.f};
+    const uint32_t b0 = s->csr_ptr[(size_t)c * npairs + pq], e = s->csr_ptr[(size_t)c * npairs + pq + 1];
+    int h = 0;
+    for (; h + 32 <= rows16; h += 32)
+      tfc_arm_csr_pair(s, b0, e, xt + h, first, last ? b2 : NULL, ytile + (size_t)ga * T + h,
+                       ytile + (size_t)gb * T + h, 8);
+    if (h < rows16)
+      tfc_arm_csr_pair(s, b0, e, xt + h, first, last ? b2 : NULL, ytile + (size_t)ga * T + h,
+                       ytile + (size_t)gb * T + h, 4);
+  }
+}
+
+/* Rows p0 .. p0 + t - 1, channels of group g: ytile (transposed) -> y (NHWC). */
+static void tfc_arm_csr_store(const TfcState* s, const float* ytile, int g, int t, float* y) {
+  const int T = s->csr_tile, N = s->n_out, o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
+  for (int c4 = 0; c4 < nb; c4 += 4) {
+    const float* yt = ytile + (size_t)(o0 + c4) * T;
+    const int cn = nb - c4 < 4 ? nb - c4 : 4;
+    for (int i = 0; i < t; i += 4) {
+      float32x4_t r[4];
+      for (int q = 0; q < 4; ++q) r[q] = vld1q_f32(yt + (size_t)q * T + i);
+      tfc_arm_tr4(r);
+      const int rn = t - i < 4 ? t - i : 4;
+      for (int q = 0; q < rn; ++q) {
+        float* dst = y + (size_t)(i + q) * N + o0 + c4;
+        if (cn == 4) {
+          vst1q_f32(dst, r[q]);
+        } else {
+          float tmp[4];
+          vst1q_f32(tmp, r[q]);
+          for (int l = 0; l < cn; ++l) dst[l] = tmp[l];
+        }
+      }
+    }
+  }
+}
+
+/* Units: 64-row tiles.  Scratch: xt[K + 1][T] (row K stays zero), then ytile[16 * groups + 1][T]. */
+static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  const int K = s->k_in, N = s->n_out, T = s->csr_tile, rows = s->rows;
+  const float* x = (const float*)io->x;
+  const float* bias = (const float*)io->bias;
+  float* y = (float*)io->y;
+  float* xt = (float*)scratch;
+  float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
+  memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float));
+  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+    const int t = rows - p0 < T ? rows - p0 : T;
+    const int rows16 = (t + 15) / 16 * 16;
+    for (int c0 = 0; c0 < K; c0 += 4) {
+      const int kc = K - c0 < 4 ? K - c0 : 4;
+      for (int i = 0; i < rows16; i += 4) {
+        float32x4_t r[4];
+        for (int q = 0; q < 4; ++q) {
+          const float* src = x + (size_t)(p0 + i + q) * K + c0;
+          if (i + q >= t) {
+            r[q] = vdupq_n_f32(0.f);
+          } else if (kc == 4) {
+            r[q] = vld1q_f32(src);
+          } else {
+            float tmp[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int l = 0; l < kc; ++l) tmp[l] = src[l];
+            r[q] = vld1q_f32(tmp);
+          }
+        }
+        tfc_arm_tr4(r);
+        for (int l = 0; l < kc; ++l) vst1q_f32(xt + (size_t)(c0 + l) * T + i, r[l]);
+      }
+    }
+    const int G = (N + 15) / 16, C = s->csr_chunks;
+    for (int c = 0; c + 1 < C; ++c)
+      for (int g = 0; g < G; ++g) tfc_arm_csr_group(s, g, c, xt, ytile, bias, rows16, c == 0, 0);
+    for (int g = 0; g < G; ++g) {
+      tfc_arm_csr_group(s, g, C - 1, xt, ytile, bias, rows16, C == 1, 1);
+      tfc_arm_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
+    }
+  }
+}
+
+/* ------------------------------ int8, >= 16 rows, sdot: quads x row tiles
+ * The int8 many-row kernel of Elsen et al. 2020 with `sdot`: the quad re-layout of
+ * tfc_relayout.c (tfc_build_i8_quads, shared with the VNNI kernel: per output channel, one
+ * entry per 4-input quad it uses, {quad * T * 4, 4 weights}); a tile of T = 64 rows is
+ * transposed as dwords to xt[K/4][T][4] (4 consecutive inputs of a row = one sdot operand),
+ * and every entry adds sdot(16 contiguous bytes of xt, the entry's 4 weights in every lane)
+ * to 16 accumulators (4 rows each).  1x4-block weights give one entry per stored block. */
+#if defined(__clang__)
+#define TFC_DOTPROD_FN __attribute__((target("dotprod")))
+static inline __attribute__((always_inline)) TFC_DOTPROD_FN int32x4_t tfc_arm_sdot(int32x4_t a, int8x16_t b, int8x16_t c) {
+  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(a) : "w"(b), "w"(c)); /* clang 14 declares vdotq_s32 only with +dotprod */
+  return a;
+}
+#else
+#define TFC_DOTPROD_FN __attribute__((target("arch=armv8.2-a+dotprod")))
+#define tfc_arm_sdot vdotq_s32
+#endif
+
+/* 4 rows of channel n: requantized (the portable rule, vectorized) and stored at stride N. */
+static inline __attribute__((always_inline)) void tfc_arm_i8_store4(const TfcState* s, int32x4_t acc, int32_t off,
+                                                                    float mult, int8_t* y, int N, int t) {
+  const float32x4_t f = vmulq_n_f32(vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(off))), mult);
+  int32x4_t q = vqaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(s->zp_out));
+  q = vminq_s32(vmaxq_s32(q, vdupq_n_s32(s->qmin)), vdupq_n_s32(s->qmax));
+  const int8x8_t b = vmovn_s16(vcombine_s16(vmovn_s32(q), vdup_n_s16(0)));
+  y[0] = vget_lane_s8(b, 0);
+  if (t > 1) y[N] = vget_lane_s8(b, 1);
+  if (t > 2) y[2 * N] = vget_lane_s8(b, 2);
+  if (t > 3) y[3 * N] = vget_lane_s8(b, 3);
+}
+
+/* Channel n of one tile: its entries into V accumulators (4 rows each; V = 16 is the full
+ * 64-row tile), then requantized and stored (rows p0 .. p0 + t - 1). */
+static inline __attribute__((always_inline)) TFC_DOTPROD_FN void tfc_arm_quads_channel(
+    const TfcState* s, int n, const int8_t* xt, const int32_t* bias, int8_t* y, int t, const int V) {
+  int32x4_t acc[16];
+  for (int v = 0; v < V; ++v) acc[v] = vdupq_n_s32(0);
+  for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
+    const int8x16_t w = vreinterpretq_s8_s32(vdupq_n_s32(s->i8q_w[j]));
+    const int8_t* xr = xt + s->i8q_off[j];
+    for (int v = 0; v < V; ++v) acc[v] = tfc_arm_sdot(acc[v], vld1q_s8(xr + 16 * v), w);
+  }
+  const int N = s->n_out;
+  const int32_t off = (bias ? bias[n] : 0) - s->zp_in * s->row_sums[n];
+  for (int v = 0; v < V && 4 * v < t; ++v)
+    tfc_arm_i8_store4(s, acc[v], off, s->multipliers[n], y + (size_t)(4 * v) * N + n, N, t - 4 * v);
+}
+
+TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
+                                                     void* scratch) {
+  const int K = s->k_in, N = s->n_out, T = s->i8q_tile, rows = s->rows, K4 = (K + 3) / 4;
+  const int8_t* x = (const int8_t*)io->x;
+  const int32_t* bias = (const int32_t*)io->bias;
+  int8_t* y = (int8_t*)io->y;
+  uint32_t* xt = (uint32_t*)scratch; /* [K4][T] dwords */
+  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+    const int t = rows - p0 < T ? rows - p0 : T;
+    const int rows16 = (t + 15) / 16 * 16;
+    for (int q0 = 0; q0 < K4; q0 += 4) { /* 4 x 4 dword transposes */
+      const int qn = K4 - q0 < 4 ? K4 - q0 : 4;
+      for (int i = 0; i < rows16; i += 4) {
+        float32x4_t r[4];
+        for (int j = 0; j < 4; ++j) {
+          uint32_t tmp[4] = {0, 0, 0, 0};
+          if (i + j < t) {
+            const int8_t* src = x + (size_t)(p0 + i + j) * K + 4 * q0;
+            const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
+            if (nb == 16) {
+              r[j] = vreinterpretq_f32_s8(vld1q_s8(src));
+              continue;
+            }
+            memcpy(tmp, src, (size_t)nb);
+          }
+          r[j] = vreinterpretq_f32_u32(vld1q_u32(tmp));
+        }
+        tfc_arm_tr4(r);
+        for (int l = 0; l < qn; ++l) vst1q_u32(xt + (size_t)(q0 + l) * T + i, vreinterpretq_u32_f32(r[l]));
+      }
+    }
+    const int V = rows16 / 4;
+    int8_t* yt = y + (size_t)p0 * N;
+    for (int n = 0; n < N; ++n) switch (V) {
+        case 4: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 4); break;
+        case 8: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 8); break;
+        case 12: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 12); break;
+        default: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 16); break;
+      }
+  }
+}
+
+/* ----------------------------------------------------------------- pick */
+
+/* aarch64 plans (cap >= TFC_ISA_SIMD): float32 >= 16 rows -> CSR tiles; float32 1x4 blocks,
+ * 1-15 rows -> the block kernel on the TFCS layout; other float32 1-15 rows and
+ * int8 -> the tbl row kernels (int8 with sdot when cap >= TFC_ISA_DOT and the CPU has it). */
+int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
+  if (cap < TFC_ISA_SIMD) return 0;
+  const int f32 = s->value_type == kTfLiteFloat32;
+  if (f32 && s->rows >= TFC_CSR_MIN_ROWS) {
+    const int T = TFC_CSR_TILE;
+    const size_t groups = ((size_t)s->n_out + 15u) / 16u;
+    plan->run = tfc_arm_rows_f32_csr;
+    plan->unit_kind = TFC_UNITS_ROWS;
+    plan->unit_rows = T;
+    plan->units = (s->rows + T - 1) / T;
+    plan->scratch_bytes = tfc_round64((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float)) +
+                          (16u * groups + 1u) * (size_t)T * sizeof(float);
+    plan->needs = TFC_NEEDS_CSR_F32;
+    plan->name = "neon_csr_f32";
+    return 1;
+  }
+  if (f32 && s->block == 4) {
+    tfc_plan_rows(s, plan, s->index_bytes == 2 ? tfc_arm_block4_f32_u16 : tfc_arm_block4_f32_u32, "neon_block4_f32");
+    return 1;
+  }
+  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS && cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) {
+    plan->run = tfc_arm_rows_i8_quads_dot;
+    plan->unit_kind = TFC_UNITS_ROWS;
+    plan->unit_rows = TFC_I8_TILE;
+    plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;
+    plan->scratch_bytes = (size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u;
+    plan->needs = TFC_NEEDS_I8_QUADS;
+    plan->name = "sdot_quads_i8";
+    return 1;
+  }
+  TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
+  if ((a == NULL || a->blob != s->blob_seen || a->value_type != s->value_type) && !tfc_arm_build_tbl(s))
+    return 0; /* out of memory: the portable kernels */
+  a = (TfcArmTbl*)s->arm_tbl;
+  plan->run = f32 ? tfc_arm_rows_f32
+                  : ((cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) ? tfc_arm_rows_i8_dot : tfc_arm_rows_i8_neon);
+  plan->unit_kind = TFC_UNITS_SLICES;
+  plan->unit_rows = 0;
+  plan->units = s->n_slices; /* unit u: output channels 16u .. 16u + 15 (groups 4u .. 4u + 3) */
+  plan->scratch_bytes = 2u * (size_t)a->W * 64u;
+  plan->needs = TFC_NEEDS_NONE;
+  plan->name = f32 ? "neon_tbl_f32" : (plan->run == tfc_arm_rows_i8_dot ? "sdot_tbl_i8" : "neon_tbl_i8");
+  return 1;
+}
+#endif /* TFC_HAVE_AARCH64 */
