@@ -22,6 +22,7 @@ kernels and of XNNPACK's corresponding micro-kernels (disassembled from the aarc
 
     python benchmarks/arm_proxy.py                          # kernels of this tree
     python benchmarks/arm_proxy.py --tree /work/wt/neon     # kernels of another checkout
+    python benchmarks/arm_proxy.py --ref neon               # a committed branch (git archive)
     python benchmarks/arm_proxy.py --quick                  # FC only, -cpu max only
 
 Needs (Debian bookworm): qemu-user, gcc-aarch64-linux-gnu, clang-14, llvm-14 (llvm-mca), binutils
@@ -531,14 +532,15 @@ def _mca(body, mcpu="cortex-a76", extra=()):
     return (int(m.group(1)) / 200.0 if m else None), None
 
 
-def mca_ours(tree, cc, cflags, march):
-    """Hot loops of our kernels compiled by clang-14/gcc for aarch64 -O3."""
+def mca_ours(tree, cc, cflags, march, hot=()):
+    """Innermost vector loops of our kernels compiled for aarch64 -O3 (only in `hot` functions,
+    those that executed >= 1 % of a run's instructions, when given)."""
     out = []
     for src in kernel_sources(tree):
         base = os.path.basename(src)
         if "delegate" in base:
             continue
-        cmd = [*compiler(cc), "-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", f"-march={march}",
+        cmd = [*compiler(cc), "-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", *([f"-march={march}"] if march else []),
                *cflags, "-I", os.path.dirname(src), "-S", "-o", "-", src]
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
@@ -546,7 +548,7 @@ def mca_ours(tree, cc, cflags, march):
             continue
         for func, label, body in _loops_from_asm(p.stdout):
             macs = _vector_macs(body)
-            if macs == 0:
+            if macs == 0 or (hot and func not in hot):
                 continue
             cyc, err = _mca(body)
             out.append(dict(source=base, function=func, loop=label, insns=len(body), macs=macs,
@@ -630,6 +632,8 @@ def _sanitize(body):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tree", default=REPO, help="checkout whose tflite_export/*.c and tfcompress/ are used")
+    ap.add_argument("--ref", default="", help="git ref of this repository to export (git archive) and use "
+                                              "as --tree (nothing is checked out)")
     ap.add_argument("--cc", choices=("gcc", "clang"), default="gcc", help="cross compiler for our library")
     ap.add_argument("--cflags", default="", help="extra flags for the aarch64 build of our library")
     ap.add_argument("--cpus", default="cortex-a76,cortex-a53",
@@ -643,8 +647,12 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="regex on job names")
     ap.add_argument("--timeout", type=int, default=3600)
     args = ap.parse_args(argv)
-    tree = os.path.abspath(args.tree)
     os.makedirs(args.cache, exist_ok=True)
+    tree = os.path.abspath(args.tree)
+    if args.ref:
+        tree = tempfile.mkdtemp(prefix="tree_", dir=args.cache)
+        arch = run(["git", "-C", REPO, "archive", args.ref], capture_output=True).stdout
+        run(["tar", "-x", "-C", tree], input=arch)
     cpus = args.cpus.split(",")[:1] if args.quick else args.cpus.split(",")
     cflags = args.cflags.split()
 
@@ -707,7 +715,10 @@ def main(argv=None):
     log(table(summary))
     mca = {}
     try:
-        mca["ours_clang_cortex_a76"] = mca_ours(tree, "clang", cflags, "armv8.2-a+dotprod")
+        hot = sorted({f[5:] for r in results if r.get("ok") for f, _, share in r.get("top_functions", [])
+                      if f.startswith("ours:") and share > 0.01})
+        mca["ours_hot_functions"] = hot
+        mca["ours_clang_cortex_a76"] = mca_ours(tree, "clang", cflags, "", hot)
         ran = sorted({f for r in results if r.get("ok") for f, _, share in r.get("top_functions", [])
                       if f.startswith("xnn_") and share > 0.01 and ("gemm" in f or "spmm" in f or "conv" in f)})
         mca["xnnpack_cortex_a76"] = mca_xnnpack(xnnlib, ran)
@@ -717,7 +728,9 @@ def main(argv=None):
     doc = {
         "what": "executed aarch64 instructions per invoke() under qemu-aarch64 (TCG plugin), 1 thread; "
                 "ARM proxy, not a phone measurement",
-        "tree": tree, "tree_commit": _git(tree, "rev-parse", "HEAD"), "tree_dirty": bool(_git(tree, "status", "--porcelain")),
+        "tree": args.ref or tree,
+        "tree_commit": _git(REPO, "rev-parse", args.ref) if args.ref else _git(tree, "rev-parse", "HEAD"),
+        "tree_dirty": False if args.ref else bool(_git(tree, "status", "--porcelain")),
         "our_library": {"compiler": args.cc, "flags": flags, "sources": [os.path.basename(s) for s in srcs]},
         "host": platform.platform(), "qemu": _first_line(["qemu-aarch64", "--version"]),
         "litert_aarch64_wheel": "ai-edge-litert 2.3.0 manylinux_2_27_aarch64, Debian bookworm python3.11 arm64",
@@ -734,6 +747,8 @@ def main(argv=None):
         json.dump(doc, f, indent=1, default=_jsonable)
     log(f"wrote {args.out}")
     shutil.rmtree(work, ignore_errors=True)
+    if args.ref:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def _jsonable(o):
@@ -818,7 +833,8 @@ def mca_table(mca):
     for key in ("ours_clang_cortex_a76", "xnnpack_cortex_a76"):
         for r in mca.get(key, []):
             if r.get("cycles"):
-                lines.append(f"  {key.split('_')[0]:<8} {r.get('function', ''):<64} {r['insns']:4d} insns "
+                lines.append(f"  {key.split('_')[0]:<8} {r.get('function', '') + ' ' + r.get('loop', ''):<72} "
+                             f"{r['insns']:4d} insns "
                              f"{r['cycles']:7.2f} cyc  {r['macs']:3d} MACs  {r['macs_per_cycle']:5.2f} MAC/cyc")
     return "\n".join(lines)
 
