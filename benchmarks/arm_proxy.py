@@ -146,8 +146,12 @@ def kernel_sources(tree):
 def build_tfc_library(tree, cache, cc, cflags):
     """Our kernels + delegate cross-compiled for aarch64 (shared library for load_delegate)."""
     src = kernel_sources(tree)
-    out = os.path.join(cache, f"libtfc_sparse_ops_aarch64_{cc}.so")
     flags = ["-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-fPIC", "-shared", *cflags]
+    digest = hashlib.sha256(" ".join([cc, *flags]).encode())
+    for path in src + sorted(glob.glob(os.path.join(tree, "tflite_export", "*.h"))):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    out = os.path.join(cache, f"libtfc_sparse_ops_aarch64_{cc}_{digest.hexdigest()[:12]}.so")
     run([*compiler(cc), *flags, "-I", os.path.join(tree, "tflite_export"), "-o", out, *src, "-lm"])
     return out, src, flags
 
@@ -445,8 +449,8 @@ def load_symbols(lib):
 
 
 def top_functions(tbprof, bases, symtabs, n=10):
-    """Whole-process profile (warm-up + timed invokes + setup): the functions that executed most
-    instructions in XNNPACK's library and ours (evidence of which kernels ran)."""
+    """Profile of the timed invokes: the functions that executed most instructions in XNNPACK's
+    library and ours (evidence of which kernels ran), with their share of the region."""
     import bisect
 
     if not os.path.exists(tbprof):
@@ -481,11 +485,17 @@ def _interesting_log(stderr):
 
 # ----------------------------------------------------------------------------- llvm-mca
 
+_BR = re.compile(r"^(b\.?(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)|cbn?z|tbn?z|b)\s+(.*)$")
+
+
 def _loops_from_asm(asm):
     """Innermost loops of compiled assembly: (function, label, body lines) for each backward
     branch to a label in the same function whose body holds no other label (a single block)."""
     loops, func, body, label = [], None, [], None
     for raw in asm.splitlines():
+        inst = re.match(r"^\s*\.inst\s+\S+\s*/\*\s*(.*?)\s*\*/", raw)  # raw encodings (sdot without
+        if inst:                                                            # +dotprod), mnemonic in comment
+            raw = "\t" + inst.group(1)
         line = raw.split("//")[0].rstrip()
         if not line.strip():
             continue
@@ -500,7 +510,7 @@ def _loops_from_asm(asm):
         if s.startswith("."):
             continue
         body.append(s)
-        bm = re.match(r"^(b\.\w+|cbn?z|tbn?z|b)\s+(.*)$", s)
+        bm = _BR.match(s)
         if bm and label is not None:
             target = bm.group(2).split(",")[-1].strip()
             if target == label and len(body) > 2:
@@ -517,8 +527,9 @@ def _vector_macs(body):
             macs += 4 if ".4s" in s else (2 if ".2s" in s else 1)
         elif op == "sdot":
             macs += 16 if ".4s" in s else 8
-        elif op in ("smlal", "smlal2"):
-            macs += 8 if ".8h" in s or ".4s" in s else 4
+        elif op in ("smlal", "smlal2", "umlal", "umlal2", "smull", "smull2", "mla"):
+            dest = s.split()[1].rstrip(",")  # widening: the lanes of the destination
+            macs += {"16b": 16, "8b": 8, "8h": 8, "4h": 4, "4s": 4, "2s": 2, "2d": 2}.get(dest.split(".")[-1], 0)
     return macs
 
 
@@ -548,7 +559,7 @@ def mca_ours(tree, cc, cflags, march, hot=()):
             continue
         for func, label, body in _loops_from_asm(p.stdout):
             macs = _vector_macs(body)
-            if macs == 0 or (hot and func not in hot):
+            if macs == 0 or (hot and func.split(".")[0] not in hot):
                 continue
             cyc, err = _mca(body)
             out.append(dict(source=base, function=func, loop=label, insns=len(body), macs=macs,
@@ -619,7 +630,7 @@ def mca_xnnpack(lib, executed_syms=()):
     return out
 
 
-_BRANCH = re.compile(r"^(b\.\w+|cbn?z|tbn?z|b|bl)(\s+)(.*?)([.\w$]+)$")
+_BRANCH = re.compile(r"^(b\.?(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)|cbn?z|tbn?z|b|bl)(\s+)(.*?)([.\w$]+)$")
 
 
 def _sanitize(body):
@@ -715,12 +726,13 @@ def main(argv=None):
     log(table(summary))
     mca = {}
     try:
-        hot = sorted({f[5:] for r in results if r.get("ok") for f, _, share in r.get("top_functions", [])
-                      if f.startswith("ours:") and share > 0.01})
+        hot = sorted({f[5:].split(".")[0] for r in results if r.get("ok")
+                      for f, _, share in r.get("top_functions", []) if f.startswith("ours:") and share > 0.05})
         mca["ours_hot_functions"] = hot
-        mca["ours_clang_cortex_a76"] = mca_ours(tree, "clang", cflags, "", hot)
+        mca["ours_compiler"] = args.cc
+        mca["ours_cortex_a76"] = mca_ours(tree, args.cc, cflags, "", hot)
         ran = sorted({f for r in results if r.get("ok") for f, _, share in r.get("top_functions", [])
-                      if f.startswith("xnn_") and share > 0.01 and ("gemm" in f or "spmm" in f or "conv" in f)})
+                      if f.startswith("xnn_") and share > 0.05 and ("gemm" in f or "spmm" in f or "conv" in f)})
         mca["xnnpack_cortex_a76"] = mca_xnnpack(xnnlib, ran)
         log(mca_table(mca))
     except Exception as e:  # noqa: BLE001 - the estimate is optional
@@ -830,7 +842,7 @@ def _fmt(v):
 
 def mca_table(mca):
     lines = ["llvm-mca-14 -mcpu=cortex-a76, innermost loops (cycles per iteration, MACs per cycle):"]
-    for key in ("ours_clang_cortex_a76", "xnnpack_cortex_a76"):
+    for key in ("ours_cortex_a76", "xnnpack_cortex_a76"):
         for r in mca.get(key, []):
             if r.get("cycles"):
                 lines.append(f"  {key.split('_')[0]:<8} {r.get('function', '') + ' ' + r.get('loop', ''):<72} "

@@ -12,8 +12,9 @@
  * translation blocks that START in a range are also added to its category's counter, and
  * marks then print "mark <id> <total> <category 0> ... <category 31>". Register ranges
  * before the code in them first runs (blocks already translated are not re-classified).
- * Option tbprof=PATH: at exit, writes "vaddr n_insns executions" of every executed block
- * (a profile to find which functions ran; map addresses to symbols with the load bases). The count is added per executed translation block (inline, no
+ * Option tbprof=PATH: at exit, writes "vaddr n_insns executions" of every block executed
+ * between an even mark and the next odd mark (the regions; a profile to find which functions
+ * ran; map addresses to symbols with the load bases). The count is added per executed translation block (inline, no
  * helper call); a block left early by an exception is counted whole (negligible here).
  * Guest threads share one counter (not atomic): measure single-threaded regions. */
 #include <inttypes.h>
@@ -49,7 +50,7 @@ static uint64_t executed, per_cat[NCAT];
 static struct { uint64_t lo, hi; unsigned cat; } ranges[MAXR]; /* sorted by lo */
 static int nranges;
 static FILE *out;
-struct tbrec { uint64_t vaddr, n, execs; struct tbrec *next; };
+struct tbrec { uint64_t vaddr, n, execs, start, region; struct tbrec *next; };
 static struct tbrec *tbrecs;
 static char *tbprof_path;
 
@@ -89,6 +90,10 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
     return;
   }
   if (num != TFC_MARK_SYSCALL) return;
+  for (struct tbrec *r = tbrecs; r; r = r->next) {
+    if (a1 % 2 == 0) r->start = r->execs;
+    else r->region += r->execs - r->start;
+  }
   fprintf(out, "mark %" PRIu64 " %" PRIu64, a1, executed);
   for (int c = 0; c < NCAT; c++) fprintf(out, " %" PRIu64, per_cat[c]);
   fputc('\n', out);
@@ -101,7 +106,7 @@ static void on_exit_cb(qemu_plugin_id_t id, void *p) {
   if (out != stderr) fclose(out);
   FILE *f = tbprof_path ? fopen(tbprof_path, "w") : NULL;
   for (struct tbrec *r = tbrecs; f && r; r = r->next)
-    if (r->execs) fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64 "\n", r->vaddr, r->n, r->execs);
+    if (r->region) fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64 "\n", r->vaddr, r->n, r->region);
   if (f) fclose(f);
 }
 
