@@ -126,7 +126,9 @@ def cpu_view(cache, sysroot, cpu):
 
 def build_plugin(cache):
     out = os.path.join(cache, "insn_count.so")
-    run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", out, os.path.join(ARM, "insn_count.c")])
+    tmp = f"{out}.{os.getpid()}.tmp"
+    run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", tmp, os.path.join(ARM, "insn_count.c")])
+    os.replace(tmp, out)
     return out
 
 
@@ -152,7 +154,9 @@ def build_tfc_library(tree, cache, cc, cflags):
         with open(path, "rb") as f:
             digest.update(f.read())
     out = os.path.join(cache, f"libtfc_sparse_ops_aarch64_{cc}_{digest.hexdigest()[:12]}.so")
-    run([*compiler(cc), *flags, "-I", os.path.join(tree, "tflite_export"), "-o", out, *src, "-lm"])
+    tmp = f"{out}.{os.getpid()}.tmp"
+    run([*compiler(cc), *flags, "-I", os.path.join(tree, "tflite_export"), "-o", tmp, *src, "-lm"])
+    os.replace(tmp, out)  # atomic: a concurrent run never loads a half-written library
     return out, src, flags
 
 
@@ -677,8 +681,7 @@ def main(argv=None):
 
     ranges = [[0, os.path.basename(lib), lo, hi] for _, lo, hi in symbol_ranges(lib, lambda n: 0)]
     ranges += [[c, XNN_LIB, lo, hi] for c, lo, hi in
-               symbol_ranges(xnnlib, lambda n: xnn_category(n) if n.startswith("xnn_") else
-                             len(CATEGORIES) - 1)]
+               symbol_ranges(xnnlib, xnn_category)]
 
     _setup_tf(tree)
     import numpy as np
