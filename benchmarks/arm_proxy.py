@@ -623,7 +623,8 @@ def mca_xnnpack(lib, executed_syms=()):
                 # innermost = no other backward branch inside
                 if any(re.match(r"^(b\.\w+|cbn?z|tbn?z|b)\s", x) for x in inner):
                     continue
-                if _vector_macs(body) and (best is None or len(body) < len(best)):
+                # the main loop: most MACs per iteration (remainder loops have fewer)
+                if _vector_macs(body) and (best is None or _vector_macs(body) > _vector_macs(best)):
                     best = body
         if not best:
             continue
@@ -640,6 +641,23 @@ _BRANCH = re.compile(r"^(b\.?(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|
 def _sanitize(body):
     """Branch targets (hex addresses from objdump, local labels from the compiler) -> one symbol."""
     return [_BRANCH.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}tgt", s) for s in body]
+
+
+def llvm_mca_section(results, tree, cc, cflags, xnnlib):
+    """llvm-mca estimates for the loops of the functions that ran hot in `results`."""
+    mca = {}
+    try:
+        hot = sorted({f[5:].split(".")[0] for r in results if r.get("ok")
+                      for f, _, share in r.get("top_functions", []) if f.startswith("ours:") and share > 0.05})
+        mca["ours_hot_functions"] = hot
+        mca["ours_compiler"] = cc
+        mca["ours_cortex_a76"] = mca_ours(tree, cc, cflags, "", hot)
+        ran = sorted({f for r in results if r.get("ok") for f, _, share in r.get("top_functions", [])
+                      if f.startswith("xnn_") and share > 0.05 and ("gemm" in f or "spmm" in f or "conv" in f)})
+        mca["xnnpack_cortex_a76"] = mca_xnnpack(xnnlib, ran)
+    except Exception as e:  # noqa: BLE001 - the estimate is optional
+        mca["error"] = repr(e)
+    return mca
 
 
 # ----------------------------------------------------------------------------- main
@@ -661,6 +679,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="FC 2048 only, first cpu only")
     ap.add_argument("--only", default="", help="regex on job names")
     ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--mca-only", action="store_true",
+                    help="recompute only the llvm-mca section of --out (same --tree/--ref, --cc)")
     args = ap.parse_args(argv)
     os.makedirs(args.cache, exist_ok=True)
     tree = os.path.abspath(args.tree)
@@ -673,6 +693,15 @@ def main(argv=None):
 
     log(f"tree: {tree}")
     sysroot = ensure_sysroot(args.cache)
+    if args.mca_only:
+        with open(args.out) as f:
+            doc = json.load(f)
+        xnnlib = os.path.join(sysroot, "usr/lib/python3/dist-packages/ai_edge_litert", XNN_LIB)
+        doc["llvm_mca"] = llvm_mca_section(doc["results"], tree, args.cc, cflags, xnnlib)
+        log(mca_table(doc["llvm_mca"]))
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=1, default=_jsonable)
+        return
     plugin = build_plugin(args.cache)
     lib, srcs, flags = build_tfc_library(tree, args.cache, args.cc, cflags)
     log(f"our library for aarch64: {lib} ({args.cc} {' '.join(flags)}; {len(srcs)} sources)")
@@ -727,19 +756,8 @@ def main(argv=None):
     summary = summarize(results)
     log("")
     log(table(summary))
-    mca = {}
-    try:
-        hot = sorted({f[5:].split(".")[0] for r in results if r.get("ok")
-                      for f, _, share in r.get("top_functions", []) if f.startswith("ours:") and share > 0.05})
-        mca["ours_hot_functions"] = hot
-        mca["ours_compiler"] = args.cc
-        mca["ours_cortex_a76"] = mca_ours(tree, args.cc, cflags, "", hot)
-        ran = sorted({f for r in results if r.get("ok") for f, _, share in r.get("top_functions", [])
-                      if f.startswith("xnn_") and share > 0.05 and ("gemm" in f or "spmm" in f or "conv" in f)})
-        mca["xnnpack_cortex_a76"] = mca_xnnpack(xnnlib, ran)
-        log(mca_table(mca))
-    except Exception as e:  # noqa: BLE001 - the estimate is optional
-        mca["error"] = repr(e)
+    mca = llvm_mca_section(results, tree, args.cc, cflags, xnnlib)
+    log(mca_table(mca))
     doc = {
         "what": "executed aarch64 instructions per invoke() under qemu-aarch64 (TCG plugin), 1 thread; "
                 "ARM proxy, not a phone measurement",
