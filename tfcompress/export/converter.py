@@ -2,7 +2,6 @@
 
 import collections.abc
 import contextlib
-import glob
 import inspect
 import math
 import os
@@ -80,8 +79,13 @@ def _remove_stale(folders):
     """
     host = _host_tag()
     for folder in folders:
-        for entry in glob.glob(os.path.join(glob.escape(folder), "*tfcompress-*")):
-            m = _STALE.search(os.path.basename(entry))
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            m = _STALE.match(name.lstrip("."))
+            entry = os.path.join(folder, name)
             if not m or m.group("host") != host or int(m.group("pid")) == os.getpid():
                 continue
             if _pid_alive(int(m.group("pid"))):
@@ -115,6 +119,26 @@ def _check_path(path):
         raise PermissionError(f"Cannot write to {parent} ({e.strerror or e}); choose an output "
                               "path in a folder you can write to.") from None
     return path
+
+
+@contextlib.contextmanager
+def _private_tempdir():
+    """A temp folder named for this process, also made `tempfile`'s default for the duration.
+
+    TensorFlow writes its own temp files while exporting (autograph's generated modules, the
+    converter's scratch files), named without any owner and only removed at a normal exit. With
+    `tempfile.tempdir` pointing into this folder they all land here, and the folder goes on every
+    exit path: `finally` for exceptions and signals turned into exceptions, `_remove_stale` in a
+    later export for a process killed outright.
+    """
+    work = tempfile.mkdtemp(prefix=_temp_prefix("export"))
+    saved = tempfile.tempdir
+    tempfile.tempdir = work
+    try:
+        yield work
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _umask():
@@ -497,7 +521,8 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     else:
         specs = None
     try:
-        with tempfile.TemporaryDirectory(prefix=_temp_prefix("export")) as saved_dir:
+        with _private_tempdir() as work_dir:
+            saved_dir = os.path.join(work_dir, "saved_model")
             if specs is not None:
                 single = len(specs) == 1
 
