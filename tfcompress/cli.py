@@ -41,7 +41,11 @@ class _Terminated(BaseException):
         self.signum = signum
 
 
+_RECEIVED = []  # signals received: library code may swallow or rewrap the exception raised
+
+
 def _on_signal(signum, frame):
+    _RECEIVED.append(signum)
     raise _Terminated(signum)
 
 
@@ -253,7 +257,8 @@ def _cmd_convert(args):
         try:
             check_representative_samples([[calibration]])
         except ValueError as e:
-            raise UsageError(f"{args.calibration}: {_one_line(e)}") from None
+            text = _one_line(e).replace("representative_data", "the calibration data")
+            raise UsageError(f"{args.calibration}: {text}") from None
     _progress(f"loading {args.model}")
     model = _load_keras(args.model)
     from tfcompress.export import export_tflite, prepare_for_export
@@ -339,28 +344,33 @@ def _one_line(error):
 def main(argv=None):
     """Entry point of the `tfcompress` console script; returns the exit status."""
     parser = build_parser()
+    del _RECEIVED[:]
     try:
         with _cleanup_on_signals():
             args = parser.parse_args(argv)
             with _quiet_stderr():
                 return args.func(args)
-    except UsageError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    except (Exception, _Terminated) as e:
+        if not _RECEIVED:
+            return _report_failure(e)
+        print(f"{PROG}: error: terminated by {signal.Signals(_RECEIVED[0]).name}",
+              file=sys.stderr)
+        return 128 + _RECEIVED[0]
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted", file=sys.stderr)
         return 130
-    except _Terminated as e:
-        print(f"{PROG}: error: terminated by {signal.Signals(e.signum).name}", file=sys.stderr)
-        return 128 + e.signum
-    except SystemExit:
-        raise
-    except BaseException as e:  # an unexpected failure: still one line, exit 2, unless debugging
-        if _debug():
-            raise
-        print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} "
-              "(set TFCOMPRESS_DEBUG=1 for the traceback)", file=sys.stderr)
+
+
+def _report_failure(e):
+    """One line on stderr and exit status 2 for any failure (a traceback with TFCOMPRESS_DEBUG)."""
+    if isinstance(e, UsageError):
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    if _debug():
+        raise e
+    print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} "
+          "(set TFCOMPRESS_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -95,11 +95,7 @@ def _probe(data, options):
     if options.get("gpu_analysis"):
         from tfcompress.export.targets import run_gpu_analyzer
 
-        try:
-            result["gpu_analysis"] = run_gpu_analyzer(data)
-        except UnicodeDecodeError:
-            raise ValueError("Corrupt TFLite flatbuffer: the GPU analyzer found names that are "
-                             "not valid UTF-8.") from None
+        result["gpu_analysis"] = run_gpu_analyzer(data)
     return result
 
 
@@ -115,6 +111,8 @@ def _child(argv):
     data = sys.stdin.buffer.read()
     try:
         result = {"probe": _probe, "bench": _bench}[job](data, options)
+    except UnicodeDecodeError:  # op or tensor names LiteRT hands over as text
+        result = {"error": "Corrupt TFLite flatbuffer: it holds names that are not valid UTF-8."}
     except (ValueError, TypeError, RuntimeError) as e:
         result = {"error": " ".join(str(e).split()) or type(e).__name__}
     sys.stdout.write(json.dumps(result) + "\n")

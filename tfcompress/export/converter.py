@@ -254,6 +254,21 @@ def check_representative_samples(samples, inputs=None):
     Each sample (a list with one array of batch 1 per model input) must be finite, fit the
     model input's shape and dtype (integer inputs such as token ids need integral values), and
     float inputs must stay within +-`CALIBRATION_MAX_ABS`.
+
+    Args:
+        samples: List of samples, each a list of arrays (one per model input, batch first).
+        inputs: The model's input tensors (`model.inputs`), or None to skip the shape and dtype
+            comparison. Defaults to None.
+
+    Raises:
+        ValueError: empty, wrong shape, NaN/inf, non-integer values for an integer input, or
+            values beyond the sane range.
+
+    Example:
+        >>> check_representative_samples([[np.full((1, 4), np.nan, "float32")]])
+        Traceback (most recent call last):
+        ...
+        ValueError: representative_data contains NaN (4 values; first in sample 0); ...
     """
     if not samples:
         raise ValueError("representative_data is empty: give a few hundred typical inputs.")
@@ -477,6 +492,9 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         output_type = output_type or "int8"
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+    if not model.built:
+        raise ValueError(f"model '{model.name}' is not built: start it with keras.Input(shape) "
+                         "or call it once on a batch before exporting.")
     if isinstance(calibration_samples, bool) or not isinstance(calibration_samples, int) \
             or calibration_samples < 1:
         raise ValueError(f"calibration_samples must be a positive integer, got "
