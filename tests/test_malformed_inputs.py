@@ -19,8 +19,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfcompress.export import (benchmark_tflite, export_tflite, inspect_tflite, load_interpreter,
-                               run_tflite, verify)
+from tfcompress.export import (TargetReport, VerifyReport, benchmark_tflite, export_tflite,
+                               inspect_tflite, load_interpreter, run_tflite, verify)
 from tfcompress.export import converter as _converter
 from tfcompress.pruning import ConstantSparsity, PolynomialDecay
 
@@ -419,6 +419,13 @@ def test_inspect_turns_a_runtime_crash_into_an_error(monkeypatch, files, tmp_pat
     (lambda m, b: PolynomialDecay(final_sparsity=float("nan")), ValueError,
      r"final_sparsity must be in \[0, 1\), got nan"),
     (lambda m, b: ConstantSparsity(float("nan")), ValueError, r"target_sparsity.*got nan"),
+    (lambda m, b: TargetReport("tpu", True), ValueError, r"target must be one of.*'tpu'"),
+    (lambda m, b: TargetReport("cpu", "yes"), ValueError, r"compatible must be True, False"),
+    (lambda m, b: VerifyReport(0.1, 0.01, 1.5, 10, 1.0), ValueError,
+     r"top1_agreement must be None or a fraction in \[0, 1\], got 1.5"),
+    (lambda m, b: VerifyReport(0.1, 0.01, 0.9, 0, 1.0), ValueError,
+     r"num_samples must be a positive integer, got 0"),
+    (lambda m, b: VerifyReport(None, 0.01, 0.9, 3, 1.0), ValueError, r"max_abs_error.*None"),
 ])
 def test_public_functions_reject_bad_arguments_naming_them(files, call, error, match):
     _, model, _, float_bytes, _ = files
