@@ -131,14 +131,14 @@ def _threads(text):
     return value
 
 
-def _check_output(path, flag="-o"):
+def _check_output(path, flag="-o", shown=None):
     """The output path is a file name in an existing folder we can write to (before any work)."""
     from tfcompress.export.converter import _check_path
 
     try:
         _check_path(path)
     except (OSError, ValueError, TypeError) as e:
-        raise UsageError(f"{flag} {path}: {_one_line(e)}") from None
+        raise UsageError(f"{flag} {shown or path}: {_one_line(e)}") from None
 
 
 def _existing_file(path, what):
@@ -289,9 +289,14 @@ def _cmd_convert(args):
 def _cmd_demo(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file; give a directory (created if missing)")
-    # A writable folder (or one that can be created) before the minutes of training.
-    _check_output(os.path.join(args.out, "model.tflite") if os.path.isdir(args.out) else
-                  args.out.rstrip(os.sep) or args.out, flag="--out")
+    # A writable folder (or one that can be created) before the minutes of training: probe the
+    # nearest folder that exists (run_demo creates the missing ones).
+    existing = os.path.abspath(args.out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out {args.out}: {existing} is a file, not a folder")
+    _check_output(os.path.join(existing, "model.tflite"), flag="--out", shown=args.out)
     from tfcompress.demo import run_demo
 
     run_demo(out_dir=args.out, epochs=args.epochs, quick=args.quick, progress=_progress)
