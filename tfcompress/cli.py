@@ -278,7 +278,8 @@ def _cmd_convert(args):
     try:
         _, report = export_tflite(model, args.output, quantize=quantize,
                                   representative_data=calibration, target=args.target,
-                                  input_type=args.input_type, output_type=args.output_type)
+                                  input_type=args.input_type, output_type=args.output_type,
+                                  batch_size=args.batch_size)
     except (ValueError, TypeError, OSError) as e:
         raise UsageError(_one_line(e)) from None
     _progress(f"wrote {args.output} ({report.size_bytes:,} bytes)")
@@ -337,6 +338,8 @@ def build_parser():
     conv.add_argument("--target", choices=TARGET_CHOICES, default="cpu")
     conv.add_argument("--input-type", choices=("float32", "int8", "uint8"), default=None)
     conv.add_argument("--output-type", choices=("float32", "int8", "uint8"), default=None)
+    conv.add_argument("--batch-size", type=_positive_int, default=None,
+                      help="fixed batch size (e.g. 1 for apps): static shapes, every op on the delegate")
     conv.set_defaults(func=_cmd_convert)
     return parser
 

@@ -13,6 +13,7 @@ import tempfile
 
 import numpy as np
 
+from tfcompress.export import _app_io
 from tfcompress.export import prepare as _prepare
 from tfcompress.export.analysis import TARGETS, report_for_bytes
 
@@ -343,7 +344,7 @@ def representative_samples(data, input_ranks, limit=200):
     return samples
 
 
-def _convert(converter, quantize, samples, input_type, output_type):
+def _convert(converter, quantize, samples, input_type, output_type, input_names=None):
     import tensorflow as tf
 
     if quantize == "float16":
@@ -355,8 +356,8 @@ def _convert(converter, quantize, samples, input_type, output_type):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if samples is not None:
             # Keyed by the signature's input names, so multi-input models get the right order.
-            converter.representative_dataset = lambda: (
-                {f"input_{i}": x for i, x in enumerate(sample)} for sample in samples)
+            names = input_names or [f"input_{i}" for i in range(len(samples[0]))]
+            converter.representative_dataset = lambda: (dict(zip(names, sample)) for sample in samples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, input_type)
         converter.inference_output_type = getattr(tf, output_type)
@@ -429,7 +430,8 @@ def _flat_outputs(outputs):
 
 
 def export_tflite(model, path=None, *, quantize=None, representative_data=None, target="cpu",
-                  input_type=None, output_type=None, sparse_kernels=None, calibration_samples=200):
+                  input_type=None, output_type=None, sparse_kernels=None, calibration_samples=200,
+                  batch_size=None):
     """Converts a Keras 3 model to TFLite and reports what came out.
 
     The model first goes through `prepare_for_export` (training wrappers stripped; QAT fake-quant
@@ -455,6 +457,13 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         sparse_kernels: Options for the tfcompress sparse custom ops, handed to
             `tfcompress.export.sparse.rewrite_tflite`. Defaults to None (no sparse kernels).
         calibration_samples: Most samples taken from `representative_data`. Defaults to 200.
+        batch_size: A fixed batch size for every input (e.g. 1 for an app that runs one sample
+            at a time): static shapes let the delegates (XNNPACK, GPU) take every op they
+            support, where a dynamic batch adds shape arithmetic (SHAPE, STRIDED_SLICE, PACK)
+            they cannot. Defaults to None (dynamic batch; 1 for target="edgetpu").
+
+    Inputs and outputs of Functional and Sequential models keep their Keras names as the
+    signature keys, in the Keras order.
 
     Returns:
         `(tflite_bytes, ExportReport)`.
@@ -505,6 +514,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     if representative_data is not None and quantize != "int8":
         raise ValueError(f"representative_data is only used by quantize='int8', got "
                          f"quantize={quantize!r}; drop it or ask for int8.")
+    batch = _app_io.static_batch(batch_size, target)
     if path is not None:
         path = _check_path(path)
     _remove_stale([tempfile.gettempdir()] + (
@@ -529,10 +539,13 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             f"typical inputs as a numpy array, tf.data.Dataset or generator{hint}."
         )
 
-    batch = 1 if target == "edgetpu" else None
+    input_names = output_names = None
     if inputs:
-        specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype, name=f"input_{i}")
-                 for i, t in enumerate(inputs)]
+        input_names = _app_io.signature_names([getattr(t, "name", None) for t in inputs], "input")
+        keras_output_names = _app_io.output_names(prepared)
+        output_names = keras_output_names and _app_io.signature_names(keras_output_names, "output")
+        specs = [tf.TensorSpec([batch] + list(t.shape[1:]), t.dtype, name=name)
+                 for t, name in zip(inputs, input_names)]
     elif samples:
         specs = [tf.TensorSpec([batch] + list(x.shape[1:]), x.dtype, name=f"input_{i}")
                  for i, x in enumerate(samples[0])]
@@ -542,10 +555,11 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         with _private_tempdir() as work_dir:
             saved_dir = os.path.join(work_dir, "saved_model")
             if specs is not None:
-                single = len(specs) == 1
-
                 def serve(*xs):
-                    return prepared(xs[0] if single else list(xs), training=False)
+                    outputs = prepared(_app_io.pack_inputs(prepared, xs), training=False)
+                    if not output_names:
+                        return outputs
+                    return _app_io.named_outputs(outputs, keras_output_names, output_names)
 
                 archive = keras.export.ExportArchive()
                 archive.track(prepared)
@@ -555,7 +569,10 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             else:
                 with _quiet():
                     converter = tf.lite.TFLiteConverter.from_keras_model(prepared)
-            tflite = _convert(converter, quantize, samples, input_type, output_type)
+            tflite = _convert(converter, quantize, samples and _app_io.calibration_batches(samples, batch),
+                              input_type, output_type, input_names)
+        if input_names:
+            tflite = _app_io.keras_io_order(tflite, input_names, output_names)
     except Exception as e:
         detail = _conversion_error_detail(e)
         raise ValueError(

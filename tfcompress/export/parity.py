@@ -5,8 +5,7 @@ import os
 import numpy as np
 from ai_edge_litert import interpreter as litert
 
-from tfcompress.export.interpreter import run_tflite
-from tfcompress.export.verify_report import VerifyReport
+from tfcompress.export import _app_io
 
 
 def _check_verify_args(model, tflite, data, batch_size):
@@ -23,13 +22,19 @@ def _check_verify_args(model, tflite, data, batch_size):
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if data is None:
-        raise TypeError("data must be an input array (n, ...) or a list of arrays, got None.")
-    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+        raise TypeError("data must be an input array (n, ...), a list of arrays or a dict of "
+                        "arrays keyed by input name, got None.")
+    if isinstance(data, dict):
+        arrays = list(data.items())
+    elif isinstance(data, (list, tuple)):
+        arrays = list(enumerate(data))
+    else:
+        arrays = [(None, data)]
     if not arrays:
-        raise ValueError("data is an empty list; give one input array (n, ...) per model input.")
-    for i, a in enumerate(arrays):
+        raise ValueError("data is empty; give one input array (n, ...) per model input.")
+    for key, a in arrays:
         a = np.asarray(a)
-        where = f"data[{i}]" if isinstance(data, (list, tuple)) else "data"
+        where = "data" if key is None else f"data[{key!r}]"
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{where} must be a real numeric array, got dtype {a.dtype}.")
         if a.ndim == 0 or len(a) == 0:
@@ -48,11 +53,16 @@ def verify(model, tflite, data, batch_size=256):
     Args:
         model: The `keras.Model` the file was exported from (or any callable with `.predict`).
         tflite: TFLite bytes, a path, or an interpreter from `load_interpreter`.
-        data: Input array `(n, ...)` (or a list of arrays for multi-input models).
+        data: Input array `(n, ...)`, a list of arrays for multi-input models (Keras input order),
+            or a dict of arrays keyed by input name.
         batch_size: Samples per step on both sides. Defaults to 256.
 
+    Outputs are matched by name (Keras output names, or the keys of a dict output, against the
+    file's signature keys) when the file keeps them, else by position.
+
     Returns:
-        A `VerifyReport` (max/mean abs error, top-1 agreement, samples compared).
+        A `VerifyReport` over all outputs (max/mean abs error, top-1 agreement of the first output,
+        samples compared); `report.per_output` maps each output name to its own `VerifyReport`.
 
     Raises:
         TypeError: `model` has no `predict`, `tflite` is not bytes/path/interpreter, `data` is
@@ -66,24 +76,4 @@ def verify(model, tflite, data, batch_size=256):
         0.997
     """
     _check_verify_args(model, tflite, data, batch_size)
-    expected = model.predict(data, batch_size=batch_size, verbose=0)
-    actual = run_tflite(tflite, data, batch_size=batch_size)
-    expected = expected if isinstance(expected, (list, tuple)) else [expected]
-    actual = actual if isinstance(actual, (list, tuple)) else [actual]
-    if len(expected) != len(actual):
-        raise ValueError(f"The Keras model has {len(expected)} outputs, the TFLite model "
-                         f"{len(actual)}.")
-    expected = [np.asarray(e, dtype=np.float64) for e in expected]
-    actual = [np.asarray(a, dtype=np.float64) for a in actual]
-    for e, a in zip(expected, actual):
-        if e.shape != a.shape:
-            raise ValueError(f"Output shapes differ: Keras {e.shape} vs TFLite {a.shape}.")
-    diffs = np.concatenate([np.abs(e - a).ravel() for e, a in zip(expected, actual)])
-    first_e, first_a = expected[0], actual[0]
-    if first_e.ndim >= 2 and first_e.shape[-1] > 1:
-        agreement = float(np.mean(first_e.argmax(-1) == first_a.argmax(-1)))
-    else:
-        agreement = None
-    scale = max(float(np.abs(e).max()) if e.size else 0.0 for e in expected)
-    return VerifyReport(diffs.max() if diffs.size else 0.0, diffs.mean() if diffs.size else 0.0,
-                        agreement, len(first_e), scale)
+    return _app_io.verify_outputs(model, tflite, data, batch_size)

@@ -13,6 +13,7 @@ class VerifyReport:
             when the output has a single unit per sample.
         num_samples: Samples compared.
         output_scale: Largest |keras output|, to read the errors against.
+        per_output: `{output name: VerifyReport}` of each output, filled by `verify`.
 
     Example:
         >>> r = VerifyReport(max_abs_error=0.01, mean_abs_error=0.002, top1_agreement=0.995,
@@ -40,6 +41,7 @@ class VerifyReport:
         self.top1_agreement = None if top1_agreement is None else float(top1_agreement)
         self.num_samples = int(num_samples)
         self.output_scale = float(output_scale)
+        self.per_output = {}
 
     def __repr__(self):
         top1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.2%}"

@@ -20,6 +20,23 @@ def _deserialize(obj, base, name):
     return obj
 
 
+def _replica_sum(x):
+    """Sum of `x` over the replicas of a `tf.distribute` strategy (one replica: `x`).
+
+    Under (MultiWorker)MirroredStrategy each replica's gradient is its share of the global one
+    (Keras scales each replica's loss by 1 / replicas), so the Taylor score |w * g| of the global
+    gradient, as on one device, needs the sum before the absolute value, not after.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return x
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return x
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+
 @keras.saving.register_keras_serializable(package="tfcompress")
 class PruneWrapper(keras.layers.Wrapper):
     """Wraps a layer and multiplies each prunable weight by a non-trainable 0/1 mask in `call`.
@@ -103,8 +120,9 @@ class PruneWrapper(keras.layers.Wrapper):
                                    trainable=False, dtype=var.dtype)
             imp = None
             if self.criterion == "taylor":
+                # only_first_replica: every replica adds the same all-reduced |w * g| (see _taylor_probe)
                 imp = self.add_weight(name=f"{name}_importance", shape=var.shape, initializer="zeros",
-                                      trainable=False, dtype=var.dtype, aggregation="sum")
+                                      trainable=False, dtype=var.dtype, aggregation="only_first_replica")
             self.pruned.append((name, var, spec, mask, imp))
         self.pruning_step = self.add_weight(name="pruning_step", shape=(), initializer="zeros",
                                             dtype="int64", trainable=False,
@@ -124,7 +142,7 @@ class PruneWrapper(keras.layers.Wrapper):
         def probe(w):
             def grad(*args, upstream=None):
                 g = upstream if upstream is not None else args[0]
-                imp.assign_add(ops.abs(w * g))
+                imp.assign_add(ops.abs(_replica_sum(w * g)))
                 return g
             return w, grad
         return probe

@@ -75,6 +75,30 @@ def numpy_fake_quant(x, min_value, max_value, num_bits=8, narrow_range=False):
     return (np.floor((clipped - nmin) / scale + 0.5) * scale + nmin).astype(np.float32)
 
 
+def _global_min_max(bmin, bmax):
+    """Batch (min, max) over all replicas of a `tf.distribute` strategy (one replica: unchanged).
+
+    Under MirroredStrategy / MultiWorkerMirroredStrategy each replica sees its shard of the global
+    batch; without this each would track its own shard's range (the range variables are not
+    aggregated), so workers would end with different ranges. The global min/max is what one device
+    sees on the same global batch, so ranges equal a single-device run's.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return bmin, bmax
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return bmin, bmax
+    # Each replica writes its (min, max) into its own row and a SUM all-reduce (the collective the
+    # gradients use) gives every replica all rows; an all_gather here clashed with the gradient
+    # all-reduce under MirroredStrategy ("Collective instance ... expected type 0 ... got type 2").
+    n = ctx.num_replicas_in_sync
+    row = tf.one_hot(ctx.replica_id_in_sync_group, n, dtype=bmin.dtype)
+    rows = ctx.all_reduce(tf.distribute.ReduceOp.SUM, row[:, None] * tf.stack([bmin, bmax])[None, :])
+    return tf.reduce_min(rows[:, 0]), tf.reduce_max(rows[:, 1])
+
+
 # Set by `calibrate()`: a callable `(tracker, x) -> None` that sees each point's float input while the
 # model runs eagerly with activation fake-quant bypassed.
 _CALIBRATION_HOOK = None
@@ -99,6 +123,7 @@ class RangeTracker:
             xf = ops.cast(x, "float32")
             bmin = ops.minimum(ops.min(xf), 0.0)
             bmax = ops.maximum(ops.max(xf), 0.0)
+            bmin, bmax = _global_min_max(bmin, bmax)
             d = scheme.ema_decay
             first = ops.logical_and(ops.equal(self.min, 0.0), ops.equal(self.max, 0.0))
             new_min = ops.where(first, bmin, d * self.min + (1.0 - d) * bmin)

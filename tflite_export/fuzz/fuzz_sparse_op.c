@@ -3,12 +3,16 @@
  *
  * Build and run (see tflite_export/README.md):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I tflite_export \
- *     tflite_export/fuzz/fuzz_sparse_op.c tflite_export/tfc_sparse_kernels.c -lm -o /tmp/fuzz_sparse_op
+ *     tflite_export/fuzz/fuzz_sparse_op.c tflite_export/tfc_op.c tflite_export/tfc_format.c \
+ *     tflite_export/tfc_relayout.c tflite_export/tfc_kernels_portable.c tflite_export/tfc_kernels_x86.c \
+ *     -lm -o /tmp/fuzz_sparse_op
  *   python tflite_export/fuzz/make_corpus.py /tmp/corpus && /tmp/fuzz_sparse_op /tmp/corpus
  *
  * Input layout: byte 0 flags (bit0 conv, bit1 int8, bit2 bias, bit3 shape
  * from the blob header, bit4 wrong-type bias, bit5 non-constant weights),
- * byte 1 rows, byte 2 K (when bit3 is clear), byte 3 options length (<= 16),
+ * bits 6-7 the ISA cap (TFCOMPRESS_ISA_CAP 0..2, 3 = none: every dispatch level is reached),
+ * byte 1 rows (% 40; / 40 + 1 = the number of ranges Invoke splits the work units into),
+ * byte 2 K (when bit3 is clear), byte 3 options length (<= 16),
  * then the options, then the packed-weights bytes.
  */
 #include <stdarg.h>
@@ -55,6 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) return 0;
   const int flags = data[0], conv = flags & 1, int8 = (flags >> 1) & 1, has_bias = (flags >> 2) & 1;
   int rows = data[1] % 40, k = data[2];
+  static const char* const caps[4] = {"0", "1", "2", "9"};
+  setenv("TFCOMPRESS_ISA_CAP", caps[(flags >> 6) & 3], 1);
+  static const char* const ranges[7] = {"1", "2", "3", "4", "5", "6", "7"};
+  setenv("TFCOMPRESS_TEST_RANGES", ranges[data[1] / 40], 1);
   size_t optlen = data[3] % 17;
   if (size < 4 + optlen) return 0;
   const uint8_t* opts = data + 4;

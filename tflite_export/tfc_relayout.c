@@ -1,0 +1,365 @@
+/* tfcompress sparse kernels: Prepare-time re-layouts of the validated TFCS weights.
+ * Nothing in the file changes; the copies live next to the packed tensor. */
+#include "tfc_internal.h"
+
+void tfc_free_csr(TfcState* s) {
+  free(s->csr_ptr);
+  free(s->csr_off);
+  free(s->csr_val);
+  free(s->pair_row);
+  s->csr_ptr = NULL;
+  s->csr_off = NULL;
+  s->csr_val = NULL;
+  s->pair_row = NULL;
+  s->csr_tile = 0;
+}
+
+/* Visits every stored weight: pass 0 counts non-zeros per output channel into
+ * cnt[n + 1], pass 1 writes each as {feature * T, weight} at off / val [cursor[n]++]
+ * (padding slots hold zeros and are dropped). */
+static void tfc_csr_pass(const TfcState* s, int pass, uint32_t* cnt, uint32_t* cursor, uint32_t* off, float* val,
+                         int T) {
+  const float* v = (const float*)s->values;
+  const int B = s->block, W = s->n_windows;
+  for (int sl = 0; sl < s->n_slices; ++sl) {
+    const uint32_t* lane_ch = s->perm + sl * 16;
+    uint32_t i = s->slice_ptr[sl];
+    for (int w = 0; i < s->slice_ptr[sl + 1]; ++w) {
+      const uint32_t e = s->steps ? i + 16u * s->steps[(size_t)sl * W + w] : s->slice_ptr[sl + 1];
+      for (; i < e; ++i) {
+        const uint32_t r = lane_ch[(i - s->slice_ptr[sl]) % 16u];
+        const uint32_t k0 = s->steps ? (uint32_t)w * 32u + ((const uint8_t*)s->col)[i]
+                          : (uint32_t)B * (s->index_bytes == 2 ? ((const uint16_t*)s->col)[i] : ((const uint32_t*)s->col)[i]);
+        for (int b = 0; b < B; ++b) {
+          const float wv = v[(size_t)i * B + b];
+          if (wv == 0.f || r == 0xFFFFFFFFu) continue;
+          if (pass == 0) {
+            cnt[r + 1]++;
+          } else {
+            off[cursor[r]] = (k0 + (uint32_t)b) * (uint32_t)T;
+            val[cursor[r]++] = wv;
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Quad layout (weights pruned in 4x1 blocks: 4 consecutive output channels
+ * share their input features): per chunk and quad of channels 4q..4q+3, one
+ * entry per input feature any of them uses: its offset in csr_off and the 4
+ * weights in csr_val (0 for a channel without it).  Counts entries (fill = 0)
+ * or writes them; mark[K] is -1 on entry and on return. */
+static uint64_t tfc_quad_pass(TfcState* s, const uint32_t* tptr, const uint32_t* toff, const float* tval,
+                              uint32_t T, int chunks, uint32_t chunk_span, int32_t* mark, int fill) {
+  const int n = s->n_out, nquads = 4 * ((n + 15) / 16);
+  uint64_t total = 0;
+  for (int c = 0; c < chunks; ++c)
+    for (int qd = 0; qd < nquads; ++qd) {
+      if (fill) s->csr_ptr[(size_t)c * nquads + qd] = (uint32_t)total;
+      for (int pass = 0; pass < 2; ++pass) /* 0: gather, 1: clear the marks */
+        for (int i = 0; i < 4 && 4 * qd + i < n; ++i)
+          for (uint32_t j = tptr[4 * qd + i]; j < tptr[4 * qd + i + 1]; ++j) {
+            if (toff[j] / chunk_span != (uint32_t)c) continue;
+            const uint32_t k = toff[j] / T;
+            if (pass == 1) {
+              mark[k] = -1;
+              continue;
+            }
+            if (mark[k] < 0) {
+              mark[k] = (int32_t)total++;
+              if (fill) {
+                s->csr_off[mark[k]] = toff[j];
+                for (int h = 0; h < 4; ++h) s->csr_val[4u * (uint32_t)mark[k] + (uint32_t)h] = 0.f;
+              }
+            }
+            if (fill) s->csr_val[4u * (uint32_t)mark[k] + (uint32_t)i] += tval[j];
+          }
+      if (total > 0x3FFFFFFFu) return UINT64_MAX; /* too many: not used */
+    }
+  if (fill) s->csr_ptr[(size_t)chunks * nquads] = (uint32_t)total;
+  return total;
+}
+
+/* Float32 weights re-laid for the many-rows AVX-512 kernel (tiles of T rows,
+ * input features in chunks of KC so a chunk of the transposed tile stays in L1).
+ * Output channels go in groups of 16 (one transposed store each); inside a
+ * group they are sorted by their number of non-zeros and paired, and per chunk
+ * the two lists of a pair are interleaved and padded to the longer one with
+ * zero weights that read row K of the tile (always zero), so one loop with no
+ * tail serves two channels.  Pair pq of chunk c: entries
+ * csr_ptr[c * pairs + pq] .. csr_ptr[c * pairs + pq + 1], each {offset A,
+ * offset B} in csr_off and {weight A, weight B} in csr_val (offset = input
+ * feature * T); tile rows of its channels pair_row[2pq], pair_row[2pq + 1]
+ * (channel - 16 * group; 16 = no channel).  Returns 0 when out of memory. */
+int tfc_build_csr(TfcState* s, int T, int KC) {
+  const int n = s->n_out, groups = (n + 15) / 16, npairs = 8 * groups;
+  const int chunks = (s->k_in + KC - 1) / KC;
+  tfc_free_csr(s);
+  int ok = 0;
+  uint32_t* tptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  uint32_t* toff = NULL;
+  float* tval = NULL;
+  if (tptr == NULL || cursor == NULL) goto done;
+  tfc_csr_pass(s, 0, tptr, NULL, NULL, NULL, T);
+  for (int r = 0; r < n; ++r) tptr[r + 1] += tptr[r];
+  memcpy(cursor, tptr, ((size_t)n + 1) * sizeof(uint32_t));
+  toff = (uint32_t*)malloc(((size_t)tptr[n] + 1) * sizeof(uint32_t));
+  tval = (float*)malloc(((size_t)tptr[n] + 1) * sizeof(float));
+  if (toff == NULL || tval == NULL) goto done;
+  tfc_csr_pass(s, 1, NULL, cursor, toff, tval, T); /* plain CSR in toff / tval */
+  s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)npairs + 1) * sizeof(uint32_t));
+  s->pair_row = (uint8_t*)malloc(2u * (size_t)npairs);
+  if (s->csr_ptr == NULL || s->pair_row == NULL) goto done;
+  for (int g = 0; g < groups; ++g) {
+    int ch[16], len[16]; /* tile rows sorted by non-zero count; 16 = none */
+    for (int i = 0; i < 16; ++i) {
+      const int r = 16 * g + i;
+      int j = i;
+      const int c = r < n ? (int)(tptr[r + 1] - tptr[r]) : 0;
+      for (; j > 0 && len[j - 1] > c; --j) {
+        ch[j] = ch[j - 1];
+        len[j] = len[j - 1];
+      }
+      ch[j] = r < n ? i : 16;
+      len[j] = c;
+    }
+    for (int h = 0; h < 16; ++h) s->pair_row[16 * g + h] = (uint8_t)ch[h];
+  }
+  /* entries of channel row `row` of group g in chunk c: counted, then written */
+  const uint32_t zero_row = (uint32_t)s->k_in * (uint32_t)T, chunk_span = (uint32_t)KC * (uint32_t)T;
+  for (int pass = 0; pass < 2; ++pass) {
+    uint64_t total = 0;
+    for (int c = 0; c < chunks; ++c)
+      for (int pq = 0; pq < npairs; ++pq) {
+        uint32_t cnt[2] = {0, 0};
+        for (int h = 0; h < 2; ++h) {
+          const int row = s->pair_row[2 * pq + h], r = 16 * (pq / 8) + row;
+          if (row == 16) continue;
+          for (uint32_t j = tptr[r]; j < tptr[r + 1]; ++j) {
+            if (toff[j] / chunk_span != (uint32_t)c) continue;
+            if (pass == 1) {
+              s->csr_off[2u * (total + cnt[h]) + (uint32_t)h] = toff[j];
+              s->csr_val[2u * (total + cnt[h]) + (uint32_t)h] = tval[j];
+            }
+            cnt[h]++;
+          }
+        }
+        const uint32_t L = cnt[0] > cnt[1] ? cnt[0] : cnt[1];
+        if (pass == 1)
+          for (int h = 0; h < 2; ++h)
+            for (uint32_t j = cnt[h]; j < L; ++j) {
+              s->csr_off[2u * (total + j) + (uint32_t)h] = zero_row;
+              s->csr_val[2u * (total + j) + (uint32_t)h] = 0.f;
+            }
+        if (pass == 0) s->csr_ptr[(size_t)c * npairs + pq] = (uint32_t)total;
+        total += L;
+        if (total > 0x7FFFFFFFu) goto done;
+      }
+    if (pass == 0) {
+      s->csr_ptr[(size_t)chunks * npairs] = (uint32_t)total;
+      s->csr_off = (uint32_t*)malloc((2u * total + 1) * sizeof(uint32_t));
+      s->csr_val = (float*)malloc((2u * total + 1) * sizeof(float));
+      if (s->csr_off == NULL || s->csr_val == NULL) goto done;
+    }
+  }
+  /* 4x1 blocks: one x row feeds 4 channels.  Cost model (per 64-row tile, AVX-512):
+   * a quad entry is 16 FMAs, a pair entry 8 FMAs + 8 loads; quads when cheaper. */
+  s->csr_quads = 0;
+  {
+    const uint64_t pair_entries = s->csr_ptr[(size_t)chunks * npairs];
+    int32_t* mark = (int32_t*)malloc(((size_t)s->k_in + 1) * sizeof(int32_t));
+    if (mark == NULL) goto done;
+    for (int k = 0; k <= s->k_in; ++k) mark[k] = -1;
+    const uint64_t quads = tfc_quad_pass(s, tptr, toff, tval, (uint32_t)T, chunks, chunk_span, mark, 0);
+    if (quads <= 0x3FFFFFFFu && quads * 16u < pair_entries * 9u) {
+      free(s->csr_ptr);
+      free(s->csr_off);
+      free(s->csr_val);
+      s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)(4 * groups) + 1) * sizeof(uint32_t));
+      s->csr_off = (uint32_t*)malloc((quads + 1) * sizeof(uint32_t));
+      s->csr_val = (float*)malloc((4u * quads + 1) * sizeof(float));
+      if (s->csr_ptr == NULL || s->csr_off == NULL || s->csr_val == NULL) {
+        free(mark);
+        goto done;
+      }
+      tfc_quad_pass(s, tptr, toff, tval, (uint32_t)T, chunks, chunk_span, mark, 1);
+      s->csr_quads = 1;
+    }
+    free(mark);
+  }
+  s->csr_tile = T;
+  s->csr_chunks = chunks;
+  ok = 1;
+done:
+  free(tptr);
+  free(cursor);
+  free(toff);
+  free(tval);
+  return ok;
+}
+
+void tfc_free_i8_quads(TfcState* s) {
+  free(s->i8w_steps);
+  free(s->i8w_first);
+  free(s->i8w_idx);
+  tfc_free64(s->i8w_val);
+  s->i8w_steps = NULL;
+  s->i8w_first = NULL;
+  s->i8w_idx = NULL;
+  s->i8w_val = NULL;
+  s->i8w_built = 0;
+  free(s->i8q_ptr);
+  free(s->i8q_off);
+  free(s->i8q_w);
+  free(s->i8q_corr);
+  s->i8q_ptr = NULL;
+  s->i8q_off = NULL;
+  s->i8q_w = NULL;
+  s->i8q_corr = NULL;
+  s->i8q_tile = 0;
+}
+
+/* int8 weights re-laid for the many-row dot-product kernels: per output channel
+ * (natural order) one entry per 4-feature quad q (features 4q..4q+3, the last
+ * one zero-padded beyond K) holding any non-zero weight: the byte offset q*T*4 of
+ * the quad in the transposed tile xt[ceil(K/4)][T][4] and the 4 int8 weights as
+ * one little-endian dword (one vpdpbusd broadcast operand).  1x4-block weights
+ * (pruning.Block((1, 4))) give exactly one entry per stored block; unstructured
+ * weights give one per quad with any non-zero.  Returns 0 when out of memory. */
+int tfc_build_i8_quads(TfcState* s, int T) {
+  const int n = s->n_out, K4 = (s->k_in + 3) / 4, B = s->block, W = s->n_windows;
+  const int8_t* v = (const int8_t*)s->values;
+  tfc_free_i8_quads(s);
+  int ok = 0;
+  int32_t* mark = (int32_t*)malloc((size_t)K4 * sizeof(int32_t));
+  uint32_t* cnt = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  s->i8q_ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  s->i8q_corr = (int32_t*)calloc((size_t)n + 1, sizeof(int32_t));
+  if (mark == NULL || cnt == NULL || s->i8q_ptr == NULL || s->i8q_corr == NULL) goto done;
+  for (int q = 0; q < K4; ++q) mark[q] = -1;
+  /* pass 0 counts the entries of each channel (quads are marked per slice lane, so
+   * one channel = one lane: its slots are visited consecutively per lane below) */
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int sl = 0; sl < s->n_slices; ++sl) {
+      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];
+      for (int l = 0; l < 16; ++l) {
+        const uint32_t r = s->perm[sl * 16 + l];
+        if (r == 0xFFFFFFFFu) continue;
+        uint32_t* base = pass == 1 ? &cnt[r] : NULL; /* pass 1: cursor */
+        for (int clear = 0; clear < 2; ++clear) {
+          uint32_t i = b0 + (uint32_t)l;
+          int w = 0;
+          uint32_t wend = s->steps ? b0 + 16u * s->steps[(size_t)sl * W] : e;
+          for (; i < e; i += 16u) {
+            while (s->steps && i >= wend && w + 1 < W) { /* windowed: advance to the slot's window */
+              ++w;
+              wend += 16u * s->steps[(size_t)sl * W + w];
+            }
+            const uint32_t k0 = s->steps ? (uint32_t)w * 32u + ((const uint8_t*)s->col)[i]
+                              : (uint32_t)B * (s->index_bytes == 2 ? ((const uint16_t*)s->col)[i] : ((const uint32_t*)s->col)[i]);
+            for (int b = 0; b < B; ++b) {
+              const int8_t wv = v[(size_t)i * B + b];
+              if (wv == 0) continue;
+              const uint32_t k = k0 + (uint32_t)b, q = k / 4u;
+              if (clear) {
+                mark[q] = -1;
+                continue;
+              }
+              if (mark[q] < 0) {
+                if (pass == 0) {
+                  mark[q] = 0;
+                  cnt[r + 1]++;
+                } else {
+                  mark[q] = (int32_t)(*base)++;
+                  s->i8q_off[mark[q]] = q * (uint32_t)T * 4u;
+                  s->i8q_w[mark[q]] = 0;
+                }
+              }
+              if (pass == 1) {
+                uint32_t word = (uint32_t)s->i8q_w[mark[q]];
+                word |= (uint32_t)(uint8_t)wv << (8u * (k % 4u));
+                s->i8q_w[mark[q]] = (int32_t)word;
+              }
+            }
+          }
+        }
+      }
+    }
+    if (pass == 0) {
+      for (int r = 0; r < n; ++r) cnt[r + 1] += cnt[r];
+      memcpy(s->i8q_ptr, cnt, ((size_t)n + 1) * sizeof(uint32_t));
+      const uint32_t total = cnt[n];
+      s->i8q_off = (uint32_t*)malloc(((size_t)total + 1) * sizeof(uint32_t));
+      s->i8q_w = (int32_t*)malloc(((size_t)total + 1) * sizeof(int32_t));
+      if (s->i8q_off == NULL || s->i8q_w == NULL) goto done;
+    }
+  }
+  s->i8q_tile = T;
+  ok = 1;
+done:
+  free(mark);
+  free(cnt);
+  if (!ok) tfc_free_i8_quads(s);
+  return ok;
+}
+
+/* Windowed copy of the quads (built from tfc_build_i8_quads' lists) for the 1-15-row
+ * kernels: see i8w_* in tfc_internal.h.  Returns 0 when out of memory. */
+int tfc_build_i8_windows(TfcState* s) {
+  const int S = s->n_slices, W4 = (s->k_in + 127) / 128, T = s->i8q_tile;
+  int ok = 0;
+  uint32_t* cnt = (uint32_t*)malloc((size_t)W4 * sizeof(uint32_t));
+  s->i8w_steps = (uint8_t*)calloc((size_t)S * W4 + 1, 1);
+  s->i8w_first = (uint32_t*)calloc((size_t)S * W4 + 1, sizeof(uint32_t));
+  if (cnt == NULL || s->i8w_steps == NULL || s->i8w_first == NULL || T <= 0) goto done;
+  uint64_t steps = 0;
+  for (int sl = 0; sl < S; ++sl) {
+    for (int l = 0; l < 16; ++l) {
+      const int n = 16 * sl + l;
+      if (n >= s->n_out) break;
+      for (int w = 0; w < W4; ++w) cnt[w] = 0;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) cnt[s->i8q_off[j] / (4u * (uint32_t)T) / 32u]++;
+      for (int w = 0; w < W4; ++w)
+        if (cnt[w] > s->i8w_steps[(size_t)sl * W4 + w]) s->i8w_steps[(size_t)sl * W4 + w] = (uint8_t)cnt[w];
+    }
+    for (int w = 0; w < W4; ++w) {
+      s->i8w_first[(size_t)sl * W4 + w] = (uint32_t)steps;
+      steps += s->i8w_steps[(size_t)sl * W4 + w];
+    }
+  }
+  if (steps > 0x7FFFFFFu) goto done;
+  s->i8w_idx = (uint8_t*)calloc(16u * steps + 16u, 1);
+  s->i8w_val = (int32_t*)tfc_alloc64((16u * steps + 16u) * sizeof(int32_t));
+  if (s->i8w_idx == NULL || s->i8w_val == NULL) goto done;
+  memset(s->i8w_val, 0, (16u * steps + 16u) * sizeof(int32_t));
+  for (int sl = 0; sl < S; ++sl)
+    for (int l = 0; l < 16; ++l) {
+      const int n = 16 * sl + l;
+      if (n >= s->n_out) break;
+      for (int w = 0; w < W4; ++w) cnt[w] = 0;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
+        const uint32_t q = s->i8q_off[j] / (4u * (uint32_t)T), w = q / 32u;
+        const size_t slot = 16u * ((size_t)s->i8w_first[(size_t)sl * W4 + w] + cnt[w]++) + (size_t)l;
+        s->i8w_idx[slot] = (uint8_t)(q % 32u);
+        s->i8w_val[slot] = s->i8q_w[j];
+      }
+    }
+  s->i8w_windows = W4;
+  s->i8w_built = 1;
+  ok = 1;
+done:
+  free(cnt);
+  if (!ok) {
+    free(s->i8w_steps);
+    free(s->i8w_first);
+    free(s->i8w_idx);
+    tfc_free64(s->i8w_val);
+    s->i8w_steps = NULL;
+    s->i8w_first = NULL;
+    s->i8w_idx = NULL;
+    s->i8w_val = NULL;
+  }
+  return ok;
+}
