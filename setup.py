@@ -30,7 +30,9 @@ setup(
         "tensorflow==2.21.*",  # brings Keras 3.15
         "ai-edge-litert==2.3.*",
         "numpy>=1.26",
-        "absl-py>=2.0",
+        # >=1.2, not 2.x: the bench extra's tensorflow-model-optimization 0.8.1 pins absl-py~=1.2;
+        # TensorFlow 2.21 needs >=1.0 and nothing here needs 2.x (absl.logging exists in 1.x).
+        "absl-py>=1.2",
         "scikit-learn>=1.3",  # offline digits data for the demo, tests and notebooks
         "matplotlib>=3.7",  # report plots
     ],

@@ -79,6 +79,9 @@ def test_inspect_truncated_file_in_a_real_process(files):
       "--calibration", "{root}/calib16.npy"], "takes (8, 8, 1)"),
     (["convert", "{root}/model.keras", "-o", "{root}/no/dir/o.tflite"], "does not exist"),
     (["demo", "--out", "{root}/notes.txt"], "is a file"),
+    (["demo", "--out", "/proc/tfcompress_demo/out"], "Cannot write to /proc"),
+    (["demo", "--out", "{root}/notes.txt/sub"], "is a file, not a folder"),
+    (["convert", "{root}/model.keras", "-o", "/proc/o.tflite"], "Cannot write to /proc"),
     (["convert", "{root}/model.keras"], "required: -o/--output"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
@@ -139,3 +142,57 @@ def test_quiet_stderr_hides_runtime_logging_but_not_python_warnings(capfd):
     err = capfd.readouterr().err
     assert "a warning the user must see" in err
     assert "runtime log line" not in err
+
+
+def test_unexpected_failure_is_one_line_exit_2_and_debug_shows_traceback(files, capsys,
+                                                                        monkeypatch):
+    import tfcompress.cli as cli
+
+    root, _, _ = files
+
+    def broken(args):
+        raise RuntimeError("boom from a bug")
+
+    monkeypatch.setattr(cli, "_cmd_inspect", broken)
+    monkeypatch.delenv("TFCOMPRESS_DEBUG", raising=False)
+    assert main(["inspect", str(root / "model.tflite")]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("tfcompress: error: RuntimeError: boom"), err
+    assert "TFCOMPRESS_DEBUG=1" in err[0]
+    monkeypatch.setenv("TFCOMPRESS_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["inspect", str(root / "model.tflite")])
+
+
+def test_sigterm_during_convert_cleans_up(files, tmp_path):
+    """SIGTERM mid-conversion: one line, exit 143, no output file, no temp file or folder."""
+    import signal
+    import time
+
+    root, _, _ = files
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "m.tflite"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-m", "tfcompress.cli", "convert",
+                             str(root / "model.keras"), "-o", str(out), "--quantize", "int8",
+                             "--calibration", str(root / "calib.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if "converting to TFLite" in line:
+            break
+    time.sleep(0.1)  # inside export_tflite (>= 1 s of work)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    ours = [ln for ln in stderr.splitlines() if ln.strip() and not RUNTIME_LOG.match(ln)]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert ours == ["tfcompress: error: terminated by SIGTERM"], ours
+    assert not out.exists() and list(tmp_path.iterdir()) == [scratch]
+    assert list(scratch.iterdir()) == []
+
+
+def test_bench_threads_upper_bound(files, capsys):
+    root, _, _ = files
+    assert main(["bench", str(root / "model.tflite"), "--threads", "100000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 1 to 256 threads, got '100000'" in err[0], err

@@ -1,8 +1,12 @@
 """The `tfcompress` command line: demo, inspect, bench, convert.
 
-Every bad input (missing, truncated or foreign file, bad flag value) ends with one line
-`tfcompress: error: ...` on stderr and exit status 2, never a traceback. TensorFlow's and LiteRT's
-own runtime logging is silenced (set TFCOMPRESS_DEBUG=1 to see it and get tracebacks).
+Every failure (missing, truncated, corrupt or foreign file, bad flag value, unwritable output,
+a model the runtime rejects, an unexpected error) ends with one line `tfcompress: error: ...` on
+stderr and exit status 2, never a traceback (set TFCOMPRESS_DEBUG=1 to see the runtime logging
+and get tracebacks). Ctrl-C exits 130, SIGTERM/SIGHUP 128 + the signal, after cleaning up.
+`inspect` and `bench` reject most corrupt files in pure Python before TensorFlow or LiteRT is
+loaded, and run LiteRT's native code on the file in a child process, so a file that crashes the
+runtime is reported as an error instead of killing the command.
 
 Example:
     $ tfcompress demo --out demo_out
@@ -14,6 +18,7 @@ Example:
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -25,6 +30,40 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 PROG = "tfcompress"
 QUANTIZE_CHOICES = ("none", "float16", "dynamic", "int8")
 TARGET_CHOICES = ("cpu", "gpu", "edgetpu")
+MAX_THREADS = 256  # keep in sync with tfcompress.export.interpreter.MAX_THREADS
+
+
+class _Terminated(BaseException):
+    """SIGTERM/SIGHUP turned into an exception, so `finally` blocks clean up temp files."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_RECEIVED = []  # signals received: library code may swallow or rewrap the exception raised
+
+
+def _on_signal(signum, frame):
+    _RECEIVED.append(signum)
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _cleanup_on_signals():
+    """Raises _Terminated on SIGTERM/SIGHUP (main thread only) while the command runs."""
+    saved = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                saved[sig] = signal.signal(sig, _on_signal)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 class UsageError(Exception):
@@ -84,6 +123,24 @@ def _positive_int(text):
     return value
 
 
+def _threads(text):
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_THREADS} threads, got {text!r} "
+                                         "(more threads than cores only slows LiteRT down)")
+    return value
+
+
+def _check_output(path, flag="-o", shown=None):
+    """The output path is a file name in an existing folder we can write to (before any work)."""
+    from tfcompress.export.converter import _check_path
+
+    try:
+        _check_path(path)
+    except (OSError, ValueError, TypeError) as e:
+        raise UsageError(f"{flag} {shown or path}: {_one_line(e)}") from None
+
+
 def _existing_file(path, what):
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
@@ -94,22 +151,32 @@ def _existing_file(path, what):
 
 
 def _read_tflite(path):
+    """The file's bytes after the pure-Python checks (no TensorFlow, no native LiteRT code)."""
     _existing_file(path, "a .tflite file")
     from tfcompress.export._flatbuffer import read_bytes, read_model
+    from tfcompress.export.analysis import _check_indices
 
     try:
         data = read_bytes(path)
-        read_model(data)  # catches truncated/corrupt flatbuffers before LiteRT sees them
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    except (ValueError, OSError) as e:
+        raise UsageError(_one_line(e)) from None
+    try:
+        _check_indices(read_model(data))  # truncated/corrupt flatbuffers, before LiteRT
+    except (ValueError, OSError) as e:
+        text = _one_line(e)
+        raise UsageError(f"{path}: {text}" if "orrupt" in text else
+                         f"{path}: corrupt TFLite flatbuffer: {text}") from None
     return data
 
 
 def _cmd_inspect(args):
     data = _read_tflite(args.model)
-    from tfcompress.export import inspect_tflite
+    from tfcompress.export.analysis import report_for_bytes
 
-    report = inspect_tflite(data, target=args.target)
+    try:  # LiteRT's native code runs in a child process: a crash there is a clean error
+        report = report_for_bytes(data, args.target, None, trusted=False)
+    except ValueError as e:
+        raise UsageError(f"{args.model}: {_one_line(e)}") from None
     print(f"# {args.model}\n")
     print(report.to_markdown())
     return 0
@@ -117,14 +184,14 @@ def _cmd_inspect(args):
 
 def _cmd_bench(args):
     data = _read_tflite(args.model)
-    from tfcompress.export import benchmark_tflite, load_interpreter
+    from tfcompress.export import _sandbox
 
-    try:
-        interp = load_interpreter(data, num_threads=args.threads)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     _progress(f"benchmarking {args.model}: {args.runs} runs, {args.threads} thread(s)")
-    stats = benchmark_tflite(interp, runs=args.runs, warmup=args.warmup, num_threads=args.threads)
+    try:  # load + one invoke on zeros + the timed runs, all in a child process
+        stats = _sandbox.run("bench", data, {"runs": args.runs, "warmup": args.warmup,
+                                             "num_threads": args.threads})
+    except ValueError as e:
+        raise UsageError(f"{args.model}: {_one_line(e)}") from None
     print(f"median {stats['median_ms']:.3f} ms, p90 {stats['p90_ms']:.3f} ms "
           f"(mean {stats['mean_ms']:.3f} ms, min {stats['min_ms']:.3f} ms; "
           f"{stats['runs']} runs, {stats['num_threads']} thread(s), batch {stats['batch_size']})")
@@ -168,18 +235,30 @@ def _load_calibration(path):
     if not isinstance(data, np.ndarray) or data.ndim < 2 or len(data) == 0:
         raise UsageError(f"{path}: expected an array of inputs of shape (n, ...), got "
                          f"{getattr(data, 'shape', type(data).__name__)}")
+    if np.iscomplexobj(data):
+        raise UsageError(f"{path}: complex values ({data.dtype}); the model takes real inputs: "
+                         "save the real-valued inputs (e.g. np.real(x))")
     if not np.issubdtype(data.dtype, np.number):
         raise UsageError(f"{path}: expected a numeric array, got dtype {data.dtype}")
     return data.astype("float32") if np.issubdtype(data.dtype, np.floating) else data
 
 
 def _cmd_convert(args):
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise UsageError(f"output directory {out_dir} does not exist")
-    if os.path.isdir(args.output):
-        raise UsageError(f"{args.output} is a directory; give a file name like model.tflite")
+    _check_output(args.output)
+    quantize = {"none": "float32", None: None}.get(args.quantize, args.quantize)
+    int8 = quantize == "int8" or (quantize is None and args.target == "edgetpu")
+    if args.calibration and not int8:
+        raise UsageError("--calibration is only used for full int8 (--quantize int8 or --target "
+                         "edgetpu); drop it or add --quantize int8")
     calibration = _load_calibration(args.calibration) if args.calibration else None
+    if calibration is not None:  # before loading TensorFlow: NaN/inf/1e30 fail in a second
+        from tfcompress.export.converter import check_representative_samples
+
+        try:
+            check_representative_samples([[calibration]])
+        except ValueError as e:
+            text = _one_line(e).replace("representative_data", "the calibration data")
+            raise UsageError(f"{args.calibration}: {text}") from None
     _progress(f"loading {args.model}")
     model = _load_keras(args.model)
     from tfcompress.export import export_tflite, prepare_for_export
@@ -191,8 +270,6 @@ def _cmd_convert(args):
                 e is not None and e != got for e, got in zip(expected, calibration.shape[1:])):
             raise UsageError(f"{args.calibration} holds inputs of shape {calibration.shape[1:]}, but "
                              f"{args.model} takes {expected}; save samples of the model's input shape")
-    quantize = {"none": "float32", None: None}.get(args.quantize, args.quantize)
-    int8 = quantize == "int8" or (quantize is None and args.target == "edgetpu")
     if int8 and calibration is None and needs_calibration(prepare_for_export(model)):
         raise UsageError("full int8 (--quantize int8 or --target edgetpu) needs --calibration "
                          "DATA.npy: a few hundred typical inputs saved with numpy.save")
@@ -203,7 +280,7 @@ def _cmd_convert(args):
                                   representative_data=calibration, target=args.target,
                                   input_type=args.input_type, output_type=args.output_type,
                                   batch_size=args.batch_size)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OSError) as e:
         raise UsageError(_one_line(e)) from None
     _progress(f"wrote {args.output} ({report.size_bytes:,} bytes)")
     print(report.to_markdown())
@@ -213,6 +290,14 @@ def _cmd_convert(args):
 def _cmd_demo(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file; give a directory (created if missing)")
+    # A writable folder (or one that can be created) before the minutes of training: probe the
+    # nearest folder that exists (run_demo creates the missing ones).
+    existing = os.path.abspath(args.out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out {args.out}: {existing} is a file, not a folder")
+    _check_output(os.path.join(existing, "model.tflite"), flag="--out", shown=args.out)
     from tfcompress.demo import run_demo
 
     run_demo(out_dir=args.out, epochs=args.epochs, quick=args.quick, progress=_progress)
@@ -239,7 +324,7 @@ def build_parser():
 
     bench = sub.add_parser("bench", help="median and p90 latency in the LiteRT interpreter")
     bench.add_argument("model", help="a .tflite file")
-    bench.add_argument("--threads", type=_positive_int, default=1)
+    bench.add_argument("--threads", type=_threads, default=1, help=f"1 to {MAX_THREADS}")
     bench.add_argument("--runs", type=_positive_int, default=50)
     bench.add_argument("--warmup", type=_positive_int, default=5)
     bench.set_defaults(func=_cmd_bench)
@@ -267,22 +352,33 @@ def _one_line(error):
 def main(argv=None):
     """Entry point of the `tfcompress` console script; returns the exit status."""
     parser = build_parser()
+    del _RECEIVED[:]
     try:
-        args = parser.parse_args(argv)
-        with _quiet_stderr():
-            return args.func(args)
-    except UsageError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        with _cleanup_on_signals():
+            args = parser.parse_args(argv)
+            with _quiet_stderr():
+                return args.func(args)
+    except (Exception, _Terminated) as e:
+        if not _RECEIVED:
+            return _report_failure(e)
+        print(f"{PROG}: error: terminated by {signal.Signals(_RECEIVED[0]).name}",
+              file=sys.stderr)
+        return 128 + _RECEIVED[0]
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # an unexpected failure: still one line unless debugging
-        if _debug():
-            raise
-        print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} "
-              "(set TFCOMPRESS_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+
+
+def _report_failure(e):
+    """One line on stderr and exit status 2 for any failure (a traceback with TFCOMPRESS_DEBUG)."""
+    if isinstance(e, UsageError):
+        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    if _debug():
+        raise e
+    print(f"{PROG}: error: {type(e).__name__}: {_one_line(e)} "
+          "(set TFCOMPRESS_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 import collections.abc
 import contextlib
 import inspect
+import math
 import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
 
@@ -11,10 +15,16 @@ import numpy as np
 
 from tfcompress.export import _app_io
 from tfcompress.export import prepare as _prepare
-from tfcompress.export.analysis import TARGETS, inspect_tflite
+from tfcompress.export.analysis import TARGETS, report_for_bytes
 
 QUANTIZE_MODES = (None, "float32", "dynamic", "float16", "int8")
 IO_TYPES = (None, "float32", "int8", "uint8")
+# Largest |value| accepted in calibration data for float inputs: int8 quantization of a range
+# wider than this cannot keep the resolution typical inputs need (1e30 gave 0-10 % agreement).
+CALIBRATION_MAX_ABS = 1e6
+# An int8 export whose outputs agree with Keras on fewer calibration samples than this fraction
+# is an error (a broken calibration, not quantization noise).
+MIN_CALIBRATION_AGREEMENT = 0.5
 
 
 def _io_type(value, name):
@@ -37,24 +47,127 @@ def _model_inputs(model):
     return list(inputs) if inputs else None
 
 
+def _host_tag():
+    return re.sub(r"[^A-Za-z0-9]", "-", socket.gethostname())[:32] or "host"
+
+
+def _temp_prefix(kind):
+    """Prefix of this process's temp files and folders: tool, kind, host, pid.
+
+    The pid lets a later run remove what a killed run left (see `_remove_stale`).
+    """
+    return f"tfcompress-{kind}-{_host_tag()}-{os.getpid()}-"
+
+
+_STALE = re.compile(r"tfcompress-(?:export|write|probe)-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)-")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process (or cannot tell): leave its files alone
+    return True
+
+
+def _remove_stale(folders):
+    """Removes temp files/folders of tfcompress processes on this host that no longer run.
+
+    A process killed by SIGKILL (or a power cut) cannot clean up after itself; the next export
+    does it. Only names made by `_temp_prefix` with this host's name and a dead pid are touched.
+    """
+    host = _host_tag()
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            m = _STALE.match(name.lstrip("."))
+            entry = os.path.join(folder, name)
+            if not m or m.group("host") != host or int(m.group("pid")) == os.getpid():
+                continue
+            if _pid_alive(int(m.group("pid"))):
+                continue
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry)
+
+
 def _check_path(path):
+    """Checks an output path before any work: a file name in an existing, writable folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be None or a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}.")
     path = os.fspath(path)
+    if not path:
+        raise ValueError("path is empty; give a file path like 'model.tflite' or None.")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory; give a file path like {path}/model.tflite.")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"Directory {parent} does not exist; create it before exporting.")
+    try:  # the only reliable test (root, read-only mounts, /proc): create a file there
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{_temp_prefix('probe')}",
+                                     suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PermissionError(f"Cannot write to {parent} ({e.strerror or e}); choose an output "
+                              "path in a folder you can write to.") from None
     return path
 
 
+@contextlib.contextmanager
+def _private_tempdir():
+    """A temp folder named for this process, also made `tempfile`'s default for the duration.
+
+    TensorFlow writes its own temp files while exporting (autograph's generated modules, the
+    converter's scratch files), named without any owner and only removed at a normal exit. With
+    `tempfile.tempdir` pointing into this folder they all land here, and the folder goes on every
+    exit path: `finally` for exceptions and signals turned into exceptions, `_remove_stale` in a
+    later export for a process killed outright.
+    """
+    work = tempfile.mkdtemp(prefix=_temp_prefix("export"))
+    saved = tempfile.tempdir
+    tempfile.tempdir = work
+    try:
+        yield work
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _umask():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path, data):
-    """Writes to a temp file in the same directory, then os.replace: never a partial file."""
+    """Writes to a temp file in the same directory, then os.replace: never a partial file.
+
+    The file gets the permissions a normal `open(path, "wb")` would (0666 less the umask), not
+    mkstemp's 0600.
+    """
     parent = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{_temp_prefix('write')}", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -119,6 +232,82 @@ def _iter_representative(data):
     )
 
 
+def _real_array(x):
+    """The array of one representative element: real numbers only, floats as float32."""
+    try:
+        a = np.asarray(x)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"representative_data holds an element numpy cannot make an array of "
+                         f"({type(e).__name__}: {e}); give arrays of the model's input shape.") from None
+    if a.dtype.kind == "c":
+        raise ValueError(f"representative_data is complex ({a.dtype}); the model takes real "
+                         "inputs: pass the real-valued data (e.g. np.real(x) or np.abs(x), as the "
+                         "model was trained on).")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"representative_data must be numeric, got dtype {a.dtype}; convert it "
+                         "to the model's input dtype (e.g. x.astype('float32')).")
+    return a.astype(np.float32) if a.dtype.kind == "f" else a
+
+
+def check_representative_samples(samples, inputs=None):
+    """Checks calibration samples before conversion; raises ValueError naming problem and fix.
+
+    Each sample (a list with one array of batch 1 per model input) must be finite, fit the
+    model input's shape and dtype (integer inputs such as token ids need integral values), and
+    float inputs must stay within +-`CALIBRATION_MAX_ABS`.
+
+    Args:
+        samples: List of samples, each a list of arrays (one per model input, batch first).
+        inputs: The model's input tensors (`model.inputs`), or None to skip the shape and dtype
+            comparison. Defaults to None.
+
+    Raises:
+        ValueError: empty, wrong shape, NaN/inf, non-integer values for an integer input, or
+            values beyond the sane range.
+
+    Example:
+        >>> check_representative_samples([[np.full((1, 4), np.nan, "float32")]])
+        Traceback (most recent call last):
+        ...
+        ValueError: representative_data contains NaN (4 values; first in sample 0); ...
+    """
+    if not samples:
+        raise ValueError("representative_data is empty: give a few hundred typical inputs.")
+    n_inputs = len(samples[0])
+    shapes = [tuple(t.shape[1:]) for t in inputs] if inputs else [None] * n_inputs
+    dtypes = ([np.dtype(getattr(t.dtype, "name", t.dtype)) for t in inputs] if inputs
+              else [None] * n_inputs)
+    for k in range(n_inputs):
+        stacked = np.concatenate([sample[k] for sample in samples], axis=0)
+        which = f"representative_data (input {k})" if n_inputs > 1 else "representative_data"
+        want = shapes[k]
+        if want is not None and (len(want) != stacked.ndim - 1 or any(
+                w is not None and w != g for w, g in zip(want, stacked.shape[1:]))):
+            raise ValueError(f"{which} holds samples of shape {tuple(stacked.shape[1:])}, but the "
+                             f"model input takes {want} (None = any); give samples of that "
+                             "shape.")
+        if stacked.dtype.kind == "f":
+            bad = ~np.isfinite(stacked)
+            if bad.any():
+                first = int(np.argwhere(bad.reshape(len(stacked), -1).any(axis=1))[0, 0])
+                kinds = " and ".join(name for name, hit in (
+                    ("NaN", np.isnan(stacked).any()), ("inf", np.isinf(stacked).any())) if hit)
+                raise ValueError(f"{which} contains {kinds} ({int(bad.sum())} values; first in "
+                                 f"sample {first}); calibration needs finite inputs: drop or fix "
+                                 "those samples (e.g. x[np.isfinite(x).all(axis=...)]).")
+        dtype = dtypes[k]
+        if dtype is not None and dtype.kind in "iub":
+            if stacked.dtype.kind == "f" and not np.array_equal(stacked, np.round(stacked)):
+                raise ValueError(f"{which} has non-integer values, but the model input is "
+                                 f"{dtype.name} (e.g. token ids); give integer data.")
+        elif stacked.size and stacked.dtype.kind in "iuf":
+            peak = float(np.max(np.abs(stacked.astype(np.float64))))
+            if peak > CALIBRATION_MAX_ABS:
+                raise ValueError(f"{which} reaches |x| = {peak:.3g}, beyond the sane range "
+                                 f"+-{CALIBRATION_MAX_ABS:.0e} for int8 calibration; give inputs "
+                                 "preprocessed exactly as for training (e.g. scaled to [0, 1]).")
+
+
 def representative_samples(data, input_ranks, limit=200):
     """Collects up to `limit` single samples (each a list of arrays with batch 1) from `data`.
 
@@ -134,8 +323,7 @@ def representative_samples(data, input_ranks, limit=200):
         if isinstance(element, (tuple, list)):
             element = element if (n_inputs > 1 and len(element) == n_inputs) else element[0]
         xs = list(element) if isinstance(element, (tuple, list)) else [element]
-        xs = [np.asarray(x, dtype=np.float32) if not np.issubdtype(np.asarray(x).dtype, np.integer)
-              else np.asarray(x) for x in xs]
+        xs = [_real_array(x) for x in xs]
         if len(xs) != n_inputs:
             raise ValueError(f"The model has {n_inputs} inputs; a representative element gave "
                              f"{len(xs)} arrays.")
@@ -175,6 +363,70 @@ def _convert(converter, quantize, samples, input_type, output_type, input_names=
         converter.inference_output_type = getattr(tf, output_type)
     with _quiet():
         return converter.convert()
+
+
+def _check_int8_result(tflite, prepared, samples, input_type, output_type, name):
+    """After an int8 conversion: the file is what was asked for and agrees with Keras.
+
+    Raises ValueError when calibrated (`samples` given) but ops still compute in float, when the
+    I/O dtypes differ from `input_type` / `output_type`, or when the int8 outputs disagree with
+    the Keras model on most calibration samples (beyond quantization noise).
+    """
+    from tfcompress.export._flatbuffer import FLOAT_TYPES, read_model
+    from tfcompress.export.export_report import ExportReport
+
+    parsed = read_model(tflite)
+    facts = ExportReport(parsed, {})
+    io_wrong = [f"{kind} '{t['name']}' is {t['dtype']}, asked {want}"
+                for kind, want, ts in (("input", input_type, facts.inputs),
+                                       ("output", output_type, facts.outputs))
+                for t in ts if t["dtype"] in FLOAT_TYPES + ("int8", "uint8") and t["dtype"] != want
+                and not (want == "float32" and t["dtype"] in FLOAT_TYPES)]
+    if io_wrong or (samples is not None and facts.float_ops):
+        cause = "; ".join(io_wrong) or f"float ops left: {', '.join(facts.float_ops[:6])}"
+        raise ValueError(
+            f"Full-integer export of model '{name}' came out not full-integer ({cause}). The "
+            "calibration ranges are unusable (e.g. constant, NaN or extreme inputs) or a layer "
+            "has no int8 kernel; check representative_data or keep that layer in float.")
+    if samples is None or len(facts.outputs) != 1:
+        return
+    from tfcompress.export.interpreter import load_interpreter, run_tflite
+
+    xs = [np.concatenate([sample[k] for sample in samples]) for k in range(len(samples[0]))]
+    expected = prepared(xs[0] if len(xs) == 1 else xs, training=False)
+    expected = [np.asarray(e, dtype=np.float64) for e in _flat_outputs(expected)]
+    if len(expected) != 1:
+        return
+    interp = load_interpreter(tflite)
+    detail = interp.get_output_details()[0]
+    actual = np.asarray(run_tflite(interp, xs if len(xs) > 1 else xs[0]), dtype=np.float64)
+    expected = expected[0]
+    if actual.shape != expected.shape or not len(expected):
+        return
+    e2, a2 = expected.reshape(len(expected), -1), actual.reshape(len(actual), -1)
+    spread = float(e2.max() - e2.min()) if e2.size else 0.0
+    q_scale = float(detail["quantization"][0] or 0.0)
+    tol = max(4 * q_scale, 0.05 * spread, 1e-6)
+    if e2.shape[1] > 1:  # classes: the TFLite pick must be (near) the Keras best
+        rows = np.arange(len(e2))
+        ok = e2[rows, a2.argmax(1)] >= e2.max(1) - tol
+    else:
+        ok = np.abs(e2 - a2).max(1) <= max(tol, 0.1 * spread)
+    agreement = float(np.mean(ok))
+    if agreement < MIN_CALIBRATION_AGREEMENT:
+        raise ValueError(
+            f"The int8 export of model '{name}' agrees with the Keras model on only "
+            f"{agreement:.0%} of the {len(e2)} calibration samples (tolerance {tol:.3g}): the "
+            "calibration data does not match the inputs the model expects (scale, "
+            "preprocessing) or holds outliers; give typical, preprocessed inputs.")
+
+
+def _flat_outputs(outputs):
+    if isinstance(outputs, dict):
+        return [outputs[k] for k in sorted(outputs)]
+    if isinstance(outputs, (list, tuple)):
+        return [o for item in outputs for o in _flat_outputs(item)]
+    return [outputs]
 
 
 def export_tflite(model, path=None, *, quantize=None, representative_data=None, target="cpu",
@@ -249,9 +501,24 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         output_type = output_type or "int8"
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+    if not model.built:
+        raise ValueError(f"model '{model.name}' is not built: start it with keras.Input(shape) "
+                         "or call it once on a batch before exporting.")
+    if isinstance(calibration_samples, bool) or not isinstance(calibration_samples, int) \
+            or calibration_samples < 1:
+        raise ValueError(f"calibration_samples must be a positive integer, got "
+                         f"{calibration_samples!r}.")
+    if sparse_kernels is not None and not isinstance(sparse_kernels, str):
+        raise TypeError(f"sparse_kernels must be None or one of 'auto', 'custom', 'builtin', got "
+                        f"{sparse_kernels!r}.")
+    if representative_data is not None and quantize != "int8":
+        raise ValueError(f"representative_data is only used by quantize='int8', got "
+                         f"quantize={quantize!r}; drop it or ask for int8.")
     batch = _app_io.static_batch(batch_size, target)
     if path is not None:
         path = _check_path(path)
+    _remove_stale([tempfile.gettempdir()] + (
+        [os.path.dirname(os.path.abspath(path))] if path is not None else []))
 
     prepared = _prepare.prepare_for_export(model)
     inputs = _model_inputs(prepared)
@@ -259,6 +526,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     samples = None
     if representative_data is not None:
         samples = representative_samples(representative_data, input_ranks, calibration_samples)
+        check_representative_samples(samples, inputs)
         if inputs:  # e.g. uint8 images for a float32 input: cast to what the model takes
             dtypes = [np.dtype(getattr(t.dtype, "name", t.dtype)) for t in inputs]
             samples = [[x.astype(d, copy=False) for x, d in zip(sample, dtypes)]
@@ -284,7 +552,8 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     else:
         specs = None
     try:
-        with tempfile.TemporaryDirectory(prefix="tfcompress_export_") as saved_dir:
+        with _private_tempdir() as work_dir:
+            saved_dir = os.path.join(work_dir, "saved_model")
             if specs is not None:
                 def serve(*xs):
                     outputs = prepared(_app_io.pack_inputs(prepared, xs), training=False)
@@ -311,6 +580,9 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             f"target={target!r}): {detail}"
         ) from e
 
+    if quantize == "int8":
+        _check_int8_result(tflite, prepared, samples, input_type, output_type, model.name)
+
     if sparse_kernels is not None:
         try:
             from tfcompress.export import sparse as _sparse
@@ -319,7 +591,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
                              "does not include.") from None
         tflite = _sparse.rewrite_tflite(tflite, sparse_kernels)
 
-    report = inspect_tflite(tflite, target=target, quantize=quantize)
+    report = report_for_bytes(tflite, target, quantize, trusted=True)
     if path is not None:
         _atomic_write(path, tflite)
     return tflite, report

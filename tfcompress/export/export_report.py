@@ -47,6 +47,8 @@ class ExportReport:
     """
 
     def __init__(self, parsed, targets, target="cpu", quantize=None):
+        if target not in ("cpu", "gpu", "edgetpu"):
+            raise ValueError(f"target must be one of 'cpu', 'gpu', 'edgetpu', got {target!r}.")
         tensors, ops = parsed["tensors"], parsed["ops"]
         self.size_bytes = int(parsed["size"])
         counts = collections.Counter(op["name"] for op in ops)

@@ -12,9 +12,45 @@ from ai_edge_litert import interpreter as litert
 
 from tfcompress.export._flatbuffer import read_bytes
 
+MAX_THREADS = 256  # LiteRT crashes in teardown with tens of thousands of threads
+
+
+def _check_int(name, value, minimum, maximum=None, allow_none=False):
+    """Raises a message naming the argument, the value and the valid range."""
+    if value is None and allow_none:
+        return
+    valid = f"an integer in [{minimum}, {maximum}]" if maximum else f"an integer >= {minimum}"
+    if allow_none:
+        valid = "None or " + valid
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {valid}, got {value!r}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {valid}, got {value!r}.")
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _invoke_on_zeros(interp):
+    """One invoke on all-zero inputs: surfaces the errors LiteRT defers to the first invoke."""
+    details = interp.get_input_details()
+    if any(not (np.issubdtype(d["dtype"], np.number) or d["dtype"] == np.bool_)
+           for d in details):
+        return  # e.g. string inputs: no neutral value to feed
+    for d in details:
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    interp.invoke()
+
 
 def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
-    """Loads a TFLite model into a LiteRT interpreter with its tensors allocated.
+    """Loads a TFLite model into a LiteRT interpreter, allocated and invoked once on zeros.
+
+    LiteRT verifies the flatbuffer before building the model. The one invoke on zero inputs
+    surfaces the errors the runtime defers to the first run (a kernel's Prepare rejecting the
+    model, XNNPACK refusing a dynamic shape), so they come out here as `ValueError` rather than
+    later from `invoke()` as `RuntimeError`.
 
     XNNPACK is applied by default, as in an app using the LiteRT runtime. Models holding the
     tfcompress sparse custom ops (`TFC_SPARSE_FC`, `TFC_SPARSE_CONV_1X1`) get the delegate that
@@ -22,7 +58,7 @@ def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
 
     Args:
         tflite: TFLite model bytes, or a path to a `.tflite` file.
-        num_threads: Threads for the CPU kernels. Defaults to 1.
+        num_threads: Threads for the CPU kernels, 1 to 256. Defaults to 1.
         **interpreter_kwargs: Extra `ai_edge_litert.interpreter.Interpreter` arguments
             (e.g. `experimental_delegates`).
 
@@ -30,16 +66,19 @@ def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
         An allocated `ai_edge_litert.interpreter.Interpreter`.
 
     Raises:
-        ValueError: the file or bytes are not a TFLite model LiteRT can load.
+        FileNotFoundError: the path does not exist.
+        TypeError: `tflite` is neither bytes nor a path, or `num_threads` is not an integer.
+        ValueError: `num_threads` is out of range, or the file or bytes are not a TFLite model
+            LiteRT can load and run (the message starts "LiteRT cannot load" or "LiteRT cannot
+            run").
 
     Example:
         >>> interp = load_interpreter("model.tflite", num_threads=2)  # doctest: +SKIP
         >>> interp.get_input_details()[0]["shape"]  # doctest: +SKIP
         array([1, 8, 8, 1], dtype=int32)
     """
+    _check_int("num_threads", num_threads, 1, MAX_THREADS)
     data = read_bytes(tflite)
-    if not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}.")
     # tfcompress sparse kernels: models with TFC_* custom ops get the delegate that runs them.
     from tfcompress.export.sparse_native import with_sparse_kernels
 
@@ -53,8 +92,12 @@ def load_interpreter(tflite, num_threads=1, **interpreter_kwargs):
                                     **interpreter_kwargs)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"LiteRT cannot load this model: {first}") from None
+        raise ValueError(f"LiteRT cannot load this model: {_first_line(e)}") from None
+    try:
+        _invoke_on_zeros(interp)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"LiteRT cannot run this model (first invoke on zero inputs failed): "
+                         f"{_first_line(e)}") from None
     return interp
 
 
@@ -110,6 +153,10 @@ def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
         >>> probs.shape  # doctest: +SKIP
         (360, 10)
     """
+    _check_int("batch_size", batch_size, 1, allow_none=True)
+    _check_int("num_threads", num_threads, 1, MAX_THREADS)
+    if x is None:
+        raise TypeError("x must be an input array (n, ...) or a list of them, got None.")
     if isinstance(tflite_or_interpreter, litert.Interpreter):
         interp = tflite_or_interpreter
     else:
@@ -119,6 +166,15 @@ def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
     if len(xs) != len(in_details):
         raise ValueError(f"The model has {len(in_details)} inputs, got {len(xs)} arrays.")
     xs = [np.asarray(a) for a in xs]
+    for i, a in enumerate(xs):
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"Input {i} must be a real numeric array, got dtype {a.dtype}"
+                            f"{' (complex: pass the real part)' if a.dtype.kind == 'c' else ''}.")
+        if a.ndim == 0 or len(a) == 0:
+            raise ValueError(f"Input {i} has no samples (shape {a.shape}); give at least one "
+                             "sample of shape (n, ...).")
+    if len({len(a) for a in xs}) > 1:
+        raise ValueError(f"Inputs hold different numbers of samples: {[len(a) for a in xs]}.")
     n = len(xs[0])
     for a, d in zip(xs, in_details):
         if a.ndim != len(d["shape"]) or tuple(a.shape[1:]) != tuple(d["shape"][1:]):
@@ -136,16 +192,23 @@ def run_tflite(tflite_or_interpreter, x, batch_size=None, num_threads=1):
         chunk = [a[start : start + step] for a in xs]
         real = len(chunk[0])
         if dynamic:
-            for c, d in zip(chunk, in_details):
-                if tuple(d["shape"]) != tuple(c.shape):
-                    interp.resize_tensor_input(d["index"], list(c.shape))
-            interp.allocate_tensors()
+            try:
+                for c, d in zip(chunk, in_details):
+                    if tuple(d["shape"]) != tuple(c.shape):
+                        interp.resize_tensor_input(d["index"], list(c.shape))
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"LiteRT cannot run this model on a batch of {len(chunk[0])}: "
+                                 f"{_first_line(e)}") from None
         elif real < step:
             chunk = [np.concatenate([c, np.repeat(c[-1:], step - real, axis=0)]) for c in chunk]
         in_details = _ordered(interp.get_input_details(), r"input_(\d+)")
         for c, d in zip(chunk, in_details):
             interp.set_tensor(d["index"], _quantize(c, d))
-        interp.invoke()
+        try:
+            interp.invoke()
+        except RuntimeError as e:
+            raise ValueError(f"LiteRT failed running this model: {_first_line(e)}") from None
         outs = [_dequantize(interp.get_tensor(d["index"]), d)[:real]
                 for d in _ordered(interp.get_output_details(), r":(\d+)$")]
         if results is None:
@@ -165,7 +228,7 @@ def benchmark_tflite(tflite, runs=50, warmup=5, num_threads=1, batch_size=1, see
         tflite: TFLite bytes, a path, or an interpreter from `load_interpreter`.
         runs: Timed invokes. Defaults to 50.
         warmup: Untimed invokes first. Defaults to 5.
-        num_threads: CPU threads. Defaults to 1.
+        num_threads: CPU threads, 1 to 256. Defaults to 1.
         batch_size: Batch for dynamic-batch models. Defaults to 1.
         seed: Seed of the random input. Defaults to 0.
 
@@ -177,10 +240,11 @@ def benchmark_tflite(tflite, runs=50, warmup=5, num_threads=1, batch_size=1, see
         >>> sorted(stats)[:3]  # doctest: +SKIP
         ['batch_size', 'mean_ms', 'median_ms']
     """
-    if not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"runs must be a positive integer, got {runs!r}.")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}.")
+    _check_int("runs", runs, 1)
+    _check_int("warmup", warmup, 0)
+    _check_int("num_threads", num_threads, 1, MAX_THREADS)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0)
     if isinstance(tflite, litert.Interpreter):
         interp = tflite
     else:
@@ -195,7 +259,11 @@ def benchmark_tflite(tflite, runs=50, warmup=5, num_threads=1, batch_size=1, see
             interp.resize_tensor_input(d["index"], shape)
             resized = True
     if resized:
-        interp.allocate_tensors()
+        try:
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(f"LiteRT cannot run this model with batch_size={batch_size}: "
+                             f"{_first_line(e)}") from None
     for d in interp.get_input_details():
         dtype = d["dtype"]
         if np.issubdtype(dtype, np.integer) and d["quantization"][0] != 0:
@@ -208,13 +276,16 @@ def benchmark_tflite(tflite, runs=50, warmup=5, num_threads=1, batch_size=1, see
         else:
             value = rng.random(d["shape"]).astype(dtype)
         interp.set_tensor(d["index"], value)
-    for _ in range(warmup):
-        interp.invoke()
     times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        interp.invoke()
-        times[i] = (time.perf_counter() - t0) * 1000.0
+    try:
+        for _ in range(warmup):
+            interp.invoke()
+        for i in range(runs):
+            t0 = time.perf_counter()
+            interp.invoke()
+            times[i] = (time.perf_counter() - t0) * 1000.0
+    except RuntimeError as e:
+        raise ValueError(f"LiteRT failed running this model: {_first_line(e)}") from None
     return {
         "median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
         "mean_ms": float(times.mean()), "min_ms": float(times.min()), "runs": runs,

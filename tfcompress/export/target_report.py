@@ -23,6 +23,10 @@ class TargetReport:
 
     def __init__(self, target, compatible, offending_ops=None, delegated_ops=None, notes=None,
                  method=""):
+        if target not in ("cpu", "gpu", "edgetpu"):
+            raise ValueError(f"target must be one of 'cpu', 'gpu', 'edgetpu', got {target!r}.")
+        if compatible not in (True, False, None):
+            raise ValueError(f"compatible must be True, False or None, got {compatible!r}.")
         self.target = target
         self.compatible = compatible
         self.offending_ops = list(offending_ops or [])

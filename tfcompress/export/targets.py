@@ -8,8 +8,9 @@ Methods (each documented in `TargetReport.method`):
   so each op the XNNPACK delegate claims becomes its own DELEGATE node whose outputs are the
   outputs of that op. Ops with no matching DELEGATE node stay on the built-in reference kernels.
   Dynamic dimensions are resolved to 1 by the interpreter, as at run time.
-* gpu: `tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`, its printed report
-  captured and parsed: the verdict line and every op it flags with "GPU COMPATIBILITY WARNING".
+* gpu: the LiteRT model analyzer (what `tf.lite.experimental.Analyzer.analyze(...,
+  gpu_compatibility=True)` calls, here through `ai_edge_litert`'s extension without importing
+  TensorFlow), its report parsed: the verdict line and every op flagged "GPU COMPATIBILITY WARNING".
   Cross-checked with `GPU_SUPPORTED_OPS` (the GPU delegate's builtin ops): the analyzer in the
   TF 2.21 / ai-edge-litert 2.3 wheels printed "looks compatible" even for MATRIX_DIAG,
   SEGMENT_SUM or TOPK_V2, which the delegate does not implement, so an op outside the list is
@@ -21,8 +22,6 @@ Methods (each documented in `TargetReport.method`):
   fully, up to per-op limitations (e.g. tensor rank) that only the compiler checks.
 """
 
-import contextlib
-import io
 import re
 
 from tfcompress.export._flatbuffer import FLOAT_TYPES
@@ -94,18 +93,31 @@ _OP_LINE = re.compile(r"^\s*Op#(\d+)\s+([A-Za-z0-9_]+)\(")
 _SUBGRAPH_LINE = re.compile(r"^Subgraph#(\d+)")
 
 
-def gpu_report(tflite_bytes, parsed):
-    """GPU verdict: the LiteRT analyzer's `gpu_compatibility=True` report plus the op list."""
-    import tensorflow as tf
+def run_gpu_analyzer(tflite_bytes):
+    """The LiteRT analyzer's printed report with `gpu_compatibility=True`, as text.
 
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            tf.lite.experimental.Analyzer.analyze(model_content=tflite_bytes, gpu_compatibility=True)
-    except Exception as e:  # the analyzer raises on models it cannot read
-        return TargetReport("gpu", None, notes=[f"GPU analyzer failed: {e}"],
-                            method="tf.lite.experimental.Analyzer (gpu_compatibility=True)")
-    return _gpu_verdict(parsed, parse_gpu_analysis(out.getvalue()))
+    Calls the analyzer extension shipped in `ai_edge_litert` (the one behind
+    `tf.lite.experimental.Analyzer`) directly, so TensorFlow is not imported. Native code: run it
+    on bytes the interpreter has verified, or in a child process (`_sandbox`).
+    """
+    from ai_edge_litert import _pywrap_analyzer_wrapper
+
+    return str(_pywrap_analyzer_wrapper.ModelAnalyzer(bytes(tflite_bytes), False, True))
+
+
+def gpu_report(tflite_bytes, parsed, analysis_text=None):
+    """GPU verdict: the LiteRT analyzer's `gpu_compatibility=True` report plus the op list.
+
+    `analysis_text` is the analyzer's output when already computed (e.g. in a child process);
+    otherwise the analyzer runs here.
+    """
+    if analysis_text is None:
+        try:
+            analysis_text = run_gpu_analyzer(tflite_bytes)
+        except Exception as e:  # the analyzer raises on models it cannot read
+            return TargetReport("gpu", None, notes=[f"GPU analyzer failed: {e}"],
+                                method="LiteRT model analyzer (gpu_compatibility=True)")
+    return _gpu_verdict(parsed, parse_gpu_analysis(analysis_text))
 
 
 def parse_gpu_analysis(text):
@@ -184,16 +196,24 @@ def _gpu_verdict(parsed, analysis):
                         "True), cross-checked against the GPU delegate op list")
 
 
-def xnnpack_report(tflite_bytes, parsed):
-    """CPU verdict: which ops the XNNPACK delegate takes in the real LiteRT interpreter."""
+def xnnpack_report(tflite_bytes, parsed, nodes=None, load_error=None):
+    """CPU verdict: which ops the XNNPACK delegate takes in the real LiteRT interpreter.
+
+    `nodes` are the interpreter's `_get_ops_details()` (with delegate node fusion disabled) and
+    `load_error` the message of a failed load, when already computed, e.g. in a child process;
+    with neither the model is loaded here.
+    """
     from tfcompress.export.interpreter import load_interpreter
 
     method = ("LiteRT interpreter with XNNPACK (default) and delegate node fusion disabled: one "
               "DELEGATE node per XNNPACK op, matched to ops by output tensors")
     try:
-        interp = load_interpreter(tflite_bytes, num_threads=1,
-                                  experimental_disable_delegate_node_fusion=True)
-        nodes = interp._get_ops_details()  # the only per-node view the Python API offers
+        if load_error is not None:
+            raise ValueError(load_error)
+        if nodes is None:
+            interp = load_interpreter(tflite_bytes, num_threads=1,
+                                      experimental_disable_delegate_node_fusion=True)
+            nodes = interp._get_ops_details()  # the only per-node view the Python API offers
     except Exception as e:
         return TargetReport("cpu", None, notes=[f"could not load the model in LiteRT: {e}"],
                             method=method)

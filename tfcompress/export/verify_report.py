@@ -1,5 +1,7 @@
 """VerifyReport: how closely a TFLite model reproduces its Keras model."""
 
+import numpy as np
+
 
 class VerifyReport:
     """Keras-vs-TFLite parity on the same inputs.
@@ -21,6 +23,19 @@ class VerifyReport:
     """
 
     def __init__(self, max_abs_error, mean_abs_error, top1_agreement, num_samples, output_scale):
+        for name, value in (("max_abs_error", max_abs_error), ("mean_abs_error", mean_abs_error),
+                            ("output_scale", output_scale)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+        if top1_agreement is not None and not (
+                isinstance(top1_agreement, (int, float, np.number))
+                and 0.0 <= top1_agreement <= 1.0):
+            raise ValueError(f"top1_agreement must be None or a fraction in [0, 1], got "
+                             f"{top1_agreement!r}.")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) \
+                or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
         self.max_abs_error = float(max_abs_error)
         self.mean_abs_error = float(mean_abs_error)
         self.top1_agreement = None if top1_agreement is None else float(top1_agreement)

@@ -1,5 +1,7 @@
 """Gradual (polynomial) sparsity schedule of Zhu & Gupta 2017."""
 
+import math
+
 import keras
 
 from tfcompress.pruning.pruning_schedule import PruningSchedule, _check_fraction, _check_step
@@ -46,8 +48,12 @@ class PolynomialDecay(PruningSchedule):
                              f"({initial_sparsity}).")
         if end_step <= begin_step:
             raise ValueError(f"end_step ({end_step}) must be > begin_step ({begin_step}).")
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or power <= 0:
-            raise ValueError(f"power must be a positive number, got {power!r}.")
+        if isinstance(power, bool) or not isinstance(power, (int, float)):
+            raise TypeError(f"power must be a positive finite number (3 in the paper), got "
+                            f"{power!r}.")
+        if not math.isfinite(power) or power <= 0:
+            raise ValueError(f"power must be a positive finite number (3 in the paper), got "
+                             f"{power!r}.")
         self.initial_sparsity = float(initial_sparsity)
         self.final_sparsity = float(final_sparsity)
         self.begin_step = begin_step

@@ -9,8 +9,8 @@ def _check_fraction(name, value, *, allow_one=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float in [0, 1), got {value!r}.")
     upper_ok = value <= 1.0 if allow_one else value < 1.0
-    if not (0.0 <= value and upper_ok):
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+    if not (0.0 <= value and upper_ok):  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, {'1]' if allow_one else '1)'}, got {value!r}.")
 
 
 def _check_step(name, value, *, minimum=0):
