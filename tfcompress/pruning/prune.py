@@ -2,7 +2,8 @@
 
 import keras
 
-from tfcompress.pruning._graph import channel_groups, copy_layer, iter_layers, rebuild
+from tfcompress._surgery import copy_layer, iter_layers, rebuild
+from tfcompress.pruning._channel_graph import channel_groups
 from tfcompress.pruning._layouts import CONV_T, DEPTHWISE, PRUNABLE_TYPES, prunable_weights
 from tfcompress.pruning.channels import Channels
 from tfcompress.pruning.prune_wrapper import CRITERIA, PruneWrapper
@@ -117,7 +118,7 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
     if any(isinstance(l, PruneWrapper) for l in iter_layers(model)):
         raise ValueError(f"Model '{model.name}' is already pruned (it holds PruneWrapper layers); "
                          "strip() it first or keep training it.")
-    all_layers = list(iter_layers(model))
+    all_layers = list(iter_layers(model, include_models=True))
     selected = _selector(layers, all_layers)
     schedule_of = _schedule_for(schedule, all_layers)
     unpruned = {}

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from tfcompress.pruning._graph import copy_layer, iter_layers, rebuild
+from tfcompress._surgery import copy_layer, iter_layers, rebuild
 from tfcompress.pruning._layouts import PRUNABLE_TYPES, from3d, prunable_weights, to3d
 from tfcompress.pruning.pruning_pattern import PruningPattern
 from tfcompress.pruning.unstructured import Unstructured

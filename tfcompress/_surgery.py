@@ -1,0 +1,251 @@
+"""The model-surgery engine every technique uses (private): walk, copy and rebuild Keras models.
+
+One place knows how to take a Keras model apart and put a new one together:
+
+- `iter_layers(model)`: the leaf layers of any model (Sequential, Functional, nested, subclassed).
+- `copy_layer(layer, weights=None)`: a fresh built layer with the same config and weights.
+- `rebuild(model, replace)`: a new model where `replace(layer)` may substitute each leaf layer.
+  Sequential and Functional graphs are re-traced with their `keras.ops` nodes (`x + 3.0`,
+  `ops.concatenate`, ...) kept as they are; nested models are rebuilt recursively; a subclassed
+  model is re-created from its config and its layer attributes are replaced. Weights of kept
+  layers are copied; the given model is never mutated.
+- `clone_graph(model, ...)`: the low-level functional re-trace (with `call_function`) for rewrites
+  that add nodes, such as quantization points.
+- `strip(model)` (public as `tfcompress.strip`): unwraps every wrapper that knows how to unwrap
+  itself. The wrapper protocol: a layer with a method `unwrap()` returning a new, built plain
+  layer (its trained state baked into the weights) is a training wrapper; `strip` calls it.
+  A layer with the class attribute `tfcompress_carries_ranges = True` holds quantization ranges
+  that the converter uses as calibration (QAT fake-quant, kept by `strip`).
+
+Nothing else in tfcompress calls `keras.models.clone_model` or walks a model's graph.
+"""
+
+import keras
+
+_L = keras.layers
+
+
+def is_graph_model(model):
+    """True for Sequential and Functional models (and Functional subclasses): graphs Keras re-traces."""
+    return isinstance(model, keras.Sequential) or (
+        isinstance(model, keras.Model) and any(c.__name__ == "Functional" for c in type(model).__mro__))
+
+
+def describe(obj):
+    """`'name' (Class)` for error messages."""
+    return f"'{getattr(obj, 'name', '?')}' ({type(obj).__name__})"
+
+
+def check_model(model, what):
+    """Raises a clear error unless `model` is a built keras.Model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{what}() takes a keras.Model, got {type(model).__name__}.")
+    if not model.built:
+        raise ValueError(f"{what}(): model {describe(model)} is not built: call it on a batch of data "
+                         "(or model.build(input_shape)) first, then pass it again.")
+
+
+def iter_layers(model, include_models=False):
+    """Yields the leaf layers of `model` depth first, descending into nested models.
+
+    Args:
+        model: Any keras.Model (subclassed models list their tracked layers).
+        include_models: Also yield each nested model before its layers. Defaults to False.
+    """
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            if include_models:
+                yield layer
+            yield from iter_layers(layer, include_models)
+        else:
+            yield layer
+
+
+def find_layers(model, predicate):
+    """The distinct leaf layers of `model` for which `predicate(layer)` is true (shared ones once)."""
+    seen, out = set(), []
+    for layer in iter_layers(model):
+        if id(layer) not in seen and predicate(layer):
+            seen.add(id(layer))
+            out.append(layer)
+    return out
+
+
+def check_layer_names(model, names, what):
+    """Raises a ValueError naming every entry of `names` that is not a layer of `model`."""
+    known = {layer.name for layer in iter_layers(model)}
+    missing = sorted(set(names) - known)
+    if missing:
+        raise ValueError(f"{what}: no layer named {missing} in model '{model.name}'. "
+                         f"Layers: {sorted(known)}.")
+
+
+def copy_layer(layer, weights=None):
+    """A new, built layer with the config of `layer` and its weights (or `weights`)."""
+    new = layer.__class__.from_config(layer.get_config())
+    build_config = layer.get_build_config() if layer.built else None
+    if build_config:
+        new.build_from_config(build_config)
+    values = layer.get_weights() if weights is None else weights
+    if values or new.weights:
+        new.set_weights(values)
+    return new
+
+
+def rebuild(model, replace=None):
+    """Returns a copy of `model` in which `replace(layer)` substitutes leaf layers.
+
+    `replace(layer)` returns a new (built, weights set) layer, or None to keep a copy of `layer`
+    with its weights. `keras.ops` nodes of a functional graph are not layers: they are kept as
+    they are. The given model is never mutated.
+
+    Args:
+        model: A built keras.Model: Sequential, Functional, nested or subclassed.
+        replace: `fn(layer) -> keras.layers.Layer | None`. Defaults to None (a plain copy).
+
+    Returns:
+        A new keras.Model.
+    """
+    replace = replace or (lambda layer: None)
+
+    def fn(layer):
+        if not isinstance(layer, _L.Layer):
+            return layer  # a keras.ops operation node: stateless, kept as it is
+        if isinstance(layer, _L.InputLayer):
+            return copy_layer(layer)
+        if isinstance(layer, keras.Model):
+            return rebuild(layer, replace)
+        new = replace(layer)
+        return copy_layer(layer) if new is None else new
+
+    if is_graph_model(model):
+        return clone_graph(model, clone_function=fn)
+    return _rebuild_subclassed(model, fn)
+
+
+def clone_graph(model, clone_function, call_function=None, input_tensors=None):
+    """Re-traces a Sequential/Functional model with `clone_function(op)` for each operation.
+
+    The low-level step under `rebuild`, for rewrites that also change how each operation is called
+    (`call_function(op, *args, **kwargs)`, e.g. to add quantization points). `clone_function` also
+    receives the `keras.ops` operation nodes; return them unchanged to keep them.
+    """
+    kwargs = {"clone_function": clone_function}
+    if call_function is not None:
+        kwargs["call_function"] = call_function
+    if input_tensors is not None:
+        kwargs["input_tensors"] = input_tensors
+    return keras.models.clone_model(model, **kwargs)
+
+
+def _rebuild_subclassed(model, fn):
+    name = describe(model)
+    if not model.built:
+        raise ValueError(f"Subclassed model {name} is not built: call it on a batch of data (or "
+                         "model.build(input_shape)) first, then pass it again.")
+    try:
+        copy = model.__class__.from_config(model.get_config())
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"Subclassed model {name} cannot be copied from its config ({type(e).__name__}: {e}). "
+            "tfcompress rebuilds subclassed models as `cls.from_config(model.get_config())`: implement "
+            "get_config() returning the constructor arguments, or build the model with the "
+            "Functional API.") from e
+    build_config = model.get_build_config()
+    if not build_config:
+        raise ValueError(f"Subclassed model {name} has no build config; call it on data first.")
+    own = [v for v in model.weights if not any(v is w for l in iter_layers(model) for w in l.weights)]
+    if own:
+        raise ValueError(f"Subclassed model {name} owns variables outside its layers "
+                         f"({[v.name for v in own]}); move them into a layer.")
+    # Replace the layer attributes BEFORE building: the copy's original sub-layers are then never
+    # built, so they own no variables (no orphan variables, no "gradients do not exist" warning).
+    for attr, value in list(vars(model).items()):
+        if attr.startswith("_"):
+            continue
+        target = getattr(copy, attr, None)
+        if isinstance(value, _L.Layer) and isinstance(target, _L.Layer):
+            new = fn(value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, _L.Layer) for v in value):
+            new = type(value)(fn(v) for v in value)
+        else:
+            continue
+        delattr(copy, attr)
+        setattr(copy, attr, new)
+    copy.build_from_config(build_config)
+    if not copy.built:
+        copy.built = True
+    return copy
+
+
+def unwrap_all(model, keep=lambda layer: False):
+    """`rebuild` with every wrapper following the `unwrap()` protocol unwrapped (unless `keep`)."""
+    def replace(layer):
+        if callable(getattr(layer, "unwrap", None)) and not keep(layer):
+            return layer.unwrap()
+        return None
+
+    return rebuild(model, replace)
+
+
+def has_wrappers(model):
+    """True when `model` holds a layer with the `unwrap()` protocol."""
+    return bool(find_layers(model, lambda l: callable(getattr(l, "unwrap", None))))
+
+
+def carries_ranges(model):
+    """True when `model` holds layers with quantization ranges (QAT fake-quant)."""
+    return bool(find_layers(model, lambda l: getattr(l, "tfcompress_carries_ranges", False)))
+
+
+def _history_names(obj, out):
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            out.append(obj["config"]["keras_history"][0])
+        else:
+            for v in obj.values():
+                _history_names(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _history_names(v, out)
+    return out
+
+
+def layer_graph(model):
+    """`(layers, inputs, consumers, outputs, shared)` of a flat Sequential/Functional model, by name.
+
+    `layers` maps names to the model's operations (layers and `keras.ops` nodes), `inputs[name]`
+    lists the names feeding it, `consumers[name]` the names it feeds, `outputs` the names of the
+    output operations and `shared` the operations called more than once.
+    """
+    if isinstance(model, keras.Sequential):
+        layers = {l.name: l for l in model.layers}
+        names = list(layers)
+        inputs = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
+        outputs = {names[-1]}
+        shared = set()
+    else:
+        config = model.get_config()
+        layers = {op.name: op for op in model.operations}
+        inputs, shared = {}, set()
+        for entry in config["layers"]:
+            nodes = entry.get("inbound_nodes", [])
+            if len(nodes) > 1:
+                shared.add(entry["name"])
+            inputs[entry["name"]] = _history_names(nodes, [])
+        outputs = set(_history_names(config["output_layers"], [])) if isinstance(
+            config["output_layers"][0], dict) else {o[0] for o in _flat_refs(config["output_layers"])}
+    consumers = {n: [] for n in inputs}
+    for n, ins in inputs.items():
+        for i in ins:
+            consumers.setdefault(i, []).append(n)
+    return layers, inputs, consumers, outputs, shared
+
+
+def _flat_refs(refs):
+    if isinstance(refs, (list, tuple)) and refs and isinstance(refs[0], str):
+        return [refs]
+    out = []
+    for r in refs:
+        out.extend(_flat_refs(r))
+    return out
