@@ -92,6 +92,17 @@ def copy_layer(layer, weights=None):
     return new
 
 
+def build_like(new, old):
+    """Builds layer `new` for the input shape `old` was built for (returns `new`)."""
+    config = old.get_build_config() if old.built else None
+    if not config or "input_shape" not in config:
+        raise ValueError(f"Layer {describe(old)} has no recorded input shape: build the model (call it "
+                         "on data) before rewriting it.")
+    new.build(config["input_shape"])
+    new.built = True
+    return new
+
+
 def rebuild(model, replace=None):
     """Returns a copy of `model` in which `replace(layer)` substitutes leaf layers.
 
