@@ -75,3 +75,111 @@ def test_mobilenet_v3_small_prune_strip_export_matches_keras():
     assert _cosine(keras_out, np.asarray(model(x))) < 0.9999  # the masks changed the function
     tfl, _ = export_tflite(pruned)  # export strips by itself
     assert _cosine(run_tflite(tfl, x), keras_out) > 0.999
+
+
+@keras.saving.register_keras_serializable(package="tfcompress_tests")
+class SurgeryNet(keras.Model):
+    """A subclassed model with a layer attribute and a list of layers."""
+
+    def __init__(self, units=12, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.d1 = L.Dense(units, activation="relu", name="net_d1")
+        self.blocks = [L.Dense(units, name=f"net_b{i}") for i in range(2)]
+        self.out = L.Dense(3, name="net_out")
+
+    def call(self, x):
+        h = self.d1(x)
+        for b in self.blocks:
+            h = h + b(h)
+        return self.out(h)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_pruned_subclassed_model_is_built_owns_no_orphans_round_trips_and_exports(tmp_path):
+    import tfcompress
+
+    model = SurgeryNet()
+    x = np.random.default_rng(0).random((4, 10)).astype("float32")
+    model(x)
+    pruned = prune(model, schedule=ConstantSparsity(0.5, frequency=1))
+    assert pruned.built and isinstance(pruned, SurgeryNet)
+    assert [type(l).__name__ for l in pruned.layers] == ["PruneWrapper"] * 4
+    # 4 x (kernel, bias) trainable + 4 x (mask, step): nothing from the replaced Dense layers
+    assert len(pruned.trainable_weights) == 8 and len(pruned.weights) == 16
+    _apply_masks(pruned)
+    expected = np.asarray(pruned(x))
+    path = str(tmp_path / "sub.keras")
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [type(l).__name__ for l in loaded.layers] == ["PruneWrapper"] * 4
+    np.testing.assert_array_equal(np.asarray(loaded(x)), expected)
+    masks = [w.numpy() for w in loaded.weights if "mask" in w.path]
+    assert all(abs(m.mean() - 0.5) < 0.05 for m in masks)
+    plain = tfcompress.strip(loaded)
+    assert type(plain) is SurgeryNet and [type(l).__name__ for l in plain.layers] == ["Dense"] * 4
+    np.testing.assert_allclose(np.asarray(plain(x)), expected, rtol=1e-6, atol=1e-6)
+    tfl, _ = export_tflite(loaded)
+    np.testing.assert_allclose(run_tflite(tfl, x), expected, rtol=1e-5, atol=1e-5)
+
+
+_LOADER = """
+import sys, numpy as np, keras
+import tfcompress  # the one import: registers every tfcompress class
+for path in sys.argv[1:]:
+    try:
+        m = keras.saving.load_model(path)
+        np.save(path + ".npy", np.asarray(m(np.load(path + ".x.npy"))))
+        print("OK", path, [type(l).__name__ for l in m.layers])
+    except Exception as e:
+        print("ERR", path, type(e).__name__, str(e).replace(chr(10), " ")[:2000])
+"""
+
+
+def test_import_tfcompress_alone_loads_pruned_qat_and_clustered_files(tmp_path):
+    import subprocess
+    import sys
+
+    from tfcompress.clustering import cluster
+    from tfcompress.quantization import quantize
+
+    base = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(4, 3, activation="relu"), L.Flatten(),
+                             L.Dense(5)])
+    x = np.random.default_rng(0).random((3, 6, 6, 1)).astype("float32")
+    net = SurgeryNet()
+    net(x.reshape(3, -1)[:, :10])
+    made = {"pruned": prune(base, schedule=ConstantSparsity(0.5)), "qat": quantize(base),
+            "clustered": cluster(base, n_clusters=4, min_weights=1),
+            "subclassed_pruned": prune(net, schedule=ConstantSparsity(0.5))}
+    paths, expected = [], {}
+    for name, model in made.items():
+        path = str(tmp_path / f"{name}.keras")
+        xin = x.reshape(3, -1)[:, :10] if name.startswith("subclassed") else x
+        model.save(path)
+        np.save(path + ".x.npy", xin)
+        expected[path] = np.asarray(model(xin))
+        paths.append(path)
+    import os
+
+    def load_in_child(files, only_tfcompress=False):
+        path = [p for p in sys.path if p]
+        if only_tfcompress:  # a path holding tfcompress and nothing of the tests
+            import tfcompress
+
+            os.symlink(os.path.dirname(tfcompress.__file__), tmp_path / "tfcompress")
+            path = [str(tmp_path)]
+        env = {"PYTHONPATH": ":".join(path), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        out = subprocess.run([sys.executable, "-c", _LOADER, *files], capture_output=True, text=True,
+                             env=env, timeout=300, cwd="/").stdout
+        return {line.split()[1]: line for line in out.splitlines() if line.startswith(("OK", "ERR"))}
+
+    lines = load_in_child(paths)
+    for path in paths:
+        assert lines[path].startswith("OK"), lines.get(path)
+        np.testing.assert_allclose(np.load(path + ".npy"), expected[path], rtol=1e-5, atol=1e-5)
+    assert "PruneWrapper" in lines[paths[3]]  # the subclassed model came back with its wrappers
+    # Without the module defining SurgeryNet the error names the missing class (the root cause).
+    lines = load_in_child(paths[3:], only_tfcompress=True)
+    assert lines[paths[3]].startswith("ERR") and "SurgeryNet" in lines[paths[3]], lines[paths[3]]

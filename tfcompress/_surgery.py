@@ -149,13 +149,41 @@ def clone_graph(model, clone_function, call_function=None, input_tensors=None):
     return keras.models.clone_model(model, **kwargs)
 
 
+def as_functional(model):
+    """A Functional model calling a built subclassed `model` on `keras.Input`s of its build shapes.
+
+    Converters need the symbolic inputs that a subclassed model lacks; the weights are shared, the
+    model is not changed. Graph models, and models without a recorded input shape, are returned
+    as they are.
+    """
+    if is_graph_model(model) or not isinstance(model, keras.Model) or not model.built:
+        return model
+    config = model.get_build_config() or {}
+    shape = config.get("input_shape")
+    if shape is None:
+        return model
+    dtype = getattr(model, "input_dtype", None) or "float32"
+
+    def make(s):
+        return keras.Input(batch_shape=(None,) + tuple(s)[1:], dtype=dtype)
+
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        inputs = [make(s) for s in shape]
+    elif isinstance(shape, dict):
+        inputs = {k: make(s) for k, s in shape.items()}
+    else:
+        inputs = make(shape)
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
 def _rebuild_subclassed(model, fn):
     name = describe(model)
     if not model.built:
         raise ValueError(f"Subclassed model {name} is not built: call it on a batch of data (or "
                          "model.build(input_shape)) first, then pass it again.")
     try:
-        copy = model.__class__.from_config(model.get_config())
+        base, config = _original(model)
+        copy = base.from_config(config)
     except Exception as e:  # noqa: BLE001
         raise ValueError(
             f"Subclassed model {name} cannot be copied from its config ({type(e).__name__}: {e}). "
@@ -170,23 +198,126 @@ def _rebuild_subclassed(model, fn):
         raise ValueError(f"Subclassed model {name} owns variables outside its layers "
                          f"({[v.name for v in own]}); move them into a layer.")
     # Replace the layer attributes BEFORE building: the copy's original sub-layers are then never
-    # built, so they own no variables (no orphan variables, no "gradients do not exist" warning).
+    # built and are forgotten, so the copy owns no orphan variables.
+    changed = []
     for attr, value in list(vars(model).items()):
         if attr.startswith("_"):
             continue
         target = getattr(copy, attr, None)
         if isinstance(value, _L.Layer) and isinstance(target, _L.Layer):
             new = fn(value)
+            kinds = (type(new) is not type(target),)
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, _L.Layer) for v in value):
             new = type(value)(fn(v) for v in value)
+            kinds = tuple(type(n) is not type(t) for n, t in zip(new, target or []))
+            kinds += (len(new) != len(target or []),)
         else:
             continue
-        delattr(copy, attr)
-        setattr(copy, attr, new)
+        _set_layer_attr(copy, attr, new)
+        if any(kinds):
+            changed.append(attr)
+    if changed:
+        _mark_rebuilt(copy, base, config, changed)
     copy.build_from_config(build_config)
     if not copy.built:
         copy.built = True
     return copy
+
+
+class _Record:
+    """Plain holder (not tracked by Keras) of how a rebuilt subclassed model differs from its class."""
+
+    def __init__(self, config, replaced):
+        self.config, self.replaced = config, list(replaced)
+
+
+def _original(model):
+    """`(user class, its config)` of a subclassed model, seeing through a rebuilt one."""
+    record = getattr(model, "_tfcompress_rebuilt", None)
+    if isinstance(model, RebuiltModel) and record is not None:
+        base = next(c for c in type(model).__mro__[1:] if c is not RebuiltModel)
+        return base, record.config
+    return type(model), model.get_config()
+
+
+_REBUILT_CLASSES = {}
+
+
+def _rebuilt_class(base):
+    if base not in _REBUILT_CLASSES:
+        cls = type(base.__name__, (RebuiltModel, base), {"__module__": base.__module__})
+        keras.saving.register_keras_serializable(package="tfcompress", name="RebuiltModel")(cls)
+        _REBUILT_CLASSES[base] = cls
+    return _REBUILT_CLASSES[base]
+
+
+def _mark_rebuilt(model, base, config, replaced):
+    model.__class__ = _rebuilt_class(base)
+    object.__setattr__(model, "_tfcompress_rebuilt", _Record(config, replaced))
+
+
+def _set_layer_attr(model, attr, new):
+    _untrack(model, getattr(model, attr, None))
+    delattr(model, attr)
+    setattr(model, attr, new)
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class RebuiltModel:
+    """Mixin of a subclassed model whose layer attributes tfcompress replaced (private).
+
+    A subclassed model's `get_config` describes its original layers; after `prune`, `cluster`,
+    `factorize`, ... some attributes hold other layers (wrappers). The rebuilt copy is an instance
+    of a subclass of the user's class (same name, `isinstance` still true) with this mixin, whose
+    config adds the replaced layers, so the `.keras` file loads back with its wrappers (after
+    `import tfcompress`, with the user's class registered or importable).
+    """
+
+    def get_config(self):
+        record = self._tfcompress_rebuilt
+        base, _ = _original(self)
+        replaced = {}
+        for attr in record.replaced:
+            value = getattr(self, attr)
+            replaced[attr] = ([keras.saving.serialize_keras_object(v) for v in value]
+                              if isinstance(value, (list, tuple)) else keras.saving.serialize_keras_object(value))
+        return {"base": {"module": base.__module__, "class_name": base.__name__,
+                         "registered_name": keras.saving.get_registered_name(base)},
+                "config": record.config, "replaced": replaced}
+
+    @classmethod
+    def from_config(cls, config):
+        import importlib
+
+        info = config["base"]
+        base = keras.saving.get_registered_object(info["registered_name"])
+        if base is None:
+            try:
+                base = getattr(importlib.import_module(info["module"]), info["class_name"])
+            except (ImportError, AttributeError) as e:
+                raise ValueError(
+                    f"Cannot load the rebuilt model: its class '{info['class_name']}' (registered as "
+                    f"'{info['registered_name']}', module '{info['module']}') is not registered or "
+                    f"importable ({type(e).__name__}: {e}). Import the module that defines it, or "
+                    "decorate it with @keras.saving.register_keras_serializable().") from e
+        model = base.from_config(config["config"])
+        for attr, value in config["replaced"].items():
+            new = ([keras.saving.deserialize_keras_object(v) for v in value] if isinstance(value, list)
+                   else keras.saving.deserialize_keras_object(value))
+            _set_layer_attr(model, attr, new)
+        _mark_rebuilt(model, base, config["config"], config["replaced"])
+        return model
+
+
+def _untrack(model, old):
+    """Forgets the sub-layer(s) `old` that `model.__init__` created and a replacement supersedes, so
+    they are neither listed in `model.layers` nor saved (Keras has no public call for this; its
+    attribute tracker is the one place that knows)."""
+    tracker = getattr(model, "_tracker", None)
+    if tracker is None:
+        return
+    for layer in (old if isinstance(old, (list, tuple)) else [old]):
+        tracker.untrack(layer)
 
 
 def unwrap_all(model, keep=lambda layer: False):

@@ -11,6 +11,9 @@ from tfcompress import _surgery
 def prepare_for_export(model):
     """Returns the model to convert: training wrappers stripped, QAT fake-quant kept.
 
+    A built subclassed model is called on `keras.Input`s of its build shape, inside a Functional
+    model sharing its weights, because the TFLite converter needs symbolic inputs.
+
     The given model is never mutated; a technique's branch returns a new model.
 
     Args:
@@ -29,8 +32,9 @@ def prepare_for_export(model):
     if _surgery.has_wrappers(model):
         from tfcompress.strip import strip
 
-        return strip(model)
-    return model
+        model = strip(model)
+    # A subclassed model gets symbolic inputs (from its build shape) so the converter can trace it.
+    return _surgery.as_functional(model)
 
 
 def needs_calibration(model):

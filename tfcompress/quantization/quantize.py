@@ -2,6 +2,7 @@
 
 import keras
 
+from tfcompress._surgery import clone_graph, rebuild
 from tfcompress.quantization.int8_scheme import Int8Scheme
 from tfcompress.quantization.quantize_config import QuantizeConfig
 from tfcompress.quantization.quantize_layer import QuantizeLayer
@@ -96,7 +97,7 @@ def _sequential_to_functional(model):
             f"Sequential model {model.name!r} is not built with a known input shape: start it with "
             "keras.Input(shape) or call model.build(input_shape) before quantize()."
         )
-    clone = keras.models.clone_model(model)
+    clone = rebuild(model)
     clone.set_weights(model.get_weights())
     inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
     x = inputs
@@ -239,8 +240,7 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, _qu
     inputs = keras.tree.map_structure(
         lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name), model.input)
     new_inputs.update(id(t) for t in _flat(inputs))
-    new_model = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function,
-                                         call_function=call_function)
+    new_model = clone_graph(model, clone_function, call_function, inputs)
     for old, new in weight_pairs:
         new.set_weights(old.get_weights())
     return new_model
