@@ -176,6 +176,57 @@ def as_functional(model):
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
+def _set_unroll(config):
+    if isinstance(config, dict):
+        if "unroll" in config:
+            config["unroll"] = True
+        for value in config.values():
+            _set_unroll(value)
+    elif isinstance(config, list):
+        for value in config:
+            _set_unroll(value)
+    return config
+
+
+def _is_rnn(layer):
+    return isinstance(layer, _L.RNN) or (isinstance(layer, _L.Bidirectional) and isinstance(layer.forward_layer, _L.RNN))
+
+
+def unroll_rnns(model):
+    """A copy of `model` whose recurrent layers (also inside Bidirectional) have `unroll=True`.
+
+    TFLite's converter cannot lower the TensorList loop of a Keras RNN; an unrolled RNN is plain
+    matmuls and element-wise ops that every delegate runs. Needs a static sequence length. Returns
+    `model` itself when it has no rolled RNN.
+    """
+    rolled = find_layers(model, lambda l: _is_rnn(l) and "false" in str(_rnn_unroll_flags(l)).lower())
+    if not rolled:
+        return model
+    for layer in rolled:
+        shape = (layer.get_build_config() or {}).get("input_shape")
+        if not shape or len(shape) < 3 or shape[1] is None:
+            raise ValueError(
+                f"Layer {describe(layer)} runs over a sequence of unknown length (input shape {shape}). "
+                "TFLite runs recurrent layers unrolled over a fixed number of steps: give the model a "
+                "fixed sequence length, e.g. keras.Input(shape=(T, ...)), and pad the sequences to T.")
+
+    def replace(layer):
+        if not _is_rnn(layer):
+            return None
+        new = layer.__class__.from_config(_set_unroll(layer.get_config()))
+        build_like(new, layer)
+        new.set_weights(layer.get_weights())
+        return new
+
+    return rebuild(model, replace)
+
+
+def _rnn_unroll_flags(layer):
+    if isinstance(layer, _L.Bidirectional):
+        return [layer.forward_layer.unroll, layer.backward_layer.unroll]
+    return [layer.unroll]
+
+
 def _rebuild_subclassed(model, fn):
     name = describe(model)
     if not model.built:

@@ -12,7 +12,10 @@ def prepare_for_export(model):
     """Returns the model to convert: training wrappers stripped, QAT fake-quant kept.
 
     A built subclassed model is called on `keras.Input`s of its build shape, inside a Functional
-    model sharing its weights, because the TFLite converter needs symbolic inputs.
+    model sharing its weights, because the TFLite converter needs symbolic inputs. Recurrent layers
+    (LSTM, GRU, SimpleRNN, also in Bidirectional) are copied with `unroll=True`: the converter
+    cannot lower Keras's TensorList loop, and unrolled they are builtin ops (needs a fixed sequence
+    length).
 
     The given model is never mutated; a technique's branch returns a new model.
 
@@ -33,6 +36,8 @@ def prepare_for_export(model):
         from tfcompress.strip import strip
 
         model = strip(model)
+    # TFLite lowers recurrent layers unrolled (no TensorList loop): LSTM / GRU / SimpleRNN.
+    model = _surgery.unroll_rnns(model)
     # A subclassed model gets symbolic inputs (from its build shape) so the converter can trace it.
     return _surgery.as_functional(model)
 
