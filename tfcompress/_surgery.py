@@ -21,6 +21,7 @@ Nothing else in tfcompress calls `keras.models.clone_model` or walks a model's g
 """
 
 import keras
+from absl import logging
 
 _L = keras.layers
 
@@ -209,6 +210,9 @@ def unroll_rnns(model):
                 f"Layer {describe(layer)} runs over a sequence of unknown length (input shape {shape}). "
                 "TFLite runs recurrent layers unrolled over a fixed number of steps: give the model a "
                 "fixed sequence length, e.g. keras.Input(shape=(T, ...)), and pad the sequences to T.")
+
+    logging.info("export: unrolling %s over their fixed sequence length for TFLite",
+                 ", ".join(describe(l) for l in rolled))
 
     def replace(layer):
         if not _is_rnn(layer):

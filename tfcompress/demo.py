@@ -13,6 +13,7 @@ import re
 import time
 
 import numpy as np
+from absl import logging
 
 DEFAULT_EPOCHS = 12
 QUICK_EPOCHS = 3
@@ -57,7 +58,7 @@ class DemoContext:
         ...     return [ctx.measure("my technique int8", model, quantize="int8")]
     """
 
-    def __init__(self, model, data, epochs, out_dir, quick=False, bench_runs=50, progress=print):
+    def __init__(self, model, data, epochs, out_dir, quick=False, bench_runs=50, progress=None):
         self.model = model
         self.data = data
         (self.x_train, self.y_train), (self.x_test, self.y_test) = data
@@ -65,7 +66,7 @@ class DemoContext:
         self.out_dir = out_dir
         self.quick = quick
         self.bench_runs = bench_runs
-        self.progress = progress
+        self.progress = progress or _log_progress
 
     def compile_and_fit(self, model, epochs=None, callbacks=None, verbose=0, **compile_kwargs):
         """Compiles (Adam 1e-3, sparse categorical cross-entropy) and fits on the digits.
@@ -263,14 +264,19 @@ def plot_tradeoff(rows, path):
     plt.close(fig)
 
 
-def run_demo(out_dir="demo_out", epochs=None, quick=False, progress=print, seed=0):
+def _log_progress(message):
+    logging.info("demo: %s", message)
+
+
+def run_demo(out_dir="demo_out", epochs=None, quick=False, progress=_log_progress, seed=0):
     """Runs the whole demo and writes `report.md`, `tradeoff.png` and the .tflite files.
 
     Args:
         out_dir: Output directory (created). Defaults to "demo_out".
         epochs: Training epochs. Defaults to 12 (3 with `quick`).
         quick: Fewer epochs and benchmark runs (for tests). Defaults to False.
-        progress: Called with one progress line per step. Defaults to print.
+        progress: Called with one progress line per step. Defaults to logging each line at INFO
+            through `absl.logging` (shown with `absl.logging.set_verbosity("info")`).
         seed: Keras random seed. Defaults to 0.
 
     Returns:

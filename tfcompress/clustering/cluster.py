@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from absl import logging
 
 from tfcompress.clustering._kmeans import INITS
 from tfcompress.clustering.cluster_weights import ClusterWeights
@@ -86,6 +87,12 @@ def cluster(model, n_clusters=16, init="kmeans++", per_channel=False, preserve_z
         wrapper = ClusterWeights(copy_layer(layer), n_clusters=n_clusters, init=init,
                                  per_channel=per_channel, preserve_zeros=chosen[id(layer)],
                                  name=f"cluster_{layer.name}")
-        return build_like(wrapper, layer)  # k-means runs on the copied kernel while building
+        build_like(wrapper, layer)  # k-means runs on the copied kernel while building
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        logging.info("cluster: layer '%s' (%s), %d weights -> %d shared values%s, RMS error %.3g",
+                     layer.name, type(layer).__name__, kernel.size, n_clusters,
+                     " per channel" if per_channel else "",
+                     float(np.sqrt(np.mean((wrapper.clustered_kernel() - kernel) ** 2))))
+        return wrapper
 
     return rebuild(model, make)

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from absl import logging
 
 from tfcompress._surgery import build_like, check_layer_names, check_model, iter_layers, rebuild
 from tfcompress.factorization.factorized_conv2d import FactorizedConv2D
@@ -119,6 +120,9 @@ def factorize(model, rank=None, energy=0.9, layers=None):
                     "Remove it from `layers`.")
             continue
         row = _plan(layer, rank, energy)
+        logging.info("factorize: layer '%s' (%s) rank %d of %d (energy %.3f): %s, %d -> %d parameters",
+                     row["layer"], row["class"], row["rank"], row["full_rank"], row["energy"],
+                     row["status"], row["params_before"], row["params_after"])
         table.append(row)
         if row["status"] == "factorized":
             plans[id(layer)] = row["rank"]

@@ -1,6 +1,7 @@
 """prune(): wrap the prunable layers of a model in PruneWrapper."""
 
 import keras
+from absl import logging
 
 from tfcompress._surgery import copy_layer, iter_layers, rebuild
 from tfcompress.pruning._channel_graph import channel_groups
@@ -184,4 +185,7 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
         raise ValueError(f"prune() found nothing to prune in '{model.name}' (unpruned: {unpruned}). "
                          "Check layers= and the schedule keys.")
     pruned.unpruned_layers = dict(unpruned)
+    wrapped = [l.layer.name for l in iter_layers(pruned) if isinstance(l, PruneWrapper)]
+    logging.info("prune: %d layers wrapped (%s); left dense: %s", len(wrapped), ", ".join(wrapped),
+                 unpruned or "none")
     return pruned
