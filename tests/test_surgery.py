@@ -183,3 +183,44 @@ def test_import_tfcompress_alone_loads_pruned_qat_and_clustered_files(tmp_path):
     # Without the module defining SurgeryNet the error names the missing class (the root cause).
     lines = load_in_child(paths[3:], only_tfcompress=True)
     assert lines[paths[3]].startswith("ERR") and "SurgeryNet" in lines[paths[3]], lines[paths[3]]
+
+
+def test_no_graph_surgery_outside_the_engine():
+    import pathlib
+
+    import tfcompress
+
+    root = pathlib.Path(tfcompress.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "_surgery.py"
+                 and ("clone_model(" in p.read_text() or "clone_function=" in p.read_text())]
+    assert offenders == []
+    prepare = (root / "export" / "prepare.py").read_text()
+    for technique in ("pruning", "clustering", "quantization", "factorization", "distillation"):
+        assert f"tfcompress.{technique}" not in prepare  # export knows no technique
+
+
+def test_strip_unwraps_every_technique_in_a_nested_model_and_never_mutates():
+    import tfcompress
+    from tfcompress.clustering import ClusterWeights, cluster
+
+    inner = keras.Sequential([keras.Input((8,)), L.Dense(16, name="in1"), L.Dense(16, name="in2")],
+                             name="inner")
+    x = keras.Input((8,))
+    model = keras.Model(x, L.Dense(4, name="top")(inner(x) * 2.0), name="outer")
+    before = [w.copy() for w in model.get_weights()]
+    pruned = prune(model, schedule=ConstantSparsity(0.5, frequency=1), layers=["in1", "top"])
+    _apply_masks(pruned)
+    clustered = cluster(tfcompress.strip(pruned), n_clusters=4, layers=["in2"])
+    assert any(isinstance(l, ClusterWeights) for l in tfcompress._surgery.iter_layers(clustered))
+    plain = tfcompress.strip(clustered)
+    kinds = {type(l).__name__ for l in tfcompress._surgery.iter_layers(plain)}
+    assert kinds == {"InputLayer", "Dense"}
+    xs = np.random.default_rng(3).random((4, 8)).astype("float32")
+    np.testing.assert_allclose(np.asarray(plain(xs)), np.asarray(clustered(xs)), rtol=1e-5, atol=1e-5)
+    k_in1 = plain.get_layer("inner").get_layer("in1").kernel.numpy()
+    k_in2 = plain.get_layer("inner").get_layer("in2").kernel.numpy()
+    assert abs(np.mean(k_in1 == 0) - 0.5) < 0.01 and len(np.unique(k_in2)) <= 4
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    copy = tfcompress.strip(model)  # nothing to strip: a copy, not the same object
+    assert copy is not model and copy.get_layer("inner") is not model.get_layer("inner")
