@@ -2,9 +2,14 @@
 
 Namespaces, one per technique: `tfcompress.pruning`, `tfcompress.quantization`,
 `tfcompress.distillation`, `tfcompress.factorization`, `tfcompress.clustering`, and
-`tfcompress.export` (TFLite export, verification, reports, sparse kernels). They are imported on
-first use, so `import tfcompress` (and the `tfcompress` command's argument parsing) does not load
-TensorFlow.
+`tfcompress.export` (TFLite export, verification, reports, sparse kernels). `tfcompress.strip`
+unwraps every training wrapper of a model.
+
+`import tfcompress` registers every serializable tfcompress class with Keras (wrappers,
+layers, schedules, patterns, losses, callbacks), so `keras.saving.load_model` of a model saved
+mid-compression needs no other import and no `custom_objects`. This imports Keras (about 2-3 s,
+almost all of it TensorFlow); the export namespace (TFLite converter, LiteRT) still loads on first
+use.
 
 Example:
     >>> import tfcompress
@@ -19,8 +24,20 @@ import importlib
 __version__ = "0.1.0"
 
 _NAMESPACES = ("clustering", "distillation", "export", "factorization", "pruning", "quantization")
+# Namespaces whose classes are registered with keras.saving (imported by `import tfcompress`).
+_SERIALIZABLE = ("clustering", "distillation", "factorization", "pruning", "quantization")
 
-__all__ = [*_NAMESPACES, "load_digits"]
+__all__ = [*_NAMESPACES, "load_digits", "strip"]
+
+from tfcompress.strip import strip  # noqa: E402  (rebinds the name after the submodule import)
+
+
+def _register_serializables():
+    for name in _SERIALIZABLE:
+        importlib.import_module(f"tfcompress.{name}")
+
+
+_register_serializables()
 
 
 def __getattr__(name):

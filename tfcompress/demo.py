@@ -1,25 +1,19 @@
 """`tfcompress demo`: train a digits CNN offline, export it to TFLite four ways, verify, benchmark.
 
-Each compression technique adds its rows through a function `demo_rows(ctx) -> list[dict]` in
-`tfcompress/<technique>/_demo.py`, listed in `ROW_FUNCTIONS` below ("module:function"; imported
-lazily). A row function builds its compressed Keras model from `ctx.model` / `ctx.data` (never
-mutating `ctx.model`) and returns `[ctx.measure("label", keras_model, quantize=...), ...]`.
+Each compression technique adds its rows through a function `<technique>_rows(ctx) -> list[dict]`
+in this module (the technique packages know nothing of the demo), listed in `ROW_FUNCTIONS`. A row
+function builds its compressed Keras model from `ctx.model` / `ctx.data` (never mutating
+`ctx.model`) and returns `[ctx.measure("label", keras_model, quantize=...), ...]`.
 Keep each row cheap (a few seconds): the demo runs in the tests.
 """
 
-import importlib
+import gzip
 import os
 import re
 import time
 
 import numpy as np
-
-# Technique rows, appended by each technique: "tfcompress.<technique>._demo:demo_rows".
-ROW_FUNCTIONS = [
-    "tfcompress.quantization._demo:demo_rows",
-    "tfcompress.pruning._demo:demo_rows",
-    "tfcompress.factorization._demo:demo_rows",  # factorized, clustered, distilled rows
-]
+from absl import logging
 
 DEFAULT_EPOCHS = 12
 QUICK_EPOCHS = 3
@@ -58,13 +52,13 @@ class DemoContext:
         bench_runs: Timed invokes per benchmark.
 
     Example:
-        >>> def demo_rows(ctx):  # in tfcompress/<technique>/_demo.py  # doctest: +SKIP
+        >>> def my_rows(ctx):  # a row function, listed in ROW_FUNCTIONS  # doctest: +SKIP
         ...     model = my_compress(ctx.model)
         ...     ctx.compile_and_fit(model, epochs=2)
         ...     return [ctx.measure("my technique int8", model, quantize="int8")]
     """
 
-    def __init__(self, model, data, epochs, out_dir, quick=False, bench_runs=50, progress=print):
+    def __init__(self, model, data, epochs, out_dir, quick=False, bench_runs=50, progress=None):
         self.model = model
         self.data = data
         (self.x_train, self.y_train), (self.x_test, self.y_test) = data
@@ -72,7 +66,7 @@ class DemoContext:
         self.out_dir = out_dir
         self.quick = quick
         self.bench_runs = bench_runs
-        self.progress = progress
+        self.progress = progress or _log_progress
 
     def compile_and_fit(self, model, epochs=None, callbacks=None, verbose=0, **compile_kwargs):
         """Compiles (Adam 1e-3, sparse categorical cross-entropy) and fits on the digits.
@@ -144,6 +138,93 @@ def export_rows(ctx):
                              ("dynamic", "dynamic"), ("int8", "int8")]]
 
 
+def quantization_rows(ctx):
+    """QAT fine-tuning of the trained digits CNN, exported full-int8 with its own trained ranges."""
+    import keras
+
+    from tfcompress.quantization import quantize
+
+    qat = quantize(ctx.model)
+    ctx.compile_and_fit(qat, epochs=1 if ctx.quick else max(2, ctx.epochs // 4),
+                        optimizer=keras.optimizers.Adam(1e-4))
+    # representative_data=None: the fake-quant ranges learnt in training replace calibration
+    return [ctx.measure("QAT int8", qat, quantize="int8", representative_data=None)]
+
+
+def pruning_rows(ctx):
+    """Prunes the trained digits CNN to 80 % sparsity (Zhu & Gupta schedule) and exports it.
+
+    The row is exported with dynamic-range int8 weights; the zeros are what the tfcompress
+    sparse kernels and gzip exploit.
+    """
+    from tfcompress.pruning import PolynomialDecay, PruningCallback, prune
+
+    epochs = 1 if ctx.quick else max(2, ctx.epochs // 3)
+    steps = int(np.ceil(len(ctx.x_train) / 32))
+    end = max(1, steps * max(1, epochs - 1))
+    pruned = prune(ctx.model, schedule=PolynomialDecay(0.0, 0.8, 0, end, frequency=max(1, min(100, end // 4))))
+    ctx.compile_and_fit(pruned, epochs=epochs, callbacks=[PruningCallback()])
+    return [ctx.measure("pruned 80% (int8 weights)", pruned, quantize="dynamic")]
+
+
+def _fine_tune_epochs(ctx):
+    return 1 if ctx.quick else max(2, ctx.epochs // 3)
+
+
+def _add_gzip_bytes(rows):
+    for row in rows:
+        with open(row["path"], "rb") as f:
+            row["gzip_bytes"] = len(gzip.compress(f.read(), 9))
+    return rows
+
+
+def factorization_rows(ctx):
+    """The CNN factorized at energy 0.9 (truncated SVD), fine-tuned briefly, exported float32."""
+    import keras
+
+    from tfcompress.factorization import factorize
+
+    small, _ = factorize(ctx.model, energy=0.9)
+    ctx.compile_and_fit(small, epochs=_fine_tune_epochs(ctx), optimizer=keras.optimizers.Adam(1e-4))
+    return _add_gzip_bytes([ctx.measure("factorized energy 0.9", small)])
+
+
+def clustering_rows(ctx):
+    """The CNN clustered to 16 shared values per kernel; the gain shows in `gzip_bytes`."""
+    import keras
+
+    from tfcompress.clustering import cluster
+
+    clustered = cluster(ctx.model, n_clusters=16)
+    ctx.compile_and_fit(clustered, epochs=_fine_tune_epochs(ctx), optimizer=keras.optimizers.Adam(1e-4))
+    return _add_gzip_bytes([ctx.measure("clustered 16", clustered)])
+
+
+def distillation_rows(ctx):
+    """A small student distilled from the trained CNN, exported int8 (gain in size and latency)."""
+    import keras
+
+    from tfcompress.distillation import Distiller, SoftTargetLoss
+
+    student = keras.Sequential([
+        keras.Input(ctx.x_train.shape[1:]),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ], name="student")
+    # The demo CNN ends in a softmax: the soft-target loss takes probabilities.
+    distiller = Distiller(ctx.model, student, loss=SoftTargetLoss(2.0, from_logits=False), alpha=0.5)
+    distiller.compile(keras.optimizers.Adam(1e-3))
+    distiller.fit(ctx.x_train, ctx.y_train, batch_size=32, epochs=1 if ctx.quick else ctx.epochs, verbose=0)
+    return _add_gzip_bytes([ctx.measure("distilled student int8", student, quantize="int8")])
+
+
+# The technique rows, in report order.
+ROW_FUNCTIONS = [quantization_rows, pruning_rows, factorization_rows, clustering_rows, distillation_rows]
+
+
 def markdown_table(rows):
     """Rows as a Markdown table (size, size vs float32, top-1, agreement, latency)."""
     base = next((r["size_bytes"] for r in rows if r["label"] == "float32"), None)
@@ -183,14 +264,19 @@ def plot_tradeoff(rows, path):
     plt.close(fig)
 
 
-def run_demo(out_dir="demo_out", epochs=None, quick=False, progress=print, seed=0):
+def _log_progress(message):
+    logging.info("demo: %s", message)
+
+
+def run_demo(out_dir="demo_out", epochs=None, quick=False, progress=_log_progress, seed=0):
     """Runs the whole demo and writes `report.md`, `tradeoff.png` and the .tflite files.
 
     Args:
         out_dir: Output directory (created). Defaults to "demo_out".
         epochs: Training epochs. Defaults to 12 (3 with `quick`).
         quick: Fewer epochs and benchmark runs (for tests). Defaults to False.
-        progress: Called with one progress line per step. Defaults to print.
+        progress: Called with one progress line per step. Defaults to logging each line at INFO
+            through `absl.logging` (shown with `absl.logging.set_verbosity("info")`).
         seed: Keras random seed. Defaults to 0.
 
     Returns:
@@ -217,10 +303,9 @@ def run_demo(out_dir="demo_out", epochs=None, quick=False, progress=print, seed=
                       bench_runs=10 if quick else 50, progress=progress)
     ctx.compile_and_fit(model, verbose=0 if quick else 2)
     rows = export_rows(ctx)
-    for spec in ROW_FUNCTIONS:
-        module_name, func_name = spec.split(":")
-        progress(f"adding rows from {module_name}")
-        rows.extend(getattr(importlib.import_module(module_name), func_name)(ctx))
+    for row_function in ROW_FUNCTIONS:
+        progress(f"adding rows from {row_function.__name__}")
+        rows.extend(row_function(ctx))
     table = markdown_table(rows)
     base = next(r for r in rows if r["label"] == "float32")
     int8 = next(r for r in rows if r["label"] == "int8")

@@ -105,3 +105,39 @@ def test_kmeans_1d_matches_sklearn_objective(rng):
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ClusterWeights(keras.layers.Dense(2), **kwargs)
+
+
+def test_sorted_search_assignment_equals_the_nearest_centroid(rng):
+    from tfcompress.clustering._kmeans import assign
+
+    centroids = np.sort(rng.normal(size=9))
+    values = np.concatenate([rng.normal(size=5000), (centroids[1:] + centroids[:-1]) / 2])  # + exact ties
+    distances = np.abs(values[:, None] - centroids[None, :])
+    reference = np.argmin(distances, axis=1)
+    labels = assign(values, centroids)
+    np.testing.assert_array_equal(labels[:5000], reference[:5000])
+    # at a midpoint both neighbours are nearest (up to rounding): either is right
+    chosen = distances[np.arange(values.size), labels]
+    np.testing.assert_allclose(chosen, distances.min(axis=1), rtol=0, atol=1e-12)
+
+
+def test_kmeans_1d_few_distinct_values_and_deterministic_inits(rng):
+    c, idx = kmeans_1d(np.array([1.0, 1.0, 2.0, 2.0, 2.0]), 4)
+    assert c.shape == (4,) and set(c[idx].tolist()) == {1.0, 2.0}
+    values = rng.normal(size=2000)
+    for init in ("linear", "density"):
+        c, idx = kmeans_1d(values, 8, init)
+        assert np.all(np.diff(c) > 0)
+        np.testing.assert_allclose([values[idx == i].mean() for i in range(8)], c, atol=1e-9)
+
+
+def test_cluster_logs_each_layer_through_absl(caplog):
+    import logging
+
+    from tfcompress.clustering import cluster
+
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, name="fc")])
+    with caplog.at_level(logging.INFO, logger="absl"):
+        cluster(model, n_clusters=4)
+    assert any("cluster: layer 'fc'" in r.getMessage() and "128 weights" in r.getMessage()
+               for r in caplog.records)

@@ -110,7 +110,7 @@ def test_nested_sequential_and_errors(trained):
 
     sub = Sub()
     sub(np.zeros((1, 8), "float32"))
-    with pytest.raises(ValueError, match="subclassed"):
+    with pytest.raises(ValueError, match="get_config"):  # no config to re-create it from: says so
         factorize(sub)
 
 
@@ -132,3 +132,35 @@ def test_factorized_model_exports_smaller_and_agrees(trained, digits, tmp_path):
     small.save(tmp_path / "f.keras")
     loaded = keras.models.load_model(tmp_path / "f.keras")
     np.testing.assert_array_equal(loaded.predict(x_test, verbose=0), small.predict(x_test, verbose=0))
+
+
+@keras.saving.register_keras_serializable(package="tfcompress_tests")
+class _SubMLP(keras.Model):
+    def __init__(self, units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.fc = keras.layers.Dense(units, activation="relu")
+        self.head = keras.layers.Dense(5)
+
+    def call(self, x):
+        return self.head(self.fc(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_subclassed_model_factorizes_to_the_truncated_svd():
+    sub = _SubMLP()
+    x = np.random.default_rng(0).random((6, 24)).astype("float32")
+    sub(x)
+    small, table = factorize(sub, rank=3)
+    assert [r["status"] for r in table] == ["factorized", "factorized"]
+    assert type(small.fc).__name__ == "FactorizedDense" and small.built
+    # numpy reference: each kernel replaced by its rank-3 truncated SVD
+    def trunc(k):
+        u, s, vt = np.linalg.svd(k, full_matrices=False)
+        return (u[:, :3] * s[:3]) @ vt[:3]
+    k1, b1, k2, b2 = [w.numpy() for w in (sub.fc.kernel, sub.fc.bias, sub.head.kernel, sub.head.bias)]
+    expected = np.maximum(x @ trunc(k1) + b1, 0) @ trunc(k2) + b2
+    np.testing.assert_allclose(np.asarray(small(x)), expected, rtol=1e-4, atol=1e-4)
+    assert len(small.weights) == 6  # u, v, bias twice: no orphan Dense variables

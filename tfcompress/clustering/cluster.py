@@ -2,11 +2,11 @@
 
 import keras
 import numpy as np
+from absl import logging
 
 from tfcompress.clustering._kmeans import INITS
 from tfcompress.clustering.cluster_weights import ClusterWeights
-from tfcompress.factorization._surgery import (check_graph_model, check_layer_names, iter_layers,
-                                               replace_layers)
+from tfcompress._surgery import build_like, check_layer_names, check_model, copy_layer, iter_layers, rebuild
 
 CLUSTERABLE = ("Dense", "Conv2D", "DepthwiseConv2D", "Conv1D", "Conv2DTranspose", "FactorizedDense")
 
@@ -23,7 +23,8 @@ def cluster(model, n_clusters=16, init="kmeans++", per_channel=False, preserve_z
     model is not modified.
 
     Args:
-        model: A built Sequential or Functional `keras.Model` (pruning wrappers stripped first).
+        model: A built `keras.Model` (Sequential, Functional, nested or subclassed; pruning
+            wrappers stripped first).
         n_clusters: Shared values per kernel (per output channel with `per_channel`), >= 2.
             Defaults to 16.
         init: "kmeans++", "linear" or "density" initial centroids before k-means. Defaults to "kmeans++".
@@ -49,7 +50,7 @@ def cluster(model, n_clusters=16, init="kmeans++", per_channel=False, preserve_z
         Han, Mao & Dally 2016, "Deep Compression: Compressing Deep Neural Networks with Pruning,
         Trained Quantization and Huffman Coding".
     """
-    check_graph_model(model, "cluster")
+    check_model(model, "cluster")
     if init not in INITS:
         raise ValueError(f"cluster: init must be one of {INITS}, got {init!r}.")
     if preserve_zeros not in (True, False, "auto"):
@@ -83,12 +84,15 @@ def cluster(model, n_clusters=16, init="kmeans++", per_channel=False, preserve_z
     def make(layer):
         if id(layer) not in chosen:
             return None
-        inner = layer.__class__.from_config(layer.get_config())
-        return ClusterWeights(inner, n_clusters=n_clusters, init=init, per_channel=per_channel,
-                              preserve_zeros=chosen[id(layer)], name=f"cluster_{layer.name}")
+        wrapper = ClusterWeights(copy_layer(layer), n_clusters=n_clusters, init=init,
+                                 per_channel=per_channel, preserve_zeros=chosen[id(layer)],
+                                 name=f"cluster_{layer.name}")
+        build_like(wrapper, layer)  # k-means runs on the copied kernel while building
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        logging.info("cluster: layer '%s' (%s), %d weights -> %d shared values%s, RMS error %.3g",
+                     layer.name, type(layer).__name__, kernel.size, n_clusters,
+                     " per channel" if per_channel else "",
+                     float(np.sqrt(np.mean((wrapper.clustered_kernel() - kernel) ** 2))))
+        return wrapper
 
-    def init_fn(old, new):
-        new.layer.set_weights(old.get_weights())
-        new.init_clusters()
-
-    return replace_layers(model, make, init_fn, "cluster")
+    return rebuild(model, make)

@@ -115,6 +115,28 @@ class ClusterWeights(keras.layers.Wrapper):
         outputs, _ = self.layer.stateless_call(trainable, non_trainable, inputs, *args, **kwargs)
         return outputs
 
+    def unwrap(self):
+        """The wrapped layer as a new plain layer whose kernel is the clustered kernel.
+
+        The wrapper protocol of `tfcompress.strip`.
+
+        Returns:
+            A new, built `keras.layers.Layer` of the wrapped class (every other weight copied).
+
+        Example:
+            >>> import keras, numpy as np
+            >>> from tfcompress.clustering import ClusterWeights
+            >>> w = ClusterWeights(keras.layers.Dense(4), n_clusters=3)
+            >>> _ = w(np.ones((2, 8), "float32"))
+            >>> len(np.unique(w.unwrap().kernel.numpy())) <= 3
+            True
+        """
+        from tfcompress._surgery import copy_layer
+
+        kernel = self.clustered_kernel()
+        return copy_layer(self.layer, [kernel if v is self.layer.kernel else keras.ops.convert_to_numpy(v)
+                                       for v in self.layer.weights])
+
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 

@@ -1,9 +1,6 @@
 """strip(): replace ClusterWeights wrappers by plain layers holding the clustered kernels."""
 
-import keras
-
 from tfcompress.clustering.cluster_weights import ClusterWeights
-from tfcompress.factorization._surgery import replace_layers
 
 
 def strip(model):
@@ -15,7 +12,7 @@ def strip(model):
     the file compress well (gzip). The given model is not modified.
 
     Args:
-        model: A Sequential or Functional model, typically from `tfcompress.clustering.cluster`.
+        model: A built `keras.Model`, typically from `tfcompress.clustering.cluster`.
 
     Returns:
         A new `keras.Model`.
@@ -32,23 +29,14 @@ def strip(model):
         Han, Mao & Dally 2016, "Deep Compression".
     """
 
-    def make(layer):
-        if isinstance(layer, ClusterWeights):
-            return layer.layer.__class__.from_config(layer.layer.get_config())
-        return None
+    from tfcompress._surgery import check_model, rebuild
 
-    def init(old, new):
-        kernel = old.clustered_kernel()
-        weights = [kernel if v is old.layer.kernel else keras.ops.convert_to_numpy(v)
-                   for v in old.layer.weights]
-        new.set_weights(weights)
-
-    return replace_layers(model, make, init, "strip")
+    check_model(model, "strip")
+    return rebuild(model, lambda layer: layer.unwrap() if isinstance(layer, ClusterWeights) else None)
 
 
 def has_clusters(model):
     """True if `model` (or a nested model) holds a `ClusterWeights` wrapper."""
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, ClusterWeights) or (isinstance(layer, keras.Model) and has_clusters(layer)):
-            return True
-    return False
+    from tfcompress._surgery import find_layers
+
+    return bool(find_layers(model, lambda layer: isinstance(layer, ClusterWeights)))

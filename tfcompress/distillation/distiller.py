@@ -2,6 +2,7 @@
 
 import keras
 
+from tfcompress._surgery import is_graph_model
 from tfcompress.distillation.feature_adapter import FeatureAdapter
 from tfcompress.distillation.feature_loss import FeatureLoss
 from tfcompress.distillation.soft_target_loss import SoftTargetLoss
@@ -9,11 +10,6 @@ from tfcompress.distillation.soft_target_loss import SoftTargetLoss
 
 class _Untracked:
     """Plain holder, so Keras does not track (and save twice) the helper models it holds."""
-
-
-def _is_graph_model(model):
-    return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False) or (
-        type(model).__name__ == "Functional")
 
 
 def _capture(model, layer_name, role):
@@ -181,7 +177,7 @@ class Distiller(keras.Model):
     def _build_symbolically(self):
         """Builds the Distiller (and its adapters) from a graph student's inputs, so callbacks that
         need a built model (BackupAndRestore) work before the first batch."""
-        if not self.built and _is_graph_model(self.student) and self.student.inputs:
+        if not self.built and is_graph_model(self.student) and self.student.inputs:
             inputs = self.student.inputs
             self(inputs[0] if len(inputs) == 1 else inputs)
             self.built = True
@@ -190,7 +186,7 @@ class Distiller(keras.Model):
         """Returns a function `x, training -> (outputs, [features])` running `model` once."""
         if not names:
             return lambda x, training: (model(x, training=training), [])
-        if _is_graph_model(model) and model.inputs:
+        if is_graph_model(model) and model.inputs:
             outputs = {"outputs": model.outputs[0] if len(model.outputs) == 1 else model.outputs}
             for i, name in enumerate(names):
                 try:

@@ -1,21 +1,21 @@
 """prepare_for_export: turn a model holding tfcompress training wrappers into what gets converted.
 
-Each technique adds ONE branch below once its strip function exists, with a lazy import inside
-the function (avoids import cycles), and never mutates the given model:
-
-    # pruning
-    from tfcompress.pruning import strip_pruning
-    if _has_layer(model, "PruneLowMagnitude"):  # or the technique's own check
-        model = strip_pruning(model)
-
-`needs_calibration(model)` tells `export_tflite` whether quantize="int8" needs representative
-data: a quantization-aware (fake-quant) model carries its own ranges, so the QAT branch returns
-False there.
+Export knows no technique: `tfcompress.strip` unwraps every wrapper that follows the wrapper
+protocol (an `unwrap()` method), and layers with `tfcompress_carries_ranges = True` (quantization-
+aware fake-quant) are kept and serve as the int8 calibration.
 """
+
+from tfcompress import _surgery
 
 
 def prepare_for_export(model):
     """Returns the model to convert: training wrappers stripped, QAT fake-quant kept.
+
+    A built subclassed model is called on `keras.Input`s of its build shape, inside a Functional
+    model sharing its weights, because the TFLite converter needs symbolic inputs. Recurrent layers
+    (LSTM, GRU, SimpleRNN, also in Bidirectional) are copied with `unroll=True`: the converter
+    cannot lower Keras's TensorList loop, and unrolled they are builtin ops (needs a fixed sequence
+    length).
 
     The given model is never mutated; a technique's branch returns a new model.
 
@@ -32,17 +32,14 @@ def prepare_for_export(model):
         >>> prepare_for_export(m) is m
         True
     """
-    # pruning: PruneWrapper layers -> plain layers with the masks baked into the weights.
-    from tfcompress.pruning.strip import has_prune_wrappers, strip as strip_pruning
+    if _surgery.has_wrappers(model):
+        from tfcompress.strip import strip
 
-    if has_prune_wrappers(model):
-        model = strip_pruning(model)
-    # clustering: ClusterWeights wrappers -> plain layers holding the clustered kernels.
-    from tfcompress.clustering.strip import has_clusters, strip as strip_clusters
-
-    if has_clusters(model):
-        model = strip_clusters(model)
-    return model
+        model = strip(model)
+    # TFLite lowers recurrent layers unrolled (no TensorList loop): LSTM / GRU / SimpleRNN.
+    model = _surgery.unroll_rnns(model)
+    # A subclassed model gets symbolic inputs (from its build shape) so the converter can trace it.
+    return _surgery.as_functional(model)
 
 
 def needs_calibration(model):
@@ -61,8 +58,4 @@ def needs_calibration(model):
         True
     """
     # quantization-aware training: the fake-quant ranges are the calibration.
-    from tfcompress.quantization._qat_model import is_qat_model
-
-    if is_qat_model(model):
-        return False
-    return True
+    return not _surgery.carries_ranges(model)

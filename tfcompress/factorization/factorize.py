@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
+from absl import logging
 
-from tfcompress.factorization._surgery import (check_graph_model, check_layer_names, iter_layers,
-                                               replace_layers)
+from tfcompress._surgery import build_like, check_layer_names, check_model, iter_layers, rebuild
 from tfcompress.factorization.factorized_conv2d import FactorizedConv2D
 from tfcompress.factorization.factorized_dense import FactorizedDense
 
@@ -70,7 +70,8 @@ def factorize(model, rank=None, energy=0.9, layers=None):
     fewer weights than the original are left as they are. The given model is not modified.
 
     Args:
-        model: A built Sequential or Functional `keras.Model` (nested models are descended into).
+        model: A built `keras.Model`: Sequential, Functional (nested models are descended into) or
+            subclassed (re-created from its config, its layer attributes replaced).
         rank: int rank for every layer, or a dict `{layer_name: rank}`; None chooses each layer's
             rank from `energy`. Ranks above a layer's full rank are clipped. Defaults to None.
         energy: When `rank` is None, the smallest rank keeping at least this fraction of the sum of
@@ -96,7 +97,7 @@ def factorize(model, rank=None, energy=0.9, layers=None):
         Evaluation"; Jaderberg et al. 2014, "Speeding up Convolutional Neural Networks with Low Rank
         Expansions".
     """
-    check_graph_model(model, "factorize")
+    check_model(model, "factorize")
     if rank is None and not 0.0 < energy <= 1.0:
         raise ValueError(f"factorize: energy must be in (0, 1], got {energy!r}.")
     if rank is not None and not isinstance(rank, dict) and (int(rank) != rank or rank < 1):
@@ -119,6 +120,9 @@ def factorize(model, rank=None, energy=0.9, layers=None):
                     "Remove it from `layers`.")
             continue
         row = _plan(layer, rank, energy)
+        logging.info("factorize: layer '%s' (%s) rank %d of %d (energy %.3f): %s, %d -> %d parameters",
+                     row["layer"], row["class"], row["rank"], row["full_rank"], row["energy"],
+                     row["status"], row["params_before"], row["params_after"])
         table.append(row)
         if row["status"] == "factorized":
             plans[id(layer)] = row["rank"]
@@ -129,20 +133,17 @@ def factorize(model, rank=None, energy=0.9, layers=None):
         r = plans[id(layer)]
         common = dict(activation=layer.activation, use_bias=layer.use_bias, name=layer.name,
                       dtype=layer.dtype_policy)
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
         if isinstance(layer, keras.layers.Dense):
-            return FactorizedDense(layer.units, r, **common)
-        return FactorizedConv2D(layer.filters, layer.kernel_size, r, strides=layer.strides,
-                                padding=layer.padding, dilation_rate=layer.dilation_rate, **common)
-
-    def init(old, new):
-        kernel = keras.ops.convert_to_numpy(old.kernel)
-        if isinstance(new, FactorizedDense):
-            u, v = FactorizedDense.svd_factors(kernel, new.rank)
-            weights = [u, v]
+            new = FactorizedDense(layer.units, r, **common)
+            weights = list(FactorizedDense.svd_factors(kernel, r))
         else:
-            weights = list(FactorizedConv2D.svd_factors(kernel, new.rank))
-        if old.use_bias:
-            weights.append(keras.ops.convert_to_numpy(old.bias))
-        new.set_weights(weights)
+            new = FactorizedConv2D(layer.filters, layer.kernel_size, r, strides=layer.strides,
+                                   padding=layer.padding, dilation_rate=layer.dilation_rate, **common)
+            weights = list(FactorizedConv2D.svd_factors(kernel, r))
+        if layer.use_bias:
+            weights.append(keras.ops.convert_to_numpy(layer.bias))
+        build_like(new, layer).set_weights(weights)
+        return new
 
-    return replace_layers(model, make, init, "factorize"), table
+    return rebuild(model, make), table

@@ -8,7 +8,30 @@ CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
 CONV_T = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
 DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-PRUNABLE_TYPES = (L.Dense, L.EinsumDense, L.Embedding, L.MultiHeadAttention) + CONV + CONV_T + DEPTHWISE + SEPARABLE
+RNN = (L.LSTM, L.GRU, L.SimpleRNN)
+PRUNABLE_TYPES = ((L.Dense, L.EinsumDense, L.Embedding, L.MultiHeadAttention, L.Bidirectional) + CONV + CONV_T
+                  + DEPTHWISE + SEPARABLE + RNN)
+PROTOCOL = "tfcompress_prunable_weights"
+
+
+def is_prunable_type(layer):
+    """True for the built-in prunable classes and for layers with the prunable-weights protocol."""
+    return isinstance(layer, PRUNABLE_TYPES) or callable(getattr(layer, PROTOCOL, None))
+
+
+def _unique(pairs):
+    seen, out = {}, []
+    for name, var, spec in pairs:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append((name if n == 0 else f"{name}_{n}", var, spec))
+    return out
+
+
+def _rnn_weights(layer, prefix=""):
+    cell = layer.cell
+    return [(f"{prefix}kernel", cell.kernel, _spec(2, "matrix")),
+            (f"{prefix}recurrent_kernel", cell.recurrent_kernel, _spec(2, "matrix"))]
 
 
 def _spec(ndim, kind, n_in=1):
@@ -25,7 +48,28 @@ def _spec(ndim, kind, n_in=1):
 
 
 def prunable_weights(layer):
-    """List of `(weight_name, variable, spec)` of a layer; empty if it has nothing to prune."""
+    """List of `(weight_name, variable, spec)` of a layer; empty if it has nothing to prune.
+
+    A custom layer declares its prunable weights with a method `tfcompress_prunable_weights(self)`
+    returning a list of its variables (like tfmot's `PrunableLayer.get_prunable_weights`); the last
+    axis of each is its output axis (as for a Dense kernel).
+    """
+    if callable(getattr(layer, PROTOCOL, None)):
+        declared = list(getattr(layer, PROTOCOL)() or [])
+        own = {id(v) for v in layer.weights}
+        for var in declared:
+            if id(var) not in own:
+                raise ValueError(
+                    f"{type(layer).__name__}.{PROTOCOL}() of layer '{layer.name}' returned "
+                    f"{getattr(var, 'path', var)!r}, which is not one of the layer's weights; return "
+                    "variables the layer created (e.g. [self.kernel]), after build().")
+        return _unique([(var.name, var, _spec(len(var.shape), "matrix", max(len(var.shape) - 1, 0)))
+                        for var in declared])
+    if isinstance(layer, RNN):
+        return _rnn_weights(layer)
+    if isinstance(layer, L.Bidirectional) and isinstance(layer.forward_layer, RNN) and isinstance(
+            layer.backward_layer, RNN):
+        return _rnn_weights(layer.forward_layer, "forward_") + _rnn_weights(layer.backward_layer, "backward_")
     if isinstance(layer, L.MultiHeadAttention):
         out = []
         for part in ("query", "key", "value", "output"):

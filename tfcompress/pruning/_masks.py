@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from tfcompress.pruning._graph import iter_layers, tile_keep
+from tfcompress._surgery import iter_layers
+from tfcompress.pruning._channel_graph import tile_keep
 from tfcompress.pruning._layouts import SEPARABLE, from3d, to3d
 from tfcompress.pruning.channels import Channels
 from tfcompress.pruning.n_of_m import NofM

@@ -1,9 +1,11 @@
 """prune(): wrap the prunable layers of a model in PruneWrapper."""
 
 import keras
+from absl import logging
 
-from tfcompress.pruning._graph import channel_groups, copy_layer, iter_layers, rebuild
-from tfcompress.pruning._layouts import CONV_T, DEPTHWISE, PRUNABLE_TYPES, prunable_weights
+from tfcompress._surgery import copy_layer, iter_layers, rebuild
+from tfcompress.pruning._channel_graph import channel_groups
+from tfcompress.pruning._layouts import CONV_T, DEPTHWISE, is_prunable_type, prunable_weights
 from tfcompress.pruning.channels import Channels
 from tfcompress.pruning.prune_wrapper import CRITERIA, PruneWrapper
 from tfcompress.pruning.pruning_pattern import PruningPattern
@@ -57,8 +59,11 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
     """Returns a copy of `model` whose prunable layers are wrapped in `PruneWrapper`.
 
     Prunable: Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D,
-    Conv1D/2D/3DTranspose, Embedding, and the query/key/value/output kernels of
-    MultiHeadAttention. Works on Sequential, Functional (residual, multi-input/output) and nested
+    Conv1D/2D/3DTranspose, Embedding, the query/key/value/output kernels of MultiHeadAttention,
+    the kernel and recurrent_kernel of LSTM / GRU / SimpleRNN (also inside Bidirectional), and any
+    custom layer that declares its prunable weights with a method
+    `tfcompress_prunable_weights(self) -> list of variables` (the last axis of each is its output
+    axis), e.g. `def tfcompress_prunable_weights(self): return [self.kernel]`. Works on Sequential, Functional (residual, multi-input/output) and nested
     models (cloned with `keras.models.clone_model`), and on subclassed models (re-created with
     `cls.from_config(model.get_config())`, then their layer attributes are wrapped; such a model
     must implement `get_config`). The given model is never modified; weights are copied. Layers
@@ -117,7 +122,7 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
     if any(isinstance(l, PruneWrapper) for l in iter_layers(model)):
         raise ValueError(f"Model '{model.name}' is already pruned (it holds PruneWrapper layers); "
                          "strip() it first or keep training it.")
-    all_layers = list(iter_layers(model))
+    all_layers = list(iter_layers(model, include_models=True))
     selected = _selector(layers, all_layers)
     schedule_of = _schedule_for(schedule, all_layers)
     unpruned = {}
@@ -142,7 +147,7 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
             return new
         if not (selected(layer) or layer.name in channel_role):
             return new
-        if not isinstance(layer, PRUNABLE_TYPES) or not prunable_weights(layer):
+        if not is_prunable_type(layer) or not prunable_weights(layer):
             if selected(layer) and layers is not None:
                 unpruned[layer.name] = f"{type(layer).__name__} has no prunable weights"
             elif selected(layer) and layer.weights:
@@ -180,4 +185,7 @@ def prune(model, *, schedule, pattern=None, criterion="magnitude", layers=None, 
         raise ValueError(f"prune() found nothing to prune in '{model.name}' (unpruned: {unpruned}). "
                          "Check layers= and the schedule keys.")
     pruned.unpruned_layers = dict(unpruned)
+    wrapped = [l.layer.name for l in iter_layers(pruned) if isinstance(l, PruneWrapper)]
+    logging.info("prune: %d layers wrapped (%s); left dense: %s", len(wrapped), ", ".join(wrapped),
+                 unpruned or "none")
     return pruned

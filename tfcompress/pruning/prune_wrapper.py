@@ -170,6 +170,29 @@ class PruneWrapper(keras.layers.Wrapper):
             self.pruning_step.assign_add(1)
         return outputs
 
+    def unwrap(self):
+        """The wrapped layer as a new plain layer, its masks multiplied into the weights.
+
+        The wrapper protocol of `tfcompress.strip`: every tfcompress training wrapper has an
+        `unwrap()` returning a new, built, standard layer.
+
+        Returns:
+            A new `keras.layers.Layer` of the wrapped class, same config, masked weights.
+
+        Example:
+            >>> import keras
+            >>> from tfcompress.pruning import PruneWrapper, ConstantSparsity
+            >>> w = PruneWrapper(keras.layers.Dense(4), schedule=ConstantSparsity(0.5))
+            >>> _ = w(keras.ops.ones((1, 8)))
+            >>> type(w.unwrap()).__name__
+            'Dense'
+        """
+        from tfcompress._surgery import copy_layer
+
+        masks = {id(var): mvar.numpy() for _, var, _, mvar, _ in self.pruned}
+        weights = [v.numpy() * masks[id(v)] if id(v) in masks else v.numpy() for v in self.layer.weights]
+        return copy_layer(self.layer, weights)
+
     def get_config(self):
         return {
             **super().get_config(),

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from tfcompress.pruning._graph import copy_layer, iter_layers, rebuild
-from tfcompress.pruning._layouts import PRUNABLE_TYPES, from3d, prunable_weights, to3d
+from tfcompress._surgery import copy_layer, iter_layers, rebuild
+from tfcompress.pruning._layouts import from3d, is_prunable_type, prunable_weights, to3d
 from tfcompress.pruning.pruning_pattern import PruningPattern
 from tfcompress.pruning.unstructured import Unstructured
 
@@ -63,7 +63,7 @@ def sensitivity(model, data, sparsities=(0.25, 0.5, 0.75, 0.9), *, pattern=None,
     metric = metric or _accuracy
     x, y = data
     work = rebuild(model, lambda layer: copy_layer(layer))
-    candidates = [l for l in iter_layers(work) if isinstance(l, PRUNABLE_TYPES) and prunable_weights(l)]
+    candidates = [l for l in iter_layers(work) if is_prunable_type(l) and prunable_weights(l)]
     if layers is not None:
         names = {l.name for l in candidates}
         for n in layers:

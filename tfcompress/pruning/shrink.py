@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from tfcompress.pruning._graph import channel_groups, is_graph_model, iter_layers, tile_keep
+from tfcompress._surgery import is_graph_model, iter_layers
+from tfcompress.pruning._channel_graph import channel_groups, tile_keep
 from tfcompress.pruning._layouts import DEPTHWISE, SEPARABLE, to3d
 from tfcompress.pruning.channels import Channels
 from tfcompress.pruning.strip import strip

@@ -1,10 +1,8 @@
 """strip(): a plain Keras model with the pruning masks baked into the weights."""
 
-import numpy as np
-
 import keras
 
-from tfcompress.pruning._graph import copy_layer, iter_layers, rebuild
+from tfcompress._surgery import find_layers, rebuild
 
 
 def strip(model):
@@ -35,23 +33,11 @@ def strip(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"strip() takes a keras.Model, got {type(model).__name__}.")
 
-    def make_layer(layer):
-        if isinstance(layer, PruneWrapper):
-            return copy_layer(layer.layer, masked_weights(layer))
-        return copy_layer(layer)
-
-    return rebuild(model, make_layer)
-
-
-def masked_weights(wrapper):
-    """The wrapped layer's weights (get_weights order) with the masks multiplied in."""
-    masks = {id(var): mvar.numpy() for _, var, _, mvar, _ in wrapper.pruned}
-    return [np.asarray(v.numpy()) * masks[id(v)] if id(v) in masks else np.asarray(v.numpy())
-            for v in wrapper.layer.weights]
+    return rebuild(model, lambda layer: layer.unwrap() if isinstance(layer, PruneWrapper) else None)
 
 
 def has_prune_wrappers(model):
     """True when `model` (or a nested model) holds a `PruneWrapper` (used by export's prepare step)."""
-    from tfcompress.pruning._masks import find_wrappers
+    from tfcompress.pruning.prune_wrapper import PruneWrapper
 
-    return isinstance(model, keras.Model) and bool(find_wrappers(model))
+    return isinstance(model, keras.Model) and bool(find_layers(model, lambda l: isinstance(l, PruneWrapper)))

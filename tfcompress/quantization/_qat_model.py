@@ -2,19 +2,15 @@
 
 import keras
 
+from tfcompress._surgery import find_layers
+
 
 def quantization_layers(model):
     """All QuantizeWrapper / QuantizeLayer instances in `model`, nested models included."""
     from tfcompress.quantization.quantize_layer import QuantizeLayer
     from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
 
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, (QuantizeWrapper, QuantizeLayer)):
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(quantization_layers(layer))
-    return found
+    return find_layers(model, lambda layer: isinstance(layer, (QuantizeWrapper, QuantizeLayer)))
 
 
 def is_qat_model(model):

@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfcompress._surgery import clone_graph, iter_layers, rebuild
 from tfcompress.quantization.int8_scheme import Int8Scheme
 from tfcompress.quantization.quantize_config import QuantizeConfig
 from tfcompress.quantization.quantize_layer import QuantizeLayer
@@ -99,7 +100,7 @@ def _sequential_to_functional(model):
             f"Sequential model {model.name!r} is not built with a known input shape: start it with "
             "keras.Input(shape) or call model.build(input_shape) before quantize()."
         )
-    clone = keras.models.clone_model(model)
+    clone = rebuild(model)
     clone.set_weights(model.get_weights())
     inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
     x = inputs
@@ -123,20 +124,12 @@ def _names_arg(value, arg):
     return list(value)
 
 
-def _walk(model):
-    """Every layer of `model`, nested models included (depth first)."""
-    for layer in getattr(model, "layers", []):
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _walk(layer)
-
-
 def _check_names(model, layers, keep_float):
     """Validates `layers` / `keep_float` against the model; maps PruneWrapper names to the inner layer's."""
     from tfcompress.pruning import PruneWrapper
 
     known, alias = set(), {}
-    for layer in _walk(model):
+    for layer in iter_layers(model, include_models=True):
         known.add(layer.name)
         if isinstance(layer, PruneWrapper):
             known.add(layer.layer.name)
@@ -160,7 +153,7 @@ def _prune_masks(model):
     """`({inner layer name: {weight name: 0/1 mask}}, stripped model)` of a model holding PruneWrappers."""
     from tfcompress.pruning import PruneWrapper, strip
 
-    wrappers = [layer for layer in _walk(model) if isinstance(layer, PruneWrapper)]
+    wrappers = [layer for layer in iter_layers(model, include_models=True) if isinstance(layer, PruneWrapper)]
     if not wrappers:
         return {}, model
     masks = {}
@@ -279,7 +272,7 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
                 raise TypeError(f"quantize(): configs[{key!r}] must be a QuantizeConfig, got {value!r}.")
         layers, keep_float = _check_names(model, _names_arg(layers, "layers"),
                                           _names_arg(keep_float, "keep_float"))
-        if any(type(layer).__name__ == "ClusterWeights" for layer in _walk(model)):
+        if any(type(layer).__name__ == "ClusterWeights" for layer in iter_layers(model, include_models=True)):
             raise ValueError(
                 f"quantize(): model {model.name!r} holds clustering wrappers (ClusterWeights). Clustering-"
                 "preserving QAT is not implemented: strip them first with tfcompress.clustering.strip(model) "
@@ -384,8 +377,7 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     inputs = keras.tree.map_structure(
         lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name), model.input)
     new_inputs.update(id(t) for t in _flat(inputs))
-    new_model = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_function,
-                                         call_function=call_function)
+    new_model = clone_graph(model, clone_function, call_function, inputs)
     for old, new in weight_pairs:
         new.set_weights(old.get_weights())
     preserved = {}

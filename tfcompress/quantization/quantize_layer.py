@@ -31,6 +31,8 @@ class QuantizeLayer(keras.layers.Layer):
         Integer-Arithmetic-Only Inference".
     """
 
+    tfcompress_carries_ranges = True  # its ranges calibrate int8 export (see tfcompress/_surgery.py)
+
     def __init__(self, scheme=None, output_range=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(scheme, dict):

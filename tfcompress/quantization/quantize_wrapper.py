@@ -79,6 +79,8 @@ class QuantizeWrapper(keras.layers.Wrapper):
         Integer-Arithmetic-Only Inference" (BN folding, Sec. 3.2).
     """
 
+    tfcompress_carries_ranges = True  # its ranges calibrate int8 export (see tfcompress/_surgery.py)
+
     def __init__(self, layer, scheme=None, quantize_config=None, activation=None, batch_norm=None,
                  masked_weights=None, **kwargs):
         super().__init__(_deserialize(layer), **kwargs)

@@ -1,8 +1,9 @@
-"""Graph utilities: rebuilding models layer by layer, and channel dependency analysis."""
+"""Channel dependency analysis for Channels() pruning: which layers share output channels."""
 
 import keras
 import numpy as np
 
+from tfcompress._surgery import is_graph_model, layer_graph
 from tfcompress.pruning._layouts import CONV, DEPTHWISE, SEPARABLE
 
 L = keras.layers
@@ -17,133 +18,6 @@ PASS_THROUGH = (L.BatchNormalization, L.Activation, L.ReLU, L.LeakyReLU, L.ELU, 
 MERGE = (L.Add, L.Subtract, L.Maximum, L.Minimum, L.Average)
 CHANNEL_LAYERS = (L.Dense,) + CONV + SEPARABLE  # may lose output channels / input channels
 
-
-def is_graph_model(model):
-    return isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
-
-
-def iter_layers(model):
-    """All layers of a model, recursing into nested models (depth first)."""
-    for layer in getattr(model, "layers", []):
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from iter_layers(layer)
-
-
-def copy_layer(layer, weights=None):
-    """A new, built layer with the same config as `layer` and its weights (or `weights`)."""
-    new = layer.__class__.from_config(layer.get_config())
-    build_config = layer.get_build_config()
-    if build_config:
-        new.build_from_config(build_config)
-    new.set_weights(layer.get_weights() if weights is None else weights)
-    return new
-
-
-def rebuild(model, make_layer):
-    """A copy of `model` where every leaf layer `l` becomes `make_layer(l)` (never mutates `model`).
-
-    Sequential and Functional models are cloned with `keras.models.clone_model`; nested models
-    are rebuilt recursively; a subclassed model is re-created from its config, built, and its
-    layer attributes replaced by `make_layer` of the original's attributes.
-    """
-    def fn(layer):
-        if isinstance(layer, keras.Model):
-            return rebuild(layer, make_layer)
-        return make_layer(layer)
-
-    if is_graph_model(model):
-        return keras.models.clone_model(model, clone_function=fn)
-    return _rebuild_subclassed(model, fn)
-
-
-def _rebuild_subclassed(model, fn):
-    name = f"'{model.name}' ({type(model).__name__})"
-    if not model.built:
-        raise ValueError(f"Subclassed model {name} is not built: call it on a batch of data (or "
-                         "model.build(input_shape)) first, then pass it again.")
-    try:
-        copy = model.__class__.from_config(model.get_config())
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(
-            f"Subclassed model {name} cannot be copied from its config ({type(e).__name__}: {e}). "
-            "tfcompress rebuilds subclassed models as `cls.from_config(model.get_config())`: implement "
-            "get_config() returning the constructor arguments, or build the model with the "
-            "Functional API.") from e
-    build_config = model.get_build_config()
-    if not build_config:
-        raise ValueError(f"Subclassed model {name} has no build config; call it on data first.")
-    copy.build_from_config(build_config)
-    replaced = 0
-    for attr, value in list(vars(model).items()):
-        if attr.startswith("_"):
-            continue
-        target = getattr(copy, attr, None)
-        if isinstance(value, keras.layers.Layer) and isinstance(target, keras.layers.Layer):
-            new = fn(value)
-            delattr(copy, attr)
-            setattr(copy, attr, new)
-            replaced += 1
-        elif isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, keras.layers.Layer) for v in value):
-            new_list = [fn(v) for v in value]
-            delattr(copy, attr)
-            setattr(copy, attr, new_list)
-            replaced += 1
-    own = [v for v in model.weights if not any(v is w for l in iter_layers(model) for w in l.weights)]
-    if own:
-        raise ValueError(f"Subclassed model {name} owns variables outside its layers "
-                         f"({[v.name for v in own]}); move them into a layer.")
-    return copy
-
-
-# ---------------------------------------------------------------- graph of a flat model
-def _history_names(obj, out):
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            out.append(obj["config"]["keras_history"][0])
-        else:
-            for v in obj.values():
-                _history_names(v, out)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _history_names(v, out)
-    return out
-
-
-def layer_graph(model):
-    """`(layers, inputs, consumers, outputs, shared)` of a flat Sequential/Functional model, by name."""
-    if isinstance(model, keras.Sequential):
-        layers = {l.name: l for l in model.layers}
-        names = list(layers)
-        inputs = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
-        outputs = {names[-1]}
-        shared = set()
-    else:
-        config = model.get_config()
-        layers = {l.name: l for l in model.layers}
-        inputs, shared = {}, set()
-        for entry in config["layers"]:
-            nodes = entry.get("inbound_nodes", [])
-            if len(nodes) > 1:
-                shared.add(entry["name"])
-            inputs[entry["name"]] = _history_names(nodes, [])
-        outputs = set(_history_names(config["output_layers"], [])) if isinstance(
-            config["output_layers"][0], dict) else {o[0] for o in _flat_refs(config["output_layers"])}
-    consumers = {n: [] for n in inputs}
-    for n, ins in inputs.items():
-        for i in ins:
-            consumers.setdefault(i, []).append(n)
-    return layers, inputs, consumers, outputs, shared
-
-
-def _flat_refs(refs):
-    if isinstance(refs, (list, tuple)) and refs and isinstance(refs[0], str):
-        return [refs]
-    out = []
-    for r in refs:
-        out.extend(_flat_refs(r))
-    return out
 
 
 def channel_groups(model, producer_ok=lambda layer: True):
