@@ -6,8 +6,10 @@ from setuptools import Extension, find_packages, setup
 # (no Python API), dlopen'ed as a LiteRT delegate. Flags: tflite_export/README.md, "Host build".
 SPARSE_OPS = Extension(
     "tfcompress.export._tfc_sparse_ops",
-    sources=["tflite_export/tfc_sparse_kernels.c", "tflite_export/tfc_sparse_delegate.c"],
-    depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h"],
+    sources=["tflite_export/tfc_op.c", "tflite_export/tfc_format.c", "tflite_export/tfc_relayout.c",
+             "tflite_export/tfc_kernels_portable.c", "tflite_export/tfc_kernels_x86.c",
+             "tflite_export/tfc_sparse_delegate.c"],
+    depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h", "tflite_export/tfc_internal.h"],
     extra_compile_args=["-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-DTFC_MULTIVERSION",
                         "-DTFC_X86_DISPATCH"],
     libraries=["m"],

@@ -7,9 +7,9 @@
  *   TFC_SPARSE_CONV_1X1  CONV_2D 1x1, stride 1, NHWC replacement.
  *                        Input [B, H, W, K], output [B, H, W, N].
  * Inputs: 0 activations (float32 or int8), 1 packed weights (uint8 constant
- * tensor, format in tfc_sparse_kernels.c and tflite_export/README.md),
+ * tensor, format in tfc_format.c and tflite_export/README.md),
  * 2 optional bias (float32[N], or int32[N] for int8).  Custom options: 8
- * bytes, see TfcSparseOptions in tfc_sparse_kernels.c.
+ * bytes, see the top of tfc_op.c.
  *
  * Registering the kernels:
  *   C++ op resolver (app with TFLite):

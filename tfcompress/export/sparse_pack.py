@@ -1,6 +1,6 @@
 """Packing of sparse weight matrices into the tfcompress "TFCS" v1 format.
 
-The format is read by the native kernels in ``tflite_export/tfc_sparse_kernels.c``
+The format is read by the native kernels in ``tflite_export/tfc_format.c``
 (the layout is documented there and in ``tflite_export/README.md``).
 """
 

@@ -1,0 +1,207 @@
+/* tfcompress sparse kernels: private header shared by the tfc_*.c files.
+ *
+ * Files by job:
+ *   tfc_format.c            TFCS packed-weight parsing and validation (Prepare)
+ *   tfc_relayout.c          Prepare-time re-layouts of the validated weights (CSR pairs / quads)
+ *   tfc_kernels_portable.c  portable C kernels (GCC/Clang vector extensions) + their picker
+ *   tfc_kernels_x86.c       AVX-512 kernels (runtime dispatch) + their picker
+ *   tfc_kernels_aarch64.c   (ARM, added by the "neon" work) same picker interface
+ *   tfc_op.c                Init / Prepare / Invoke / Free, kernel pick, registrations
+ *   tfc_sparse_delegate.c   the TfLiteDelegate
+ *
+ * Work-range interface (for threading): Prepare picks a TfcPlan.  Its kernel
+ * `run` computes work units [u0, u1) of the output; units are either
+ * (TFC_UNITS_ROWS) blocks of `unit_rows` input rows (all output channels) or
+ * (TFC_UNITS_SLICES) slices of 16 output channels in the packed order (all
+ * rows).  Two different units never write the same output byte and read only
+ * validated, read-only state plus the worker's own `scratch` (plan.scratch_bytes
+ * bytes, 64-byte aligned, one per worker, TFC_MAX_THREADS workers allocated in
+ * Prepare).  So any split of [0, units) into ranges may run concurrently.
+ */
+#ifndef TFC_INTERNAL_H_
+#define TFC_INTERNAL_H_
+
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfc_sparse_ops.h"
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "tfcompress sparse kernels need GCC or Clang (vector extensions)"
+#endif
+
+#if defined(TFC_MULTIVERSION) && defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Host build only: one binary with AVX-512, AVX2+FMA and baseline x86-64
+ * bodies of the hot loops (x86-64-v4 = AVX-512, v3 = AVX2+FMA), chosen at load time
+ * from the CPU features (GCC ifunc); "arch=<cpu name>" clones would test the CPU model. */
+#define TFC_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TFC_HOT
+#endif
+
+#if defined(TFC_X86_DISPATCH) && defined(__x86_64__) && defined(__GNUC__)
+#define TFC_HAVE_X86 1
+#else
+#define TFC_HAVE_X86 0
+#endif
+
+#define TFC_TILE 16 /* rows of the input processed together in the tiled path */
+#define TFC_GATHER_MAX_ROWS 4 /* fewer input rows than this: per-row gather path */
+#define TFC_CSR_MIN_ROWS 16 /* from this many rows: the CSR kernel (float32, AVX-512) */
+#define TFC_CSR_TILE 64 /* rows per tile of the CSR kernel */
+#define TFC_MAX_THREADS 8 /* per-worker scratch buffers allocated in Prepare */
+
+/* ISA levels for the dispatch cap (env TFCOMPRESS_ISA_CAP=<level>, tests force each path):
+ * 0 portable C only; 1 first SIMD level (x86: AVX-512F; ARM: NEON); 2 dot-product
+ * level (x86: AVX-512 VNNI; ARM: sdot).  Unset = the best the CPU has. */
+enum { TFC_ISA_PORTABLE = 0, TFC_ISA_SIMD = 1, TFC_ISA_DOT = 2, TFC_ISA_ANY = 99 };
+
+enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
+enum { TFC_UNITS_ROWS = 1, TFC_UNITS_SLICES = 2 };
+enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1 };
+
+struct TfcStateTag;
+
+/* Pointers of one Invoke: activations, bias (NULL if none), output. */
+typedef struct TfcIO {
+  const void* x;
+  const void* bias;
+  void* y;
+} TfcIO;
+
+/* Computes work units [u0, u1) (see the top of this file) with the worker's scratch. */
+typedef void (*TfcRangeFn)(const struct TfcStateTag* s, const TfcIO* io, int u0, int u1, void* scratch);
+
+typedef struct TfcPlan {
+  TfcRangeFn run;
+  int units; /* number of work units of one Invoke */
+  int unit_kind; /* TFC_UNITS_ROWS or TFC_UNITS_SLICES */
+  int unit_rows; /* rows per unit (TFC_UNITS_ROWS) */
+  size_t scratch_bytes; /* per worker */
+  int needs; /* TFC_NEEDS_*: re-layout Prepare must build before `run` may be used */
+  const char* name; /* kernel name (debugging, fuzz) */
+} TfcPlan;
+
+/* Per-row kernels take the output slices [s0, s1) of one row. */
+typedef void (*TfcRowF32Fn)(const struct TfcStateTag* s, const float* x, const float* bias, float* y, int s0, int s1);
+typedef void (*TfcRowI8Fn)(const struct TfcStateTag* s, const int8_t* x, const int32_t* bias, int8_t* y, int s0,
+                           int s1);
+
+typedef struct TfcStateTag {
+  /* from the options */
+  int op;
+  int options_ok;
+  int activation;
+  int layout;
+  /* from the packed weights, validated in Prepare */
+  const uint8_t* blob_seen; /* tensor data pointer validated last */
+  size_t blob_bytes_seen;
+  uint8_t* aligned_copy; /* owned copy when the tensor data is not 16-byte aligned */
+  int value_type;
+  int block;
+  int index_bytes;
+  int n_out;
+  int k_in;
+  uint32_t nslots;
+  int n_slices;
+  const uint32_t* slice_ptr;
+  const uint32_t* perm;
+  const uint8_t* steps; /* windowed layout: steps per (slice, window) */
+  int n_windows;
+  const void* col;
+  const void* values;
+  const float* scales;
+  /* per-shape state */
+  int rows; /* P */
+  int isa_cap; /* TFC_ISA_* cap for the pick */
+  int prepared; /* the last Prepare succeeded */
+  TfcPlan plan; /* kernel of Invoke, picked in Prepare */
+  void* scratch; /* TFC_MAX_THREADS buffers of scratch_stride bytes, 64-byte aligned */
+  size_t scratch_stride;
+  size_t scratch_bytes; /* allocated in total */
+  int32_t* row_sums; /* int8: sum of q_w per row */
+  float* multipliers; /* int8: s_x * scale[n] / s_y */
+  int row_state_n; /* N the two arrays above were sized for */
+  int32_t zp_in, zp_out, qmin, qmax;
+  float fmin, fmax;
+  /* sub-kernels the plan's runner calls (set by the picker) */
+  TfcRowF32Fn row_f32;
+  TfcRowI8Fn row_i8;
+  /* float32, many rows, AVX-512: the weights re-laid in channel pairs or quads
+   * (tfc_build_csr), built in Prepare; csr_tile 0 = not built */
+  int csr_tile; /* rows per tile T */
+  int csr_chunks; /* input features are taken in this many chunks */
+  int csr_quads; /* 1: entries serve 4 consecutive channels (4x1 output blocks), 0: channel pairs */
+  uint32_t* csr_ptr; /* [chunks * 8 * ceil(N/16) + 1] first entry of each channel pair and chunk */
+  uint32_t* csr_off; /* [2 * entries] (quads: [entries]) input feature * T: its row in the tile */
+  float* csr_val; /* [2 * entries] (quads: [4 * entries]) */
+  uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
+  const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
+} TfcState;
+
+/* Picks a plan for s (rows, value type, layout known) at ISA level <= cap.
+ * Returns 1 when it set *plan, 0 when it has nothing for this case. */
+typedef int (*TfcPickFn)(TfcState* s, int cap, TfcPlan* plan);
+
+#define TFC_FAIL(ctx, ...)                                           \
+  do {                                                               \
+    (ctx)->ReportError((ctx), "tfcompress sparse op: " __VA_ARGS__); \
+    return kTfLiteError;                                             \
+  } while (0)
+
+static inline float tfc_clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline size_t tfc_round64(size_t b) { return (b + 63u) & ~(size_t)63u; }
+
+/* Windowed layout (B = 1): x is read through 32-feature windows. */
+static inline const float* tfc_window_f32(const TfcState* s, const float* x, int w, float* tail) {
+  const int k = s->k_in, start = w * 32;
+  if (start + 32 <= k) return x + start;
+  for (int i = 0; i < 32; ++i) tail[i] = start + i < k ? x[start + i] : 0.f;
+  return tail;
+}
+
+
+/* int8 requantization of one accumulator of output channel r (float multiplier). */
+static inline int8_t tfc_requant(const TfcState* s, uint32_t r, int64_t acc) {
+  float q = nearbyintf((float)acc * s->multipliers[r]);
+  int32_t v;
+  if (q > 1e9f) v = 1000000000;
+  else if (q < -1e9f) v = -1000000000;
+  else v = (int32_t)q;
+  v += s->zp_out;
+  if (v < s->qmin) v = s->qmin;
+  if (v > s->qmax) v = s->qmax;
+  return (int8_t)v;
+}
+
+
+/* tfc_op.c */
+void* tfc_alloc64(size_t bytes);
+void tfc_free64(void* p);
+
+/* tfc_format.c */
+const char* tfc_parse_blob(TfcState* s, const uint8_t* p, size_t bytes);
+uint8_t* tfc_seen_buffer(TfcState* s, size_t n);
+
+/* tfc_relayout.c */
+int tfc_build_csr(TfcState* s, int T, int KC);
+void tfc_free_csr(TfcState* s);
+
+/* tfc_kernels_portable.c */
+int tfc_pick_portable(TfcState* s, int cap, TfcPlan* plan);
+/* runners shared with the ISA files: per-row kernels s->row_f32 / s->row_i8 on slice units */
+void tfc_run_rows_f32(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch);
+void tfc_run_rows_i8(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch);
+/* plan of the per-row kernels: units = output slices, no scratch */
+void tfc_plan_rows(const TfcState* s, TfcPlan* plan, TfcRangeFn run, const char* name);
+
+/* tfc_kernels_x86.c */
+#if TFC_HAVE_X86
+int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
+#endif
+
+#endif /* TFC_INTERNAL_H_ */

@@ -1,0 +1,321 @@
+/* tfcompress sparse kernels for TFLite: TFC_SPARSE_FC and TFC_SPARSE_CONV_1X1 op glue:
+ * Init / Prepare / Invoke / Free, the kernel pick and the registrations.
+ *
+ * No allocation in Invoke: every buffer is sized in Prepare.  Every byte read
+ * from the model (options, packed weights (tfc_format.c), tensor shapes and
+ * types) is validated in Prepare; Invoke only runs on validated state.
+ *
+ * Custom options (node custom_initial_data), exactly 8 bytes:
+ *   byte 0  version      = 1
+ *   byte 1  activation   0 none, 1 RELU, 2 RELU6, 3 RELU_N1_TO_1
+ *   byte 2  layout       0 output = input shape with last dim N
+ *                        1 output = [P, N], P = product of leading input dims
+ *                        (TFC_SPARSE_CONV_1X1 requires 0)
+ *   bytes 3..7           0
+ */
+#include "tfc_internal.h"
+
+/* 64-byte aligned (one cache line: vector loads of the tiles never split lines), released with
+ * tfc_free64.  By hand rather than aligned_alloc, which Android has only from API 28. */
+void* tfc_alloc64(size_t bytes) {
+  uint8_t* raw = (uint8_t*)malloc(bytes + 64u + sizeof(void*));
+  if (raw == NULL) return NULL;
+  uintptr_t a = ((uintptr_t)(raw + sizeof(void*)) + 63u) & ~(uintptr_t)63u;
+  ((void**)a)[-1] = raw;
+  return (void*)a;
+}
+void tfc_free64(void* p) {
+  if (p != NULL) free(((void**)p)[-1]);
+}
+
+static int tfc_tensor_index_ok(const TfLiteContext* ctx, int idx) {
+  return idx >= 0 && (size_t)idx < ctx->tensors_size;
+}
+
+/* ------------------------------------------------------------- kernel pick
+ * Pickers by ISA, best first; the first that has a kernel for the case wins.
+ * ARM: add tfc_pick_aarch64 (tfc_kernels_aarch64.c) to this table. */
+static const TfcPickFn kTfcPickers[] = {
+#if TFC_HAVE_X86
+    tfc_pick_x86,
+#endif
+    tfc_pick_portable,
+};
+
+/* ISA cap from the environment (tests force every path on one machine). */
+static int tfc_isa_cap(void) {
+  const char* e = getenv("TFCOMPRESS_ISA_CAP");
+  if (e == NULL || e[0] < '0' || e[0] > '9' || e[1] != 0) return TFC_ISA_ANY;
+  return e[0] - '0';
+}
+
+static void tfc_pick_plan(TfcState* s) {
+  s->isa_cap = tfc_isa_cap();
+  for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
+    if (kTfcPickers[i](s, s->isa_cap, &s->plan)) return;
+}
+
+/* Workers Invoke may split the units over (scratch is allocated for this many).
+ * Threads: set from ctx->recommended_num_threads, capped at TFC_MAX_THREADS. */
+static int tfc_workers(const TfLiteContext* ctx) {
+  (void)ctx;
+  return 1;
+}
+
+static void* tfc_worker_scratch(const TfcState* s, int worker) {
+  return (uint8_t*)s->scratch + (size_t)worker * s->scratch_stride;
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+static void* tfc_init_common(TfLiteContext* ctx, const char* buffer, size_t length, int op) {
+  (void)ctx;
+  TfcState* s = (TfcState*)calloc(1, sizeof(TfcState));
+  if (s == NULL) return NULL;
+  s->op = op;
+  s->options_ok = 0;
+  if (buffer != NULL && length == 8) {
+    const uint8_t* o = (const uint8_t*)buffer;
+    int zeros = (o[3] | o[4] | o[5] | o[6] | o[7]) == 0;
+    if (o[0] == 1 && o[1] <= 3 && o[2] <= 1 && zeros && !(op == TFC_OP_CONV1X1 && o[2] != 0)) {
+      s->activation = o[1];
+      s->layout = o[2];
+      s->options_ok = 1;
+    }
+  }
+  return s;
+}
+
+static void* tfc_init_fc(TfLiteContext* ctx, const char* buffer, size_t length) {
+  return tfc_init_common(ctx, buffer, length, TFC_OP_FC);
+}
+
+static void* tfc_init_conv(TfLiteContext* ctx, const char* buffer, size_t length) {
+  return tfc_init_common(ctx, buffer, length, TFC_OP_CONV1X1);
+}
+
+static void tfc_free(TfLiteContext* ctx, void* buffer) {
+  (void)ctx;
+  TfcState* s = (TfcState*)buffer;
+  if (s == NULL) return;
+  free(s->aligned_copy);
+  tfc_free64(s->scratch);
+  free(s->row_sums);
+  free(s->multipliers);
+  tfc_free_csr(s);
+  free(s);
+}
+
+/* ------------------------------------------------------------------ prepare */
+
+static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
+  TfcState* s = (TfcState*)node->user_data;
+  if (s == NULL) TFC_FAIL(ctx, "kernel state missing (out of memory in init)");
+  s->prepared = 0;
+  if (!s->options_ok)
+    TFC_FAIL(ctx, "custom options must be 8 bytes {version=1, activation 0..3, layout 0..1 (0 for CONV_1X1), 0,0,0,0,0}");
+  if (node->inputs == NULL || node->outputs == NULL) TFC_FAIL(ctx, "node has no inputs/outputs");
+  if (node->inputs->size != 2 && node->inputs->size != 3) TFC_FAIL(ctx, "expects 2 or 3 inputs (x, packed, [bias]), got %d", node->inputs->size);
+  if (node->outputs->size != 1) TFC_FAIL(ctx, "expects 1 output, got %d", node->outputs->size);
+  int ix = node->inputs->data[0], iw = node->inputs->data[1];
+  int ib = node->inputs->size == 3 ? node->inputs->data[2] : -1, io = node->outputs->data[0];
+  if (!tfc_tensor_index_ok(ctx, ix) || !tfc_tensor_index_ok(ctx, iw) || !tfc_tensor_index_ok(ctx, io) ||
+      (ib != -1 && !tfc_tensor_index_ok(ctx, ib)))
+    TFC_FAIL(ctx, "tensor index out of range");
+  if (ix == io || iw == io || ib == io) TFC_FAIL(ctx, "output tensor aliases an input");
+  const TfLiteTensor* x = TFC_TENSOR(ctx, ix);
+  const TfLiteTensor* w = TFC_TENSOR(ctx, iw);
+  TfLiteTensor* y = TFC_TENSOR(ctx, io);
+
+  /* packed weights */
+  if (w->type != kTfLiteUInt8 && w->type != kTfLiteInt8) TFC_FAIL(ctx, "packed weights must be a uint8 tensor");
+  if (w->allocation_type != kTfLiteMmapRo && w->allocation_type != kTfLitePersistentRo)
+    TFC_FAIL(ctx, "packed weights must be a constant tensor");
+  if (w->data.raw_const == NULL || w->bytes == 0) TFC_FAIL(ctx, "packed weights tensor has no data");
+  const uint8_t* wp = (const uint8_t*)w->data.raw_const;
+  if (wp != s->blob_seen || w->bytes != s->blob_bytes_seen) {
+    const uint8_t* src = wp;
+    free(s->aligned_copy);
+    s->aligned_copy = NULL;
+    s->blob_seen = NULL;
+    if (((uintptr_t)wp & 15u) != 0) {
+      s->aligned_copy = (uint8_t*)malloc(w->bytes + 16);
+      if (s->aligned_copy == NULL) TFC_FAIL(ctx, "out of memory copying packed weights");
+      uint8_t* a = (uint8_t*)(((uintptr_t)s->aligned_copy + 15u) & ~(uintptr_t)15u);
+      memcpy(a, wp, w->bytes);
+      src = a;
+    }
+    const char* err = tfc_parse_blob(s, src, w->bytes);
+    if (err != NULL) TFC_FAIL(ctx, "%s", err);
+    s->blob_seen = wp;
+    s->blob_bytes_seen = w->bytes;
+  }
+
+  /* activations */
+  if (x->type != kTfLiteFloat32 && x->type != kTfLiteInt8) TFC_FAIL(ctx, "input must be float32 or int8");
+  /* int8 products are <= 2^14, so K <= 2^16 keeps the int32 accumulators exact */
+  if (x->type == kTfLiteInt8 && s->k_in > 65536) TFC_FAIL(ctx, "int8 packed weights need K <= 65536");
+  if ((int)x->type != s->value_type) TFC_FAIL(ctx, "input type and packed value_type differ (float32 input needs float32 values, int8 input int8 values)");
+  if (y->type != x->type) TFC_FAIL(ctx, "output type must equal input type");
+  if (x->dims == NULL || x->dims->size < 1 || x->dims->size > 6) TFC_FAIL(ctx, "input rank must be 1..6");
+  if (s->op == TFC_OP_CONV1X1 && x->dims->size != 4) TFC_FAIL(ctx, "CONV_1X1 input must be NHWC (rank 4)");
+  int rank = x->dims->size;
+  if (x->dims->data[rank - 1] != s->k_in)
+    TFC_FAIL(ctx, "input last dim %d != packed K %d", x->dims->data[rank - 1], s->k_in);
+  int64_t rows = 1;
+  for (int i = 0; i < rank - 1; ++i) {
+    if (x->dims->data[i] < 0) TFC_FAIL(ctx, "negative input dim");
+    rows *= x->dims->data[i];
+    if (rows > INT_MAX / 8) TFC_FAIL(ctx, "input too large");
+  }
+  uint64_t esz = (x->type == kTfLiteFloat32) ? 4u : 1u;
+  if ((uint64_t)x->bytes != (uint64_t)rows * (uint64_t)s->k_in * esz) TFC_FAIL(ctx, "input byte size does not match its shape");
+  if ((uint64_t)rows * (uint64_t)s->n_out > (uint64_t)INT_MAX) TFC_FAIL(ctx, "output too large");
+  s->rows = (int)rows;
+
+  /* bias */
+  if (ib != -1) {
+    const TfLiteTensor* b = TFC_TENSOR(ctx, ib);
+    TfLiteType want = (x->type == kTfLiteFloat32) ? kTfLiteFloat32 : kTfLiteInt32;
+    if (b->type != want) TFC_FAIL(ctx, "bias must be float32 (float model) or int32 (int8 model)");
+    if (b->data.raw_const == NULL || (uint64_t)b->bytes != 4ull * (uint64_t)s->n_out)
+      TFC_FAIL(ctx, "bias must hold exactly N=%d values", s->n_out);
+  }
+
+  /* int8 quantization */
+  float fmin = -INFINITY, fmax = INFINITY;
+  if (s->activation == 1) fmin = 0.f;
+  if (s->activation == 2) { fmin = 0.f; fmax = 6.f; }
+  if (s->activation == 3) { fmin = -1.f; fmax = 1.f; }
+  s->fmin = fmin;
+  s->fmax = fmax;
+  if (x->type == kTfLiteInt8) {
+    float sx = x->params.scale, sy = y->params.scale;
+    if (!(isfinite(sx) && sx > 0.f && isfinite(sy) && sy > 0.f)) TFC_FAIL(ctx, "int8 input/output need a finite scale > 0");
+    if (x->params.zero_point < -128 || x->params.zero_point > 127 || y->params.zero_point < -128 || y->params.zero_point > 127)
+      TFC_FAIL(ctx, "int8 zero points must be in -128..127");
+    s->zp_in = x->params.zero_point;
+    s->zp_out = y->params.zero_point;
+    double lo = -128.0, hi = 127.0;
+    if (isfinite(fmin)) { double q = s->zp_out + nearbyint(fmin / sy); if (q > lo) lo = q; }
+    if (isfinite(fmax)) { double q = s->zp_out + nearbyint(fmax / sy); if (q < hi) hi = q; }
+    if (lo > hi) lo = hi;
+    s->qmin = (int32_t)lo;
+    s->qmax = (int32_t)hi;
+    if (tfc_seen_buffer(s, (size_t)s->n_out) == NULL) TFC_FAIL(ctx, "out of memory");
+    const int8_t* v = (const int8_t*)s->values;
+    for (int r = 0; r < s->n_out; ++r) s->row_sums[r] = 0;
+    for (int sl = 0; sl < s->n_slices; ++sl)
+      for (int l = 0; l < 16; ++l) {
+        uint32_t r = s->perm[sl * 16 + l];
+        if (r == 0xFFFFFFFFu) continue;
+        int32_t sum = 0;
+        for (uint32_t i = s->slice_ptr[sl] + (uint32_t)l; i < s->slice_ptr[sl + 1]; i += 16u)
+          for (int b = 0; b < s->block; ++b) sum += v[(size_t)i * s->block + b];
+        s->row_sums[r] = sum;
+      }
+    for (int r = 0; r < s->n_out; ++r)
+      s->multipliers[r] = (float)((double)sx * (double)s->scales[r] / (double)sy);
+  }
+
+  tfc_pick_plan(s);
+  if (s->plan.needs == TFC_NEEDS_CSR_F32) {
+    /* 64 rows per tile (4 vectors per weight); the features in chunks of 96 rows of
+     * the tile (24 KiB, fits L1) unless all K fit in 32 KiB.
+     * T and KC follow from the packed weights: rebuild only for new weights */
+    const int T = TFC_CSR_TILE, KC = s->k_in <= 128 ? 128 : 96;
+    if ((s->csr_tile == 0 || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
+      TFC_FAIL(ctx, "out of memory for the CSR weights");
+    s->csr_blob = s->blob_seen;
+  }
+
+  /* per-worker scratch of the plan */
+  const int workers = tfc_workers(ctx);
+  const size_t stride = tfc_round64(s->plan.scratch_bytes);
+  if (stride > 0 && (size_t)workers * stride > s->scratch_bytes) {
+    tfc_free64(s->scratch);
+    s->scratch_bytes = 0;
+    s->scratch = tfc_alloc64((size_t)workers * stride);
+    if (s->scratch == NULL) TFC_FAIL(ctx, "out of memory for %d x %zu bytes of kernel scratch", workers, stride);
+    s->scratch_bytes = (size_t)workers * stride;
+  }
+  s->scratch_stride = stride;
+
+  /* output shape */
+  int shape[6];
+  int out_rank;
+  if (s->layout == 1) {
+    shape[0] = s->rows;
+    shape[1] = s->n_out;
+    out_rank = 2;
+  } else {
+    for (int i = 0; i < rank - 1; ++i) shape[i] = x->dims->data[i];
+    shape[rank - 1] = s->n_out;
+    out_rank = rank;
+  }
+  if (TFC_TENSOR_RESIZE(ctx, y, out_rank, shape) != kTfLiteOk) TFC_FAIL(ctx, "could not resize the output");
+  s->prepared = s->plan.run != NULL;
+  return kTfLiteOk;
+}
+
+
+/* ------------------------------------------------------------------- invoke */
+
+static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
+  TfcState* s = (TfcState*)node->user_data;
+  if (s == NULL || s->blob_seen == NULL || !s->prepared) TFC_FAIL(ctx, "Invoke before a successful Prepare");
+  const TfLiteTensor* x = TFC_TENSOR(ctx, node->inputs->data[0]);
+  const TfLiteTensor* w = TFC_TENSOR(ctx, node->inputs->data[1]);
+  const int ib = node->inputs->size == 3 ? node->inputs->data[2] : -1;
+  TfLiteTensor* y = TFC_TENSOR(ctx, node->outputs->data[0]);
+  if ((const uint8_t*)w->data.raw_const != s->blob_seen || w->bytes != s->blob_bytes_seen)
+    TFC_FAIL(ctx, "packed weights changed after Prepare");
+  if (x->data.raw_const == NULL || y->data.data == NULL) TFC_FAIL(ctx, "input or output has no buffer");
+  TfcIO io;
+  io.x = x->data.raw_const;
+  io.bias = ib >= 0 ? TFC_TENSOR(ctx, ib)->data.raw_const : NULL;
+  io.y = y->data.data;
+  /* The units [0, units) are independent (tfc_internal.h).  Single-threaded: one range per
+   * worker, run in turn.  The thread pool plugs in here: hand range w to worker w with
+   * tfc_worker_scratch(s, w) and wait for all. */
+  const int units = s->plan.units, workers = 1;
+  for (int wk = 0; wk < workers; ++wk) {
+    const int u0 = (int)((int64_t)units * wk / workers), u1 = (int)((int64_t)units * (wk + 1) / workers);
+    if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, wk));
+  }
+  return kTfLiteOk;
+}
+
+/* ------------------------------------------------------------ registration */
+
+/* Fills one of the two (static) registrations; the ops differ only in Init and name. */
+static TfLiteRegistration* tfc_registration(TfLiteRegistration* r, int* done,
+                                            void* (*init)(TfLiteContext*, const char*, size_t),
+                                            const char* name) {
+  if (!*done) {
+    memset(r, 0, sizeof(*r));
+    r->init = init;
+    r->free = tfc_free;
+    r->prepare = tfc_prepare;
+    r->invoke = tfc_invoke;
+    r->builtin_code = kTfLiteBuiltinCustom;
+    r->custom_name = name;
+    r->version = 1;
+    *done = 1;
+  }
+  return r;
+}
+
+TfLiteRegistration* TfcRegisterSparseFullyConnected(void) {
+  static TfLiteRegistration r;
+  static int done = 0;
+  return tfc_registration(&r, &done, tfc_init_fc, TFC_SPARSE_FC_NAME);
+}
+
+TfLiteRegistration* TfcRegisterSparseConv1x1(void) {
+  static TfLiteRegistration r;
+  static int done = 0;
+  return tfc_registration(&r, &done, tfc_init_conv, TFC_SPARSE_CONV_1X1_NAME);
+}
+
+int TfcAbiVersion(void) { return 1; }
