@@ -54,6 +54,8 @@
 #define TFC_CSR_MIN_ROWS 16 /* from this many rows: the CSR kernel (float32, AVX-512) */
 #define TFC_CSR_TILE 64 /* rows per tile of the CSR kernel */
 #define TFC_MAX_THREADS 8 /* per-worker scratch buffers allocated in Prepare */
+#define TFC_MAX_TASKS 32 /* tasks (unit ranges) of one Invoke */
+#define TFC_MAX_PARTS 16 /* channel parts of one CSR tile */
 
 /* ISA levels for the dispatch cap (env TFCOMPRESS_ISA_CAP=<level>, tests force each path):
  * 0 portable C only; 1 first SIMD level (x86: AVX-512F; ARM: NEON); 2 dot-product
@@ -141,6 +143,15 @@ typedef struct TfcStateTag {
   float* csr_val; /* [2 * entries] (quads: [4 * entries]) */
   uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
   const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
+  /* threads (tfc_op.c, Prepare): Invoke runs task i on units [task_u[i], task_u[i+1]) on the
+   * interpreter's pool; the CSR kernel's units are (tile, part) pairs, part p covering the
+   * 16-channel groups [part_g[p], part_g[p+1]) (parts balanced by stored weights) */
+  struct TfcPool* pool; /* NULL: one thread */
+  int workers; /* threads Invoke may use (scratch allocated for this many) */
+  int n_tasks;
+  int task_u[TFC_MAX_TASKS + 1];
+  int csr_parts; /* 1: units are whole tiles */
+  int part_g[TFC_MAX_PARTS + 1];
 } TfcState;
 
 /* Picks a plan for s (rows, value type, layout known) at ISA level <= cap.

@@ -279,10 +279,17 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
   float* xt = (float*)scratch; /* xt[K + 1][T], then ytile (tfc_csr_scratch) */
   float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
   memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float)); /* the padding entries' row */
-  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+  /* unit u = (tile u / parts, channel part u % parts); parts = 1: whole tiles */
+  const int parts = s->csr_parts > 1 ? s->csr_parts : 1;
+  int have_tile = -1; /* tile already transposed into xt */
+  for (int u = u0; u < u1; ++u) {
+    const int tile = u / parts, part = u % parts, p0 = tile * T;
+    if (p0 >= rows) break;
     const int t = rows - p0 < T ? rows - p0 : T;
     const int V = (t + 15) / 16;
-    for (int c0 = 0; c0 < K; c0 += 16) {
+    const int G = (N + 15) / 16;
+    const int g0 = parts > 1 ? s->part_g[part] : 0, g1 = parts > 1 ? s->part_g[part + 1] : G;
+    for (int c0 = 0; tile != have_tile && c0 < K; c0 += 16) { /* transpose the tile once */
       const int kc = K - c0 < 16 ? K - c0 : 16;
       const __mmask16 km = (__mmask16)((1u << kc) - 1u);
       for (int pb = 0; pb < 16 * V; pb += 16) {
@@ -293,16 +300,16 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
         for (int i = 0; i < kc; ++i) _mm512_storeu_ps(xt + (size_t)(c0 + i) * T + pb, r[i]);
       }
     }
-    const int G = (N + 15) / 16;
+    have_tile = tile;
     if (s->csr_chunks == 1) {
-      for (int g = 0; g < G; ++g) {
+      for (int g = g0; g < g1; ++g) {
         tfc_csr_group(s, g, 0, xt, ytile, bias, V, 1, 1);
         tfc_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
       }
     } else {
       for (int c = 0; c + 1 < s->csr_chunks; ++c)
-        for (int g = 0; g < G; ++g) tfc_csr_group(s, g, c, xt, ytile, bias, V, c == 0, 0);
-      for (int g = 0; g < G; ++g) {
+        for (int g = g0; g < g1; ++g) tfc_csr_group(s, g, c, xt, ytile, bias, V, c == 0, 0);
+      for (int g = g0; g < g1; ++g) {
         tfc_csr_group(s, g, s->csr_chunks - 1, xt, ytile, bias, V, 0, 1);
         tfc_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
       }

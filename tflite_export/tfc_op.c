@@ -14,6 +14,7 @@
  *   bytes 3..7           0
  */
 #include "tfc_internal.h"
+#include "tfc_threads.h"
 
 /* 64-byte aligned (one cache line: vector loads of the tiles never split lines), released with
  * tfc_free64.  By hand rather than aligned_alloc, which Android has only from API 28. */
@@ -55,11 +56,128 @@ static void tfc_pick_plan(TfcState* s) {
     if (kTfcPickers[i](s, s->isa_cap, &s->plan)) return;
 }
 
-/* Workers Invoke may split the units over (scratch is allocated for this many).
- * Threads: set from ctx->recommended_num_threads, capped at TFC_MAX_THREADS. */
+/* ------------------------------------------------------------------ threads
+ * Invoke splits the plan's units over the threads the interpreter was given
+ * (TfLiteContext.recommended_num_threads, set by Interpreter::SetNumThreads /
+ * Python's num_threads; <= 0 means the runtime default, 1 thread, as TFLite's
+ * own kernels), on a pool shared by all TFC_* nodes of the interpreter
+ * (tfc_threads.c, keyed by the context).  Everything is decided here in
+ * Prepare: the pool, the per-worker scratch, the unit ranges (tasks). */
+
+/* Below this many multiply-adds per Invoke, one thread (waking a worker costs ~1-10 us). */
+#define TFC_PAR_MIN_MACS 150000
+/* Tasks per thread: more balances preemption and uneven units, fewer costs less claiming. */
+#define TFC_TASKS_PER_WORKER 4
+
+/* Workers Invoke may split the units over (scratch is allocated for this many). */
 static int tfc_workers(const TfLiteContext* ctx) {
-  (void)ctx;
+  const int n = ctx->recommended_num_threads;
+  return n <= 1 ? 1 : (n > TFC_MAX_THREADS ? TFC_MAX_THREADS : n);
+}
+
+/* Splits [0, units) into n ranges of about equal cost (cost[u] >= 0; NULL: all units equal);
+ * writes bounds[0..n] and returns the number of non-empty ranges. */
+static int tfc_split_units(int units, const uint64_t* cost, int n, int* bounds) {
+  if (n > units) n = units;
+  if (n < 1) n = 1;
+  if (cost == NULL) {
+    for (int i = 0; i <= n; ++i) bounds[i] = (int)((int64_t)units * i / n);
+    return n;
+  }
+  uint64_t total = 0;
+  for (int u = 0; u < units; ++u) total += cost[u];
+  int k = 0, u = 0;
+  uint64_t acc = 0;
+  bounds[0] = 0;
+  for (int i = 1; i < n; ++i) {
+    const uint64_t want = total * (uint64_t)i / (uint64_t)n;
+    while (u < units && acc + cost[u] / 2 < want) acc += cost[u++];
+    if (u > bounds[k] && u < units) bounds[++k] = u;
+  }
+  bounds[++k] = units;
+  return k;
+}
+
+/* Multiply-adds of one Invoke (stored slots include the zero padding the kernels also run). */
+static uint64_t tfc_invoke_macs(const TfcState* s) {
+  return (uint64_t)s->rows * (uint64_t)s->nslots * (uint64_t)s->block;
+}
+
+/* The pool, the CSR channel parts and the tasks of this node for `workers` threads. */
+static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
+  s->csr_parts = 1;
+  s->n_tasks = 1;
+  s->task_u[0] = 0;
+  s->task_u[1] = s->plan.units;
+  if (workers > 1 && tfc_invoke_macs(s) < TFC_PAR_MIN_MACS) workers = 1;
+  if (workers > 1 && s->pool == NULL) s->pool = tfc_pool_acquire(ctx, workers);
+  if (workers > 1 && s->pool != NULL && tfc_pool_threads(s->pool) < workers) {
+    TfcPool* bigger = tfc_pool_acquire(ctx, workers); /* same pool, grown */
+    tfc_pool_release(s->pool);
+    s->pool = bigger;
+  }
+  if (s->pool == NULL) workers = 1;
+  else if (tfc_pool_threads(s->pool) < workers) workers = tfc_pool_threads(s->pool);
+  if (workers <= 1 || s->plan.units < 2) { /* keep the pool reference: the node may be re-prepared with more rows */
+    s->workers = 1;
+    return 1;
+  }
+  s->workers = workers;
+  int units = s->plan.units;
+  const int want = workers * TFC_TASKS_PER_WORKER;
+  const int n = want < TFC_MAX_TASKS ? want : TFC_MAX_TASKS;
+  const int G = (s->n_out + 15) / 16;
+  /* per-unit costs for the split (NULL: equal units) */
+  uint64_t* cost = (uint64_t*)malloc(sizeof(uint64_t) * (size_t)(units > G ? units : G));
+  int gb[TFC_MAX_PARTS + 1];
+  if (cost == NULL) {
+    ctx->ReportError(ctx, "tfcompress sparse op: out of memory planning threads");
+    return 0;
+  }
+  const uint64_t* ucost = NULL;
+  if (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0 && units < want) {
+    /* few row tiles (7x7, 14x14 maps): also split each tile's channel groups, balanced by
+     * the stored entries of each group (all chunks) plus its transpose-and-store */
+    int parts = (want + units - 1) / units;
+    if (parts > G) parts = G;
+    if (parts > TFC_MAX_PARTS) parts = TFC_MAX_PARTS;
+    if (parts > 1) {
+      const int per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
+      const size_t nper = (size_t)per_group * (size_t)G;
+      for (int g = 0; g < G; ++g) {
+        uint64_t e = 0;
+        for (int c = 0; c < s->csr_chunks; ++c)
+          e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * (g + 1))] -
+               s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g)];
+        cost[g] = e * (s->csr_quads ? 4u : 2u) + 64u;
+      }
+      parts = tfc_split_units(G, cost, parts, gb);
+      for (int i = 0; i <= parts; ++i) s->part_g[i] = gb[i];
+      s->csr_parts = parts;
+      units *= parts;
+      s->plan.units = units;
+    }
+  } else if (s->plan.unit_kind == TFC_UNITS_SLICES) {
+    /* slices have uneven lengths (sorted by non-zero count): balance by stored slots */
+    for (int sl = 0; sl < units; ++sl) cost[sl] = (uint64_t)(s->slice_ptr[sl + 1] - s->slice_ptr[sl]) + 16u;
+    ucost = cost;
+  }
+  s->n_tasks = tfc_split_units(units, ucost, n, s->task_u);
+  free(cost);
   return 1;
+}
+
+typedef struct {
+  const TfcState* s;
+  const TfcIO* io;
+} TfcInvokeJob;
+
+static void* tfc_worker_scratch(const TfcState* s, int worker);
+
+static void tfc_invoke_task(void* arg, int task, int worker) {
+  const TfcInvokeJob* j = (const TfcInvokeJob*)arg;
+  const TfcState* s = j->s;
+  s->plan.run(s, j->io, s->task_u[task], s->task_u[task + 1], tfc_worker_scratch(s, worker));
 }
 
 static void* tfc_worker_scratch(const TfcState* s, int worker) {
@@ -103,6 +221,7 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   free(s->row_sums);
   free(s->multipliers);
   tfc_free_csr(s);
+  tfc_pool_release(s->pool);
   free(s);
 }
 
@@ -240,6 +359,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     s->scratch_bytes = (size_t)workers * stride;
   }
   s->scratch_stride = stride;
+  if (!tfc_plan_threads(ctx, s, workers)) return kTfLiteError;
 
   /* output shape */
   int shape[6];
@@ -275,13 +395,13 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   io.x = x->data.raw_const;
   io.bias = ib >= 0 ? TFC_TENSOR(ctx, ib)->data.raw_const : NULL;
   io.y = y->data.data;
-  /* The units [0, units) are independent (tfc_internal.h).  Single-threaded: one range per
-   * worker, run in turn.  The thread pool plugs in here: hand range w to worker w with
-   * tfc_worker_scratch(s, w) and wait for all. */
-  const int units = s->plan.units, workers = 1;
-  for (int wk = 0; wk < workers; ++wk) {
-    const int u0 = (int)((int64_t)units * wk / workers), u1 = (int)((int64_t)units * (wk + 1) / workers);
-    if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, wk));
+  /* The units [0, units) are independent (tfc_internal.h); task i = units
+   * [task_u[i], task_u[i+1]) (tfc_plan_threads), on the caller and the pool's workers. */
+  if (s->n_tasks <= 1 || s->pool == NULL) {
+    s->plan.run(s, &io, 0, s->plan.units, tfc_worker_scratch(s, 0));
+  } else {
+    TfcInvokeJob job = {s, &io};
+    tfc_pool_run(s->pool, s->n_tasks, s->workers, tfc_invoke_task, &job);
   }
   return kTfLiteOk;
 }
