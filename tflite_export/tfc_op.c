@@ -68,6 +68,9 @@ static void tfc_pick_plan(TfcState* s) {
 #define TFC_PAR_MIN_MACS 150000
 /* Tasks per thread: more balances preemption and uneven units, fewer costs less claiming. */
 #define TFC_TASKS_PER_WORKER 4
+/* CSR kernel with fewer row tiles than this per thread: tiles are split into channel parts
+ * (each part transposes its tile again, so fewer than TFC_TASKS_PER_WORKER) */
+#define TFC_PART_UNITS_PER_WORKER 2
 
 /* Workers Invoke may split the units over (scratch is allocated for this many). */
 static int tfc_workers(const TfLiteContext* ctx) {
@@ -118,7 +121,7 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
   }
   if (s->pool == NULL) workers = 1;
   else if (tfc_pool_threads(s->pool) < workers) workers = tfc_pool_threads(s->pool);
-  if (workers <= 1 || s->plan.units < 2) { /* keep the pool reference: the node may be re-prepared with more rows */
+  if (workers <= 1 || s->plan.units < 1) { /* keep the pool reference: the node may be re-prepared with more rows */
     s->workers = 1;
     return 1;
   }
@@ -135,10 +138,11 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
     return 0;
   }
   const uint64_t* ucost = NULL;
-  if (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0 && units < want) {
+  if (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0 && units < workers * TFC_PART_UNITS_PER_WORKER) {
     /* few row tiles (7x7, 14x14 maps): also split each tile's channel groups, balanced by
      * the stored entries of each group (all chunks) plus its transpose-and-store */
-    int parts = (want + units - 1) / units;
+    const int want_units = workers * TFC_PART_UNITS_PER_WORKER;
+    int parts = (want_units + units - 1) / units;
     if (parts > G) parts = G;
     if (parts > TFC_MAX_PARTS) parts = TFC_MAX_PARTS;
     if (parts > 1) {
@@ -162,7 +166,11 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
     for (int sl = 0; sl < units; ++sl) cost[sl] = (uint64_t)(s->slice_ptr[sl + 1] - s->slice_ptr[sl]) + 16u;
     ucost = cost;
   }
-  s->n_tasks = tfc_split_units(units, ucost, n, s->task_u);
+  s->n_tasks = units < 2 ? 1 : tfc_split_units(units, ucost, n, s->task_u);
+  if (s->n_tasks <= 1) { /* one unit: nothing to split */
+    s->task_u[0] = 0;
+    s->task_u[1] = units;
+  }
   free(cost);
   return 1;
 }

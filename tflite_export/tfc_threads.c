@@ -19,7 +19,7 @@
  * condition variable.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* syscall(), prctl() */
+#define _GNU_SOURCE /* syscall(), pthread_setname_np() */
 #endif
 
 #include "tfc_threads.h"
@@ -33,9 +33,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#if defined(__linux__)
-#include <sys/prctl.h>
-#endif
 #if defined(__linux__) && !defined(TFC_POOL_NO_FUTEX) /* TFC_POOL_NO_FUTEX: test the condvar path */
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -145,11 +142,7 @@ static void tfc_run_tasks(struct TfcPool* p, unsigned gen, int n, TfcTaskFn fn, 
 static void* tfc_worker_main(void* a) {
   TfcWorker* w = (TfcWorker*)a;
   struct TfcPool* p = w->pool;
-#if defined(__linux__)
-  char name[16];
-  snprintf(name, sizeof name, "tfc-pool-%d", w->index);
-  prctl(PR_SET_NAME, name, 0, 0, 0);
-#elif defined(__APPLE__)
+#if defined(__APPLE__) /* Linux / Android: named by the creator (tfc_pool_grow) */
   pthread_setname_np("tfc-pool");
 #endif
   unsigned seen = w->seen;
@@ -193,6 +186,11 @@ static void tfc_pool_grow(struct TfcPool* p, int threads) {
     w->index = p->threads;
     w->seen = atomic_load(&p->generation);
     if (pthread_create(&w->tid, NULL, tfc_worker_main, w) != 0) break;
+#if defined(__linux__)
+    char name[16]; /* visible in /proc/<pid>/task/<tid>/comm as soon as acquire returns */
+    snprintf(name, sizeof name, "tfc-pool-%d", w->index);
+    pthread_setname_np(w->tid, name);
+#endif
     atomic_fetch_add(&tfc_live_workers, 1);
     p->threads++;
   }

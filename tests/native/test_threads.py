@@ -54,3 +54,195 @@ def test_pool_c_unit_thread_sanitizer(tmp_path, variant):
     r = subprocess.run([exe], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TSAN_OPTIONS": "halt_on_error=1"})
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The sparse ops on threads, in the real LiteRT interpreter (through the tfcompress delegate).
+
+import gc  # noqa: E402
+import glob  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfcompress.export import export_tflite, load_interpreter  # noqa: E402
+from tfcompress.export.sparse import rewrite_tflite  # noqa: E402
+from tfcompress.export.sparse_native import custom_ops_in  # noqa: E402
+from tfcompress.pruning import Block, Unstructured  # noqa: E402
+
+THREADS = (1, 2, 3, 4)
+
+
+def _pool_threads():
+    """Live threads of this process named tfc-pool-* (the sparse kernels' workers)."""
+    n = 0
+    for comm in glob.glob("/proc/self/task/*/comm"):
+        try:
+            with open(comm) as f:
+                n += f.read().startswith("tfc-pool")
+        except OSError:  # the thread ended meanwhile
+            pass
+    return n
+
+
+def _conv_chain(hw, channels, pattern, rng, activation="relu"):
+    """1x1 convs channels[0] -> channels[1] -> ..., pruned 80 % with a tfcompress pattern."""
+    inp = keras.Input((hw, hw, channels[0]))
+    h = inp
+    for i, c in enumerate(channels[1:]):
+        h = keras.layers.Conv2D(c, 1, activation=activation if i + 2 < len(channels) else None)(h)
+    model = keras.Model(inp, h)
+    for layer in model.layers[1:]:
+        w = layer.kernel.numpy()
+        mask = pattern.compute_mask(np.abs(w.reshape(1, *w.shape[2:])), 0.8)
+        layer.kernel.assign(w * mask.reshape(w.shape))
+        layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.1)
+    return model
+
+
+def _dense_chain(k, n, rng):
+    model = keras.Sequential([keras.Input((k,)), keras.layers.Dense(n, activation="relu"), keras.layers.Dense(96)])
+    for layer in model.layers:
+        w = layer.kernel.numpy()
+        w[rng.random(w.shape) < 0.8] = 0
+        layer.kernel.assign(w)
+        layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.1)
+    return model
+
+
+def _numpy_reference(model, x):
+    """float64 numpy forward pass of a chain of 1x1 convs / Dense layers (relu / linear)."""
+    h = x.astype(np.float64)
+    for layer in model.layers:
+        if not hasattr(layer, "kernel"):
+            continue
+        w = layer.kernel.numpy().astype(np.float64)
+        h = h @ w.reshape(-1, w.shape[-1]) + layer.bias.numpy()
+        if layer.get_config()["activation"] == "relu":
+            h = np.maximum(h, 0)
+    return h
+
+
+def _run(interp, x):
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    if list(inp["shape"]) != list(x.shape):
+        interp.resize_tensor_input(inp["index"], x.shape)
+        interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return interp.get_tensor(out["index"]).copy()
+
+
+# (model, input): CSR kernel with many 64-row tiles, with one tile (units split by channel
+# groups), 4x1 output blocks (quads); FC at 2 and 9 rows (output-slice units, balanced by slots)
+CASES = {
+    "conv_24x24_unstructured": (lambda rng: _conv_chain(24, (64, 96, 40), Unstructured(), rng), (1, 24, 24, 64)),
+    "conv_7x7_unstructured": (lambda rng: _conv_chain(7, (160, 320, 100), Unstructured(), rng), (1, 7, 7, 160)),
+    "conv_14x14_block4x1": (lambda rng: _conv_chain(14, (96, 192, 64), Block((4, 1)), rng), (1, 14, 14, 96)),
+    "fc_2_rows": (lambda rng: _dense_chain(1024, 768, rng), (2, 1024)),
+    "fc_9_rows": (lambda rng: _dense_chain(512, 384, rng), (9, 512)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_float32_threads_bitwise_equal_and_match_numpy(case, rng):
+    """1, 2, 3, 4 threads give bit-identical outputs (each output's reduction order does not
+    depend on the split) that match a float64 numpy forward pass; 20 invokes in a row with
+    changing inputs stay identical; the interpreter's thread count reaches the kernels."""
+    build, shape = CASES[case]
+    model = build(rng)
+    dense, _ = export_tflite(model)
+    sparse = rewrite_tflite(dense, "custom")
+    assert len(custom_ops_in(sparse)) == 1, custom_ops_in(sparse)
+    xs = [rng.standard_normal(shape).astype("float32") for _ in range(3)]
+    gc.collect()
+    base = _pool_threads()
+    outs = {}
+    for t in THREADS:
+        interp = load_interpreter(sparse, num_threads=t)
+        outs[t] = [_run(interp, x) for x in xs]
+        # the pool of this interpreter: t - 1 workers (each interpreter has its own pool)
+        assert _pool_threads() - base == t - 1, (t, _pool_threads() - base)
+        for r in range(20):
+            i = r % len(xs)
+            assert np.array_equal(_run(interp, xs[i]), outs[t][i]), (t, r)
+        del interp
+        gc.collect()
+        assert _pool_threads() == base
+    for t in THREADS[1:]:
+        for i in range(len(xs)):
+            assert np.array_equal(outs[t][i], outs[1][i]), (t, i, np.abs(outs[t][i] - outs[1][i]).max())
+    for i, x in enumerate(xs):
+        ref = _numpy_reference(model, x)
+        scale = np.abs(ref).max()
+        assert np.abs(outs[1][i] - ref).max() <= 1e-5 * scale, (np.abs(outs[1][i] - ref).max(), scale)
+
+
+def test_two_interpreters_with_different_threads_alive_at_once(rng):
+    """Two interpreters (2 and 4 threads) of one model, invoked alternately, give the 1-thread
+    output; each has its own pool (1 + 3 workers); destroying both ends every worker."""
+    model = _conv_chain(24, (64, 96, 40), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
+    ref = _run(load_interpreter(sparse, num_threads=1), x)
+    gc.collect()
+    base = _pool_threads()
+    a = load_interpreter(sparse, num_threads=2)
+    b = load_interpreter(sparse, num_threads=4)
+    for _ in range(10):
+        assert np.array_equal(_run(a, x), ref)
+        assert np.array_equal(_run(b, x), ref)
+    assert _pool_threads() - base == 1 + 3
+    del a
+    gc.collect()
+    assert _pool_threads() - base == 3
+    assert np.array_equal(_run(b, x), ref)
+    del b
+    gc.collect()
+    assert _pool_threads() == base
+
+
+def test_resize_between_invokes_keeps_threads_consistent(rng):
+    """Re-Prepare with another batch (more tiles, new split) on a 3-thread interpreter."""
+    model = _conv_chain(7, (160, 320, 100), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    one, three = load_interpreter(sparse, num_threads=1), load_interpreter(sparse, num_threads=3)
+    for batch in (1, 5, 2):
+        x = rng.standard_normal((batch, 7, 7, 160)).astype("float32")
+        assert np.array_equal(_run(three, x), _run(one, x)), batch
+
+
+def test_small_layer_stays_on_one_thread(rng):
+    """A layer too small for threads to pay (8x8 map, 32 -> 32 channels) runs on the calling
+    thread: no worker is started even with num_threads=4."""
+    model = _conv_chain(8, (32, 32), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    assert custom_ops_in(sparse)
+    x = rng.standard_normal((1, 8, 8, 32)).astype("float32")
+    gc.collect()
+    base = _pool_threads()
+    interp = load_interpreter(sparse, num_threads=4)
+    y = _run(interp, x)
+    assert _pool_threads() == base
+    ref = _numpy_reference(model, x)
+    assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("case", ["conv_24x24_unstructured", "conv_7x7_unstructured", "fc_9_rows"])
+def test_int8_threads_bitwise_equal_and_within_one_step_of_tflite(case, rng):
+    """int8: 1, 2, 3, 4 threads bit-identical, and within one quantization step of TFLite's own
+    int8 kernels on the dense file of the same weights."""
+    build, shape = CASES[case]
+    model = build(rng)
+    calib = rng.standard_normal((32,) + shape[1:]).astype("float32")
+    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    sparse = rewrite_tflite(dense, "custom")
+    assert custom_ops_in(sparse)
+    scale, zero = load_interpreter(dense).get_input_details()[0]["quantization"]
+    x = rng.standard_normal(shape).astype("float32")
+    xq = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    y_dense = _run(load_interpreter(dense, num_threads=1), xq)
+    outs = {t: _run(load_interpreter(sparse, num_threads=t), xq) for t in THREADS}
+    for t in THREADS[1:]:
+        assert np.array_equal(outs[t], outs[1]), t
+    assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
