@@ -54,6 +54,7 @@
 #define TFC_CSR_MIN_ROWS 16 /* from this many rows: the CSR kernel (float32, AVX-512) */
 #define TFC_CSR_TILE 64 /* rows per tile of the CSR kernel */
 #define TFC_MAX_THREADS 8 /* per-worker scratch buffers allocated in Prepare */
+#define TFC_I8_TILE 64 /* rows per tile of the int8 many-row (quad) kernel */
 #define TFC_MAX_TASKS 32 /* tasks (unit ranges) of one Invoke */
 #define TFC_MAX_PARTS 16 /* channel parts of one CSR tile */
 
@@ -64,7 +65,7 @@ enum { TFC_ISA_PORTABLE = 0, TFC_ISA_SIMD = 1, TFC_ISA_DOT = 2, TFC_ISA_ANY = 99
 
 enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
 enum { TFC_UNITS_ROWS = 1, TFC_UNITS_SLICES = 2 };
-enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1 };
+enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2, TFC_NEEDS_I8_WIN = 4 };
 
 struct TfcStateTag;
 
@@ -143,6 +144,24 @@ typedef struct TfcStateTag {
   float* csr_val; /* [2 * entries] (quads: [4 * entries]) */
   uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
   const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
+  /* int8, many rows (dot-product kernels): per output channel (natural order) the
+   * 4-feature quads it uses (tfc_build_i8_quads), built in Prepare; i8q_tile 0 = not built */
+  int i8q_tile; /* rows per tile T */
+  uint32_t* i8q_ptr; /* [N + 1] first entry of each output channel */
+  uint32_t* i8q_off; /* [entries] quad * T * 4: byte offset of the quad's rows in the tile */
+  int32_t* i8q_w; /* [entries] the 4 int8 weights of features 4q..4q+3 (little-endian bytes) */
+  int32_t* i8q_corr; /* [N] -(128 + zp_in) * row_sums[n] (uint32 wrap-around), set in Prepare */
+  const uint8_t* i8q_blob; /* packed weights the quads were built from */
+  /* int8, 1-15 rows (dot-product kernels): the quads of slice s (channels 16s..16s+15, natural
+   * order) in 32-quad windows of x (128 input features): window w of slice s has
+   * i8w_steps[s * W4 + w] steps of 16 lanes starting at step i8w_first[s * W4 + w]; a step holds
+   * 16 window offsets (u8 < 32) and 16 weight dwords (0 for a padded lane) */
+  int i8w_built;
+  int i8w_windows; /* W4 = ceil(K / 128) */
+  uint8_t* i8w_steps; /* [S * W4] */
+  uint32_t* i8w_first; /* [S * W4] */
+  uint8_t* i8w_idx; /* [steps * 16] */
+  int32_t* i8w_val; /* [steps * 16], 64-byte aligned */
   /* threads (tfc_op.c, Prepare): Invoke runs task i on units [task_u[i], task_u[i+1]) on the
    * interpreter's pool; the CSR kernel's units are (tile, part) pairs, part p covering the
    * 16-channel groups [part_g[p], part_g[p+1]) (parts balanced by stored weights) */
@@ -201,6 +220,9 @@ uint8_t* tfc_seen_buffer(TfcState* s, size_t n);
 /* tfc_relayout.c */
 int tfc_build_csr(TfcState* s, int T, int KC);
 void tfc_free_csr(TfcState* s);
+int tfc_build_i8_quads(TfcState* s, int T);
+void tfc_free_i8_quads(TfcState* s);
+int tfc_build_i8_windows(TfcState* s);
 
 /* tfc_kernels_portable.c */
 int tfc_pick_portable(TfcState* s, int cap, TfcPlan* plan);

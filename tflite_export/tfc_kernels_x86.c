@@ -366,6 +366,198 @@ __attribute__((target("avx512f"))) static void tfc_row_i8_win_avx512(const TfcSt
   }
 }
 
+/* ------------------------------------------------------------- int8, AVX-512 VNNI */
+#define TFC_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* Byte transpose inside each 128-bit lane: a[r] byte c of lane L -> a[c] byte r of lane L. */
+TFC_VNNI_TARGET __attribute__((always_inline)) static inline void tfc_transpose16_u8(__m512i* a) {
+  __m512i b[16], c[16];
+  for (int i = 0; i < 8; ++i) {
+    b[i] = _mm512_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+    b[i + 8] = _mm512_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      c[h + i] = _mm512_unpacklo_epi16(b[h + 2 * i], b[h + 2 * i + 1]);
+      c[h + i + 4] = _mm512_unpackhi_epi16(b[h + 2 * i], b[h + 2 * i + 1]);
+    }
+  for (int h = 0; h < 16; h += 4)
+    for (int i = 0; i < 2; ++i) {
+      b[h + i] = _mm512_unpacklo_epi32(c[h + 2 * i], c[h + 2 * i + 1]);
+      b[h + i + 2] = _mm512_unpackhi_epi32(c[h + 2 * i], c[h + 2 * i + 1]);
+    }
+  for (int h = 0; h < 16; h += 2) {
+    a[h] = _mm512_unpacklo_epi64(b[h], b[h + 1]);
+    a[h + 1] = _mm512_unpackhi_epi64(b[h], b[h + 1]);
+  }
+}
+
+/* Requantizes 4 vectors of 16 int32 accumulators (bias already in) of one output channel
+ * (XNNPACK's fp32 path: scale, clamp above in float, round half to even; the saturating
+ * packs clamp below): 64 int8 in "packed" order, where dword 4L + j holds the 4 results of
+ * rows 16 j + 4 L .. 16 j + 4 L + 3 (undone by the stores, see tfc_i8q_row). */
+TFC_VNNI_TARGET __attribute__((always_inline)) static inline __m512i tfc_requant64(
+    __m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512 m, __m512 hi, __m512i zp16, __m512i qmin8) {
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a0), m), hi));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a1), m), hi));
+  const __m512i q2 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a2), m), hi));
+  const __m512i q3 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a3), m), hi));
+  const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(q0, q1), zp16);
+  const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(q2, q3), zp16);
+  return _mm512_max_epi8(_mm512_packs_epi16(p01, p23), qmin8);
+}
+
+/* Row of the tile held by byte i of 128-bit lane L after tfc_requant64 + tfc_transpose16_u8. */
+static inline int tfc_i8q_row(int L, int i) { return 16 * (i / 4) + 4 * L + (i % 4); }
+
+/* One output channel n over V*16 rows of the tile: every quad entry is one broadcast
+ * dword of 4 int8 weights against V vectors of 16 rows x 4 uint8 inputs (vpdpbusd),
+ * accumulators start at bias + zero-point correction; 64 int8 results to yrow. */
+TFC_VNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_channel(
+    const TfcState* s, int n, const uint8_t* xt, int32_t add, __m512 hi, __m512i zp16, __m512i qmin8,
+    int8_t* yrow, const int V) {
+  __m512i a[4];
+  for (int v = 0; v < 4; ++v) a[v] = _mm512_set1_epi32(add);
+  const uint32_t b0 = s->i8q_ptr[n], e = s->i8q_ptr[n + 1];
+  const uint32_t* off = s->i8q_off;
+  const int32_t* w = s->i8q_w;
+  for (uint32_t j = b0; j < e; ++j) {
+    const __m512i wv = _mm512_set1_epi32(w[j]);
+    const uint8_t* xr = xt + off[j];
+    for (int v = 0; v < V; ++v) a[v] = _mm512_dpbusd_epi32(a[v], _mm512_load_si512((const void*)(xr + 64 * v)), wv);
+  }
+  const __m512 m = _mm512_set1_ps(s->multipliers[n]);
+  _mm512_store_si512((void*)yrow, tfc_requant64(a[0], a[1], a[2], a[3], m, hi, zp16, qmin8));
+}
+
+/* int8, many rows (1x1 convolutions, batched FC), AVX-512 VNNI: a tile of T = 64
+ * rows is transposed to xt[ceil(K/4)][T][4] uint8 (x ^ 0x80 = x + 128; the +128
+ * and the input zero point are folded into a per-channel constant) with 16 x 16
+ * dword register transposes; each output channel runs its quad list
+ * (tfc_build_i8_quads); 16 channels x 64 rows of int8 results are transposed
+ * back (16 x 16 byte transposes) and stored as 16-byte row segments of NHWC. */
+TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  const int K = s->k_in, N = s->n_out, T = TFC_I8_TILE, rows = s->rows, K4 = (K + 3) / 4;
+  const int8_t* x = (const int8_t*)io->x;
+  const int32_t* bias = (const int32_t*)io->bias;
+  int8_t* y = (int8_t*)io->y;
+  uint8_t* xt = (uint8_t*)scratch; /* [K4][T][4], then yt[16][T] */
+  int8_t* yt = (int8_t*)((uint8_t*)scratch + tfc_round64((size_t)K4 * (size_t)T * 4u));
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  const __m512 hi = _mm512_set1_ps((float)(s->qmax - s->zp_out));
+  const __m512i zp16 = _mm512_set1_epi16((short)s->zp_out), qmin8 = _mm512_set1_epi8((char)s->qmin);
+  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+    const int t = rows - p0 < T ? rows - p0 : T;
+    const int V = (t + 15) / 16;
+    for (int c0 = 0; c0 < K; c0 += 64) {
+      const int kc = K - c0 < 64 ? K - c0 : 64, nq = (kc + 3) / 4;
+      const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1u);
+      for (int pb = 0; pb < 16 * V; pb += 16) {
+        __m512i r[16];
+        for (int q = 0; q < 16; ++q)
+          r[q] = pb + q < t ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, x + (size_t)(p0 + pb + q) * K + c0), flip)
+                            : _mm512_setzero_si512();
+        tfc_transpose16((__m512*)r);
+        for (int i = 0; i < nq; ++i) _mm512_store_si512((void*)(xt + ((size_t)(c0 / 4 + i) * T + pb) * 4u), r[i]);
+      }
+    }
+    for (int n0 = 0; n0 < N; n0 += 16) {
+      const int nb = N - n0 < 16 ? N - n0 : 16;
+      for (int c = 0; c < nb; ++c) {
+        const int n = n0 + c;
+        const int32_t add = (int32_t)((uint32_t)(bias ? bias[n] : 0) + (uint32_t)s->i8q_corr[n]);
+        int8_t* yrow = yt + (size_t)c * T;
+        switch (V) {
+          case 1: tfc_i8q_channel(s, n, xt, add, hi, zp16, qmin8, yrow, 1); break;
+          case 2: tfc_i8q_channel(s, n, xt, add, hi, zp16, qmin8, yrow, 2); break;
+          case 3: tfc_i8q_channel(s, n, xt, add, hi, zp16, qmin8, yrow, 3); break;
+          default: tfc_i8q_channel(s, n, xt, add, hi, zp16, qmin8, yrow, 4); break;
+        }
+      }
+      __m512i r[16];
+      for (int c = 0; c < 16; ++c) r[c] = c < nb ? _mm512_load_si512((const void*)(yt + (size_t)c * T)) : _mm512_setzero_si512();
+      tfc_transpose16_u8(r); /* r[i] lane L = row tfc_i8q_row(L, i), 16 channels */
+      const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
+      for (int i = 0; i < 16; ++i)
+        for (int L = 0; L < 4; ++L) {
+          const int row = tfc_i8q_row(L, i);
+          if (row >= t) continue;
+          int8_t* dst = y + (size_t)(p0 + row) * N + n0;
+          __m128i v;
+          switch (L) {
+            case 0: v = _mm512_extracti32x4_epi32(r[i], 0); break;
+            case 1: v = _mm512_extracti32x4_epi32(r[i], 1); break;
+            case 2: v = _mm512_extracti32x4_epi32(r[i], 2); break;
+            default: v = _mm512_extracti32x4_epi32(r[i], 3); break;
+          }
+          if (nb == 16) _mm_storeu_si128((__m128i*)dst, v);
+          else _mm_mask_storeu_epi8(dst, nm, v);
+        }
+    }
+  }
+}
+
+/* int8, 1-15 rows (FC at small batch), AVX-512 VNNI: lanes are 16 consecutive output
+ * channels; per 32-quad window of x (128 uint8 in two registers) one vpermt2d fetches each
+ * lane's input dword, one vpdpbusd multiplies it by the lane's 4 weights; two rows per pass
+ * share the index and weight loads.  Units: output slices [u0, u1). */
+TFC_VNNI_TARGET static void tfc_rows_i8_win_vnni(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  (void)scratch;
+  const int K = s->k_in, N = s->n_out, W4 = s->i8w_windows, rows = s->rows;
+  const int8_t* x = (const int8_t*)io->x;
+  const int32_t* bias = (const int32_t*)io->bias;
+  int8_t* y = (int8_t*)io->y;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  const __m512 hi = _mm512_set1_ps((float)(s->qmax - s->zp_out));
+  const __m512i zp = _mm512_set1_epi32(s->zp_out), qmin = _mm512_set1_epi32(s->qmin);
+  for (int sl = u0; sl < u1; ++sl) {
+    const int n0 = 16 * sl, nb = N - n0 < 16 ? N - n0 : 16;
+    const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
+    __m512i add = _mm512_maskz_loadu_epi32(nm, s->i8q_corr + n0);
+    if (bias) add = _mm512_add_epi32(add, _mm512_maskz_loadu_epi32(nm, bias + n0));
+    const __m512 m = _mm512_maskz_loadu_ps(nm, s->multipliers + n0);
+    for (int p = 0; p < rows; p += 2) {
+      const int two = p + 1 < rows;
+      const int8_t* xa = x + (size_t)p * K;
+      const int8_t* xb = two ? xa + K : xa;
+      __m512i a = add, b = add;
+      for (int w = 0; w < W4; ++w) {
+        const int steps = s->i8w_steps[(size_t)sl * W4 + w];
+        if (steps == 0) continue;
+        const int c0 = 128 * w, kc = K - c0;
+        const __mmask64 m0 = kc >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1u);
+        const __mmask64 m1 = kc >= 128 ? ~(__mmask64)0 : (kc <= 64 ? 0 : (((__mmask64)1 << (kc - 64)) - 1u));
+        const __m512i xa0 = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m0, xa + c0), flip);
+        const __m512i xa1 = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m1, xa + c0 + 64), flip);
+        const __m512i xb0 = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m0, xb + c0), flip);
+        const __m512i xb1 = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m1, xb + c0 + 64), flip);
+        const size_t first = 16u * (size_t)s->i8w_first[(size_t)sl * W4 + w];
+        const uint8_t* idx = s->i8w_idx + first;
+        const int32_t* val = s->i8w_val + first;
+        for (int t = 0; t < steps; ++t, idx += 16, val += 16) {
+          const __m512i id = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)idx));
+          const __m512i wv = _mm512_load_si512((const void*)val);
+          a = _mm512_dpbusd_epi32(a, _mm512_permutex2var_epi32(xa0, id, xa1), wv);
+          b = _mm512_dpbusd_epi32(b, _mm512_permutex2var_epi32(xb0, id, xb1), wv);
+        }
+      }
+      __m512i qa = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), m), hi));
+      qa = _mm512_max_epi32(_mm512_add_epi32(qa, zp), qmin);
+      _mm_mask_storeu_epi8(y + (size_t)p * N + n0, nm, _mm512_cvtepi32_epi8(qa));
+      if (two) {
+        __m512i qb = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(b), m), hi));
+        qb = _mm512_max_epi32(_mm512_add_epi32(qb, zp), qmin);
+        _mm_mask_storeu_epi8(y + (size_t)(p + 1) * N + n0, nm, _mm512_cvtepi32_epi8(qb));
+      }
+    }
+  }
+}
+
+/* Scratch of tfc_rows_i8_vnni: xt[ceil(K/4)][T][4] then yt[16][T]. */
+static size_t tfc_i8q_scratch(const TfcState* s) {
+  return tfc_round64((size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u) + 16u * TFC_I8_TILE;
+}
+
 /* Scratch of the CSR kernel: xt[K + 1][T] (row K stays zero), then ytile[16 * groups + 1][T]. */
 static size_t tfc_csr_scratch(const TfcState* s, int T) {
   const size_t groups = ((size_t)s->n_out + 15u) / 16u;
@@ -377,6 +569,23 @@ static size_t tfc_csr_scratch(const TfcState* s, int T) {
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f")) return 0;
   const int win = s->index_bytes == 1, f32 = s->value_type == kTfLiteFloat32;
+  const int vnni = cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl");
+  if (!f32 && vnni && s->rows >= TFC_CSR_MIN_ROWS) {
+    plan->run = tfc_rows_i8_vnni;
+    plan->unit_kind = TFC_UNITS_ROWS;
+    plan->unit_rows = TFC_I8_TILE;
+    plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;
+    plan->scratch_bytes = tfc_i8q_scratch(s);
+    plan->needs = TFC_NEEDS_I8_QUADS;
+    plan->name = "avx512vnni_quads_i8";
+    return 1;
+  }
+  if (!f32 && vnni) {
+    tfc_plan_rows(s, plan, tfc_rows_i8_win_vnni, "avx512vnni_win_i8");
+    plan->needs = TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN;
+    return 1;
+  }
   if (f32 && s->rows >= TFC_CSR_MIN_ROWS) {
     plan->run = tfc_rows_f32_csr_avx512;
     plan->unit_kind = TFC_UNITS_ROWS;

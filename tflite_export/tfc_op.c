@@ -50,10 +50,16 @@ static int tfc_isa_cap(void) {
   return e[0] - '0';
 }
 
+/* Name of the kernel the last Prepare picked (tests check that a forced path is taken). */
+static const char* volatile tfc_last_plan = "";
+const char* TfcLastKernelName(void) { return tfc_last_plan; }
+
 static void tfc_pick_plan(TfcState* s) {
   s->isa_cap = tfc_isa_cap();
+  memset(&s->plan, 0, sizeof(s->plan));
   for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
-    if (kTfcPickers[i](s, s->isa_cap, &s->plan)) return;
+    if (kTfcPickers[i](s, s->isa_cap, &s->plan)) break;
+  tfc_last_plan = s->plan.name ? s->plan.name : "";
 }
 
 /* ------------------------------------------------------------------ threads
@@ -189,7 +195,7 @@ static void tfc_invoke_task(void* arg, int task, int worker) {
 }
 
 static void* tfc_worker_scratch(const TfcState* s, int worker) {
-  return (uint8_t*)s->scratch + (size_t)worker * s->scratch_stride;
+  return s->scratch == NULL ? NULL : (uint8_t*)s->scratch + (size_t)worker * s->scratch_stride;
 }
 
 /* --------------------------------------------------------------- lifecycle */
@@ -229,6 +235,7 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   free(s->row_sums);
   free(s->multipliers);
   tfc_free_csr(s);
+  tfc_free_i8_quads(s);
   tfc_pool_release(s->pool);
   free(s);
 }
@@ -354,6 +361,17 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     if ((s->csr_tile == 0 || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
       TFC_FAIL(ctx, "out of memory for the CSR weights");
     s->csr_blob = s->blob_seen;
+  }
+  if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
+    if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
+      TFC_FAIL(ctx, "out of memory for the int8 quad weights");
+    s->i8q_blob = s->blob_seen;
+    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && !s->i8w_built && !tfc_build_i8_windows(s))
+      TFC_FAIL(ctx, "out of memory for the windowed int8 weights");
+    /* sum_k w (x_k - zp) = sum_k w (x_k + 128) - (128 + zp) sum_k w, in uint32 wrap-around:
+     * exact whenever the true int32 accumulator fits (TFLite's own int8 kernels need that) */
+    for (int r = 0; r < s->n_out; ++r)
+      s->i8q_corr[r] = (int32_t)(0u - (uint32_t)(128 + s->zp_in) * (uint32_t)s->row_sums[r]);
   }
 
   /* per-worker scratch of the plan */

@@ -199,3 +199,167 @@ done:
   free(tval);
   return ok;
 }
+
+void tfc_free_i8_quads(TfcState* s) {
+  free(s->i8w_steps);
+  free(s->i8w_first);
+  free(s->i8w_idx);
+  tfc_free64(s->i8w_val);
+  s->i8w_steps = NULL;
+  s->i8w_first = NULL;
+  s->i8w_idx = NULL;
+  s->i8w_val = NULL;
+  s->i8w_built = 0;
+  free(s->i8q_ptr);
+  free(s->i8q_off);
+  free(s->i8q_w);
+  free(s->i8q_corr);
+  s->i8q_ptr = NULL;
+  s->i8q_off = NULL;
+  s->i8q_w = NULL;
+  s->i8q_corr = NULL;
+  s->i8q_tile = 0;
+}
+
+/* int8 weights re-laid for the many-row dot-product kernels: per output channel
+ * (natural order) one entry per 4-feature quad q (features 4q..4q+3, the last
+ * one zero-padded beyond K) holding any non-zero weight: the byte offset q*T*4 of
+ * the quad in the transposed tile xt[ceil(K/4)][T][4] and the 4 int8 weights as
+ * one little-endian dword (one vpdpbusd broadcast operand).  1x4-block weights
+ * (pruning.Block((1, 4))) give exactly one entry per stored block; unstructured
+ * weights give one per quad with any non-zero.  Returns 0 when out of memory. */
+int tfc_build_i8_quads(TfcState* s, int T) {
+  const int n = s->n_out, K4 = (s->k_in + 3) / 4, B = s->block, W = s->n_windows;
+  const int8_t* v = (const int8_t*)s->values;
+  tfc_free_i8_quads(s);
+  int ok = 0;
+  int32_t* mark = (int32_t*)malloc((size_t)K4 * sizeof(int32_t));
+  uint32_t* cnt = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  s->i8q_ptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  s->i8q_corr = (int32_t*)calloc((size_t)n + 1, sizeof(int32_t));
+  if (mark == NULL || cnt == NULL || s->i8q_ptr == NULL || s->i8q_corr == NULL) goto done;
+  for (int q = 0; q < K4; ++q) mark[q] = -1;
+  /* pass 0 counts the entries of each channel (quads are marked per slice lane, so
+   * one channel = one lane: its slots are visited consecutively per lane below) */
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int sl = 0; sl < s->n_slices; ++sl) {
+      const uint32_t b0 = s->slice_ptr[sl], e = s->slice_ptr[sl + 1];
+      for (int l = 0; l < 16; ++l) {
+        const uint32_t r = s->perm[sl * 16 + l];
+        if (r == 0xFFFFFFFFu) continue;
+        uint32_t* base = pass == 1 ? &cnt[r] : NULL; /* pass 1: cursor */
+        for (int clear = 0; clear < 2; ++clear) {
+          uint32_t i = b0 + (uint32_t)l;
+          int w = 0;
+          uint32_t wend = s->steps ? b0 + 16u * s->steps[(size_t)sl * W] : e;
+          for (; i < e; i += 16u) {
+            while (s->steps && i >= wend && w + 1 < W) { /* windowed: advance to the slot's window */
+              ++w;
+              wend += 16u * s->steps[(size_t)sl * W + w];
+            }
+            const uint32_t k0 = s->steps ? (uint32_t)w * 32u + ((const uint8_t*)s->col)[i]
+                              : (uint32_t)B * (s->index_bytes == 2 ? ((const uint16_t*)s->col)[i] : ((const uint32_t*)s->col)[i]);
+            for (int b = 0; b < B; ++b) {
+              const int8_t wv = v[(size_t)i * B + b];
+              if (wv == 0) continue;
+              const uint32_t k = k0 + (uint32_t)b, q = k / 4u;
+              if (clear) {
+                mark[q] = -1;
+                continue;
+              }
+              if (mark[q] < 0) {
+                if (pass == 0) {
+                  mark[q] = 0;
+                  cnt[r + 1]++;
+                } else {
+                  mark[q] = (int32_t)(*base)++;
+                  s->i8q_off[mark[q]] = q * (uint32_t)T * 4u;
+                  s->i8q_w[mark[q]] = 0;
+                }
+              }
+              if (pass == 1) {
+                uint32_t word = (uint32_t)s->i8q_w[mark[q]];
+                word |= (uint32_t)(uint8_t)wv << (8u * (k % 4u));
+                s->i8q_w[mark[q]] = (int32_t)word;
+              }
+            }
+          }
+        }
+      }
+    }
+    if (pass == 0) {
+      for (int r = 0; r < n; ++r) cnt[r + 1] += cnt[r];
+      memcpy(s->i8q_ptr, cnt, ((size_t)n + 1) * sizeof(uint32_t));
+      const uint32_t total = cnt[n];
+      s->i8q_off = (uint32_t*)malloc(((size_t)total + 1) * sizeof(uint32_t));
+      s->i8q_w = (int32_t*)malloc(((size_t)total + 1) * sizeof(int32_t));
+      if (s->i8q_off == NULL || s->i8q_w == NULL) goto done;
+    }
+  }
+  s->i8q_tile = T;
+  ok = 1;
+done:
+  free(mark);
+  free(cnt);
+  if (!ok) tfc_free_i8_quads(s);
+  return ok;
+}
+
+/* Windowed copy of the quads (built from tfc_build_i8_quads' lists) for the 1-15-row
+ * kernels: see i8w_* in tfc_internal.h.  Returns 0 when out of memory. */
+int tfc_build_i8_windows(TfcState* s) {
+  const int S = s->n_slices, W4 = (s->k_in + 127) / 128, T = s->i8q_tile;
+  int ok = 0;
+  uint32_t* cnt = (uint32_t*)malloc((size_t)W4 * sizeof(uint32_t));
+  s->i8w_steps = (uint8_t*)calloc((size_t)S * W4 + 1, 1);
+  s->i8w_first = (uint32_t*)calloc((size_t)S * W4 + 1, sizeof(uint32_t));
+  if (cnt == NULL || s->i8w_steps == NULL || s->i8w_first == NULL || T <= 0) goto done;
+  uint64_t steps = 0;
+  for (int sl = 0; sl < S; ++sl) {
+    for (int l = 0; l < 16; ++l) {
+      const int n = 16 * sl + l;
+      if (n >= s->n_out) break;
+      for (int w = 0; w < W4; ++w) cnt[w] = 0;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) cnt[s->i8q_off[j] / (4u * (uint32_t)T) / 32u]++;
+      for (int w = 0; w < W4; ++w)
+        if (cnt[w] > s->i8w_steps[(size_t)sl * W4 + w]) s->i8w_steps[(size_t)sl * W4 + w] = (uint8_t)cnt[w];
+    }
+    for (int w = 0; w < W4; ++w) {
+      s->i8w_first[(size_t)sl * W4 + w] = (uint32_t)steps;
+      steps += s->i8w_steps[(size_t)sl * W4 + w];
+    }
+  }
+  if (steps > 0x7FFFFFFu) goto done;
+  s->i8w_idx = (uint8_t*)calloc(16u * steps + 16u, 1);
+  s->i8w_val = (int32_t*)tfc_alloc64((16u * steps + 16u) * sizeof(int32_t));
+  if (s->i8w_idx == NULL || s->i8w_val == NULL) goto done;
+  memset(s->i8w_val, 0, (16u * steps + 16u) * sizeof(int32_t));
+  for (int sl = 0; sl < S; ++sl)
+    for (int l = 0; l < 16; ++l) {
+      const int n = 16 * sl + l;
+      if (n >= s->n_out) break;
+      for (int w = 0; w < W4; ++w) cnt[w] = 0;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
+        const uint32_t q = s->i8q_off[j] / (4u * (uint32_t)T), w = q / 32u;
+        const size_t slot = 16u * ((size_t)s->i8w_first[(size_t)sl * W4 + w] + cnt[w]++) + (size_t)l;
+        s->i8w_idx[slot] = (uint8_t)(q % 32u);
+        s->i8w_val[slot] = s->i8q_w[j];
+      }
+    }
+  s->i8w_windows = W4;
+  s->i8w_built = 1;
+  ok = 1;
+done:
+  free(cnt);
+  if (!ok) {
+    free(s->i8w_steps);
+    free(s->i8w_first);
+    free(s->i8w_idx);
+    tfc_free64(s->i8w_val);
+    s->i8w_steps = NULL;
+    s->i8w_first = NULL;
+    s->i8w_idx = NULL;
+    s->i8w_val = NULL;
+  }
+  return ok;
+}

@@ -38,6 +38,9 @@ TfLiteRegistration* TfcRegisterSparseConv1x1(void);
 TfLiteDelegate* TfcSparseDelegateCreate(void);
 void TfcSparseDelegateDelete(TfLiteDelegate* delegate);
 
+/* Name of the kernel the most recent Prepare picked (debugging and tests). */
+const char* TfcLastKernelName(void);
+
 /* ABI self-check for the host build: sizes the runtime must agree with. */
 int TfcAbiVersion(void);
 

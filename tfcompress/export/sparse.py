@@ -392,8 +392,9 @@ def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
 
 
 def _pack_for(kind, w2d, pat, op, subgraph, schema):
-    # 1x4 blocks: the B=4 kernel for float32; int8 runs faster through the windowed B=1 layout
-    block = 4 if pat["pattern"] == "block1x4" and w2d.dtype != np.int8 else 1
+    # 1x4 blocks: B=4 (1.5 bytes per int8 weight, 2 for B=1); the int8 kernels re-lay the weights
+    # in Prepare (quads of 4 input channels: one vpdpbusd operand per stored block)
+    block = 4 if pat["pattern"] == "block1x4" else 1
     act = _activation(op)
     if kind == "fc":
         keep = bool(getattr(op.builtinOptions, "keepNumDims", False)) if op.builtinOptions else False

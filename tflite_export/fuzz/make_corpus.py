@@ -48,6 +48,24 @@ def main(out_dir):
             with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                 f.write(data)
             i += 1
+    # int8, many rows and few rows (the VNNI quad kernel, the windowed VNNI row kernel): 1x4
+    # blocks and unstructured, K not a multiple of 64 (or of 4), N not a multiple of 16, every
+    # dispatch level (flag bits 6-7)
+    for n, k, blocks in [(37, 200, True), (20, 30, False), (40, 132, True)]:
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        if blocks:
+            w[np.repeat(rng.random((n, k // 4)) < 0.8, 4, axis=1)] = 0
+        else:
+            w[rng.random(w.shape) < 0.8] = 0
+        q = np.clip(np.round(w * 20), -127, 127).astype(np.int8)
+        blob = pack_sparse_weights(q, block=4 if blocks else 1, scales=np.full(n, 0.05, np.float32))
+        for rows in (1, 3, 16, 39):
+            for cap in (0, 2, 3):
+                opts = pack_options("RELU", 0)
+                data = bytes([1 | 2 | 4 | 8 | (cap << 6), rows, k % 256, len(opts)]) + opts + blob
+                with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
+                    f.write(data)
+                i += 1
     print(f"{i} seeds in {out_dir}")
 
 
