@@ -163,13 +163,14 @@ typedef struct TfcStateTag {
   uint8_t* i8w_idx; /* [steps * 16] */
   int32_t* i8w_val; /* [steps * 16], 64-byte aligned */
   /* threads (tfc_op.c, Prepare): Invoke runs task i on units [task_u[i], task_u[i+1]) on the
-   * interpreter's pool; the CSR kernel's units are (tile, part) pairs, part p covering the
+   * interpreter's pool.  Few row tiles: the units of the tiled many-row kernels (float32 CSR,
+   * int8 quads) are (tile, part) pairs, u = tile * tile_parts + part, part p covering the
    * 16-channel groups [part_g[p], part_g[p+1]) (parts balanced by stored weights) */
   struct TfcPool* pool; /* NULL: one thread */
   int workers; /* threads Invoke may use (scratch allocated for this many) */
   int n_tasks;
   int task_u[TFC_MAX_TASKS + 1];
-  int csr_parts; /* 1: units are whole tiles */
+  int tile_parts; /* 1: units are whole tiles */
   int part_g[TFC_MAX_PARTS + 1];
 } TfcState;
 

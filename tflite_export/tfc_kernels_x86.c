@@ -280,7 +280,7 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
   float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
   memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float)); /* the padding entries' row */
   /* unit u = (tile u / parts, channel part u % parts); parts = 1: whole tiles */
-  const int parts = s->csr_parts > 1 ? s->csr_parts : 1;
+  const int parts = s->tile_parts > 1 ? s->tile_parts : 1;
   int have_tile = -1; /* tile already transposed into xt */
   for (int u = u0; u < u1; ++u) {
     const int tile = u / parts, part = u % parts, p0 = tile * T;
@@ -446,10 +446,17 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const __m512 hi = _mm512_set1_ps((float)(s->qmax - s->zp_out));
   const __m512i zp16 = _mm512_set1_epi16((short)s->zp_out), qmin8 = _mm512_set1_epi8((char)s->qmin);
-  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+  /* unit u = (tile u / parts, channel part u % parts); parts = 1: whole tiles */
+  const int parts = s->tile_parts > 1 ? s->tile_parts : 1;
+  int have_tile = -1; /* tile already transposed into xt */
+  for (int u = u0; u < u1; ++u) {
+    const int tile = u / parts, part = u % parts, p0 = tile * T;
+    if (p0 >= rows) break;
     const int t = rows - p0 < T ? rows - p0 : T;
     const int V = (t + 15) / 16;
-    for (int c0 = 0; c0 < K; c0 += 64) {
+    const int n_begin = parts > 1 ? 16 * s->part_g[part] : 0;
+    const int n_end = parts > 1 && 16 * s->part_g[part + 1] < N ? 16 * s->part_g[part + 1] : N;
+    for (int c0 = 0; tile != have_tile && c0 < K; c0 += 64) { /* transpose the tile once */
       const int kc = K - c0 < 64 ? K - c0 : 64, nq = (kc + 3) / 4;
       const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1u);
       for (int pb = 0; pb < 16 * V; pb += 16) {
@@ -461,7 +468,8 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
         for (int i = 0; i < nq; ++i) _mm512_store_si512((void*)(xt + ((size_t)(c0 / 4 + i) * T + pb) * 4u), r[i]);
       }
     }
-    for (int n0 = 0; n0 < N; n0 += 16) {
+    have_tile = tile;
+    for (int n0 = n_begin; n0 < n_end; n0 += 16) {
       const int nb = N - n0 < 16 ? N - n0 : 16;
       for (int c = 0; c < nb; ++c) {
         const int n = n0 + c;

@@ -114,7 +114,7 @@ static uint64_t tfc_invoke_macs(const TfcState* s) {
 
 /* The pool, the CSR channel parts and the tasks of this node for `workers` threads. */
 static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
-  s->csr_parts = 1;
+  s->tile_parts = 1;
   s->n_tasks = 1;
   s->task_u[0] = 0;
   s->task_u[1] = s->plan.units;
@@ -144,31 +144,47 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
     return 0;
   }
   const uint64_t* ucost = NULL;
-  if (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0 && units < workers * TFC_PART_UNITS_PER_WORKER) {
-    /* few row tiles (7x7, 14x14 maps): also split each tile's channel groups, balanced by
-     * the stored entries of each group (all chunks) plus its transpose-and-store */
+  const int csr = s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0;
+  const int quads = s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 && s->plan.unit_kind == TFC_UNITS_ROWS;
+  if ((csr || quads) && units < workers * TFC_PART_UNITS_PER_WORKER) {
+    /* few row tiles (7x7, 14x14 maps): also split each tile's 16-channel groups, balanced by
+     * the stored weights of each group plus its transpose-and-store */
     const int want_units = workers * TFC_PART_UNITS_PER_WORKER;
     int parts = (want_units + units - 1) / units;
     if (parts > G) parts = G;
     if (parts > TFC_MAX_PARTS) parts = TFC_MAX_PARTS;
     if (parts > 1) {
-      const int per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
-      const size_t nper = (size_t)per_group * (size_t)G;
       for (int g = 0; g < G; ++g) {
         uint64_t e = 0;
-        for (int c = 0; c < s->csr_chunks; ++c)
-          e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * (g + 1))] -
-               s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g)];
-        cost[g] = e * (s->csr_quads ? 4u : 2u) + 64u;
+        if (csr) {
+          const int per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
+          const size_t nper = (size_t)per_group * (size_t)G;
+          for (int c = 0; c < s->csr_chunks; ++c)
+            e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * (g + 1))] -
+                 s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g)];
+          e *= s->csr_quads ? 4u : 2u;
+        } else { /* int8 quads of the group's channels, 4 weights each */
+          const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
+          e = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]);
+        }
+        cost[g] = e + 64u;
       }
       parts = tfc_split_units(G, cost, parts, gb);
       for (int i = 0; i <= parts; ++i) s->part_g[i] = gb[i];
-      s->csr_parts = parts;
+      s->tile_parts = parts;
       units *= parts;
       s->plan.units = units;
     }
-  } else if (s->plan.unit_kind == TFC_UNITS_SLICES) {
-    /* slices have uneven lengths (sorted by non-zero count): balance by stored slots */
+  } else if (s->plan.unit_kind == TFC_UNITS_SLICES && (s->plan.needs & TFC_NEEDS_I8_WIN) && s->i8w_built) {
+    /* windowed int8 slices (natural channel order): balance by their steps */
+    for (int sl = 0; sl < units; ++sl) {
+      uint64_t e = 4u;
+      for (int w = 0; w < s->i8w_windows; ++w) e += s->i8w_steps[(size_t)sl * (size_t)s->i8w_windows + (size_t)w];
+      cost[sl] = e;
+    }
+    ucost = cost;
+  } else if (s->plan.unit_kind == TFC_UNITS_SLICES && units <= s->n_slices) {
+    /* packed slices have uneven lengths (sorted by non-zero count): balance by stored slots */
     for (int sl = 0; sl < units; ++sl) cost[sl] = (uint64_t)(s->slice_ptr[sl + 1] - s->slice_ptr[sl]) + 16u;
     ucost = cost;
   }

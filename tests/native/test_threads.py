@@ -73,6 +73,16 @@ from tfcompress.pruning import Block, Unstructured  # noqa: E402
 THREADS = (1, 2, 3, 4)
 
 
+def _last_kernel_name():
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    lib = ctypes.CDLL(library_path())
+    lib.TfcLastKernelName.restype = ctypes.c_char_p
+    return lib.TfcLastKernelName().decode()
+
+
 def _pool_threads():
     """Live threads of this process named tfc-pool-* (the sparse kernels' workers)."""
     n = 0
@@ -246,3 +256,29 @@ def test_int8_threads_bitwise_equal_and_within_one_step_of_tflite(case, rng):
     for t in THREADS[1:]:
         assert np.array_equal(outs[t], outs[1]), t
     assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_portable_kernels_on_threads(dtype, rng, monkeypatch):
+    """The portable C kernels (TFCOMPRESS_ISA_CAP=0: what ARM and other CPUs run without the
+    SIMD files) split over threads give the same bits as on one thread."""
+    monkeypatch.setenv("TFCOMPRESS_ISA_CAP", "0")
+    model = _conv_chain(24, (64, 96, 40), Unstructured(), rng)
+    x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
+    if dtype == "int8":
+        calib = rng.standard_normal((32, 24, 24, 64)).astype("float32")
+        dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+        scale, zero = load_interpreter(dense).get_input_details()[0]["quantization"]
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    else:
+        dense, _ = export_tflite(model)
+    sparse = rewrite_tflite(dense, "custom")
+    outs = {t: _run(load_interpreter(sparse, num_threads=t), x) for t in (1, 2, 3)}
+    assert _last_kernel_name().startswith("portable_"), _last_kernel_name()
+    assert np.array_equal(outs[2], outs[1]) and np.array_equal(outs[3], outs[1])
+    if dtype == "float32":
+        ref = _numpy_reference(model, x)
+        assert np.abs(outs[1] - ref).max() <= 1e-5 * np.abs(ref).max()
+    else:
+        y_dense = _run(load_interpreter(dense, num_threads=1), x)
+        assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
