@@ -15,7 +15,7 @@ machine is shared: 2-thread figures on 2 cores are as good as the other processe
 
     python benchmarks/sparse_threads.py                 # ~3-5 min
     python benchmarks/sparse_threads.py --rounds 10     # quicker, noisier
-    python benchmarks/sparse_threads.py --spin          # also the pool's spin time (0 / 50 / 200 us)
+    python benchmarks/sparse_threads.py --spin 0,200    # also the pool's spin time (default 50 us)
 
 Writes benchmarks/results/sparse_threads.json (or --out).
 """
@@ -159,8 +159,8 @@ def main():
     ap.add_argument("--threads", default="1,2,4")
     ap.add_argument("--dtypes", default="float32,int8")
     ap.add_argument("--sparsity", type=float, default=0.8)
-    ap.add_argument("--spin", action="store_true", help="also sparse float32 at 2 threads with the pool's spin "
-                                                        "time TFC_POOL_SPIN_US = 0 / 200 (default 50)")
+    ap.add_argument("--spin", default="", help="comma-separated TFC_POOL_SPIN_US values (the pool's default is "
+                                                "50): also every sparse file at 2 threads with each")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "sparse_threads.json"))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -168,9 +168,9 @@ def main():
     rng = np.random.default_rng(0)
     files, facts = build_files(dtypes, args.sparsity, rng)
     extra = {}
-    if args.spin and "float32" in files:
-        for us in ("0", "200"):
-            extra[("float32", f"sparse_spin{us}us", 2)] = (files["float32"]["sparse"], 2, {"TFC_POOL_SPIN_US": us})
+    for us in filter(None, args.spin.split(",")):
+        for dtype in files:
+            extra[(dtype, f"sparse_spin{us}us", 2)] = (files[dtype]["sparse"], 2, {"TFC_POOL_SPIN_US": us})
     load_before = os.getloadavg()
     t0 = time.time()
     per_round, checks = bench(files, threads, args.rounds, args.invokes, rng, extra)

@@ -78,10 +78,15 @@ static void tfc_pick_plan(TfcState* s) {
  * (each part transposes its tile again, so fewer than TFC_TASKS_PER_WORKER) */
 #define TFC_PART_UNITS_PER_WORKER 2
 
-/* Workers Invoke may split the units over (scratch is allocated for this many). */
+/* Workers Invoke may split the units over (scratch is allocated for this many): the
+ * interpreter's threads, at most the CPUs online (more threads than cores only add waiting
+ * on descheduled workers; TFCOMPRESS_THREADS_OVERSUBSCRIBE=1 lifts that cap, for tests). */
 static int tfc_workers(const TfLiteContext* ctx) {
-  const int n = ctx->recommended_num_threads;
-  return n <= 1 ? 1 : (n > TFC_MAX_THREADS ? TFC_MAX_THREADS : n);
+  int n = ctx->recommended_num_threads;
+  if (n > TFC_MAX_THREADS) n = TFC_MAX_THREADS;
+  const char* over = getenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE");
+  if (!(over != NULL && over[0] == '1') && n > tfc_online_cpus()) n = tfc_online_cpus();
+  return n <= 1 ? 1 : n;
 }
 
 /* Splits [0, units) into n ranges of about equal cost (cost[u] >= 0; NULL: all units equal);

@@ -14,7 +14,9 @@
  *
  * Wake-up latency: workers spin (pause / yield instruction, clock read every
  * 64 turns) for spin_ns after their last task, then sleep on the generation
- * word; the caller spins for spin_ns on `done`, then sleeps on it.  Linux and
+ * word; the caller, which has nothing else to run, pause-spins 5 us on `done`,
+ * then sched_yield()s (a descheduled worker may need its core) up to 2 ms,
+ * then sleeps on it.  Linux and
  * Android sleep in futex(FUTEX_WAIT_PRIVATE); other systems (iOS, macOS) on a
  * condition variable.
  */
@@ -26,23 +28,26 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__linux__) && !defined(TFC_POOL_NO_FUTEX) /* TFC_POOL_NO_FUTEX: test the condvar path */
 #include <linux/futex.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 #define TFC_HAVE_FUTEX 1
 #else
 #define TFC_HAVE_FUTEX 0
 #endif
 
-#define TFC_POOL_SPIN_US_DEFAULT 50
+#define TFC_POOL_SPIN_US_DEFAULT 20
+#define TFC_POOL_CALLER_PAUSE_NS 5000L   /* caller waiting for the last tasks: pause-spin this long, */
+#define TFC_POOL_CALLER_YIELD_NS 2000000L /* then sched_yield() up to this, then sleep */
 
 typedef struct {
   struct TfcPool* pool;
@@ -287,6 +292,11 @@ int tfc_pool_threads(const TfcPool* p) { return p == NULL ? 1 : p->threads; }
 
 int tfc_pool_live_workers(void) { return atomic_load(&tfc_live_workers); }
 
+int tfc_online_cpus(void) {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : (n > TFC_POOL_MAX_THREADS ? TFC_POOL_MAX_THREADS : (int)n);
+}
+
 void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* arg) {
   if (n_tasks <= 0) return;
   if (p == NULL || n_tasks == 1 || max_threads <= 1 || p->threads <= 1 || atomic_flag_test_and_set(&p->busy)) {
@@ -305,10 +315,17 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   tfc_run_tasks(p, gen, n_tasks, fn, arg, 0);
   unsigned d = atomic_load(&p->done);
   if (d != (unsigned)n_tasks) {
-    const long long deadline = tfc_now_ns() + p->spin_ns;
+    /* the caller has nothing else to do: pause-spin briefly, then yield the core (to a
+     * descheduled worker, or anything else runnable) until the wait gets long */
+    const long long start = tfc_now_ns();
     for (int i = 1; (d = atomic_load(&p->done)) != (unsigned)n_tasks; ++i) {
-      tfc_cpu_relax();
-      if ((i & 63) == 0 && tfc_now_ns() > deadline) break;
+      if ((i & 63) != 0) {
+        tfc_cpu_relax();
+        continue;
+      }
+      const long long waited = tfc_now_ns() - start;
+      if (waited > TFC_POOL_CALLER_YIELD_NS) break;
+      if (waited > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
     }
     if (d != (unsigned)n_tasks) {
       atomic_store(&p->caller_waiting, 1);

@@ -18,10 +18,13 @@
  * (`worker` selects per-worker scratch memory, nothing else).
  *
  * Waking: a worker that finished a job spins on the job counter for a short
- * time (TFC_POOL_SPIN_US, default 50 us, or the environment variable
- * TFC_POOL_SPIN_US read once at pool creation), then sleeps (futex on Linux /
- * Android, a condition variable elsewhere).  The caller spins while the last
- * tasks finish, then sleeps the same way.
+ * time (20 us, or the environment variable TFC_POOL_SPIN_US read once at pool
+ * creation: long enough to catch the next sparse node when only a small op
+ * runs in between, short enough not to steal the core from XNNPACK's own
+ * workers during the dense ops; measured in benchmarks/sparse_threads.py
+ * --spin), then sleeps (futex on Linux / Android, a condition variable
+ * elsewhere).  The caller pause-spins / yields while the last tasks finish,
+ * then sleeps the same way.
  *
  * Plain C11 atomics + pthreads: Linux, Android, iOS/macOS.
  */
@@ -62,6 +65,9 @@ void tfc_pool_run(TfcPool* pool, int n_tasks, int max_threads, TfcTaskFn fn, voi
 
 /* Number of live worker threads of all pools in the process (tests). */
 int tfc_pool_live_workers(void);
+
+/* CPUs online (sysconf), in [1, TFC_POOL_MAX_THREADS]. */
+int tfc_online_cpus(void);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,13 @@ from tfcompress.pruning import Block, Unstructured  # noqa: E402
 THREADS = (1, 2, 3, 4)
 
 
+@pytest.fixture(autouse=True)
+def _oversubscribe(monkeypatch):
+    """The kernels use at most as many threads as CPUs are online; CI machines have 2, and the
+    3- and 4-way splits are tested too (test_threads_capped_at_online_cpus checks the cap)."""
+    monkeypatch.setenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE", "1")
+
+
 def _last_kernel_name():
     import ctypes
 
@@ -282,3 +289,19 @@ def test_portable_kernels_on_threads(dtype, rng, monkeypatch):
     else:
         y_dense = _run(load_interpreter(dense, num_threads=1), x)
         assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
+
+
+def test_threads_capped_at_online_cpus(rng, monkeypatch):
+    """More threads than CPUs online: the kernels use one per CPU (XNNPACK's ops still get
+    num_threads), and the result is the 1-thread result."""
+    monkeypatch.delenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE")
+    cpus = os.sysconf("SC_NPROCESSORS_ONLN")
+    model = _conv_chain(24, (64, 96, 40), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
+    ref = _run(load_interpreter(sparse, num_threads=1), x)
+    gc.collect()
+    base = _pool_threads()
+    interp = load_interpreter(sparse, num_threads=cpus + 2)
+    assert np.array_equal(_run(interp, x), ref)
+    assert _pool_threads() - base == min(cpus, 8) - 1
