@@ -74,9 +74,11 @@ static void tfc_pick_plan(TfcState* s) {
 #define TFC_PAR_MIN_MACS 150000
 /* Tasks per thread: more balances preemption and uneven units, fewer costs less claiming. */
 #define TFC_TASKS_PER_WORKER 4
-/* CSR kernel with fewer row tiles than this per thread: tiles are split into channel parts
- * (each part transposes its tile again, so fewer than TFC_TASKS_PER_WORKER) */
-#define TFC_PART_UNITS_PER_WORKER 2
+/* Tiled many-row kernels (float32 CSR, int8 quads) with fewer row tiles than this per thread
+ * (MobileNetV2: 1 tile at 7x7, 4 tiles at 14x14, the last one nearly empty): tiles are split
+ * into channel parts too (each part transposes its tile again, so fewer than
+ * TFC_TASKS_PER_WORKER) */
+#define TFC_PART_UNITS_PER_WORKER 3
 
 /* Workers Invoke may split the units over (scratch is allocated for this many): the
  * interpreter's threads, at most the CPUs online (more threads than cores only add waiting
