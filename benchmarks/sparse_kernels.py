@@ -6,6 +6,8 @@ kept, so the ratios are comparable even on a busy machine.
 
     python benchmarks/sparse_kernels.py            # full run (~5-10 min)
     python benchmarks/sparse_kernels.py --quick    # a few configurations
+    python benchmarks/sparse_kernels.py --int8     # int8 rows only (MobileNetV2 int8, per layer,
+                                                   # cost-model fit): results/sparse_kernels_int8*.json
 
 Writes benchmarks/results/sparse_kernels.json and sparse_kernels_speedup.png.
 """
@@ -26,7 +28,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfcompress.export import benchmark_tflite, export_tflite, load_interpreter, run_tflite  # noqa: E402
-from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report  # noqa: E402
+from tfcompress.export.sparse import (int8_cost_features, predict_int8_us, rewrite_tflite,  # noqa: E402
+                                      sparse_kernel_report)
 from tfcompress.pruning import Block, Unstructured  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,7 +141,7 @@ def bench_fc(configs, rng):
     return rows
 
 
-MOBILENET_PATTERNS = {"unstructured": Unstructured(), "block4x1": Block((4, 1))}
+MOBILENET_PATTERNS = {"unstructured": Unstructured(), "block4x1": Block((4, 1)), "block1x4": Block((1, 4))}
 
 
 def mobilenet_v2(pattern, sparsity, rng):
@@ -172,7 +175,7 @@ def bench_mobilenet(rng, sparsity=0.8, rounds=30):
                                   "(tfcompress.pruning Unstructured() or Block((4, 1))), BatchNorm "
                                   "statistics re-estimated; batch 1, 1 thread, XNNPACK for the rest"}
     x = rng.random((2, 224, 224, 3)).astype("float32")
-    for pattern in MOBILENET_PATTERNS:
+    for pattern in ("unstructured", "block4x1"):
         model, pruned = mobilenet_v2(pattern, sparsity, rng)
         dense, _ = export_tflite(model)
         custom = rewrite_tflite(dense, "custom")
@@ -188,7 +191,7 @@ def bench_mobilenet(rng, sparsity=0.8, rounds=30):
         out[pattern] = res
         variants.update({f"{pattern}/dense": dense, f"{pattern}/custom": custom, f"{pattern}/auto": auto})
     t = timed(variants, runs=10, rounds=rounds)
-    for pattern in MOBILENET_PATTERNS:
+    for pattern in ("unstructured", "block4x1"):
         res = out[pattern]
         for name in ("dense", "custom", "auto"):
             res[f"{name}_ms"] = t[f"{pattern}/{name}"]
@@ -200,6 +203,209 @@ def bench_mobilenet(rng, sparsity=0.8, rounds=30):
               f"({res['speedup_auto']:.2f}x, {res['auto_layers']} layers) | rel err "
               f"{res['custom_max_rel_err']:.1e} (output scale {res['output_scale']:.2f})", flush=True)
     return out
+
+
+# ---------------------------------------------------------------------------------------- int8
+
+def interleaved(variants, rounds, runs):
+    """Per variant: the median latency (ms) of each of `rounds` interleaved rounds."""
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, tfl in variants.items():
+            times[name].append(benchmark_tflite(tfl, runs=runs, warmup=2, num_threads=1)["median_ms"])
+    return times
+
+
+def _summary(ms):
+    ms = np.asarray(ms)
+    return {"median_ms": float(np.median(ms)), "p25_ms": float(np.percentile(ms, 25)),
+            "p75_ms": float(np.percentile(ms, 75)), "min_ms": float(ms.min()), "max_ms": float(ms.max())}
+
+
+def int8_layer(kind, rows_shape, kernel_kn, rng, activation="relu6"):
+    """Dense int8 TFLite bytes of one FC / 1x1 conv (the op alone) with the given [K, N] kernel."""
+    k, n = kernel_kn.shape
+    inp = keras.Input(tuple(rows_shape) + (k,))
+    if kind == "conv":
+        out = keras.layers.Conv2D(n, 1, activation=activation)(inp)
+        kernel = kernel_kn.reshape(1, 1, k, n)
+    else:
+        out = keras.layers.Dense(n, activation=activation)(inp)
+        kernel = kernel_kn
+    m = keras.Model(inp, out)
+    m.layers[-1].kernel.assign(kernel)
+    m.layers[-1].bias.assign(rng.standard_normal(n).astype("float32") * 0.1)
+    calib = rng.standard_normal((8,) + tuple(rows_shape) + (k,)).astype("float32")
+    dense, _ = export_tflite(m, quantize="int8", representative_data=calib)
+    return dense
+
+
+def int8_layer_specs(model=None):
+    """(kind, rows shape, [K, N] kernel, label) of the per-layer int8 measurements: every distinct
+    1x1 conv of the pruned MobileNetV2 (`model`), plus a grid of FC / conv shapes and sparsities
+    for the cost-model fit."""
+    rng = np.random.default_rng(1)
+    specs, seen = [], set()
+    if model is not None:
+        for layer in model.layers:
+            if type(layer) is keras.layers.Conv2D and tuple(layer.kernel.shape[:2]) == (1, 1):
+                h, w, k = layer.input.shape[1:]
+                n = layer.kernel.shape[-1]
+                if (h, w, k, n) in seen:
+                    continue
+                seen.add((h, w, k, n))
+                specs.append(("conv", (h, w), layer.kernel.numpy().reshape(k, n), f"mobilenet {h}x{w} {k}->{n}"))
+    for (hw, k, n) in [(28, 64, 64), (14, 256, 256), (56, 32, 64), (7, 512, 512), (28, 128, 48)]:
+        for sparsity in (0.5, 0.7, 0.9):
+            w = prune_kn(rng.standard_normal((k, n)).astype("float32"), "block1x4", sparsity, rng)
+            specs.append(("conv", (hw, hw), w, f"grid conv {hw}x{hw} {k}->{n} block1x4 {sparsity:.0%}"))
+    for (p, k, n) in [(1, 1280, 1000), (1, 2048, 2048), (1, 512, 512), (1, 256, 1024), (4, 1024, 1024),
+                      (32, 512, 512)]:
+        for pattern, sparsity in (("block1x4", 0.5), ("block1x4", 0.8), ("block1x4", 0.95), ("unstructured", 0.9)):
+            w = prune_kn(rng.standard_normal((k, n)).astype("float32"), pattern, sparsity, rng)
+            specs.append(("fc", (p,) if p > 1 else (), w, f"grid fc {p}x{k}->{n} {pattern} {sparsity:.0%}"))
+    return specs
+
+
+def bench_int8_layers(specs, rng, rounds):
+    """Each layer alone, dense int8 vs tfcompress ("custom"), interleaved rounds."""
+    models = {}
+    rows = []
+    for i, (kind, rows_shape, kn, label) in enumerate(specs):
+        dense = int8_layer(kind, rows_shape if kind == "conv" else (), kn, rng,
+                           activation="relu6" if kind == "conv" else None)
+        if kind == "fc" and rows_shape:  # batched FC: the Keras model is built for 1 row
+            dense = _fc_batched(kn, rows_shape[0], rng)
+        custom = rewrite_tflite(dense, "custom")
+        (rep,) = sparse_kernel_report(custom)
+        p = int(np.prod(rows_shape)) if rows_shape else 1
+        feats = int8_cost_features(kn.T, p)
+        models[f"{i}/dense"], models[f"{i}/custom"] = dense, custom
+        rows.append({"label": label, "kind": kind, "features": feats, "sparsity": rep["sparsity"],
+                     "pattern": rep["pattern"], "emitted": rep["emitted"]})
+    times = interleaved(models, rounds, runs=15)
+    for i, row in enumerate(rows):
+        row["dense"] = _summary(times[f"{i}/dense"])
+        row["custom"] = _summary(times[f"{i}/custom"])
+        row["speedup"] = row["dense"]["median_ms"] / row["custom"]["median_ms"]
+        d_us, s_us = predict_int8_us(row["features"])
+        row["predicted_us"] = {"dense": d_us, "custom": s_us}
+        print(f"{row['label']:>42} | dense {row['dense']['median_ms'] * 1e3:7.1f} us | tfcompress "
+              f"{row['custom']['median_ms'] * 1e3:7.1f} us ({row['speedup']:4.2f}x) | predicted "
+              f"{d_us:6.1f} / {s_us:6.1f} us", flush=True)
+    return rows
+
+
+def _fc_batched(kn, batch, rng):
+    k, n = kn.shape
+    m = keras.Sequential([keras.Input((k,), batch_size=batch), keras.layers.Dense(n)])
+    m.layers[-1].kernel.assign(kn)
+    m.layers[-1].bias.assign(rng.standard_normal(n).astype("float32") * 0.1)
+    calib = rng.standard_normal((8, k)).astype("float32")
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.repeat(c[None], batch, 0)] for c in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def fit_int8_cost(rows):
+    """Non-negative least squares fit of the int8 cost model (tfcompress.export.sparse.INT8_COST)
+    on the per-layer medians, relative errors weighted equally (rows divided by the time)."""
+    from scipy.optimize import nnls
+
+    def feats(f, which):
+        p, k, n = f["rows"], f["K"], f["N"]
+        if which == "dense_many":
+            return [1, p * n / 1e3, p * k * n / 1e6, p * k / 1e3]
+        if which == "sparse_many":
+            return [1, p * n / 1e3, p * f["quads"] / 1e3, p * k / 1e3]
+        if which == "dense_few":
+            return [1, k * n / 1e3, p * k * n / 1e6]
+        return [1, f["slots"] / 1e3, p * f["slots"] / 1e3]
+
+    out = {}
+    for which in ("dense_many", "sparse_many", "dense_few", "sparse_few"):
+        many = which.endswith("many")
+        sel = [r for r in rows if (r["features"]["rows"] >= 16) == many]
+        if not sel:
+            continue
+        key = "dense" if which.startswith("dense") else "custom"
+        y = np.array([r[key]["median_ms"] * 1e3 for r in sel])
+        a = np.array([feats(r["features"], which) for r in sel], float)
+        coef, _ = nnls(a / y[:, None], np.ones(len(y)))
+        pred = a @ coef
+        out[which] = {"coef": [round(float(c), 5) for c in coef],
+                      "median_rel_err": float(np.median(np.abs(pred - y) / y)), "layers": len(sel)}
+    return out
+
+
+def bench_mobilenet_int8(rng, sparsity=0.8, rounds=30, agree_n=200):
+    """MobileNetV2 224 int8 (post-training, random weights, BN re-estimated), every 1x1 conv
+    pruned to `sparsity` in 1x4 blocks (pruning.Block((1, 4))): dense int8 vs custom vs auto."""
+    model, pruned = mobilenet_v2("block1x4", sparsity, rng)
+    calib = rng.random((16, 224, 224, 3)).astype("float32")
+    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    custom = rewrite_tflite(dense, "custom")
+    auto = rewrite_tflite(dense, "auto")
+    x = rng.random((agree_n, 224, 224, 3)).astype("float32")
+    ref = run_tflite(dense, x)
+    out = {"setup": f"MobileNetV2 224, random weights, BN statistics re-estimated, every 1x1 conv "
+                    f"{sparsity:.0%} zero in 1x4 blocks (pruning.Block((1, 4))), post-training int8 "
+                    "(export_tflite(quantize='int8')), batch 1, 1 thread, XNNPACK for the rest; "
+                    "x86 AMD Zen 4 (AVX-512 VNNI)",
+           "pruned_1x1_convs": pruned, "rounds": rounds,
+           "bytes": {"dense": len(dense), "custom": len(custom), "auto": len(auto)}}
+    out["size_ratio_custom"] = len(custom) / len(dense)
+    for name, tfl in (("custom", custom), ("auto", auto)):
+        got = run_tflite(tfl, x)
+        out[f"{name}_top1_agreement_vs_dense_int8"] = float((got.argmax(1) == ref.argmax(1)).mean())
+        out[f"{name}_max_abs_diff_vs_dense_int8"] = float(np.abs(got - ref).max())
+        out[f"{name}_layers"] = sum(r["emitted"] == "custom" for r in sparse_kernel_report(tfl))
+    out["output_scale"] = float(np.abs(ref).max())
+    out["agreement_inputs"] = agree_n
+    out["auto_decisions"] = [{k: r.get(k) for k in ("layer", "shape", "emitted", "reason")}
+                             for r in sparse_kernel_report(auto)]
+    t = interleaved({"dense": dense, "custom": custom, "auto": auto}, rounds, runs=10)
+    for name in ("dense", "custom", "auto"):
+        out[name] = _summary(t[name])
+    out["speedup_custom"] = out["dense"]["median_ms"] / out["custom"]["median_ms"]
+    out["speedup_auto"] = out["dense"]["median_ms"] / out["auto"]["median_ms"]
+    # per-round ratios (each round times the three back to back): spread of the speed-up
+    ratios = np.asarray(t["dense"]) / np.asarray(t["custom"])
+    out["speedup_custom_per_round"] = {"median": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)),
+                                       "p75": float(np.percentile(ratios, 75))}
+    print(f"MobileNetV2 224 int8, {pruned} 1x1 convs {sparsity:.0%} zero (1x4 blocks) | dense "
+          f"{out['dense']['median_ms']:.3f} ms | custom {out['custom']['median_ms']:.3f} ms "
+          f"({out['speedup_custom']:.2f}x, {out['custom_layers']} layers) | auto {out['auto']['median_ms']:.3f} ms "
+          f"({out['speedup_auto']:.2f}x, {out['auto_layers']} layers) | size {out['size_ratio_custom']:.2f}x | "
+          f"top-1 agreement {out['custom_top1_agreement_vs_dense_int8']:.1%}", flush=True)
+    return out, model
+
+
+def main_int8(args):
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    start = time.time()
+    result = {"machine": {"python": sys.version.split()[0], "tensorflow": tf.__version__,
+                          "cpu": platform.processor() or platform.machine(), "threads": 1,
+                          "note": "x86 (AMD Zen 4, AVX-512 VNNI); shared machine, other jobs running"}}
+    mob, model = bench_mobilenet_int8(rng, rounds=args.rounds)
+    result["mobilenet_v2_int8"] = mob
+    specs = int8_layer_specs(model)
+    if args.quick:
+        specs = specs[:19]
+    result["layers"] = bench_int8_layers(specs, rng, rounds=max(3, args.rounds // 6))
+    result["cost_model"] = fit_int8_cost(result["layers"])
+    print("cost model fit:", json.dumps(result["cost_model"]))
+    result["seconds"] = round(time.time() - start, 1)
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"sparse_kernels_int8{args.tag}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {path} ({result['seconds']} s)")
 
 
 def plot(rows, path):
@@ -235,7 +441,14 @@ def main():
     ap.add_argument("--no-mobilenet", action="store_true")
     ap.add_argument("--only-mobilenet", action="store_true",
                     help="re-measure MobileNetV2 only (more rounds) and update the existing JSON")
+    ap.add_argument("--int8", action="store_true",
+                    help="int8 rows only: MobileNetV2 int8 dense vs tfcompress, per-layer timings, cost-model fit")
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds (--int8)")
+    ap.add_argument("--tag", default="", help="suffix of the --int8 results file (e.g. _run2)")
     args = ap.parse_args()
+    if args.int8:
+        main_int8(args)
+        return
     if args.only_mobilenet:
         path = os.path.join(RESULTS, "sparse_kernels.json")
         with open(path) as f:

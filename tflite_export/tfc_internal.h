@@ -122,6 +122,7 @@ typedef struct TfcStateTag {
   int rows; /* P */
   int isa_cap; /* TFC_ISA_* cap for the pick */
   int prepared; /* the last Prepare succeeded */
+  int test_ranges; /* Invoke splits the units into this many ranges (tests, single thread) */
   TfcPlan plan; /* kernel of Invoke, picked in Prepare */
   void* scratch; /* TFC_MAX_THREADS buffers of scratch_stride bytes, 64-byte aligned */
   size_t scratch_stride;

@@ -56,6 +56,10 @@ const char* TfcLastKernelName(void) { return tfc_last_plan; }
 
 static void tfc_pick_plan(TfcState* s) {
   s->isa_cap = tfc_isa_cap();
+  /* tests: TFCOMPRESS_TEST_RANGES=n splits the units into n ranges run in turn (checks that any
+   * split computes the same output, as a thread pool would) */
+  const char* r = getenv("TFCOMPRESS_TEST_RANGES");
+  s->test_ranges = (r != NULL && r[0] >= '1' && r[0] <= '9' && r[1] == 0) ? r[0] - '0' : 1;
   memset(&s->plan, 0, sizeof(s->plan));
   for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
     if (kTfcPickers[i](s, s->isa_cap, &s->plan)) break;
@@ -372,7 +376,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
         s->row_sums[r] = sum;
       }
     for (int r = 0; r < s->n_out; ++r)
-      s->multipliers[r] = (float)((double)sx * (double)s->scales[r] / (double)sy);
+      s->multipliers[r] = sx * s->scales[r] / sy; /* in float, as XNNPACK computes it */
   }
 
   tfc_pick_plan(s);
@@ -445,12 +449,17 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   io.bias = ib >= 0 ? TFC_TENSOR(ctx, ib)->data.raw_const : NULL;
   io.y = y->data.data;
   /* The units [0, units) are independent (tfc_internal.h); task i = units
-   * [task_u[i], task_u[i+1]) (tfc_plan_threads), on the caller and the pool's workers. */
-  if (s->n_tasks <= 1 || s->pool == NULL) {
-    s->plan.run(s, &io, 0, s->plan.units, tfc_worker_scratch(s, 0));
-  } else {
+   * [task_u[i], task_u[i+1]) (tfc_plan_threads), on the caller and the pool's workers.
+   * One thread: TFCOMPRESS_TEST_RANGES=n (tests) still runs n ranges in turn. */
+  if (s->n_tasks > 1 && s->pool != NULL) {
     TfcInvokeJob job = {s, &io};
     tfc_pool_run(s->pool, s->n_tasks, s->workers, tfc_invoke_task, &job);
+  } else {
+    const int units = s->plan.units, ranges = s->test_ranges > 1 ? s->test_ranges : 1;
+    for (int r = 0; r < ranges; ++r) {
+      const int u0 = (int)((int64_t)units * r / ranges), u1 = (int)((int64_t)units * (r + 1) / ranges);
+      if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, 0));
+    }
   }
   return kTfLiteOk;
 }

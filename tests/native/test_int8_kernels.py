@@ -11,6 +11,8 @@ Both within one quantization step. Every dispatch level is forced in turn with
 so the portable path is tested on an AVX-512 machine too.
 """
 
+import struct
+
 import keras
 import numpy as np
 import pytest
@@ -143,6 +145,8 @@ def _check(dense, sparse, xq, activation, monkeypatch, caps=CAPS):
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1, (cap, np.abs(got - ref).max())
         assert np.abs(got - y_dense).max() <= 1, (cap, np.abs(got - y_dense).max())
+        # the requantization follows XNNPACK's (float scale sx * sw / sy, round half to even)
+        assert (got == y_dense).mean() >= 0.99, (cap, (got == y_dense).mean())
     monkeypatch.delenv("TFCOMPRESS_ISA_CAP")
 
 
@@ -202,3 +206,102 @@ def test_every_activation_against_numpy(code, name, rng, monkeypatch):
             monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
             got = _run(sparse, xq)
             assert np.abs(got - ref).max() <= 1, (name, cap, hw)
+
+
+def test_auto_decides_int8_layers_by_cost(rng):
+    """"auto" on an int8 model: a 90 % block-sparse 256->256 1x1 conv (predicted faster) becomes
+    the custom op, a 40 % sparse one stays dense; the report gives the predicted times; the
+    result equals the dense int8 file's."""
+    inp = keras.Input((14, 14, 256))
+    h = keras.layers.Conv2D(256, 1, activation="relu6")(inp)
+    h = keras.layers.Conv2D(256, 1)(h)
+    model = keras.Model(inp, h)
+    for layer, sparsity in zip(model.layers[1:], (0.9, 0.4)):
+        layer.kernel.assign(_prune_kernel(layer.kernel.numpy(), sparsity, "block", rng))
+    calib = rng.standard_normal((16, 14, 14, 256)).astype("float32")
+    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    auto = rewrite_tflite(dense, "auto")
+    report = sparse_kernel_report(auto)
+    assert [r["emitted"] for r in report] == ["custom", "dense"], report
+    assert all("cost model predicts" in r["reason"] for r in report), report
+    assert len(auto) < len(dense) - 0.8 * 256 * 256  # the dense 256x256 int8 kernel is gone
+    xq = _quantize_input(dense, (1, 14, 14, 256), rng)
+    assert np.array_equal(_run(auto, xq), _run(dense, xq))
+
+
+def _mutated_blob(tflite, fn):
+    """The model with fn applied to the packed weights of its custom op (offsets from the
+    "TFCS" v1 header, tflite_export/README.md)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    sg = model.subgraphs[0]
+    (op,) = [o for o in sg.operators if model.operatorCodes[o.opcodeIndex].customCode]
+    buf = model.buffers[sg.tensors[op.inputs[1]].buffer]
+    blob = bytearray(bytes(np.asarray(buf.data, np.uint8)))
+    n, k, nslots = struct.unpack_from("<III", blob, 8)
+    s = (n + 15) // 16
+    pad = lambda v: (v + 15) // 16 * 16  # noqa: E731
+    col = pad(pad(32 + 4 * (s + 1)) + 64 * s)
+    values = pad(col + blob[20] * nslots)
+    scales = pad(values + blob[7] * nslots)
+    fn(blob, {"k": k, "col": col, "scales": scales})
+    buf.data = np.frombuffer(bytes(blob), np.uint8)
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("fn,message", [
+    (lambda b, o: struct.pack_into("<H", b, o["col"], o["k"] // 4), "column index out of range"),
+    (lambda b, o: struct.pack_into("<f", b, o["scales"], -1.0), "scales must be finite and > 0"),
+    (lambda b, o: struct.pack_into("<I", b, 12, o["k"] + 4), "byte length|K"),
+])
+def test_malformed_int8_weights_fail_in_prepare(fn, message, rng, monkeypatch):
+    """Corrupted 1x4-block int8 weights of a many-row 1x1 conv are rejected in Prepare at
+    every dispatch level, before any re-layout or kernel reads them."""
+    _, sparse = _int8_models("conv", 48, 20, None, "block", rng, spatial=(8, 8))
+    bad = _mutated_blob(sparse, fn)
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        with pytest.raises(ValueError, match=message):
+            load_interpreter(bad)
+
+
+@pytest.mark.parametrize("kind,k_in,n_out,shape", [
+    ("conv", 40, 37, (1, 13, 11, 40)),   # many rows: 3 row tiles of 64
+    ("fc", 200, 70, (5, 200)),           # few rows: 5 slices of 16 output channels
+])
+def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, shape, rng, monkeypatch):
+    """The kernels compute independent work units (row tiles / output slices) that a thread
+    pool may split in any ranges: 1, 2, 3 and 7 ranges give identical outputs, int8 and float32,
+    at every dispatch level."""
+    dense, sparse = _int8_models(kind, k_in, n_out, "relu", "block", rng, spatial=shape[1:3])
+    xq = _quantize_input(dense, shape, rng)
+    inp = keras.Input(shape[1:])
+    layer = (keras.layers.Conv2D(n_out, 1) if kind == "conv" else keras.layers.Dense(n_out))
+    fmodel = keras.Model(inp, layer(inp))
+    layer.kernel.assign(_prune_kernel(layer.kernel.numpy(), 0.8, "block", rng))
+    fsparse = rewrite_tflite(export_tflite(fmodel)[0], "custom")
+    xf = rng.standard_normal(shape).astype("float32")
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        outs = []
+        for ranges in ("1", "2", "3", "7"):
+            monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
+            outs.append((_run(sparse, xq), _run_float(fsparse, xf)))
+        for got_q, got_f in outs[1:]:
+            assert np.array_equal(got_q, outs[0][0]), cap
+            assert np.array_equal(got_f, outs[0][1]), cap
+
+
+def _run_float(tflite, x):
+    interp = load_interpreter(tflite)
+    inp = interp.get_input_details()[0]
+    if tuple(inp["shape"]) != x.shape:
+        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+        interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])

@@ -28,9 +28,9 @@ METADATA_NAME = "tfcompress_sparse"
 FC_OP = "TFC_SPARSE_FC"
 CONV_OP = "TFC_SPARSE_CONV_1X1"
 
-# Sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
+# float32: sparsity from which the custom kernel beats XNNPACK's dense kernel on this project's
 # benchmark (benchmarks/results/sparse_kernels.json); "auto" keeps layers below it dense.
-AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7, "fc_int8": 0.95}
+AUTO_MIN_SPARSITY = {"fc": 0.5, "conv": 0.7}
 # 1x1 convs with fewer input channels keep the dense kernel (the kernel's input / output
 # transposes cost more than the multiply-adds it saves).
 AUTO_MIN_CONV_K = 24
@@ -40,6 +40,22 @@ CUSTOM_MIN_SPARSITY = 0.3
 BLOCK_FIT = 0.95
 
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+
+# int8 cost model ("auto", per layer): predicted microseconds of the op alone, dense (XNNPACK,
+# VNNI) and tfcompress (AVX-512 VNNI kernels), linear in the features of `int8_cost_features`.
+# Fitted by non-negative least squares on per-layer timings (each op alone, interleaved rounds,
+# x86 AMD Zen 4, 1 thread) by `python benchmarks/sparse_kernels.py --int8`, which writes the fit
+# to benchmarks/results/sparse_kernels_int8.json ("cost_model"). many: >= 16 rows (1x1
+# convolutions, batched FC); few: 1-15 rows (FC at small batch).
+INT8_COST = {
+    "dense_many": (0.0, 0.06807, 1.82289, 0.00761),   # 1, P*N/1e3, P*K*N/1e6, P*K/1e3
+    "sparse_many": (0.77453, 0.07151, 0.01891, 0.00736),  # 1, P*N/1e3, P*Q/1e3 (Q: stored quads), P*K/1e3
+    "dense_few": (0.0, 0.00423, 2.44311),             # 1, K*N/1e3, P*K*N/1e6
+    "sparse_few": (0.47965, 0.03721, 0.01675),        # 1, slots/1e3, P*slots/1e3
+}
+# "auto" emits the int8 custom op only when its predicted time is at most this share of the
+# dense op's, so noise in the model cannot make a layer slower.
+INT8_MARGIN = 0.85
 
 
 def _schema():
@@ -91,6 +107,59 @@ def describe_pattern(w2d) -> dict:
     else:
         pattern = "unstructured"
     return {"sparsity": sparsity, "block_sparsity": block_sparsity, "pattern": pattern}
+
+
+def int8_cost_features(w2d, rows) -> dict:
+    """Features of the int8 cost model for weights ``[N, K]`` applied to ``rows`` input rows.
+
+    Args:
+        w2d: The int8 weights (any dtype; zeros are exact zeros), ``[N, K]``.
+        rows: Input rows per invoke (batch x height x width of a 1x1 conv; batch of an FC).
+
+    Returns:
+        Dict with ``rows``, ``K``, ``N``, ``quads`` (stored 4-input-channel blocks with a
+        non-zero weight: the work of the many-row kernel) and ``slots`` (16 x the steps of the
+        windowed 1-15-row kernel: quads padded to the longest of 16 channels per 128 inputs).
+
+    Example:
+        >>> w = np.zeros((16, 8), np.int8); w[0, 0] = 1; w[1, 5] = 2
+        >>> f = int8_cost_features(w, 1); (f["quads"], f["slots"])
+        (2, 16)
+    """
+    w = np.asarray(w2d)
+    n, k = w.shape
+    k4 = -(-k // 4)
+    nz = np.pad(w != 0, ((0, -n % 16), (0, 4 * k4 - k))).reshape(-(-n // 16), 16, k4, 4).any(axis=3)
+    quads = int(nz.sum())
+    w4 = -(-k4 // 32)
+    per_window = np.pad(nz, ((0, 0), (0, 0), (0, 32 * w4 - k4))).reshape(nz.shape[0], 16, w4, 32).sum(axis=3)
+    slots = int(16 * per_window.max(axis=1).sum())
+    return {"rows": int(rows), "K": int(k), "N": int(n), "quads": quads, "slots": slots}
+
+
+def predict_int8_us(features) -> tuple:
+    """(dense, tfcompress) predicted microseconds of one int8 layer from `int8_cost_features`.
+
+    Example:
+        >>> w = np.ones((64, 64), np.int8)
+        >>> dense_us, sparse_us = predict_int8_us(int8_cost_features(w, 196))
+    """
+    p, k, n = features["rows"], features["K"], features["N"]
+    if p >= 16:
+        d = np.dot(INT8_COST["dense_many"], [1, p * n / 1e3, p * k * n / 1e6, p * k / 1e3])
+        s = np.dot(INT8_COST["sparse_many"], [1, p * n / 1e3, p * features["quads"] / 1e3, p * k / 1e3])
+    else:
+        d = np.dot(INT8_COST["dense_few"], [1, k * n / 1e3, p * k * n / 1e6])
+        s = np.dot(INT8_COST["sparse_few"], [1, features["slots"] / 1e3, p * features["slots"] / 1e3])
+    return float(d), float(s)
+
+
+def _rows_of(op, subgraph, kind):
+    """Input rows per invoke of an FC / 1x1 conv (None when the shape is not static)."""
+    shape = [int(d) for d in subgraph.tensors[op.inputs[0]].shape]
+    if not shape or any(d <= 0 for d in shape):
+        return None
+    return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
 
 
 def _buffer_array(model, tensor, schema):
@@ -372,12 +441,17 @@ def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
         return "dense", f"only {s:.0%} sparse (< {CUSTOM_MIN_SPARSITY:.0%}): kept dense"
     # auto
     if int8:
-        if kind == "fc" and s >= AUTO_MIN_SPARSITY["fc_int8"]:
-            return "custom", (f"int8, {s:.0%} sparse ({pat['pattern']}) >= "
-                              f"{AUTO_MIN_SPARSITY['fc_int8']:.0%}: tfcompress custom op is faster")
-        return "dense", ("int8: XNNPACK's dense int8 kernels (VNNI) are as fast below "
-                         f"{AUTO_MIN_SPARSITY['fc_int8']:.0%} sparsity (FC) and for 1x1 convolutions "
-                         "(benchmarks/sparse_kernels.py); sparse_kernels='custom' forces the custom op")
+        rows = _rows_of(op, subgraph, kind)
+        if rows is None:
+            return "dense", "int8 layer with a dynamic input shape: the cost model needs the rows; kept dense"
+        if s == 0:
+            return "dense", "no zero weights"
+        d_us, s_us = predict_int8_us(int8_cost_features(w2d, rows))
+        verdict = (f"int8, {s:.0%} sparse ({pat['pattern']}), {rows} rows: cost model predicts "
+                   f"{s_us:.1f} us tfcompress vs {d_us:.1f} us dense (XNNPACK)")
+        if s_us <= INT8_MARGIN * d_us:
+            return "custom", verdict + f" (<= {INT8_MARGIN:.0%}): tfcompress custom op"
+        return "dense", verdict + f" (custom needs <= {INT8_MARGIN:.0%}): kept dense"
     if builtin_fits:
         return "builtin", "zeros in 1x4 blocks: TFLite's built-in block-sparse FULLY_CONNECTED"
     need = AUTO_MIN_SPARSITY[kind]
