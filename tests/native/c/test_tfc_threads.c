@@ -1,6 +1,6 @@
 /* Standalone test of the tfcompress thread pool (tflite_export/tfc_threads.c).
  *
- *   test_tfc_threads            checks; exit 0 and "OK" when all pass
+ *   test_tfc_threads [quick]    checks (quick: 1/5 of the rounds); exit 0 and "OK" when all pass
  *   test_tfc_threads bench T    wake-up latency of an almost empty job on T threads
  *
  * Built and run by tests/native/test_threads.py (also under -fsanitize=thread).
@@ -155,6 +155,7 @@ static int bench(int threads, int gap_us) {
 
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "bench") == 0) return bench(atoi(argv[2]), argc >= 4 ? atoi(argv[3]) : 0);
+  const int q = argc >= 2 && strcmp(argv[1], "quick") == 0 ? 5 : 1; /* fewer rounds (sanitizers) */
   const int base = count_pool_threads();
   CHECK(base <= 0);
   int key_a, key_b;
@@ -175,26 +176,26 @@ int main(int argc, char** argv) {
 
   /* every task once, results right, many jobs in a row of all sizes */
   int used[TFC_POOL_MAX_THREADS] = {0};
-  for (int r = 0; r < 20000; ++r) run_check(a, 1 + r % 50, 3, (r % 5) * 50, used);
-  for (int r = 0; r < 200; ++r) run_check(a, 64, 3, 20000, used);
+  for (int r = 0; r < 20000 / q; ++r) run_check(a, 1 + r % 50, 3, (r % 5) * 50, used);
+  for (int r = 0; r < 200 / q; ++r) run_check(a, 64, 3, 20000, used);
   CHECK(used[0] > 0 && used[1] > 0 && used[2] > 0); /* the workers took part */
 
   /* max_threads limits the workers that take tasks */
   int used2[TFC_POOL_MAX_THREADS] = {0};
-  for (int r = 0; r < 300; ++r) run_check(a, 16, 2, 2000, used2);
-  CHECK(used2[2] == 0 && used2[0] + used2[1] == 300 * 16);
+  for (int r = 0; r < 300 / q; ++r) run_check(a, 16, 2, 2000, used2);
+  CHECK(used2[2] == 0 && used2[0] + used2[1] == 300 / q * 16);
   for (int r = 0; r < 10; ++r) run_check(a, 16, 1, 100, used2);
 
   /* grow: a node prepared with more threads */
   TfcPool* a3 = tfc_pool_acquire(&key_a, 4);
   CHECK(a3 == a && tfc_pool_threads(a) == 4 && tfc_pool_live_workers() == 3);
-  for (int r = 0; r < 2000; ++r) run_check(a, 1 + r % 9, 4, 300, NULL);
+  for (int r = 0; r < 2000 / q; ++r) run_check(a, 1 + r % 9, 4, 300, NULL);
 
   /* a second pool, used at the same time from another thread; and the first pool
    * used from two callers at once (one of them falls back to serial) */
   TfcPool* b = tfc_pool_acquire(&key_b, 2);
   CHECK(b != NULL && b != a && tfc_pool_live_workers() == 4);
-  Caller c1 = {a, 3000}, c2 = {b, 3000}, c3 = {a, 3000};
+  Caller c1 = {a, 3000 / q}, c2 = {b, 3000 / q}, c3 = {a, 3000 / q};
   pthread_t t1, t2, t3;
   CHECK(pthread_create(&t1, NULL, caller_main, &c1) == 0);
   CHECK(pthread_create(&t2, NULL, caller_main, &c2) == 0);
