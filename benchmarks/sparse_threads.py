@@ -102,13 +102,13 @@ def bench(files, threads, rounds, invokes, rng, extra=None):
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # read when the interpreter's pool is created
         it = load_interpreter(tfl, num_threads=t)
+        outputs[key] = _io(it, x)  # every Prepare (also XNNPACK's lazy one) saw the setting
+        interps[key] = it
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k)
             else:
                 os.environ[k] = v
-        outputs[key] = _io(it, x)
-        interps[key] = it
     checks = {"pool_threads_alive": _pool_threads()}
     for dtype in files:
         for t in threads[1:]:
@@ -161,6 +161,9 @@ def main():
     ap.add_argument("--sparsity", type=float, default=0.8)
     ap.add_argument("--spin", default="", help="comma-separated TFC_POOL_SPIN_US values (the pool's default is "
                                                 "50): also every sparse file at 2 threads with each")
+    ap.add_argument("--kernels-one-thread", action="store_true",
+                    help="also every sparse file with XNNPACK on n threads but the tfcompress kernels on one "
+                         "(TFCOMPRESS_THREADS_MAX=1): the kernels' own share of the speed-up")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "sparse_threads.json"))
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -168,6 +171,11 @@ def main():
     rng = np.random.default_rng(0)
     files, facts = build_files(dtypes, args.sparsity, rng)
     extra = {}
+    if args.kernels_one_thread:
+        for dtype in files:
+            for t in threads[1:]:
+                extra[(dtype, "sparse_kernels_on_1_thread", t)] = (files[dtype]["sparse"], t,
+                                                                   {"TFCOMPRESS_THREADS_MAX": "1"})
     for us in filter(None, args.spin.split(",")):
         for dtype in files:
             extra[(dtype, f"sparse_spin{us}us", 2)] = (files[dtype]["sparse"], 2, {"TFC_POOL_SPIN_US": us})

@@ -86,10 +86,13 @@ static void tfc_pick_plan(TfcState* s) {
 
 /* Workers Invoke may split the units over (scratch is allocated for this many): the
  * interpreter's threads, at most the CPUs online (more threads than cores only add waiting
- * on descheduled workers; TFCOMPRESS_THREADS_OVERSUBSCRIBE=1 lifts that cap, for tests). */
+ * on descheduled workers; TFCOMPRESS_THREADS_OVERSUBSCRIBE=1 lifts that cap, for tests), at
+ * most TFCOMPRESS_THREADS_MAX=1..8 if set (benchmarks: the kernels' own share of a speed-up). */
 static int tfc_workers(const TfLiteContext* ctx) {
   int n = ctx->recommended_num_threads;
   if (n > TFC_MAX_THREADS) n = TFC_MAX_THREADS;
+  const char* cap = getenv("TFCOMPRESS_THREADS_MAX");
+  if (cap != NULL && cap[0] >= '1' && cap[0] <= '8' && cap[1] == 0 && n > cap[0] - '0') n = cap[0] - '0';
   const char* over = getenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE");
   if (!(over != NULL && over[0] == '1') && n > tfc_online_cpus()) n = tfc_online_cpus();
   return n <= 1 ? 1 : n;
