@@ -57,6 +57,17 @@ def _pool_threads():
     return n
 
 
+def _pool_stats():
+    """Process-wide pool job counters: [parallel, of them stalled, run on the caller (backoff)]."""
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    out = (ctypes.c_longlong * 3)()
+    ctypes.CDLL(library_path()).tfc_pool_stats(out)
+    return list(out)
+
+
 def build_files(dtypes, sparsity, rng):
     """{dtype: {"dense": bytes, "sparse": bytes}} and facts about each file."""
     files, facts = {}, {}
@@ -110,6 +121,7 @@ def bench(files, threads, rounds, invokes, rng, extra=None):
             else:
                 os.environ[k] = v
     checks = {"pool_threads_alive": _pool_threads()}
+    stats0 = _pool_stats()
     for dtype in files:
         for t in threads[1:]:
             checks[f"{dtype}_sparse_{t}_threads_bitwise_equal_1_thread"] = bool(
@@ -131,6 +143,8 @@ def bench(files, threads, rounds, invokes, rng, extra=None):
                 it.invoke()
                 ts.append((time.perf_counter() - t0) * 1e3)
             per_round[k].append(float(np.median(ts)))
+    stats = [b - a for a, b in zip(stats0, _pool_stats())]
+    checks["pool_jobs_parallel_stalled_backoff"] = stats  # all interpreters of the timed rounds
     return per_round, checks
 
 

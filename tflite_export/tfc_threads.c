@@ -48,6 +48,9 @@
 #define TFC_POOL_SPIN_US_DEFAULT 20
 #define TFC_POOL_CALLER_PAUSE_NS 5000L   /* caller waiting for the last tasks: pause-spin this long, */
 #define TFC_POOL_CALLER_YIELD_NS 2000000L /* then sched_yield() up to this, then sleep */
+#define TFC_POOL_STALL_NS 50000LL /* see tfc_pool_run */
+#define TFC_POOL_BACKOFF_MIN 64
+#define TFC_POOL_BACKOFF_MAX 4096
 
 typedef struct {
   struct TfcPool* pool;
@@ -76,11 +79,16 @@ struct TfcPool {
   atomic_int caller_waiting;
   atomic_int stop;
   atomic_flag busy;
+  int backoff_left; /* jobs still to run on the caller after a stall (caller-only state) */
+  int backoff_len;  /* length of the last backoff; 0 = the last parallel job did not stall */
 #if !TFC_HAVE_FUTEX
   pthread_mutex_t mu;
   pthread_cond_t cv;
 #endif
 };
+
+enum { TFC_STAT_PARALLEL = 0, TFC_STAT_STALLED = 1, TFC_STAT_BACKOFF = 2 };
+static atomic_llong tfc_stats[3]; /* process-wide job counters (tfc_pool_stats) */
 
 static pthread_mutex_t tfc_registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct TfcPool* tfc_registry;
@@ -303,6 +311,14 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     for (int t = 0; t < n_tasks; ++t) fn(arg, t, 0);
     return;
   }
+  if (p->backoff_left > 0) { /* recent jobs stalled on a descheduled worker: run on the caller */
+    p->backoff_left--;
+    atomic_fetch_add(&tfc_stats[TFC_STAT_BACKOFF], 1);
+    for (int t = 0; t < n_tasks; ++t) fn(arg, t, 0);
+    atomic_flag_clear(&p->busy);
+    return;
+  }
+  const long long t_start = tfc_now_ns();
   const unsigned gen = atomic_load(&p->generation) + 1u;
   atomic_store(&p->claim, (unsigned long long)gen << 32);
   atomic_store(&p->fn, fn);
@@ -314,24 +330,44 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   if (atomic_load(&p->sleepers) > 0) tfc_wake_all(p, &p->generation);
   tfc_run_tasks(p, gen, n_tasks, fn, arg, 0);
   unsigned d = atomic_load(&p->done);
+  long long own = 0, waited = 0;
   if (d != (unsigned)n_tasks) {
     /* the caller has nothing else to do: pause-spin briefly, then yield the core (to a
      * descheduled worker, or anything else runnable) until the wait gets long */
     const long long start = tfc_now_ns();
+    own = start - t_start;
     for (int i = 1; (d = atomic_load(&p->done)) != (unsigned)n_tasks; ++i) {
       if ((i & 63) != 0) {
         tfc_cpu_relax();
         continue;
       }
-      const long long waited = tfc_now_ns() - start;
-      if (waited > TFC_POOL_CALLER_YIELD_NS) break;
-      if (waited > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
+      const long long w = tfc_now_ns() - start;
+      if (w > TFC_POOL_CALLER_YIELD_NS) break;
+      if (w > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
     }
     if (d != (unsigned)n_tasks) {
       atomic_store(&p->caller_waiting, 1);
       while ((d = atomic_load(&p->done)) != (unsigned)n_tasks) tfc_sleep_on(p, &p->done, d);
       atomic_store(&p->caller_waiting, 0);
     }
+    waited = tfc_now_ns() - start;
+  }
+  /* Stall detection: the caller waited longer for the workers' last tasks than it worked
+   * itself (+ 50 us): a worker holding a task was descheduled (more runnable threads than
+   * cores).  Then the next jobs run on the caller (64, doubling while retries stall, up to
+   * 4096 jobs); a job without a stall resets it.  Outputs are the same either way. */
+  atomic_fetch_add(&tfc_stats[TFC_STAT_PARALLEL], 1);
+  if (waited > own + TFC_POOL_STALL_NS) {
+    atomic_fetch_add(&tfc_stats[TFC_STAT_STALLED], 1);
+    p->backoff_len = p->backoff_len == 0 ? TFC_POOL_BACKOFF_MIN
+                                         : (p->backoff_len >= TFC_POOL_BACKOFF_MAX ? TFC_POOL_BACKOFF_MAX : 2 * p->backoff_len);
+    p->backoff_left = p->backoff_len;
+  } else {
+    p->backoff_len = 0;
   }
   atomic_flag_clear(&p->busy);
+}
+
+void tfc_pool_stats(long long out[3]) {
+  for (int i = 0; i < 3; ++i) out[i] = atomic_load(&tfc_stats[i]);
 }

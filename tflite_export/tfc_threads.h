@@ -26,6 +26,12 @@
  * elsewhere).  The caller pause-spins / yields while the last tasks finish,
  * then sleeps the same way.
  *
+ * Stalls: when the caller waited for the workers' last tasks longer than it
+ * worked itself (+ 50 us), a worker holding a task was descheduled (more
+ * runnable threads than cores: a loaded phone, other apps); the pool then runs
+ * the next 64 jobs on the caller alone (doubling while retries stall, up to
+ * 4096) instead of stalling every job.  Results do not depend on it.
+ *
  * Plain C11 atomics + pthreads: Linux, Android, iOS/macOS.
  */
 #ifndef TFC_THREADS_H_
@@ -65,6 +71,10 @@ void tfc_pool_run(TfcPool* pool, int n_tasks, int max_threads, TfcTaskFn fn, voi
 
 /* Number of live worker threads of all pools in the process (tests). */
 int tfc_pool_live_workers(void);
+
+/* Process-wide job counters: out[0] jobs run in parallel, out[1] of them stalled on a
+ * descheduled worker, out[2] jobs run on the caller during the backoff after a stall. */
+void tfc_pool_stats(long long out[3]);
 
 /* CPUs online (sysconf), in [1, TFC_POOL_MAX_THREADS]. */
 int tfc_online_cpus(void);

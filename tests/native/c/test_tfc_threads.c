@@ -129,6 +129,37 @@ static void noop(void* a, int t, int w) {
   atomic_fetch_add((atomic_int*)a, 1);
 }
 
+/* Task 0 takes 0.3 ms (a worker wakes up meanwhile), task 1 2 ms: when a worker runs task 1,
+ * the caller waits for it much longer than it worked. */
+static void slow_task_1(void* a, int t, int w) {
+  (void)w;
+  usleep(t == 1 ? 2000 : 300);
+  atomic_fetch_add((atomic_int*)a, 1);
+}
+
+/* A job whose caller waited on a worker (a stall) makes the next jobs run on the caller. */
+static void check_stall_backoff(TfcPool* p) {
+  long long st0[3], st[3];
+  tfc_pool_stats(st0);
+  atomic_int c;
+  atomic_init(&c, 0);
+  int tries = 0;
+  do {
+    tfc_pool_run(p, 2, tfc_pool_threads(p), slow_task_1, &c);
+    tfc_pool_stats(st);
+  } while (st[1] == st0[1] && ++tries < 500);
+  CHECK(st[1] > st0[1]); /* a worker took the slow task at least once in 500 tries */
+  int used[TFC_POOL_MAX_THREADS] = {0};
+  for (int r = 0; r < 10; ++r) run_check(p, 16, tfc_pool_threads(p), 100, used);
+  CHECK(used[0] == 10 * 16); /* backoff: all on the caller */
+  long long st2[3];
+  tfc_pool_stats(st2);
+  CHECK(st2[2] >= st[2] + 10);
+  for (int r = 0; r < 200; ++r) run_check(p, 16, tfc_pool_threads(p), 100, NULL); /* backoff ends */
+  tfc_pool_stats(st);
+  CHECK(st[0] > st2[0]);
+}
+
 static int bench(int threads, int gap_us) {
   int key;
   TfcPool* p = tfc_pool_acquire(&key, threads);
@@ -179,6 +210,8 @@ int main(int argc, char** argv) {
   for (int r = 0; r < 20000 / q; ++r) run_check(a, 1 + r % 50, 3, (r % 5) * 50, used);
   for (int r = 0; r < 200 / q; ++r) run_check(a, 64, 3, 20000, used);
   CHECK(used[0] > 0 && used[1] > 0 && used[2] > 0); /* the workers took part */
+
+  check_stall_backoff(a);
 
   /* max_threads limits the workers that take tasks */
   int used2[TFC_POOL_MAX_THREADS] = {0};
