@@ -74,15 +74,22 @@ static void tfc_pick_plan(TfcState* s) {
  * (tfc_threads.c, keyed by the context).  Everything is decided here in
  * Prepare: the pool, the per-worker scratch, the unit ranges (tasks). */
 
-/* Below this many multiply-adds per Invoke, one thread (waking a worker costs ~1-10 us). */
-#define TFC_PAR_MIN_MACS 150000
+/* A layer whose estimated one-thread time is below this stays on one thread: handing work to
+ * a worker costs ~0.3 us when it spins, ~4 us to wake it (futex, measured here), and MobileNetV2's
+ * 1x1 layers take 4-120 us.  Estimate: multiply-adds / rate + bytes in and out / bandwidth, rates
+ * measured on this machine per layer (float32 CSR ~80 MAC/ns, int8 VNNI ~140 MAC/ns, ~50 B/ns
+ * for the NHWC <-> tile transposes of the big maps). */
+#define TFC_PAR_MIN_NS 15000
+#define TFC_MACS_PER_NS_F32 80
+#define TFC_MACS_PER_NS_I8 140
+#define TFC_BYTES_PER_NS 50
 /* Tasks per thread: more balances preemption and uneven units, fewer costs less claiming. */
 #define TFC_TASKS_PER_WORKER 4
 /* Tiled many-row kernels (float32 CSR, int8 quads) with fewer row tiles than this per thread
- * (MobileNetV2: 1 tile at 7x7, 4 tiles at 14x14, the last one nearly empty): tiles are split
- * into channel parts too (each part transposes its tile again, so fewer than
- * TFC_TASKS_PER_WORKER) */
-#define TFC_PART_UNITS_PER_WORKER 3
+ * (MobileNetV2: 1 tile at 7x7): tiles are split into channel parts too.  Each part transposes
+ * its tile again, and a worker that wakes late leaves all parts to the caller: measured under
+ * load, 1 part per thread cost least (3 per thread made a 7x7 layer 1.8x slower than 1 part). */
+#define TFC_PART_UNITS_PER_WORKER 1
 
 /* Workers Invoke may split the units over (scratch is allocated for this many): the
  * interpreter's threads, at most the CPUs online (more threads than cores only add waiting
@@ -121,9 +128,13 @@ static int tfc_split_units(int units, const uint64_t* cost, int n, int* bounds) 
   return k;
 }
 
-/* Multiply-adds of one Invoke (stored slots include the zero padding the kernels also run). */
-static uint64_t tfc_invoke_macs(const TfcState* s) {
-  return (uint64_t)s->rows * (uint64_t)s->nslots * (uint64_t)s->block;
+/* Estimated one-thread time of one Invoke in ns (stored slots include the zero padding the
+ * kernels also run). */
+static uint64_t tfc_invoke_ns(const TfcState* s) {
+  const int f32 = s->value_type == kTfLiteFloat32;
+  const uint64_t macs = (uint64_t)s->rows * (uint64_t)s->nslots * (uint64_t)s->block;
+  const uint64_t bytes = (uint64_t)s->rows * ((uint64_t)s->k_in + (uint64_t)s->n_out) * (f32 ? 4u : 1u);
+  return macs / (f32 ? TFC_MACS_PER_NS_F32 : TFC_MACS_PER_NS_I8) + bytes / TFC_BYTES_PER_NS;
 }
 
 /* The pool, the CSR channel parts and the tasks of this node for `workers` threads. */
@@ -132,7 +143,7 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
   s->n_tasks = 1;
   s->task_u[0] = 0;
   s->task_u[1] = s->plan.units;
-  if (workers > 1 && tfc_invoke_macs(s) < TFC_PAR_MIN_MACS) workers = 1;
+  if (workers > 1 && tfc_invoke_ns(s) < TFC_PAR_MIN_NS) workers = 1;
   if (workers > 1 && s->pool == NULL) s->pool = tfc_pool_acquire(ctx, workers);
   if (workers > 1 && s->pool != NULL && tfc_pool_threads(s->pool) < workers) {
     TfcPool* bigger = tfc_pool_acquire(ctx, workers); /* same pool, grown */

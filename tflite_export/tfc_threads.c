@@ -12,9 +12,10 @@
  * costs nothing (it finds no task left), so the caller never waits for a
  * thread that has no work.
  *
- * Wake-up latency: workers spin (pause / yield instruction, clock read every
- * 64 turns) for spin_ns after their last task, then sleep on the generation
- * word; the caller, which has nothing else to run, pause-spins 5 us on `done`,
+ * Wake-up latency: workers spin (pause / yield instruction and sched_yield()
+ * every 16 turns, so a worker the kernel woke on the caller's CPU does not hold
+ * the caller off) for spin_ns after their last task, then sleep on the
+ * generation word; the caller, which has nothing else to run, pause-spins 2 us on `done`,
  * then sched_yield()s (a descheduled worker may need its core) up to 2 ms,
  * then sleeps on it.  Linux and
  * Android sleep in futex(FUTEX_WAIT_PRIVATE); other systems (iOS, macOS) on a
@@ -46,7 +47,7 @@
 #endif
 
 #define TFC_POOL_SPIN_US_DEFAULT 20
-#define TFC_POOL_CALLER_PAUSE_NS 5000L   /* caller waiting for the last tasks: pause-spin this long, */
+#define TFC_POOL_CALLER_PAUSE_NS 2000L   /* caller waiting for the last tasks: pause-spin this long, */
 #define TFC_POOL_CALLER_YIELD_NS 2000000L /* then sched_yield() up to this, then sleep */
 #define TFC_POOL_STALL_NS 50000LL /* see tfc_pool_run */
 #define TFC_POOL_BACKOFF_MIN 64
@@ -162,12 +163,17 @@ static void* tfc_worker_main(void* a) {
   for (;;) {
     unsigned g = atomic_load(&p->generation);
     if (g == seen && !atomic_load(&p->stop)) {
+      /* spin by yielding: the kernel may have put this worker on the caller's CPU (wake-affine,
+       * the other CPUs busy), and a pause loop would then hold the caller off for the whole spin */
       const long long deadline = tfc_now_ns() + p->spin_ns;
       for (int i = 1;; ++i) {
         tfc_cpu_relax();
         g = atomic_load(&p->generation);
         if (g != seen || atomic_load(&p->stop)) break;
-        if ((i & 63) == 0 && tfc_now_ns() > deadline) break;
+        if ((i & 15) == 0) {
+          if (tfc_now_ns() > deadline) break;
+          sched_yield();
+        }
       }
       if (g == seen && !atomic_load(&p->stop)) {
         atomic_fetch_add(&p->sleepers, 1);

@@ -151,13 +151,20 @@ def _run(interp, x):
 
 
 # (model, input): CSR kernel with many 64-row tiles, with one tile (units split by channel
-# groups), 4x1 output blocks (quads); FC at 2 and 9 rows (output-slice units, balanced by slots)
+# groups), 4x1 output blocks (quads); FC at 3 and 9 rows (output-slice units, balanced by slots).
+# Every model has a layer above the one-thread threshold (tfc_op.c: ~15 us estimated).
 CASES = {
-    "conv_24x24_unstructured": (lambda rng: _conv_chain(24, (64, 96, 40), Unstructured(), rng), (1, 24, 24, 64)),
-    "conv_7x7_unstructured": (lambda rng: _conv_chain(7, (160, 320, 100), Unstructured(), rng), (1, 7, 7, 160)),
-    "conv_14x14_block4x1": (lambda rng: _conv_chain(14, (96, 192, 64), Block((4, 1)), rng), (1, 14, 14, 96)),
-    "fc_2_rows": (lambda rng: _dense_chain(1024, 768, rng), (2, 1024)),
-    "fc_9_rows": (lambda rng: _dense_chain(512, 384, rng), (9, 512)),
+    "conv_24x24_unstructured": (lambda rng: _conv_chain(24, (64, 192, 40), Unstructured(), rng), (1, 24, 24, 64)),
+    "conv_7x7_unstructured": (lambda rng: _conv_chain(7, (320, 960, 160), Unstructured(), rng), (1, 7, 7, 320)),
+    "conv_14x14_block4x1": (lambda rng: _conv_chain(14, (192, 576, 96), Block((4, 1)), rng), (1, 14, 14, 192)),
+    "fc_3_rows": (lambda rng: _dense_chain(2048, 1536, rng), (3, 2048)),
+    "fc_9_rows": (lambda rng: _dense_chain(1024, 1024, rng), (9, 1024)),
+}
+# int8 kernels are ~2x faster per multiply-add: larger layers
+CASES_INT8 = {
+    "conv_28x28": (lambda rng: _conv_chain(28, (96, 576, 96), Unstructured(), rng), (1, 28, 28, 96)),
+    "conv_7x7": CASES["conv_7x7_unstructured"],
+    "fc_9_rows": (lambda rng: _dense_chain(2048, 1536, rng), (9, 2048)),
 }
 
 
@@ -198,7 +205,7 @@ def test_float32_threads_bitwise_equal_and_match_numpy(case, rng):
 def test_two_interpreters_with_different_threads_alive_at_once(rng):
     """Two interpreters (2 and 4 threads) of one model, invoked alternately, give the 1-thread
     output; each has its own pool (1 + 3 workers); destroying both ends every worker."""
-    model = _conv_chain(24, (64, 96, 40), Unstructured(), rng)
+    model = _conv_chain(24, (64, 192, 40), Unstructured(), rng)
     sparse = rewrite_tflite(export_tflite(model)[0], "custom")
     x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
     ref = _run(load_interpreter(sparse, num_threads=1), x)
@@ -221,17 +228,17 @@ def test_two_interpreters_with_different_threads_alive_at_once(rng):
 
 def test_resize_between_invokes_keeps_threads_consistent(rng):
     """Re-Prepare with another batch (more tiles, new split) on a 3-thread interpreter."""
-    model = _conv_chain(7, (160, 320, 100), Unstructured(), rng)
+    model = _conv_chain(7, (320, 960, 160), Unstructured(), rng)
     sparse = rewrite_tflite(export_tflite(model)[0], "custom")
     one, three = load_interpreter(sparse, num_threads=1), load_interpreter(sparse, num_threads=3)
     for batch in (1, 5, 2):
-        x = rng.standard_normal((batch, 7, 7, 160)).astype("float32")
+        x = rng.standard_normal((batch, 7, 7, 320)).astype("float32")
         assert np.array_equal(_run(three, x), _run(one, x)), batch
 
 
 def test_small_layer_stays_on_one_thread(rng):
-    """A layer too small for threads to pay (8x8 map, 32 -> 32 channels) runs on the calling
-    thread: no worker is started even with num_threads=4."""
+    """A layer too small for threads to pay (8x8 map, 32 -> 32 channels, ~1 us) runs on the
+    calling thread: no worker is started even with num_threads=4."""
     model = _conv_chain(8, (32, 32), Unstructured(), rng)
     sparse = rewrite_tflite(export_tflite(model)[0], "custom")
     assert custom_ops_in(sparse)
@@ -245,11 +252,11 @@ def test_small_layer_stays_on_one_thread(rng):
     assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("case", ["conv_24x24_unstructured", "conv_7x7_unstructured", "fc_9_rows"])
+@pytest.mark.parametrize("case", sorted(CASES_INT8))
 def test_int8_threads_bitwise_equal_and_within_one_step_of_tflite(case, rng):
     """int8: 1, 2, 3, 4 threads bit-identical, and within one quantization step of TFLite's own
-    int8 kernels on the dense file of the same weights."""
-    build, shape = CASES[case]
+    int8 kernels on the dense file of the same weights; the pool has t - 1 workers."""
+    build, shape = CASES_INT8[case]
     model = build(rng)
     calib = rng.standard_normal((32,) + shape[1:]).astype("float32")
     dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
@@ -259,7 +266,15 @@ def test_int8_threads_bitwise_equal_and_within_one_step_of_tflite(case, rng):
     x = rng.standard_normal(shape).astype("float32")
     xq = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
     y_dense = _run(load_interpreter(dense, num_threads=1), xq)
-    outs = {t: _run(load_interpreter(sparse, num_threads=t), xq) for t in THREADS}
+    gc.collect()
+    base = _pool_threads()
+    outs = {}
+    for t in THREADS:
+        interp = load_interpreter(sparse, num_threads=t)
+        outs[t] = _run(interp, xq)
+        assert _pool_threads() - base == t - 1, (t, _pool_threads() - base)
+        del interp
+        gc.collect()
     for t in THREADS[1:]:
         assert np.array_equal(outs[t], outs[1]), t
     assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
@@ -270,7 +285,7 @@ def test_portable_kernels_on_threads(dtype, rng, monkeypatch):
     """The portable C kernels (TFCOMPRESS_ISA_CAP=0: what ARM and other CPUs run without the
     SIMD files) split over threads give the same bits as on one thread."""
     monkeypatch.setenv("TFCOMPRESS_ISA_CAP", "0")
-    model = _conv_chain(24, (64, 96, 40), Unstructured(), rng)
+    model = _conv_chain(24, (64, 576, 40), Unstructured(), rng)
     x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
     if dtype == "int8":
         calib = rng.standard_normal((32, 24, 24, 64)).astype("float32")
@@ -280,8 +295,12 @@ def test_portable_kernels_on_threads(dtype, rng, monkeypatch):
     else:
         dense, _ = export_tflite(model)
     sparse = rewrite_tflite(dense, "custom")
-    outs = {t: _run(load_interpreter(sparse, num_threads=t), x) for t in (1, 2, 3)}
+    gc.collect()
+    base = _pool_threads()
+    interps = {t: load_interpreter(sparse, num_threads=t) for t in (1, 2, 3)}
+    outs = {t: _run(it, x) for t, it in interps.items()}
     assert _last_kernel_name().startswith("portable_"), _last_kernel_name()
+    assert _pool_threads() - base == 1 + 2  # the 2- and 3-thread interpreters split the work
     assert np.array_equal(outs[2], outs[1]) and np.array_equal(outs[3], outs[1])
     if dtype == "float32":
         ref = _numpy_reference(model, x)
@@ -296,7 +315,7 @@ def test_threads_capped_at_online_cpus(rng, monkeypatch):
     num_threads), and the result is the 1-thread result."""
     monkeypatch.delenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE")
     cpus = os.sysconf("SC_NPROCESSORS_ONLN")
-    model = _conv_chain(24, (64, 96, 40), Unstructured(), rng)
+    model = _conv_chain(24, (64, 192, 40), Unstructured(), rng)
     sparse = rewrite_tflite(export_tflite(model)[0], "custom")
     x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
     ref = _run(load_interpreter(sparse, num_threads=1), x)
