@@ -11,7 +11,8 @@
  * Input layout: byte 0 flags (bit0 conv, bit1 int8, bit2 bias, bit3 shape
  * from the blob header, bit4 wrong-type bias, bit5 non-constant weights),
  * bits 6-7 the ISA cap (TFCOMPRESS_ISA_CAP 0..2, 3 = none: every dispatch level is reached),
- * byte 1 rows, byte 2 K (when bit3 is clear), byte 3 options length (<= 16),
+ * byte 1 rows (% 40; / 40 + 1 = the number of ranges Invoke splits the work units into),
+ * byte 2 K (when bit3 is clear), byte 3 options length (<= 16),
  * then the options, then the packed-weights bytes.
  */
 #include <stdarg.h>
@@ -60,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int rows = data[1] % 40, k = data[2];
   static const char* const caps[4] = {"0", "1", "2", "9"};
   setenv("TFCOMPRESS_ISA_CAP", caps[(flags >> 6) & 3], 1);
+  static const char* const ranges[7] = {"1", "2", "3", "4", "5", "6", "7"};
+  setenv("TFCOMPRESS_TEST_RANGES", ranges[data[1] / 40], 1);
   size_t optlen = data[3] % 17;
   if (size < 4 + optlen) return 0;
   const uint8_t* opts = data + 4;

@@ -62,7 +62,7 @@ def main(out_dir):
         for rows in (1, 3, 16, 39):
             for cap in (0, 2, 3):
                 opts = pack_options("RELU", 0)
-                data = bytes([1 | 2 | 4 | 8 | (cap << 6), rows, k % 256, len(opts)]) + opts + blob
+                data = bytes([1 | 2 | 4 | 8 | (cap << 6), rows + 40 * (cap % 3), k % 256, len(opts)]) + opts + blob
                 with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                     f.write(data)
                 i += 1
