@@ -79,7 +79,9 @@ static void tfc_pick_plan(TfcState* s) {
  * 1x1 layers take 4-120 us.  Estimate: multiply-adds / rate + bytes in and out / bandwidth, rates
  * measured on this machine per layer (float32 CSR ~80 MAC/ns, int8 VNNI ~140 MAC/ns, ~50 B/ns
  * for the NHWC <-> tile transposes of the big maps). */
+#ifndef TFC_PAR_MIN_NS /* -DTFC_PAR_MIN_NS=0: split every layer (fuzzing the split) */
 #define TFC_PAR_MIN_NS 15000
+#endif
 #define TFC_MACS_PER_NS_F32 80
 #define TFC_MACS_PER_NS_I8 140
 #define TFC_BYTES_PER_NS 50
