@@ -127,7 +127,7 @@ def bench(files, threads, rounds, invokes, rng, extra=None):
         for t in threads[1:]:
             checks[f"{dtype}_sparse_{t}_threads_bitwise_equal_1_thread"] = bool(
                 np.array_equal(outputs[(dtype, "sparse", t)], outputs[(dtype, "sparse", threads[0])]))
-        d, s = outputs[(dtype, "dense", 1)].astype(np.float64), outputs[(dtype, "sparse", 1)].astype(np.float64)
+        d, s = (outputs[(dtype, kind, threads[0])].astype(np.float64) for kind in ("dense", "sparse"))
         checks[f"{dtype}_sparse_vs_dense_max_abs_diff"] = float(np.abs(d - s).max())
         checks[f"{dtype}_output_scale"] = float(np.abs(d).max())
     keys = list(interps)
