@@ -13,6 +13,8 @@
  *                        (TFC_SPARSE_CONV_1X1 requires 0)
  *   bytes 3..7           0
  */
+#include <stdatomic.h>
+
 #include "tfc_internal.h"
 #include "tfc_threads.h"
 
@@ -51,8 +53,8 @@ static int tfc_isa_cap(void) {
 }
 
 /* Name of the kernel the last Prepare picked (tests check that a forced path is taken). */
-static const char* volatile tfc_last_plan = "";
-const char* TfcLastKernelName(void) { return tfc_last_plan; }
+static _Atomic(const char*) tfc_last_plan = "";
+const char* TfcLastKernelName(void) { return atomic_load(&tfc_last_plan); }
 
 static void tfc_pick_plan(TfcState* s) {
   s->isa_cap = tfc_isa_cap();
@@ -63,7 +65,7 @@ static void tfc_pick_plan(TfcState* s) {
   memset(&s->plan, 0, sizeof(s->plan));
   for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
     if (kTfcPickers[i](s, s->isa_cap, &s->plan)) break;
-  tfc_last_plan = s->plan.name ? s->plan.name : "";
+  atomic_store(&tfc_last_plan, s->plan.name ? s->plan.name : "");
 }
 
 /* ------------------------------------------------------------------ threads
