@@ -46,7 +46,7 @@
 #define TFC_HAVE_FUTEX 0
 #endif
 
-#define TFC_POOL_SPIN_US_DEFAULT 300
+#define TFC_POOL_SPIN_US_DEFAULT 20
 #define TFC_POOL_CALLER_PAUSE_NS 2000L   /* caller waiting for the last tasks: pause-spin this long, */
 #define TFC_POOL_CALLER_YIELD_NS 2000000L /* then sched_yield() up to this, then sleep */
 #define TFC_POOL_STALL_NS 50000LL /* see tfc_pool_run */

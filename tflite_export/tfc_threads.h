@@ -18,17 +18,15 @@
  * (`worker` selects per-worker scratch memory, nothing else).
  *
  * Waking: a worker that finished a job spins on the job counter for a while
- * (300 us, or the environment variable TFC_POOL_SPIN_US read once at pool
+ * (20 us, or the environment variable TFC_POOL_SPIN_US read once at pool
  * creation), yielding the CPU every 16 turns, then sleeps (futex on Linux /
- * Android, a condition variable elsewhere).  300 us covers the dense ops XNNPACK
- * runs between two sparse nodes of MobileNetV2; a worker that slept costs the
- * caller a futex wake (~4 us) and arrives late (an idle vCPU / CPU core has to
- * wake up): measured on MobileNetV2 float32 at 2 threads, the fastest invokes
- * were 1.79 ms with a 20 us spin and 1.48 ms with 300 us (medians equal on the
- * loaded machine; benchmarks/sparse_threads.py --spin).  Spinning by pause
- * instructions alone was worse (a worker woken on the caller's CPU held the
- * caller off).  The caller pause-spins / yields while the last tasks finish,
- * then sleeps the same way.
+ * Android, a condition variable elsewhere).  Measured on MobileNetV2 at 2
+ * threads on the quiet machine, 20 us and 300 us gave the same latency (float32
+ * 1.68 / 1.70 ms, int8 1.11 / 1.11 ms; benchmarks/sparse_threads.py --spin), so
+ * the shorter one (less CPU burnt).  Spinning by pause instructions alone was
+ * worse (a worker the kernel woke on the caller's CPU held the caller off for
+ * its whole spin: 24 us per job).  The caller pause-spins / yields while the
+ * last tasks finish, then sleeps the same way.
  *
  * Stalls: when the caller waited for the workers' last tasks longer than it
  * worked itself (+ 50 us), a worker holding a task was descheduled (more
