@@ -9,10 +9,12 @@ SPARSE_OPS = Extension(
     sources=["tflite_export/tfc_op.c", "tflite_export/tfc_format.c", "tflite_export/tfc_relayout.c",
              "tflite_export/tfc_kernels_portable.c", "tflite_export/tfc_kernels_x86.c",
              "tflite_export/tfc_kernels_aarch64.c",
-             "tflite_export/tfc_sparse_delegate.c"],
-    depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h", "tflite_export/tfc_internal.h"],
+             "tflite_export/tfc_sparse_delegate.c", "tflite_export/tfc_threads.c"],
+    depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h", "tflite_export/tfc_internal.h",
+             "tflite_export/tfc_threads.h"],
     extra_compile_args=["-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-DTFC_MULTIVERSION",
-                        "-DTFC_X86_DISPATCH"],
+                        "-DTFC_X86_DISPATCH", "-pthread"],
+    extra_link_args=["-pthread"],
     libraries=["m"],
 )
 

@@ -61,6 +61,8 @@
 #define TFC_CSR_TILE 64 /* rows per tile of the CSR kernel */
 #define TFC_MAX_THREADS 8 /* per-worker scratch buffers allocated in Prepare */
 #define TFC_I8_TILE 64 /* rows per tile of the int8 many-row (quad) kernel */
+#define TFC_MAX_TASKS 32 /* tasks (unit ranges) of one Invoke */
+#define TFC_MAX_PARTS 16 /* channel parts of one CSR tile */
 
 /* ISA levels for the dispatch cap (env TFCOMPRESS_ISA_CAP=<level>, tests force each path):
  * 0 portable C only; 1 first SIMD level (x86: AVX-512F; ARM: NEON); 2 dot-product
@@ -91,6 +93,7 @@ typedef struct TfcPlan {
   size_t scratch_bytes; /* per worker */
   int needs; /* TFC_NEEDS_*: re-layout Prepare must build before `run` may be used */
   const char* name; /* kernel name (debugging, fuzz) */
+  int channel_parts; /* 1: `run` also takes (tile, channel part) units, see tile_parts below */
 } TfcPlan;
 
 /* Per-row kernels take the output slices [s0, s1) of one row. */
@@ -168,6 +171,16 @@ typedef struct TfcStateTag {
   uint8_t* i8w_idx; /* [steps * 16] */
   int32_t* i8w_val; /* [steps * 16], 64-byte aligned */
   void* arm_tbl; /* aarch64: tbl re-layout (tfc_kernels_aarch64.c), built by its picker */
+  /* threads (tfc_op.c, Prepare): Invoke runs task i on units [task_u[i], task_u[i+1]) on the
+   * interpreter's pool.  Few row tiles: the units of the tiled many-row kernels (float32 CSR,
+   * int8 quads) are (tile, part) pairs, u = tile * tile_parts + part, part p covering the
+   * 16-channel groups [part_g[p], part_g[p+1]) (parts balanced by stored weights) */
+  struct TfcPool* pool; /* NULL: one thread */
+  int workers; /* threads Invoke may use (scratch allocated for this many) */
+  int n_tasks;
+  int task_u[TFC_MAX_TASKS + 1];
+  int tile_parts; /* 1: units are whole tiles */
+  int part_g[TFC_MAX_PARTS + 1];
 } TfcState;
 
 /* Picks a plan for s (rows, value type, layout known) at ISA level <= cap.

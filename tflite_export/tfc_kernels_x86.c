@@ -279,10 +279,17 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
   float* xt = (float*)scratch; /* xt[K + 1][T], then ytile (tfc_csr_scratch) */
   float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
   memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float)); /* the padding entries' row */
-  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+  /* unit u = (tile u / parts, channel part u % parts); parts = 1: whole tiles */
+  const int parts = s->tile_parts > 1 ? s->tile_parts : 1;
+  int have_tile = -1; /* tile already transposed into xt */
+  for (int u = u0; u < u1; ++u) {
+    const int tile = u / parts, part = u % parts, p0 = tile * T;
+    if (p0 >= rows) break;
     const int t = rows - p0 < T ? rows - p0 : T;
     const int V = (t + 15) / 16;
-    for (int c0 = 0; c0 < K; c0 += 16) {
+    const int G = (N + 15) / 16;
+    const int g0 = parts > 1 ? s->part_g[part] : 0, g1 = parts > 1 ? s->part_g[part + 1] : G;
+    for (int c0 = 0; tile != have_tile && c0 < K; c0 += 16) { /* transpose the tile once */
       const int kc = K - c0 < 16 ? K - c0 : 16;
       const __mmask16 km = (__mmask16)((1u << kc) - 1u);
       for (int pb = 0; pb < 16 * V; pb += 16) {
@@ -293,16 +300,16 @@ __attribute__((target("avx512f"))) static void tfc_rows_f32_csr_avx512(const Tfc
         for (int i = 0; i < kc; ++i) _mm512_storeu_ps(xt + (size_t)(c0 + i) * T + pb, r[i]);
       }
     }
-    const int G = (N + 15) / 16;
+    have_tile = tile;
     if (s->csr_chunks == 1) {
-      for (int g = 0; g < G; ++g) {
+      for (int g = g0; g < g1; ++g) {
         tfc_csr_group(s, g, 0, xt, ytile, bias, V, 1, 1);
         tfc_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
       }
     } else {
       for (int c = 0; c + 1 < s->csr_chunks; ++c)
-        for (int g = 0; g < G; ++g) tfc_csr_group(s, g, c, xt, ytile, bias, V, c == 0, 0);
-      for (int g = 0; g < G; ++g) {
+        for (int g = g0; g < g1; ++g) tfc_csr_group(s, g, c, xt, ytile, bias, V, c == 0, 0);
+      for (int g = g0; g < g1; ++g) {
         tfc_csr_group(s, g, s->csr_chunks - 1, xt, ytile, bias, V, 0, 1);
         tfc_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
       }
@@ -439,10 +446,17 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const __m512 hi = _mm512_set1_ps((float)(s->qmax - s->zp_out));
   const __m512i zp16 = _mm512_set1_epi16((short)s->zp_out), qmin8 = _mm512_set1_epi8((char)s->qmin);
-  for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
+  /* unit u = (tile u / parts, channel part u % parts); parts = 1: whole tiles */
+  const int parts = s->tile_parts > 1 ? s->tile_parts : 1;
+  int have_tile = -1; /* tile already transposed into xt */
+  for (int u = u0; u < u1; ++u) {
+    const int tile = u / parts, part = u % parts, p0 = tile * T;
+    if (p0 >= rows) break;
     const int t = rows - p0 < T ? rows - p0 : T;
     const int V = (t + 15) / 16;
-    for (int c0 = 0; c0 < K; c0 += 64) {
+    const int n_begin = parts > 1 ? 16 * s->part_g[part] : 0;
+    const int n_end = parts > 1 && 16 * s->part_g[part + 1] < N ? 16 * s->part_g[part + 1] : N;
+    for (int c0 = 0; tile != have_tile && c0 < K; c0 += 64) { /* transpose the tile once */
       const int kc = K - c0 < 64 ? K - c0 : 64, nq = (kc + 3) / 4;
       const __mmask64 km = kc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1u);
       for (int pb = 0; pb < 16 * V; pb += 16) {
@@ -454,7 +468,8 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
         for (int i = 0; i < nq; ++i) _mm512_store_si512((void*)(xt + ((size_t)(c0 / 4 + i) * T + pb) * 4u), r[i]);
       }
     }
-    for (int n0 = 0; n0 < N; n0 += 16) {
+    have_tile = tile;
+    for (int n0 = n_begin; n0 < n_end; n0 += 16) {
       const int nb = N - n0 < 16 ? N - n0 : 16;
       for (int c = 0; c < nb; ++c) {
         const int n = n0 + c;
@@ -572,6 +587,7 @@ int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan) {
     plan->scratch_bytes = tfc_i8q_scratch(s);
     plan->needs = TFC_NEEDS_I8_QUADS;
     plan->name = "avx512vnni_quads_i8";
+    plan->channel_parts = 1;
     return 1;
   }
   if (!f32 && vnni) {
@@ -587,6 +603,7 @@ int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan) {
     plan->scratch_bytes = tfc_csr_scratch(s, TFC_CSR_TILE);
     plan->needs = TFC_NEEDS_CSR_F32;
     plan->name = "avx512_csr_f32";
+    plan->channel_parts = 1;
     return 1;
   }
   if (!win) return 0;

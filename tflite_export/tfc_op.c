@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 
 #include "tfc_internal.h"
+#include "tfc_threads.h"
 
 /* 64-byte aligned (one cache line: vector loads of the tiles never split lines), released with
  * tfc_free64.  By hand rather than aligned_alloc, which Android has only from API 28. */
@@ -70,11 +71,177 @@ static void tfc_pick_plan(TfcState* s) {
   atomic_store(&tfc_last_plan, s->plan.name ? s->plan.name : "");
 }
 
-/* Workers Invoke may split the units over (scratch is allocated for this many).
- * Threads: set from ctx->recommended_num_threads, capped at TFC_MAX_THREADS. */
+/* ------------------------------------------------------------------ threads
+ * Invoke splits the plan's units over the threads the interpreter was given
+ * (TfLiteContext.recommended_num_threads, set by Interpreter::SetNumThreads /
+ * Python's num_threads; <= 0 means the runtime default, 1 thread, as TFLite's
+ * own kernels), on a pool shared by all TFC_* nodes of the interpreter
+ * (tfc_threads.c, keyed by the context).  Everything is decided here in
+ * Prepare: the pool, the per-worker scratch, the unit ranges (tasks). */
+
+/* A layer whose estimated one-thread time is below this stays on one thread: handing work to
+ * a worker costs ~0.3 us when it spins, ~4 us to wake it (futex, measured here), and MobileNetV2's
+ * 1x1 layers take 4-120 us.  Estimate: multiply-adds / rate + bytes in and out / bandwidth, rates
+ * measured on this machine per layer (float32 CSR ~80 MAC/ns, int8 VNNI ~140 MAC/ns, ~50 B/ns
+ * for the NHWC <-> tile transposes of the big maps). */
+#ifndef TFC_PAR_MIN_NS /* -DTFC_PAR_MIN_NS=0: split every layer (fuzzing the split) */
+#define TFC_PAR_MIN_NS 15000
+#endif
+#define TFC_MACS_PER_NS_F32 80
+#define TFC_MACS_PER_NS_I8 140
+#define TFC_BYTES_PER_NS 50
+/* Tasks per thread: more balances preemption and uneven units, fewer costs less claiming. */
+#define TFC_TASKS_PER_WORKER 4
+/* Tiled many-row kernels (float32 CSR, int8 quads) with fewer row tiles than this per thread
+ * (MobileNetV2: 1 tile at 7x7): tiles are split into channel parts too.  Each part transposes
+ * its tile again, and a worker that wakes late leaves all parts to the caller: measured under
+ * load, 1 part per thread cost least (3 per thread made a 7x7 layer 1.8x slower than 1 part). */
+#define TFC_PART_UNITS_PER_WORKER 1
+
+/* Workers Invoke may split the units over (scratch is allocated for this many): the
+ * interpreter's threads, at most the CPUs online (more threads than cores only add waiting
+ * on descheduled workers; TFCOMPRESS_THREADS_OVERSUBSCRIBE=1 lifts that cap, for tests), at
+ * most TFCOMPRESS_THREADS_MAX=1..8 if set (benchmarks: the kernels' own share of a speed-up). */
 static int tfc_workers(const TfLiteContext* ctx) {
-  (void)ctx;
+  int n = ctx->recommended_num_threads;
+  if (n > TFC_MAX_THREADS) n = TFC_MAX_THREADS;
+  const char* cap = getenv("TFCOMPRESS_THREADS_MAX");
+  if (cap != NULL && cap[0] >= '1' && cap[0] <= '8' && cap[1] == 0 && n > cap[0] - '0') n = cap[0] - '0';
+  const char* over = getenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE");
+  if (!(over != NULL && over[0] == '1') && n > tfc_online_cpus()) n = tfc_online_cpus();
+  return n <= 1 ? 1 : n;
+}
+
+/* Splits [0, units) into n ranges of about equal cost (cost[u] >= 0; NULL: all units equal);
+ * writes bounds[0..n] and returns the number of non-empty ranges. */
+static int tfc_split_units(int units, const uint64_t* cost, int n, int* bounds) {
+  if (n > units) n = units;
+  if (n < 1) n = 1;
+  if (cost == NULL) {
+    for (int i = 0; i <= n; ++i) bounds[i] = (int)((int64_t)units * i / n);
+    return n;
+  }
+  uint64_t total = 0;
+  for (int u = 0; u < units; ++u) total += cost[u];
+  int k = 0, u = 0;
+  uint64_t acc = 0;
+  bounds[0] = 0;
+  for (int i = 1; i < n; ++i) {
+    const uint64_t want = total * (uint64_t)i / (uint64_t)n;
+    while (u < units && acc + cost[u] / 2 < want) acc += cost[u++];
+    if (u > bounds[k] && u < units) bounds[++k] = u;
+  }
+  bounds[++k] = units;
+  return k;
+}
+
+/* Estimated one-thread time of one Invoke in ns (stored slots include the zero padding the
+ * kernels also run). */
+static uint64_t tfc_invoke_ns(const TfcState* s) {
+  const int f32 = s->value_type == kTfLiteFloat32;
+  const uint64_t macs = (uint64_t)s->rows * (uint64_t)s->nslots * (uint64_t)s->block;
+  const uint64_t bytes = (uint64_t)s->rows * ((uint64_t)s->k_in + (uint64_t)s->n_out) * (f32 ? 4u : 1u);
+  return macs / (f32 ? TFC_MACS_PER_NS_F32 : TFC_MACS_PER_NS_I8) + bytes / TFC_BYTES_PER_NS;
+}
+
+/* The pool, the CSR channel parts and the tasks of this node for `workers` threads. */
+static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
+  s->tile_parts = 1;
+  s->n_tasks = 1;
+  s->task_u[0] = 0;
+  s->task_u[1] = s->plan.units;
+  if (workers > 1 && tfc_invoke_ns(s) < TFC_PAR_MIN_NS) workers = 1;
+  if (workers > 1 && s->pool == NULL) s->pool = tfc_pool_acquire(ctx, workers);
+  if (workers > 1 && s->pool != NULL && tfc_pool_threads(s->pool) < workers) {
+    TfcPool* bigger = tfc_pool_acquire(ctx, workers); /* same pool, grown */
+    tfc_pool_release(s->pool);
+    s->pool = bigger;
+  }
+  if (s->pool == NULL) workers = 1;
+  else if (tfc_pool_threads(s->pool) < workers) workers = tfc_pool_threads(s->pool);
+  if (workers <= 1 || s->plan.units < 1) { /* keep the pool reference: the node may be re-prepared with more rows */
+    s->workers = 1;
+    return 1;
+  }
+  s->workers = workers;
+  int units = s->plan.units;
+  const int want = workers * TFC_TASKS_PER_WORKER;
+  const int n = want < TFC_MAX_TASKS ? want : TFC_MAX_TASKS;
+  const int G = (s->n_out + 15) / 16;
+  /* per-unit costs for the split (NULL: equal units) */
+  uint64_t* cost = (uint64_t*)malloc(sizeof(uint64_t) * (size_t)(units > G ? units : G));
+  int gb[TFC_MAX_PARTS + 1];
+  if (cost == NULL) {
+    ctx->ReportError(ctx, "tfcompress sparse op: out of memory planning threads");
+    return 0;
+  }
+  const uint64_t* ucost = NULL;
+  /* only kernels that declare it take (tile, part) units (the aarch64 ones take whole tiles) */
+  const int csr = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0;
+  const int quads = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
+                    s->plan.unit_kind == TFC_UNITS_ROWS;
+  if ((csr || quads) && units < workers * TFC_PART_UNITS_PER_WORKER) {
+    /* few row tiles (7x7, 14x14 maps): also split each tile's 16-channel groups, balanced by
+     * the stored weights of each group plus its transpose-and-store */
+    const int want_units = workers * TFC_PART_UNITS_PER_WORKER;
+    int parts = (want_units + units - 1) / units;
+    if (parts > G) parts = G;
+    if (parts > TFC_MAX_PARTS) parts = TFC_MAX_PARTS;
+    if (parts > 1) {
+      for (int g = 0; g < G; ++g) {
+        uint64_t e = 0;
+        if (csr) {
+          const int per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
+          const size_t nper = (size_t)per_group * (size_t)G;
+          for (int c = 0; c < s->csr_chunks; ++c)
+            e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * (g + 1))] -
+                 s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g)];
+          e *= s->csr_quads ? 4u : 2u;
+        } else { /* int8 quads of the group's channels, 4 weights each */
+          const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
+          e = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]);
+        }
+        cost[g] = e + 64u;
+      }
+      parts = tfc_split_units(G, cost, parts, gb);
+      for (int i = 0; i <= parts; ++i) s->part_g[i] = gb[i];
+      s->tile_parts = parts;
+      units *= parts;
+      s->plan.units = units;
+    }
+  } else if (s->plan.unit_kind == TFC_UNITS_SLICES && (s->plan.needs & TFC_NEEDS_I8_WIN) && s->i8w_built) {
+    /* windowed int8 slices (natural channel order): balance by their steps */
+    for (int sl = 0; sl < units; ++sl) {
+      uint64_t e = 4u;
+      for (int w = 0; w < s->i8w_windows; ++w) e += s->i8w_steps[(size_t)sl * (size_t)s->i8w_windows + (size_t)w];
+      cost[sl] = e;
+    }
+    ucost = cost;
+  } else if (s->plan.unit_kind == TFC_UNITS_SLICES && units <= s->n_slices) {
+    /* packed slices have uneven lengths (sorted by non-zero count): balance by stored slots */
+    for (int sl = 0; sl < units; ++sl) cost[sl] = (uint64_t)(s->slice_ptr[sl + 1] - s->slice_ptr[sl]) + 16u;
+    ucost = cost;
+  }
+  s->n_tasks = units < 2 ? 1 : tfc_split_units(units, ucost, n, s->task_u);
+  if (s->n_tasks <= 1) { /* one unit: nothing to split */
+    s->task_u[0] = 0;
+    s->task_u[1] = units;
+  }
+  free(cost);
   return 1;
+}
+
+typedef struct {
+  const TfcState* s;
+  const TfcIO* io;
+} TfcInvokeJob;
+
+static void* tfc_worker_scratch(const TfcState* s, int worker);
+
+static void tfc_invoke_task(void* arg, int task, int worker) {
+  const TfcInvokeJob* j = (const TfcInvokeJob*)arg;
+  const TfcState* s = j->s;
+  s->plan.run(s, j->io, s->task_u[task], s->task_u[task + 1], tfc_worker_scratch(s, worker));
 }
 
 static void* tfc_worker_scratch(const TfcState* s, int worker) {
@@ -122,6 +289,7 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
 #if TFC_HAVE_AARCH64
   tfc_free_aarch64(s);
 #endif
+  tfc_pool_release(s->pool);
   free(s);
 }
 
@@ -270,6 +438,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     s->scratch_bytes = (size_t)workers * stride;
   }
   s->scratch_stride = stride;
+  if (!tfc_plan_threads(ctx, s, workers)) return kTfLiteError;
 
   /* output shape */
   int shape[6];
@@ -305,13 +474,18 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   io.x = x->data.raw_const;
   io.bias = ib >= 0 ? TFC_TENSOR(ctx, ib)->data.raw_const : NULL;
   io.y = y->data.data;
-  /* The units [0, units) are independent (tfc_internal.h).  Single-threaded: one range per
-   * worker, run in turn.  The thread pool plugs in here: hand range w to worker w with
-   * tfc_worker_scratch(s, w) and wait for all. */
-  const int units = s->plan.units, ranges = s->test_ranges > 1 ? s->test_ranges : 1;
-  for (int wk = 0; wk < ranges; ++wk) {
-    const int u0 = (int)((int64_t)units * wk / ranges), u1 = (int)((int64_t)units * (wk + 1) / ranges);
-    if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, 0));
+  /* The units [0, units) are independent (tfc_internal.h); task i = units
+   * [task_u[i], task_u[i+1]) (tfc_plan_threads), on the caller and the pool's workers.
+   * One thread: TFCOMPRESS_TEST_RANGES=n (tests) still runs n ranges in turn. */
+  if (s->n_tasks > 1 && s->pool != NULL) {
+    TfcInvokeJob job = {s, &io};
+    tfc_pool_run(s->pool, s->n_tasks, s->workers, tfc_invoke_task, &job);
+  } else {
+    const int units = s->plan.units, ranges = s->test_ranges > 1 ? s->test_ranges : 1;
+    for (int r = 0; r < ranges; ++r) {
+      const int u0 = (int)((int64_t)units * r / ranges), u1 = (int)((int64_t)units * (r + 1) / ranges);
+      if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, 0));
+    }
   }
   return kTfLiteOk;
 }

@@ -114,6 +114,24 @@ def test_kernels_match_numpy_under_qemu(built, compiler, cpu):
         assert lines[-1] == f"{len(names)} passed, 0 failed"
 
 
+def test_kernels_on_three_threads_match_numpy_under_qemu(built, tmp_path):
+    """The same cases with the interpreter's thread count at 3 and every layer split (the pool of
+    tfc_threads.c and the work ranges of tfc_op.c), on the sdot and the plain-NEON CPU models."""
+    _, cases, names = built
+    exe = tmp_path / "tfc_test_threads"
+    subprocess.run(COMPILERS["gcc"] + CFLAGS + ["-DTFC_PAR_MIN_NS=0", "-pthread"] + _sources()
+                   + ["-lm", "-o", str(exe)], check=True, timeout=600)
+    env = dict(os.environ, TFC_TEST_THREADS="3", TFCOMPRESS_THREADS_OVERSUBSCRIBE="1")
+    env.pop("TFCOMPRESS_ISA_CAP", None)
+    for cpu in CPUS:
+        r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(exe), str(cases)], capture_output=True,
+                           text=True, timeout=600, env=env)
+        failed = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
+        assert not failed, (cpu, "\n".join(failed[:20]))
+        assert r.returncode == 0 and r.stdout.splitlines()[-1] == f"{len(names)} passed, 0 failed", (
+            cpu, r.stdout[-2000:], r.stderr[-2000:])
+
+
 def _objdump(compiler, tmp_path):
     """Disassembly of tfc_kernels_aarch64.c built as in the driver, by aarch64 objdump."""
     obj = tmp_path / f"k_{compiler}.o"

@@ -5,7 +5,7 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I tflite_export \
  *     tflite_export/fuzz/fuzz_sparse_op.c tflite_export/tfc_op.c tflite_export/tfc_format.c \
  *     tflite_export/tfc_relayout.c tflite_export/tfc_kernels_portable.c tflite_export/tfc_kernels_x86.c \
- *     -lm -o /tmp/fuzz_sparse_op
+ *     tflite_export/tfc_threads.c -lm -pthread -o /tmp/fuzz_sparse_op
  *   python tflite_export/fuzz/make_corpus.py /tmp/corpus && /tmp/fuzz_sparse_op /tmp/corpus
  *
  * Input layout: byte 0 flags (bit0 conv, bit1 int8, bit2 bias, bit3 shape

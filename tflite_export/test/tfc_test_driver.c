@@ -199,6 +199,8 @@ static int run_case(Reader* r) {
   ctx.tensors_size = 4;
   ctx.ReportError = report;
   ctx.ResizeTensor = resize;
+  /* TFC_TEST_THREADS=n: the interpreter's thread count (the pool and the work split of tfc_op.c) */
+  ctx.recommended_num_threads = getenv("TFC_TEST_THREADS") ? atoi(getenv("TFC_TEST_THREADS")) : 1;
 
   int in_idx[4] = {bias_type ? 3 : 2, 0, 1, 2};
   int out_idx[2] = {1, 3};

@@ -1,0 +1,340 @@
+"""The tfcompress thread pool (tflite_export/tfc_threads.c) and the sparse kernels on threads.
+
+The pool is tested by a standalone C program (tests/native/c/test_tfc_threads.c), built here
+with the system compiler, also under ThreadSanitizer and with the condition-variable wait path
+(the one iOS / macOS use) forced on Linux.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+SRC = os.path.join(ROOT, "tflite_export")
+CC = os.environ.get("CC", "cc")
+
+
+def _build(tmp_path, name, *flags):
+    exe = str(tmp_path / name)
+    cmd = [CC, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", f"-I{SRC}", *flags,
+           os.path.join(HERE, "c", "test_tfc_threads.c"), os.path.join(SRC, "tfc_threads.c"), "-o", exe]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+def _tsan_works(tmp_path):
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    r = subprocess.run([CC, "-fsanitize=thread", str(probe), "-o", str(tmp_path / "probe")],
+                       capture_output=True)
+    return r.returncode == 0 and subprocess.run([str(tmp_path / "probe")]).returncode == 0
+
+
+@pytest.mark.parametrize("variant", ["futex", "condvar"])
+def test_pool_c_unit(tmp_path, variant):
+    """Every task runs exactly once with the right result, over 20k+ jobs of 1..64 tasks; the
+    workers take part; max_threads bounds the worker index; two pools and two callers on one
+    pool at once; the last release joins every tfc-pool-* thread (counted in /proc)."""
+    flags = ["-O2"] + (["-DTFC_POOL_NO_FUTEX"] if variant == "condvar" else [])
+    exe = _build(tmp_path, f"t_{variant}", *flags)
+    r = subprocess.run([exe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr
+
+
+@pytest.mark.parametrize("variant", ["futex", "condvar"])
+def test_pool_c_unit_thread_sanitizer(tmp_path, variant):
+    """The same program under ThreadSanitizer: no data race in the pool."""
+    if shutil.which(CC) is None or not _tsan_works(tmp_path):
+        pytest.skip("this compiler has no working -fsanitize=thread")
+    flags = ["-O1", "-g", "-fsanitize=thread"] + (["-DTFC_POOL_NO_FUTEX"] if variant == "condvar" else [])
+    exe = _build(tmp_path, f"tsan_{variant}", *flags)
+    r = subprocess.run([exe, "quick"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "TSAN_OPTIONS": "halt_on_error=1"})
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The sparse ops on threads, in the real LiteRT interpreter (through the tfcompress delegate).
+
+import gc  # noqa: E402
+import glob  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfcompress.export import export_tflite, load_interpreter  # noqa: E402
+from tfcompress.export.sparse import rewrite_tflite  # noqa: E402
+from tfcompress.export.sparse_native import custom_ops_in  # noqa: E402
+from tfcompress.pruning import Block, Unstructured  # noqa: E402
+
+THREADS = (1, 2, 3, 4)
+
+
+@pytest.fixture(autouse=True)
+def _oversubscribe(monkeypatch):
+    """The kernels use at most as many threads as CPUs are online; CI machines have 2, and the
+    3- and 4-way splits are tested too (test_threads_capped_at_online_cpus checks the cap)."""
+    monkeypatch.setenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE", "1")
+
+
+def _last_kernel_name():
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    lib = ctypes.CDLL(library_path())
+    lib.TfcLastKernelName.restype = ctypes.c_char_p
+    return lib.TfcLastKernelName().decode()
+
+
+def _pool_threads_settle(want, base):
+    """_pool_threads() - base, polled up to 2 s until it equals `want` (a thread that was just
+    joined can stay listed in /proc/self/task for a moment)."""
+    import time
+
+    got = _pool_threads() - base
+    for _ in range(200):
+        if got == want:
+            break
+        time.sleep(0.01)
+        got = _pool_threads() - base
+    return got
+
+
+def _pool_threads():
+    """Live threads of this process named tfc-pool-* (the sparse kernels' workers)."""
+    n = 0
+    for comm in glob.glob("/proc/self/task/*/comm"):
+        try:
+            with open(comm) as f:
+                n += f.read().startswith("tfc-pool")
+        except OSError:  # the thread ended meanwhile
+            pass
+    return n
+
+
+def _conv_chain(hw, channels, pattern, rng, activation="relu"):
+    """1x1 convs channels[0] -> channels[1] -> ..., pruned 80 % with a tfcompress pattern."""
+    inp = keras.Input((hw, hw, channels[0]))
+    h = inp
+    for i, c in enumerate(channels[1:]):
+        h = keras.layers.Conv2D(c, 1, activation=activation if i + 2 < len(channels) else None)(h)
+    model = keras.Model(inp, h)
+    for layer in model.layers[1:]:
+        w = layer.kernel.numpy()
+        mask = pattern.compute_mask(np.abs(w.reshape(1, *w.shape[2:])), 0.8)
+        layer.kernel.assign(w * mask.reshape(w.shape))
+        layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.1)
+    return model
+
+
+def _dense_chain(k, n, rng):
+    model = keras.Sequential([keras.Input((k,)), keras.layers.Dense(n, activation="relu"), keras.layers.Dense(96)])
+    for layer in model.layers:
+        w = layer.kernel.numpy()
+        w[rng.random(w.shape) < 0.8] = 0
+        layer.kernel.assign(w)
+        layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.1)
+    return model
+
+
+def _numpy_reference(model, x):
+    """float64 numpy forward pass of a chain of 1x1 convs / Dense layers (relu / linear)."""
+    h = x.astype(np.float64)
+    for layer in model.layers:
+        if not hasattr(layer, "kernel"):
+            continue
+        w = layer.kernel.numpy().astype(np.float64)
+        h = h @ w.reshape(-1, w.shape[-1]) + layer.bias.numpy()
+        if layer.get_config()["activation"] == "relu":
+            h = np.maximum(h, 0)
+    return h
+
+
+def _run(interp, x):
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    if list(inp["shape"]) != list(x.shape):
+        interp.resize_tensor_input(inp["index"], x.shape)
+        interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return interp.get_tensor(out["index"]).copy()
+
+
+# (model, input): CSR kernel with many 64-row tiles, with one tile (units split by channel
+# groups), 4x1 output blocks (quads); FC at 3 and 9 rows (output-slice units, balanced by slots).
+# Every model has a layer above the one-thread threshold (tfc_op.c: ~15 us estimated).
+CASES = {
+    "conv_24x24_unstructured": (lambda rng: _conv_chain(24, (64, 192, 40), Unstructured(), rng), (1, 24, 24, 64)),
+    "conv_7x7_unstructured": (lambda rng: _conv_chain(7, (320, 960, 160), Unstructured(), rng), (1, 7, 7, 320)),
+    "conv_14x14_block4x1": (lambda rng: _conv_chain(14, (192, 576, 96), Block((4, 1)), rng), (1, 14, 14, 192)),
+    "fc_3_rows": (lambda rng: _dense_chain(2048, 1536, rng), (3, 2048)),
+    "fc_9_rows": (lambda rng: _dense_chain(1024, 1024, rng), (9, 1024)),
+}
+# int8 kernels are ~2x faster per multiply-add: larger layers
+CASES_INT8 = {
+    "conv_28x28": (lambda rng: _conv_chain(28, (96, 576, 96), Unstructured(), rng), (1, 28, 28, 96)),
+    "conv_7x7": CASES["conv_7x7_unstructured"],
+    "fc_9_rows": (lambda rng: _dense_chain(2048, 1536, rng), (9, 2048)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_float32_threads_bitwise_equal_and_match_numpy(case, rng):
+    """1, 2, 3, 4 threads give bit-identical outputs (each output's reduction order does not
+    depend on the split) that match a float64 numpy forward pass; 20 invokes in a row with
+    changing inputs stay identical; the interpreter's thread count reaches the kernels."""
+    build, shape = CASES[case]
+    model = build(rng)
+    dense, _ = export_tflite(model)
+    sparse = rewrite_tflite(dense, "custom")
+    assert len(custom_ops_in(sparse)) == 1, custom_ops_in(sparse)
+    xs = [rng.standard_normal(shape).astype("float32") for _ in range(3)]
+    gc.collect()
+    base = _pool_threads()
+    outs = {}
+    for t in THREADS:
+        interp = load_interpreter(sparse, num_threads=t)
+        outs[t] = [_run(interp, x) for x in xs]
+        # the pool of this interpreter: t - 1 workers (each interpreter has its own pool)
+        assert _pool_threads_settle(t - 1, base) == t - 1, (t, _pool_threads() - base)
+        for r in range(20):
+            i = r % len(xs)
+            assert np.array_equal(_run(interp, xs[i]), outs[t][i]), (t, r)
+        del interp
+        gc.collect()
+        assert _pool_threads_settle(0, base) == 0
+    for t in THREADS[1:]:
+        for i in range(len(xs)):
+            assert np.array_equal(outs[t][i], outs[1][i]), (t, i, np.abs(outs[t][i] - outs[1][i]).max())
+    for i, x in enumerate(xs):
+        ref = _numpy_reference(model, x)
+        scale = np.abs(ref).max()
+        assert np.abs(outs[1][i] - ref).max() <= 1e-5 * scale, (np.abs(outs[1][i] - ref).max(), scale)
+
+
+def test_two_interpreters_with_different_threads_alive_at_once(rng):
+    """Two interpreters (2 and 4 threads) of one model, invoked alternately, give the 1-thread
+    output; each has its own pool (1 + 3 workers); destroying both ends every worker."""
+    model = _conv_chain(24, (64, 192, 40), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
+    ref = _run(load_interpreter(sparse, num_threads=1), x)
+    gc.collect()
+    base = _pool_threads()
+    a = load_interpreter(sparse, num_threads=2)
+    b = load_interpreter(sparse, num_threads=4)
+    for _ in range(10):
+        assert np.array_equal(_run(a, x), ref)
+        assert np.array_equal(_run(b, x), ref)
+    assert _pool_threads_settle(1 + 3, base) == 1 + 3
+    del a
+    gc.collect()
+    assert _pool_threads_settle(3, base) == 3
+    assert np.array_equal(_run(b, x), ref)
+    del b
+    gc.collect()
+    assert _pool_threads_settle(0, base) == 0
+
+
+def test_resize_between_invokes_keeps_threads_consistent(rng):
+    """Re-Prepare with another batch (more tiles, new split) on a 3-thread interpreter."""
+    model = _conv_chain(7, (320, 960, 160), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    one, three = load_interpreter(sparse, num_threads=1), load_interpreter(sparse, num_threads=3)
+    for batch in (1, 5, 2):
+        x = rng.standard_normal((batch, 7, 7, 320)).astype("float32")
+        assert np.array_equal(_run(three, x), _run(one, x)), batch
+
+
+def test_small_layer_stays_on_one_thread(rng):
+    """A layer too small for threads to pay (8x8 map, 32 -> 32 channels, ~1 us) runs on the
+    calling thread: no worker is started even with num_threads=4."""
+    model = _conv_chain(8, (32, 32), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    assert custom_ops_in(sparse)
+    x = rng.standard_normal((1, 8, 8, 32)).astype("float32")
+    gc.collect()
+    base = _pool_threads()
+    interp = load_interpreter(sparse, num_threads=4)
+    y = _run(interp, x)
+    assert _pool_threads_settle(0, base) == 0
+    ref = _numpy_reference(model, x)
+    assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("case", sorted(CASES_INT8))
+def test_int8_threads_bitwise_equal_and_within_one_step_of_tflite(case, rng):
+    """int8: 1, 2, 3, 4 threads bit-identical, and within one quantization step of TFLite's own
+    int8 kernels on the dense file of the same weights; the pool has t - 1 workers."""
+    build, shape = CASES_INT8[case]
+    model = build(rng)
+    calib = rng.standard_normal((32,) + shape[1:]).astype("float32")
+    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    sparse = rewrite_tflite(dense, "custom")
+    assert custom_ops_in(sparse)
+    scale, zero = load_interpreter(dense).get_input_details()[0]["quantization"]
+    x = rng.standard_normal(shape).astype("float32")
+    xq = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    y_dense = _run(load_interpreter(dense, num_threads=1), xq)
+    gc.collect()
+    base = _pool_threads()
+    outs = {}
+    for t in THREADS:
+        interp = load_interpreter(sparse, num_threads=t)
+        outs[t] = _run(interp, xq)
+        assert _pool_threads_settle(t - 1, base) == t - 1, (t, _pool_threads() - base)
+        del interp
+        gc.collect()
+    for t in THREADS[1:]:
+        assert np.array_equal(outs[t], outs[1]), t
+    assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_portable_kernels_on_threads(dtype, rng, monkeypatch):
+    """The portable C kernels (TFCOMPRESS_ISA_CAP=0: what ARM and other CPUs run without the
+    SIMD files) split over threads give the same bits as on one thread."""
+    monkeypatch.setenv("TFCOMPRESS_ISA_CAP", "0")
+    model = _conv_chain(24, (64, 576, 40), Unstructured(), rng)
+    x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
+    if dtype == "int8":
+        calib = rng.standard_normal((32, 24, 24, 64)).astype("float32")
+        dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+        scale, zero = load_interpreter(dense).get_input_details()[0]["quantization"]
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    else:
+        dense, _ = export_tflite(model)
+    sparse = rewrite_tflite(dense, "custom")
+    gc.collect()
+    base = _pool_threads()
+    interps = {t: load_interpreter(sparse, num_threads=t) for t in (1, 2, 3)}
+    outs = {t: _run(it, x) for t, it in interps.items()}
+    assert _last_kernel_name().startswith("portable_"), _last_kernel_name()
+    assert _pool_threads_settle(1 + 2, base) == 1 + 2  # the 2- and 3-thread interpreters split the work
+    assert np.array_equal(outs[2], outs[1]) and np.array_equal(outs[3], outs[1])
+    if dtype == "float32":
+        ref = _numpy_reference(model, x)
+        assert np.abs(outs[1] - ref).max() <= 1e-5 * np.abs(ref).max()
+    else:
+        y_dense = _run(load_interpreter(dense, num_threads=1), x)
+        assert np.abs(outs[1].astype(int) - y_dense.astype(int)).max() <= 1
+
+
+def test_threads_capped_at_online_cpus(rng, monkeypatch):
+    """More threads than CPUs online: the kernels use one per CPU (XNNPACK's ops still get
+    num_threads), and the result is the 1-thread result."""
+    monkeypatch.delenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE")
+    cpus = os.sysconf("SC_NPROCESSORS_ONLN")
+    model = _conv_chain(24, (64, 192, 40), Unstructured(), rng)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    x = rng.standard_normal((1, 24, 24, 64)).astype("float32")
+    ref = _run(load_interpreter(sparse, num_threads=1), x)
+    gc.collect()
+    base = _pool_threads()
+    interp = load_interpreter(sparse, num_threads=cpus + 2)
+    assert np.array_equal(_run(interp, x), ref)
+    assert _pool_threads_settle(min(cpus, 8) - 1, base) == min(cpus, 8) - 1

@@ -1,0 +1,87 @@
+/* tfcompress: the thread pool the sparse kernels run on.
+ *
+ * One pool per interpreter (keyed by its TfLiteContext*), shared by all the
+ * TFC_* nodes of that interpreter and reference counted: the first node that
+ * wants N threads creates it in Prepare, the last node's Free joins its
+ * threads.  A pool of N threads is the calling thread plus N - 1 workers.
+ *
+ *   tfc_pool_acquire(ctx, n)     Prepare: get (or create / grow) the pool
+ *   tfc_pool_release(pool)       Free: drop one reference, last one joins
+ *   tfc_pool_run(pool, n, m, fn, a)  Invoke: fn(a, task, worker) for every
+ *                                task in [0, n), on the caller (worker 0) and
+ *                                the workers 1 .. m-1; returns when all tasks
+ *                                are done.  Allocates nothing, takes no lock.
+ *
+ * Tasks are claimed one at a time from a shared counter (a worker that is
+ * descheduled or still asleep simply claims fewer), so which worker runs a
+ * task varies from run to run: a task's result must depend only on its index
+ * (`worker` selects per-worker scratch memory, nothing else).
+ *
+ * Waking: a worker that finished a job spins on the job counter for a while
+ * (20 us, or the environment variable TFC_POOL_SPIN_US read once at pool
+ * creation), yielding the CPU every 16 turns, then sleeps (futex on Linux /
+ * Android, a condition variable elsewhere).  Measured on MobileNetV2 at 2
+ * threads on the quiet machine, 20 us and 300 us gave the same latency (float32
+ * 1.68 / 1.70 ms, int8 1.11 / 1.11 ms; benchmarks/sparse_threads.py --spin), so
+ * the shorter one (less CPU burnt).  Spinning by pause instructions alone was
+ * worse (a worker the kernel woke on the caller's CPU held the caller off for
+ * its whole spin: 24 us per job).  The caller pause-spins / yields while the
+ * last tasks finish, then sleeps the same way.
+ *
+ * Stalls: when the caller waited for the workers' last tasks longer than it
+ * worked itself (+ 50 us), a worker holding a task was descheduled (more
+ * runnable threads than cores: a loaded phone, other apps); the pool then runs
+ * the next 64 jobs on the caller alone (doubling while retries stall, up to
+ * 4096) instead of stalling every job.  Results do not depend on it.
+ *
+ * Plain C11 atomics + pthreads: Linux, Android, iOS/macOS.
+ */
+#ifndef TFC_THREADS_H_
+#define TFC_THREADS_H_
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TFC_POOL_MAX_THREADS 64
+
+typedef struct TfcPool TfcPool;
+
+/* A task: `task` in [0, n_tasks), `worker` in [0, tfc_pool_threads(pool)). */
+typedef void (*TfcTaskFn)(void* arg, int task, int worker);
+
+/* The pool of `key` (any pointer; the kernels use the TfLiteContext*) with at
+ * least `threads` threads (the caller included), created or grown as needed;
+ * threads is clamped to [1, TFC_POOL_MAX_THREADS].  Each successful call takes
+ * one reference.  Returns NULL if threads <= 1 (run serially, no pool) or if
+ * no thread could be created.  Not to be called while the pool runs a job
+ * (TFLite calls Prepare and Invoke of one interpreter from one thread). */
+TfcPool* tfc_pool_acquire(const void* key, int threads);
+
+/* Drops one reference; the last one stops and joins the workers and frees the
+ * pool.  NULL is ignored. */
+void tfc_pool_release(TfcPool* pool);
+
+/* Threads of the pool (caller included); 1 for NULL. */
+int tfc_pool_threads(const TfcPool* pool);
+
+/* Runs fn(arg, t, worker) for t in [0, n_tasks) with worker < max_threads (the
+ * per-worker scratch a node sized; workers of a pool grown since take no
+ * task).  With a NULL pool, n_tasks <= 1, max_threads <= 1, or the pool busy
+ * with another caller, everything runs on the calling thread as worker 0. */
+void tfc_pool_run(TfcPool* pool, int n_tasks, int max_threads, TfcTaskFn fn, void* arg);
+
+/* Number of live worker threads of all pools in the process (tests). */
+int tfc_pool_live_workers(void);
+
+/* Process-wide job counters: out[0] jobs run in parallel, out[1] of them stalled on a
+ * descheduled worker, out[2] jobs run on the caller during the backoff after a stall. */
+void tfc_pool_stats(long long out[3]);
+
+/* CPUs online (sysconf), in [1, TFC_POOL_MAX_THREADS]. */
+int tfc_online_cpus(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TFC_THREADS_H_ */
