@@ -195,20 +195,11 @@ def _setup_tf(tree):
 
 
 def _convert(model, dtype, calib=None, sparsity_opt=False):
-    import tensorflow as tf
+    """The x86 benchmark's converter settings (benchmarks/sparse_kernels.py), one place for both."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from sparse_kernels import convert
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    opts = []
-    if dtype == "int8":
-        opts.append(tf.lite.Optimize.DEFAULT)
-        conv.representative_dataset = lambda: ([c[None]] for c in calib)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    if sparsity_opt:
-        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-    conv.optimizations = opts
-    return conv.convert()
+    return convert(model, dtype, calib, sparsity_opt)
 
 
 def fc_keras(k, n, sparsity, rng):
