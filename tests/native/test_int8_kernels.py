@@ -110,16 +110,21 @@ def _numpy_reference(params, xq, activation):
     return np.clip(y, qlo, qhi).astype(np.int64).reshape(xq.shape[:-1] + (w.shape[0],))
 
 
-def _run(tflite, xq):
-    """Runs the whole batch of rows xq in one invoke (the input is resized to xq.shape)."""
+def _invoke(tflite, x):
+    """Runs the whole batch of rows x in one invoke (the input is resized to x.shape); raw output."""
     interp = load_interpreter(tflite)
     inp = interp.get_input_details()[0]
-    if tuple(inp["shape"]) != xq.shape:
-        interp.resize_tensor_input(inp["index"], list(xq.shape), strict=False)
+    if tuple(inp["shape"]) != x.shape:
+        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
         interp.allocate_tensors()
-    interp.set_tensor(inp["index"], xq)
+    interp.set_tensor(inp["index"], x)
     interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+def _run(tflite, xq):
+    """int8 output of one invoke on the rows xq, as int64 (for exact comparisons)."""
+    return _invoke(tflite, xq).astype(np.int64)
 
 
 def _quantize_input(dense, shape, rng):
@@ -290,18 +295,7 @@ def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, sh
         outs = []
         for ranges in ("1", "2", "3", "7"):
             monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
-            outs.append((_run(sparse, xq), _run_float(fsparse, xf)))
+            outs.append((_run(sparse, xq), _invoke(fsparse, xf)))
         for got_q, got_f in outs[1:]:
             assert np.array_equal(got_q, outs[0][0]), cap
             assert np.array_equal(got_f, outs[0][1]), cap
-
-
-def _run_float(tflite, x):
-    interp = load_interpreter(tflite)
-    inp = interp.get_input_details()[0]
-    if tuple(inp["shape"]) != x.shape:
-        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
-        interp.allocate_tensors()
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"])
