@@ -186,6 +186,11 @@ def check_loss_matches_distiller(teacher, build, arms, x, y):
             raise AssertionError(f"sweep loss {mine} != Distiller loss {ref} at alpha={alpha}, T={temp}")
 
 
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def accuracy(logits, y):
     return float(np.mean(np.argmax(logits, -1) == y))
 
@@ -211,9 +216,14 @@ def main():
         teacher.fit(x_pool, y_pool, epochs=teacher_epochs, batch_size=32, verbose=0)
         t_logits = np.asarray(teacher.predict(x_pool, verbose=0, batch_size=512))
         teachers.append({"seed": seed, "val": accuracy(teacher.predict(x_val, verbose=0), y_val),
-                         "test": accuracy(teacher.predict(x_test, verbose=0), y_test)})
+                         "test": accuracy(teacher.predict(x_test, verbose=0), y_test),
+                         # How much the soft targets say beyond the labels on the students' images.
+                         "mean_prob_of_label_on_pool": {
+                             f"T={t:g}": float(np.mean(_softmax(t_logits / t)[np.arange(len(y_pool)), y_pool]))
+                             for t in TEMPERATURES}})
         print(f"[{time.time() - t0:6.0f}s] seed {seed}: teacher on {len(x_pool)} images, "
-              f"val {teachers[-1]['val']:.4f} test {teachers[-1]['test']:.4f}", flush=True)
+              f"val {teachers[-1]['val']:.4f} test {teachers[-1]['test']:.4f}, mean probability of "
+              f"the label on them {teachers[-1]['mean_prob_of_label_on_pool']}", flush=True)
         if seed == seeds[0]:
             for build in STUDENTS.values():
                 check_loss_matches_distiller(teacher, build, arms, x_val[:64], y_val[:64])
