@@ -454,13 +454,27 @@ static void tfc_arm_f32_store(const TfcState* s, const float* acc, const float* 
   }
 }
 
-/* int8: requantizes 4 accumulators of group g (the exact scalar rule of the portable kernels). */
+/* int8: requantizes 4 accumulators of group g: the rule of tfc_requant (float multiply, round
+ * to nearest even, saturate, + zero point, clamp), 4 lanes at once (accumulators, bias and the
+ * zero-point term added in int32 with wrap-around, as the many-row kernels). */
 static void tfc_arm_i8_store(const TfcState* s, const int32_t* acc, const int32_t* bias, int8_t* y, int g) {
   const int r0 = 4 * g, nb = s->n_out - r0 < 4 ? s->n_out - r0 : 4;
+  int32_t b[4] = {0, 0, 0, 0}, rs[4] = {0, 0, 0, 0};
+  float m[4] = {0.f, 0.f, 0.f, 0.f};
   for (int l = 0; l < nb; ++l) {
-    const uint32_t r = (uint32_t)(r0 + l);
-    y[r] = tfc_requant(s, r, (int64_t)acc[l] + (bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r]);
+    b[l] = bias ? bias[r0 + l] : 0;
+    rs[l] = s->row_sums[r0 + l];
+    m[l] = s->multipliers[r0 + l];
   }
+  const int32x4_t a = vaddq_s32(vaddq_s32(vld1q_s32(acc), vld1q_s32(b)),
+                                vreinterpretq_s32_u32(vmulq_u32(vreinterpretq_u32_s32(vld1q_s32(rs)),
+                                                                vdupq_n_u32(0u - (uint32_t)s->zp_in))));
+  int32x4_t q = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a), vld1q_f32(m)));
+  q = vqaddq_s32(q, vdupq_n_s32(s->zp_out));
+  q = vminq_s32(vmaxq_s32(q, vdupq_n_s32(s->qmin)), vdupq_n_s32(s->qmax));
+  int32_t out[4];
+  vst1q_s32(out, q);
+  for (int l = 0; l < nb; ++l) y[r0 + l] = (int8_t)out[l];
 }
 
 enum { TFC_ARM_F32 = 0, TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
@@ -799,45 +813,123 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
  * to 16 accumulators (4 rows each).  1x4-block weights give one entry per stored block. */
 #if defined(__clang__)
 #define TFC_DOTPROD_FN __attribute__((target("dotprod")))
-static inline __attribute__((always_inline)) TFC_DOTPROD_FN int32x4_t tfc_arm_sdot(int32x4_t a, int8x16_t b, int8x16_t c) {
-  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(a) : "w"(b), "w"(c)); /* clang 14 declares vdotq_s32 only with +dotprod */
-  return a;
-}
 #else
 #define TFC_DOTPROD_FN __attribute__((target("arch=armv8.2-a+dotprod")))
-#define tfc_arm_sdot vdotq_s32
 #endif
 
-/* 4 rows of channel n: requantized (the portable rule, vectorized) and stored at stride N. */
-static inline __attribute__((always_inline)) void tfc_arm_i8_store4(const TfcState* s, int32x4_t acc, int32_t off,
-                                                                    float mult, int8_t* y, int N, int t) {
-  const float32x4_t f = vmulq_n_f32(vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(off))), mult);
-  int32x4_t q = vqaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(s->zp_out));
-  q = vminq_s32(vmaxq_s32(q, vdupq_n_s32(s->qmin)), vdupq_n_s32(s->qmax));
-  const int8x8_t b = vmovn_s16(vcombine_s16(vmovn_s32(q), vdup_n_s16(0)));
-  y[0] = vget_lane_s8(b, 0);
-  if (t > 1) y[N] = vget_lane_s8(b, 1);
-  if (t > 2) y[2 * N] = vget_lane_s8(b, 2);
-  if (t > 3) y[3 * N] = vget_lane_s8(b, 3);
-}
-
-/* Channel n of one tile: its entries into V accumulators (4 rows each; V = 16 is the full
- * 64-row tile), then requantized and stored (rows p0 .. p0 + t - 1). */
-static inline __attribute__((always_inline)) TFC_DOTPROD_FN void tfc_arm_quads_channel(
-    const TfcState* s, int n, const int8_t* xt, const int32_t* bias, int8_t* y, int t, const int V) {
-  int32x4_t acc[16];
-  for (int v = 0; v < V; ++v) acc[v] = vdupq_n_s32(0);
-  for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
-    const int8x16_t w = vreinterpretq_s8_s32(vdupq_n_s32(s->i8q_w[j]));
-    const int8_t* xr = xt + s->i8q_off[j];
-    for (int v = 0; v < V; ++v) acc[v] = tfc_arm_sdot(acc[v], vld1q_s8(xr + 16 * v), w);
+/* One channel of a tile, V = 4, 8, 12 or 16 accumulators (4 rows each) in v0..v(V-1), all in
+ * one asm block (the accumulators never leave the registers): start them at `init` (bias -
+ * zp_in * sum w); per entry one `ldr` of its tile offset, one `ld1r` of its 4 weights into every
+ * lane, V / 4 `ld1` of 4 registers (64 bytes = 16 rows x 4 inputs) of the tile and V `sdot`
+ * (3 + 5V/4 + 2 instructions per entry: 25 for a 64-row tile); then the requantization of
+ * tfc_arm_requant16 (float multiply, round to nearest even, saturating narrows, + zero point,
+ * clamp), 16 int8 outputs per 4 accumulators stored contiguously at `out` (4V bytes).  sdot is
+ * emitted with .inst (see the tbl loops). */
+#define TFC_ARM_SDOT(D, N, M) ".inst 0x4e809400 | (" #M " << 16) | (" #N " << 5) | " #D "\n\t"
+/* tile registers: v16-v19 ("1"), v20-v23 ("2": alternate so that loads overlap sdots) */
+#define TFC_ARM_Q4_1(A0, A1, A2, A3)                                                          \
+  "ld1 {v16.16b-v19.16b}, [x9], #64\n\t" TFC_ARM_SDOT(A0, 16, 24) TFC_ARM_SDOT(A1, 17, 24) \
+      TFC_ARM_SDOT(A2, 18, 24) TFC_ARM_SDOT(A3, 19, 24)
+#define TFC_ARM_Q4_2(A0, A1, A2, A3)                                                          \
+  "ld1 {v20.16b-v23.16b}, [x9], #64\n\t" TFC_ARM_SDOT(A0, 20, 24) TFC_ARM_SDOT(A1, 21, 24) \
+      TFC_ARM_SDOT(A2, 22, 24) TFC_ARM_SDOT(A3, 23, 24)
+#define TFC_ARM_INIT4(A0, A1, A2, A3)                                                              \
+  "mov v" #A0 ".16b, %[init].16b\n\t" "mov v" #A1 ".16b, %[init].16b\n\t" "mov v" #A2 ".16b, %[init].16b\n\t" \
+  "mov v" #A3 ".16b, %[init].16b\n\t"
+#define TFC_ARM_RQ4(A0, A1, A2, A3)                                                                        \
+  "scvtf v" #A0 ".4s, v" #A0 ".4s\n\t" "scvtf v" #A1 ".4s, v" #A1 ".4s\n\t"                              \
+  "scvtf v" #A2 ".4s, v" #A2 ".4s\n\t" "scvtf v" #A3 ".4s, v" #A3 ".4s\n\t"                              \
+  "fmul v" #A0 ".4s, v" #A0 ".4s, %[m].4s\n\t" "fmul v" #A1 ".4s, v" #A1 ".4s, %[m].4s\n\t"              \
+  "fmul v" #A2 ".4s, v" #A2 ".4s, %[m].4s\n\t" "fmul v" #A3 ".4s, v" #A3 ".4s, %[m].4s\n\t"              \
+  "fcvtns v" #A0 ".4s, v" #A0 ".4s\n\t" "fcvtns v" #A1 ".4s, v" #A1 ".4s\n\t"                            \
+  "fcvtns v" #A2 ".4s, v" #A2 ".4s\n\t" "fcvtns v" #A3 ".4s, v" #A3 ".4s\n\t"                            \
+  "sqxtn v16.4h, v" #A0 ".4s\n\t" "sqxtn2 v16.8h, v" #A1 ".4s\n\t"                                       \
+  "sqxtn v17.4h, v" #A2 ".4s\n\t" "sqxtn2 v17.8h, v" #A3 ".4s\n\t"                                       \
+  "sqadd v16.8h, v16.8h, %[zp].8h\n\t" "sqadd v17.8h, v17.8h, %[zp].8h\n\t"                              \
+  "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"                                                \
+  "smax v18.16b, v18.16b, %[lo].16b\n\t" "smin v18.16b, v18.16b, %[hi].16b\n\t"                          \
+  "st1 {v18.16b}, [%[out]], #16\n\t"
+#define TFC_ARM_QG_4(M) M(0, 1, 2, 3)
+#define TFC_ARM_QG_8(M) TFC_ARM_QG_4(M) M(4, 5, 6, 7)
+#define TFC_ARM_QG_12(M) TFC_ARM_QG_8(M) M(8, 9, 10, 11)
+#define TFC_ARM_QG_16(M) TFC_ARM_QG_12(M) M(12, 13, 14, 15)
+#define TFC_ARM_QBODY_4 TFC_ARM_Q4_1(0, 1, 2, 3)
+#define TFC_ARM_QBODY_8 TFC_ARM_QBODY_4 TFC_ARM_Q4_2(4, 5, 6, 7)
+#define TFC_ARM_QBODY_12 TFC_ARM_QBODY_8 TFC_ARM_Q4_1(8, 9, 10, 11)
+#define TFC_ARM_QBODY_16 TFC_ARM_QBODY_12 TFC_ARM_Q4_2(12, 13, 14, 15)
+#define TFC_ARM_ASM_QUADS(V)                                                                               \
+  static inline __attribute__((always_inline)) void tfc_arm_quads_channel_##V(                             \
+      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,  \
+      int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                             \
+    __asm__ volatile(                                                                                      \
+        TFC_ARM_QG_##V(TFC_ARM_INIT4)                                                                      \
+        "cbz %w[n], 2f\n\t"                                                                                \
+        "1:\n\t"                                                                                           \
+        "ldr w9, [%[off]], #4\n\t"                                                                         \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                    \
+        "add x9, %[xt], x9\n\t"                                                                            \
+        TFC_ARM_QBODY_##V                                                                                  \
+        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "b.ne 1b\n\t"                                                                                      \
+        "2:\n\t"                                                                                           \
+        TFC_ARM_QG_##V(TFC_ARM_RQ4)                                                                        \
+        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                       \
+        : [xt] "r"(xt), [init] "w"(init), [m] "w"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)             \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",      \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "x9", "cc", "memory");     \
   }
-  const int N = s->n_out;
-  const int32_t off = (bias ? bias[n] : 0) - s->zp_in * s->row_sums[n];
-  for (int v = 0; v < V && 4 * v < t; ++v)
-    tfc_arm_i8_store4(s, acc[v], off, s->multipliers[n], y + (size_t)(4 * v) * N + n, N, t - 4 * v);
+TFC_ARM_ASM_QUADS(4)
+TFC_ARM_ASM_QUADS(8)
+TFC_ARM_ASM_QUADS(12)
+TFC_ARM_ASM_QUADS(16)
+
+/* 16 x 16 byte transpose: r[i] byte j -> r[j] byte i. */
+static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r) {
+  uint8x16_t t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = vtrn1q_u8(r[i], r[i + 1]);
+    t[i + 1] = vtrn2q_u8(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      r[i + j] = vreinterpretq_u8_u16(vtrn1q_u16(vreinterpretq_u16_u8(t[i + j]), vreinterpretq_u16_u8(t[i + j + 2])));
+      r[i + j + 2] =
+          vreinterpretq_u8_u16(vtrn2q_u16(vreinterpretq_u16_u8(t[i + j]), vreinterpretq_u16_u8(t[i + j + 2])));
+    }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = vreinterpretq_u8_u32(vtrn1q_u32(vreinterpretq_u32_u8(r[i + j]), vreinterpretq_u32_u8(r[i + j + 4])));
+      t[i + j + 4] =
+          vreinterpretq_u8_u32(vtrn2q_u32(vreinterpretq_u32_u8(r[i + j]), vreinterpretq_u32_u8(r[i + j + 4])));
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = vreinterpretq_u8_u64(vtrn1q_u64(vreinterpretq_u64_u8(t[j]), vreinterpretq_u64_u8(t[j + 8])));
+    r[j + 8] = vreinterpretq_u8_u64(vtrn2q_u64(vreinterpretq_u64_u8(t[j]), vreinterpretq_u64_u8(t[j + 8])));
+  }
 }
 
+/* ytile[n][T] (int8 outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t):
+ * 16 x 16 byte transposes, the channel / row remainders byte by byte. */
+static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* y) {
+  int c0 = 0;
+  for (; c0 + 16 <= N; c0 += 16) {
+    int r0 = 0;
+    for (; r0 + 16 <= t; r0 += 16) {
+      uint8x16_t r[16];
+      for (int i = 0; i < 16; ++i) r[i] = vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0);
+      tfc_arm_tr16_u8(r);
+      for (int j = 0; j < 16; ++j) vst1q_u8((uint8_t*)y + (size_t)(r0 + j) * N + c0, r[j]);
+    }
+    for (; r0 < t; ++r0)
+      for (int i = 0; i < 16; ++i) y[(size_t)r0 * N + c0 + i] = ytile[(size_t)(c0 + i) * T + r0];
+  }
+  for (; c0 < N; ++c0)
+    for (int r0 = 0; r0 < t; ++r0) y[(size_t)r0 * N + c0] = ytile[(size_t)c0 * T + r0];
+}
+
+/* Units: 64-row tiles.  Scratch: xt[K4][T] dwords, then ytile[N][T] int8.  Per tile: transpose
+ * x to xt (4 x 4 dword transposes), per channel its entries (asm loop, accumulators start at
+ * bias - zp_in * sum w), requantize 4V values into ytile, then ytile -> y (byte transposes). */
 TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
                                                      void* scratch) {
   const int K = s->k_in, N = s->n_out, T = s->i8q_tile, rows = s->rows, K4 = (K + 3) / 4;
@@ -845,38 +937,46 @@ TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const Tf
   const int32_t* bias = (const int32_t*)io->bias;
   int8_t* y = (int8_t*)io->y;
   uint32_t* xt = (uint32_t*)scratch; /* [K4][T] dwords */
+  int8_t* ytile = (int8_t*)scratch + tfc_round64((size_t)K4 * (size_t)T * 4u);
+  const int16x8_t zp = vdupq_n_s16((int16_t)s->zp_out);
+  const int8x16_t lo = vdupq_n_s8((int8_t)s->qmin), hi = vdupq_n_s8((int8_t)s->qmax);
   for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
     const int t = rows - p0 < T ? rows - p0 : T;
     const int rows16 = (t + 15) / 16 * 16;
     for (int q0 = 0; q0 < K4; q0 += 4) { /* 4 x 4 dword transposes */
       const int qn = K4 - q0 < 4 ? K4 - q0 : 4;
+      const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
       for (int i = 0; i < rows16; i += 4) {
         float32x4_t r[4];
-        for (int j = 0; j < 4; ++j) {
-          uint32_t tmp[4] = {0, 0, 0, 0};
-          if (i + j < t) {
-            const int8_t* src = x + (size_t)(p0 + i + j) * K + 4 * q0;
-            const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
-            if (nb == 16) {
-              r[j] = vreinterpretq_f32_s8(vld1q_s8(src));
-              continue;
-            }
-            memcpy(tmp, src, (size_t)nb);
+        if (nb == 16 && i + 4 <= t) {
+          for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(x + (size_t)(p0 + i + j) * K + 4 * q0));
+        } else {
+          for (int j = 0; j < 4; ++j) {
+            uint32_t tmp[4] = {0, 0, 0, 0};
+            if (i + j < t) memcpy(tmp, x + (size_t)(p0 + i + j) * K + 4 * q0, (size_t)nb);
+            r[j] = vreinterpretq_f32_u32(vld1q_u32(tmp));
           }
-          r[j] = vreinterpretq_f32_u32(vld1q_u32(tmp));
         }
         tfc_arm_tr4(r);
         for (int l = 0; l < qn; ++l) vst1q_u32(xt + (size_t)(q0 + l) * T + i, vreinterpretq_u32_f32(r[l]));
       }
     }
     const int V = rows16 / 4;
-    int8_t* yt = y + (size_t)p0 * N;
-    for (int n = 0; n < N; ++n) switch (V) {
-        case 4: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 4); break;
-        case 8: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 8); break;
-        case 12: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 12); break;
-        default: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 16); break;
+    for (int n = 0; n < N; ++n) {
+      const int32x4_t init = vdupq_n_s32((int32_t)((uint32_t)(bias ? bias[n] : 0) -
+                                                   (uint32_t)s->zp_in * (uint32_t)s->row_sums[n]));
+      const uint32_t j0 = s->i8q_ptr[n], ne = s->i8q_ptr[n + 1] - j0;
+      const int8_t* xtb = (const int8_t*)xt;
+      const float32x4_t m = vdupq_n_f32(s->multipliers[n]);
+      int8_t* out = ytile + (size_t)n * T;
+      switch (V) {
+        case 4: tfc_arm_quads_channel_4(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+        case 8: tfc_arm_quads_channel_8(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+        case 12: tfc_arm_quads_channel_12(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+        default: tfc_arm_quads_channel_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
       }
+    }
+    tfc_arm_i8_untile(ytile, T, N, t, y + (size_t)p0 * N);
   }
 }
 
@@ -910,7 +1010,8 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_I8_TILE;
     plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;
-    plan->scratch_bytes = (size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u;
+    plan->scratch_bytes = tfc_round64((size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u) +
+                          (size_t)s->n_out * TFC_I8_TILE;
     plan->needs = TFC_NEEDS_I8_QUADS;
     plan->name = "sdot_quads_i8";
     return 1;

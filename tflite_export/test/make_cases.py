@@ -337,15 +337,44 @@ def bench_cases(rng):
     return out
 
 
-def write_cases(path, seed=0, bench=False):
+def mobilenet_v2_1x1_shapes():
+    """(rows, K, N) of the 34 1x1 convolutions of MobileNetV2 1.0 at 224 x 224 (batch 1)."""
+    out = [(112 * 112, 32, 16)]  # block 0: projection only
+    c, res = 16, 112
+    for t, c_out, n, stride in ((6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                                (6, 160, 3, 2), (6, 320, 1, 1)):
+        for i in range(n):
+            out.append((res * res, c, t * c))  # expansion at the input resolution
+            if i == 0:
+                res //= stride
+            out.append((res * res, t * c, c_out))  # projection after the depthwise conv
+            c = c_out
+    out.append((7 * 7, 320, 1280))
+    return out
+
+
+def mobilenet_cases(rng, sparsity=0.8):
+    """The 1x1 convolutions of MobileNetV2 224 with 80 % unstructured zeros, float32 and int8
+    (per-layer instruction counts of tflite_export/README.md, "ARM / aarch64")."""
+    out = []
+    for dtype, make in (("float32", float_case), ("int8", int8_case)):
+        for i, (rows, k, n) in enumerate(mobilenet_v2_1x1_shapes()):
+            side = int(round(rows ** 0.5))
+            name = f"mbv2/{dtype}/conv{i:02d}/rows{rows}/K{k}/N{n}"
+            out.append((name, make(name, rng, 2, (1, side, side, k), n, "unstructured", sparsity, "RELU6", 0)))
+    return out
+
+
+def write_cases(path, seed=0, bench=False, mobilenet=False):
     """Writes all records to `path`; returns the case names in order."""
     rng = np.random.default_rng(seed)
-    cases = bench_cases(rng) if bench else build_cases(rng)
+    cases = mobilenet_cases(rng) if mobilenet else bench_cases(rng) if bench else build_cases(rng)
     pathlib.Path(path).write_bytes(b"".join(c for _, c in cases))
     return [name for name, _ in cases]
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--bench"]
-    names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv,
+                        mobilenet="--mobilenet" in sys.argv)
     print(f"{len(names)} cases written")
