@@ -60,16 +60,50 @@ typedef struct TfcArmTbl {
   uint32_t* gptr; /* [groups + 1] first step of each group */
   uint8_t* data; /* 16-byte aligned, 8 * lanes bytes per step: {idx[16], weights[16]} per 4 lanes */
   uint8_t* data_raw;
+  /* float32, >= 16 rows (tfc_arm_build_csr): per (chunk c, output channel n) in natural order,
+   * entries csr_ptr[c * N + n] .. csr_ptr[c * N + n + 1] - 1 of the stored non-zero weights with
+   * input features in [c * KC, (c + 1) * KC): csr_off = feature * T * 4 (byte offset of its row
+   * in the transposed tile), csr_val = the weight */
+  const uint8_t* csr_blob; /* packed weights the CSR copy was built from; NULL = not built */
+  int csr_chunks;
+  int csr_kc;
+  uint32_t* csr_ptr; /* [chunks * N + 1] */
+  uint32_t* csr_off;
+  float* csr_val;
 } TfcArmTbl;
+
+static void tfc_arm_free_tbl(TfcArmTbl* a) {
+  free(a->steps);
+  free(a->gptr);
+  free(a->data_raw);
+  a->steps = NULL;
+  a->gptr = NULL;
+  a->data_raw = a->data = NULL;
+  a->blob = NULL;
+}
+
+static void tfc_arm_free_csr(TfcArmTbl* a) {
+  free(a->csr_ptr);
+  free(a->csr_off);
+  free(a->csr_val);
+  a->csr_ptr = a->csr_off = NULL;
+  a->csr_val = NULL;
+  a->csr_blob = NULL;
+}
 
 void tfc_free_aarch64(TfcState* s) {
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
   if (a == NULL) return;
-  free(a->steps);
-  free(a->gptr);
-  free(a->data_raw);
+  tfc_arm_free_tbl(a);
+  tfc_arm_free_csr(a);
   free(a);
   s->arm_tbl = NULL;
+}
+
+/* The re-layout state of s (allocated on first use, in Prepare); NULL when out of memory. */
+static TfcArmTbl* tfc_arm_state(TfcState* s) {
+  if (s->arm_tbl == NULL) s->arm_tbl = calloc(1, sizeof(TfcArmTbl));
+  return (TfcArmTbl*)s->arm_tbl;
 }
 
 typedef struct {
@@ -149,18 +183,16 @@ static int tfc_arm_entries(const TfcState* s, uint32_t** ptr_out, TfcArmEntry** 
 
 /* Builds s->arm_tbl from the validated weights; 0 when out of memory. */
 static int tfc_arm_build_tbl(TfcState* s) {
-  tfc_free_aarch64(s);
   const int n = s->n_out, f32 = s->value_type == kTfLiteFloat32;
   const int esz = f32 ? 4 : 1, per = 4 / esz, F = 64 / esz; /* slots per lane and step; features per window */
   const int LG = f32 ? 8 : 4; /* lanes per group */
   const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
   int ok = 0;
-  TfcArmTbl* a = (TfcArmTbl*)calloc(1, sizeof(TfcArmTbl));
+  TfcArmTbl* a = tfc_arm_state(s);
   uint32_t* ptr = NULL;
   TfcArmEntry* e = NULL;
   if (a == NULL) return 0;
-  s->arm_tbl = a;
-  a->blob = s->blob_seen;
+  tfc_arm_free_tbl(a);
   a->value_type = s->value_type;
   a->esz = esz;
   a->lanes = LG;
@@ -230,7 +262,48 @@ static int tfc_arm_build_tbl(TfcState* s) {
 done:
   free(ptr);
   free(e);
-  if (!ok) tfc_free_aarch64(s);
+  if (ok) a->blob = s->blob_seen;
+  else tfc_arm_free_tbl(a);
+  return ok;
+}
+
+/* Builds the float32 CSR copy (see TfcArmTbl) for tiles of T rows, features in chunks of KC;
+ * 0 when out of memory. */
+static int tfc_arm_build_csr(TfcState* s, int T, int KC) {
+  TfcArmTbl* a = tfc_arm_state(s);
+  uint32_t* ptr = NULL;
+  TfcArmEntry* e = NULL;
+  if (a == NULL) return 0;
+  tfc_arm_free_csr(a);
+  const int n = s->n_out, C = (s->k_in + KC - 1) / KC;
+  int ok = 0;
+  if (!tfc_arm_entries(s, &ptr, &e)) return 0;
+  const uint32_t total = ptr[n];
+  a->csr_ptr = (uint32_t*)malloc(((size_t)C * (size_t)n + 1u) * sizeof(uint32_t));
+  a->csr_off = (uint32_t*)malloc(((size_t)total + 1u) * sizeof(uint32_t));
+  a->csr_val = (float*)malloc(((size_t)total + 1u) * sizeof(float));
+  if (a->csr_ptr == NULL || a->csr_off == NULL || a->csr_val == NULL) goto done;
+  if ((uint64_t)s->k_in * (uint64_t)T * 4u > 0xFFFFFFFFu) goto done;
+  uint32_t j = 0;
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < n; ++r) {
+      a->csr_ptr[(size_t)c * n + r] = j;
+      for (uint32_t i = ptr[r]; i < ptr[r + 1]; ++i)
+        if (e[i].k / (uint32_t)KC == (uint32_t)c) {
+          a->csr_off[j] = e[i].k * (uint32_t)T * 4u;
+          memcpy(&a->csr_val[j], &e[i].v, 4);
+          ++j;
+        }
+    }
+  a->csr_ptr[(size_t)C * n] = j;
+  a->csr_chunks = C;
+  a->csr_kc = KC;
+  ok = 1;
+done:
+  free(ptr);
+  free(e);
+  if (ok) a->csr_blob = s->blob_seen;
+  else tfc_arm_free_csr(a);
   return ok;
 }
 
@@ -639,168 +712,157 @@ static inline void tfc_arm_tr4(float32x4_t* r) {
   r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
 }
 
-/* One channel pair, one chunk, rows [h, h + 4V) of the tile: each stored weight multiplies
- * V vectors of its xt row (fmla by element).  2V accumulators. */
-static inline __attribute__((always_inline)) void tfc_arm_csr_pair(const TfcState* s, uint32_t b0, uint32_t e,
-                                                                   const float* xt, int first, const float* bias2,
-                                                                   float* ya, float* yb, const int V) {
-  float32x4_t a[8], c[8];
-  for (int v = 0; v < V; ++v) {
-    a[v] = first ? vdupq_n_f32(0.f) : vld1q_f32(ya + 4 * v);
-    c[v] = first ? vdupq_n_f32(0.f) : vld1q_f32(yb + 4 * v);
-  }
-  const uint32_t* off = s->csr_off + 2u * b0;
-  const float* val = s->csr_val + 2u * b0;
-  for (uint32_t j = b0; j < e; ++j, off += 2, val += 2) {
-    const float32x2_t w = vld1_f32(val);
-    const float* xa = xt + off[0];
-    const float* xb = xt + off[1];
-    for (int v = 0; v < V; ++v) a[v] = vfmaq_lane_f32(a[v], vld1q_f32(xa + 4 * v), w, 0);
-    /* B's loads after A's multiply-adds: GCC 12 otherwise hoists all 2V loads above them
-     * and, at V = 8, needs 33 registers (2 stack spills per entry, seen in its output) */
-    __asm__("" : "+r"(xb) : "w"(a[0]), "w"(a[1 % V]), "w"(a[2 % V]), "w"(a[3 % V]), "w"(a[4 % V]), "w"(a[5 % V]),
-                               "w"(a[6 % V]), "w"(a[7 % V]));
-    for (int v = 0; v < V; ++v) c[v] = vfmaq_lane_f32(c[v], vld1q_f32(xb + 4 * v), w, 1);
-  }
-  if (bias2 != NULL) {
-    const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
-    const float32x4_t ba = vdupq_n_f32(bias2[0]), bb = vdupq_n_f32(bias2[1]);
-    for (int v = 0; v < V; ++v) {
-      a[v] = vminq_f32(vmaxq_f32(vaddq_f32(a[v], ba), lo), hi);
-      c[v] = vminq_f32(vmaxq_f32(vaddq_f32(c[v], bb), lo), hi);
-    }
-  }
-  for (int v = 0; v < V; ++v) {
-    vst1q_f32(ya + 4 * v, a[v]);
-    vst1q_f32(yb + 4 * v, c[v]);
-  }
-}
+/* Accumulator groups of 4 registers: M(first, ..., fourth) for v0-v3, v4-v7, ... */
+#define TFC_ARM_QG_4(M) M(0, 1, 2, 3)
+#define TFC_ARM_QG_8(M) TFC_ARM_QG_4(M) M(4, 5, 6, 7)
+#define TFC_ARM_QG_12(M) TFC_ARM_QG_8(M) M(8, 9, 10, 11)
+#define TFC_ARM_QG_16(M) TFC_ARM_QG_12(M) M(12, 13, 14, 15)
 
-/* One quad of channels (tile rows ya + i * T), one chunk, rows [h, h + 4V): each entry loads
- * V vectors of xt once for 4 weights.  4V accumulators. */
-static inline __attribute__((always_inline)) void tfc_arm_csr_quad(const TfcState* s, uint32_t b0, uint32_t e,
-                                                                   const float* xt, int first, const float* bias4,
-                                                                   float* ya, int T, const int V) {
-  float32x4_t a[4][4];
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < V; ++v) a[i][v] = first ? vdupq_n_f32(0.f) : vld1q_f32(ya + (size_t)i * T + 4 * v);
-  const uint32_t* off = s->csr_off;
-  const float* val = s->csr_val + 4u * b0;
-  for (uint32_t j = b0; j < e; ++j, val += 4) {
-    const float* xr = xt + off[j];
-    const float32x4_t w = vld1q_f32(val);
-    for (int v = 0; v < V; ++v) {
-      const float32x4_t xv = vld1q_f32(xr + 4 * v);
-      a[0][v] = vfmaq_laneq_f32(a[0][v], xv, w, 0);
-      a[1][v] = vfmaq_laneq_f32(a[1][v], xv, w, 1);
-      a[2][v] = vfmaq_laneq_f32(a[2][v], xv, w, 2);
-      a[3][v] = vfmaq_laneq_f32(a[3][v], xv, w, 3);
-    }
+/* One output channel, one feature chunk, V = 4, 8, 12 or 16 accumulators (4 rows each) in
+ * v0..v(V-1), one asm block: start them at the bias b (first chunk) or load them from acc (the
+ * channel's row of ytile: the previous chunks' sums); per stored weight one `ldr` of its tile offset, one `ld1r` of the weight into
+ * every lane, V / 4 `ld1` of 4 registers (16 rows of its tile row) and V `fmla` (3 + 5V/4 + 2
+ * instructions per weight: 25 for a 64-row tile); then, when `clamp` is set (last chunk), the
+ * activation's fmax / fmin; stored back to acc.  Inline asm for the same reason as the tbl loops
+ * (GCC 12 hoists the tile loads of the intrinsics version and runs out of registers). */
+#define TFC_ARM_F4_1(A0, A1, A2, A3)                                                               \
+  "ld1 {v16.4s-v19.4s}, [x9], #64\n\t" "fmla v" #A0 ".4s, v16.4s, v24.4s\n\t"                     \
+  "fmla v" #A1 ".4s, v17.4s, v24.4s\n\t" "fmla v" #A2 ".4s, v18.4s, v24.4s\n\t"                  \
+  "fmla v" #A3 ".4s, v19.4s, v24.4s\n\t"
+#define TFC_ARM_F4_2(A0, A1, A2, A3)                                                               \
+  "ld1 {v20.4s-v23.4s}, [x9], #64\n\t" "fmla v" #A0 ".4s, v20.4s, v24.4s\n\t"                     \
+  "fmla v" #A1 ".4s, v21.4s, v24.4s\n\t" "fmla v" #A2 ".4s, v22.4s, v24.4s\n\t"                  \
+  "fmla v" #A3 ".4s, v23.4s, v24.4s\n\t"
+#define TFC_ARM_FLD4(A0, A1, A2, A3) "ld1 {v" #A0 ".4s-v" #A3 ".4s}, [x10], #64\n\t"
+#define TFC_ARM_FINIT4(A0, A1, A2, A3)                                                            \
+  "mov v" #A0 ".16b, %[b].16b\n\t" "mov v" #A1 ".16b, %[b].16b\n\t" "mov v" #A2 ".16b, %[b].16b\n\t" \
+  "mov v" #A3 ".16b, %[b].16b\n\t"
+#define TFC_ARM_FST4(A0, A1, A2, A3) "st1 {v" #A0 ".4s-v" #A3 ".4s}, [%[acc]], #64\n\t"
+#define TFC_ARM_FCL4(A0, A1, A2, A3)                                                               \
+  "fmax v" #A0 ".4s, v" #A0 ".4s, %[lo].4s\n\t" "fmax v" #A1 ".4s, v" #A1 ".4s, %[lo].4s\n\t"     \
+  "fmax v" #A2 ".4s, v" #A2 ".4s, %[lo].4s\n\t" "fmax v" #A3 ".4s, v" #A3 ".4s, %[lo].4s\n\t"     \
+  "fmin v" #A0 ".4s, v" #A0 ".4s, %[hi].4s\n\t" "fmin v" #A1 ".4s, v" #A1 ".4s, %[hi].4s\n\t"     \
+  "fmin v" #A2 ".4s, v" #A2 ".4s, %[hi].4s\n\t" "fmin v" #A3 ".4s, v" #A3 ".4s, %[hi].4s\n\t"
+#define TFC_ARM_FBODY_4 TFC_ARM_F4_1(0, 1, 2, 3)
+#define TFC_ARM_FBODY_8 TFC_ARM_FBODY_4 TFC_ARM_F4_2(4, 5, 6, 7)
+#define TFC_ARM_FBODY_12 TFC_ARM_FBODY_8 TFC_ARM_F4_1(8, 9, 10, 11)
+#define TFC_ARM_FBODY_16 TFC_ARM_FBODY_12 TFC_ARM_F4_2(12, 13, 14, 15)
+#define TFC_ARM_ASM_CSR(V)                                                                                  \
+  static inline __attribute__((always_inline)) void tfc_arm_csr_channel_##V(                                \
+      const uint32_t* off, const float* w, uint32_t n, const float* xt, float* acc, int clamp, float32x4_t lo, \
+      float32x4_t hi, int first, float32x4_t b) {                                                           \
+    __asm__ volatile(                                                                                       \
+        "cbz %w[first], 4f\n\t"                                                                              \
+        TFC_ARM_QG_##V(TFC_ARM_FINIT4)                                                                      \
+        "b 5f\n\t"                                                                                          \
+        "4:\n\t"                                                                                            \
+        "mov x10, %[acc]\n\t"                                                                               \
+        TFC_ARM_QG_##V(TFC_ARM_FLD4)                                                                        \
+        "5:\n\t"                                                                                            \
+        "cbz %w[n], 2f\n\t"                                                                                 \
+        "1:\n\t"                                                                                            \
+        "ldr w9, [%[off]], #4\n\t"                                                                          \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                     \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        TFC_ARM_FBODY_##V                                                                                   \
+        "subs %w[n], %w[n], #1\n\t"                                                                         \
+        "b.ne 1b\n\t"                                                                                       \
+        "2:\n\t"                                                                                            \
+        "cbz %w[clamp], 3f\n\t"                                                                             \
+        TFC_ARM_QG_##V(TFC_ARM_FCL4)                                                                        \
+        "3:\n\t"                                                                                            \
+        TFC_ARM_QG_##V(TFC_ARM_FST4)                                                                        \
+        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [acc] "+r"(acc)                                        \
+        : [xt] "r"(xt), [clamp] "r"(clamp), [lo] "w"(lo), [hi] "w"(hi), [first] "r"(first), [b] "w"(b)      \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",       \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "x9", "x10", "cc", "memory"); \
   }
-  const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < V; ++v) {
-      float32x4_t r = a[i][v];
-      if (bias4 != NULL) r = vminq_f32(vmaxq_f32(vaddq_f32(r, vdupq_n_f32(bias4[i])), lo), hi);
-      vst1q_f32(ya + (size_t)i * T + 4 * v, r);
-    }
-}
+TFC_ARM_ASM_CSR(4)
+TFC_ARM_ASM_CSR(8)
+TFC_ARM_ASM_CSR(12)
+TFC_ARM_ASM_CSR(16)
 
-/* The pairs (or quads) of channel group g (16 channels) for chunk c, rows [0, rows16) of the tile. */
-static void tfc_arm_csr_group(const TfcState* s, int g, int c, const float* xt, float* ytile, const float* bias,
-                              int rows16, int first, int last) {
-  const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
-  if (s->csr_quads) {
-    const int nquads = npairs / 2;
-    for (int q = 0; q < 4; ++q) {
-      const int qd = 4 * g + q, r0 = 4 * qd;
-      float b4[4];
-      for (int i = 0; i < 4; ++i) b4[i] = (bias && r0 + i < s->n_out) ? bias[r0 + i] : 0.f;
-      const uint32_t b0 = s->csr_ptr[(size_t)c * nquads + qd], e = s->csr_ptr[(size_t)c * nquads + qd + 1];
-      for (int h = 0; h < rows16; h += 16)
-        tfc_arm_csr_quad(s, b0, e, xt + h, first, last ? b4 : NULL, ytile + (size_t)r0 * T + h, T, 4);
-    }
-    return;
-  }
-  for (int q = 0; q < 8; ++q) {
-    const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb = s->pair_row[2 * pq + 1];
-    const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb < 16 ? 16 * g + rb : 16 * (npairs / 8);
-    const float b2[2] = {(bias && ra < 16) ? bias[16 * g + ra] : 0.f, (bias && rb < 16) ? bias[16 * g + rb] : 0.f};
-    const uint32_t b0 = s->csr_ptr[(size_t)c * npairs + pq], e = s->csr_ptr[(size_t)c * npairs + pq + 1];
-    int h = 0;
-    for (; h + 32 <= rows16; h += 32)
-      tfc_arm_csr_pair(s, b0, e, xt + h, first, last ? b2 : NULL, ytile + (size_t)ga * T + h,
-                       ytile + (size_t)gb * T + h, 8);
-    if (h < rows16)
-      tfc_arm_csr_pair(s, b0, e, xt + h, first, last ? b2 : NULL, ytile + (size_t)ga * T + h,
-                       ytile + (size_t)gb * T + h, 4);
-  }
-}
-
-/* Rows p0 .. p0 + t - 1, channels of group g: ytile (transposed) -> y (NHWC). */
-static void tfc_arm_csr_store(const TfcState* s, const float* ytile, int g, int t, float* y) {
-  const int T = s->csr_tile, N = s->n_out, o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
-  for (int c4 = 0; c4 < nb; c4 += 4) {
-    const float* yt = ytile + (size_t)(o0 + c4) * T;
-    const int cn = nb - c4 < 4 ? nb - c4 : 4;
-    for (int i = 0; i < t; i += 4) {
-      float32x4_t r[4];
-      for (int q = 0; q < 4; ++q) r[q] = vld1q_f32(yt + (size_t)q * T + i);
+/* ytile[n][T] (outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t): 4 x 4
+ * transposes, channel remainders lane by lane. */
+static void tfc_arm_f32_untile(const float* ytile, int T, int N, int t, float* y) {
+  int c0 = 0;
+  for (; c0 + 4 <= N; c0 += 4) {
+    const float* yt = ytile + (size_t)c0 * T;
+    int i = 0;
+    for (; i + 4 <= t; i += 4) {
+      float32x4_t r[4] = {vld1q_f32(yt + i), vld1q_f32(yt + T + i), vld1q_f32(yt + 2 * T + i),
+                          vld1q_f32(yt + 3 * T + i)};
       tfc_arm_tr4(r);
-      const int rn = t - i < 4 ? t - i : 4;
-      for (int q = 0; q < rn; ++q) {
-        float* dst = y + (size_t)(i + q) * N + o0 + c4;
-        if (cn == 4) {
-          vst1q_f32(dst, r[q]);
-        } else {
-          float tmp[4];
-          vst1q_f32(tmp, r[q]);
-          for (int l = 0; l < cn; ++l) dst[l] = tmp[l];
-        }
-      }
+      float* dst = y + (size_t)i * N + c0;
+      vst1q_f32(dst, r[0]);
+      vst1q_f32(dst + N, r[1]);
+      vst1q_f32(dst + 2 * N, r[2]);
+      vst1q_f32(dst + 3 * N, r[3]);
     }
+    for (; i < t; ++i)
+      for (int l = 0; l < 4; ++l) y[(size_t)i * N + c0 + l] = yt[(size_t)l * T + i];
   }
+  for (; c0 < N; ++c0)
+    for (int i = 0; i < t; ++i) y[(size_t)i * N + c0] = ytile[(size_t)c0 * T + i];
 }
 
-/* Units: 64-row tiles.  Scratch: xt[K + 1][T] (row K stays zero), then ytile[16 * groups + 1][T]. */
+/* x rows [p0, p0 + t) -> xt[k][T] (row i of the tile at xt[k * T + i]), rows [t, rows16) zero. */
+static void tfc_arm_f32_tile(const float* x, int K, int T, int t, int rows16, float* xt) {
+  int c0 = 0;
+  for (; c0 + 4 <= K; c0 += 4) {
+    int i = 0;
+    for (; i + 4 <= t; i += 4) {
+      const float* src = x + (size_t)i * K + c0;
+      float32x4_t r[4] = {vld1q_f32(src), vld1q_f32(src + K), vld1q_f32(src + 2 * K), vld1q_f32(src + 3 * K)};
+      tfc_arm_tr4(r);
+      float* dst = xt + (size_t)c0 * T + i;
+      vst1q_f32(dst, r[0]);
+      vst1q_f32(dst + T, r[1]);
+      vst1q_f32(dst + 2 * T, r[2]);
+      vst1q_f32(dst + 3 * T, r[3]);
+    }
+    for (; i < rows16; ++i)
+      for (int l = 0; l < 4; ++l) xt[(size_t)(c0 + l) * T + i] = i < t ? x[(size_t)i * K + c0 + l] : 0.f;
+  }
+  for (; c0 < K; ++c0)
+    for (int i = 0; i < rows16; ++i) xt[(size_t)c0 * T + i] = i < t ? x[(size_t)i * K + c0] : 0.f;
+}
+
+/* Units: 64-row tiles.  Scratch: xt[K][T], then ytile[N][T].  Per tile: transpose x into xt;
+ * per feature chunk (the chunk's tile rows stay in L1) and channel
+ * the asm loop above (clamped at the last chunk); ytile -> y. */
 static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
-  const int K = s->k_in, N = s->n_out, T = s->csr_tile, rows = s->rows;
+  const TfcArmTbl* a = (const TfcArmTbl*)s->arm_tbl;
+  const int K = s->k_in, N = s->n_out, T = TFC_CSR_TILE, rows = s->rows, C = a->csr_chunks;
   const float* x = (const float*)io->x;
   const float* bias = (const float*)io->bias;
   float* y = (float*)io->y;
   float* xt = (float*)scratch;
-  float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
-  memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float));
+  float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * (size_t)K * sizeof(float)));
+  const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
+  const int act = s->fmin > -INFINITY || s->fmax < INFINITY; /* no clamp without an activation */
   for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
     const int t = rows - p0 < T ? rows - p0 : T;
-    const int rows16 = (t + 15) / 16 * 16;
-    for (int c0 = 0; c0 < K; c0 += 4) {
-      const int kc = K - c0 < 4 ? K - c0 : 4;
-      for (int i = 0; i < rows16; i += 4) {
-        float32x4_t r[4];
-        for (int q = 0; q < 4; ++q) {
-          const float* src = x + (size_t)(p0 + i + q) * K + c0;
-          if (i + q >= t) {
-            r[q] = vdupq_n_f32(0.f);
-          } else if (kc == 4) {
-            r[q] = vld1q_f32(src);
-          } else {
-            float tmp[4] = {0.f, 0.f, 0.f, 0.f};
-            for (int l = 0; l < kc; ++l) tmp[l] = src[l];
-            r[q] = vld1q_f32(tmp);
-          }
+    const int rows16 = (t + 15) / 16 * 16, V = rows16 / 4;
+    tfc_arm_f32_tile(x + (size_t)p0 * K, K, T, t, rows16, xt);
+    for (int c = 0; c < C; ++c) {
+      const int last = c + 1 == C && act;
+      const uint32_t* cp = a->csr_ptr + (size_t)c * N;
+      for (int n = 0; n < N; ++n) {
+        const uint32_t j0 = cp[n], ne = cp[n + 1] - j0;
+        const uint32_t* off = a->csr_off + j0;
+        const float* w = a->csr_val + j0;
+        float* acc = ytile + (size_t)n * T;
+        const float32x4_t b = vdupq_n_f32(bias ? bias[n] : 0.f);
+        switch (V) {
+          case 4: tfc_arm_csr_channel_4(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
+          case 8: tfc_arm_csr_channel_8(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
+          case 12: tfc_arm_csr_channel_12(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
+          default: tfc_arm_csr_channel_16(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
         }
-        tfc_arm_tr4(r);
-        for (int l = 0; l < kc; ++l) vst1q_f32(xt + (size_t)(c0 + l) * T + i, r[l]);
       }
     }
-    const int G = (N + 15) / 16, C = s->csr_chunks;
-    for (int c = 0; c + 1 < C; ++c)
-      for (int g = 0; g < G; ++g) tfc_arm_csr_group(s, g, c, xt, ytile, bias, rows16, c == 0, 0);
-    for (int g = 0; g < G; ++g) {
-      tfc_arm_csr_group(s, g, C - 1, xt, ytile, bias, rows16, C == 1, 1);
-      tfc_arm_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
-    }
+    tfc_arm_f32_untile(ytile, T, N, t, y + (size_t)p0 * N);
   }
 }
 
@@ -849,10 +911,6 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
   "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"                                                \
   "smax v18.16b, v18.16b, %[lo].16b\n\t" "smin v18.16b, v18.16b, %[hi].16b\n\t"                          \
   "st1 {v18.16b}, [%[out]], #16\n\t"
-#define TFC_ARM_QG_4(M) M(0, 1, 2, 3)
-#define TFC_ARM_QG_8(M) TFC_ARM_QG_4(M) M(4, 5, 6, 7)
-#define TFC_ARM_QG_12(M) TFC_ARM_QG_8(M) M(8, 9, 10, 11)
-#define TFC_ARM_QG_16(M) TFC_ARM_QG_12(M) M(12, 13, 14, 15)
 #define TFC_ARM_QBODY_4 TFC_ARM_Q4_1(0, 1, 2, 3)
 #define TFC_ARM_QBODY_8 TFC_ARM_QBODY_4 TFC_ARM_Q4_2(4, 5, 6, 7)
 #define TFC_ARM_QBODY_12 TFC_ARM_QBODY_8 TFC_ARM_Q4_1(8, 9, 10, 11)
@@ -989,15 +1047,17 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD) return 0;
   const int f32 = s->value_type == kTfLiteFloat32;
   if (f32 && s->rows >= TFC_CSR_MIN_ROWS) {
-    const int T = TFC_CSR_TILE;
-    const size_t groups = ((size_t)s->n_out + 15u) / 16u;
+    const int T = TFC_CSR_TILE, KC = s->k_in > 128 ? 96 : s->k_in;
+    TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
+    if ((a == NULL || a->csr_blob != s->blob_seen || a->csr_kc != KC) && !tfc_arm_build_csr(s, T, KC))
+      return 0; /* out of memory: the portable kernels */
     plan->run = tfc_arm_rows_f32_csr;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = T;
     plan->units = (s->rows + T - 1) / T;
-    plan->scratch_bytes = tfc_round64((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float)) +
-                          (16u * groups + 1u) * (size_t)T * sizeof(float);
-    plan->needs = TFC_NEEDS_CSR_F32;
+    plan->scratch_bytes = tfc_round64((size_t)T * (size_t)s->k_in * sizeof(float)) +
+                          (size_t)s->n_out * (size_t)T * sizeof(float);
+    plan->needs = TFC_NEEDS_NONE;
     plan->name = "neon_csr_f32";
     return 1;
   }
@@ -1017,7 +1077,8 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
     return 1;
   }
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
-  if ((a == NULL || a->blob != s->blob_seen || a->value_type != s->value_type) && !tfc_arm_build_tbl(s))
+  if ((a == NULL || a->blob == NULL || a->blob != s->blob_seen || a->value_type != s->value_type) &&
+      !tfc_arm_build_tbl(s))
     return 0; /* out of memory: the portable kernels */
   a = (TfcArmTbl*)s->arm_tbl;
   plan->run = f32 ? tfc_arm_rows_f32
