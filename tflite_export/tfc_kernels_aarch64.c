@@ -725,14 +725,15 @@ static inline void tfc_arm_tr4(float32x4_t* r) {
  * instructions per weight: 25 for a 64-row tile); then, when `clamp` is set (last chunk), the
  * activation's fmax / fmin; stored back to acc.  Inline asm for the same reason as the tbl loops
  * (GCC 12 hoists the tile loads of the intrinsics version and runs out of registers). */
-#define TFC_ARM_F4_1(A0, A1, A2, A3)                                                               \
-  "ld1 {v16.4s-v19.4s}, [x9], #64\n\t" "fmla v" #A0 ".4s, v16.4s, v24.4s\n\t"                     \
-  "fmla v" #A1 ".4s, v17.4s, v24.4s\n\t" "fmla v" #A2 ".4s, v18.4s, v24.4s\n\t"                  \
-  "fmla v" #A3 ".4s, v19.4s, v24.4s\n\t"
-#define TFC_ARM_F4_2(A0, A1, A2, A3)                                                               \
-  "ld1 {v20.4s-v23.4s}, [x9], #64\n\t" "fmla v" #A0 ".4s, v20.4s, v24.4s\n\t"                     \
-  "fmla v" #A1 ".4s, v21.4s, v24.4s\n\t" "fmla v" #A2 ".4s, v22.4s, v24.4s\n\t"                  \
-  "fmla v" #A3 ".4s, v23.4s, v24.4s\n\t"
+#define TFC_ARM_F4(R0, R1, R2, R3, X, M, A0, A1, A2, A3)                                       \
+  "ld1 {v" #R0 ".4s-v" #R3 ".4s}, [" X "], #64\n\t" "fmla v" #A0 ".4s, v" #R0 ".4s, " M "\n\t"  \
+  "fmla v" #A1 ".4s, v" #R1 ".4s, " M "\n\t" "fmla v" #A2 ".4s, v" #R2 ".4s, " M "\n\t"          \
+  "fmla v" #A3 ".4s, v" #R3 ".4s, " M "\n\t"
+/* V accumulators += tile rows at X (16 rows per 4 registers, alternating v16-v19 / v20-v23) * M */
+#define TFC_ARM_FBODY_4(X, M) TFC_ARM_F4(16, 17, 18, 19, X, M, 0, 1, 2, 3)
+#define TFC_ARM_FBODY_8(X, M) TFC_ARM_FBODY_4(X, M) TFC_ARM_F4(20, 21, 22, 23, X, M, 4, 5, 6, 7)
+#define TFC_ARM_FBODY_12(X, M) TFC_ARM_FBODY_8(X, M) TFC_ARM_F4(16, 17, 18, 19, X, M, 8, 9, 10, 11)
+#define TFC_ARM_FBODY_16(X, M) TFC_ARM_FBODY_12(X, M) TFC_ARM_F4(20, 21, 22, 23, X, M, 12, 13, 14, 15)
 #define TFC_ARM_FLD4(A0, A1, A2, A3) "ld1 {v" #A0 ".4s-v" #A3 ".4s}, [x10], #64\n\t"
 #define TFC_ARM_FINIT4(A0, A1, A2, A3)                                                            \
   "mov v" #A0 ".16b, %[b].16b\n\t" "mov v" #A1 ".16b, %[b].16b\n\t" "mov v" #A2 ".16b, %[b].16b\n\t" \
@@ -743,10 +744,6 @@ static inline void tfc_arm_tr4(float32x4_t* r) {
   "fmax v" #A2 ".4s, v" #A2 ".4s, %[lo].4s\n\t" "fmax v" #A3 ".4s, v" #A3 ".4s, %[lo].4s\n\t"     \
   "fmin v" #A0 ".4s, v" #A0 ".4s, %[hi].4s\n\t" "fmin v" #A1 ".4s, v" #A1 ".4s, %[hi].4s\n\t"     \
   "fmin v" #A2 ".4s, v" #A2 ".4s, %[hi].4s\n\t" "fmin v" #A3 ".4s, v" #A3 ".4s, %[hi].4s\n\t"
-#define TFC_ARM_FBODY_4 TFC_ARM_F4_1(0, 1, 2, 3)
-#define TFC_ARM_FBODY_8 TFC_ARM_FBODY_4 TFC_ARM_F4_2(4, 5, 6, 7)
-#define TFC_ARM_FBODY_12 TFC_ARM_FBODY_8 TFC_ARM_F4_1(8, 9, 10, 11)
-#define TFC_ARM_FBODY_16 TFC_ARM_FBODY_12 TFC_ARM_F4_2(12, 13, 14, 15)
 #define TFC_ARM_ASM_CSR(V)                                                                                  \
   static inline __attribute__((always_inline)) void tfc_arm_csr_channel_##V(                                \
       const uint32_t* off, const float* w, uint32_t n, const float* xt, float* acc, int clamp, float32x4_t lo, \
@@ -759,14 +756,23 @@ static inline void tfc_arm_tr4(float32x4_t* r) {
         "mov x10, %[acc]\n\t"                                                                               \
         TFC_ARM_QG_##V(TFC_ARM_FLD4)                                                                        \
         "5:\n\t"                                                                                            \
-        "cbz %w[n], 2f\n\t"                                                                                 \
+        "lsr w11, %w[n], #1\n\t"                                                                            \
+        "cbz w11, 6f\n\t"                                                                                   \
         "1:\n\t"                                                                                            \
-        "ldr w9, [%[off]], #4\n\t"                                                                          \
-        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                     \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                     \
+        "ld1 {v24.2s}, [%[w]], #8\n\t"                                                                      \
         "add x9, %[xt], x9\n\t"                                                                             \
-        TFC_ARM_FBODY_##V                                                                                   \
-        "subs %w[n], %w[n], #1\n\t"                                                                         \
+        "add x10, %[xt], x10\n\t"                                                                           \
+        TFC_ARM_FBODY_##V("x9", "v24.s[0]")                                                                 \
+        TFC_ARM_FBODY_##V("x10", "v24.s[1]")                                                                \
+        "subs w11, w11, #1\n\t"                                                                             \
         "b.ne 1b\n\t"                                                                                       \
+        "6:\n\t"                                                                                            \
+        "tbz %w[n], #0, 2f\n\t"                                                                             \
+        "ldr w9, [%[off]]\n\t"                                                                              \
+        "ldr s24, [%[w]]\n\t"                                                                               \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        TFC_ARM_FBODY_##V("x9", "v24.s[0]")                                                                 \
         "2:\n\t"                                                                                            \
         "cbz %w[clamp], 3f\n\t"                                                                             \
         TFC_ARM_QG_##V(TFC_ARM_FCL4)                                                                        \
@@ -775,7 +781,8 @@ static inline void tfc_arm_tr4(float32x4_t* r) {
         : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [acc] "+r"(acc)                                        \
         : [xt] "r"(xt), [clamp] "r"(clamp), [lo] "w"(lo), [hi] "w"(hi), [first] "r"(first), [b] "w"(b)      \
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",       \
-          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "x9", "x10", "cc", "memory"); \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "x9", "x10", "x11", "cc",       \
+          "memory");                                                                                        \
   }
 TFC_ARM_ASM_CSR(4)
 TFC_ARM_ASM_CSR(8)
@@ -888,13 +895,14 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
  * clamp), 16 int8 outputs per 4 accumulators stored contiguously at `out` (4V bytes).  sdot is
  * emitted with .inst (see the tbl loops). */
 #define TFC_ARM_SDOT(D, N, M) ".inst 0x4e809400 | (" #M " << 16) | (" #N " << 5) | " #D "\n\t"
-/* tile registers: v16-v19 ("1"), v20-v23 ("2": alternate so that loads overlap sdots) */
-#define TFC_ARM_Q4_1(A0, A1, A2, A3)                                                          \
-  "ld1 {v16.16b-v19.16b}, [x9], #64\n\t" TFC_ARM_SDOT(A0, 16, 24) TFC_ARM_SDOT(A1, 17, 24) \
-      TFC_ARM_SDOT(A2, 18, 24) TFC_ARM_SDOT(A3, 19, 24)
-#define TFC_ARM_Q4_2(A0, A1, A2, A3)                                                          \
-  "ld1 {v20.16b-v23.16b}, [x9], #64\n\t" TFC_ARM_SDOT(A0, 20, 24) TFC_ARM_SDOT(A1, 21, 24) \
-      TFC_ARM_SDOT(A2, 22, 24) TFC_ARM_SDOT(A3, 23, 24)
+/* 4 accumulators += sdot(tile registers vR0..vR3 loaded from X, weights in every lane of vW) */
+#define TFC_ARM_Q4(R0, R1, R2, R3, X, W, A0, A1, A2, A3)                                     \
+  "ld1 {v" #R0 ".16b-v" #R3 ".16b}, [" X "], #64\n\t" TFC_ARM_SDOT(A0, R0, W) TFC_ARM_SDOT(A1, R1, W) \
+      TFC_ARM_SDOT(A2, R2, W) TFC_ARM_SDOT(A3, R3, W)
+#define TFC_ARM_QBODY_4(X, W) TFC_ARM_Q4(16, 17, 18, 19, X, W, 0, 1, 2, 3)
+#define TFC_ARM_QBODY_8(X, W) TFC_ARM_QBODY_4(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 4, 5, 6, 7)
+#define TFC_ARM_QBODY_12(X, W) TFC_ARM_QBODY_8(X, W) TFC_ARM_Q4(16, 17, 18, 19, X, W, 8, 9, 10, 11)
+#define TFC_ARM_QBODY_16(X, W) TFC_ARM_QBODY_12(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 12, 13, 14, 15)
 #define TFC_ARM_INIT4(A0, A1, A2, A3)                                                              \
   "mov v" #A0 ".16b, %[init].16b\n\t" "mov v" #A1 ".16b, %[init].16b\n\t" "mov v" #A2 ".16b, %[init].16b\n\t" \
   "mov v" #A3 ".16b, %[init].16b\n\t"
@@ -911,30 +919,37 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
   "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"                                                \
   "smax v18.16b, v18.16b, %[lo].16b\n\t" "smin v18.16b, v18.16b, %[hi].16b\n\t"                          \
   "st1 {v18.16b}, [%[out]], #16\n\t"
-#define TFC_ARM_QBODY_4 TFC_ARM_Q4_1(0, 1, 2, 3)
-#define TFC_ARM_QBODY_8 TFC_ARM_QBODY_4 TFC_ARM_Q4_2(4, 5, 6, 7)
-#define TFC_ARM_QBODY_12 TFC_ARM_QBODY_8 TFC_ARM_Q4_1(8, 9, 10, 11)
-#define TFC_ARM_QBODY_16 TFC_ARM_QBODY_12 TFC_ARM_Q4_2(12, 13, 14, 15)
 #define TFC_ARM_ASM_QUADS(V)                                                                               \
   static inline __attribute__((always_inline)) void tfc_arm_quads_channel_##V(                             \
       const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,  \
       int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                             \
     __asm__ volatile(                                                                                      \
         TFC_ARM_QG_##V(TFC_ARM_INIT4)                                                                      \
-        "cbz %w[n], 2f\n\t"                                                                                \
+        "lsr w11, %w[n], #1\n\t"                                                                           \
+        "cbz w11, 6f\n\t"                                                                                  \
         "1:\n\t"                                                                                           \
-        "ldr w9, [%[off]], #4\n\t"                                                                         \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                    \
         "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                    \
+        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                    \
         "add x9, %[xt], x9\n\t"                                                                            \
-        TFC_ARM_QBODY_##V                                                                                  \
-        "subs %w[n], %w[n], #1\n\t"                                                                        \
+        "add x10, %[xt], x10\n\t"                                                                          \
+        TFC_ARM_QBODY_##V("x9", 24)                                                                        \
+        TFC_ARM_QBODY_##V("x10", 25)                                                                       \
+        "subs w11, w11, #1\n\t"                                                                            \
         "b.ne 1b\n\t"                                                                                      \
+        "6:\n\t"                                                                                           \
+        "tbz %w[n], #0, 2f\n\t"                                                                            \
+        "ldr w9, [%[off]]\n\t"                                                                             \
+        "ld1r {v24.4s}, [%[w]]\n\t"                                                                        \
+        "add x9, %[xt], x9\n\t"                                                                            \
+        TFC_ARM_QBODY_##V("x9", 24)                                                                        \
         "2:\n\t"                                                                                           \
         TFC_ARM_QG_##V(TFC_ARM_RQ4)                                                                        \
         : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                       \
         : [xt] "r"(xt), [init] "w"(init), [m] "w"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)             \
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",      \
-          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "x9", "cc", "memory");     \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "x9", "x10", "x11", "cc", \
+          "memory");                                                                                       \
   }
 TFC_ARM_ASM_QUADS(4)
 TFC_ARM_ASM_QUADS(8)
