@@ -703,13 +703,15 @@ TFC_DEFINE_ARM_BLOCK4(tfc_arm_block4_f32_u32, tfc_arm_asm_block4_u32)
 
 /* --------------------------------------- float32, many rows: CSR x tile */
 
-/* 4x4 transpose: r[i] lane j -> r[j] lane i. */
-static inline void tfc_arm_tr4(float32x4_t* r) {
-  const float32x4x2_t a = vtrnq_f32(r[0], r[1]), b = vtrnq_f32(r[2], r[3]);
-  r[0] = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
-  r[1] = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
-  r[2] = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
-  r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+/* 4x4 transpose: r[i] lane j -> r[j] lane i (4 trn of 32-bit lanes, 4 of 64-bit halves; the
+ * vcombine / vget_low form made GCC 12 emit 10 extra lane moves). */
+static inline __attribute__((always_inline)) void tfc_arm_tr4(float32x4_t* r) {
+  const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
+  const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
+  r[0] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+  r[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
+  r[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+  r[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
 }
 
 /* Accumulator groups of 4 registers: M(first, ..., fourth) for v0-v3, v4-v7, ... */
@@ -796,6 +798,16 @@ static void tfc_arm_f32_untile(const float* ytile, int T, int N, int t, float* y
   for (; c0 + 4 <= N; c0 += 4) {
     const float* yt = ytile + (size_t)c0 * T;
     int i = 0;
+    for (; i + 16 <= t; i += 16) { /* 4 channels x 16 rows: 4 ld1 of 4 registers, 4 transposes */
+      float32x4x4_t v[4];
+      for (int l = 0; l < 4; ++l) v[l] = vld1q_f32_x4(yt + (size_t)l * T + i);
+      float* dst = y + (size_t)i * N + c0;
+      for (int q = 0; q < 4; ++q) {
+        float32x4_t r[4] = {v[0].val[q], v[1].val[q], v[2].val[q], v[3].val[q]};
+        tfc_arm_tr4(r);
+        for (int j = 0; j < 4; ++j) vst1q_f32(dst + (size_t)(4 * q + j) * N, r[j]);
+      }
+    }
     for (; i + 4 <= t; i += 4) {
       float32x4_t r[4] = {vld1q_f32(yt + i), vld1q_f32(yt + T + i), vld1q_f32(yt + 2 * T + i),
                           vld1q_f32(yt + 3 * T + i)};
@@ -816,6 +828,21 @@ static void tfc_arm_f32_untile(const float* ytile, int T, int N, int t, float* y
 /* x rows [p0, p0 + t) -> xt[k][T] (row i of the tile at xt[k * T + i]), rows [t, rows16) zero. */
 static void tfc_arm_f32_tile(const float* x, int K, int T, int t, int rows16, float* xt) {
   int c0 = 0;
+  for (; c0 + 16 <= K; c0 += 16) { /* 4 rows x 16 features: 4 ld1 of 4 registers, 4 transposes */
+    int i = 0;
+    for (; i + 4 <= t; i += 4) {
+      float32x4x4_t v[4];
+      for (int l = 0; l < 4; ++l) v[l] = vld1q_f32_x4(x + (size_t)(i + l) * K + c0);
+      float* dst = xt + (size_t)c0 * T + i;
+      for (int q = 0; q < 4; ++q) {
+        float32x4_t r[4] = {v[0].val[q], v[1].val[q], v[2].val[q], v[3].val[q]};
+        tfc_arm_tr4(r);
+        for (int j = 0; j < 4; ++j) vst1q_f32(dst + (size_t)(4 * q + j) * T, r[j]);
+      }
+    }
+    for (; i < rows16; ++i)
+      for (int l = 0; l < 16; ++l) xt[(size_t)(c0 + l) * T + i] = i < t ? x[(size_t)i * K + c0 + l] : 0.f;
+  }
   for (; c0 + 4 <= K; c0 += 4) {
     int i = 0;
     for (; i + 4 <= t; i += 4) {
@@ -956,6 +983,72 @@ TFC_ARM_ASM_QUADS(8)
 TFC_ARM_ASM_QUADS(12)
 TFC_ARM_ASM_QUADS(16)
 
+/* ARMv8.0 (no sdot): the same quads and tile, 32 rows per pass.  Per 16 rows (one ld1 of 4
+ * registers, 4 rows x 4 inputs each): `smull` / `smull2` by the entry's 4 weights (in every lane)
+ * give 8 int16 products per half register (|product| <= 2^14: no overflow), `sadalp` adds their
+ * pairs into int32 accumulators: row quad q (rows 4q..4q+3) in v(2q) (rows 4q, 4q+1: two pair
+ * sums each) and v(2q+1) (rows 4q+2, 4q+3); after the loop one `addp` per row quad gives the 4 row
+ * sums, `init` is added and the rows are requantized as in the sdot kernel.  R = 16 or 32 rows:
+ * 2R/4 accumulators (16 for 32 rows), 4R + 2 + ... instructions per entry (about 37 for 32 rows). */
+#define TFC_ARM_MAL4(X, W, Q0, Q1, Q2, Q3)                                                                  \
+  "ld1 {v16.16b-v19.16b}, [" X "], #64\n\t"                                                                \
+  "smull v20.8h, v16.8b, v" #W ".8b\n\t" "smull2 v21.8h, v16.16b, v" #W ".16b\n\t"                         \
+  "smull v22.8h, v17.8b, v" #W ".8b\n\t" "smull2 v23.8h, v17.16b, v" #W ".16b\n\t"                         \
+  "sadalp v" #Q0 ".4s, v20.8h\n\t" "sadalp v" #Q1 ".4s, v21.8h\n\t"                                        \
+  "sadalp v" #Q2 ".4s, v22.8h\n\t" "sadalp v" #Q3 ".4s, v23.8h\n\t"                                        \
+  "smull v20.8h, v18.8b, v" #W ".8b\n\t" "smull2 v21.8h, v18.16b, v" #W ".16b\n\t"                         \
+  "smull v22.8h, v19.8b, v" #W ".8b\n\t" "smull2 v23.8h, v19.16b, v" #W ".16b\n\t"
+#define TFC_ARM_MAL4B(Q4, Q5, Q6, Q7) \
+  "sadalp v" #Q4 ".4s, v20.8h\n\t" "sadalp v" #Q5 ".4s, v21.8h\n\t" "sadalp v" #Q6 ".4s, v22.8h\n\t" "sadalp v" #Q7 ".4s, v23.8h\n\t"
+#define TFC_ARM_MBODY_16(X, W) TFC_ARM_MAL4(X, W, 0, 1, 2, 3) TFC_ARM_MAL4B(4, 5, 6, 7)
+#define TFC_ARM_MBODY_32(X, W) TFC_ARM_MBODY_16(X, W) TFC_ARM_MAL4(X, W, 8, 9, 10, 11) TFC_ARM_MAL4B(12, 13, 14, 15)
+#define TFC_ARM_ZERO8(A0, A1, A2, A3, A4, A5, A6, A7)                                                       \
+  "movi v" #A0 ".16b, #0\n\t" "movi v" #A1 ".16b, #0\n\t" "movi v" #A2 ".16b, #0\n\t" "movi v" #A3 ".16b, #0\n\t" \
+  "movi v" #A4 ".16b, #0\n\t" "movi v" #A5 ".16b, #0\n\t" "movi v" #A6 ".16b, #0\n\t" "movi v" #A7 ".16b, #0\n\t"
+#define TFC_ARM_FOLD4(A0, B0, A1, B1, A2, B2, A3, B3)                                                       \
+  "addp v" #A0 ".4s, v" #A0 ".4s, v" #B0 ".4s\n\t" "addp v" #A1 ".4s, v" #A1 ".4s, v" #B1 ".4s\n\t"        \
+  "addp v" #A2 ".4s, v" #A2 ".4s, v" #B2 ".4s\n\t" "addp v" #A3 ".4s, v" #A3 ".4s, v" #B3 ".4s\n\t"        \
+  "add v" #A0 ".4s, v" #A0 ".4s, %[init].4s\n\t" "add v" #A1 ".4s, v" #A1 ".4s, %[init].4s\n\t"            \
+  "add v" #A2 ".4s, v" #A2 ".4s, %[init].4s\n\t" "add v" #A3 ".4s, v" #A3 ".4s, %[init].4s\n\t"
+#define TFC_ARM_MZERO_16 TFC_ARM_ZERO8(0, 1, 2, 3, 4, 5, 6, 7)
+#define TFC_ARM_MZERO_32 TFC_ARM_MZERO_16 TFC_ARM_ZERO8(8, 9, 10, 11, 12, 13, 14, 15)
+#define TFC_ARM_MEPI_16 TFC_ARM_FOLD4(0, 1, 2, 3, 4, 5, 6, 7) TFC_ARM_RQ4(0, 2, 4, 6)
+#define TFC_ARM_MEPI_32 TFC_ARM_MEPI_16 TFC_ARM_FOLD4(8, 9, 10, 11, 12, 13, 14, 15) TFC_ARM_RQ4(8, 10, 12, 14)
+#define TFC_ARM_ASM_QUADS_NEON(R)                                                                           \
+  static inline __attribute__((always_inline)) void tfc_arm_quads_neon_##R(                                 \
+      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,   \
+      int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                              \
+    __asm__ volatile(                                                                                       \
+        TFC_ARM_MZERO_##R                                                                                   \
+        "lsr w11, %w[n], #1\n\t"                                                                            \
+        "cbz w11, 6f\n\t"                                                                                   \
+        "1:\n\t"                                                                                            \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                     \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                     \
+        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                     \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        "add x10, %[xt], x10\n\t"                                                                           \
+        TFC_ARM_MBODY_##R("x9", 24)                                                                         \
+        TFC_ARM_MBODY_##R("x10", 25)                                                                        \
+        "subs w11, w11, #1\n\t"                                                                             \
+        "b.ne 1b\n\t"                                                                                       \
+        "6:\n\t"                                                                                            \
+        "tbz %w[n], #0, 2f\n\t"                                                                             \
+        "ldr w9, [%[off]]\n\t"                                                                              \
+        "ld1r {v24.4s}, [%[w]]\n\t"                                                                         \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        TFC_ARM_MBODY_##R("x9", 24)                                                                         \
+        "2:\n\t"                                                                                            \
+        TFC_ARM_MEPI_##R                                                                                    \
+        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                        \
+        : [xt] "r"(xt), [init] "w"(init), [m] "w"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)              \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",       \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "x9", "x10", "x11",     \
+          "cc", "memory");                                                                                  \
+  }
+TFC_ARM_ASM_QUADS_NEON(16)
+TFC_ARM_ASM_QUADS_NEON(32)
+
 /* 16 x 16 byte transpose: r[i] byte j -> r[j] byte i. */
 static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r) {
   uint8x16_t t[16];
@@ -1003,8 +1096,8 @@ static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* 
 /* Units: 64-row tiles.  Scratch: xt[K4][T] dwords, then ytile[N][T] int8.  Per tile: transpose
  * x to xt (4 x 4 dword transposes), per channel its entries (asm loop, accumulators start at
  * bias - zp_in * sum w), requantize 4V values into ytile, then ytile -> y (byte transposes). */
-TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
-                                                     void* scratch) {
+static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const TfcState* s, const TfcIO* io, int u0,
+                                                                         int u1, void* scratch, const int dot) {
   const int K = s->k_in, N = s->n_out, T = s->i8q_tile, rows = s->rows, K4 = (K + 3) / 4;
   const int8_t* x = (const int8_t*)io->x;
   const int32_t* bias = (const int32_t*)io->bias;
@@ -1042,15 +1135,32 @@ TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const Tf
       const int8_t* xtb = (const int8_t*)xt;
       const float32x4_t m = vdupq_n_f32(s->multipliers[n]);
       int8_t* out = ytile + (size_t)n * T;
-      switch (V) {
-        case 4: tfc_arm_quads_channel_4(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
-        case 8: tfc_arm_quads_channel_8(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
-        case 12: tfc_arm_quads_channel_12(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
-        default: tfc_arm_quads_channel_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+      if (dot) {
+        switch (V) {
+          case 4: tfc_arm_quads_channel_4(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+          case 8: tfc_arm_quads_channel_8(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+          case 12: tfc_arm_quads_channel_12(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+          default: tfc_arm_quads_channel_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+        }
+      } else { /* 32 + 32, 32 + 16, 32 or 16 rows */
+        for (int h = 0; h < rows16; h += 32) {
+          if (rows16 - h >= 32)
+            tfc_arm_quads_neon_32(s->i8q_off + j0, s->i8q_w + j0, ne, xtb + 4 * h, init, m, zp, lo, hi, out + h);
+          else
+            tfc_arm_quads_neon_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb + 4 * h, init, m, zp, lo, hi, out + h);
+        }
       }
     }
     tfc_arm_i8_untile(ytile, T, N, t, y + (size_t)p0 * N);
   }
+}
+
+TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
+                                                     void* scratch) {
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 1);
+}
+static void tfc_arm_rows_i8_quads_neon(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 0);
 }
 
 /* ----------------------------------------------------------------- pick */
@@ -1080,15 +1190,16 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
     tfc_plan_rows(s, plan, s->index_bytes == 2 ? tfc_arm_block4_f32_u16 : tfc_arm_block4_f32_u32, "neon_block4_f32");
     return 1;
   }
-  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS && cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) {
-    plan->run = tfc_arm_rows_i8_quads_dot;
+  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS) {
+    const int dot = cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod();
+    plan->run = dot ? tfc_arm_rows_i8_quads_dot : tfc_arm_rows_i8_quads_neon;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_I8_TILE;
     plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;
     plan->scratch_bytes = tfc_round64((size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u) +
                           (size_t)s->n_out * TFC_I8_TILE;
     plan->needs = TFC_NEEDS_I8_QUADS;
-    plan->name = "sdot_quads_i8";
+    plan->name = dot ? "sdot_quads_i8" : "neon_quads_i8";
     return 1;
   }
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;

@@ -86,7 +86,7 @@ def _expected_kernel(name, cap, cpu):
         return "neon_csr_f32" if rows >= 16 else ("neon_block4_f32" if block4 else "neon_tbl_f32")
     if cap is None and cpu == "max":  # dotprod
         return "sdot_quads_i8" if rows >= 16 else "sdot_tbl_i8"
-    return "neon_tbl_i8"
+    return "neon_quads_i8" if rows >= 16 else "neon_tbl_i8"
 
 
 @pytest.mark.parametrize("cpu", list(CPUS))
@@ -195,6 +195,11 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
         assert has(fn, {mac: 32, "ld1": 8, "ldp": 1}), (fn, found.get(fn))
         for ops in found[fn]:
             assert set(ops) <= {"ld1", "ld1r", "ldp", "add", mac, "subs", "b.ne"}, (fn, ops)
+    # ARMv8.0 int8, many rows: 32 rows per stored quad with smull / smull2 + sadalp
+    fn = "tfc_arm_rows_i8_quads_neon"
+    assert has(fn, {"smull": 16, "smull2": 16, "sadalp": 32, "ld1": 4, "ldp": 1}), found.get(fn)
+    for ops in found[fn]:
+        assert set(ops) <= {"ld1", "ld1r", "ldp", "add", "smull", "smull2", "sadalp", "subs", "b.ne"}, ops
     # no scalar gathers: the tbl step loops load only indices + weights, with one ld1 / ldp
     for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:
