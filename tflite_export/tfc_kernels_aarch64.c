@@ -921,7 +921,8 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
  * tfc_arm_requant16 (float multiply, round to nearest even, saturating narrows, + zero point,
  * clamp), 16 int8 outputs per 4 accumulators stored contiguously at `out` (4V bytes).  sdot is
  * emitted with .inst (see the tbl loops). */
-#define TFC_ARM_SDOT(D, N, M) ".inst 0x4e809400 | (" #M " << 16) | (" #N " << 5) | " #D "\n\t"
+#define TFC_ARM_SDOT(D, N, M) \
+  ".inst 0x4e809400|(" #M "<<16)|(" #N "<<5)|" #D " /* sdot v" #D ".4s, v" #N ".16b, v" #M ".16b */\n\t"
 /* 4 accumulators += sdot(tile registers vR0..vR3 loaded from X, weights in every lane of vW) */
 #define TFC_ARM_Q4(R0, R1, R2, R3, X, W, A0, A1, A2, A3)                                     \
   "ld1 {v" #R0 ".16b-v" #R3 ".16b}, [" X "], #64\n\t" TFC_ARM_SDOT(A0, R0, W) TFC_ARM_SDOT(A1, R1, W) \
