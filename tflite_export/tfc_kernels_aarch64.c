@@ -934,19 +934,20 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_ARM_INIT4(A0, A1, A2, A3)                                                              \
   "mov v" #A0 ".16b, %[init].16b\n\t" "mov v" #A1 ".16b, %[init].16b\n\t" "mov v" #A2 ".16b, %[init].16b\n\t" \
   "mov v" #A3 ".16b, %[init].16b\n\t"
-#define TFC_ARM_RQ4(A0, A1, A2, A3)                                                                        \
+#define TFC_ARM_RQ4G(M, ZP, LO, HI, A0, A1, A2, A3)                                                \
   "scvtf v" #A0 ".4s, v" #A0 ".4s\n\t" "scvtf v" #A1 ".4s, v" #A1 ".4s\n\t"                              \
   "scvtf v" #A2 ".4s, v" #A2 ".4s\n\t" "scvtf v" #A3 ".4s, v" #A3 ".4s\n\t"                              \
-  "fmul v" #A0 ".4s, v" #A0 ".4s, %[m].4s\n\t" "fmul v" #A1 ".4s, v" #A1 ".4s, %[m].4s\n\t"              \
-  "fmul v" #A2 ".4s, v" #A2 ".4s, %[m].4s\n\t" "fmul v" #A3 ".4s, v" #A3 ".4s, %[m].4s\n\t"              \
+  "fmul v" #A0 ".4s, v" #A0 ".4s, " M ".4s\n\t" "fmul v" #A1 ".4s, v" #A1 ".4s, " M ".4s\n\t"              \
+  "fmul v" #A2 ".4s, v" #A2 ".4s, " M ".4s\n\t" "fmul v" #A3 ".4s, v" #A3 ".4s, " M ".4s\n\t"              \
   "fcvtns v" #A0 ".4s, v" #A0 ".4s\n\t" "fcvtns v" #A1 ".4s, v" #A1 ".4s\n\t"                            \
   "fcvtns v" #A2 ".4s, v" #A2 ".4s\n\t" "fcvtns v" #A3 ".4s, v" #A3 ".4s\n\t"                            \
   "sqxtn v16.4h, v" #A0 ".4s\n\t" "sqxtn2 v16.8h, v" #A1 ".4s\n\t"                                       \
   "sqxtn v17.4h, v" #A2 ".4s\n\t" "sqxtn2 v17.8h, v" #A3 ".4s\n\t"                                       \
-  "sqadd v16.8h, v16.8h, %[zp].8h\n\t" "sqadd v17.8h, v17.8h, %[zp].8h\n\t"                              \
+  "sqadd v16.8h, v16.8h, " ZP ".8h\n\t" "sqadd v17.8h, v17.8h, " ZP ".8h\n\t"                              \
   "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"                                                \
-  "smax v18.16b, v18.16b, %[lo].16b\n\t" "smin v18.16b, v18.16b, %[hi].16b\n\t"                          \
+  "smax v18.16b, v18.16b, " LO ".16b\n\t" "smin v18.16b, v18.16b, " HI ".16b\n\t"                          \
   "st1 {v18.16b}, [%[out]], #16\n\t"
+#define TFC_ARM_RQ4(A0, A1, A2, A3) TFC_ARM_RQ4G("%[m]", "%[zp]", "%[lo]", "%[hi]", A0, A1, A2, A3)
 #define TFC_ARM_ASM_QUADS(V)                                                                               \
   static inline __attribute__((always_inline)) void tfc_arm_quads_channel_##V(                             \
       const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,  \
@@ -1001,6 +1002,19 @@ TFC_ARM_ASM_QUADS(16)
   "smull v22.8h, v19.8b, v" #W ".8b\n\t" "smull2 v23.8h, v19.16b, v" #W ".16b\n\t"
 #define TFC_ARM_MAL4B(Q4, Q5, Q6, Q7) \
   "sadalp v" #Q4 ".4s, v20.8h\n\t" "sadalp v" #Q5 ".4s, v21.8h\n\t" "sadalp v" #Q6 ".4s, v22.8h\n\t" "sadalp v" #Q7 ".4s, v23.8h\n\t"
+/* Two entries at once (X1 / W1, X2 / W2), 4 rows (tile register I of each) into vA / vB: the
+ * second product is added in int16 (`smlal`): two products of weights in [-127, 127] and inputs
+ * in [-128, 127] stay within +-32512, so this is used only when Prepare saw no weight -128. */
+#define TFC_ARM_MAL2(I, J, T0, T1, A, B)                                                               \
+  "smull v" #T0 ".8h, v" #I ".8b, v24.8b\n\t" "smull2 v" #T1 ".8h, v" #I ".16b, v24.16b\n\t"          \
+  "smlal v" #T0 ".8h, v" #J ".8b, v25.8b\n\t" "smlal2 v" #T1 ".8h, v" #J ".16b, v25.16b\n\t"          \
+  "sadalp v" #A ".4s, v" #T0 ".8h\n\t" "sadalp v" #B ".4s, v" #T1 ".8h\n\t"
+#define TFC_ARM_MAL2X4(Q0, Q1, Q2, Q3, Q4, Q5, Q6, Q7)                                                \
+  "ld1 {v16.16b-v19.16b}, [x9], #64\n\t" "ld1 {v26.16b-v29.16b}, [x10], #64\n\t"                    \
+  TFC_ARM_MAL2(16, 26, 20, 21, Q0, Q1) TFC_ARM_MAL2(17, 27, 22, 23, Q2, Q3)                          \
+  TFC_ARM_MAL2(18, 28, 20, 21, Q4, Q5) TFC_ARM_MAL2(19, 29, 22, 23, Q6, Q7)
+#define TFC_ARM_M2BODY_16 TFC_ARM_MAL2X4(0, 1, 2, 3, 4, 5, 6, 7)
+#define TFC_ARM_M2BODY_32 TFC_ARM_M2BODY_16 TFC_ARM_MAL2X4(8, 9, 10, 11, 12, 13, 14, 15)
 #define TFC_ARM_MBODY_16(X, W) TFC_ARM_MAL4(X, W, 0, 1, 2, 3) TFC_ARM_MAL4B(4, 5, 6, 7)
 #define TFC_ARM_MBODY_32(X, W) TFC_ARM_MBODY_16(X, W) TFC_ARM_MAL4(X, W, 8, 9, 10, 11) TFC_ARM_MAL4B(12, 13, 14, 15)
 #define TFC_ARM_ZERO8(A0, A1, A2, A3, A4, A5, A6, A7)                                                       \
@@ -1009,16 +1023,18 @@ TFC_ARM_ASM_QUADS(16)
 #define TFC_ARM_FOLD4(A0, B0, A1, B1, A2, B2, A3, B3)                                                       \
   "addp v" #A0 ".4s, v" #A0 ".4s, v" #B0 ".4s\n\t" "addp v" #A1 ".4s, v" #A1 ".4s, v" #B1 ".4s\n\t"        \
   "addp v" #A2 ".4s, v" #A2 ".4s, v" #B2 ".4s\n\t" "addp v" #A3 ".4s, v" #A3 ".4s, v" #B3 ".4s\n\t"        \
-  "add v" #A0 ".4s, v" #A0 ".4s, %[init].4s\n\t" "add v" #A1 ".4s, v" #A1 ".4s, %[init].4s\n\t"            \
-  "add v" #A2 ".4s, v" #A2 ".4s, %[init].4s\n\t" "add v" #A3 ".4s, v" #A3 ".4s, %[init].4s\n\t"
+  "add v" #A0 ".4s, v" #A0 ".4s, v24.4s\n\t" "add v" #A1 ".4s, v" #A1 ".4s, v24.4s\n\t"            \
+  "add v" #A2 ".4s, v" #A2 ".4s, v24.4s\n\t" "add v" #A3 ".4s, v" #A3 ".4s, v24.4s\n\t"
 #define TFC_ARM_MZERO_16 TFC_ARM_ZERO8(0, 1, 2, 3, 4, 5, 6, 7)
 #define TFC_ARM_MZERO_32 TFC_ARM_MZERO_16 TFC_ARM_ZERO8(8, 9, 10, 11, 12, 13, 14, 15)
-#define TFC_ARM_MEPI_16 TFC_ARM_FOLD4(0, 1, 2, 3, 4, 5, 6, 7) TFC_ARM_RQ4(0, 2, 4, 6)
-#define TFC_ARM_MEPI_32 TFC_ARM_MEPI_16 TFC_ARM_FOLD4(8, 9, 10, 11, 12, 13, 14, 15) TFC_ARM_RQ4(8, 10, 12, 14)
-#define TFC_ARM_ASM_QUADS_NEON(R)                                                                           \
-  static inline __attribute__((always_inline)) void tfc_arm_quads_neon_##R(                                 \
-      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,   \
-      int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                              \
+/* epilogue of the ARMv8.0 kernels: init, m, zp, lo, hi from memory (v24-v28; the loop used
+ * up to 30 registers, so they are not asm register operands) */
+#define TFC_ARM_RQ4P(A0, A1, A2, A3) TFC_ARM_RQ4G("v25", "v26", "v27", "v28", A0, A1, A2, A3)
+#define TFC_ARM_MEPI_16 TFC_ARM_FOLD4(0, 1, 2, 3, 4, 5, 6, 7) TFC_ARM_RQ4P(0, 2, 4, 6)
+#define TFC_ARM_MEPI_32 TFC_ARM_MEPI_16 TFC_ARM_FOLD4(8, 9, 10, 11, 12, 13, 14, 15) TFC_ARM_RQ4P(8, 10, 12, 14)
+#define TFC_ARM_ASM_QUADS_NEON(R, NAME, PAIR)                                                               \
+  static inline __attribute__((always_inline)) void NAME(                                                   \
+      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, const int32_t* prm, int8_t* out) { \
     __asm__ volatile(                                                                                       \
         TFC_ARM_MZERO_##R                                                                                   \
         "lsr w11, %w[n], #1\n\t"                                                                            \
@@ -1029,8 +1045,7 @@ TFC_ARM_ASM_QUADS(16)
         "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                     \
         "add x9, %[xt], x9\n\t"                                                                             \
         "add x10, %[xt], x10\n\t"                                                                           \
-        TFC_ARM_MBODY_##R("x9", 24)                                                                         \
-        TFC_ARM_MBODY_##R("x10", 25)                                                                        \
+        PAIR                                                                                                \
         "subs w11, w11, #1\n\t"                                                                             \
         "b.ne 1b\n\t"                                                                                       \
         "6:\n\t"                                                                                            \
@@ -1040,15 +1055,19 @@ TFC_ARM_ASM_QUADS(16)
         "add x9, %[xt], x9\n\t"                                                                             \
         TFC_ARM_MBODY_##R("x9", 24)                                                                         \
         "2:\n\t"                                                                                            \
+        "ld1 {v24.4s-v27.4s}, [%[prm]]\n\t"                                                                 \
+        "ldr q28, [%[prm], #64]\n\t"                                                                        \
         TFC_ARM_MEPI_##R                                                                                    \
         : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                        \
-        : [xt] "r"(xt), [init] "w"(init), [m] "w"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)              \
+        : [xt] "r"(xt), [prm] "r"(prm)                                                                      \
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",       \
-          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "x9", "x10", "x11",     \
-          "cc", "memory");                                                                                  \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28",     \
+          "v29", "x9", "x10", "x11", "cc", "memory");                                                       \
   }
-TFC_ARM_ASM_QUADS_NEON(16)
-TFC_ARM_ASM_QUADS_NEON(32)
+TFC_ARM_ASM_QUADS_NEON(16, tfc_arm_quads_neon_16, TFC_ARM_MBODY_16("x9", 24) TFC_ARM_MBODY_16("x10", 25))
+TFC_ARM_ASM_QUADS_NEON(32, tfc_arm_quads_neon_32, TFC_ARM_MBODY_32("x9", 24) TFC_ARM_MBODY_32("x10", 25))
+TFC_ARM_ASM_QUADS_NEON(16, tfc_arm_quads_neon2_16, TFC_ARM_M2BODY_16)
+TFC_ARM_ASM_QUADS_NEON(32, tfc_arm_quads_neon2_32, TFC_ARM_M2BODY_32)
 
 /* 16 x 16 byte transpose: r[i] byte j -> r[j] byte i. */
 static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r) {
@@ -1098,7 +1117,8 @@ static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* 
  * x to xt (4 x 4 dword transposes), per channel its entries (asm loop, accumulators start at
  * bias - zp_in * sum w), requantize 4V values into ytile, then ytile -> y (byte transposes). */
 static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const TfcState* s, const TfcIO* io, int u0,
-                                                                         int u1, void* scratch, const int dot) {
+                                                                         int u1, void* scratch, const int dot,
+                                                                         const int pair16) {
   const int K = s->k_in, N = s->n_out, T = s->i8q_tile, rows = s->rows, K4 = (K + 3) / 4;
   const int8_t* x = (const int8_t*)io->x;
   const int32_t* bias = (const int32_t*)io->bias;
@@ -1107,6 +1127,10 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
   int8_t* ytile = (int8_t*)scratch + tfc_round64((size_t)K4 * (size_t)T * 4u);
   const int16x8_t zp = vdupq_n_s16((int16_t)s->zp_out);
   const int8x16_t lo = vdupq_n_s8((int8_t)s->qmin), hi = vdupq_n_s8((int8_t)s->qmax);
+  int32_t prm[20] __attribute__((aligned(16))); /* ARMv8.0 epilogue: init, m, zp, lo, hi */
+  vst1q_s16((int16_t*)(prm + 8), zp);
+  vst1q_s8((int8_t*)(prm + 12), lo);
+  vst1q_s8((int8_t*)(prm + 16), hi);
   for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
     const int t = rows - p0 < T ? rows - p0 : T;
     const int rows16 = (t + 15) / 16 * 16;
@@ -1145,10 +1169,18 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
         }
       } else { /* 32 + 32, 32 + 16, 32 or 16 rows */
         for (int h = 0; h < rows16; h += 32) {
-          if (rows16 - h >= 32)
-            tfc_arm_quads_neon_32(s->i8q_off + j0, s->i8q_w + j0, ne, xtb + 4 * h, init, m, zp, lo, hi, out + h);
-          else
-            tfc_arm_quads_neon_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb + 4 * h, init, m, zp, lo, hi, out + h);
+          const uint32_t* o = s->i8q_off + j0;
+          const int32_t* wq = s->i8q_w + j0;
+          const int8_t* xh = xtb + 4 * h;
+          vst1q_s32(prm, init);
+          vst1q_f32((float*)prm + 4, m);
+          if (pair16) {
+            if (rows16 - h >= 32) tfc_arm_quads_neon2_32(o, wq, ne, xh, prm, out + h);
+            else tfc_arm_quads_neon2_16(o, wq, ne, xh, prm, out + h);
+          } else {
+            if (rows16 - h >= 32) tfc_arm_quads_neon_32(o, wq, ne, xh, prm, out + h);
+            else tfc_arm_quads_neon_16(o, wq, ne, xh, prm, out + h);
+          }
         }
       }
     }
@@ -1158,10 +1190,24 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
 
 TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
                                                      void* scratch) {
-  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 1);
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 1, 0);
 }
+/* ARMv8.0, two entries summed in int16 before widening (no weight -128 in the layer) */
+static void tfc_arm_rows_i8_quads_neon2(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 0, 1);
+}
+/* ARMv8.0, any int8 weights */
 static void tfc_arm_rows_i8_quads_neon(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
-  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 0);
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 0, 0);
+}
+
+/* 1 when a stored int8 weight is -128 (validated blob; scanned in Prepare). */
+static int tfc_arm_has_i8_min(const TfcState* s) {
+  const int8_t* v = (const int8_t*)s->values;
+  const size_t n = (size_t)s->nslots * (size_t)s->block;
+  for (size_t i = 0; i < n; ++i)
+    if (v[i] == -128) return 1;
+  return 0;
 }
 
 /* ----------------------------------------------------------------- pick */
@@ -1193,7 +1239,8 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
   }
   if (!f32 && s->rows >= TFC_CSR_MIN_ROWS) {
     const int dot = cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod();
-    plan->run = dot ? tfc_arm_rows_i8_quads_dot : tfc_arm_rows_i8_quads_neon;
+    plan->run = dot ? tfc_arm_rows_i8_quads_dot
+                    : (tfc_arm_has_i8_min(s) ? tfc_arm_rows_i8_quads_neon : tfc_arm_rows_i8_quads_neon2);
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_I8_TILE;
     plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;

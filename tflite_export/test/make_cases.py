@@ -136,12 +136,20 @@ def int8_reference(xq, wq, scales, bias, x_q, y_q, activation):
 
 
 def int8_case(name, rng, op, x_dims, n, pattern, sparsity, activation, layout, *, block=1,
-              sort_rows=True, with_bias=True, zx=-7, zy=5, misalign=False, runs=1):
-    """An int8 case (per-channel weight scales, zero points != 0) and its numpy reference."""
+              sort_rows=True, with_bias=True, zx=-7, zy=5, misalign=False, runs=1, extreme=None):
+    """An int8 case (per-channel weight scales, zero points != 0) and its numpy reference.
+
+    extreme: None, or the weight magnitude (127 or 128) of every stored weight, with inputs all
+    -128 or 127: the bounds of the int16 products of the ARMv8.0 kernels."""
     k = x_dims[-1]
     wq = sparse_matrix(rng, n, k, pattern, sparsity, "int8")
     scales = (0.5 + rng.random(n)).astype(np.float32) * 0.01
     xq = rng.integers(-128, 128, size=x_dims).astype(np.int8)
+    if extreme is not None:
+        sign = np.where(rng.random(wq.shape) < 0.5, -1, 1)
+        mag = np.where(sign < 0, extreme, 127)  # -128 only with extreme == 128
+        wq = np.where(wq != 0, sign * mag, 0).astype(np.int8)
+        xq = np.where(rng.random(x_dims) < 0.7, -128, 127).astype(np.int8)
     b = rng.integers(-3000, 3000, size=n).astype(np.int32) if with_bias else None
     sx = 0.05
     # output scale: the float outputs span about +-100 steps around zy (some clamp)
@@ -168,6 +176,7 @@ SHAPES = [
     ((70, 257), 37, "NONE", "fc1"),         # 70 rows, K = 8 * 32 + 1
     ((5, 6, 5, 24), 40, "RELU_N1_TO_1", "conv"),  # 150 rows: two full 64-row tiles + 22
     ((2, 9, 130), 19, "RELU", "fc1"),       # rank 3 flattened by layout 1, 18 rows
+    ((5, 8, 46), 21, "RELU6", "fc1"),       # 40 rows: a 48-row tail tile (3 x 16), K % 4 == 2
 ]
 PATTERNS = [  # (pattern, block, sort_rows, sparsity)
     ("unstructured", 1, True, 0.9),
@@ -211,6 +220,11 @@ def build_cases(rng):
         for rows in (1, 4) if dtype == "float32" else ():  # u32 block columns: K / 4 > 65536
             name = f"{dtype}/u32index/fc/rows{rows}/K262148/N3"
             cases.append((name, make(name, rng, 1, (rows, 262148), 3, "1x4", 0.9997, "NONE", 1, block=4)))
+        for mag in (127, 128) if dtype == "int8" else ():  # int16 product bounds (ARMv8.0 kernels)
+            for rows in (3, 64):
+                name = f"{dtype}/extreme{mag}/conv/rows{rows}/K64/N20"
+                cases.append((name, make(name, rng, 2, (1, 1, rows, 64), 20, "unstructured", 0.3, "NONE", 0,
+                                         zx=0, extreme=mag)))
         for rows in (1, 7, 64):  # weights at an odd address (copied in Prepare); Prepare twice
             name = f"{dtype}/misaligned+reprepare/fc/rows{rows}/K72/N24"
             cases.append((name, make(name, rng, 1, (rows, 72), 24, "unstructured", 0.7, "RELU6", 1,
