@@ -16,14 +16,16 @@
  *   - neon_block4_f32 (float32, 1-15 rows, 1x4 blocks): the TFCS slices as they are, one
  *     `ldr q` of 4 consecutive inputs per stored block (column as register offset) + `fmla`.
  *   - neon_csr_f32 (float32, >= 16 rows: 1x1 convolutions, batched FC): the sparse x dense
- *     product of Elsen et al. 2020 on the CSR pair / quad re-layout of tfc_relayout.c (the same
- *     one as the AVX-512 kernel): 64-row tiles transposed to xt[K][64] with 4x4 NEON
- *     transposes, every stored weight multiplies 32 (pairs) or 16 (quads) contiguous rows of
- *     xt with `fmla` by element; 16 accumulators.
- *   - sdot_quads_i8 (int8, >= 16 rows, dotprod): the int8 quad re-layout of tfc_relayout.c
- *     (shared with the VNNI kernel) on 64-row tiles transposed as dwords; 16 `sdot` per entry.
+ *     product of Elsen et al. 2020 with lanes = rows, on a per-channel CSR copy of the validated
+ *     weights built by the picker (tfc_arm_build_csr; natural channel order, features in chunks):
+ *     64-row tiles transposed to xt[K][64], one channel x 64 rows per asm block (16
+ *     accumulators), each stored weight = 4 `ld1` of 4 registers of its tile row + 16 `fmla`.
+ *   - sdot_quads_i8 (int8, >= 16 rows, dotprod) / neon_quads_i8 (ARMv8.0): the int8 quad
+ *     re-layout of tfc_relayout.c (shared with the VNNI kernel) on 64-row tiles transposed as
+ *     dwords; one channel x 64 rows per asm block: 16 `sdot` per quad (ARMv8.0: 32 rows per pass,
+ *     smull / smlal + sadalp), requantized in registers, 16x16 byte transposes to NHWC.
  * No spills in any compute loop for GCC 12 and Clang 14 (tests/native/test_aarch64.py checks
- * the disassembly).  The tbl and block step loops are inline asm (see below why).
+ * the disassembly).  All step loops are inline asm (see below why).
  */
 #include "tfc_internal.h"
 
