@@ -483,21 +483,33 @@ def _interesting_log(stderr):
 _BR = re.compile(r"^(b\.?(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)|cbn?z|tbn?z|b)\s+(.*)$")
 
 
+def _decode_inst(expr):
+    """`.inst` operand (a hex word, or GCC's unevaluated `0x4e809400|(24<<16)|...`) -> the sdot
+    it encodes (vector form), else None: the kernels emit sdot as .inst (no +dotprod needed)."""
+    if not re.fullmatch(r"[0-9a-fA-Fx|()<> ]+", expr):
+        return None
+    w = eval(expr, {"__builtins__": {}})  # noqa: S307 - digits, |, << and parentheses only
+    if w & 0xFFE0FC00 == 0x4E809400:
+        return f"sdot v{w & 31}.4s, v{(w >> 5) & 31}.16b, v{(w >> 16) & 31}.16b"
+    return None
+
+
 def _loops_from_asm(asm):
     """Innermost loops of compiled assembly: (function, label, body lines) for each backward
-    branch to a label in the same function whose body holds no other label (a single block)."""
+    branch to a label in the same function whose body holds no other label (a single block).
+    Numeric labels of inline asm (`1:` ... `b.ne 1b`) count as labels."""
     loops, func, body, label = [], None, [], None
     for raw in asm.splitlines():
-        inst = re.match(r"^\s*\.inst\s+\S+\s*/\*\s*(.*?)\s*\*/", raw)  # raw encodings (sdot without
-        if inst:                                                            # +dotprod), mnemonic in comment
-            raw = "\t" + inst.group(1)
-        line = raw.split("//")[0].rstrip()
+        inst = re.match(r"^\s*\.inst\s+(\S+)", raw)  # raw encodings (sdot without +dotprod)
+        if inst and _decode_inst(inst.group(1)):
+            raw = "\t" + _decode_inst(inst.group(1))
+        line = raw.split("//")[0].split("/*")[0].rstrip()
         if not line.strip():
             continue
-        m = re.match(r"^([A-Za-z_.$][\w.$]*):", line)
+        m = re.match(r"^\s*([A-Za-z_.$][\w.$]*|\d+):", line)
         if m:
             name = m.group(1)
-            if not name.startswith("."):
+            if not name.startswith(".") and not name.isdigit():
                 func = name
             label, body = name, []
             continue
@@ -508,6 +520,8 @@ def _loops_from_asm(asm):
         bm = _BR.match(s)
         if bm and label is not None:
             target = bm.group(2).split(",")[-1].strip()
+            if re.fullmatch(r"\d+b", target):  # numeric local label, backwards
+                target = target[:-1]
             if target == label and len(body) > 2:
                 loops.append((func, label, list(body)))
     return loops

@@ -16,14 +16,16 @@
  *   - neon_block4_f32 (float32, 1-15 rows, 1x4 blocks): the TFCS slices as they are, one
  *     `ldr q` of 4 consecutive inputs per stored block (column as register offset) + `fmla`.
  *   - neon_csr_f32 (float32, >= 16 rows: 1x1 convolutions, batched FC): the sparse x dense
- *     product of Elsen et al. 2020 on the CSR pair / quad re-layout of tfc_relayout.c (the same
- *     one as the AVX-512 kernel): 64-row tiles transposed to xt[K][64] with 4x4 NEON
- *     transposes, every stored weight multiplies 32 (pairs) or 16 (quads) contiguous rows of
- *     xt with `fmla` by element; 16 accumulators.
- *   - sdot_quads_i8 (int8, >= 16 rows, dotprod): the int8 quad re-layout of tfc_relayout.c
- *     (shared with the VNNI kernel) on 64-row tiles transposed as dwords; 16 `sdot` per entry.
+ *     product of Elsen et al. 2020 with lanes = rows, on a per-channel CSR copy of the validated
+ *     weights built by the picker (tfc_arm_build_csr; natural channel order, features in chunks):
+ *     64-row tiles transposed to xt[K][64], one channel x 64 rows per asm block (16
+ *     accumulators), each stored weight = 4 `ld1` of 4 registers of its tile row + 16 `fmla`.
+ *   - sdot_quads_i8 (int8, >= 16 rows, dotprod) / neon_quads_i8 (ARMv8.0): the int8 quad
+ *     re-layout of tfc_relayout.c (shared with the VNNI kernel) on 64-row tiles transposed as
+ *     dwords; one channel x 64 rows per asm block: 16 `sdot` per quad (ARMv8.0: 32 rows per pass,
+ *     smull / smlal + sadalp), requantized in registers, 16x16 byte transposes to NHWC.
  * No spills in any compute loop for GCC 12 and Clang 14 (tests/native/test_aarch64.py checks
- * the disassembly).  The tbl and block step loops are inline asm (see below why).
+ * the disassembly).  All step loops are inline asm (see below why).
  */
 #include "tfc_internal.h"
 
@@ -60,16 +62,50 @@ typedef struct TfcArmTbl {
   uint32_t* gptr; /* [groups + 1] first step of each group */
   uint8_t* data; /* 16-byte aligned, 8 * lanes bytes per step: {idx[16], weights[16]} per 4 lanes */
   uint8_t* data_raw;
+  /* float32, >= 16 rows (tfc_arm_build_csr): per (chunk c, output channel n) in natural order,
+   * entries csr_ptr[c * N + n] .. csr_ptr[c * N + n + 1] - 1 of the stored non-zero weights with
+   * input features in [c * KC, (c + 1) * KC): csr_off = feature * T * 4 (byte offset of its row
+   * in the transposed tile), csr_val = the weight */
+  const uint8_t* csr_blob; /* packed weights the CSR copy was built from; NULL = not built */
+  int csr_chunks;
+  int csr_kc;
+  uint32_t* csr_ptr; /* [chunks * N + 1] */
+  uint32_t* csr_off;
+  float* csr_val;
 } TfcArmTbl;
+
+static void tfc_arm_free_tbl(TfcArmTbl* a) {
+  free(a->steps);
+  free(a->gptr);
+  free(a->data_raw);
+  a->steps = NULL;
+  a->gptr = NULL;
+  a->data_raw = a->data = NULL;
+  a->blob = NULL;
+}
+
+static void tfc_arm_free_csr(TfcArmTbl* a) {
+  free(a->csr_ptr);
+  free(a->csr_off);
+  free(a->csr_val);
+  a->csr_ptr = a->csr_off = NULL;
+  a->csr_val = NULL;
+  a->csr_blob = NULL;
+}
 
 void tfc_free_aarch64(TfcState* s) {
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
   if (a == NULL) return;
-  free(a->steps);
-  free(a->gptr);
-  free(a->data_raw);
+  tfc_arm_free_tbl(a);
+  tfc_arm_free_csr(a);
   free(a);
   s->arm_tbl = NULL;
+}
+
+/* The re-layout state of s (allocated on first use, in Prepare); NULL when out of memory. */
+static TfcArmTbl* tfc_arm_state(TfcState* s) {
+  if (s->arm_tbl == NULL) s->arm_tbl = calloc(1, sizeof(TfcArmTbl));
+  return (TfcArmTbl*)s->arm_tbl;
 }
 
 typedef struct {
@@ -149,18 +185,16 @@ static int tfc_arm_entries(const TfcState* s, uint32_t** ptr_out, TfcArmEntry** 
 
 /* Builds s->arm_tbl from the validated weights; 0 when out of memory. */
 static int tfc_arm_build_tbl(TfcState* s) {
-  tfc_free_aarch64(s);
   const int n = s->n_out, f32 = s->value_type == kTfLiteFloat32;
   const int esz = f32 ? 4 : 1, per = 4 / esz, F = 64 / esz; /* slots per lane and step; features per window */
   const int LG = f32 ? 8 : 4; /* lanes per group */
   const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
   int ok = 0;
-  TfcArmTbl* a = (TfcArmTbl*)calloc(1, sizeof(TfcArmTbl));
+  TfcArmTbl* a = tfc_arm_state(s);
   uint32_t* ptr = NULL;
   TfcArmEntry* e = NULL;
   if (a == NULL) return 0;
-  s->arm_tbl = a;
-  a->blob = s->blob_seen;
+  tfc_arm_free_tbl(a);
   a->value_type = s->value_type;
   a->esz = esz;
   a->lanes = LG;
@@ -230,7 +264,48 @@ static int tfc_arm_build_tbl(TfcState* s) {
 done:
   free(ptr);
   free(e);
-  if (!ok) tfc_free_aarch64(s);
+  if (ok) a->blob = s->blob_seen;
+  else tfc_arm_free_tbl(a);
+  return ok;
+}
+
+/* Builds the float32 CSR copy (see TfcArmTbl) for tiles of T rows, features in chunks of KC;
+ * 0 when out of memory. */
+static int tfc_arm_build_csr(TfcState* s, int T, int KC) {
+  TfcArmTbl* a = tfc_arm_state(s);
+  uint32_t* ptr = NULL;
+  TfcArmEntry* e = NULL;
+  if (a == NULL) return 0;
+  tfc_arm_free_csr(a);
+  const int n = s->n_out, C = (s->k_in + KC - 1) / KC;
+  int ok = 0;
+  if (!tfc_arm_entries(s, &ptr, &e)) return 0;
+  const uint32_t total = ptr[n];
+  a->csr_ptr = (uint32_t*)malloc(((size_t)C * (size_t)n + 1u) * sizeof(uint32_t));
+  a->csr_off = (uint32_t*)malloc(((size_t)total + 1u) * sizeof(uint32_t));
+  a->csr_val = (float*)malloc(((size_t)total + 1u) * sizeof(float));
+  if (a->csr_ptr == NULL || a->csr_off == NULL || a->csr_val == NULL) goto done;
+  if ((uint64_t)s->k_in * (uint64_t)T * 4u > 0xFFFFFFFFu) goto done;
+  uint32_t j = 0;
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < n; ++r) {
+      a->csr_ptr[(size_t)c * n + r] = j;
+      for (uint32_t i = ptr[r]; i < ptr[r + 1]; ++i)
+        if (e[i].k / (uint32_t)KC == (uint32_t)c) {
+          a->csr_off[j] = e[i].k * (uint32_t)T * 4u;
+          memcpy(&a->csr_val[j], &e[i].v, 4);
+          ++j;
+        }
+    }
+  a->csr_ptr[(size_t)C * n] = j;
+  a->csr_chunks = C;
+  a->csr_kc = KC;
+  ok = 1;
+done:
+  free(ptr);
+  free(e);
+  if (ok) a->csr_blob = s->blob_seen;
+  else tfc_arm_free_csr(a);
   return ok;
 }
 
@@ -454,13 +529,27 @@ static void tfc_arm_f32_store(const TfcState* s, const float* acc, const float* 
   }
 }
 
-/* int8: requantizes 4 accumulators of group g (the exact scalar rule of the portable kernels). */
+/* int8: requantizes 4 accumulators of group g: the rule of tfc_requant (float multiply, round
+ * to nearest even, saturate, + zero point, clamp), 4 lanes at once (accumulators, bias and the
+ * zero-point term added in int32 with wrap-around, as the many-row kernels). */
 static void tfc_arm_i8_store(const TfcState* s, const int32_t* acc, const int32_t* bias, int8_t* y, int g) {
   const int r0 = 4 * g, nb = s->n_out - r0 < 4 ? s->n_out - r0 : 4;
+  int32_t b[4] = {0, 0, 0, 0}, rs[4] = {0, 0, 0, 0};
+  float m[4] = {0.f, 0.f, 0.f, 0.f};
   for (int l = 0; l < nb; ++l) {
-    const uint32_t r = (uint32_t)(r0 + l);
-    y[r] = tfc_requant(s, r, (int64_t)acc[l] + (bias ? bias[r] : 0) - (int64_t)s->zp_in * s->row_sums[r]);
+    b[l] = bias ? bias[r0 + l] : 0;
+    rs[l] = s->row_sums[r0 + l];
+    m[l] = s->multipliers[r0 + l];
   }
+  const int32x4_t a = vaddq_s32(vaddq_s32(vld1q_s32(acc), vld1q_s32(b)),
+                                vreinterpretq_s32_u32(vmulq_u32(vreinterpretq_u32_s32(vld1q_s32(rs)),
+                                                                vdupq_n_u32(0u - (uint32_t)s->zp_in))));
+  int32x4_t q = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a), vld1q_f32(m)));
+  q = vqaddq_s32(q, vdupq_n_s32(s->zp_out));
+  q = vminq_s32(vmaxq_s32(q, vdupq_n_s32(s->qmin)), vdupq_n_s32(s->qmax));
+  int32_t out[4];
+  vst1q_s32(out, q);
+  for (int l = 0; l < nb; ++l) y[r0 + l] = (int8_t)out[l];
 }
 
 enum { TFC_ARM_F32 = 0, TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
@@ -616,177 +705,200 @@ TFC_DEFINE_ARM_BLOCK4(tfc_arm_block4_f32_u32, tfc_arm_asm_block4_u32)
 
 /* --------------------------------------- float32, many rows: CSR x tile */
 
-/* 4x4 transpose: r[i] lane j -> r[j] lane i. */
-static inline void tfc_arm_tr4(float32x4_t* r) {
-  const float32x4x2_t a = vtrnq_f32(r[0], r[1]), b = vtrnq_f32(r[2], r[3]);
-  r[0] = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
-  r[1] = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
-  r[2] = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
-  r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+/* 4x4 transpose: r[i] lane j -> r[j] lane i (4 trn of 32-bit lanes, 4 of 64-bit halves; the
+ * vcombine / vget_low form made GCC 12 emit 10 extra lane moves). */
+static inline __attribute__((always_inline)) void tfc_arm_tr4(float32x4_t* r) {
+  const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
+  const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
+  r[0] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+  r[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
+  r[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+  r[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
 }
 
-/* One channel pair, one chunk, rows [h, h + 4V) of the tile: each stored weight multiplies
- * V vectors of its xt row (fmla by element).  2V accumulators. */
-static inline __attribute__((always_inline)) void tfc_arm_csr_pair(const TfcState* s, uint32_t b0, uint32_t e,
-                                                                   const float* xt, int first, const float* bias2,
-                                                                   float* ya, float* yb, const int V) {
-  float32x4_t a[8], c[8];
-  for (int v = 0; v < V; ++v) {
-    a[v] = first ? vdupq_n_f32(0.f) : vld1q_f32(ya + 4 * v);
-    c[v] = first ? vdupq_n_f32(0.f) : vld1q_f32(yb + 4 * v);
-  }
-  const uint32_t* off = s->csr_off + 2u * b0;
-  const float* val = s->csr_val + 2u * b0;
-  for (uint32_t j = b0; j < e; ++j, off += 2, val += 2) {
-    const float32x2_t w = vld1_f32(val);
-    const float* xa = xt + off[0];
-    const float* xb = xt + off[1];
-    for (int v = 0; v < V; ++v) a[v] = vfmaq_lane_f32(a[v], vld1q_f32(xa + 4 * v), w, 0);
-    /* B's loads after A's multiply-adds: GCC 12 otherwise hoists all 2V loads above them
-     * and, at V = 8, needs 33 registers (2 stack spills per entry, seen in its output) */
-    __asm__("" : "+r"(xb) : "w"(a[0]), "w"(a[1 % V]), "w"(a[2 % V]), "w"(a[3 % V]), "w"(a[4 % V]), "w"(a[5 % V]),
-                               "w"(a[6 % V]), "w"(a[7 % V]));
-    for (int v = 0; v < V; ++v) c[v] = vfmaq_lane_f32(c[v], vld1q_f32(xb + 4 * v), w, 1);
-  }
-  if (bias2 != NULL) {
-    const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
-    const float32x4_t ba = vdupq_n_f32(bias2[0]), bb = vdupq_n_f32(bias2[1]);
-    for (int v = 0; v < V; ++v) {
-      a[v] = vminq_f32(vmaxq_f32(vaddq_f32(a[v], ba), lo), hi);
-      c[v] = vminq_f32(vmaxq_f32(vaddq_f32(c[v], bb), lo), hi);
-    }
-  }
-  for (int v = 0; v < V; ++v) {
-    vst1q_f32(ya + 4 * v, a[v]);
-    vst1q_f32(yb + 4 * v, c[v]);
-  }
-}
+/* Accumulator groups of 4 registers: M(first, ..., fourth) for v0-v3, v4-v7, ... */
+#define TFC_ARM_QG_4(M) M(0, 1, 2, 3)
+#define TFC_ARM_QG_8(M) TFC_ARM_QG_4(M) M(4, 5, 6, 7)
+#define TFC_ARM_QG_12(M) TFC_ARM_QG_8(M) M(8, 9, 10, 11)
+#define TFC_ARM_QG_16(M) TFC_ARM_QG_12(M) M(12, 13, 14, 15)
 
-/* One quad of channels (tile rows ya + i * T), one chunk, rows [h, h + 4V): each entry loads
- * V vectors of xt once for 4 weights.  4V accumulators. */
-static inline __attribute__((always_inline)) void tfc_arm_csr_quad(const TfcState* s, uint32_t b0, uint32_t e,
-                                                                   const float* xt, int first, const float* bias4,
-                                                                   float* ya, int T, const int V) {
-  float32x4_t a[4][4];
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < V; ++v) a[i][v] = first ? vdupq_n_f32(0.f) : vld1q_f32(ya + (size_t)i * T + 4 * v);
-  const uint32_t* off = s->csr_off;
-  const float* val = s->csr_val + 4u * b0;
-  for (uint32_t j = b0; j < e; ++j, val += 4) {
-    const float* xr = xt + off[j];
-    const float32x4_t w = vld1q_f32(val);
-    for (int v = 0; v < V; ++v) {
-      const float32x4_t xv = vld1q_f32(xr + 4 * v);
-      a[0][v] = vfmaq_laneq_f32(a[0][v], xv, w, 0);
-      a[1][v] = vfmaq_laneq_f32(a[1][v], xv, w, 1);
-      a[2][v] = vfmaq_laneq_f32(a[2][v], xv, w, 2);
-      a[3][v] = vfmaq_laneq_f32(a[3][v], xv, w, 3);
-    }
+/* One output channel, one feature chunk, V = 4, 8, 12 or 16 accumulators (4 rows each) in
+ * v0..v(V-1), one asm block: start them at the bias b (first chunk) or load them from acc (the
+ * channel's row of ytile: the previous chunks' sums); per stored weight one `ldr` of its tile offset, one `ld1r` of the weight into
+ * every lane, V / 4 `ld1` of 4 registers (16 rows of its tile row) and V `fmla` (3 + 5V/4 + 2
+ * instructions per weight: 25 for a 64-row tile); then, when `clamp` is set (last chunk), the
+ * activation's fmax / fmin; stored back to acc.  Inline asm for the same reason as the tbl loops
+ * (GCC 12 hoists the tile loads of the intrinsics version and runs out of registers). */
+#define TFC_ARM_F4(R0, R1, R2, R3, X, M, A0, A1, A2, A3)                                       \
+  "ld1 {v" #R0 ".4s-v" #R3 ".4s}, [" X "], #64\n\t" "fmla v" #A0 ".4s, v" #R0 ".4s, " M "\n\t"  \
+  "fmla v" #A1 ".4s, v" #R1 ".4s, " M "\n\t" "fmla v" #A2 ".4s, v" #R2 ".4s, " M "\n\t"          \
+  "fmla v" #A3 ".4s, v" #R3 ".4s, " M "\n\t"
+/* V accumulators += tile rows at X (16 rows per 4 registers, alternating v16-v19 / v20-v23) * M */
+#define TFC_ARM_FBODY_4(X, M) TFC_ARM_F4(16, 17, 18, 19, X, M, 0, 1, 2, 3)
+#define TFC_ARM_FBODY_8(X, M) TFC_ARM_FBODY_4(X, M) TFC_ARM_F4(20, 21, 22, 23, X, M, 4, 5, 6, 7)
+#define TFC_ARM_FBODY_12(X, M) TFC_ARM_FBODY_8(X, M) TFC_ARM_F4(16, 17, 18, 19, X, M, 8, 9, 10, 11)
+#define TFC_ARM_FBODY_16(X, M) TFC_ARM_FBODY_12(X, M) TFC_ARM_F4(20, 21, 22, 23, X, M, 12, 13, 14, 15)
+#define TFC_ARM_FLD4(A0, A1, A2, A3) "ld1 {v" #A0 ".4s-v" #A3 ".4s}, [x10], #64\n\t"
+#define TFC_ARM_FINIT4(A0, A1, A2, A3)                                                            \
+  "mov v" #A0 ".16b, %[b].16b\n\t" "mov v" #A1 ".16b, %[b].16b\n\t" "mov v" #A2 ".16b, %[b].16b\n\t" \
+  "mov v" #A3 ".16b, %[b].16b\n\t"
+#define TFC_ARM_FST4(A0, A1, A2, A3) "st1 {v" #A0 ".4s-v" #A3 ".4s}, [%[acc]], #64\n\t"
+#define TFC_ARM_FCL4(A0, A1, A2, A3)                                                               \
+  "fmax v" #A0 ".4s, v" #A0 ".4s, %[lo].4s\n\t" "fmax v" #A1 ".4s, v" #A1 ".4s, %[lo].4s\n\t"     \
+  "fmax v" #A2 ".4s, v" #A2 ".4s, %[lo].4s\n\t" "fmax v" #A3 ".4s, v" #A3 ".4s, %[lo].4s\n\t"     \
+  "fmin v" #A0 ".4s, v" #A0 ".4s, %[hi].4s\n\t" "fmin v" #A1 ".4s, v" #A1 ".4s, %[hi].4s\n\t"     \
+  "fmin v" #A2 ".4s, v" #A2 ".4s, %[hi].4s\n\t" "fmin v" #A3 ".4s, v" #A3 ".4s, %[hi].4s\n\t"
+#define TFC_ARM_ASM_CSR(V)                                                                                  \
+  static inline __attribute__((always_inline)) void tfc_arm_csr_channel_##V(                                \
+      const uint32_t* off, const float* w, uint32_t n, const float* xt, float* acc, int clamp, float32x4_t lo, \
+      float32x4_t hi, int first, float32x4_t b) {                                                           \
+    __asm__ volatile(                                                                                       \
+        "cbz %w[first], 4f\n\t"                                                                              \
+        TFC_ARM_QG_##V(TFC_ARM_FINIT4)                                                                      \
+        "b 5f\n\t"                                                                                          \
+        "4:\n\t"                                                                                            \
+        "mov x10, %[acc]\n\t"                                                                               \
+        TFC_ARM_QG_##V(TFC_ARM_FLD4)                                                                        \
+        "5:\n\t"                                                                                            \
+        "lsr w11, %w[n], #1\n\t"                                                                            \
+        "cbz w11, 6f\n\t"                                                                                   \
+        "1:\n\t"                                                                                            \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                     \
+        "ld1 {v24.2s}, [%[w]], #8\n\t"                                                                      \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        "add x10, %[xt], x10\n\t"                                                                           \
+        TFC_ARM_FBODY_##V("x9", "v24.s[0]")                                                                 \
+        TFC_ARM_FBODY_##V("x10", "v24.s[1]")                                                                \
+        "subs w11, w11, #1\n\t"                                                                             \
+        "b.ne 1b\n\t"                                                                                       \
+        "6:\n\t"                                                                                            \
+        "tbz %w[n], #0, 2f\n\t"                                                                             \
+        "ldr w9, [%[off]]\n\t"                                                                              \
+        "ldr s24, [%[w]]\n\t"                                                                               \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        TFC_ARM_FBODY_##V("x9", "v24.s[0]")                                                                 \
+        "2:\n\t"                                                                                            \
+        "cbz %w[clamp], 3f\n\t"                                                                             \
+        TFC_ARM_QG_##V(TFC_ARM_FCL4)                                                                        \
+        "3:\n\t"                                                                                            \
+        TFC_ARM_QG_##V(TFC_ARM_FST4)                                                                        \
+        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [acc] "+r"(acc)                                        \
+        : [xt] "r"(xt), [clamp] "r"(clamp), [lo] "w"(lo), [hi] "w"(hi), [first] "r"(first), [b] "w"(b)      \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",       \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "x9", "x10", "x11", "cc",       \
+          "memory");                                                                                        \
   }
-  const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < V; ++v) {
-      float32x4_t r = a[i][v];
-      if (bias4 != NULL) r = vminq_f32(vmaxq_f32(vaddq_f32(r, vdupq_n_f32(bias4[i])), lo), hi);
-      vst1q_f32(ya + (size_t)i * T + 4 * v, r);
-    }
-}
+TFC_ARM_ASM_CSR(4)
+TFC_ARM_ASM_CSR(8)
+TFC_ARM_ASM_CSR(12)
+TFC_ARM_ASM_CSR(16)
 
-/* The pairs (or quads) of channel group g (16 channels) for chunk c, rows [0, rows16) of the tile. */
-static void tfc_arm_csr_group(const TfcState* s, int g, int c, const float* xt, float* ytile, const float* bias,
-                              int rows16, int first, int last) {
-  const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
-  if (s->csr_quads) {
-    const int nquads = npairs / 2;
-    for (int q = 0; q < 4; ++q) {
-      const int qd = 4 * g + q, r0 = 4 * qd;
-      float b4[4];
-      for (int i = 0; i < 4; ++i) b4[i] = (bias && r0 + i < s->n_out) ? bias[r0 + i] : 0.f;
-      const uint32_t b0 = s->csr_ptr[(size_t)c * nquads + qd], e = s->csr_ptr[(size_t)c * nquads + qd + 1];
-      for (int h = 0; h < rows16; h += 16)
-        tfc_arm_csr_quad(s, b0, e, xt + h, first, last ? b4 : NULL, ytile + (size_t)r0 * T + h, T, 4);
-    }
-    return;
-  }
-  for (int q = 0; q < 8; ++q) {
-    const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb = s->pair_row[2 * pq + 1];
-    const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb < 16 ? 16 * g + rb : 16 * (npairs / 8);
-    const float b2[2] = {(bias && ra < 16) ? bias[16 * g + ra] : 0.f, (bias && rb < 16) ? bias[16 * g + rb] : 0.f};
-    const uint32_t b0 = s->csr_ptr[(size_t)c * npairs + pq], e = s->csr_ptr[(size_t)c * npairs + pq + 1];
-    int h = 0;
-    for (; h + 32 <= rows16; h += 32)
-      tfc_arm_csr_pair(s, b0, e, xt + h, first, last ? b2 : NULL, ytile + (size_t)ga * T + h,
-                       ytile + (size_t)gb * T + h, 8);
-    if (h < rows16)
-      tfc_arm_csr_pair(s, b0, e, xt + h, first, last ? b2 : NULL, ytile + (size_t)ga * T + h,
-                       ytile + (size_t)gb * T + h, 4);
-  }
-}
-
-/* Rows p0 .. p0 + t - 1, channels of group g: ytile (transposed) -> y (NHWC). */
-static void tfc_arm_csr_store(const TfcState* s, const float* ytile, int g, int t, float* y) {
-  const int T = s->csr_tile, N = s->n_out, o0 = 16 * g, nb = N - o0 < 16 ? N - o0 : 16;
-  for (int c4 = 0; c4 < nb; c4 += 4) {
-    const float* yt = ytile + (size_t)(o0 + c4) * T;
-    const int cn = nb - c4 < 4 ? nb - c4 : 4;
-    for (int i = 0; i < t; i += 4) {
-      float32x4_t r[4];
-      for (int q = 0; q < 4; ++q) r[q] = vld1q_f32(yt + (size_t)q * T + i);
-      tfc_arm_tr4(r);
-      const int rn = t - i < 4 ? t - i : 4;
-      for (int q = 0; q < rn; ++q) {
-        float* dst = y + (size_t)(i + q) * N + o0 + c4;
-        if (cn == 4) {
-          vst1q_f32(dst, r[q]);
-        } else {
-          float tmp[4];
-          vst1q_f32(tmp, r[q]);
-          for (int l = 0; l < cn; ++l) dst[l] = tmp[l];
-        }
+/* ytile[n][T] (outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t): 4 x 4
+ * transposes, channel remainders lane by lane. */
+static void tfc_arm_f32_untile(const float* ytile, int T, int N, int t, float* y) {
+  int c0 = 0;
+  for (; c0 + 4 <= N; c0 += 4) {
+    const float* yt = ytile + (size_t)c0 * T;
+    int i = 0;
+    for (; i + 16 <= t; i += 16) { /* 4 channels x 16 rows: 4 ld1 of 4 registers, 4 transposes */
+      float32x4x4_t v[4];
+      for (int l = 0; l < 4; ++l) v[l] = vld1q_f32_x4(yt + (size_t)l * T + i);
+      float* dst = y + (size_t)i * N + c0;
+      for (int q = 0; q < 4; ++q) {
+        float32x4_t r[4] = {v[0].val[q], v[1].val[q], v[2].val[q], v[3].val[q]};
+        tfc_arm_tr4(r);
+        for (int j = 0; j < 4; ++j) vst1q_f32(dst + (size_t)(4 * q + j) * N, r[j]);
       }
     }
+    for (; i + 4 <= t; i += 4) {
+      float32x4_t r[4] = {vld1q_f32(yt + i), vld1q_f32(yt + T + i), vld1q_f32(yt + 2 * T + i),
+                          vld1q_f32(yt + 3 * T + i)};
+      tfc_arm_tr4(r);
+      float* dst = y + (size_t)i * N + c0;
+      vst1q_f32(dst, r[0]);
+      vst1q_f32(dst + N, r[1]);
+      vst1q_f32(dst + 2 * N, r[2]);
+      vst1q_f32(dst + 3 * N, r[3]);
+    }
+    for (; i < t; ++i)
+      for (int l = 0; l < 4; ++l) y[(size_t)i * N + c0 + l] = yt[(size_t)l * T + i];
   }
+  for (; c0 < N; ++c0)
+    for (int i = 0; i < t; ++i) y[(size_t)i * N + c0] = ytile[(size_t)c0 * T + i];
 }
 
-/* Units: 64-row tiles.  Scratch: xt[K + 1][T] (row K stays zero), then ytile[16 * groups + 1][T]. */
+/* x rows [p0, p0 + t) -> xt[k][T] (row i of the tile at xt[k * T + i]), rows [t, rows16) zero. */
+static void tfc_arm_f32_tile(const float* x, int K, int T, int t, int rows16, float* xt) {
+  int c0 = 0;
+  for (; c0 + 16 <= K; c0 += 16) { /* 4 rows x 16 features: 4 ld1 of 4 registers, 4 transposes */
+    int i = 0;
+    for (; i + 4 <= t; i += 4) {
+      float32x4x4_t v[4];
+      for (int l = 0; l < 4; ++l) v[l] = vld1q_f32_x4(x + (size_t)(i + l) * K + c0);
+      float* dst = xt + (size_t)c0 * T + i;
+      for (int q = 0; q < 4; ++q) {
+        float32x4_t r[4] = {v[0].val[q], v[1].val[q], v[2].val[q], v[3].val[q]};
+        tfc_arm_tr4(r);
+        for (int j = 0; j < 4; ++j) vst1q_f32(dst + (size_t)(4 * q + j) * T, r[j]);
+      }
+    }
+    for (; i < rows16; ++i)
+      for (int l = 0; l < 16; ++l) xt[(size_t)(c0 + l) * T + i] = i < t ? x[(size_t)i * K + c0 + l] : 0.f;
+  }
+  for (; c0 + 4 <= K; c0 += 4) {
+    int i = 0;
+    for (; i + 4 <= t; i += 4) {
+      const float* src = x + (size_t)i * K + c0;
+      float32x4_t r[4] = {vld1q_f32(src), vld1q_f32(src + K), vld1q_f32(src + 2 * K), vld1q_f32(src + 3 * K)};
+      tfc_arm_tr4(r);
+      float* dst = xt + (size_t)c0 * T + i;
+      vst1q_f32(dst, r[0]);
+      vst1q_f32(dst + T, r[1]);
+      vst1q_f32(dst + 2 * T, r[2]);
+      vst1q_f32(dst + 3 * T, r[3]);
+    }
+    for (; i < rows16; ++i)
+      for (int l = 0; l < 4; ++l) xt[(size_t)(c0 + l) * T + i] = i < t ? x[(size_t)i * K + c0 + l] : 0.f;
+  }
+  for (; c0 < K; ++c0)
+    for (int i = 0; i < rows16; ++i) xt[(size_t)c0 * T + i] = i < t ? x[(size_t)i * K + c0] : 0.f;
+}
+
+/* Units: 64-row tiles.  Scratch: xt[K][T], then ytile[N][T].  Per tile: transpose x into xt;
+ * per feature chunk (the chunk's tile rows stay in L1) and channel
+ * the asm loop above (clamped at the last chunk); ytile -> y. */
 static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
-  const int K = s->k_in, N = s->n_out, T = s->csr_tile, rows = s->rows;
+  const TfcArmTbl* a = (const TfcArmTbl*)s->arm_tbl;
+  const int K = s->k_in, N = s->n_out, T = TFC_CSR_TILE, rows = s->rows, C = a->csr_chunks;
   const float* x = (const float*)io->x;
   const float* bias = (const float*)io->bias;
   float* y = (float*)io->y;
   float* xt = (float*)scratch;
-  float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
-  memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float));
+  float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * (size_t)K * sizeof(float)));
+  const float32x4_t lo = vdupq_n_f32(s->fmin), hi = vdupq_n_f32(s->fmax);
+  const int act = s->fmin > -INFINITY || s->fmax < INFINITY; /* no clamp without an activation */
   for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
     const int t = rows - p0 < T ? rows - p0 : T;
-    const int rows16 = (t + 15) / 16 * 16;
-    for (int c0 = 0; c0 < K; c0 += 4) {
-      const int kc = K - c0 < 4 ? K - c0 : 4;
-      for (int i = 0; i < rows16; i += 4) {
-        float32x4_t r[4];
-        for (int q = 0; q < 4; ++q) {
-          const float* src = x + (size_t)(p0 + i + q) * K + c0;
-          if (i + q >= t) {
-            r[q] = vdupq_n_f32(0.f);
-          } else if (kc == 4) {
-            r[q] = vld1q_f32(src);
-          } else {
-            float tmp[4] = {0.f, 0.f, 0.f, 0.f};
-            for (int l = 0; l < kc; ++l) tmp[l] = src[l];
-            r[q] = vld1q_f32(tmp);
-          }
+    const int rows16 = (t + 15) / 16 * 16, V = rows16 / 4;
+    tfc_arm_f32_tile(x + (size_t)p0 * K, K, T, t, rows16, xt);
+    for (int c = 0; c < C; ++c) {
+      const int last = c + 1 == C && act;
+      const uint32_t* cp = a->csr_ptr + (size_t)c * N;
+      for (int n = 0; n < N; ++n) {
+        const uint32_t j0 = cp[n], ne = cp[n + 1] - j0;
+        const uint32_t* off = a->csr_off + j0;
+        const float* w = a->csr_val + j0;
+        float* acc = ytile + (size_t)n * T;
+        const float32x4_t b = vdupq_n_f32(bias ? bias[n] : 0.f);
+        switch (V) {
+          case 4: tfc_arm_csr_channel_4(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
+          case 8: tfc_arm_csr_channel_8(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
+          case 12: tfc_arm_csr_channel_12(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
+          default: tfc_arm_csr_channel_16(off, w, ne, xt, acc, last, lo, hi, c == 0, b); break;
         }
-        tfc_arm_tr4(r);
-        for (int l = 0; l < kc; ++l) vst1q_f32(xt + (size_t)(c0 + l) * T + i, r[l]);
       }
     }
-    const int G = (N + 15) / 16, C = s->csr_chunks;
-    for (int c = 0; c + 1 < C; ++c)
-      for (int g = 0; g < G; ++g) tfc_arm_csr_group(s, g, c, xt, ytile, bias, rows16, c == 0, 0);
-    for (int g = 0; g < G; ++g) {
-      tfc_arm_csr_group(s, g, C - 1, xt, ytile, bias, rows16, C == 1, 1);
-      tfc_arm_csr_store(s, ytile, g, t, y + (size_t)p0 * N);
-    }
+    tfc_arm_f32_untile(ytile, T, N, t, y + (size_t)p0 * N);
   }
 }
 
@@ -799,85 +911,305 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
  * to 16 accumulators (4 rows each).  1x4-block weights give one entry per stored block. */
 #if defined(__clang__)
 #define TFC_DOTPROD_FN __attribute__((target("dotprod")))
-static inline __attribute__((always_inline)) TFC_DOTPROD_FN int32x4_t tfc_arm_sdot(int32x4_t a, int8x16_t b, int8x16_t c) {
-  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(a) : "w"(b), "w"(c)); /* clang 14 declares vdotq_s32 only with +dotprod */
-  return a;
-}
 #else
 #define TFC_DOTPROD_FN __attribute__((target("arch=armv8.2-a+dotprod")))
-#define tfc_arm_sdot vdotq_s32
 #endif
 
-/* 4 rows of channel n: requantized (the portable rule, vectorized) and stored at stride N. */
-static inline __attribute__((always_inline)) void tfc_arm_i8_store4(const TfcState* s, int32x4_t acc, int32_t off,
-                                                                    float mult, int8_t* y, int N, int t) {
-  const float32x4_t f = vmulq_n_f32(vcvtq_f32_s32(vaddq_s32(acc, vdupq_n_s32(off))), mult);
-  int32x4_t q = vqaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(s->zp_out));
-  q = vminq_s32(vmaxq_s32(q, vdupq_n_s32(s->qmin)), vdupq_n_s32(s->qmax));
-  const int8x8_t b = vmovn_s16(vcombine_s16(vmovn_s32(q), vdup_n_s16(0)));
-  y[0] = vget_lane_s8(b, 0);
-  if (t > 1) y[N] = vget_lane_s8(b, 1);
-  if (t > 2) y[2 * N] = vget_lane_s8(b, 2);
-  if (t > 3) y[3 * N] = vget_lane_s8(b, 3);
-}
-
-/* Channel n of one tile: its entries into V accumulators (4 rows each; V = 16 is the full
- * 64-row tile), then requantized and stored (rows p0 .. p0 + t - 1). */
-static inline __attribute__((always_inline)) TFC_DOTPROD_FN void tfc_arm_quads_channel(
-    const TfcState* s, int n, const int8_t* xt, const int32_t* bias, int8_t* y, int t, const int V) {
-  int32x4_t acc[16];
-  for (int v = 0; v < V; ++v) acc[v] = vdupq_n_s32(0);
-  for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
-    const int8x16_t w = vreinterpretq_s8_s32(vdupq_n_s32(s->i8q_w[j]));
-    const int8_t* xr = xt + s->i8q_off[j];
-    for (int v = 0; v < V; ++v) acc[v] = tfc_arm_sdot(acc[v], vld1q_s8(xr + 16 * v), w);
+/* One channel of a tile, V = 4, 8, 12 or 16 accumulators (4 rows each) in v0..v(V-1), all in
+ * one asm block (the accumulators never leave the registers): start them at `init` (bias -
+ * zp_in * sum w); per entry one `ldr` of its tile offset, one `ld1r` of its 4 weights into every
+ * lane, V / 4 `ld1` of 4 registers (64 bytes = 16 rows x 4 inputs) of the tile and V `sdot`
+ * (3 + 5V/4 + 2 instructions per entry: 25 for a 64-row tile); then the requantization of
+ * tfc_arm_requant16 (float multiply, round to nearest even, saturating narrows, + zero point,
+ * clamp), 16 int8 outputs per 4 accumulators stored contiguously at `out` (4V bytes).  sdot is
+ * emitted with .inst (see the tbl loops). */
+#define TFC_ARM_SDOT(D, N, M) \
+  ".inst 0x4e809400|(" #M "<<16)|(" #N "<<5)|" #D " /* sdot v" #D ".4s, v" #N ".16b, v" #M ".16b */\n\t"
+/* 4 accumulators += sdot(tile registers vR0..vR3 loaded from X, weights in every lane of vW) */
+#define TFC_ARM_Q4(R0, R1, R2, R3, X, W, A0, A1, A2, A3)                                     \
+  "ld1 {v" #R0 ".16b-v" #R3 ".16b}, [" X "], #64\n\t" TFC_ARM_SDOT(A0, R0, W) TFC_ARM_SDOT(A1, R1, W) \
+      TFC_ARM_SDOT(A2, R2, W) TFC_ARM_SDOT(A3, R3, W)
+#define TFC_ARM_QBODY_4(X, W) TFC_ARM_Q4(16, 17, 18, 19, X, W, 0, 1, 2, 3)
+#define TFC_ARM_QBODY_8(X, W) TFC_ARM_QBODY_4(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 4, 5, 6, 7)
+#define TFC_ARM_QBODY_12(X, W) TFC_ARM_QBODY_8(X, W) TFC_ARM_Q4(16, 17, 18, 19, X, W, 8, 9, 10, 11)
+#define TFC_ARM_QBODY_16(X, W) TFC_ARM_QBODY_12(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 12, 13, 14, 15)
+#define TFC_ARM_INIT4(A0, A1, A2, A3)                                                              \
+  "mov v" #A0 ".16b, %[init].16b\n\t" "mov v" #A1 ".16b, %[init].16b\n\t" "mov v" #A2 ".16b, %[init].16b\n\t" \
+  "mov v" #A3 ".16b, %[init].16b\n\t"
+#define TFC_ARM_RQ4G(M, ZP, LO, HI, A0, A1, A2, A3)                                                \
+  "scvtf v" #A0 ".4s, v" #A0 ".4s\n\t" "scvtf v" #A1 ".4s, v" #A1 ".4s\n\t"                              \
+  "scvtf v" #A2 ".4s, v" #A2 ".4s\n\t" "scvtf v" #A3 ".4s, v" #A3 ".4s\n\t"                              \
+  "fmul v" #A0 ".4s, v" #A0 ".4s, " M ".4s\n\t" "fmul v" #A1 ".4s, v" #A1 ".4s, " M ".4s\n\t"              \
+  "fmul v" #A2 ".4s, v" #A2 ".4s, " M ".4s\n\t" "fmul v" #A3 ".4s, v" #A3 ".4s, " M ".4s\n\t"              \
+  "fcvtns v" #A0 ".4s, v" #A0 ".4s\n\t" "fcvtns v" #A1 ".4s, v" #A1 ".4s\n\t"                            \
+  "fcvtns v" #A2 ".4s, v" #A2 ".4s\n\t" "fcvtns v" #A3 ".4s, v" #A3 ".4s\n\t"                            \
+  "sqxtn v16.4h, v" #A0 ".4s\n\t" "sqxtn2 v16.8h, v" #A1 ".4s\n\t"                                       \
+  "sqxtn v17.4h, v" #A2 ".4s\n\t" "sqxtn2 v17.8h, v" #A3 ".4s\n\t"                                       \
+  "sqadd v16.8h, v16.8h, " ZP ".8h\n\t" "sqadd v17.8h, v17.8h, " ZP ".8h\n\t"                              \
+  "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"                                                \
+  "smax v18.16b, v18.16b, " LO ".16b\n\t" "smin v18.16b, v18.16b, " HI ".16b\n\t"                          \
+  "st1 {v18.16b}, [%[out]], #16\n\t"
+#define TFC_ARM_RQ4(A0, A1, A2, A3) TFC_ARM_RQ4G("%[m]", "%[zp]", "%[lo]", "%[hi]", A0, A1, A2, A3)
+#define TFC_ARM_ASM_QUADS(V)                                                                               \
+  static inline __attribute__((always_inline)) void tfc_arm_quads_channel_##V(                             \
+      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,  \
+      int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                             \
+    __asm__ volatile(                                                                                      \
+        TFC_ARM_QG_##V(TFC_ARM_INIT4)                                                                      \
+        "lsr w11, %w[n], #1\n\t"                                                                           \
+        "cbz w11, 6f\n\t"                                                                                  \
+        "1:\n\t"                                                                                           \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                    \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                    \
+        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                    \
+        "add x9, %[xt], x9\n\t"                                                                            \
+        "add x10, %[xt], x10\n\t"                                                                          \
+        TFC_ARM_QBODY_##V("x9", 24)                                                                        \
+        TFC_ARM_QBODY_##V("x10", 25)                                                                       \
+        "subs w11, w11, #1\n\t"                                                                            \
+        "b.ne 1b\n\t"                                                                                      \
+        "6:\n\t"                                                                                           \
+        "tbz %w[n], #0, 2f\n\t"                                                                            \
+        "ldr w9, [%[off]]\n\t"                                                                             \
+        "ld1r {v24.4s}, [%[w]]\n\t"                                                                        \
+        "add x9, %[xt], x9\n\t"                                                                            \
+        TFC_ARM_QBODY_##V("x9", 24)                                                                        \
+        "2:\n\t"                                                                                           \
+        TFC_ARM_QG_##V(TFC_ARM_RQ4)                                                                        \
+        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                       \
+        : [xt] "r"(xt), [init] "w"(init), [m] "w"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)             \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",      \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "x9", "x10", "x11", "cc", \
+          "memory");                                                                                       \
   }
-  const int N = s->n_out;
-  const int32_t off = (bias ? bias[n] : 0) - s->zp_in * s->row_sums[n];
-  for (int v = 0; v < V && 4 * v < t; ++v)
-    tfc_arm_i8_store4(s, acc[v], off, s->multipliers[n], y + (size_t)(4 * v) * N + n, N, t - 4 * v);
+TFC_ARM_ASM_QUADS(4)
+TFC_ARM_ASM_QUADS(8)
+TFC_ARM_ASM_QUADS(12)
+TFC_ARM_ASM_QUADS(16)
+
+/* ARMv8.0 (no sdot): the same quads and tile, 32 rows per pass.  Per 16 rows (one ld1 of 4
+ * registers, 4 rows x 4 inputs each): `smull` / `smull2` by the entry's 4 weights (in every lane)
+ * give 8 int16 products per half register (|product| <= 2^14: no overflow), `sadalp` adds their
+ * pairs into int32 accumulators: row quad q (rows 4q..4q+3) in v(2q) (rows 4q, 4q+1: two pair
+ * sums each) and v(2q+1) (rows 4q+2, 4q+3); after the loop one `addp` per row quad gives the 4 row
+ * sums, `init` is added and the rows are requantized as in the sdot kernel.  R = 16 or 32 rows:
+ * 2R/4 accumulators (16 for 32 rows), 4R + 2 + ... instructions per entry (about 37 for 32 rows). */
+#define TFC_ARM_MAL4(X, W, Q0, Q1, Q2, Q3)                                                                  \
+  "ld1 {v16.16b-v19.16b}, [" X "], #64\n\t"                                                                \
+  "smull v20.8h, v16.8b, v" #W ".8b\n\t" "smull2 v21.8h, v16.16b, v" #W ".16b\n\t"                         \
+  "smull v22.8h, v17.8b, v" #W ".8b\n\t" "smull2 v23.8h, v17.16b, v" #W ".16b\n\t"                         \
+  "sadalp v" #Q0 ".4s, v20.8h\n\t" "sadalp v" #Q1 ".4s, v21.8h\n\t"                                        \
+  "sadalp v" #Q2 ".4s, v22.8h\n\t" "sadalp v" #Q3 ".4s, v23.8h\n\t"                                        \
+  "smull v20.8h, v18.8b, v" #W ".8b\n\t" "smull2 v21.8h, v18.16b, v" #W ".16b\n\t"                         \
+  "smull v22.8h, v19.8b, v" #W ".8b\n\t" "smull2 v23.8h, v19.16b, v" #W ".16b\n\t"
+#define TFC_ARM_MAL4B(Q4, Q5, Q6, Q7) \
+  "sadalp v" #Q4 ".4s, v20.8h\n\t" "sadalp v" #Q5 ".4s, v21.8h\n\t" "sadalp v" #Q6 ".4s, v22.8h\n\t" "sadalp v" #Q7 ".4s, v23.8h\n\t"
+/* Two entries at once (X1 / W1, X2 / W2), 4 rows (tile register I of each) into vA / vB: the
+ * second product is added in int16 (`smlal`): two products of weights in [-127, 127] and inputs
+ * in [-128, 127] stay within +-32512, so this is used only when Prepare saw no weight -128. */
+#define TFC_ARM_MAL2(I, J, T0, T1, A, B)                                                               \
+  "smull v" #T0 ".8h, v" #I ".8b, v24.8b\n\t" "smull2 v" #T1 ".8h, v" #I ".16b, v24.16b\n\t"          \
+  "smlal v" #T0 ".8h, v" #J ".8b, v25.8b\n\t" "smlal2 v" #T1 ".8h, v" #J ".16b, v25.16b\n\t"          \
+  "sadalp v" #A ".4s, v" #T0 ".8h\n\t" "sadalp v" #B ".4s, v" #T1 ".8h\n\t"
+#define TFC_ARM_MAL2X4(Q0, Q1, Q2, Q3, Q4, Q5, Q6, Q7)                                                \
+  "ld1 {v16.16b-v19.16b}, [x9], #64\n\t" "ld1 {v26.16b-v29.16b}, [x10], #64\n\t"                    \
+  TFC_ARM_MAL2(16, 26, 20, 21, Q0, Q1) TFC_ARM_MAL2(17, 27, 22, 23, Q2, Q3)                          \
+  TFC_ARM_MAL2(18, 28, 20, 21, Q4, Q5) TFC_ARM_MAL2(19, 29, 22, 23, Q6, Q7)
+#define TFC_ARM_M2BODY_16 TFC_ARM_MAL2X4(0, 1, 2, 3, 4, 5, 6, 7)
+#define TFC_ARM_M2BODY_32 TFC_ARM_M2BODY_16 TFC_ARM_MAL2X4(8, 9, 10, 11, 12, 13, 14, 15)
+#define TFC_ARM_MBODY_16(X, W) TFC_ARM_MAL4(X, W, 0, 1, 2, 3) TFC_ARM_MAL4B(4, 5, 6, 7)
+#define TFC_ARM_MBODY_32(X, W) TFC_ARM_MBODY_16(X, W) TFC_ARM_MAL4(X, W, 8, 9, 10, 11) TFC_ARM_MAL4B(12, 13, 14, 15)
+#define TFC_ARM_ZERO8(A0, A1, A2, A3, A4, A5, A6, A7)                                                       \
+  "movi v" #A0 ".16b, #0\n\t" "movi v" #A1 ".16b, #0\n\t" "movi v" #A2 ".16b, #0\n\t" "movi v" #A3 ".16b, #0\n\t" \
+  "movi v" #A4 ".16b, #0\n\t" "movi v" #A5 ".16b, #0\n\t" "movi v" #A6 ".16b, #0\n\t" "movi v" #A7 ".16b, #0\n\t"
+#define TFC_ARM_FOLD4(A0, B0, A1, B1, A2, B2, A3, B3)                                                       \
+  "addp v" #A0 ".4s, v" #A0 ".4s, v" #B0 ".4s\n\t" "addp v" #A1 ".4s, v" #A1 ".4s, v" #B1 ".4s\n\t"        \
+  "addp v" #A2 ".4s, v" #A2 ".4s, v" #B2 ".4s\n\t" "addp v" #A3 ".4s, v" #A3 ".4s, v" #B3 ".4s\n\t"        \
+  "add v" #A0 ".4s, v" #A0 ".4s, v24.4s\n\t" "add v" #A1 ".4s, v" #A1 ".4s, v24.4s\n\t"            \
+  "add v" #A2 ".4s, v" #A2 ".4s, v24.4s\n\t" "add v" #A3 ".4s, v" #A3 ".4s, v24.4s\n\t"
+#define TFC_ARM_MZERO_16 TFC_ARM_ZERO8(0, 1, 2, 3, 4, 5, 6, 7)
+#define TFC_ARM_MZERO_32 TFC_ARM_MZERO_16 TFC_ARM_ZERO8(8, 9, 10, 11, 12, 13, 14, 15)
+/* epilogue of the ARMv8.0 kernels: init, m, zp, lo, hi from memory (v24-v28; the loop used
+ * up to 30 registers, so they are not asm register operands) */
+#define TFC_ARM_RQ4P(A0, A1, A2, A3) TFC_ARM_RQ4G("v25", "v26", "v27", "v28", A0, A1, A2, A3)
+#define TFC_ARM_MEPI_16 TFC_ARM_FOLD4(0, 1, 2, 3, 4, 5, 6, 7) TFC_ARM_RQ4P(0, 2, 4, 6)
+#define TFC_ARM_MEPI_32 TFC_ARM_MEPI_16 TFC_ARM_FOLD4(8, 9, 10, 11, 12, 13, 14, 15) TFC_ARM_RQ4P(8, 10, 12, 14)
+#define TFC_ARM_ASM_QUADS_NEON(R, NAME, PAIR)                                                               \
+  static inline __attribute__((always_inline)) void NAME(                                                   \
+      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, const int32_t* prm, int8_t* out) { \
+    __asm__ volatile(                                                                                       \
+        TFC_ARM_MZERO_##R                                                                                   \
+        "lsr w11, %w[n], #1\n\t"                                                                            \
+        "cbz w11, 6f\n\t"                                                                                   \
+        "1:\n\t"                                                                                            \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                     \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                     \
+        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                     \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        "add x10, %[xt], x10\n\t"                                                                           \
+        PAIR                                                                                                \
+        "subs w11, w11, #1\n\t"                                                                             \
+        "b.ne 1b\n\t"                                                                                       \
+        "6:\n\t"                                                                                            \
+        "tbz %w[n], #0, 2f\n\t"                                                                             \
+        "ldr w9, [%[off]]\n\t"                                                                              \
+        "ld1r {v24.4s}, [%[w]]\n\t"                                                                         \
+        "add x9, %[xt], x9\n\t"                                                                             \
+        TFC_ARM_MBODY_##R("x9", 24)                                                                         \
+        "2:\n\t"                                                                                            \
+        "ld1 {v24.4s-v27.4s}, [%[prm]]\n\t"                                                                 \
+        "ldr q28, [%[prm], #64]\n\t"                                                                        \
+        TFC_ARM_MEPI_##R                                                                                    \
+        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                        \
+        : [xt] "r"(xt), [prm] "r"(prm)                                                                      \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",       \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28",     \
+          "v29", "x9", "x10", "x11", "cc", "memory");                                                       \
+  }
+TFC_ARM_ASM_QUADS_NEON(16, tfc_arm_quads_neon_16, TFC_ARM_MBODY_16("x9", 24) TFC_ARM_MBODY_16("x10", 25))
+TFC_ARM_ASM_QUADS_NEON(32, tfc_arm_quads_neon_32, TFC_ARM_MBODY_32("x9", 24) TFC_ARM_MBODY_32("x10", 25))
+TFC_ARM_ASM_QUADS_NEON(16, tfc_arm_quads_neon2_16, TFC_ARM_M2BODY_16)
+TFC_ARM_ASM_QUADS_NEON(32, tfc_arm_quads_neon2_32, TFC_ARM_M2BODY_32)
+
+/* 16 x 16 byte transpose: r[i] byte j -> r[j] byte i. */
+static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r) {
+  uint8x16_t t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = vtrn1q_u8(r[i], r[i + 1]);
+    t[i + 1] = vtrn2q_u8(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      r[i + j] = vreinterpretq_u8_u16(vtrn1q_u16(vreinterpretq_u16_u8(t[i + j]), vreinterpretq_u16_u8(t[i + j + 2])));
+      r[i + j + 2] =
+          vreinterpretq_u8_u16(vtrn2q_u16(vreinterpretq_u16_u8(t[i + j]), vreinterpretq_u16_u8(t[i + j + 2])));
+    }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = vreinterpretq_u8_u32(vtrn1q_u32(vreinterpretq_u32_u8(r[i + j]), vreinterpretq_u32_u8(r[i + j + 4])));
+      t[i + j + 4] =
+          vreinterpretq_u8_u32(vtrn2q_u32(vreinterpretq_u32_u8(r[i + j]), vreinterpretq_u32_u8(r[i + j + 4])));
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = vreinterpretq_u8_u64(vtrn1q_u64(vreinterpretq_u64_u8(t[j]), vreinterpretq_u64_u8(t[j + 8])));
+    r[j + 8] = vreinterpretq_u8_u64(vtrn2q_u64(vreinterpretq_u64_u8(t[j]), vreinterpretq_u64_u8(t[j + 8])));
+  }
 }
 
-TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
-                                                     void* scratch) {
+/* ytile[n][T] (int8 outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t):
+ * 16 x 16 byte transposes, the channel / row remainders byte by byte. */
+static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* y) {
+  int c0 = 0;
+  for (; c0 + 16 <= N; c0 += 16) {
+    int r0 = 0;
+    for (; r0 + 16 <= t; r0 += 16) {
+      uint8x16_t r[16];
+      for (int i = 0; i < 16; ++i) r[i] = vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0);
+      tfc_arm_tr16_u8(r);
+      for (int j = 0; j < 16; ++j) vst1q_u8((uint8_t*)y + (size_t)(r0 + j) * N + c0, r[j]);
+    }
+    for (; r0 < t; ++r0)
+      for (int i = 0; i < 16; ++i) y[(size_t)r0 * N + c0 + i] = ytile[(size_t)(c0 + i) * T + r0];
+  }
+  for (; c0 < N; ++c0)
+    for (int r0 = 0; r0 < t; ++r0) y[(size_t)r0 * N + c0] = ytile[(size_t)c0 * T + r0];
+}
+
+/* Units: 64-row tiles.  Scratch: xt[K4][T] dwords, then ytile[N][T] int8.  Per tile: transpose
+ * x to xt (4 x 4 dword transposes), per channel its entries (asm loop, accumulators start at
+ * bias - zp_in * sum w), requantize 4V values into ytile, then ytile -> y (byte transposes). */
+static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const TfcState* s, const TfcIO* io, int u0,
+                                                                         int u1, void* scratch, const int dot,
+                                                                         const int pair16) {
   const int K = s->k_in, N = s->n_out, T = s->i8q_tile, rows = s->rows, K4 = (K + 3) / 4;
   const int8_t* x = (const int8_t*)io->x;
   const int32_t* bias = (const int32_t*)io->bias;
   int8_t* y = (int8_t*)io->y;
   uint32_t* xt = (uint32_t*)scratch; /* [K4][T] dwords */
+  int8_t* ytile = (int8_t*)scratch + tfc_round64((size_t)K4 * (size_t)T * 4u);
+  const int16x8_t zp = vdupq_n_s16((int16_t)s->zp_out);
+  const int8x16_t lo = vdupq_n_s8((int8_t)s->qmin), hi = vdupq_n_s8((int8_t)s->qmax);
+  int32_t prm[20] __attribute__((aligned(16))); /* ARMv8.0 epilogue: init, m, zp, lo, hi */
+  vst1q_s16((int16_t*)(prm + 8), zp);
+  vst1q_s8((int8_t*)(prm + 12), lo);
+  vst1q_s8((int8_t*)(prm + 16), hi);
   for (int p0 = u0 * T; p0 < rows && p0 < u1 * T; p0 += T) {
     const int t = rows - p0 < T ? rows - p0 : T;
     const int rows16 = (t + 15) / 16 * 16;
     for (int q0 = 0; q0 < K4; q0 += 4) { /* 4 x 4 dword transposes */
       const int qn = K4 - q0 < 4 ? K4 - q0 : 4;
+      const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
       for (int i = 0; i < rows16; i += 4) {
         float32x4_t r[4];
-        for (int j = 0; j < 4; ++j) {
-          uint32_t tmp[4] = {0, 0, 0, 0};
-          if (i + j < t) {
-            const int8_t* src = x + (size_t)(p0 + i + j) * K + 4 * q0;
-            const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
-            if (nb == 16) {
-              r[j] = vreinterpretq_f32_s8(vld1q_s8(src));
-              continue;
-            }
-            memcpy(tmp, src, (size_t)nb);
+        if (nb == 16 && i + 4 <= t) {
+          for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(x + (size_t)(p0 + i + j) * K + 4 * q0));
+        } else {
+          for (int j = 0; j < 4; ++j) {
+            uint32_t tmp[4] = {0, 0, 0, 0};
+            if (i + j < t) memcpy(tmp, x + (size_t)(p0 + i + j) * K + 4 * q0, (size_t)nb);
+            r[j] = vreinterpretq_f32_u32(vld1q_u32(tmp));
           }
-          r[j] = vreinterpretq_f32_u32(vld1q_u32(tmp));
         }
         tfc_arm_tr4(r);
         for (int l = 0; l < qn; ++l) vst1q_u32(xt + (size_t)(q0 + l) * T + i, vreinterpretq_u32_f32(r[l]));
       }
     }
     const int V = rows16 / 4;
-    int8_t* yt = y + (size_t)p0 * N;
-    for (int n = 0; n < N; ++n) switch (V) {
-        case 4: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 4); break;
-        case 8: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 8); break;
-        case 12: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 12); break;
-        default: tfc_arm_quads_channel(s, n, (const int8_t*)xt, bias, yt, t, 16); break;
+    for (int n = 0; n < N; ++n) {
+      const int32x4_t init = vdupq_n_s32((int32_t)((uint32_t)(bias ? bias[n] : 0) -
+                                                   (uint32_t)s->zp_in * (uint32_t)s->row_sums[n]));
+      const uint32_t j0 = s->i8q_ptr[n], ne = s->i8q_ptr[n + 1] - j0;
+      const int8_t* xtb = (const int8_t*)xt;
+      const float32x4_t m = vdupq_n_f32(s->multipliers[n]);
+      int8_t* out = ytile + (size_t)n * T;
+      if (dot) {
+        switch (V) {
+          case 4: tfc_arm_quads_channel_4(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+          case 8: tfc_arm_quads_channel_8(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+          case 12: tfc_arm_quads_channel_12(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+          default: tfc_arm_quads_channel_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+        }
+      } else { /* 32 + 32, 32 + 16, 32 or 16 rows */
+        for (int h = 0; h < rows16; h += 32) {
+          const uint32_t* o = s->i8q_off + j0;
+          const int32_t* wq = s->i8q_w + j0;
+          const int8_t* xh = xtb + 4 * h;
+          vst1q_s32(prm, init);
+          vst1q_f32((float*)prm + 4, m);
+          if (pair16) {
+            if (rows16 - h >= 32) tfc_arm_quads_neon2_32(o, wq, ne, xh, prm, out + h);
+            else tfc_arm_quads_neon2_16(o, wq, ne, xh, prm, out + h);
+          } else {
+            if (rows16 - h >= 32) tfc_arm_quads_neon_32(o, wq, ne, xh, prm, out + h);
+            else tfc_arm_quads_neon_16(o, wq, ne, xh, prm, out + h);
+          }
+        }
       }
+    }
+    tfc_arm_i8_untile(ytile, T, N, t, y + (size_t)p0 * N);
   }
+}
+
+TFC_DOTPROD_FN static void tfc_arm_rows_i8_quads_dot(const TfcState* s, const TfcIO* io, int u0, int u1,
+                                                     void* scratch) {
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 1, 0);
+}
+/* ARMv8.0, two entries summed in int16 before widening (no weight -128 in the layer) */
+static void tfc_arm_rows_i8_quads_neon2(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 0, 1);
+}
+/* ARMv8.0, any int8 weights */
+static void tfc_arm_rows_i8_quads_neon(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  tfc_arm_rows_i8_quads(s, io, u0, u1, scratch, 0, 0);
+}
+
+/* 1 when a stored int8 weight is -128 (validated blob; scanned in Prepare). */
+static int tfc_arm_has_i8_min(const TfcState* s) {
+  const int8_t* v = (const int8_t*)s->values;
+  const size_t n = (size_t)s->nslots * (size_t)s->block;
+  for (size_t i = 0; i < n; ++i)
+    if (v[i] == -128) return 1;
+  return 0;
 }
 
 /* ----------------------------------------------------------------- pick */
@@ -889,15 +1221,17 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD) return 0;
   const int f32 = s->value_type == kTfLiteFloat32;
   if (f32 && s->rows >= TFC_CSR_MIN_ROWS) {
-    const int T = TFC_CSR_TILE;
-    const size_t groups = ((size_t)s->n_out + 15u) / 16u;
+    const int T = TFC_CSR_TILE, KC = s->k_in > 128 ? 96 : s->k_in;
+    TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
+    if ((a == NULL || a->csr_blob != s->blob_seen || a->csr_kc != KC) && !tfc_arm_build_csr(s, T, KC))
+      return 0; /* out of memory: the portable kernels */
     plan->run = tfc_arm_rows_f32_csr;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = T;
     plan->units = (s->rows + T - 1) / T;
-    plan->scratch_bytes = tfc_round64((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float)) +
-                          (16u * groups + 1u) * (size_t)T * sizeof(float);
-    plan->needs = TFC_NEEDS_CSR_F32;
+    plan->scratch_bytes = tfc_round64((size_t)T * (size_t)s->k_in * sizeof(float)) +
+                          (size_t)s->n_out * (size_t)T * sizeof(float);
+    plan->needs = TFC_NEEDS_NONE;
     plan->name = "neon_csr_f32";
     return 1;
   }
@@ -905,18 +1239,22 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
     tfc_plan_rows(s, plan, s->index_bytes == 2 ? tfc_arm_block4_f32_u16 : tfc_arm_block4_f32_u32, "neon_block4_f32");
     return 1;
   }
-  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS && cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) {
-    plan->run = tfc_arm_rows_i8_quads_dot;
+  if (!f32 && s->rows >= TFC_CSR_MIN_ROWS) {
+    const int dot = cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod();
+    plan->run = dot ? tfc_arm_rows_i8_quads_dot
+                    : (tfc_arm_has_i8_min(s) ? tfc_arm_rows_i8_quads_neon : tfc_arm_rows_i8_quads_neon2);
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_I8_TILE;
     plan->units = (s->rows + TFC_I8_TILE - 1) / TFC_I8_TILE;
-    plan->scratch_bytes = (size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u;
+    plan->scratch_bytes = tfc_round64((size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u) +
+                          (size_t)s->n_out * TFC_I8_TILE;
     plan->needs = TFC_NEEDS_I8_QUADS;
-    plan->name = "sdot_quads_i8";
+    plan->name = dot ? "sdot_quads_i8" : "neon_quads_i8";
     return 1;
   }
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
-  if ((a == NULL || a->blob != s->blob_seen || a->value_type != s->value_type) && !tfc_arm_build_tbl(s))
+  if ((a == NULL || a->blob == NULL || a->blob != s->blob_seen || a->value_type != s->value_type) &&
+      !tfc_arm_build_tbl(s))
     return 0; /* out of memory: the portable kernels */
   a = (TfcArmTbl*)s->arm_tbl;
   plan->run = f32 ? tfc_arm_rows_f32

@@ -86,7 +86,7 @@ def _expected_kernel(name, cap, cpu):
         return "neon_csr_f32" if rows >= 16 else ("neon_block4_f32" if block4 else "neon_tbl_f32")
     if cap is None and cpu == "max":  # dotprod
         return "sdot_quads_i8" if rows >= 16 else "sdot_tbl_i8"
-    return "neon_tbl_i8"
+    return "neon_quads_i8" if rows >= 16 else "neon_tbl_i8"
 
 
 @pytest.mark.parametrize("cpu", list(CPUS))
@@ -187,9 +187,23 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
     assert has("tfc_arm_rows_f32", {"tbl": 2, "fmla": 2, "ld1": 1}), found.get("tfc_arm_rows_f32")
     assert has("tfc_arm_rows_i8_dot", {"tbl": 2, "sdot": 2}), found.get("tfc_arm_rows_i8_dot")
     assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
-    assert has("tfc_arm_csr_group", {"fmla": 16}), found.get("tfc_arm_csr_group")
     assert has("tfc_arm_block4_f32_u16", {"fmla": 16, "ldr": 16, "ld1": 4})
-    assert has("tfc_arm_rows_i8_quads_dot", {"sdot": 16}), found.get("tfc_arm_rows_i8_quads_dot")
+    # many rows: one channel x 64 rows per stored weight (float32) / quad (int8), two per
+    # iteration: 4 ld1 of 4 registers and 16 fmla / sdot each, one ldp of the two tile offsets,
+    # the weights; no other memory access
+    for fn, mac in (("tfc_arm_rows_f32_csr", "fmla"), ("tfc_arm_rows_i8_quads_dot", "sdot")):
+        assert has(fn, {mac: 32, "ld1": 8, "ldp": 1}), (fn, found.get(fn))
+        for ops in found[fn]:
+            assert set(ops) <= {"ld1", "ld1r", "ldp", "add", mac, "subs", "b.ne"}, (fn, ops)
+    # ARMv8.0 int8, many rows: 32 rows per stored quad with smull / smull2 + sadalp; without a
+    # weight -128, two quads' products summed in int16 (smlal / smlal2) before each sadalp
+    allowed = {"ld1", "ld1r", "ldp", "add", "smull", "smull2", "smlal", "smlal2", "sadalp", "subs", "b.ne"}
+    fn = "tfc_arm_rows_i8_quads_neon"
+    assert has(fn, {"smull": 16, "smull2": 16, "sadalp": 32, "ld1": 4, "ldp": 1}), found.get(fn)
+    fn2 = "tfc_arm_rows_i8_quads_neon2"
+    assert has(fn2, {"smull": 8, "smull2": 8, "smlal": 8, "smlal2": 8, "sadalp": 16, "ld1": 4, "ldp": 1}), found.get(fn2)
+    for ops in found[fn] + found[fn2]:
+        assert set(ops) <= allowed, ops
     # no scalar gathers: the tbl step loops load only indices + weights, with one ld1 / ldp
     for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:
@@ -203,7 +217,7 @@ def test_case_generator_covers_the_matrix():
         for pattern in ("unstructured", "2:4", "1x4/B4", "1x4/B1", "4x1"):
             ours = [n for n in names if n.startswith(f"{dtype}/{pattern}")]
             rows = {int(re.search(r"/rows(\d+)/", n).group(1)) for n in ours}
-            assert {1, 2, 3, 5, 15, 16, 64, 70, 150} <= rows, (dtype, pattern, rows)
+            assert {1, 2, 3, 5, 15, 16, 40, 64, 70, 150} <= rows, (dtype, pattern, rows)
             assert any("/conv/" in n for n in ours) and any("/fc/" in n for n in ours)
             for act in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
                 assert any(n.endswith("/" + act) for n in ours), (dtype, pattern, act)

@@ -136,12 +136,20 @@ def int8_reference(xq, wq, scales, bias, x_q, y_q, activation):
 
 
 def int8_case(name, rng, op, x_dims, n, pattern, sparsity, activation, layout, *, block=1,
-              sort_rows=True, with_bias=True, zx=-7, zy=5, misalign=False, runs=1):
-    """An int8 case (per-channel weight scales, zero points != 0) and its numpy reference."""
+              sort_rows=True, with_bias=True, zx=-7, zy=5, misalign=False, runs=1, extreme=None):
+    """An int8 case (per-channel weight scales, zero points != 0) and its numpy reference.
+
+    extreme: None, or the weight magnitude (127 or 128) of every stored weight, with inputs all
+    -128 or 127: the bounds of the int16 products of the ARMv8.0 kernels."""
     k = x_dims[-1]
     wq = sparse_matrix(rng, n, k, pattern, sparsity, "int8")
     scales = (0.5 + rng.random(n)).astype(np.float32) * 0.01
     xq = rng.integers(-128, 128, size=x_dims).astype(np.int8)
+    if extreme is not None:
+        sign = np.where(rng.random(wq.shape) < 0.5, -1, 1)
+        mag = np.where(sign < 0, extreme, 127)  # -128 only with extreme == 128
+        wq = np.where(wq != 0, sign * mag, 0).astype(np.int8)
+        xq = np.where(rng.random(x_dims) < 0.7, -128, 127).astype(np.int8)
     b = rng.integers(-3000, 3000, size=n).astype(np.int32) if with_bias else None
     sx = 0.05
     # output scale: the float outputs span about +-100 steps around zy (some clamp)
@@ -168,6 +176,7 @@ SHAPES = [
     ((70, 257), 37, "NONE", "fc1"),         # 70 rows, K = 8 * 32 + 1
     ((5, 6, 5, 24), 40, "RELU_N1_TO_1", "conv"),  # 150 rows: two full 64-row tiles + 22
     ((2, 9, 130), 19, "RELU", "fc1"),       # rank 3 flattened by layout 1, 18 rows
+    ((5, 8, 46), 21, "RELU6", "fc1"),       # 40 rows: a 48-row tail tile (3 x 16), K % 4 == 2
 ]
 PATTERNS = [  # (pattern, block, sort_rows, sparsity)
     ("unstructured", 1, True, 0.9),
@@ -211,6 +220,11 @@ def build_cases(rng):
         for rows in (1, 4) if dtype == "float32" else ():  # u32 block columns: K / 4 > 65536
             name = f"{dtype}/u32index/fc/rows{rows}/K262148/N3"
             cases.append((name, make(name, rng, 1, (rows, 262148), 3, "1x4", 0.9997, "NONE", 1, block=4)))
+        for mag in (127, 128) if dtype == "int8" else ():  # int16 product bounds (ARMv8.0 kernels)
+            for rows in (3, 64):
+                name = f"{dtype}/extreme{mag}/conv/rows{rows}/K64/N20"
+                cases.append((name, make(name, rng, 2, (1, 1, rows, 64), 20, "unstructured", 0.3, "NONE", 0,
+                                         zx=0, extreme=mag)))
         for rows in (1, 7, 64):  # weights at an odd address (copied in Prepare); Prepare twice
             name = f"{dtype}/misaligned+reprepare/fc/rows{rows}/K72/N24"
             cases.append((name, make(name, rng, 1, (rows, 72), 24, "unstructured", 0.7, "RELU6", 1,
@@ -337,15 +351,45 @@ def bench_cases(rng):
     return out
 
 
-def write_cases(path, seed=0, bench=False):
+def mobilenet_v2_1x1_shapes():
+    """(rows, K, N) of the 34 1x1 convolutions of MobileNetV2 1.0 at 224 x 224 (batch 1)."""
+    out = [(112 * 112, 32, 16)]  # block 0: projection only
+    c, res = 16, 112
+    for t, c_out, n, stride in ((6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                                (6, 160, 3, 2), (6, 320, 1, 1)):
+        for i in range(n):
+            out.append((res * res, c, t * c))  # expansion at the input resolution
+            if i == 0:
+                res //= stride
+            out.append((res * res, t * c, c_out))  # projection after the depthwise conv
+            c = c_out
+    out.append((7 * 7, 320, 1280))
+    return out
+
+
+def mobilenet_cases(rng, sparsity=0.8):
+    """The 1x1 convolutions of MobileNetV2 224 with 80 % unstructured zeros, float32 and int8
+    (per-layer instruction counts of tflite_export/README.md, "ARM / aarch64")."""
+    out = []
+    for dtype, make in (("float32", float_case), ("int8", int8_case)):
+        for i, (rows, k, n) in enumerate(mobilenet_v2_1x1_shapes()):
+            side = int(round(rows ** 0.5))
+            name = f"mbv2/{dtype}/conv{i:02d}/rows{rows}/K{k}/N{n}"
+            act = "RELU6" if i % 2 == 1 or i == 33 else "NONE"  # expansions and the last conv: RELU6
+            out.append((name, make(name, rng, 2, (1, side, side, k), n, "unstructured", sparsity, act, 0)))
+    return out
+
+
+def write_cases(path, seed=0, bench=False, mobilenet=False):
     """Writes all records to `path`; returns the case names in order."""
     rng = np.random.default_rng(seed)
-    cases = bench_cases(rng) if bench else build_cases(rng)
+    cases = mobilenet_cases(rng) if mobilenet else bench_cases(rng) if bench else build_cases(rng)
     pathlib.Path(path).write_bytes(b"".join(c for _, c in cases))
     return [name for name, _ in cases]
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--bench"]
-    names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv,
+                        mobilenet="--mobilenet" in sys.argv)
     print(f"{len(names)} cases written")
