@@ -70,7 +70,7 @@ class PruningLogger(keras.callbacks.Callback):
             self._writer.flush()
 
     def _chief(self):
-        from tfcompress.distribute import is_chief
+        from tfcompress.distribute.chief import is_chief
 
         return is_chief(self.model)
 
