@@ -127,6 +127,17 @@ def test_unbuilt_custom_layer_in_a_wrapper_and_per_channel_axis(rng):
     assert again.quantize_config.weights == {"kernel": "last"}
 
 
+def test_per_channel_matmul_kernel_export_error_says_per_tensor(rng):
+    """The converter cannot carry a per-channel axis through a FULLY_CONNECTED weight transpose: the
+    error says which declaration to change."""
+    model = keras.Sequential([keras.Input((6,)), UserDense(5, relu=True, per_channel=True), UserDense(3)])
+    qat = quantize(model)
+    qat(rng.normal(size=(8, 6)).astype("float32"), training=True)  # ranges for every point
+    with pytest.raises(ValueError, match="Quantize that weight per tensor: axis None in the layer's "
+                                         "tfcompress_quantizable_weights"):
+        export_tflite(qat, quantize="int8")
+
+
 class _Foreign(L.Layer):
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(input_shape[-1], 2))
