@@ -7,7 +7,9 @@ Usage: TF_CONFIG=... python multi_worker_job.py OUT_DIR BACKUP_DIR TECHNIQUES [P
 TECHNIQUES is a comma-separated list out of prune, prune_taylor, qat, distill; they are trained one after the
 other, each by `fit` with `keras.callbacks.BackupAndRestore` (one backup folder per worker and
 technique: Keras 3's callback is not multi-worker aware, so two workers must not share one file).
-A technique whose result file already exists in OUT_DIR is skipped, so a restarted cluster goes
+The workers use tfcompress.distribute.MultiWorkerMirroredStrategy (Keras 3.15's `fit` fails under
+TensorFlow's own, keras-team/keras#20585); "prune" also runs a PruningLogger writing into
+OUT_DIR/logs_prune, shared by both workers. A technique whose result file already exists in OUT_DIR is skipped, so a restarted cluster goes
 on where it stopped. PAUSE = "technique:epoch:batch": before that batch the worker writes
 OUT_DIR/paused and sleeps, so that the test can SIGKILL it at a known point of training.
 With --mirrored the techniques run under MirroredStrategy over two logical CPUs of one process.
@@ -49,27 +51,6 @@ class Pause(keras.callbacks.Callback):
                 f.write(f"{self.epoch}:{batch}")
             os.replace(self.marker + ".tmp", self.marker)
             time.sleep(600)
-
-
-class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """MultiWorkerMirroredStrategy with the two `reduce` calls Keras 3.15's `fit` makes fixed.
-
-    With two workers, `fit` fails in `strategy.reduce` before or at the first step (keras-team/keras
-    #20585, tensorflow/tensorflow#72388): (1) it reduces the first (x, y) batch with one call, and
-    TensorFlow's collective reduce takes one value, not a tuple ("Attempt to convert a value
-    (PerReplica...) to a Tensor"); (2) it reduces each scalar log (the loss) with `axis=0`, which a
-    scalar does not have ("Invalid reduction dimension 0 for input with 0 dimensions"). Here each
-    element of a nest is reduced by itself, and a scalar across replicas only. Neither reduction
-    touches the model's variables: (1) only gives shapes for building, (2) only the logged loss.
-    """
-
-    def reduce(self, reduce_op, value, axis):
-        def one(v):
-            local = self.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
-            scalar = axis is not None and len(getattr(local, "shape", ())) == 0
-            return super(Strategy, self).reduce(reduce_op, v, None if scalar else axis)
-
-        return tf.nest.map_structure(one, value)
 
 
 class Record(keras.callbacks.Callback):
@@ -166,7 +147,9 @@ def main(out_dir, backup_dir, techniques, pause=None):
     keras.config.disable_traceback_filtering()  # full tracebacks in the worker logs
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     print(f"startup {time.time() - STARTED:.1f} s", file=sys.stderr)
-    strategy = Strategy()
+    from tfcompress.distribute import MultiWorkerMirroredStrategy  # fit works under it in Keras 3.15
+
+    strategy = MultiWorkerMirroredStrategy()
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
     x, y = data()
     for name in techniques.split(","):
@@ -175,6 +158,10 @@ def main(out_dir, backup_dir, techniques, pause=None):
             continue
         record = Record()
         callbacks = [keras.callbacks.BackupAndRestore(os.path.join(backup_dir, f"{name}_worker{index}")), record]
+        if name == "prune":  # both workers log into one folder: only the chief may write there
+            from tfcompress.pruning import PruningLogger
+
+            callbacks.append(PruningLogger(log_dir=os.path.join(out_dir, "logs_prune")))
         if pause and pause.split(":")[0] == name:
             _, epoch, batch = pause.split(":")
             callbacks.append(Pause(int(epoch), int(batch), os.path.join(out_dir, "paused")))

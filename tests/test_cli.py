@@ -196,3 +196,140 @@ def test_bench_threads_upper_bound(files, capsys):
     assert main(["bench", str(root / "model.tflite"), "--threads", "100000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected 1 to 256 threads, got '100000'" in err[0], err
+
+
+# -- custom layers: `convert --import MODULE` (a module name or a .py file), in real CLI processes --
+
+_USER_DENSE = '''
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfc_cli_test")
+class UserDense(keras.layers.Layer):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="ones", name="bias")
+
+    def call(self, x):
+        return ops.tanh(ops.matmul(x, self.kernel) + self.bias)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+'''
+
+# Not registered: Keras finds it by the module name recorded in the file ('tfc_cli_scale').
+_USER_SCALE = '''
+import keras
+
+
+class UserScale(keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+'''
+
+
+def _cli_in(cwd, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tfcompress only
+    proc = subprocess.run([sys.executable, "-m", "tfcompress.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=cwd)
+    ours = [ln for ln in proc.stderr.splitlines() if ln.strip() and not RUNTIME_LOG.match(ln)]
+    return proc.returncode, ours, proc.stdout
+
+
+def _import_file(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def custom(tmp_path_factory):
+    """A model saved with two user layers: one in a module found by name, one in a file by path."""
+    root = tmp_path_factory.mktemp("custom")
+    (root / "tfc_cli_dense.py").write_text(_USER_DENSE)
+    layers_dir = root / "elsewhere"
+    layers_dir.mkdir()
+    (layers_dir / "tfc_cli_scale.py").write_text(_USER_SCALE)
+    dense, scale = _import_file(root / "tfc_cli_dense.py"), _import_file(layers_dir / "tfc_cli_scale.py")
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(scale.UserScale(0.5)(dense.UserDense(8)(inputs))))
+    model.save(root / "custom.keras")
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    # independent reference: the layers' math in numpy
+    k1, b1, k2, b2 = model.get_weights()
+    expected = (np.tanh(x @ k1 + b1) * 0.5) @ k2 + b2
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-5)
+    return root, x, expected
+
+
+def test_convert_imports_custom_layers_by_module_name_and_by_file(custom):
+    root, x, expected = custom
+    out = root / "custom.tflite"
+    code, err, stdout = _cli_in(str(root), "convert", "custom.keras", "-o", str(out),
+                                "--import", "tfc_cli_dense", "--import", "elsewhere/tfc_cli_scale.py")
+    assert code == 0 and err == [], err
+    assert "wrote" in stdout
+    np.testing.assert_allclose(run_tflite(str(out), x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_convert_without_import_names_the_missing_class_and_its_module(custom):
+    root, _, _ = custom
+    out = root / "missing.tflite"
+    code, err, _ = _cli_in(str(root / "elsewhere"), "convert", str(root / "custom.keras"), "-o", str(out),
+                           "--import", "tfc_cli_scale.py")  # the other module stays missing
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("tfcompress: error: cannot load ")
+    assert "custom class 'UserDense' (module 'tfc_cli_dense') is unknown" in err[0] and "--import tfc_cli_dense" in err[0]
+    assert not out.exists()
+
+
+def test_convert_import_of_a_failing_module_shows_the_root_cause(custom):
+    root, _, _ = custom
+    (root / "tfc_cli_broken.py").write_text("import keras\n\nSCALE = 1 / 0\n")
+    code, err, _ = _cli_in(str(root), "convert", "custom.keras", "-o", str(root / "b.tflite"),
+                           "--import", "tfc_cli_broken")
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == ("tfcompress: error: --import tfc_cli_broken: importing it failed: "
+                      "ZeroDivisionError: division by zero (tfc_cli_broken.py:3)"), err
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tfc_cli_no_such_module", "no module named 'tfc_cli_no_such_module' on the Python path"),
+    ("{root}/no_such_file.py", "no_such_file.py: no such file"),
+    ("{root}/bad-name.py", "'bad-name' is not a valid module name"),
+    ("not a module", "not a module name or a .py file"),
+    ("{root}/tfc_cli_syntax.py", "SyntaxError: "),
+    ("tfc_cli_imports_missing", "ModuleNotFoundError: No module named 'tfc_cli_nowhere'"),
+])
+def test_convert_import_errors_exit_2_one_line(custom, capsys, monkeypatch, spec, message):
+    root, _, _ = custom
+    (root / "bad-name.py").write_text("")
+    (root / "tfc_cli_syntax.py").write_text("def broken(:\n")
+    (root / "tfc_cli_imports_missing.py").write_text("import tfc_cli_nowhere\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI adds the current folder
+    code = main(["convert", str(root / "custom.keras"), "-o", str(root / "e.tflite"),
+                 "--import", spec.format(root=root)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert err[0].startswith("tfcompress: error: --import ")
+    for name in ("tfc_cli_syntax", "tfc_cli_imports_missing", "tfc_cli_no_such_module"):
+        sys.modules.pop(name, None)

@@ -146,6 +146,22 @@ def _matches_one_device(got, ref, technique):
         np.testing.assert_allclose(got[key], ref[key], rtol=1e-3, atol=1e-4, err_msg=f"{technique}: {key}")
 
 
+def _one_pruning_log_from_the_chief(out):
+    """PruningLogger under MultiWorkerMirroredStrategy: one TensorBoard file in the shared folder (the
+    chief's, 3 epochs), and the per-epoch line printed by worker 0 only."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    files = sorted((out / "logs_prune" / "pruning").iterdir())
+    assert len(files) == 1, files  # before: one events file per worker
+    steps = [event.step for record in tf.data.TFRecordDataset(str(files[0]))
+             for event in [event_pb2.Event.FromString(record.numpy())]
+             for value in event.summary.value if value.tag == "sparsity/mean"]
+    assert steps == [0, 1, 2], steps
+    logs = {w: "".join(p.read_text(errors="replace") for p in out.glob(f"launch*_worker{w}.log")) for w in (0, 1)}
+    assert logs[0].count("pruning: mean sparsity") == 3 and "pruning: mean sparsity" not in logs[1]
+
+
 # One test for all the cluster runs: under pytest-xdist a fixture shared by several tests would run
 # once per xdist worker, and each cluster run costs two TensorFlow processes.
 def test_multi_worker_runs_killed_resumed_and_against_one_device(tmp_path):
@@ -164,6 +180,7 @@ def test_multi_worker_runs_killed_resumed_and_against_one_device(tmp_path):
         a, b = runs["straight"][technique, 0], runs["straight"][technique, 1]
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{technique}: {key}")
+    _one_pruning_log_from_the_chief(tmp_path / "straight")
     reference = _one_device()
     for technique in TECHNIQUES:
         _matches_one_device(runs["straight"][technique, 0], reference[technique], technique)

@@ -7,7 +7,7 @@ import inspect
 import keras
 import pytest
 
-NAMESPACES = ["pruning", "quantization", "distillation", "factorization", "clustering", "export"]
+NAMESPACES = ["pruning", "quantization", "distillation", "factorization", "clustering", "export", "distribute"]
 
 
 def _public(ns):

@@ -224,3 +224,48 @@ def test_strip_unwraps_every_technique_in_a_nested_model_and_never_mutates():
         np.testing.assert_array_equal(a, b)
     copy = tfcompress.strip(model)  # nothing to strip: a copy, not the same object
     assert copy is not model and copy.get_layer("inner") is not model.get_layer("inner")
+
+
+class _FixedClassNet(keras.Model):
+    """A subclassed model whose from_config ignores `cls` (returns its own class)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.d = L.Dense(4)
+
+    def call(self, x):
+        return self.d(x)
+
+    @classmethod
+    def from_config(cls, config):
+        return _FixedClassNet(**config)
+
+
+def test_subclassed_rebuild_uses_no_keras_private_tracker_and_explains_a_foreign_from_config():
+    import inspect
+
+    import tfcompress._surgery as surgery
+
+    # the engine hands replacements to __init__ instead of untracking layers with Keras' _tracker
+    assert "_tracker" not in inspect.getsource(surgery)
+    model = _FixedClassNet()
+    model(np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"return `cls\(\*\*config\)` from from_config"):
+        prune(model, schedule=ConstantSparsity(0.5))
+    # the user's model is untouched, and a plain copy (no replacement) still works
+    assert [type(l).__name__ for l in model.layers] == ["Dense"]
+
+
+def test_subclassed_copy_tracks_only_the_replacements_and_init_side_effects_still_run():
+    model = SurgeryNet(units=5)
+    x = np.random.default_rng(2).random((3, 10)).astype("float32")
+    model(x)
+    pruned = prune(model, schedule=ConstantSparsity(0.5), layers=["net_b0", "net_out"])
+    kinds = [type(l).__name__ for l in pruned.layers]
+    assert sorted(kinds) == ["Dense", "Dense", "PruneWrapper", "PruneWrapper"]
+    assert pruned.units == 5 and isinstance(pruned.blocks, list) and len(pruned.blocks) == 2
+    assert type(pruned.blocks[0]).__name__ == "PruneWrapper" and type(pruned.blocks[1]).__name__ == "Dense"
+    # every variable belongs to one of the tracked layers: none from the Dense layers __init__ made
+    tracked = {id(v) for l in pruned.layers for v in l.weights}
+    assert {id(v) for v in pruned.weights} == tracked and len(pruned.weights) == 2 * 4 + 2 * 2
+    np.testing.assert_allclose(np.asarray(pruned(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)

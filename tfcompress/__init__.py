@@ -2,7 +2,8 @@
 
 Namespaces, one per technique: `tfcompress.pruning`, `tfcompress.quantization`,
 `tfcompress.distillation`, `tfcompress.factorization`, `tfcompress.clustering`, and
-`tfcompress.export` (TFLite export, verification, reports, sparse kernels). `tfcompress.strip`
+`tfcompress.export` (TFLite export, verification, reports, sparse kernels); `tfcompress.distribute`
+has a MultiWorkerMirroredStrategy that works with Keras 3.15's `fit`. `tfcompress.strip`
 unwraps every training wrapper of a model.
 
 `import tfcompress` registers every serializable tfcompress class with Keras (wrappers,
@@ -23,7 +24,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_NAMESPACES = ("clustering", "distillation", "export", "factorization", "pruning", "quantization")
+_NAMESPACES = ("clustering", "distillation", "distribute", "export", "factorization", "pruning",
+               "quantization")
 # Namespaces whose classes are registered with keras.saving (imported by `import tfcompress`).
 _SERIALIZABLE = ("clustering", "distillation", "factorization", "pruning", "quantization")
 

@@ -7,7 +7,8 @@ One place knows how to take a Keras model apart and put a new one together:
 - `rebuild(model, replace)`: a new model where `replace(layer)` may substitute each leaf layer.
   Sequential and Functional graphs are re-traced with their `keras.ops` nodes (`x + 3.0`,
   `ops.concatenate`, ...) kept as they are; nested models are rebuilt recursively; a subclassed
-  model is re-created from its config and its layer attributes are replaced. Weights of kept
+  model is re-created from its config with its layer attributes replaced as `__init__` sets them
+  (see `_construct`: the layers it would have created are never tracked). Weights of kept
   layers are copied; the given model is never mutated.
 - `clone_graph(model, ...)`: the low-level functional re-trace (with `call_function`) for rewrites
   that add nodes, such as quantization points.
@@ -236,15 +237,6 @@ def _rebuild_subclassed(model, fn):
     if not model.built:
         raise ValueError(f"Subclassed model {name} is not built: call it on a batch of data (or "
                          "model.build(input_shape)) first, then pass it again.")
-    try:
-        base, config = _original(model)
-        copy = base.from_config(config)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(
-            f"Subclassed model {name} cannot be copied from its config ({type(e).__name__}: {e}). "
-            "tfcompress rebuilds subclassed models as `cls.from_config(model.get_config())`: implement "
-            "get_config() returning the constructor arguments, or build the model with the "
-            "Functional API.") from e
     build_config = model.get_build_config()
     if not build_config:
         raise ValueError(f"Subclassed model {name} has no build config; call it on data first.")
@@ -252,23 +244,32 @@ def _rebuild_subclassed(model, fn):
     if own:
         raise ValueError(f"Subclassed model {name} owns variables outside its layers "
                          f"({[v.name for v in own]}); move them into a layer.")
-    # Replace the layer attributes BEFORE building: the copy's original sub-layers are then never
-    # built and are forgotten, so the copy owns no orphan variables.
-    changed = []
+    replacements = {}
     for attr, value in list(vars(model).items()):
         if attr.startswith("_"):
             continue
-        target = getattr(copy, attr, None)
-        if isinstance(value, _L.Layer) and isinstance(target, _L.Layer):
-            new = fn(value)
-            kinds = (type(new) is not type(target),)
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, _L.Layer) for v in value):
-            new = type(value)(fn(v) for v in value)
-            kinds = tuple(type(n) is not type(t) for n, t in zip(new, target or []))
-            kinds += (len(new) != len(target or []),)
+        if isinstance(value, _L.Layer):
+            replacements[attr] = fn(value)
+        elif _layer_list(value):
+            replacements[attr] = type(value)(fn(v) for v in value)
+    try:
+        base, config = _original(model)
+        copy, created = _construct(base, config, replacements)
+    except _NotConstructed:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"Subclassed model {name} cannot be copied from its config ({type(e).__name__}: {e}). "
+            "tfcompress rebuilds subclassed models as `cls.from_config(model.get_config())`: implement "
+            "get_config() returning the constructor arguments, or build the model with the "
+            "Functional API.") from e
+    changed = []
+    for attr, old in created.items():
+        new = replacements[attr]
+        if isinstance(new, (list, tuple)):
+            kinds = tuple(type(n) is not type(o) for n, o in zip(new, old)) + (len(new) != len(old),)
         else:
-            continue
-        _set_layer_attr(copy, attr, new)
+            kinds = (type(new) is not type(old),)
         if any(kinds):
             changed.append(attr)
     if changed:
@@ -277,6 +278,45 @@ def _rebuild_subclassed(model, fn):
     if not copy.built:
         copy.built = True
     return copy
+
+
+def _layer_list(value):
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, _L.Layer) for v in value)
+
+
+class _NotConstructed(ValueError):
+    pass
+
+
+def _construct(base, config, replacements):
+    """`(model, created)`: `base.from_config(config)` in which `__init__` is handed the replacements.
+
+    Each public attribute named in `replacements` that `__init__` sets to a layer (or a list of
+    layers) receives the replacement instead, so the layers `__init__` created are never tracked
+    by the model (not in `model.layers`, not built, not saved) and the copy owns no orphan
+    variables. This goes through Python's `__setattr__` of a short-lived subclass, not through
+    Keras' attribute tracker (which has no public way to forget a layer). `created[attr]` is what
+    `__init__` made, to tell which attributes now hold another kind of layer.
+    """
+    created = {}
+
+    def __setattr__(self, attr, value):
+        if attr in replacements and (isinstance(value, _L.Layer) or _layer_list(value)):
+            created[attr] = value
+            value = replacements[attr]
+        base.__setattr__(self, attr, value)
+
+    swap = type(base.__name__, (base,), {"__setattr__": __setattr__, "__module__": base.__module__,
+                                        "__qualname__": base.__qualname__})
+    model = swap.from_config(config)
+    if type(model) is not swap:
+        raise _NotConstructed(
+            f"{base.__name__}.from_config() returned a {type(model).__name__}, not an instance of the class "
+            f"it was called on. tfcompress copies subclassed models with `cls.from_config(config)`: "
+            "return `cls(**config)` from from_config (as Keras' default does), or build the model with "
+            "the Functional API.")
+    model.__class__ = base
+    return model, created
 
 
 class _Record:
@@ -309,12 +349,6 @@ def _rebuilt_class(base):
 def _mark_rebuilt(model, base, config, replaced):
     model.__class__ = _rebuilt_class(base)
     object.__setattr__(model, "_tfcompress_rebuilt", _Record(config, replaced))
-
-
-def _set_layer_attr(model, attr, new):
-    _untrack(model, getattr(model, attr, None))
-    delattr(model, attr)
-    setattr(model, attr, new)
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
@@ -355,24 +389,12 @@ class RebuiltModel:
                     f"'{info['registered_name']}', module '{info['module']}') is not registered or "
                     f"importable ({type(e).__name__}: {e}). Import the module that defines it, or "
                     "decorate it with @keras.saving.register_keras_serializable().") from e
-        model = base.from_config(config["config"])
-        for attr, value in config["replaced"].items():
-            new = ([keras.saving.deserialize_keras_object(v) for v in value] if isinstance(value, list)
-                   else keras.saving.deserialize_keras_object(value))
-            _set_layer_attr(model, attr, new)
+        replaced = {attr: ([keras.saving.deserialize_keras_object(v) for v in value] if isinstance(value, list)
+                           else keras.saving.deserialize_keras_object(value))
+                    for attr, value in config["replaced"].items()}
+        model, _ = _construct(base, config["config"], replaced)
         _mark_rebuilt(model, base, config["config"], config["replaced"])
         return model
-
-
-def _untrack(model, old):
-    """Forgets the sub-layer(s) `old` that `model.__init__` created and a replacement supersedes, so
-    they are neither listed in `model.layers` nor saved (Keras has no public call for this; its
-    attribute tracker is the one place that knows)."""
-    tracker = getattr(model, "_tracker", None)
-    if tracker is None:
-        return
-    for layer in (old if isinstance(old, (list, tuple)) else [old]):
-        tracker.untrack(layer)
 
 
 def unwrap_all(model, keep=lambda layer: False):

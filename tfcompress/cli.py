@@ -8,16 +8,27 @@ and get tracebacks). Ctrl-C exits 130, SIGTERM/SIGHUP 128 + the signal, after cl
 loaded, and run LiteRT's native code on the file in a child process, so a file that crashes the
 runtime is reported as an error instead of killing the command.
 
+A model with the user's own layers converts after `--import MODULE` (repeatable): a module name on
+the Python path (the current folder first) or the path of a .py file. Its top-level classes are
+also given to Keras as `custom_objects`, so layers not decorated with
+`@keras.saving.register_keras_serializable()` load too. Without it, the error names the unknown
+class and the module it was saved from; a module that fails to import is named with its own error
+(`ZeroDivisionError: division by zero (my_layers.py:3)`).
+
 Example:
     $ tfcompress demo --out demo_out
     $ tfcompress convert model.keras -o model.tflite --quantize int8 --calibration x.npy
+    $ tfcompress convert custom.keras -o custom.tflite --import my_layers  # or --import layers.py
     $ tfcompress inspect model.tflite --target edgetpu
     $ tfcompress bench model.tflite --threads 2 --runs 100
 """
 
 import argparse
 import contextlib
+import importlib
+import importlib.util
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -198,7 +209,116 @@ def _cmd_bench(args):
     return 0
 
 
-def _load_keras(path):
+def _import_user_module(spec):
+    """Imports `spec` (a dotted module name, or the path of a .py file) for its custom layers.
+
+    A module name is looked up on the Python path with the current folder first (as `python -m`
+    does); a file is imported under its file name (`layers.py` -> module `layers`), which is the
+    module name Keras records in a `.keras` file for classes defined there.
+    """
+    is_path = spec.endswith(".py") or os.sep in spec or (os.altsep or os.sep) in spec
+    if is_path:
+        if not os.path.isfile(spec):
+            raise UsageError(f"--import {spec}: no such file (give a module name such as my_layers, "
+                             "or the path of the .py file that defines the custom layers)")
+        name = os.path.splitext(os.path.basename(spec))[0]
+        if not name.isidentifier():
+            raise UsageError(f"--import {spec}: {name!r} is not a valid module name; rename the file "
+                             "(letters, digits and underscores, e.g. my_layers.py)")
+        folder = os.path.dirname(os.path.abspath(spec))
+        if folder not in sys.path:  # so the module's own sibling imports resolve
+            sys.path.insert(0, folder)
+        module_spec = importlib.util.spec_from_file_location(name, spec)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException as e:
+            sys.modules.pop(name, None)
+            if isinstance(e, (KeyboardInterrupt, _Terminated)):
+                raise
+            raise UsageError(f"--import {spec}: importing it failed: {_root_cause(e)}") from None
+        return module
+    if not all(part.isidentifier() for part in spec.split(".")):
+        raise UsageError(f"--import {spec!r}: not a module name or a .py file")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(spec)
+    except ModuleNotFoundError as e:
+        if e.name and (spec == e.name or spec.startswith(e.name + ".")):
+            raise UsageError(f"--import {spec}: no module named {e.name!r} on the Python path (run from "
+                             "the folder that holds it, set PYTHONPATH, or give the path of the .py "
+                             "file)") from None
+        raise UsageError(f"--import {spec}: importing it failed: {_root_cause(e)}") from None
+    except (KeyboardInterrupt, _Terminated):
+        raise
+    except BaseException as e:  # SystemExit, SyntaxError, any error the module raises
+        raise UsageError(f"--import {spec}: importing it failed: {_root_cause(e)}") from None
+
+
+def _defined_in(module):
+    """`{name: object}` of the classes and functions defined at the top level of `module`.
+
+    Given to `load_model` as `custom_objects`, so classes the user did not decorate with
+    `@keras.saving.register_keras_serializable()` load too (Keras 3 never imports a module named
+    in a file by itself).
+    """
+    return {name: obj for name, obj in vars(module).items()
+            if callable(obj) and getattr(obj, "__module__", None) == module.__name__}
+
+
+def _root_cause(error):
+    """`Type: message (file:line)` of the innermost cause of `error`, on one line."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    where = ""
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f" ({os.path.basename(error.filename)}:{error.lineno})"
+    else:
+        tb = error.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" ({os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno})"
+    return f"{type(error).__name__}: {_one_line(error)}{where}"
+
+
+def _classes_in_config(obj, out):
+    """`{class_name: module}` of every serialized object in a `.keras` config."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get("class_name"), str) and "config" in obj:
+            out.setdefault(obj["class_name"], obj.get("module"))
+        if isinstance(obj.get("base"), dict) and "class_name" in obj["base"]:  # tfcompress RebuiltModel
+            out.setdefault(obj["base"]["class_name"], obj["base"].get("module"))
+        for value in obj.values():
+            _classes_in_config(value, out)
+    elif isinstance(obj, list):
+        for value in obj:
+            _classes_in_config(value, out)
+    return out
+
+
+def _load_error(path, error, config):
+    """The root cause of a failed `load_model`: the missing class and its module, or the innermost error."""
+    text = " ".join(str(error).split())
+    missing = re.search(r"Could not locate class '([^']+)'", text) or re.search(
+        r"its class '([^']+)' \(registered as", text)
+    if missing:
+        name = missing.group(1)
+        module = _classes_in_config(config, {}).get(name)
+        where = f" (module '{module}')" if module and not module.startswith("keras") else ""
+        hint = f"--import {module}" if where else "--import MODULE"
+        if module == "__main__":
+            where, hint = " (defined in the saving script)", "--import FILE.py"
+        return (f"cannot load {path}: custom class '{name}'{where} is unknown: pass {hint} "
+                "(the module or .py file defining it)")
+    cause = text.rsplit("Exception encountered: ", 1)[-1].split(" Full object config:")[0]
+    return f"cannot load {path} as a Keras model: {_one_line(cause)}"
+
+
+def _load_keras(path, imports=()):
     _existing_file(path, "a .keras model")
     if not path.endswith(".keras"):
         raise UsageError(f"{path}: expected a Keras v3 model file ending in .keras "
@@ -206,22 +326,26 @@ def _load_keras(path):
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path} is not a .keras model (not a zip archive; truncated or another "
                          "format)")
+    import json
+
     with zipfile.ZipFile(path) as z:
         if "config.json" not in z.namelist():
             raise UsageError(f"{path} is not a .keras model (no config.json inside)")
+        try:
+            config = json.loads(z.read("config.json"))
+        except (ValueError, zipfile.BadZipFile, OSError) as e:
+            raise UsageError(f"{path} is not a .keras model (unreadable config.json: {_one_line(e)})") from None
     import keras
 
-    # Import every namespace so the tfcompress layers are registered for deserialization.
-    import tfcompress.clustering  # noqa: F401
-    import tfcompress.distillation  # noqa: F401
-    import tfcompress.factorization  # noqa: F401
-    import tfcompress.pruning  # noqa: F401
-    import tfcompress.quantization  # noqa: F401
+    import tfcompress  # noqa: F401  registers every tfcompress class for deserialization
 
+    custom_objects = {}
+    for spec in imports:  # the user's custom layers (registered when their module is imported)
+        custom_objects.update(_defined_in(_import_user_module(spec)))
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, custom_objects=custom_objects or None)
     except Exception as e:  # a corrupt archive surfaces as many exception types
-        raise UsageError(f"cannot load {path} as a Keras model: {_one_line(e)}") from None
+        raise UsageError(_load_error(path, e, config)) from None
 
 
 def _load_calibration(path):
@@ -260,7 +384,7 @@ def _cmd_convert(args):
             text = _one_line(e).replace("representative_data", "the calibration data")
             raise UsageError(f"{args.calibration}: {text}") from None
     _progress(f"loading {args.model}")
-    model = _load_keras(args.model)
+    model = _load_keras(args.model, args.imports or ())
     from tfcompress.export import export_tflite, prepare_for_export
     from tfcompress.export.prepare import needs_calibration
 
@@ -340,6 +464,9 @@ def build_parser():
     conv.add_argument("--output-type", choices=("float32", "int8", "uint8"), default=None)
     conv.add_argument("--batch-size", type=_positive_int, default=None,
                       help="fixed batch size (e.g. 1 for apps): static shapes, every op on the delegate")
+    conv.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                      help="import MODULE (a module name or a .py file) before loading, so the "
+                           "model's custom layers are known; repeatable")
     conv.set_defaults(func=_cmd_convert)
     return parser
 

@@ -184,6 +184,11 @@ def _conversion_error_detail(error):
     if select:
         return (f"TensorFlow ops with no TFLite builtin kernel: {select[0]}. Rewrite the layer "
                 "using ops TFLite supports (see the TFLite op list).")
+    if "mismatched quantized axes" in text:
+        return ("a weight fake-quantized per channel feeds an op whose weights the converter transposes "
+                "(a matmul lowered to FULLY_CONNECTED, Conv1D), and TFLite cannot move the per-channel "
+                "axis ('tfl.transpose' op has mismatched quantized axes). Quantize that weight per tensor: "
+                "axis None in the layer's tfcompress_quantizable_weights() or its QuantizeConfig.")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[:3]) if lines else type(error).__name__
 

@@ -16,6 +16,11 @@ class PruningLogger(keras.callbacks.Callback):
     History show it, prints one line per epoch with the per-layer values, and, with `log_dir`,
     writes per-layer scalars `sparsity/<layer>` for TensorBoard.
 
+    In multi-worker training (e.g. `tfcompress.distribute.MultiWorkerMirroredStrategy`) every
+    worker adds `sparsity` to its logs (the masks are the same on all workers), but only the chief
+    (`tfcompress.distribute.is_chief`) prints the line and writes the TensorBoard file, so a
+    shared `log_dir` holds one log, not one per worker.
+
     Args:
         log_dir: TensorBoard log directory (a `pruning` subfolder is used), or None for no
             TensorBoard output. Defaults to None.
@@ -42,6 +47,8 @@ class PruningLogger(keras.callbacks.Callback):
         mean = float(np.mean(list(report.values())))
         if logs is not None:
             logs["sparsity"] = mean
+        if not self._chief():
+            return
         if self.verbose:
             parts = ", ".join(f"{k} {v:.3f}" for k, v in report.items())
             print(f"Epoch {epoch + 1} pruning: mean sparsity {mean:.3f} ({parts})")
@@ -61,6 +68,11 @@ class PruningLogger(keras.callbacks.Callback):
                     tf.summary.write(f"sparsity/{name}", tf.constant(value, tf.float32), step=epoch,
                                      metadata=meta)
             self._writer.flush()
+
+    def _chief(self):
+        from tfcompress.distribute.chief import is_chief
+
+        return is_chief(self.model)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

@@ -257,6 +257,9 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
         layers: Names of the layers to quantize; `None` quantizes every supported layer. Defaults to `None`.
         keep_float: Names of layers to leave in float (mixed precision; see `sensitivity`). Defaults to `None`.
         configs: `{layer name or class name: QuantizeConfig}` for custom layers or overrides.
+            A custom layer can instead declare its weights itself with a method
+            `tfcompress_quantizable_weights(self)` returning e.g. `[self.kernel]` (see
+            `QuantizeConfig` for the protocol and what happens to its activations).
             Defaults to `None`.
         preserve_sparsity: Whether the zeros of a pruned model survive QAT (pruning-preserving QAT):
             `True` holds the exact zeros of every quantized weight fixed; `False` does not (zeros fill in
@@ -366,7 +369,9 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
         if cfg is None:
             raise ValueError(
                 f"quantize(): layer {op.name!r} of class {type(op).__name__} has no quantization config. "
-                f"Annotate it with configs={{{type(op).__name__!r}: QuantizeConfig(weights={{...}})}}, or keep "
+                f"Give {type(op).__name__} a method tfcompress_quantizable_weights(self) returning the weights "
+                f"to fake-quantize (e.g. [self.kernel]; see QuantizeConfig), annotate it with "
+                f"configs={{{type(op).__name__!r}: QuantizeConfig(weights={{...}})}}, or keep "
                 f"it float with keep_float=[{op.name!r}]."
             )
         layer_configs[id(op)] = cfg

@@ -12,14 +12,38 @@ _FIXED_RANGES = {
 }
 
 
+# A custom layer's method naming the weights to fake-quantize (the counterpart of pruning's
+# `tfcompress_prunable_weights`).
+PROTOCOL = "tfcompress_quantizable_weights"
+
+
 @keras.saving.register_keras_serializable(package="tfcompress")
 class QuantizeConfig(ConfigObject):
     """Describes how `QuantizeWrapper` quantizes one layer; pass one for a custom layer.
 
-    Built-in layers get a config automatically (`QuantizeConfig.for_layer`). A custom layer is
-    annotated by giving `quantize(model, configs={"MyLayer": QuantizeConfig(...)})` (by class name or
-    layer name): the wrapper fake-quantizes the named weight variables and substitutes them while the
-    layer's own `call` runs, then fake-quantizes the output.
+    Built-in layers get a config automatically (`QuantizeConfig.for_layer`). A custom layer either
+    declares its quantizable weights itself, with a method `tfcompress_quantizable_weights(self)`
+    (the protocol below), or is annotated by giving `quantize(model, configs={"MyLayer":
+    QuantizeConfig(...)})` (by class name or layer name; this overrides the method). Either way the
+    wrapper fake-quantizes the named weight variables and substitutes them while the layer's own
+    `call` runs, then fake-quantizes the output.
+
+    The quantizable-weights protocol (like tfmot's `QuantizeConfig.get_weights_and_quantizers`, and
+    pruning's `tfcompress_prunable_weights`): `tfcompress_quantizable_weights(self)` returns, after
+    `build`, a list whose items are a variable of the layer stored as an attribute (`self.kernel`),
+    quantized per tensor, or a pair `(variable, axis)` with `axis` one of `None` (per tensor),
+    `"last"` (per output channel on the last axis: convolution kernels) or `"depthwise"`. Keep
+    matmul (Dense-like) kernels per tensor: TFLite's converter cannot carry a per-channel axis
+    through the transpose it adds for FULLY_CONNECTED weights. Weights not listed (biases) stay
+    float in training; the converter stores a bias as int32 in the input x weight scale. What
+    happens to activations: the layer's input is quantized by the quantization point before it
+    (the previous layer's output, or the model input's `QuantizeLayer`), and its output gets one
+    quantization point with a range tracked in training, after everything `call` computes. So
+    `call` should be what TFLite runs as one integer op with one output scale: a matmul or
+    convolution plus bias, optionally followed by an activation TFLite fuses (ReLU, ReLU6). Put any
+    other activation (tanh, sigmoid, ...) in its own `keras.layers.Activation` after the layer: it
+    then gets its own quantization point and TFLite's fixed output range. An empty list quantizes
+    no weight but still places the output point.
 
     Args:
         weights: Mapping of weight attribute name (e.g. `"kernel"`) to its quantization axis: `None`
@@ -39,6 +63,19 @@ class QuantizeConfig(ConfigObject):
         >>> cfg = QuantizeConfig(weights={"kernel": "last"}, fold_axis="last")
         >>> cfg.weights
         {'kernel': 'last'}
+        >>> import keras
+        >>> class MyDense(keras.layers.Layer):
+        ...     def build(self, input_shape):
+        ...         self.kernel = self.add_weight(shape=(input_shape[-1], 4))
+        ...         self.bias = self.add_weight(shape=(4,), initializer="zeros")
+        ...     def call(self, x):
+        ...         return keras.ops.relu(keras.ops.matmul(x, self.kernel) + self.bias)
+        ...     def tfcompress_quantizable_weights(self):
+        ...         return [self.kernel]  # per tensor; [(self.kernel, "last")] for per channel
+        >>> layer = MyDense()
+        >>> layer.build((None, 3))
+        >>> QuantizeConfig.for_layer(layer).weights
+        {'kernel': None}
     """
 
     def __init__(self, weights=None, quantize_output=True, output_range=None, fold_axis=None, float_fallback=False):
@@ -68,6 +105,29 @@ class QuantizeConfig(ConfigObject):
         }
 
     @staticmethod
+    def from_protocol(layer):
+        """The config a built custom layer declares with `tfcompress_quantizable_weights()`.
+
+        Raises a ValueError naming the layer when it is not built, returns a variable it does not
+        own or does not keep in an attribute, or gives an unknown axis.
+
+        Example:
+            >>> import keras
+            >>> class Scaled(keras.layers.Layer):
+            ...     def build(self, input_shape):
+            ...         self.w = self.add_weight(shape=(input_shape[-1],))
+            ...     def call(self, x):
+            ...         return x * self.w
+            ...     def tfcompress_quantizable_weights(self):
+            ...         return [(self.w, "last")]
+            >>> layer = Scaled()
+            >>> layer.build((None, 5))
+            >>> QuantizeConfig.from_protocol(layer).weights
+            {'w': 'last'}
+        """
+        return _from_protocol(layer)
+
+    @staticmethod
     def for_layer(layer, per_channel=True):
         """The built-in config of a Keras layer, or `None` if the layer type is unknown.
 
@@ -76,6 +136,8 @@ class QuantizeConfig(ConfigObject):
             >>> QuantizeConfig.for_layer(keras.layers.Conv2D(4, 3)).weights
             {'kernel': 'last'}
         """
+        if callable(getattr(layer, PROTOCOL, None)):
+            return QuantizeConfig.from_protocol(layer)
         L = keras.layers
         ch = "last" if per_channel else None
         if isinstance(layer, L.SeparableConv2D):  # also SeparableConv1D is separate class below
@@ -129,6 +191,35 @@ class QuantizeConfig(ConfigObject):
         if isinstance(layer, weightless):
             return QuantizeConfig()
         return None
+
+
+def _from_protocol(layer):
+    what = f"{type(layer).__name__}.{PROTOCOL}() of layer '{layer.name}'"
+    if not layer.built:
+        raise ValueError(f"{what}: the layer is not built, so it has no weights yet; build it (call it on "
+                         "data, or layer.build(input_shape)) before quantizing it.")
+    declared = getattr(layer, PROTOCOL)()
+    if declared is None:
+        declared = []
+    if not isinstance(declared, (list, tuple)):
+        raise TypeError(f"{what} returned {declared!r}; return a list of variables or (variable, axis) pairs.")
+    own = {id(v) for v in layer.weights}
+    names = {id(v): attr for attr, v in vars(layer).items() if not attr.startswith("__") and id(v) in own}
+    weights = {}
+    for item in declared:
+        var, axis = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+        if id(var) not in own:
+            raise ValueError(f"{what} returned {getattr(var, 'path', var)!r}, which is not one of the layer's "
+                             "weights; return variables the layer created in build() (e.g. [self.kernel]).")
+        if axis not in (None, "last", "depthwise"):
+            raise ValueError(f"{what}: axis {axis!r} of {var.path!r} must be None (per tensor), 'last' (per "
+                             "output channel) or 'depthwise'.")
+        if id(var) not in names:
+            raise ValueError(f"{what} returned {var.path!r}, which is not stored as an attribute of the layer; "
+                             "keep each quantizable weight in an attribute (self.kernel = self.add_weight(...)).")
+        weights[names[id(var)]] = axis
+    return QuantizeConfig(weights=weights)
+
 
 
 def activation_output_range(activation_name):

@@ -6,7 +6,7 @@ from keras import ops
 
 from tfcompress.quantization._fake_quant import RangeTracker, quantize_weight
 from tfcompress.quantization.int8_scheme import Int8Scheme
-from tfcompress.quantization.quantize_config import QuantizeConfig, activation_output_range
+from tfcompress.quantization.quantize_config import PROTOCOL, QuantizeConfig, activation_output_range
 
 _FUSABLE = ("linear", "relu", "relu6")
 
@@ -36,7 +36,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
     Args:
         layer: The Keras layer to wrap (its own activation should be linear when `activation` is set).
         scheme: An `Int8Scheme`. Defaults to `Int8Scheme()`.
-        quantize_config: A `QuantizeConfig`; defaults to `QuantizeConfig.for_layer(layer)`.
+        quantize_config: A `QuantizeConfig`; defaults to `QuantizeConfig.for_layer(layer)` (for a
+            custom layer with a `tfcompress_quantizable_weights()` method, the weights it returns,
+            read when the layer is built; see `QuantizeConfig`).
         activation: Activation applied after the layer (and the folded BatchNormalization).
             Defaults to `None`.
         batch_norm: A BatchNormalization layer folded into this layer's kernel and bias; its moving
@@ -101,7 +103,13 @@ class QuantizeWrapper(keras.layers.Wrapper):
                  masked_weights=None, clustered_weights=None, **kwargs):
         super().__init__(_deserialize(layer), **kwargs)
         self.scheme = _deserialize(scheme) or Int8Scheme()
-        config = _deserialize(quantize_config) or QuantizeConfig.for_layer(self.layer, self.scheme.per_channel)
+        config = _deserialize(quantize_config)
+        # A custom layer declaring its weights (tfcompress_quantizable_weights) names them once built.
+        self._from_protocol = config is None and callable(getattr(self.layer, PROTOCOL, None))
+        if config is None and self._from_protocol and not self.layer.built:
+            config = QuantizeConfig()  # placeholder until build()
+        elif config is None:
+            config = QuantizeConfig.for_layer(self.layer, self.scheme.per_channel)
         if config is None:
             raise ValueError(
                 f"Layer {self.layer.name!r} ({type(self.layer).__name__}) has no built-in quantization "
@@ -115,6 +123,11 @@ class QuantizeWrapper(keras.layers.Wrapper):
         if isinstance(masked_weights, str) or not isinstance(masked_weights, (list, tuple, type(None))):
             raise TypeError(f"masked_weights must be a list of weight names, got {masked_weights!r}.")
         self.masked_weights = list(masked_weights or ())
+        if not (self._from_protocol and not self.layer.built):
+            self._check_masked()
+
+    def _check_masked(self):
+        config = self.quantize_config
         unknown = [n for n in self.masked_weights if n not in config.weights or config.float_fallback]
         if unknown:
             raise ValueError(
@@ -135,6 +148,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
     def build(self, input_shape=None):
         if not self.layer.built:
             self.layer.build(input_shape)
+        if self._from_protocol:
+            self.quantize_config = QuantizeConfig.from_protocol(self.layer)
+            self._check_masked()
         if self.batch_norm is not None and not self.batch_norm.built:
             self.batch_norm.build(self.layer.compute_output_shape(input_shape))
         self.step = self.add_weight(name="step", shape=(), dtype="int64", initializer="zeros", trainable=False)
