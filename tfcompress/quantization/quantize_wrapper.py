@@ -123,27 +123,22 @@ class QuantizeWrapper(keras.layers.Wrapper):
         if isinstance(masked_weights, str) or not isinstance(masked_weights, (list, tuple, type(None))):
             raise TypeError(f"masked_weights must be a list of weight names, got {masked_weights!r}.")
         self.masked_weights = list(masked_weights or ())
+        if not isinstance(clustered_weights, (dict, type(None))):
+            raise TypeError(f"clustered_weights must be a dict {{weight name: [rows, clusters]}}, "
+                            f"got {clustered_weights!r}.")
+        self.clustered_weights = {n: [int(r), int(k)] for n, (r, k) in (clustered_weights or {}).items()}
         if not (self._from_protocol and not self.layer.built):
             self._check_masked()
 
     def _check_masked(self):
         config = self.quantize_config
-        unknown = [n for n in self.masked_weights if n not in config.weights or config.float_fallback]
-        if unknown:
-            raise ValueError(
-                f"masked_weights={unknown} of layer {self.layer.name!r} ({type(self.layer).__name__}) are not "
-                f"weights this wrapper quantizes; choose among {sorted(config.weights) if not config.float_fallback else []}.")
-
-        if not isinstance(clustered_weights, (dict, type(None))):
-            raise TypeError(f"clustered_weights must be a dict {{weight name: [rows, clusters]}}, "
-                            f"got {clustered_weights!r}.")
-        self.clustered_weights = {n: [int(r), int(k)] for n, (r, k) in (clustered_weights or {}).items()}
-        unknown = [n for n in self.clustered_weights if n not in config.weights or config.float_fallback]
-        if unknown:
-            raise ValueError(
-                f"clustered_weights={unknown} of layer {self.layer.name!r} ({type(self.layer).__name__}) are "
-                f"not weights this wrapper quantizes; choose among "
-                f"{sorted(config.weights) if not config.float_fallback else []}.")
+        quantized = sorted(config.weights) if not config.float_fallback else []
+        for arg, names in (("masked_weights", self.masked_weights), ("clustered_weights", self.clustered_weights)):
+            unknown = [n for n in names if n not in quantized]
+            if unknown:
+                raise ValueError(
+                    f"{arg}={unknown} of layer {self.layer.name!r} ({type(self.layer).__name__}) are not "
+                    f"weights this wrapper quantizes; choose among {quantized}.")
 
     def build(self, input_shape=None):
         if not self.layer.built:
