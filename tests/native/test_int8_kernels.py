@@ -6,9 +6,11 @@ interpreter, against two independent references:
   quantization parameters stored in the dense int8 file;
 * TFLite's own dense int8 kernels (XNNPACK) on the same int8 weights.
 
-Both within one quantization step. Every dispatch level is forced in turn with
-``TFCOMPRESS_ISA_CAP`` (0 portable C, 1 AVX-512F, 2 AVX-512 VNNI: tflite_export/tfc_op.c),
-so the portable path is tested on an AVX-512 machine too.
+Both within one quantization step. Every dispatch path is forced in turn (``PATHS``) with
+``TFCOMPRESS_ISA_CAP`` (0 portable C, 1 AVX-512F / AVX2, 2 AVX-512 VNNI / AVX-VNNI:
+tflite_export/tfc_op.c) and ``TFCOMPRESS_NO_AVX512=1`` (the x86 pickers act as on a CPU
+without AVX-512: cap 1 = AVX2 kernels, cap 2 = AVX-VNNI kernels), so the portable, AVX2 and
+AVX-VNNI paths are tested on an AVX-512 machine too; all paths give bit-identical outputs.
 """
 
 import struct
@@ -21,11 +23,37 @@ from tfcompress.export import export_tflite, load_interpreter
 from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
 from tfcompress.export.sparse_native import custom_ops_in
 
-CAPS = ("0", "1", "2")
-# kernel names (tflite_export/tfc_kernels_*.c) each cap must reach on this machine, by rows
-EXPECTED = {"0": ("portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"),
-            "1": ("avx512_rows_i8_win|portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"),
-            "2": ("avx512vnni_win", "avx512vnni_win", "avx512vnni_quads")}
+# dispatch paths: environment, the kernel (tflite_export/tfc_kernels_*.c) each must reach by
+# rows (1-3, 4-15, >= 16), and the CPU flags (/proc/cpuinfo) it needs to reach them
+PATHS = {
+    "portable": ({"TFCOMPRESS_ISA_CAP": "0"}, ("portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"), ()),
+    "avx512f": ({"TFCOMPRESS_ISA_CAP": "1"},  # AVX-512F without VNNI: AVX2 int8 kernels from 4 rows
+                ("avx512_rows_i8_win|avx2_win_i8", "avx2_win_i8", "avx2_quads_i8"), ("avx512f", "avx2")),
+    "avx512vnni": ({"TFCOMPRESS_ISA_CAP": "2"}, ("avx512vnni_win", "avx512vnni_win", "avx512vnni_quads"),
+                   ("avx512_vnni", "avx512bw", "avx512vl")),
+    "avxvnni": ({"TFCOMPRESS_ISA_CAP": "2", "TFCOMPRESS_NO_AVX512": "1"},
+                ("avxvnni_win_i8", "avxvnni_win_i8", "avxvnni_quads_i8"), ("avx_vnni", "avx2")),
+    "avx2": ({"TFCOMPRESS_ISA_CAP": "1", "TFCOMPRESS_NO_AVX512": "1"},
+             ("avx2_win_i8", "avx2_win_i8", "avx2_quads_i8"), ("avx2",)),
+}
+CAPS = tuple(PATHS)
+
+
+def _set_path(monkeypatch, path):
+    env = PATHS[path][0]
+    for var in ("TFCOMPRESS_ISA_CAP", "TFCOMPRESS_NO_AVX512"):
+        if var in env:
+            monkeypatch.setenv(var, env[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
+
+
+def _check_kernel(path, rows):
+    """The kernel the last Prepare picked is the one `path` must reach (when the CPU has it)."""
+    _, expected, flags = PATHS[path]
+    want = expected[0 if rows < 4 else 1 if rows < 16 else 2]
+    if _has(*flags):
+        assert any(_last_kernel().startswith(w) for w in want.split("|")), (path, rows, _last_kernel())
 
 
 def _has(*flags):
@@ -140,18 +168,19 @@ def _check(dense, sparse, xq, activation, monkeypatch, caps=CAPS):
     y_dense = _run(dense, xq)
     assert np.abs(y_dense - ref).max() <= 1  # the reference models TFLite's kernels
     assert np.ptp(ref) > 20, "outputs should span many quantization steps"
+    outs = {}
     for cap in caps:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
-        got = _run(sparse, xq)
-        rows = int(np.prod(xq.shape[:-1]))
-        want = EXPECTED[cap][0 if rows < 4 else 1 if rows < 16 else 2]
-        if cap == "0" or (cap == "1" and _has("avx512f")) or (cap == "2" and _has("avx512_vnni", "avx512bw")):
-            assert any(_last_kernel().startswith(w) for w in want.split("|")), (cap, rows, _last_kernel())
+        _set_path(monkeypatch, cap)
+        got = outs[cap] = _run(sparse, xq)
+        _check_kernel(cap, int(np.prod(xq.shape[:-1])))
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1, (cap, np.abs(got - ref).max())
         assert np.abs(got - y_dense).max() <= 1, (cap, np.abs(got - y_dense).max())
         # the requantization follows XNNPACK's (float scale sx * sw / sy, round half to even)
         assert (got == y_dense).mean() >= 0.99, (cap, (got == y_dense).mean())
+    for cap in caps[1:]:  # every path computes the same bits (same requantization)
+        assert np.array_equal(outs[cap], outs[caps[0]]), (cap, np.abs(outs[cap] - outs[caps[0]]).max())
+    _set_path(monkeypatch, "portable")
     monkeypatch.delenv("TFCOMPRESS_ISA_CAP")
 
 
@@ -208,8 +237,9 @@ def test_every_activation_against_numpy(code, name, rng, monkeypatch):
         xq = _quantize_input(dense, (1,) + hw + (52,), rng)
         ref = _numpy_reference(params, xq, name)
         for cap in CAPS:
-            monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+            _set_path(monkeypatch, cap)
             got = _run(sparse, xq)
+            _check_kernel(cap, hw[0] * hw[1])
             assert np.abs(got - ref).max() <= 1, (name, cap, hw)
 
 
@@ -269,7 +299,7 @@ def test_malformed_int8_weights_fail_in_prepare(fn, message, rng, monkeypatch):
     _, sparse = _int8_models("conv", 48, 20, None, "block", rng, spatial=(8, 8))
     bad = _mutated_blob(sparse, fn)
     for cap in CAPS:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        _set_path(monkeypatch, cap)
         with pytest.raises(ValueError, match=message):
             load_interpreter(bad)
 
@@ -291,7 +321,7 @@ def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, sh
     fsparse = rewrite_tflite(export_tflite(fmodel)[0], "custom")
     xf = rng.standard_normal(shape).astype("float32")
     for cap in CAPS:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        _set_path(monkeypatch, cap)
         outs = []
         for ranges in ("1", "2", "3", "7"):
             monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
