@@ -110,6 +110,18 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m128i tfc_requant
   return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5)));
 }
 
+/* The first kc < 32 bytes of p in a register, zero above (K % 4 == 0, the usual case: one masked
+ * dword load, which reads nothing beyond p + kc). */
+TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m256i tfc_load_tail(const int8_t* p, int kc) {
+  if ((kc & 3) == 0) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_epi32((const int*)p, _mm256_cmpgt_epi32(_mm256_set1_epi32(kc / 4), lane));
+  }
+  int8_t buf[32] = {0};
+  memcpy(buf, p, (size_t)kc);
+  return _mm256_loadu_si256((const __m256i*)buf);
+}
+
 /* Rows [p0, p0 + t) of the tile: x (int8, NHWC) -> xt[ceil(K/4)][T][4] of uint8 x + 128 (wide = 0)
  * or of int16 x + 128 (wide = 1), 8 x 8 dword transposes, rows t .. 16 V - 1 zero. */
 TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_tile_avx2(const int8_t* x, int K, int p0, int t,
@@ -126,9 +138,7 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_tile_avx2(
         } else if (kc == 32) {
           r[q] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(x + (size_t)(p0 + pb + q) * K + c0)), flip);
         } else {
-          uint8_t buf[32] = {0};
-          memcpy(buf, x + (size_t)(p0 + pb + q) * K + c0, (size_t)kc);
-          r[q] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)buf), flip);
+          r[q] = _mm256_xor_si256(tfc_load_tail(x + (size_t)(p0 + pb + q) * K + c0, kc), flip);
         }
       }
       tfc_transpose8_d(r); /* r[i]: quad c0 / 4 + i of rows pb .. pb + 7 */
@@ -284,14 +294,7 @@ TFC_DEFINE_ROWS_I8_QUADS(tfc_rows_i8_avx2, TFC_AVX2_TARGET, 1, {
 /* Window w (32 inputs) of row x as uint8 x + 128, zero beyond K. */
 TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m256i tfc_window32_u8(const int8_t* x, int K, int w) {
   const int c0 = 32 * w;
-  __m256i v;
-  if (c0 + 32 <= K) {
-    v = _mm256_loadu_si256((const __m256i*)(x + c0));
-  } else {
-    int8_t buf[32] = {0};
-    memcpy(buf, x + c0, (size_t)(K - c0));
-    v = _mm256_loadu_si256((const __m256i*)buf);
-  }
+  const __m256i v = c0 + 32 <= K ? _mm256_loadu_si256((const __m256i*)(x + c0)) : tfc_load_tail(x + c0, K - c0);
   return _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
 }
 

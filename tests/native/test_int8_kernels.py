@@ -329,3 +329,135 @@ def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, sh
         for got_q, got_f in outs[1:]:
             assert np.array_equal(got_q, outs[0][0]), cap
             assert np.array_equal(got_f, outs[0][1]), cap
+
+
+def _blob_of(tflite):
+    """(model object, packed-weights buffer object, blob bytearray) of the single custom op."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    sg = model.subgraphs[0]
+    (op,) = [o for o in sg.operators if model.operatorCodes[o.opcodeIndex].customCode]
+    buf = model.buffers[sg.tensors[op.inputs[1]].buffer]
+    return model, buf, bytearray(bytes(np.asarray(buf.data, np.uint8)))
+
+
+def _tfcs_sections(blob):
+    """Offsets of the TFCS v1 sections of a non-windowed blob (tflite_export/README.md)."""
+    n, k, nslots = struct.unpack_from("<III", blob, 8)
+    s = (n + 15) // 16
+    pad = lambda v: (v + 15) // 16 * 16  # noqa: E731
+    perm = pad(32 + 4 * (s + 1))
+    col = pad(perm + 64 * s)
+    values = pad(col + blob[20] * nslots)
+    scales = pad(values + blob[7] * nslots)
+    return n, k, nslots, s, perm, col, values, scales
+
+
+def _tfcs_dense(blob):
+    """Dense int8 W[N][K] of a TFCS blob with u16 block columns (independent of the C parser)."""
+    n, k, nslots, s, perm_at, col_at, values_at, _ = _tfcs_sections(blob)
+    assert blob[20] == 2, "test expects u16 block columns"
+    bsz = blob[7]
+    ptr = np.frombuffer(bytes(blob[32:32 + 4 * (s + 1)]), "<u4")
+    perm = np.frombuffer(bytes(blob[perm_at:perm_at + 64 * s]), "<u4")
+    col = np.frombuffer(bytes(blob[col_at:col_at + 2 * nslots]), "<u2")
+    val = np.frombuffer(bytes(blob[values_at:values_at + bsz * nslots]), np.int8).reshape(nslots, bsz)
+    w = np.zeros((n, k), np.int64)
+    for sl in range(s):
+        for i in range(ptr[sl], ptr[sl + 1]):
+            r = perm[16 * sl + (i - ptr[sl]) % 16]
+            if r != 0xFFFFFFFF:  # padding slots hold zeros (at column 0): add, not assign
+                w[r, bsz * col[i]:bsz * col[i] + bsz] += val[i]
+    return w
+
+
+def test_extreme_weights_and_inputs_are_exact(rng, monkeypatch):
+    """Worst case for 8-bit products (where vpmaddubsw would saturate: u8 255 x s8 -128 twice
+    is -65280): every stored weight set to -128 or 127, inputs -128 or 127 (some rows all 127
+    against all -128 weights), per-channel scales set so the outputs span the int8 range (so a
+    wrong accumulator shows); many rows (quad kernels) and 1-15 rows (windowed kernels). Every
+    path against a numpy reference built from the packed bytes, and all paths bit-identical."""
+    import flatbuffers
+
+    k_in, n_out = 200, 40
+    dense, sparse = _int8_models("fc", k_in, n_out, None, "block", rng)
+    _, _, b, (sx, zx), (sy, zy) = _quant_params(dense)
+    model, buf, blob = _blob_of(sparse)
+    n, k, nslots, _, _, _, values_at, scales_at = _tfcs_sections(blob)
+    vals = np.frombuffer(bytes(blob[values_at:values_at + 4 * nslots]), np.int8).copy()
+    extreme = np.where(rng.random(vals.shape) < 0.5, -128, 127).astype(np.int8)
+    extreme[: vals.size // 2] = -128  # half of the channels' weights all -128
+    vals = np.where(vals != 0, extreme, 0).astype(np.int8)  # padding slots stay zero
+    blob[values_at:values_at + vals.size] = vals.tobytes()
+    w = _tfcs_dense(blob)
+    assert (np.abs(w).sum(1) > 0).all() and (w == -128).mean() > 0.05
+    for batch in (70, 9, 1):
+        xq = np.where(rng.random((batch, k_in)) < 0.5, -128, 127).astype(np.int8)
+        xq[: (batch + 1) // 2] = 127
+        acc = (xq.astype(np.int64) - zx) @ w.T + b
+        assert np.abs(acc).max() > 2 ** 18  # far beyond int16: a saturated pair would show
+        # scales: |acc * sx * scale / sy| up to ~110 steps on each channel
+        scale = (110.0 * sy / (sx * np.abs(acc).max(0))).astype(np.float32)
+        blob[scales_at:scales_at + 4 * n] = scale.astype("<f4").tobytes()
+        buf.data = np.frombuffer(bytes(blob), np.uint8)
+        fb = flatbuffers.Builder(1024)
+        fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+        tfl = bytes(fb.Output())
+        m = np.float32(np.float32(sx) * scale) / np.float32(sy)  # the C multiplier, in float32
+        ref = np.clip(np.round(acc * m.astype(np.float64)) + zy, -128, 127).astype(np.int64)
+        assert np.ptp(ref) > 150, "outputs should span the int8 range"
+        outs = {}
+        for path in CAPS:
+            _set_path(monkeypatch, path)
+            outs[path] = _run(tfl, xq)
+            _check_kernel(path, batch)
+            assert np.abs(outs[path] - ref).max() <= 1, (path, batch, np.abs(outs[path] - ref).max())
+            assert (outs[path] == ref).mean() >= 0.99, (path, batch)
+        for path in CAPS[1:]:
+            assert np.array_equal(outs[path], outs[CAPS[0]]), (path, batch)
+
+
+def _pool_jobs():
+    """Jobs the kernels' thread pools ran in parallel or backed off (tfc_pool_stats)."""
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    out = (ctypes.c_longlong * 3)()
+    ctypes.CDLL(library_path()).tfc_pool_stats(out)
+    return out[0] + out[2]
+
+
+@pytest.mark.parametrize("kind,k_in,n_out,shape", [
+    ("conv", 96, 320, (1, 28, 28, 96)),  # many rows: 13 row tiles
+    ("conv", 320, 640, (1, 7, 7, 320)),  # one row tile: (tile, channel part) units
+    ("fc", 2048, 768, (9, 2048)),        # 1-15 rows: output-slice units
+])
+def test_new_x86_paths_on_two_threads(kind, k_in, n_out, shape, rng, monkeypatch):
+    """The AVX2 and AVX-VNNI kernels on an interpreter with 2 threads (layers large enough to be
+    split, tfc_op.c): bit-identical to 1 thread and to the portable kernels, within one step of
+    the numpy reference."""
+    dense, sparse = _int8_models(kind, k_in, n_out, "relu", "block", rng, spatial=shape[1:3])
+    params = _quant_params(dense)
+    xq = _quantize_input(dense, shape, rng)
+    ref = _numpy_reference(params, xq, "RELU")
+    _set_path(monkeypatch, "portable")
+    want = _run(sparse, xq)
+    for path in ("avxvnni", "avx2"):
+        _set_path(monkeypatch, path)
+        for threads in (1, 2):
+            interp = load_interpreter(sparse, num_threads=threads)
+            inp = interp.get_input_details()[0]
+            if tuple(inp["shape"]) != shape:
+                interp.resize_tensor_input(inp["index"], list(shape), strict=False)
+                interp.allocate_tensors()
+            _check_kernel(path, int(np.prod(shape[:-1])))
+            interp.set_tensor(inp["index"], xq)
+            jobs = _pool_jobs()
+            interp.invoke()
+            # the work went to the pool (parallel jobs + jobs run on the caller after a stall)
+            assert (_pool_jobs() > jobs) == (threads == 2), (path, threads)
+            got = interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+            assert np.array_equal(got, want), (path, threads, np.abs(got - want).max())
+            assert np.abs(got - ref).max() <= 1, (path, threads)

@@ -66,6 +66,13 @@ def main(out_dir):
                 with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                     f.write(data)
                 i += 1
+            # the same with TFCOMPRESS_NO_AVX512=1 (byte 3 + 17): cap 1 AVX2, cap 2 AVX-VNNI kernels
+            for cap in (1, 2):
+                opts = pack_options("RELU", 0)
+                data = bytes([1 | 2 | 4 | 8 | (cap << 6), rows + 40 * cap, k % 256, len(opts) + 17]) + opts + blob
+                with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
+                    f.write(data)
+                i += 1
     print(f"{i} seeds in {out_dir}")
 
 
