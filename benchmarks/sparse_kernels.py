@@ -300,10 +300,30 @@ def int8_layer_specs(model=None):
     return specs
 
 
-def bench_int8_layers(specs, rng, rounds, paths=("best",)):
+def _dense_proxy(kind, rows_shape, kn, rng):
+    """The layer with a dense random kernel as a tfcompress custom op (every 4-input quad stored):
+    what the tfcompress kernels of a path cost without sparsity, a stand-in for a dense int8
+    kernel of the same instruction set (XNNPACK here cannot be capped below AVX-512)."""
+    from tfcompress.export import sparse as sparse_mod
+
+    w = rng.standard_normal(kn.shape).astype("float32")
+    if kind == "fc" and rows_shape:
+        dense = _fc_batched(w, rows_shape[0], rng)
+    else:
+        dense = int8_layer(kind, rows_shape if kind == "conv" else (), w, rng,
+                           activation="relu6" if kind == "conv" else None)
+    keep, sparse_mod.CUSTOM_MIN_SPARSITY = sparse_mod.CUSTOM_MIN_SPARSITY, 0.0
+    try:
+        return rewrite_tflite(dense, "custom")
+    finally:
+        sparse_mod.CUSTOM_MIN_SPARSITY = keep
+
+
+def bench_int8_layers(specs, rng, rounds, paths=("best",), dense_proxy=False):
     """Each layer alone, dense int8 vs tfcompress ("custom", on each x86 kernel path of `paths`:
     the first one is "custom"), interleaved rounds. With more than one path, the outputs of
-    all paths are checked to be bit-identical and each path's kernel name is recorded."""
+    all paths are checked to be bit-identical and each path's kernel name is recorded;
+    `dense_proxy`: also the layer unpruned on each path (`_dense_proxy`)."""
     models, forced = {}, {}
     rows = []
     for i, (kind, rows_shape, kn, label) in enumerate(specs):
@@ -320,7 +340,8 @@ def bench_int8_layers(specs, rng, rounds, paths=("best",)):
                "pattern": rep["pattern"], "emitted": rep["emitted"]}
         forced[f"{i}/custom"] = paths[0]
         if len(paths) > 1:
-            x = rng.standard_normal((1,) + tuple(rows_shape) + (kn.shape[0],)).astype(np.float32)
+            batch_rows = tuple(rows_shape) if kind == "fc" and rows_shape else (1,) + tuple(rows_shape)
+            x = rng.standard_normal(batch_rows + (kn.shape[0],)).astype(np.float32)
             outs, row["kernels"] = {}, {}
             for path in paths:
                 set_path(path)
@@ -328,6 +349,11 @@ def bench_int8_layers(specs, rng, rounds, paths=("best",)):
                 row["kernels"][path] = _last_kernel()
                 models[f"{i}/{path}"] = custom
                 forced[f"{i}/{path}"] = path
+            if dense_proxy:
+                proxy = _dense_proxy(kind, rows_shape, kn, rng)
+                for path in paths:
+                    models[f"{i}/proxy_{path}"] = proxy
+                    forced[f"{i}/proxy_{path}"] = path
             set_path("best")
             row["paths_bit_identical"] = all(np.array_equal(outs[p], outs[paths[0]]) for p in paths)
             assert row["paths_bit_identical"], (label, {p: np.abs(outs[p] - outs[paths[0]]).max() for p in paths})
@@ -345,6 +371,10 @@ def bench_int8_layers(specs, rng, rounds, paths=("best",)):
                                       "speedup_per_round": {"median": float(np.median(ratio)),
                                                             "p25": float(np.percentile(ratio, 25)),
                                                             "p75": float(np.percentile(ratio, 75))}}
+                if dense_proxy:  # the same kernels with every quad stored
+                    row["paths"][path]["dense_proxy"] = _summary(times[f"{i}/proxy_{path}"])
+                    row["paths"][path]["speedup_vs_dense_proxy"] = (
+                        row["paths"][path]["dense_proxy"]["median_ms"] / row["paths"][path]["median_ms"])
             row["custom"] = {k: v for k, v in row["paths"][paths[0]].items() if k.endswith("_ms")}
         else:
             row["custom"] = _summary(times[f"{i}/custom"])
@@ -352,8 +382,9 @@ def bench_int8_layers(specs, rng, rounds, paths=("best",)):
         d_us, s_us = predict_int8_us(row["features"])
         row["predicted_us"] = {"dense": d_us, "custom": s_us}
         if len(paths) > 1:
-            per = " | ".join(f"{p} {row['paths'][p]['median_ms'] * 1e3:6.1f} us ({row['paths'][p]['speedup']:4.2f}x)"
-                             for p in paths)
+            per = " | ".join(f"{p} {row['paths'][p]['median_ms'] * 1e3:6.1f} us ({row['paths'][p]['speedup']:4.2f}x"
+                             + (f", proxy {row['paths'][p]['dense_proxy']['median_ms'] * 1e3:6.1f}" if dense_proxy else "")
+                             + ")" for p in paths)
             print(f"{row['label']:>34} | dense {row['dense']['median_ms'] * 1e3:6.1f} us | {per}", flush=True)
             continue
         print(f"{row['label']:>42} | dense {row['dense']['median_ms'] * 1e3:7.1f} us | tfcompress "
@@ -465,7 +496,10 @@ def main_int8(args):
         raise SystemExit(f"--paths: unknown {unknown}; choose from {sorted(PATH_ENV)}")
     if args.layers_only:  # the 19 distinct 1x1 convs of the pruned MobileNetV2, no whole-model run
         model, _ = mobilenet_v2("block1x4", 0.8, rng)
-        specs = int8_layer_specs(model)[:19]
+        specs = int8_layer_specs(model)
+        # + the FC grid at 80 % in 1x4 blocks (batch 1 and 4: the 1-15-row windowed kernels)
+        specs = specs[:19] + ([sp for sp in specs if sp[0] == "fc" and sp[3].endswith("block1x4 80%")]
+                              if args.fc else [])
         result["setup"] = ("each distinct MobileNetV2 224 1x1 conv alone (random weights, BN re-estimated, 80 % "
                            "zero in 1x4 blocks, post-training int8), batch 1, 1 thread: dense int8 (XNNPACK, "
                            "which uses this CPU's AVX-512 VNNI kernels: it cannot be capped) vs tfcompress on "
@@ -477,13 +511,18 @@ def main_int8(args):
         specs = int8_layer_specs(model)
         if args.quick:
             specs = specs[:19]
-    result["layers"] = bench_int8_layers(specs, rng, rounds=max(3, args.rounds // 6), paths=paths)
+    result["layers"] = bench_int8_layers(specs, rng, rounds=max(3, args.rounds // 6), paths=paths,
+                                         dense_proxy=args.dense_proxy)
     if args.layers_only:
         result["machine"]["load_average_end"] = os.getloadavg()
-        result["totals_us"] = {"dense": sum(r["dense"]["median_ms"] for r in result["layers"]) * 1e3}
+        mob = [r for r in result["layers"] if r["label"].startswith("mobilenet")]  # the 19 1x1 convs
+        result["totals_us"] = {"dense": sum(r["dense"]["median_ms"] for r in mob) * 1e3}
         for p in paths:
             result["totals_us"][p] = sum(r["paths"][p]["median_ms"] if "paths" in r else r["custom"]["median_ms"]
-                                         for r in result["layers"]) * 1e3
+                                         for r in mob) * 1e3
+            if args.dense_proxy and len(paths) > 1:
+                result["totals_us"][f"dense_proxy_{p}"] = sum(
+                    r["paths"][p]["dense_proxy"]["median_ms"] for r in mob) * 1e3
         print("sum over the 19 layers (us):", json.dumps({k: round(v, 1) for k, v in result["totals_us"].items()}))
     else:
         result["cost_model"] = fit_int8_cost(result["layers"])
@@ -537,6 +576,11 @@ def main():
     ap.add_argument("--paths", default="best",
                     help="--int8: comma-separated x86 int8 kernel paths to time the tfcompress layers on, each "
                          f"forced in turn ({', '.join(PATH_ENV)}; 'best' = what the CPU picks)")
+    ap.add_argument("--dense-proxy", action="store_true",
+                    help="--int8 --paths a,b: also time each layer unpruned on the tfcompress kernels of each path "
+                         "(a dense kernel of that instruction set, as XNNPACK cannot be capped below AVX-512 here)")
+    ap.add_argument("--fc", action="store_true",
+                    help="--layers-only: also the FC grid at 80 %% in 1x4 blocks (batch 1, 4, 32)")
     ap.add_argument("--layers-only", action="store_true",
                     help="--int8: only the 19 distinct MobileNetV2 1x1 convs, each alone (no whole model, no "
                          "cost-model fit); writes results/sparse_kernels_int8_paths<tag>.json")
