@@ -401,11 +401,224 @@ static size_t tfc_i8q_scratch_avx2(const TfcState* s, int wide) {
   return tfc_round64((size_t)((s->k_in + 3) / 4) * TFC_I8_TILE * 4u * (wide ? 2u : 1u)) + 16u * TFC_I8_TILE;
 }
 
-/* int8 plans on x86 without AVX-512 VNNI (or with TFCOMPRESS_NO_AVX512=1): cap >= TFC_ISA_DOT
+/* ------------------------------------------------ float32, many rows: CSR kernel */
+
+/* 8 x 8 float transpose: r[i] lane j -> r[j] lane i. */
+TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_transpose8_ps(__m256* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+/* Mask of the first n (0..8) lanes. */
+TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m256i tfc_mask8(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One channel pair, one chunk, NV * 8 rows from row rb of the tile (as tfc_csr_pair of
+ * tfc_kernels_x86.c: the same entries in the same order, so the same float sums). */
+TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_csr_pair_avx2(
+    const TfcState* s, uint32_t b0, uint32_t e, const float* xt, int first, const float* bias2, __m256 lo,
+    __m256 hi, float* ya, float* yb, const int NV) {
+  __m256 a[4], c[4];
+  for (int v = 0; v < NV; ++v) {
+    a[v] = first ? _mm256_setzero_ps() : _mm256_load_ps(ya + 8 * v);
+    c[v] = first ? _mm256_setzero_ps() : _mm256_load_ps(yb + 8 * v);
+  }
+  const uint32_t* off = s->csr_off + 2u * b0;
+  const float* val = s->csr_val + 2u * b0;
+  for (uint32_t j = 0; j < e - b0; ++j, off += 2, val += 2) {
+    const __m256 wa = _mm256_broadcast_ss(val), wb = _mm256_broadcast_ss(val + 1);
+    const float* xa = xt + off[0];
+    const float* xb = xt + off[1];
+    for (int v = 0; v < NV; ++v) {
+      a[v] = _mm256_fmadd_ps(wa, _mm256_load_ps(xa + 8 * v), a[v]);
+      c[v] = _mm256_fmadd_ps(wb, _mm256_load_ps(xb + 8 * v), c[v]);
+    }
+  }
+  if (bias2 != NULL) {
+    const __m256 va = _mm256_set1_ps(bias2[0]), vb = _mm256_set1_ps(bias2[1]);
+    for (int v = 0; v < NV; ++v) {
+      a[v] = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(a[v], va), lo), hi);
+      c[v] = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c[v], vb), lo), hi);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    _mm256_store_ps(ya + 8 * v, a[v]);
+    _mm256_store_ps(yb + 8 * v, c[v]);
+  }
+}
+
+/* One quad of channels (tile rows ya, ya + T, ya + 2T, ya + 3T), one chunk, NV * 8 rows. */
+TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_csr_quad_avx2(
+    const TfcState* s, uint32_t b0, uint32_t e, const float* xt, int first, const float* bias4, __m256 lo,
+    __m256 hi, float* ya, int T, const int NV) {
+  __m256 a[4][2];
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < NV; ++v) a[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(ya + (size_t)i * T + 8 * v);
+  const uint32_t* off = s->csr_off + b0;
+  const float* val = s->csr_val + 4u * b0;
+  for (uint32_t j = 0; j < e - b0; ++j, val += 4) {
+    const float* xr = xt + off[j];
+    const __m256 w0 = _mm256_broadcast_ss(val), w1 = _mm256_broadcast_ss(val + 1);
+    const __m256 w2 = _mm256_broadcast_ss(val + 2), w3 = _mm256_broadcast_ss(val + 3);
+    for (int v = 0; v < NV; ++v) {
+      const __m256 xv = _mm256_load_ps(xr + 8 * v);
+      a[0][v] = _mm256_fmadd_ps(w0, xv, a[0][v]);
+      a[1][v] = _mm256_fmadd_ps(w1, xv, a[1][v]);
+      a[2][v] = _mm256_fmadd_ps(w2, xv, a[2][v]);
+      a[3][v] = _mm256_fmadd_ps(w3, xv, a[3][v]);
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < NV; ++v) {
+      __m256 r = a[i][v];
+      if (bias4 != NULL) r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, _mm256_set1_ps(bias4[i])), lo), hi);
+      _mm256_store_ps(ya + (size_t)i * T + 8 * v, r);
+    }
+}
+
+/* All pairs (or quads) of group g for chunk c over the tile rows [0, R) (R multiple of 8):
+ * passes of 32 rows (pairs) or 16 rows (quads), so the accumulators fit 16 registers. */
+TFC_AVX2_TARGET static void tfc_csr_group_avx2(const TfcState* s, int g, int c, const float* xt, float* ytile,
+                                               const float* bias, int R, int first, int last) {
+  const int T = s->csr_tile, npairs = 8 * ((s->n_out + 15) / 16);
+  const __m256 lo = _mm256_set1_ps(s->fmin), hi = _mm256_set1_ps(s->fmax);
+  if (s->csr_quads) {
+    const int nquads = npairs / 2;
+    for (int q = 0; q < 4; ++q) {
+      const int qd = 4 * g + q, r0 = 4 * qd;
+      float b4[4];
+      for (int i = 0; i < 4; ++i) b4[i] = (bias && r0 + i < s->n_out) ? bias[r0 + i] : 0.f;
+      const float* fin = last ? b4 : NULL;
+      const uint32_t b0 = s->csr_ptr[(size_t)c * nquads + qd], e = s->csr_ptr[(size_t)c * nquads + qd + 1];
+      for (int rb = 0; rb < R; rb += 16) {
+        float* ya = ytile + (size_t)r0 * T + rb;
+        if (R - rb >= 16) tfc_csr_quad_avx2(s, b0, e, xt + rb, first, fin, lo, hi, ya, T, 2);
+        else tfc_csr_quad_avx2(s, b0, e, xt + rb, first, fin, lo, hi, ya, T, 1);
+      }
+    }
+    return;
+  }
+  for (int q = 0; q < 8; ++q) {
+    const int pq = 8 * g + q, ra = s->pair_row[2 * pq], rb2 = s->pair_row[2 * pq + 1];
+    const int ga = ra < 16 ? 16 * g + ra : 16 * (npairs / 8), gb = rb2 < 16 ? 16 * g + rb2 : 16 * (npairs / 8);
+    float b2[2] = {(bias && ra < 16) ? bias[16 * g + ra] : 0.f, (bias && rb2 < 16) ? bias[16 * g + rb2] : 0.f};
+    const float* fin = last ? b2 : NULL;
+    const uint32_t b0 = s->csr_ptr[(size_t)c * npairs + pq], e = s->csr_ptr[(size_t)c * npairs + pq + 1];
+    for (int rb = 0; rb < R; rb += 32) {
+      float* ya = ytile + (size_t)ga * T + rb;
+      float* yb = ytile + (size_t)gb * T + rb;
+      switch ((R - rb) / 8) {
+        case 1: tfc_csr_pair_avx2(s, b0, e, xt + rb, first, fin, lo, hi, ya, yb, 1); break;
+        case 2: tfc_csr_pair_avx2(s, b0, e, xt + rb, first, fin, lo, hi, ya, yb, 2); break;
+        case 3: tfc_csr_pair_avx2(s, b0, e, xt + rb, first, fin, lo, hi, ya, yb, 3); break;
+        default: tfc_csr_pair_avx2(s, b0, e, xt + rb, first, fin, lo, hi, ya, yb, 4); break;
+      }
+    }
+  }
+}
+
+/* Rows p0 .. p0 + t - 1, channels of group g: ytile (transposed) -> y (NHWC). */
+TFC_AVX2_TARGET static void tfc_csr_store_avx2(const TfcState* s, const float* ytile, int g, int t, float* y) {
+  const int T = s->csr_tile, N = s->n_out;
+  for (int h = 0; h < 2; ++h) {
+    const int o0 = 16 * g + 8 * h, nb = N - o0 < 8 ? N - o0 : 8;
+    if (nb <= 0) break;
+    const __m256i nm = tfc_mask8(nb);
+    const float* yt = ytile + (size_t)o0 * T;
+    for (int pb = 0; pb < t; pb += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = i < nb ? _mm256_load_ps(yt + (size_t)i * T + pb) : _mm256_setzero_ps();
+      tfc_transpose8_ps(r);
+      const int qn = t - pb < 8 ? t - pb : 8;
+      for (int q = 0; q < qn; ++q) {
+        float* dst = y + (size_t)(pb + q) * N + o0;
+        if (nb == 8) _mm256_storeu_ps(dst, r[q]);
+        else _mm256_maskstore_ps(dst, nm, r[q]);
+      }
+    }
+  }
+}
+
+/* float32, many rows (1x1 convolutions, batched FC), AVX2 + FMA: tfc_rows_f32_csr_avx512 on
+ * 256-bit registers, on the same re-layout (tfc_build_csr), units and scratch; the sums are the
+ * same FMAs in the same order, so the outputs are bit-identical to the AVX-512 kernel. */
+TFC_AVX2_TARGET static void tfc_rows_f32_csr_avx2(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  const int K = s->k_in, N = s->n_out, T = s->csr_tile, rows = s->rows;
+  const float* x = (const float*)io->x;
+  const float* bias = (const float*)io->bias;
+  float* y = (float*)io->y;
+  float* xt = (float*)scratch; /* xt[K + 1][T], then ytile */
+  float* ytile = (float*)((uint8_t*)scratch + tfc_round64((size_t)T * ((size_t)K + 1u) * sizeof(float)));
+  memset(xt + (size_t)K * T, 0, (size_t)T * sizeof(float)); /* the padding entries' row */
+  const int parts = s->tile_parts > 1 ? s->tile_parts : 1;
+  int have_tile = -1;
+  for (int u = u0; u < u1; ++u) {
+    const int tile = u / parts, part = u % parts, p0 = tile * T;
+    if (p0 >= rows) break;
+    const int t = rows - p0 < T ? rows - p0 : T;
+    const int R = (t + 7) / 8 * 8;
+    const int G = (N + 15) / 16;
+    const int g0 = parts > 1 ? s->part_g[part] : 0, g1 = parts > 1 ? s->part_g[part + 1] : G;
+    for (int c0 = 0; tile != have_tile && c0 < K; c0 += 8) { /* transpose the tile once */
+      const int kc = K - c0 < 8 ? K - c0 : 8;
+      const __m256i km = tfc_mask8(kc);
+      for (int pb = 0; pb < R; pb += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; ++q)
+          r[q] = pb + q < t ? _mm256_maskload_ps(x + (size_t)(p0 + pb + q) * K + c0, km) : _mm256_setzero_ps();
+        tfc_transpose8_ps(r);
+        for (int i = 0; i < kc; ++i) _mm256_store_ps(xt + (size_t)(c0 + i) * T + pb, r[i]);
+      }
+    }
+    have_tile = tile;
+    for (int c = 0; c + 1 < s->csr_chunks; ++c)
+      for (int g = g0; g < g1; ++g) tfc_csr_group_avx2(s, g, c, xt, ytile, bias, R, c == 0, 0);
+    for (int g = g0; g < g1; ++g) {
+      tfc_csr_group_avx2(s, g, s->csr_chunks - 1, xt, ytile, bias, R, s->csr_chunks == 1, 1);
+      tfc_csr_store_avx2(s, ytile, g, t, y + (size_t)p0 * N);
+    }
+  }
+}
+
+/* Scratch of the CSR kernel (as tfc_csr_scratch of tfc_kernels_x86.c). */
+static size_t tfc_csr_scratch_avx2(const TfcState* s, int T) {
+  const size_t groups = ((size_t)s->n_out + 15u) / 16u;
+  return tfc_round64((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float)) + (16u * groups + 1u) * (size_t)T * sizeof(float);
+}
+
+/* Plans on x86 without AVX-512 (VNNI) (or with TFCOMPRESS_NO_AVX512=1).  int8: cap >= TFC_ISA_DOT
  * and AVX-VNNI: the vpdpbusd kernels; cap >= TFC_ISA_SIMD and AVX2: the vpmaddwd / vpmaddubsw
- * kernels.  float32 is left to the portable kernels (AVX2 + FMA clones, TFC_HOT). */
+ * kernels.  float32 (cap >= TFC_ISA_SIMD, AVX2 + FMA), >= 16 rows: the CSR kernel; 1-15 rows are
+ * left to the portable kernels (AVX2 + FMA clones, TFC_HOT). */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan) {
-  if (s->value_type != kTfLiteInt8 || cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx2")) return 0;
+  if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+  if (s->value_type == kTfLiteFloat32) {
+    if (s->rows < TFC_CSR_MIN_ROWS) return 0; /* 1-15 rows: the portable kernels */
+    plan->run = tfc_rows_f32_csr_avx2;
+    plan->unit_kind = TFC_UNITS_ROWS;
+    plan->unit_rows = TFC_CSR_TILE;
+    plan->units = (s->rows + TFC_CSR_TILE - 1) / TFC_CSR_TILE;
+    plan->scratch_bytes = tfc_csr_scratch_avx2(s, TFC_CSR_TILE);
+    plan->needs = TFC_NEEDS_CSR_F32;
+    plan->name = "avx2_csr_f32";
+    plan->channel_parts = 1;
+    return 1;
+  }
+  if (s->value_type != kTfLiteInt8) return 0;
   const int vnni = cap >= TFC_ISA_DOT && tfc_has_avxvnni();
   if (s->rows >= TFC_CSR_MIN_ROWS) {
     plan->run = vnni ? tfc_rows_i8_avxvnni : tfc_rows_i8_avx2;

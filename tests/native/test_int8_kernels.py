@@ -461,3 +461,77 @@ def test_new_x86_paths_on_two_threads(kind, k_in, n_out, shape, rng, monkeypatch
             got = interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
             assert np.array_equal(got, want), (path, threads, np.abs(got - want).max())
             assert np.abs(got - ref).max() <= 1, (path, threads)
+
+
+def _float_conv(k_in, n_out, pattern, rng, activation="relu6"):
+    """A float32 1x1 conv, 80 % zero (unstructured: channel pairs; Block((4, 1)): quads), and its
+    sparse TFLite file with the custom op."""
+    from tfcompress.pruning import Block
+
+    inp = keras.Input((None, None, k_in))
+    layer = keras.layers.Conv2D(n_out, 1, activation=activation)
+    model = keras.Model(inp, layer(inp))
+    w = layer.kernel.numpy()
+    if pattern == "block4x1":
+        mask = Block((4, 1)).compute_mask(np.abs(w.reshape(1, k_in, n_out)), 0.8).reshape(w.shape)
+    else:
+        mask = rng.random(w.shape) >= 0.8
+    layer.kernel.assign(w * mask)
+    layer.bias.assign(rng.standard_normal(n_out).astype("float32") * 0.3)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    assert custom_ops_in(sparse) == ["TFC_SPARSE_CONV_1X1"], sparse_kernel_report(sparse)
+    return layer, sparse
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,spatials", [
+    (200, 37, "unstructured", [(13, 11), (4, 5)]),  # K > 128: feature chunks; N % 16 != 0; pairs
+    (24, 40, "unstructured", [(8, 8), (9, 7)]),     # K % 8 != 0 (masked loads), full 64-row tile
+    (200, 37, "block4x1", [(13, 11), (3, 6)]),      # quads, partial last quad
+    (52, 20, "block4x1", [(8, 9)]),
+])
+def test_float32_avx2_csr_matches_avx512_and_numpy(k_in, n_out, pattern, spatials, rng, monkeypatch):
+    """float32, >= 16 rows, x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1, cap 1): the AVX2 CSR
+    kernel, against a float64 numpy reference and bit-identical to the AVX-512 CSR kernel (the
+    same FMAs in the same order)."""
+    layer, sparse = _float_conv(k_in, n_out, pattern, rng)
+    w = layer.kernel.numpy().reshape(k_in, n_out).astype(np.float64)
+    for hw in spatials:
+        x = rng.standard_normal((1,) + hw + (k_in,)).astype("float32")
+        ref = np.clip(x.astype(np.float64) @ w + layer.bias.numpy(), 0, 6)
+        outs = {}
+        for path, want in (("portable", "portable_tiled_f32"), ("avx512f", "avx512_csr_f32"),
+                           ("avx2", "avx2_csr_f32")):
+            _set_path(monkeypatch, path)
+            outs[path] = _invoke(sparse, x)
+            if _has(*PATHS[path][2]):
+                assert _last_kernel() == want, (path, _last_kernel())
+            assert np.abs(outs[path] - ref).max() <= 1e-5 * np.abs(ref).max(), (path, hw)
+        if _has("avx512f"):
+            assert np.array_equal(outs["avx2"], outs["avx512f"]), (hw, np.abs(outs["avx2"] - outs["avx512f"]).max())
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,hw", [
+    (96, 320, "unstructured", (28, 28)),  # 13 row tiles
+    (320, 640, "block4x1", (7, 7)),       # one tile: (tile, channel part) units
+])
+def test_float32_avx2_csr_on_two_threads(k_in, n_out, pattern, hw, rng, monkeypatch):
+    """The AVX2 CSR kernel on 2 interpreter threads: the pool runs it, bit-identical to 1 thread."""
+    layer, sparse = _float_conv(k_in, n_out, pattern, rng, activation=None)
+    x = rng.standard_normal((1,) + hw + (k_in,)).astype("float32")
+    ref = x.astype(np.float64) @ layer.kernel.numpy().reshape(k_in, n_out) + layer.bias.numpy()
+    _set_path(monkeypatch, "avx2")
+    outs = []
+    for threads in (1, 2):
+        interp = load_interpreter(sparse, num_threads=threads)
+        inp = interp.get_input_details()[0]
+        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+        interp.allocate_tensors()
+        if _has("avx2", "fma"):
+            assert _last_kernel() == "avx2_csr_f32", _last_kernel()
+        interp.set_tensor(inp["index"], x)
+        jobs = _pool_jobs()
+        interp.invoke()
+        assert (_pool_jobs() > jobs) == (threads == 2), threads
+        outs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).copy())
+    assert np.array_equal(outs[0], outs[1])
+    assert np.abs(outs[0] - ref).max() <= 1e-5 * np.abs(ref).max()
