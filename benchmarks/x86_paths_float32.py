@@ -1,11 +1,11 @@
 """float32 sparse kernels on x86 CPUs without AVX-512: what MobileNetV2 (every 1x1 conv 80 % zero
 in 4x1 output blocks, `pruning.Block((4, 1))`) runs when the AVX-512 kernels are hidden.
 
-On a CPU without AVX-512 the x86 picker (tflite_export/tfc_kernels_x86.c) has no float32 kernel,
-so the portable kernels run, as the AVX2 + FMA bodies of their `target_clones` (TFC_HOT). Here the
-pickers are made to act as on such a CPU with TFCOMPRESS_NO_AVX512=1; the clone the loader picks
-still follows the real CPU (AVX-512 bodies on this machine), unless the library was built for
-AVX2 only: a copy of the tree whose tfcompress/export/_tfc_sparse_ops*.so was compiled with
+On a CPU without AVX-512 the 1x1 convs (>= 16 rows) run the AVX2 + FMA CSR kernel
+(tflite_export/tfc_kernels_x86_avx2.c; before it existed: the portable tiled kernel, as the AVX2
+bodies of its `target_clones`). Here the pickers are made to act as on such a CPU with
+TFCOMPRESS_NO_AVX512=1; the portable clones the loader picks still follow the real CPU (AVX-512
+bodies on this machine), unless the library was built for AVX2 only: a copy of the tree whose tfcompress/export/_tfc_sparse_ops*.so was compiled with
 -march=x86-64-v3 and without -DTFC_MULTIVERSION (tflite_export/README.md, "x86 without AVX-512
 VNNI"). Dense files run on XNNPACK, which uses this CPU's AVX-512 (it cannot be capped).
 

@@ -5,7 +5,7 @@
  *   tfc_relayout.c          Prepare-time re-layouts of the validated weights (CSR pairs / quads)
  *   tfc_kernels_portable.c  portable C kernels (GCC/Clang vector extensions) + their picker
  *   tfc_kernels_x86.c       AVX-512 kernels (runtime dispatch) + their picker
- *   tfc_kernels_x86_avx2.c  int8 AVX-VNNI / AVX2 kernels for x86 without AVX-512 VNNI + picker
+ *   tfc_kernels_x86_avx2.c  AVX-VNNI / AVX2 kernels for x86 without AVX-512 (VNNI) + picker
  *   tfc_kernels_aarch64.c   (ARM, added by the "neon" work) same picker interface
  *   tfc_op.c                Init / Prepare / Invoke / Free, kernel pick, registrations
  *   tfc_sparse_delegate.c   the TfLiteDelegate
@@ -70,8 +70,8 @@
  * ARM: NEON); 2 dot-product level (x86: AVX-512 VNNI, else AVX-VNNI; ARM: sdot).  Unset = the
  * best the CPU has.  x86 only: TFCOMPRESS_NO_AVX512=1 hides AVX-512 from the pickers (as on
  * Intel client CPUs or AMD Zen 1-3), so cap 1 = the AVX2 int8 kernels, cap 2 (or unset) = the
- * AVX-VNNI ones when the CPU has AVX-VNNI; float32 then runs the portable kernels (whose
- * TFC_HOT clones are still chosen by the loader from the real CPU). */
+ * AVX-VNNI ones when the CPU has AVX-VNNI; float32 then runs the AVX2 CSR kernel from 16 rows and
+ * the portable kernels below (whose TFC_HOT clones the loader still picks from the real CPU). */
 enum { TFC_ISA_PORTABLE = 0, TFC_ISA_SIMD = 1, TFC_ISA_DOT = 2, TFC_ISA_ANY = 99 };
 
 enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
@@ -254,8 +254,9 @@ void tfc_plan_rows(const TfcState* s, TfcPlan* plan, TfcRangeFn run, const char*
 #if TFC_HAVE_X86
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
 /* tfc_kernels_x86_avx2.c: int8 on x86 without AVX-512 VNNI (AVX-VNNI at cap >= TFC_ISA_DOT,
- * else AVX2); tfc_x86_no_avx512(): env TFCOMPRESS_NO_AVX512=1, tfc_pick_x86 then picks
- * nothing, as on a CPU without AVX-512 (tests force the AVX2 / AVX-VNNI paths with it) */
+ * else AVX2) and float32 >= 16 rows without AVX-512 (AVX2 + FMA CSR); tfc_x86_no_avx512(): env
+ * TFCOMPRESS_NO_AVX512=1, tfc_pick_x86 then picks nothing, as on a CPU without AVX-512 (tests
+ * force the AVX2 / AVX-VNNI paths with it) */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan);
 int tfc_x86_no_avx512(void);
 #endif

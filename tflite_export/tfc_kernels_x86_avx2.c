@@ -1,11 +1,12 @@
-/* tfcompress sparse kernels: int8 kernels for x86 CPUs without AVX-512 VNNI, picked at run
- * time (function-level target attributes, no -march flags):
- *   AVX-VNNI (VEX vpdpbusd on 256-bit registers: Intel Alder Lake and later client CPUs,
- *             Sierra Forest, AMD Zen 5 client parts)        "avxvnni_quads_i8", "avxvnni_win_i8"
- *   AVX2     (Haswell .. Tiger Lake client, AMD Zen 1-3)    "avx2_quads_i8", "avx2_win_i8"
+/* tfcompress sparse kernels for x86 CPUs without AVX-512 (VNNI), picked at run time
+ * (function-level target attributes, no -march flags):
+ *   int8, AVX-VNNI (VEX vpdpbusd on 256-bit registers: Intel Alder Lake and later client
+ *             CPUs, Sierra Forest)                          "avxvnni_quads_i8", "avxvnni_win_i8"
+ *   int8, AVX2 (Haswell .. Tiger Lake client, AMD Zen 1-3)  "avx2_quads_i8", "avx2_win_i8"
+ *   float32 >= 16 rows, AVX2 + FMA (no AVX-512F)            "avx2_csr_f32"
  * Same Prepare-time re-layouts, same work units and the same requantization as the AVX-512
- * VNNI kernels of tfc_kernels_x86.c, so all outputs are bit-identical to those and to the
- * portable C kernels.
+ * kernels of tfc_kernels_x86.c, so all int8 outputs are bit-identical to those and to the
+ * portable C kernels, and the float32 CSR outputs to the AVX-512 CSR kernel's.
  *
  * Exactness of the plain-AVX2 products: vpmaddubsw (u8 x s8, pairs summed into int16) would
  * saturate on u8 inputs (255 * -128 * 2 = -65280), so
