@@ -23,6 +23,17 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
+/* AVX-VNNI needs GCC >= 11 / Clang >= 12 (the host build uses the system compiler): older ones
+ * build the AVX2 kernels only (the picker then takes AVX2 on AVX-VNNI CPUs too). */
+#if !defined(TFC_NO_AVXVNNI) && defined(__has_include)
+#if __has_include(<avxvnniintrin.h>)
+#define TFC_HAVE_AVXVNNI 1
+#endif
+#endif
+#ifndef TFC_HAVE_AVXVNNI
+#define TFC_HAVE_AVXVNNI 0
+#endif
+
 #define TFC_AVX2_TARGET __attribute__((target("avx2,fma")))
 #define TFC_AVXVNNI_TARGET __attribute__((target("avx2,fma,avxvnni")))
 
@@ -184,6 +195,7 @@ TFC_AVX2_TARGET static void tfc_store16_avx2(const int8_t* yt, int nb, int t, in
 
 /* ------------------------------------------------- many rows: quad kernels */
 
+#if TFC_HAVE_AVXVNNI
 /* AVX-VNNI: one output channel over 8 * V8 rows of the u8 tile: each quad is one broadcast
  * dword of 4 int8 weights against V8 vectors of 8 rows x 4 inputs (vpdpbusd). */
 TFC_AVXVNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_channel_avxvnni(
@@ -204,6 +216,7 @@ TFC_AVXVNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_cha
   _mm256_store_si256((__m256i*)yrow, tfc_requant32_avx2(a[0], a[1], a[2], a[3], m, hi, zp16, qmin8));
   if (V8 > 4) _mm256_store_si256((__m256i*)(yrow + 32), tfc_requant32_avx2(a[4], a[5], a[6], a[7], m, hi, zp16, qmin8));
 }
+#endif
 
 /* AVX2: one output channel, rows [32 h, 32 h + 4 NA) of the int16 tile: each quad is the 4
  * weights widened to int16 and broadcast as a qword against NA vectors of 4 rows x 4 inputs
@@ -270,6 +283,7 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_i8q_half_a
     }                                                                                                          \
   }
 
+#if TFC_HAVE_AVXVNNI
 TFC_DEFINE_ROWS_I8_QUADS(tfc_rows_i8_avxvnni, TFC_AVXVNNI_TARGET, 0, {
   int8_t* yrow = yt + (size_t)c * T;
   switch (V) {
@@ -279,6 +293,7 @@ TFC_DEFINE_ROWS_I8_QUADS(tfc_rows_i8_avxvnni, TFC_AVXVNNI_TARGET, 0, {
     default: tfc_i8q_channel_avxvnni(s, n, xt, add, hi, zp16, qmin8, yrow, 8); break;
   }
 })
+#endif
 
 TFC_DEFINE_ROWS_I8_QUADS(tfc_rows_i8_avx2, TFC_AVX2_TARGET, 1, {
   int8_t* yrow = yt + (size_t)c * T;
@@ -370,7 +385,12 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m256i tfc_window3
 #define TFC_DOT_VNNI(acc, lacc, X, id, wv) \
   acc = _mm256_dpbusd_avx_epi32(acc, _mm256_permutevar8x32_epi32(u##X, id), wv)
 #define TFC_END_VNNI
+#if TFC_HAVE_AVXVNNI
 TFC_DEFINE_ROWS_I8_WIN(tfc_rows_i8_win_avxvnni, TFC_AVXVNNI_TARGET, TFC_PREP_VNNI, TFC_DOT_VNNI, TFC_END_VNNI)
+#else
+#define tfc_rows_i8_avxvnni tfc_rows_i8_avx2 /* never picked: vnni is 0 below */
+#define tfc_rows_i8_win_avxvnni tfc_rows_i8_win_avx2
+#endif
 
 /* AVX2 step: u = 2 h + l (header comment); h part widened per step, l part summed in int16
  * over the window (<= 8 steps). */
@@ -620,7 +640,7 @@ int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan) {
     return 1;
   }
   if (s->value_type != kTfLiteInt8) return 0;
-  const int vnni = cap >= TFC_ISA_DOT && tfc_has_avxvnni();
+  const int vnni = TFC_HAVE_AVXVNNI && cap >= TFC_ISA_DOT && tfc_has_avxvnni();
   if (s->rows >= TFC_CSR_MIN_ROWS) {
     plan->run = vnni ? tfc_rows_i8_avxvnni : tfc_rows_i8_avx2;
     plan->unit_kind = TFC_UNITS_ROWS;
