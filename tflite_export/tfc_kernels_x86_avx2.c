@@ -196,6 +196,14 @@ TFC_AVX2_TARGET static void tfc_store16_avx2(const int8_t* yt, int nb, int t, in
 /* ------------------------------------------------- many rows: quad kernels */
 
 #if TFC_HAVE_AVXVNNI
+/* acc += u8 x by s8 w (VEX vpdpbusd).  GCC 12 copies the accumulator around every
+ * _mm256_dpbusd_avx_epi32 (and spilled in the 8-accumulator loop): inline asm ties it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TFC_DPBUSD256(acc, x, w) __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(w))
+#else
+#define TFC_DPBUSD256(acc, x, w) ((acc) = _mm256_dpbusd_avx_epi32((acc), (x), (w)))
+#endif
+
 /* AVX-VNNI: one output channel over 8 * V8 rows of the u8 tile: each quad is one broadcast
  * dword of 4 int8 weights against V8 vectors of 8 rows x 4 inputs (vpdpbusd). */
 TFC_AVXVNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_channel_avxvnni(
@@ -209,8 +217,7 @@ TFC_AVXVNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_cha
   for (uint32_t j = b0; j < e; ++j) {
     const __m256i wv = _mm256_set1_epi32(w[j]);
     const uint8_t* xr = xt + off[j];
-    for (int v = 0; v < V8; ++v)
-      a[v] = _mm256_dpbusd_avx_epi32(a[v], _mm256_load_si256((const __m256i*)(xr + 32 * v)), wv);
+    for (int v = 0; v < V8; ++v) TFC_DPBUSD256(a[v], _mm256_load_si256((const __m256i*)(xr + 32 * v)), wv);
   }
   const __m256 m = _mm256_set1_ps(s->multipliers[n]);
   _mm256_store_si256((__m256i*)yrow, tfc_requant32_avx2(a[0], a[1], a[2], a[3], m, hi, zp16, qmin8));
@@ -382,8 +389,7 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m256i tfc_window3
 
 /* AVX-VNNI step: vpermd + vpdpbusd. */
 #define TFC_PREP_VNNI
-#define TFC_DOT_VNNI(acc, lacc, X, id, wv) \
-  acc = _mm256_dpbusd_avx_epi32(acc, _mm256_permutevar8x32_epi32(u##X, id), wv)
+#define TFC_DOT_VNNI(acc, lacc, X, id, wv) TFC_DPBUSD256(acc, _mm256_permutevar8x32_epi32(u##X, id), wv)
 #define TFC_END_VNNI
 #if TFC_HAVE_AVXVNNI
 TFC_DEFINE_ROWS_I8_WIN(tfc_rows_i8_win_avxvnni, TFC_AVXVNNI_TARGET, TFC_PREP_VNNI, TFC_DOT_VNNI, TFC_END_VNNI)
