@@ -358,15 +358,26 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline __m256i tfc_window3
           const size_t first = 16u * (size_t)s->i8w_first[(size_t)sl * W4 + w];                               \
           const uint8_t* idx = s->i8w_idx + first;                                                             \
           const int32_t* val = s->i8w_val + first;                                                             \
-          for (int t = 0; t < steps; ++t, idx += 16, val += 16) {                                              \
-            const __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)idx));                    \
-            const __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(idx + 8)));              \
-            const __m256i w0 = _mm256_load_si256((const __m256i*)val);                                         \
-            const __m256i w1 = _mm256_load_si256((const __m256i*)(val + 8));                                   \
-            DOT(a0, la0, A, i0, w0);                                                                           \
-            DOT(a1, la1, A, i1, w1);                                                                           \
-            DOT(b0, lb0, B, i0, w0);                                                                           \
-            DOT(b1, lb1, B, i1, w1);                                                                           \
+          if (two) {                                                                                           \
+            for (int t = 0; t < steps; ++t, idx += 16, val += 16) {                                            \
+              const __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)idx));                  \
+              const __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(idx + 8)));            \
+              const __m256i w0 = _mm256_load_si256((const __m256i*)val);                                       \
+              const __m256i w1 = _mm256_load_si256((const __m256i*)(val + 8));                                 \
+              DOT(a0, la0, A, i0, w0);                                                                         \
+              DOT(a1, la1, A, i1, w1);                                                                         \
+              DOT(b0, lb0, B, i0, w0);                                                                         \
+              DOT(b1, lb1, B, i1, w1);                                                                         \
+            }                                                                                                  \
+          } else { /* last (or only) row alone */                                                              \
+            for (int t = 0; t < steps; ++t, idx += 16, val += 16) {                                            \
+              const __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)idx));                  \
+              const __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(idx + 8)));            \
+              const __m256i w0 = _mm256_load_si256((const __m256i*)val);                                       \
+              const __m256i w1 = _mm256_load_si256((const __m256i*)(val + 8));                                 \
+              DOT(a0, la0, A, i0, w0);                                                                         \
+              DOT(a1, la1, A, i1, w1);                                                                         \
+            }                                                                                                  \
           }                                                                                                    \
           END_WINDOW                                                                                           \
         }                                                                                                      \
