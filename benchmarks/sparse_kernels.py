@@ -214,16 +214,23 @@ def bench_mobilenet(rng, sparsity=0.8, rounds=30):
 # x86 int8 kernel paths (tflite_export/tfc_internal.h): the environment that forces each one
 # in the kernels' Prepare ("best": what the CPU picks by itself). NO_AVX512 makes the pickers act
 # as on a CPU without AVX-512; XNNPACK (the dense baseline) still uses this CPU's AVX-512.
-PATH_ENV = {"best": {}, "portable": {"TFCOMPRESS_ISA_CAP": "0"},
+PATH_ENV = {"best": {}, "portable": {"TFCOMPRESS_ISA_CAP": "0"},  # "best": environment left as started
             "avx512vnni": {"TFCOMPRESS_ISA_CAP": "2"},
             "avxvnni": {"TFCOMPRESS_ISA_CAP": "2", "TFCOMPRESS_NO_AVX512": "1"},
             "avx2": {"TFCOMPRESS_ISA_CAP": "1", "TFCOMPRESS_NO_AVX512": "1"}}
 
 
+_PATH_VARS = ("TFCOMPRESS_ISA_CAP", "TFCOMPRESS_NO_AVX512")
+_ENV_AT_START = {var: os.environ.get(var) for var in _PATH_VARS}  # "best": as the user started us
+
+
 def set_path(path):
-    """Sets the environment of an x86 kernel path (PATH_ENV) for the next interpreters."""
-    for var in ("TFCOMPRESS_ISA_CAP", "TFCOMPRESS_NO_AVX512"):
+    """Sets the environment of an x86 kernel path (PATH_ENV) for the next interpreters; "best"
+    restores the variables the process was started with."""
+    for var in _PATH_VARS:
         os.environ.pop(var, None)
+        if path == "best" and _ENV_AT_START[var] is not None:
+            os.environ[var] = _ENV_AT_START[var]
     os.environ.update(PATH_ENV[path])
 
 
