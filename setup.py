@@ -7,7 +7,7 @@ from setuptools import Extension, find_packages, setup
 SPARSE_OPS = Extension(
     "tfcompress.export._tfc_sparse_ops",
     sources=["tflite_export/tfc_op.c", "tflite_export/tfc_format.c", "tflite_export/tfc_relayout.c",
-             "tflite_export/tfc_kernels_portable.c", "tflite_export/tfc_kernels_x86.c",
+             "tflite_export/tfc_kernels_portable.c", "tflite_export/tfc_kernels_x86.c", "tflite_export/tfc_kernels_x86_avx2.c",
              "tflite_export/tfc_kernels_aarch64.c",
              "tflite_export/tfc_sparse_delegate.c", "tflite_export/tfc_threads.c"],
     depends=["tflite_export/tfc_tflite_abi.h", "tflite_export/tfc_sparse_ops.h", "tflite_export/tfc_internal.h",

@@ -8,6 +8,10 @@ kept, so the ratios are comparable even on a busy machine.
     python benchmarks/sparse_kernels.py --quick    # a few configurations
     python benchmarks/sparse_kernels.py --int8     # int8 rows only (MobileNetV2 int8, per layer,
                                                    # cost-model fit): results/sparse_kernels_int8*.json
+    python benchmarks/sparse_kernels.py --int8 --layers-only --paths avx512vnni,avxvnni,avx2
+                                                   # the 19 MobileNetV2 1x1 convs alone, each x86
+                                                   # int8 path forced in turn (PATH_ENV), interleaved
+                                                   # with dense XNNPACK: results/sparse_kernels_int8_paths*.json
 
 Writes benchmarks/results/sparse_kernels.json and sparse_kernels_speedup.png.
 """
@@ -207,13 +211,49 @@ def bench_mobilenet(rng, sparsity=0.8, rounds=30):
 
 # ---------------------------------------------------------------------------------------- int8
 
-def interleaved(variants, rounds, runs):
-    """Per variant: the median latency (ms) of each of `rounds` interleaved rounds."""
+# x86 int8 kernel paths (tflite_export/tfc_internal.h): the environment that forces each one
+# in the kernels' Prepare ("best": what the CPU picks by itself). NO_AVX512 makes the pickers act
+# as on a CPU without AVX-512; XNNPACK (the dense baseline) still uses this CPU's AVX-512.
+PATH_ENV = {"best": {}, "portable": {"TFCOMPRESS_ISA_CAP": "0"},  # "best": environment left as started
+            "avx512vnni": {"TFCOMPRESS_ISA_CAP": "2"},
+            "avxvnni": {"TFCOMPRESS_ISA_CAP": "2", "TFCOMPRESS_NO_AVX512": "1"},
+            "avx2": {"TFCOMPRESS_ISA_CAP": "1", "TFCOMPRESS_NO_AVX512": "1"}}
+
+
+_PATH_VARS = ("TFCOMPRESS_ISA_CAP", "TFCOMPRESS_NO_AVX512")
+_ENV_AT_START = {var: os.environ.get(var) for var in _PATH_VARS}  # "best": as the user started us
+
+
+def set_path(path):
+    """Sets the environment of an x86 kernel path (PATH_ENV) for the next interpreters; "best"
+    restores the variables the process was started with."""
+    for var in _PATH_VARS:
+        os.environ.pop(var, None)
+        if path == "best" and _ENV_AT_START[var] is not None:
+            os.environ[var] = _ENV_AT_START[var]
+    os.environ.update(PATH_ENV[path])
+
+
+def interleaved(variants, rounds, runs, paths=None):
+    """Per variant: the median latency (ms) of each of `rounds` interleaved rounds. `paths`
+    (variant -> PATH_ENV key) forces the kernel path of a variant's interpreter."""
     times = {name: [] for name in variants}
     for _ in range(rounds):
         for name, tfl in variants.items():
+            set_path((paths or {}).get(name, "best"))
             times[name].append(benchmark_tflite(tfl, runs=runs, warmup=2, num_threads=1)["median_ms"])
+    set_path("best")
     return times
+
+
+def _last_kernel():
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    lib = ctypes.CDLL(library_path())
+    lib.TfcLastKernelName.restype = ctypes.c_char_p
+    return lib.TfcLastKernelName().decode()
 
 
 def _summary(ms):
@@ -267,9 +307,31 @@ def int8_layer_specs(model=None):
     return specs
 
 
-def bench_int8_layers(specs, rng, rounds):
-    """Each layer alone, dense int8 vs tfcompress ("custom"), interleaved rounds."""
-    models = {}
+def _dense_proxy(kind, rows_shape, kn, rng):
+    """The layer with a dense random kernel as a tfcompress custom op (every 4-input quad stored):
+    what the tfcompress kernels of a path cost without sparsity, a stand-in for a dense int8
+    kernel of the same instruction set (XNNPACK here cannot be capped below AVX-512)."""
+    from tfcompress.export import sparse as sparse_mod
+
+    w = rng.standard_normal(kn.shape).astype("float32")
+    if kind == "fc" and rows_shape:
+        dense = _fc_batched(w, rows_shape[0], rng)
+    else:
+        dense = int8_layer(kind, rows_shape if kind == "conv" else (), w, rng,
+                           activation="relu6" if kind == "conv" else None)
+    keep, sparse_mod.CUSTOM_MIN_SPARSITY = sparse_mod.CUSTOM_MIN_SPARSITY, 0.0
+    try:
+        return rewrite_tflite(dense, "custom")
+    finally:
+        sparse_mod.CUSTOM_MIN_SPARSITY = keep
+
+
+def bench_int8_layers(specs, rng, rounds, paths=("best",), dense_proxy=False):
+    """Each layer alone, dense int8 vs tfcompress ("custom", on each x86 kernel path of `paths`:
+    the first one is "custom"), interleaved rounds. With more than one path, the outputs of
+    all paths are checked to be bit-identical and each path's kernel name is recorded;
+    `dense_proxy`: also the layer unpruned on each path (`_dense_proxy`)."""
+    models, forced = {}, {}
     rows = []
     for i, (kind, rows_shape, kn, label) in enumerate(specs):
         dense = int8_layer(kind, rows_shape if kind == "conv" else (), kn, rng,
@@ -281,15 +343,57 @@ def bench_int8_layers(specs, rng, rounds):
         p = int(np.prod(rows_shape)) if rows_shape else 1
         feats = int8_cost_features(kn.T, p)
         models[f"{i}/dense"], models[f"{i}/custom"] = dense, custom
-        rows.append({"label": label, "kind": kind, "features": feats, "sparsity": rep["sparsity"],
-                     "pattern": rep["pattern"], "emitted": rep["emitted"]})
-    times = interleaved(models, rounds, runs=15)
+        row = {"label": label, "kind": kind, "features": feats, "sparsity": rep["sparsity"],
+               "pattern": rep["pattern"], "emitted": rep["emitted"]}
+        forced[f"{i}/custom"] = paths[0]
+        if len(paths) > 1:
+            batch_rows = tuple(rows_shape) if kind == "fc" and rows_shape else (1,) + tuple(rows_shape)
+            x = rng.standard_normal(batch_rows + (kn.shape[0],)).astype(np.float32)
+            outs, row["kernels"] = {}, {}
+            for path in paths:
+                set_path(path)
+                outs[path] = run_tflite(custom, x)
+                row["kernels"][path] = _last_kernel()
+                models[f"{i}/{path}"] = custom
+                forced[f"{i}/{path}"] = path
+            if dense_proxy:
+                proxy = _dense_proxy(kind, rows_shape, kn, rng)
+                for path in paths:
+                    models[f"{i}/proxy_{path}"] = proxy
+                    forced[f"{i}/proxy_{path}"] = path
+            set_path("best")
+            row["paths_bit_identical"] = all(np.array_equal(outs[p], outs[paths[0]]) for p in paths)
+            assert row["paths_bit_identical"], (label, {p: np.abs(outs[p] - outs[paths[0]]).max() for p in paths})
+            del models[f"{i}/custom"]
+        rows.append(row)
+    times = interleaved(models, rounds, runs=15, paths=forced)
     for i, row in enumerate(rows):
         row["dense"] = _summary(times[f"{i}/dense"])
-        row["custom"] = _summary(times[f"{i}/custom"])
+        if len(paths) > 1:
+            row["paths"] = {}
+            for path in paths:
+                t = np.asarray(times[f"{i}/{path}"])
+                ratio = np.asarray(times[f"{i}/dense"]) / t  # per round: both timed back to back
+                row["paths"][path] = {**_summary(t), "speedup": row["dense"]["median_ms"] / float(np.median(t)),
+                                      "speedup_per_round": {"median": float(np.median(ratio)),
+                                                            "p25": float(np.percentile(ratio, 25)),
+                                                            "p75": float(np.percentile(ratio, 75))}}
+                if dense_proxy:  # the same kernels with every quad stored
+                    row["paths"][path]["dense_proxy"] = _summary(times[f"{i}/proxy_{path}"])
+                    row["paths"][path]["speedup_vs_dense_proxy"] = (
+                        row["paths"][path]["dense_proxy"]["median_ms"] / row["paths"][path]["median_ms"])
+            row["custom"] = {k: v for k, v in row["paths"][paths[0]].items() if k.endswith("_ms")}
+        else:
+            row["custom"] = _summary(times[f"{i}/custom"])
         row["speedup"] = row["dense"]["median_ms"] / row["custom"]["median_ms"]
         d_us, s_us = predict_int8_us(row["features"])
         row["predicted_us"] = {"dense": d_us, "custom": s_us}
+        if len(paths) > 1:
+            per = " | ".join(f"{p} {row['paths'][p]['median_ms'] * 1e3:6.1f} us ({row['paths'][p]['speedup']:4.2f}x"
+                             + (f", proxy {row['paths'][p]['dense_proxy']['median_ms'] * 1e3:6.1f}" if dense_proxy else "")
+                             + ")" for p in paths)
+            print(f"{row['label']:>34} | dense {row['dense']['median_ms'] * 1e3:6.1f} us | {per}", flush=True)
+            continue
         print(f"{row['label']:>42} | dense {row['dense']['median_ms'] * 1e3:7.1f} us | tfcompress "
               f"{row['custom']['median_ms'] * 1e3:7.1f} us ({row['speedup']:4.2f}x) | predicted "
               f"{d_us:6.1f} / {s_us:6.1f} us", flush=True)
@@ -391,18 +495,49 @@ def main_int8(args):
     start = time.time()
     result = {"machine": {"python": sys.version.split()[0], "tensorflow": tf.__version__,
                           "cpu": platform.processor() or platform.machine(), "threads": 1,
-                          "note": "x86 (AMD Zen 4, AVX-512 VNNI); shared machine, other jobs running"}}
-    mob, model = bench_mobilenet_int8(rng, rounds=args.rounds)
-    result["mobilenet_v2_int8"] = mob
-    specs = int8_layer_specs(model)
-    if args.quick:
-        specs = specs[:19]
-    result["layers"] = bench_int8_layers(specs, rng, rounds=max(3, args.rounds // 6))
-    result["cost_model"] = fit_int8_cost(result["layers"])
-    print("cost model fit:", json.dumps(result["cost_model"]))
+                          "note": "x86 (AMD EPYC Zen 4, avx2 + avx_vnni + avx512_vnni); shared machine, other jobs "
+                                  "running"}}
+    paths = tuple(args.paths.split(","))
+    unknown = [p for p in paths if p not in PATH_ENV]
+    if unknown:
+        raise SystemExit(f"--paths: unknown {unknown}; choose from {sorted(PATH_ENV)}")
+    if args.layers_only:  # the 19 distinct 1x1 convs of the pruned MobileNetV2, no whole-model run
+        model, _ = mobilenet_v2("block1x4", 0.8, rng)
+        specs = int8_layer_specs(model)
+        # + the FC grid at 80 % in 1x4 blocks (batch 1 and 4: the 1-15-row windowed kernels)
+        specs = specs[:19] + ([sp for sp in specs if sp[0] == "fc" and sp[3].endswith("block1x4 80%")]
+                              if args.fc else [])
+        result["setup"] = ("each distinct MobileNetV2 224 1x1 conv alone (random weights, BN re-estimated, 80 % "
+                           "zero in 1x4 blocks, post-training int8), batch 1, 1 thread: dense int8 (XNNPACK, "
+                           "which uses this CPU's AVX-512 VNNI kernels: it cannot be capped) vs tfcompress on "
+                           f"each forced x86 kernel path {list(paths)}; interleaved rounds of 15 invokes")
+        result["machine"]["load_average_start"] = os.getloadavg()
+    else:
+        mob, model = bench_mobilenet_int8(rng, rounds=args.rounds)
+        result["mobilenet_v2_int8"] = mob
+        specs = int8_layer_specs(model)
+        if args.quick:
+            specs = specs[:19]
+    result["layers"] = bench_int8_layers(specs, rng, rounds=max(3, args.rounds // 6), paths=paths,
+                                         dense_proxy=args.dense_proxy)
+    if args.layers_only:
+        result["machine"]["load_average_end"] = os.getloadavg()
+        mob = [r for r in result["layers"] if r["label"].startswith("mobilenet")]  # the 19 1x1 convs
+        result["totals_us"] = {"dense": sum(r["dense"]["median_ms"] for r in mob) * 1e3}
+        for p in paths:
+            result["totals_us"][p] = sum(r["paths"][p]["median_ms"] if "paths" in r else r["custom"]["median_ms"]
+                                         for r in mob) * 1e3
+            if args.dense_proxy and len(paths) > 1:
+                result["totals_us"][f"dense_proxy_{p}"] = sum(
+                    r["paths"][p]["dense_proxy"]["median_ms"] for r in mob) * 1e3
+        print("sum over the 19 layers (us):", json.dumps({k: round(v, 1) for k, v in result["totals_us"].items()}))
+    else:
+        result["cost_model"] = fit_int8_cost(result["layers"])
+        print("cost model fit:", json.dumps(result["cost_model"]))
     result["seconds"] = round(time.time() - start, 1)
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"sparse_kernels_int8{args.tag}.json")
+    name = "sparse_kernels_int8_paths" if args.layers_only else "sparse_kernels_int8"
+    path = os.path.join(RESULTS, f"{name}{args.tag}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {path} ({result['seconds']} s)")
@@ -445,6 +580,17 @@ def main():
                     help="int8 rows only: MobileNetV2 int8 dense vs tfcompress, per-layer timings, cost-model fit")
     ap.add_argument("--rounds", type=int, default=30, help="interleaved rounds (--int8)")
     ap.add_argument("--tag", default="", help="suffix of the --int8 results file (e.g. _run2)")
+    ap.add_argument("--paths", default="best",
+                    help="--int8: comma-separated x86 int8 kernel paths to time the tfcompress layers on, each "
+                         f"forced in turn ({', '.join(PATH_ENV)}; 'best' = what the CPU picks)")
+    ap.add_argument("--dense-proxy", action="store_true",
+                    help="--int8 --paths a,b: also time each layer unpruned on the tfcompress kernels of each path "
+                         "(a dense kernel of that instruction set, as XNNPACK cannot be capped below AVX-512 here)")
+    ap.add_argument("--fc", action="store_true",
+                    help="--layers-only: also the FC grid at 80 %% in 1x4 blocks (batch 1, 4, 32)")
+    ap.add_argument("--layers-only", action="store_true",
+                    help="--int8: only the 19 distinct MobileNetV2 1x1 convs, each alone (no whole model, no "
+                         "cost-model fit); writes results/sparse_kernels_int8_paths<tag>.json")
     args = ap.parse_args()
     if args.int8:
         main_int8(args)

@@ -5,6 +5,7 @@
  *   tfc_relayout.c          Prepare-time re-layouts of the validated weights (CSR pairs / quads)
  *   tfc_kernels_portable.c  portable C kernels (GCC/Clang vector extensions) + their picker
  *   tfc_kernels_x86.c       AVX-512 kernels (runtime dispatch) + their picker
+ *   tfc_kernels_x86_avx2.c  AVX-VNNI / AVX2 kernels for x86 without AVX-512 (VNNI) + picker
  *   tfc_kernels_aarch64.c   (ARM, added by the "neon" work) same picker interface
  *   tfc_op.c                Init / Prepare / Invoke / Free, kernel pick, registrations
  *   tfc_sparse_delegate.c   the TfLiteDelegate
@@ -65,13 +66,19 @@
 #define TFC_MAX_PARTS 16 /* channel parts of one CSR tile */
 
 /* ISA levels for the dispatch cap (env TFCOMPRESS_ISA_CAP=<level>, tests force each path):
- * 0 portable C only; 1 first SIMD level (x86: AVX-512F; ARM: NEON); 2 dot-product
- * level (x86: AVX-512 VNNI; ARM: sdot).  Unset = the best the CPU has. */
+ * 0 portable C only; 1 first SIMD level (x86: AVX-512F, and for int8 with >= 4 rows AVX2;
+ * ARM: NEON); 2 dot-product level (x86: AVX-512 VNNI, else AVX-VNNI; ARM: sdot).  Unset = the
+ * best the CPU has.  x86 only: TFCOMPRESS_NO_AVX512=1 hides AVX-512 from the pickers (as on
+ * Intel client CPUs or AMD Zen 1-3), so cap 1 = the AVX2 int8 kernels, cap 2 (or unset) = the
+ * AVX-VNNI ones when the CPU has AVX-VNNI; float32 then runs the AVX2 CSR kernel from 16 rows and
+ * the portable kernels below (whose TFC_HOT clones the loader still picks from the real CPU). */
 enum { TFC_ISA_PORTABLE = 0, TFC_ISA_SIMD = 1, TFC_ISA_DOT = 2, TFC_ISA_ANY = 99 };
 
 enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
 enum { TFC_UNITS_ROWS = 1, TFC_UNITS_SLICES = 2 };
-enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2, TFC_NEEDS_I8_WIN = 4 };
+/* TFC_NEEDS_I8_WIN8 (with TFC_NEEDS_I8_WIN): the windows hold 8 quads (32 inputs, AVX2 /
+ * AVX-VNNI) instead of 32 (128 inputs, AVX-512) */
+enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2, TFC_NEEDS_I8_WIN = 4, TFC_NEEDS_I8_WIN8 = 8 };
 
 struct TfcStateTag;
 
@@ -165,7 +172,8 @@ typedef struct TfcStateTag {
    * i8w_steps[s * W4 + w] steps of 16 lanes starting at step i8w_first[s * W4 + w]; a step holds
    * 16 window offsets (u8 < 32) and 16 weight dwords (0 for a padded lane) */
   int i8w_built;
-  int i8w_windows; /* W4 = ceil(K / 128) */
+  int i8w_windows; /* W4 = ceil(K / (4 * i8w_quads)) */
+  int i8w_quads; /* quads per window: 32 (AVX-512: 128 inputs) or 8 (AVX2 / AVX-VNNI: 32 inputs) */
   uint8_t* i8w_steps; /* [S * W4] */
   uint32_t* i8w_first; /* [S * W4] */
   uint8_t* i8w_idx; /* [steps * 16] */
@@ -232,7 +240,7 @@ int tfc_build_csr(TfcState* s, int T, int KC);
 void tfc_free_csr(TfcState* s);
 int tfc_build_i8_quads(TfcState* s, int T);
 void tfc_free_i8_quads(TfcState* s);
-int tfc_build_i8_windows(TfcState* s);
+int tfc_build_i8_windows(TfcState* s, int wq);
 
 /* tfc_kernels_portable.c */
 int tfc_pick_portable(TfcState* s, int cap, TfcPlan* plan);
@@ -245,6 +253,12 @@ void tfc_plan_rows(const TfcState* s, TfcPlan* plan, TfcRangeFn run, const char*
 /* tfc_kernels_x86.c */
 #if TFC_HAVE_X86
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
+/* tfc_kernels_x86_avx2.c: int8 on x86 without AVX-512 VNNI (AVX-VNNI at cap >= TFC_ISA_DOT,
+ * else AVX2) and float32 >= 16 rows without AVX-512 (AVX2 + FMA CSR); tfc_x86_no_avx512(): env
+ * TFCOMPRESS_NO_AVX512=1, tfc_pick_x86 then picks nothing, as on a CPU without AVX-512 (tests
+ * force the AVX2 / AVX-VNNI paths with it) */
+int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan);
+int tfc_x86_no_avx512(void);
 #endif
 
 /* tfc_kernels_aarch64.c */

@@ -575,7 +575,7 @@ static size_t tfc_csr_scratch(const TfcState* s, int T) {
 /* x86 plans.  cap >= TFC_ISA_SIMD and AVX-512F: the permute kernels for the
  * windowed layout and the CSR kernel for float32 with >= TFC_CSR_MIN_ROWS rows. */
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan) {
-  if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f")) return 0;
+  if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f") || tfc_x86_no_avx512()) return 0;
   const int win = s->index_bytes == 1, f32 = s->value_type == kTfLiteFloat32;
   const int vnni = cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512vl");

@@ -41,6 +41,7 @@ static int tfc_tensor_index_ok(const TfLiteContext* ctx, int idx) {
 static const TfcPickFn kTfcPickers[] = {
 #if TFC_HAVE_X86
     tfc_pick_x86,
+    tfc_pick_x86_avx2, /* int8 where tfc_pick_x86 has no kernel (no AVX-512 VNNI) */
 #endif
 #if TFC_HAVE_AARCH64
     tfc_pick_aarch64,
@@ -419,7 +420,8 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
       TFC_FAIL(ctx, "out of memory for the int8 quad weights");
     s->i8q_blob = s->blob_seen;
-    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && !s->i8w_built && !tfc_build_i8_windows(s))
+    const int wq = (s->plan.needs & TFC_NEEDS_I8_WIN8) ? 8 : 32;
+    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && (!s->i8w_built || s->i8w_quads != wq) && !tfc_build_i8_windows(s, wq))
       TFC_FAIL(ctx, "out of memory for the windowed int8 weights");
     /* sum_k w (x_k - zp) = sum_k w (x_k + 128) - (128 + zp) sum_k w, in uint32 wrap-around:
      * exact whenever the true int32 accumulator fits (TFLite's own int8 kernels need that) */

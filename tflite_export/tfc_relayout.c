@@ -306,9 +306,23 @@ done:
 }
 
 /* Windowed copy of the quads (built from tfc_build_i8_quads' lists) for the 1-15-row
- * kernels: see i8w_* in tfc_internal.h.  Returns 0 when out of memory. */
-int tfc_build_i8_windows(TfcState* s) {
-  const int S = s->n_slices, W4 = (s->k_in + 127) / 128, T = s->i8q_tile;
+ * kernels, windows of wq quads (32: AVX-512, 128 inputs in two registers; 8: AVX2 /
+ * AVX-VNNI, 32 inputs in one register): see i8w_* in tfc_internal.h.  Returns 0 when out
+ * of memory or wq is not 8 or 32. */
+int tfc_build_i8_windows(TfcState* s, int wq) {
+  const int S = s->n_slices, T = s->i8q_tile;
+  if (wq != 8 && wq != 32) return 0;
+  const int W4 = (s->k_in + 4 * wq - 1) / (4 * wq);
+  const uint32_t WQ = (uint32_t)wq;
+  free(s->i8w_steps); /* a copy for the other window size (another picker) */
+  free(s->i8w_first);
+  free(s->i8w_idx);
+  tfc_free64(s->i8w_val);
+  s->i8w_steps = NULL;
+  s->i8w_first = NULL;
+  s->i8w_idx = NULL;
+  s->i8w_val = NULL;
+  s->i8w_built = 0;
   int ok = 0;
   uint32_t* cnt = (uint32_t*)malloc((size_t)W4 * sizeof(uint32_t));
   s->i8w_steps = (uint8_t*)calloc((size_t)S * W4 + 1, 1);
@@ -320,7 +334,7 @@ int tfc_build_i8_windows(TfcState* s) {
       const int n = 16 * sl + l;
       if (n >= s->n_out) break;
       for (int w = 0; w < W4; ++w) cnt[w] = 0;
-      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) cnt[s->i8q_off[j] / (4u * (uint32_t)T) / 32u]++;
+      for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) cnt[s->i8q_off[j] / (4u * (uint32_t)T) / WQ]++;
       for (int w = 0; w < W4; ++w)
         if (cnt[w] > s->i8w_steps[(size_t)sl * W4 + w]) s->i8w_steps[(size_t)sl * W4 + w] = (uint8_t)cnt[w];
     }
@@ -340,13 +354,14 @@ int tfc_build_i8_windows(TfcState* s) {
       if (n >= s->n_out) break;
       for (int w = 0; w < W4; ++w) cnt[w] = 0;
       for (uint32_t j = s->i8q_ptr[n]; j < s->i8q_ptr[n + 1]; ++j) {
-        const uint32_t q = s->i8q_off[j] / (4u * (uint32_t)T), w = q / 32u;
+        const uint32_t q = s->i8q_off[j] / (4u * (uint32_t)T), w = q / WQ;
         const size_t slot = 16u * ((size_t)s->i8w_first[(size_t)sl * W4 + w] + cnt[w]++) + (size_t)l;
-        s->i8w_idx[slot] = (uint8_t)(q % 32u);
+        s->i8w_idx[slot] = (uint8_t)(q % WQ);
         s->i8w_val[slot] = s->i8q_w[j];
       }
     }
   s->i8w_windows = W4;
+  s->i8w_quads = wq;
   s->i8w_built = 1;
   ok = 1;
 done:

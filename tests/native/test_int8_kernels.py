@@ -6,9 +6,11 @@ interpreter, against two independent references:
   quantization parameters stored in the dense int8 file;
 * TFLite's own dense int8 kernels (XNNPACK) on the same int8 weights.
 
-Both within one quantization step. Every dispatch level is forced in turn with
-``TFCOMPRESS_ISA_CAP`` (0 portable C, 1 AVX-512F, 2 AVX-512 VNNI: tflite_export/tfc_op.c),
-so the portable path is tested on an AVX-512 machine too.
+Both within one quantization step. Every dispatch path is forced in turn (``PATHS``) with
+``TFCOMPRESS_ISA_CAP`` (0 portable C, 1 AVX-512F / AVX2, 2 AVX-512 VNNI / AVX-VNNI:
+tflite_export/tfc_op.c) and ``TFCOMPRESS_NO_AVX512=1`` (the x86 pickers act as on a CPU
+without AVX-512: cap 1 = AVX2 kernels, cap 2 = AVX-VNNI kernels), so the portable, AVX2 and
+AVX-VNNI paths are tested on an AVX-512 machine too; all paths give bit-identical outputs.
 """
 
 import struct
@@ -21,11 +23,37 @@ from tfcompress.export import export_tflite, load_interpreter
 from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
 from tfcompress.export.sparse_native import custom_ops_in
 
-CAPS = ("0", "1", "2")
-# kernel names (tflite_export/tfc_kernels_*.c) each cap must reach on this machine, by rows
-EXPECTED = {"0": ("portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"),
-            "1": ("avx512_rows_i8_win|portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"),
-            "2": ("avx512vnni_win", "avx512vnni_win", "avx512vnni_quads")}
+# dispatch paths: environment, the kernel (tflite_export/tfc_kernels_*.c) each must reach by
+# rows (1-3, 4-15, >= 16), and the CPU flags (/proc/cpuinfo) it needs to reach them
+PATHS = {
+    "portable": ({"TFCOMPRESS_ISA_CAP": "0"}, ("portable_rows_i8", "portable_tiled_i8", "portable_tiled_i8"), ()),
+    "avx512f": ({"TFCOMPRESS_ISA_CAP": "1"},  # AVX-512F without VNNI: AVX2 int8 kernels from 4 rows
+                ("avx512_rows_i8_win|avx2_win_i8", "avx2_win_i8", "avx2_quads_i8"), ("avx512f", "avx2")),
+    "avx512vnni": ({"TFCOMPRESS_ISA_CAP": "2"}, ("avx512vnni_win", "avx512vnni_win", "avx512vnni_quads"),
+                   ("avx512_vnni", "avx512bw", "avx512vl")),
+    "avxvnni": ({"TFCOMPRESS_ISA_CAP": "2", "TFCOMPRESS_NO_AVX512": "1"},
+                ("avxvnni_win_i8", "avxvnni_win_i8", "avxvnni_quads_i8"), ("avx_vnni", "avx2")),
+    "avx2": ({"TFCOMPRESS_ISA_CAP": "1", "TFCOMPRESS_NO_AVX512": "1"},
+             ("avx2_win_i8", "avx2_win_i8", "avx2_quads_i8"), ("avx2",)),
+}
+CAPS = tuple(PATHS)
+
+
+def _set_path(monkeypatch, path):
+    env = PATHS[path][0]
+    for var in ("TFCOMPRESS_ISA_CAP", "TFCOMPRESS_NO_AVX512"):
+        if var in env:
+            monkeypatch.setenv(var, env[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
+
+
+def _check_kernel(path, rows):
+    """The kernel the last Prepare picked is the one `path` must reach (when the CPU has it)."""
+    _, expected, flags = PATHS[path]
+    want = expected[0 if rows < 4 else 1 if rows < 16 else 2]
+    if _has(*flags):
+        assert any(_last_kernel().startswith(w) for w in want.split("|")), (path, rows, _last_kernel())
 
 
 def _has(*flags):
@@ -140,18 +168,19 @@ def _check(dense, sparse, xq, activation, monkeypatch, caps=CAPS):
     y_dense = _run(dense, xq)
     assert np.abs(y_dense - ref).max() <= 1  # the reference models TFLite's kernels
     assert np.ptp(ref) > 20, "outputs should span many quantization steps"
+    outs = {}
     for cap in caps:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
-        got = _run(sparse, xq)
-        rows = int(np.prod(xq.shape[:-1]))
-        want = EXPECTED[cap][0 if rows < 4 else 1 if rows < 16 else 2]
-        if cap == "0" or (cap == "1" and _has("avx512f")) or (cap == "2" and _has("avx512_vnni", "avx512bw")):
-            assert any(_last_kernel().startswith(w) for w in want.split("|")), (cap, rows, _last_kernel())
+        _set_path(monkeypatch, cap)
+        got = outs[cap] = _run(sparse, xq)
+        _check_kernel(cap, int(np.prod(xq.shape[:-1])))
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1, (cap, np.abs(got - ref).max())
         assert np.abs(got - y_dense).max() <= 1, (cap, np.abs(got - y_dense).max())
         # the requantization follows XNNPACK's (float scale sx * sw / sy, round half to even)
         assert (got == y_dense).mean() >= 0.99, (cap, (got == y_dense).mean())
+    for cap in caps[1:]:  # every path computes the same bits (same requantization)
+        assert np.array_equal(outs[cap], outs[caps[0]]), (cap, np.abs(outs[cap] - outs[caps[0]]).max())
+    _set_path(monkeypatch, "portable")
     monkeypatch.delenv("TFCOMPRESS_ISA_CAP")
 
 
@@ -208,8 +237,9 @@ def test_every_activation_against_numpy(code, name, rng, monkeypatch):
         xq = _quantize_input(dense, (1,) + hw + (52,), rng)
         ref = _numpy_reference(params, xq, name)
         for cap in CAPS:
-            monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+            _set_path(monkeypatch, cap)
             got = _run(sparse, xq)
+            _check_kernel(cap, hw[0] * hw[1])
             assert np.abs(got - ref).max() <= 1, (name, cap, hw)
 
 
@@ -269,7 +299,7 @@ def test_malformed_int8_weights_fail_in_prepare(fn, message, rng, monkeypatch):
     _, sparse = _int8_models("conv", 48, 20, None, "block", rng, spatial=(8, 8))
     bad = _mutated_blob(sparse, fn)
     for cap in CAPS:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        _set_path(monkeypatch, cap)
         with pytest.raises(ValueError, match=message):
             load_interpreter(bad)
 
@@ -291,7 +321,7 @@ def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, sh
     fsparse = rewrite_tflite(export_tflite(fmodel)[0], "custom")
     xf = rng.standard_normal(shape).astype("float32")
     for cap in CAPS:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        _set_path(monkeypatch, cap)
         outs = []
         for ranges in ("1", "2", "3", "7"):
             monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
@@ -299,3 +329,209 @@ def test_any_split_of_the_work_units_gives_the_same_output(kind, k_in, n_out, sh
         for got_q, got_f in outs[1:]:
             assert np.array_equal(got_q, outs[0][0]), cap
             assert np.array_equal(got_f, outs[0][1]), cap
+
+
+def _blob_of(tflite):
+    """(model object, packed-weights buffer object, blob bytearray) of the single custom op."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    sg = model.subgraphs[0]
+    (op,) = [o for o in sg.operators if model.operatorCodes[o.opcodeIndex].customCode]
+    buf = model.buffers[sg.tensors[op.inputs[1]].buffer]
+    return model, buf, bytearray(bytes(np.asarray(buf.data, np.uint8)))
+
+
+def _tfcs_sections(blob):
+    """Offsets of the TFCS v1 sections of a non-windowed blob (tflite_export/README.md)."""
+    n, k, nslots = struct.unpack_from("<III", blob, 8)
+    s = (n + 15) // 16
+    pad = lambda v: (v + 15) // 16 * 16  # noqa: E731
+    perm = pad(32 + 4 * (s + 1))
+    col = pad(perm + 64 * s)
+    values = pad(col + blob[20] * nslots)
+    scales = pad(values + blob[7] * nslots)
+    return n, k, nslots, s, perm, col, values, scales
+
+
+def _tfcs_dense(blob):
+    """Dense int8 W[N][K] of a TFCS blob with u16 block columns (independent of the C parser)."""
+    n, k, nslots, s, perm_at, col_at, values_at, _ = _tfcs_sections(blob)
+    assert blob[20] == 2, "test expects u16 block columns"
+    bsz = blob[7]
+    ptr = np.frombuffer(bytes(blob[32:32 + 4 * (s + 1)]), "<u4")
+    perm = np.frombuffer(bytes(blob[perm_at:perm_at + 64 * s]), "<u4")
+    col = np.frombuffer(bytes(blob[col_at:col_at + 2 * nslots]), "<u2")
+    val = np.frombuffer(bytes(blob[values_at:values_at + bsz * nslots]), np.int8).reshape(nslots, bsz)
+    w = np.zeros((n, k), np.int64)
+    for sl in range(s):
+        for i in range(ptr[sl], ptr[sl + 1]):
+            r = perm[16 * sl + (i - ptr[sl]) % 16]
+            if r != 0xFFFFFFFF:  # padding slots hold zeros (at column 0): add, not assign
+                w[r, bsz * col[i]:bsz * col[i] + bsz] += val[i]
+    return w
+
+
+def test_extreme_weights_and_inputs_are_exact(rng, monkeypatch):
+    """Worst case for 8-bit products (where vpmaddubsw would saturate: u8 255 x s8 -128 twice
+    is -65280): every stored weight set to -128 or 127, inputs -128 or 127 (some rows all 127
+    against all -128 weights), per-channel scales set so the outputs span the int8 range (so a
+    wrong accumulator shows); many rows (quad kernels) and 1-15 rows (windowed kernels). Every
+    path against a numpy reference built from the packed bytes, and all paths bit-identical."""
+    import flatbuffers
+
+    k_in, n_out = 200, 40
+    dense, sparse = _int8_models("fc", k_in, n_out, None, "block", rng)
+    _, _, b, (sx, zx), (sy, zy) = _quant_params(dense)
+    model, buf, blob = _blob_of(sparse)
+    n, k, nslots, _, _, _, values_at, scales_at = _tfcs_sections(blob)
+    vals = np.frombuffer(bytes(blob[values_at:values_at + 4 * nslots]), np.int8).copy()
+    extreme = np.where(rng.random(vals.shape) < 0.5, -128, 127).astype(np.int8)
+    extreme[: vals.size // 2] = -128  # half of the channels' weights all -128
+    vals = np.where(vals != 0, extreme, 0).astype(np.int8)  # padding slots stay zero
+    blob[values_at:values_at + vals.size] = vals.tobytes()
+    w = _tfcs_dense(blob)
+    assert (np.abs(w).sum(1) > 0).all() and (w == -128).mean() > 0.05
+    for batch in (70, 9, 1):
+        xq = np.where(rng.random((batch, k_in)) < 0.5, -128, 127).astype(np.int8)
+        xq[: (batch + 1) // 2] = 127
+        acc = (xq.astype(np.int64) - zx) @ w.T + b
+        assert np.abs(acc).max() > 2 ** 18  # far beyond int16: a saturated pair would show
+        # scales: |acc * sx * scale / sy| up to ~110 steps on each channel
+        scale = (110.0 * sy / (sx * np.abs(acc).max(0))).astype(np.float32)
+        blob[scales_at:scales_at + 4 * n] = scale.astype("<f4").tobytes()
+        buf.data = np.frombuffer(bytes(blob), np.uint8)
+        fb = flatbuffers.Builder(1024)
+        fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+        tfl = bytes(fb.Output())
+        m = np.float32(np.float32(sx) * scale) / np.float32(sy)  # the C multiplier, in float32
+        ref = np.clip(np.round(acc * m.astype(np.float64)) + zy, -128, 127).astype(np.int64)
+        assert np.ptp(ref) > 150, "outputs should span the int8 range"
+        outs = {}
+        for path in CAPS:
+            _set_path(monkeypatch, path)
+            outs[path] = _run(tfl, xq)
+            _check_kernel(path, batch)
+            assert np.abs(outs[path] - ref).max() <= 1, (path, batch, np.abs(outs[path] - ref).max())
+            assert (outs[path] == ref).mean() >= 0.99, (path, batch)
+        for path in CAPS[1:]:
+            assert np.array_equal(outs[path], outs[CAPS[0]]), (path, batch)
+
+
+def _pool_jobs():
+    """Jobs the kernels' thread pools ran in parallel or backed off (tfc_pool_stats)."""
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    out = (ctypes.c_longlong * 3)()
+    ctypes.CDLL(library_path()).tfc_pool_stats(out)
+    return out[0] + out[2]
+
+
+@pytest.mark.parametrize("kind,k_in,n_out,shape", [
+    ("conv", 96, 320, (1, 28, 28, 96)),  # many rows: 13 row tiles
+    ("conv", 320, 640, (1, 7, 7, 320)),  # one row tile: (tile, channel part) units
+    ("fc", 2048, 768, (9, 2048)),        # 1-15 rows: output-slice units
+])
+def test_new_x86_paths_on_two_threads(kind, k_in, n_out, shape, rng, monkeypatch):
+    """The AVX2 and AVX-VNNI kernels on an interpreter with 2 threads (layers large enough to be
+    split, tfc_op.c): bit-identical to 1 thread and to the portable kernels, within one step of
+    the numpy reference."""
+    dense, sparse = _int8_models(kind, k_in, n_out, "relu", "block", rng, spatial=shape[1:3])
+    params = _quant_params(dense)
+    xq = _quantize_input(dense, shape, rng)
+    ref = _numpy_reference(params, xq, "RELU")
+    _set_path(monkeypatch, "portable")
+    want = _run(sparse, xq)
+    for path in ("avxvnni", "avx2"):
+        _set_path(monkeypatch, path)
+        for threads in (1, 2):
+            interp = load_interpreter(sparse, num_threads=threads)
+            inp = interp.get_input_details()[0]
+            if tuple(inp["shape"]) != shape:
+                interp.resize_tensor_input(inp["index"], list(shape), strict=False)
+                interp.allocate_tensors()
+            _check_kernel(path, int(np.prod(shape[:-1])))
+            interp.set_tensor(inp["index"], xq)
+            jobs = _pool_jobs()
+            interp.invoke()
+            # the work went to the pool (parallel jobs + jobs run on the caller after a stall)
+            assert (_pool_jobs() > jobs) == (threads == 2), (path, threads)
+            got = interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+            assert np.array_equal(got, want), (path, threads, np.abs(got - want).max())
+            assert np.abs(got - ref).max() <= 1, (path, threads)
+
+
+def _float_conv(k_in, n_out, pattern, rng, activation="relu6"):
+    """A float32 1x1 conv, 80 % zero (unstructured: channel pairs; Block((4, 1)): quads), and its
+    sparse TFLite file with the custom op."""
+    from tfcompress.pruning import Block
+
+    inp = keras.Input((None, None, k_in))
+    layer = keras.layers.Conv2D(n_out, 1, activation=activation)
+    model = keras.Model(inp, layer(inp))
+    w = layer.kernel.numpy()
+    if pattern == "block4x1":
+        mask = Block((4, 1)).compute_mask(np.abs(w.reshape(1, k_in, n_out)), 0.8).reshape(w.shape)
+    else:
+        mask = rng.random(w.shape) >= 0.8
+    layer.kernel.assign(w * mask)
+    layer.bias.assign(rng.standard_normal(n_out).astype("float32") * 0.3)
+    sparse = rewrite_tflite(export_tflite(model)[0], "custom")
+    assert custom_ops_in(sparse) == ["TFC_SPARSE_CONV_1X1"], sparse_kernel_report(sparse)
+    return layer, sparse
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,spatials", [
+    (200, 37, "unstructured", [(13, 11), (4, 5)]),  # K > 128: feature chunks; N % 16 != 0; pairs
+    (24, 40, "unstructured", [(8, 8), (9, 7)]),     # K % 8 != 0 (masked loads), full 64-row tile
+    (200, 37, "block4x1", [(13, 11), (3, 6)]),      # quads, partial last quad
+    (52, 20, "block4x1", [(8, 9)]),
+])
+def test_float32_avx2_csr_matches_avx512_and_numpy(k_in, n_out, pattern, spatials, rng, monkeypatch):
+    """float32, >= 16 rows, x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1, cap 1): the AVX2 CSR
+    kernel, against a float64 numpy reference and bit-identical to the AVX-512 CSR kernel (the
+    same FMAs in the same order)."""
+    layer, sparse = _float_conv(k_in, n_out, pattern, rng)
+    w = layer.kernel.numpy().reshape(k_in, n_out).astype(np.float64)
+    for hw in spatials:
+        x = rng.standard_normal((1,) + hw + (k_in,)).astype("float32")
+        ref = np.clip(x.astype(np.float64) @ w + layer.bias.numpy(), 0, 6)
+        outs = {}
+        for path, want in (("portable", "portable_tiled_f32"), ("avx512f", "avx512_csr_f32"),
+                           ("avx2", "avx2_csr_f32")):
+            _set_path(monkeypatch, path)
+            outs[path] = _invoke(sparse, x)
+            if _has(*PATHS[path][2]):
+                assert _last_kernel() == want, (path, _last_kernel())
+            assert np.abs(outs[path] - ref).max() <= 1e-5 * np.abs(ref).max(), (path, hw)
+        if _has("avx512f"):
+            assert np.array_equal(outs["avx2"], outs["avx512f"]), (hw, np.abs(outs["avx2"] - outs["avx512f"]).max())
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,hw", [
+    (96, 320, "unstructured", (28, 28)),  # 13 row tiles
+    (320, 640, "block4x1", (7, 7)),       # one tile: (tile, channel part) units
+])
+def test_float32_avx2_csr_on_two_threads(k_in, n_out, pattern, hw, rng, monkeypatch):
+    """The AVX2 CSR kernel on 2 interpreter threads: the pool runs it, bit-identical to 1 thread."""
+    layer, sparse = _float_conv(k_in, n_out, pattern, rng, activation=None)
+    x = rng.standard_normal((1,) + hw + (k_in,)).astype("float32")
+    ref = x.astype(np.float64) @ layer.kernel.numpy().reshape(k_in, n_out) + layer.bias.numpy()
+    _set_path(monkeypatch, "avx2")
+    outs = []
+    for threads in (1, 2):
+        interp = load_interpreter(sparse, num_threads=threads)
+        inp = interp.get_input_details()[0]
+        interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+        interp.allocate_tensors()
+        if _has("avx2", "fma"):
+            assert _last_kernel() == "avx2_csr_f32", _last_kernel()
+        interp.set_tensor(inp["index"], x)
+        jobs = _pool_jobs()
+        interp.invoke()
+        assert (_pool_jobs() > jobs) == (threads == 2), threads
+        outs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).copy())
+    assert np.array_equal(outs[0], outs[1])
+    assert np.abs(outs[0] - ref).max() <= 1e-5 * np.abs(ref).max()

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 CUSTOM_OPS = ("TFC_SPARSE_FC", "TFC_SPARSE_CONV_1X1")
-_SOURCES = ("tfc_op.c", "tfc_format.c", "tfc_relayout.c", "tfc_kernels_portable.c", "tfc_kernels_x86.c",
+_SOURCES = ("tfc_op.c", "tfc_format.c", "tfc_relayout.c", "tfc_kernels_portable.c", "tfc_kernels_x86.c", "tfc_kernels_x86_avx2.c",
             "tfc_kernels_aarch64.c",
             "tfc_sparse_delegate.c", "tfc_threads.c")
 _HEADERS = ("tfc_tflite_abi.h", "tfc_sparse_ops.h", "tfc_internal.h", "tfc_threads.h")

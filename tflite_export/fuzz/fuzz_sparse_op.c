@@ -5,14 +5,15 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I tflite_export \
  *     tflite_export/fuzz/fuzz_sparse_op.c tflite_export/tfc_op.c tflite_export/tfc_format.c \
  *     tflite_export/tfc_relayout.c tflite_export/tfc_kernels_portable.c tflite_export/tfc_kernels_x86.c \
- *     tflite_export/tfc_threads.c -lm -pthread -o /tmp/fuzz_sparse_op
+ *     tflite_export/tfc_kernels_x86_avx2.c tflite_export/tfc_threads.c -lm -pthread -o /tmp/fuzz_sparse_op
  *   python tflite_export/fuzz/make_corpus.py /tmp/corpus && /tmp/fuzz_sparse_op /tmp/corpus
  *
  * Input layout: byte 0 flags (bit0 conv, bit1 int8, bit2 bias, bit3 shape
  * from the blob header, bit4 wrong-type bias, bit5 non-constant weights),
  * bits 6-7 the ISA cap (TFCOMPRESS_ISA_CAP 0..2, 3 = none: every dispatch level is reached),
  * byte 1 rows (% 40; / 40 + 1 = the number of ranges Invoke splits the work units into),
- * byte 2 K (when bit3 is clear), byte 3 options length (<= 16),
+ * byte 2 K (when bit3 is clear), byte 3 options length (% 17; bit 0 of byte 3 / 17:
+ * TFCOMPRESS_NO_AVX512=1, so caps 1 / 2 reach the AVX2 / AVX-VNNI int8 kernels),
  * then the options, then the packed-weights bytes.
  */
 #include <stdarg.h>
@@ -64,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const char* const ranges[7] = {"1", "2", "3", "4", "5", "6", "7"};
   setenv("TFCOMPRESS_TEST_RANGES", ranges[data[1] / 40], 1);
   size_t optlen = data[3] % 17;
+  setenv("TFCOMPRESS_NO_AVX512", ((data[3] / 17) & 1) ? "1" : "0", 1);
   if (size < 4 + optlen) return 0;
   const uint8_t* opts = data + 4;
   const uint8_t* blob = data + 4 + optlen;

@@ -33,7 +33,7 @@ def main(out_dir):
                         with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                             f.write(data)
                         i += 1
-    # float32, many rows (the AVX-512 CSR kernel): K > 128 (feature chunks), zeros in 4x1 output
+    # float32, many rows (the AVX-512 and AVX2 CSR kernels): K > 128 (feature chunks), zeros in 4x1 output
     # blocks (its quad layout) and unstructured (channel pairs)
     for n, k, quads in [(37, 200, True), (37, 200, False), (20, 24, True)]:
         w = rng.standard_normal((n, k)).astype(np.float32)
@@ -45,6 +45,11 @@ def main(out_dir):
         for rows in (16, 39):
             opts = pack_options("RELU6", 0)
             data = bytes([1 | 4 | 8, rows, k % 256, len(opts)]) + opts + blob
+            with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
+                f.write(data)
+            i += 1
+            # cap 1 with TFCOMPRESS_NO_AVX512=1 (byte 3 + 17): the AVX2 CSR kernel, 2 ranges
+            data = bytes([1 | 4 | 8 | (1 << 6), rows + 40, k % 256, len(opts) + 17]) + opts + blob
             with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                 f.write(data)
             i += 1
@@ -63,6 +68,13 @@ def main(out_dir):
             for cap in (0, 2, 3):
                 opts = pack_options("RELU", 0)
                 data = bytes([1 | 2 | 4 | 8 | (cap << 6), rows + 40 * (cap % 3), k % 256, len(opts)]) + opts + blob
+                with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
+                    f.write(data)
+                i += 1
+            # the same with TFCOMPRESS_NO_AVX512=1 (byte 3 + 17): cap 1 AVX2, cap 2 AVX-VNNI kernels
+            for cap in (1, 2):
+                opts = pack_options("RELU", 0)
+                data = bytes([1 | 2 | 4 | 8 | (cap << 6), rows + 40 * cap, k % 256, len(opts) + 17]) + opts + blob
                 with open(os.path.join(out_dir, f"seed{i:03d}"), "wb") as f:
                     f.write(data)
                 i += 1
