@@ -69,10 +69,14 @@ def test_layer_gain_from_predicted_times_or_saved_multiply_adds():
     assert guard.layer_gain({"rows": 196, "shape": [64, 32], "sparsity": 0.75}) == pytest.approx(0.301056)
 
 
-def test_speedups_are_medians_of_paired_ratios():
-    speed, spread = guard.speedups_of({1: [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]], 2: [[0.5, 0.9, 0.7], [2.0, 2.0, 2.0]]})
-    assert speed == [{1: 2.0, 2: 0.7}, {1: 1.0, 2: 2.0}]
-    assert spread[0][1] == pytest.approx([1.2, 2.8])
+def test_speedups_compare_the_fast_end_of_the_block_times():
+    # 25 % points (numpy linear interpolation): dense [1, 2, 3, 100, 100] -> 2.0;
+    # candidate 0 [0.5, 1, 1, 50, 80] -> 1.0 (2x faster); candidate 1 [4, 4, 4, 4, 4] -> 4.0 (0.5x)
+    block_ms = {2: [[1.0, 2.0, 3.0, 100.0, 100.0], [0.5, 1.0, 1.0, 50.0, 80.0], [4.0] * 5]}
+    ratios = {2: [[1.0, 2.0, 3.0, 4.0, 5.0], [0.1, 0.2, 0.3, 0.4, 0.5]]}
+    speed, paired = guard.speedups_of(block_ms, ratios)
+    assert speed == [{2: 2.0}, {2: 0.5}]
+    assert paired[0][2] == pytest.approx([1.4, 3.0, 4.6]) and paired[1][2][1] == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize("value,expected", [(1, (1,)), ((2, 1, 2), (1, 2)), ([4], (4,)),
