@@ -70,13 +70,15 @@ def test_layer_gain_from_predicted_times_or_saved_multiply_adds():
 
 
 def test_speedups_compare_the_fast_end_of_the_block_times():
-    # 25 % points (numpy linear interpolation): dense [1, 2, 3, 100, 100] -> 2.0;
-    # candidate 0 [0.5, 1, 1, 50, 80] -> 1.0 (2x faster); candidate 1 [4, 4, 4, 4, 4] -> 4.0 (0.5x)
-    block_ms = {2: [[1.0, 2.0, 3.0, 100.0, 100.0], [0.5, 1.0, 1.0, 50.0, 80.0], [4.0] * 5]}
-    ratios = {2: [[1.0, 2.0, 3.0, 4.0, 5.0], [0.1, 0.2, 0.3, 0.4, 0.5]]}
-    speed, paired = guard.speedups_of(block_ms, ratios)
+    # 25 % points (numpy linear interpolation): dense [1, 2, 3, 100, 100] -> 2.0 vs candidate
+    # [0.5, 1, 1, 50, 80] -> 1.0: 2x faster; dense [2, 2, 2, 2, 2] -> 2.0 vs [4, 4, 4, 4, 4]: 0.5x
+    pairs = {2: [[[1.0, 2.0, 3.0, 100.0, 100.0], [0.5, 1.0, 1.0, 50.0, 80.0]], [[2.0] * 5, [4.0] * 5]]}
+    speed, paired = guard.speedups_of(pairs)
     assert speed == [{2: 2.0}, {2: 0.5}]
-    assert paired[0][2] == pytest.approx([1.4, 3.0, 4.6]) and paired[1][2][1] == pytest.approx(0.3)
+    # paired ratios d / c = [2, 2, 3, 2, 1.25]: 10 / 50 / 90 % points
+    assert paired[0][2] == pytest.approx([1.55, 2.0, 2.6]) and paired[1][2] == pytest.approx([0.5] * 3)
+    merged = guard.merge_pairs(pairs, pairs)
+    assert merged[2][1] == [[2.0] * 10, [4.0] * 10]
 
 
 @pytest.mark.parametrize("value,expected", [(1, (1,)), ((2, 1, 2), (1, 2)), ([4], (4,)),
