@@ -234,3 +234,26 @@ def test_bad_num_threads_fails_before_converting_and_leaves_no_file(value, error
 def test_rewrite_validates_num_threads():
     with pytest.raises(ValueError, match="num_threads must be from 1 to 64"):
         rewrite_tflite(b"TFL3", "auto", num_threads=(0,))
+
+
+@pytest.mark.parametrize("flag,message", [("0", "expected thread counts such as 1,2"),
+                                          ("1,x", "expected thread counts such as 1,2"),
+                                          ("1,1000", "expected thread counts such as 1,2")])
+def test_cli_rejects_bad_sparse_threads_before_any_work(flag, message, tmp_path, capsys):
+    from tfcompress.cli import main
+
+    out = tmp_path / "o.tflite"
+    code = main(["convert", str(tmp_path / "missing.keras"), "-o", str(out), "--sparse-kernels", "auto",
+                 "--sparse-threads", flag])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and not out.exists()
+
+
+def test_cli_parses_sparse_threads():
+    from tfcompress.cli import build_parser
+
+    args = build_parser().parse_args(["convert", "m.keras", "-o", "o.tflite", "--sparse-kernels", "auto",
+                                      "--sparse-threads", "2,1"])
+    assert args.sparse_kernels == "auto" and args.sparse_threads == (2, 1)
+    args = build_parser().parse_args(["convert", "m.keras", "-o", "o.tflite", "--sparse-threads", "none"])
+    assert args.sparse_threads is None and args.sparse_kernels is None
