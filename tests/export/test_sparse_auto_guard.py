@@ -73,7 +73,7 @@ def test_speedups_compare_the_fast_end_of_the_block_times():
     # 25 % points (numpy linear interpolation): dense [1, 2, 3, 100, 100] -> 2.0 vs candidate
     # [0.5, 1, 1, 50, 80] -> 1.0: 2x faster; dense [2, 2, 2, 2, 2] -> 2.0 vs [4, 4, 4, 4, 4]: 0.5x
     pairs = {2: [[[1.0, 2.0, 3.0, 100.0, 100.0], [0.5, 1.0, 1.0, 50.0, 80.0]], [[2.0] * 5, [4.0] * 5]]}
-    speed, paired = guard.speedups_of(pairs)
+    speed, paired = guard.speedups_of(pairs, quantile=25)
     assert speed == [{2: 2.0}, {2: 0.5}]
     # paired ratios d / c = [2, 2, 3, 2, 1.25]: 10 / 50 / 90 % points
     assert paired[0][2] == pytest.approx([1.55, 2.0, 2.6]) and paired[1][2] == pytest.approx([0.5] * 3)

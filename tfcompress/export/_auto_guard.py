@@ -17,7 +17,7 @@ What the guard does (`guard`), after the cost model has chosen the layers:
    native code cannot kill the caller) at each requested thread count the host has cores for:
    one interpreter per (file, threads), rounds of a few invokes each in a shuffled order, the
    fastest of a few invokes kept per block, each candidate's block right next to a dense one;
-   a candidate's speed-up is the ratio of the 25 % points of dense's and its block times (the
+   a candidate's speed-up is the ratio of the 10 % points of dense's and its block times (the
    fast end: other processes only ever slow an invoke down; see `speedups_of`).
 3. `choose`: a candidate is acceptable when its speed-up is >= 1 - tolerance at every measured
    thread count, where the tolerance is the noise the all-dense control shows (its speed-up
@@ -55,7 +55,7 @@ BUDGET_S = 3.0
 MIN_ROUNDS, MAX_ROUNDS = 5, 60
 INVOKES_PER_ROUND = 3
 # Percentile of the block times compared (see `speedups_of`).
-QUANTILE = 25
+QUANTILE = 10
 # At most this many candidate files (the all-dense control included): each costs a rewrite and
 # one interpreter per thread count.
 MAX_CANDIDATES = 5
@@ -289,7 +289,7 @@ def speedups_of(pairs, quantile=QUANTILE):
     """Per candidate, ``{threads: dense / candidate}`` from the fast end of their timings, and
     the 10 / 50 / 90 % points of the paired per-round ratios (for the report).
 
-    The speed-up is the ratio of the `quantile` (25 %) points of the dense blocks and the
+    The speed-up is the ratio of the `quantile` (10 %) points of the dense blocks and the
     candidate's blocks timed next to them (a block: the fastest of a few invokes): on a shared
     host other processes only ever make an invoke slower, so the fast end of the distribution is
     the file's own speed, and it stays put while the median moves with the load (measured here at
@@ -299,7 +299,7 @@ def speedups_of(pairs, quantile=QUANTILE):
     Args:
         pairs: ``{threads: [[dense block ms, candidate block ms] per candidate]}``, the two lists
             of a candidate of equal length, paired in time.
-        quantile: Percentile (0-100) of the block times compared. Defaults to 25.
+        quantile: Percentile (0-100) of the block times compared. Defaults to 10.
 
     Example:
         >>> s, paired = speedups_of({1: [[[2.0, 2.0, 4.0, 4.0], [1.0, 1.0, 1.0, 9.0]]]})
