@@ -77,6 +77,10 @@ def test_speedups_compare_the_fast_end_of_the_block_times():
     assert speed == [{2: 2.0}, {2: 0.5}]
     # paired ratios d / c = [2, 2, 3, 2, 1.25]: 10 / 50 / 90 % points
     assert paired[0][2] == pytest.approx([1.55, 2.0, 2.6]) and paired[1][2] == pytest.approx([0.5] * 3)
+    # default: the fastest blocks (1.0 vs 0.5; 2.0 vs 4.0)
+    assert guard.speedups_of(pairs)[0] == [{2: 2.0}, {2: 0.5}]
+    fastest, _ = guard.speedups_of({1: [[[3.0, 9.0, 9.0], [6.0, 6.0, 1.5]]]})  # 3.0 / 1.5
+    assert fastest == [{1: 2.0}]
     merged = guard.merge_pairs(pairs, pairs)
     assert merged[2][1] == [[2.0] * 10, [4.0] * 10]
 
