@@ -203,6 +203,11 @@ def measure(files, threads, budget_s=BUDGET_S, seed=0):
     Returns:
         ``{"rounds": r, "invokes_per_round": i, "pairs": {threads: [[dense block ms,
         candidate block ms] per candidate]}, ...}``.
+
+    Example:
+        >>> m = measure([dense, rewritten], (1, 2))  # doctest: +SKIP
+        >>> speedups_of(m["pairs"])[0]  # doctest: +SKIP
+        [{1: 1.21, 2: 0.93}]
     """
     from tfcompress.export import _sandbox
 
@@ -344,6 +349,11 @@ def guard(dense, layers, rewrite, threads, budget_s=BUDGET_S):
 
     Returns:
         The bytes to ship (an "auto" rewrite with some, all or none of its layers reverted).
+
+    Example:
+        >>> out = rewrite_tflite(dense, "auto", num_threads=(1, 2))  # calls guard  # doctest: +SKIP
+        >>> sparse_kernel_guard(out)["result"]  # doctest: +SKIP
+        'kept the 8 of 33 layers with the largest predicted gain (...), reverted the rest'
     """
     from absl import logging
 
