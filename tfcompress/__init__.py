@@ -21,6 +21,7 @@ Example:
 """
 
 import importlib
+import os
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,10 @@ def _register_serializables():
         importlib.import_module(f"tfcompress.{name}")
 
 
-_register_serializables()
+# The LiteRT child process of tfcompress.export._sandbox (interpreter probes, benchmarks, the
+# "auto" guard's timing) needs no Keras class: importing Keras there cost seconds per call.
+if not os.environ.get("TFCOMPRESS_SANDBOX_CHILD"):
+    _register_serializables()
 
 
 def __getattr__(name):

@@ -142,6 +142,16 @@ def _threads(text):
     return value
 
 
+def _thread_counts(text):
+    """--sparse-threads: "1,2" -> (1, 2); "none" -> None (no measurement)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return tuple(_threads(t) for t in text.split(","))
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"expected thread counts such as 1,2 (or none), got {text!r}: {e}") from None
+
+
 def _check_output(path, flag="-o", shown=None):
     """The output path is a file name in an existing folder we can write to (before any work)."""
     from tfcompress.export.converter import _check_path
@@ -403,11 +413,17 @@ def _cmd_convert(args):
         _, report = export_tflite(model, args.output, quantize=quantize,
                                   representative_data=calibration, target=args.target,
                                   input_type=args.input_type, output_type=args.output_type,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, sparse_kernels=args.sparse_kernels,
+                                  num_threads=args.sparse_threads)
     except (ValueError, TypeError, OSError) as e:
         raise UsageError(_one_line(e)) from None
     _progress(f"wrote {args.output} ({report.size_bytes:,} bytes)")
     print(report.to_markdown())
+    if args.sparse_kernels:
+        from tfcompress.export.sparse import sparse_kernel_markdown
+
+        with open(args.output, "rb") as f:
+            print("\n" + sparse_kernel_markdown(f.read()))
     return 0
 
 
@@ -467,6 +483,13 @@ def build_parser():
     conv.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                       help="import MODULE (a module name or a .py file) before loading, so the "
                            "model's custom layers are known; repeatable")
+    conv.add_argument("--sparse-kernels", choices=("auto", "custom", "builtin"), default=None,
+                      help="tfcompress sparse kernels for pruned layers (auto: per layer by cost, checked "
+                           "by timing on this host)")
+    conv.add_argument("--sparse-threads", type=_thread_counts, default=(1, 2),
+                      help="with --sparse-kernels auto: the thread counts the app runs at; the file is timed "
+                           "against dense on this host at each (default 1,2; none: cost model only, e.g. "
+                           "for an ARM app: time both files on the device)")
     conv.set_defaults(func=_cmd_convert)
     return parser
 

@@ -160,7 +160,7 @@ def test_auto_decides_per_layer_and_drops_dense_weights(rng):
         w[rng.random(w.shape) < sparsity] = 0
         layer.kernel.assign(w)
     dense, _ = export_tflite(model)
-    fast, _ = export_tflite(model, sparse_kernels="auto")
+    fast, _ = export_tflite(model, sparse_kernels="auto", num_threads=None)  # cost model, no timing
     report = sparse_kernel_report(fast)
     assert [r["emitted"] for r in report] == ["custom", "dense"]
     assert "below" in report[1]["reason"] or "<" in report[1]["reason"]
@@ -187,7 +187,7 @@ def test_auto_keeps_narrow_convs_dense(rng):
     h = keras.layers.Conv2D(80, 1, activation="relu")(inp)   # K = 16: dense under "auto"
     h = keras.layers.Conv2D(96, 1)(h)                         # K = 80: custom under "auto"
     model = _prune(keras.Model(inp, h), 0.8, "unstructured", rng)
-    tflite, _ = export_tflite(model, sparse_kernels="auto")
+    tflite, _ = export_tflite(model, sparse_kernels="auto", num_threads=None)  # cost model, no timing
     report = sparse_kernel_report(tflite)
     assert [r["emitted"] for r in report] == ["dense", "custom"]
     assert "16 input channels" in report[0]["reason"]

@@ -8,15 +8,20 @@ Example:
     0.997
 """
 
-from tfcompress.export.analysis import inspect_tflite
-from tfcompress.export.converter import export_tflite
-from tfcompress.export.export_report import ExportReport
-from tfcompress.export.interpreter import benchmark_tflite, load_interpreter, run_tflite
-from tfcompress.export.parity import verify
-from tfcompress.export.prepare import prepare_for_export
-from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_markdown, sparse_kernel_report
-from tfcompress.export.target_report import TargetReport
-from tfcompress.export.verify_report import VerifyReport
+import os as _os
+
+if not _os.environ.get("TFCOMPRESS_SANDBOX_CHILD"):
+    # The LiteRT child process of `_sandbox` imports only the light modules it needs
+    # (interpreter, sparse): the converter side pulls in Keras and TensorFlow (seconds per call).
+    from tfcompress.export.analysis import inspect_tflite
+    from tfcompress.export.converter import export_tflite
+    from tfcompress.export.export_report import ExportReport
+    from tfcompress.export.interpreter import benchmark_tflite, load_interpreter, run_tflite
+    from tfcompress.export.parity import verify
+    from tfcompress.export.prepare import prepare_for_export
+    from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_markdown, sparse_kernel_report
+    from tfcompress.export.target_report import TargetReport
+    from tfcompress.export.verify_report import VerifyReport
 
 __all__ = [
     "ExportReport",

@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 # Jobs the child runs; each takes (bytes, options dict) and returns a JSON-able dict.
-JOBS = ("probe", "bench")
+JOBS = ("probe", "bench", "compare")
 DEFAULT_TIMEOUT_S = 600
 
 
@@ -106,11 +106,17 @@ def _bench(data, options):
     return benchmark_tflite(interp, **options)
 
 
+def _compare(data, options):
+    from tfcompress.export._auto_guard import compare_child
+
+    return compare_child(data, options)
+
+
 def _child(argv):
     job, options = argv[0], json.loads(argv[1])
     data = sys.stdin.buffer.read()
     try:
-        result = {"probe": _probe, "bench": _bench}[job](data, options)
+        result = {"probe": _probe, "bench": _bench, "compare": _compare}[job](data, options)
     except UnicodeDecodeError:  # op or tensor names LiteRT hands over as text
         result = {"error": "Corrupt TFLite flatbuffer: it holds names that are not valid UTF-8."}
     except (ValueError, TypeError, RuntimeError) as e:

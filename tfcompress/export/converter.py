@@ -436,7 +436,7 @@ def _flat_outputs(outputs):
 
 def export_tflite(model, path=None, *, quantize=None, representative_data=None, target="cpu",
                   input_type=None, output_type=None, sparse_kernels=None, calibration_samples=200,
-                  batch_size=None):
+                  batch_size=None, num_threads=(1, 2)):
     """Converts a Keras 3 model to TFLite and reports what came out.
 
     The model first goes through `prepare_for_export` (training wrappers stripped; QAT fake-quant
@@ -466,6 +466,15 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
             at a time): static shapes let the delegates (XNNPACK, GPU) take every op they
             support, where a dynamic batch adds shape arithmetic (SHAPE, STRIDED_SLICE, PACK)
             they cannot. Defaults to None (dynamic batch; 1 for target="edgetpu").
+        num_threads: With sparse_kernels="auto": the thread counts the app will run the model
+            at (an int or a sequence, 1 to 64). The rewritten file is timed against the dense
+            one on this host at each count it has cores for (a few seconds, in a child process;
+            `absl.logging` shows progress) and layers are reverted to dense, least predicted
+            gain first, until it is not slower than dense at any of them; the report's
+            `sparse_kernel_guard` / `sparse_kernel_markdown` give the measured ratios. The
+            measurement is this host's (x86 says nothing about a phone): for an ARM app pass
+            None (per-layer cost model only) and time both files on the device. Ignored by the
+            other `sparse_kernels` modes. Defaults to (1, 2).
 
     Inputs and outputs of Functional and Sequential models keep their Keras names as the
     signature keys, in the Keras order.
@@ -516,6 +525,10 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
     if sparse_kernels is not None and not isinstance(sparse_kernels, str):
         raise TypeError(f"sparse_kernels must be None or one of 'auto', 'custom', 'builtin', got "
                         f"{sparse_kernels!r}.")
+    if sparse_kernels == "auto":
+        from tfcompress.export._auto_guard import check_threads
+
+        check_threads(num_threads)
     if representative_data is not None and quantize != "int8":
         raise ValueError(f"representative_data is only used by quantize='int8', got "
                          f"quantize={quantize!r}; drop it or ask for int8.")
@@ -594,7 +607,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         except ImportError:
             raise ValueError("sparse_kernels needs tfcompress.export.sparse, which this build "
                              "does not include.") from None
-        tflite = _sparse.rewrite_tflite(tflite, sparse_kernels)
+        tflite = _sparse.rewrite_tflite(tflite, sparse_kernels, num_threads=num_threads)
 
     report = report_for_bytes(tflite, target, quantize, trusted=True)
     if path is not None:

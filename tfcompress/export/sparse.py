@@ -289,7 +289,7 @@ def _activation(op):
     return _ACTIVATIONS.get(int(act))
 
 
-def rewrite_tflite(tflite, sparse_kernels="auto"):
+def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2)):
     """Emits the sparse FULLY_CONNECTED / 1x1 CONV_2D layers of a TFLite model as fast kernels.
 
     Called by `tfcompress.export.export_tflite(..., sparse_kernels=...)`; usable alone on any
@@ -299,15 +299,26 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
         tflite: TFLite model bytes.
         sparse_kernels: "auto" (per layer: TFLite's block-sparse FC where the zeros come in
             1x4 blocks, the tfcompress custom op where it beats the dense kernel, dense
-            otherwise), "custom" (the custom op for every layer at least 30 % sparse), or
-            "builtin" (only TFLite's built-in block-sparse FC). Defaults to "auto".
+            otherwise; then checked by the measured guard, see `num_threads`), "custom" (the
+            custom op for every layer at least 30 % sparse), or "builtin" (only TFLite's
+            built-in block-sparse FC). Defaults to "auto".
+        num_threads: "auto" only: the thread counts the app runs the model at (an int or a
+            sequence of ints, 1 to 64). The rewritten file is timed against the dense one on
+            this host at each of them that the host has cores for (a few seconds, in a child
+            process), and layers are reverted to dense, least predicted gain first, until it
+            is not slower at any of them (`tfcompress.export._auto_guard`). The measurement is
+            this host's: for an ARM app, pass None and time both files on the device. None:
+            no measurement, the per-layer cost model alone (1 thread). Defaults to (1, 2).
 
     Returns:
         The rewritten model bytes; the per-layer decisions are in its metadata
-        (see `sparse_kernel_report`). Run it with `tfcompress.export.load_interpreter`.
+        (see `sparse_kernel_report`, `sparse_kernel_guard`). Run it with
+        `tfcompress.export.load_interpreter`.
 
     Raises:
-        ValueError: unknown `sparse_kernels` value or bytes that are not a TFLite model.
+        ValueError: unknown `sparse_kernels` value, bytes that are not a TFLite model, or a bad
+            `num_threads`.
+        TypeError: `num_threads` is not an int / sequence of ints.
 
     Example:
         >>> tflite, _ = export_tflite(pruned_model)  # doctest: +SKIP
@@ -315,11 +326,27 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
         >>> [r["emitted"] for r in sparse_kernel_report(fast)]  # doctest: +SKIP
         ['custom', 'dense']
     """
-    import flatbuffers
-
     if sparse_kernels not in MODES:
         raise ValueError(f"sparse_kernels must be one of {', '.join(map(repr, MODES))} or None, "
                          f"got {sparse_kernels!r}.")
+    from tfcompress.export import _auto_guard
+
+    threads = _auto_guard.check_threads(num_threads)
+    cache = {}
+    out = _rewrite(tflite, sparse_kernels, cache=cache)
+    if sparse_kernels != "auto" or threads is None:
+        return out
+    return _auto_guard.guard(tflite, sparse_kernel_report(out),
+                             lambda revert, record: _rewrite(tflite, "auto", revert, record, cache), threads)
+
+
+def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cache=None):
+    """`rewrite_tflite` without the guard; layers keyed (subgraph, op index) in `revert` stay
+    dense, `guard_record` goes into the metadata; `cache` keeps packed weights between calls
+    on the same bytes."""
+    cache = {} if cache is None else cache
+    import flatbuffers
+
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
@@ -371,10 +398,21 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
             pat = describe_pattern(w2d)
             row.update({"shape": [int(d) for d in w2d.shape], "sparsity": round(pat["sparsity"], 4),
                         "pattern": pat["pattern"], "dtype": "int8" if w2d.dtype == np.int8 else "float32"})
-            emitted, why = _decide(kind, w2d, pat, op, subgraph, model, sparse_kernels, schema)
+            rows = _rows_of(op, subgraph, kind)
+            if rows is not None:
+                row["rows"] = rows
+            emitted, why = _decide(kind, w2d, pat, op, subgraph, model, sparse_kernels, schema, row)
+            notes = (guard_record or {}).get("layer_notes", {})
+            if f"{sg_index}:{op_index}" in notes:
+                row["guard"] = notes[f"{sg_index}:{op_index}"]
+            if (sg_index, op_index) in revert and emitted in ("custom", "builtin"):
+                emitted, why = "dense", f"{why}; reverted to dense by the measured guard"
             if emitted == "custom":
                 try:
-                    blob, opts = _pack_for(kind, w2d, pat, op, subgraph, schema)
+                    key = (sg_index, op_index)
+                    if key not in cache:
+                        cache[key] = _pack_for(kind, w2d, pat, op, subgraph, schema)
+                    blob, opts = cache[key]
                 except ValueError as e:
                     emitted, why = "dense", f"cannot pack: {e}"
                 else:
@@ -398,8 +436,10 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
             decisions.append({**row, "emitted": emitted, "reason": why})
 
     meta_buf = schema.BufferT()
-    meta_buf.data = np.frombuffer(json.dumps({"mode": sparse_kernels, "layers": decisions}).encode(),
-                                  np.uint8)
+    meta = {"mode": sparse_kernels, "layers": decisions}
+    if guard_record is not None:
+        meta["guard"] = {k: v for k, v in guard_record.items() if k != "layer_notes"}
+    meta_buf.data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     model.buffers.append(meta_buf)
     meta = schema.MetadataT()
     meta.name = METADATA_NAME
@@ -412,8 +452,8 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
     return bytes(builder.Output())
 
 
-def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
-    """(emitted, reason) for one candidate layer."""
+def _decide(kind, w2d, pat, op, subgraph, model, mode, schema, row=None):
+    """(emitted, reason) for one candidate layer (int8 "auto": predicted times into `row`)."""
     s = pat["sparsity"]
     int8 = w2d.dtype == np.int8
     x = subgraph.tensors[op.inputs[0]]
@@ -447,6 +487,8 @@ def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
         if s == 0:
             return "dense", "no zero weights"
         d_us, s_us = predict_int8_us(int8_cost_features(w2d, rows))
+        if row is not None:
+            row["predicted_us"] = {"dense": round(d_us, 2), "tfcompress": round(s_us, 2)}
         verdict = (f"int8, {s:.0%} sparse ({pat['pattern']}), {rows} rows: cost model predicts "
                    f"{s_us:.1f} us tfcompress vs {d_us:.1f} us dense (XNNPACK)")
         if s_us <= INT8_MARGIN * d_us:
@@ -507,6 +549,32 @@ def sparse_kernel_report(tflite) -> list:
         >>> for row in sparse_kernel_report(tflite):  # doctest: +SKIP
         ...     print(row["layer"], row["emitted"], row["reason"])
     """
+    return _metadata(tflite).get("layers", [])
+
+
+def sparse_kernel_guard(tflite) -> dict:
+    """What the measured guard of ``sparse_kernels="auto"`` measured and chose.
+
+    Args:
+        tflite: TFLite model bytes written by `rewrite_tflite` / `export_tflite`.
+
+    Returns:
+        A dict: ``threads`` (asked), ``measured_threads`` (those the host had cores for),
+        ``candidates`` (per candidate file, all layers first, none (the control) last:
+        ``kept_layers``, ``speedup`` {threads: dense / candidate, ratio of their fastest
+        time-paired block times}, ``paired_ratio_p10_p50_p90``, ``accepted``), ``chosen``
+        (index), ``tolerance`` (the control's noise), ``rounds``, ``seconds``, ``result`` (one
+        sentence); empty when the file was not checked ("custom", "builtin", or
+        ``num_threads=None``). Per-layer notes are in `sparse_kernel_report` (``guard``).
+
+    Example:
+        >>> sparse_kernel_guard(tflite)["result"]  # doctest: +SKIP
+        'kept the 8 of 34 layers with the largest predicted gain (1.21x at 1 thread(s), ...)'
+    """
+    return _metadata(tflite).get("guard", {})
+
+
+def _metadata(tflite):
     schema = _schema()
     model = schema.Model.GetRootAs(bytes(tflite), 0)
     for i in range(model.MetadataLength()):
@@ -514,8 +582,8 @@ def sparse_kernel_report(tflite) -> list:
         name = m.Name()
         if (name.decode() if isinstance(name, bytes) else name) == METADATA_NAME:
             buf = model.Buffers(m.Buffer())
-            return json.loads(bytes(buf.DataAsNumpy()).decode())["layers"]
-    return []
+            return json.loads(bytes(buf.DataAsNumpy()).decode())
+    return {}
 
 
 def sparse_kernel_markdown(tflite) -> str:
@@ -524,13 +592,22 @@ def sparse_kernel_markdown(tflite) -> str:
     Example:
         >>> print(sparse_kernel_markdown(tflite))  # doctest: +SKIP
     """
+    from tfcompress.export._auto_guard import summary_markdown
+
     rows = sparse_kernel_report(tflite)
     if not rows:
         return ""
-    lines = ["| layer | op | shape | sparsity | pattern | emitted | why |", "|---|---|---|---|---|---|---|"]
+    guard = sparse_kernel_guard(tflite)
+    lines = ["| layer | op | shape | sparsity | pattern | predicted us (dense / tfcompress) | emitted | why |"
+             + (" guard |" if guard else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if guard else "")]
     for r in rows:
         shape = "x".join(map(str, r.get("shape", []))) or "-"
         sp = f"{r['sparsity']:.0%}" if "sparsity" in r else "-"
-        lines.append(f"| {r['layer']} | {r['op']} | {shape} | {sp} | {r.get('pattern', '-')} | "
-                     f"{r['emitted']} | {r['reason']} |")
+        pred = r.get("predicted_us")
+        pred = f"{pred['dense']:.1f} / {pred['tfcompress']:.1f}" if pred else "-"
+        lines.append(f"| {r['layer']} | {r['op']} | {shape} | {sp} | {r.get('pattern', '-')} | {pred} | "
+                     f"{r['emitted']} | {r['reason']} |" + (f" {r.get('guard', '-')} |" if guard else ""))
+    if guard:
+        lines += ["", summary_markdown(guard)]
     return "\n".join(lines)
