@@ -402,8 +402,14 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
           for (int b = 0; b < s->block; ++b) sum += v[(size_t)i * s->block + b];
         s->row_sums[r] = sum;
       }
-    for (int r = 0; r < s->n_out; ++r)
+    for (int r = 0; r < s->n_out; ++r) {
       s->multipliers[r] = sx * s->scales[r] / sy; /* in float, as XNNPACK computes it */
+      /* XNNPACK's own bound; an infinite one would reach an undefined float-to-int cast */
+      if (!(s->multipliers[r] < 256.f))
+        TFC_FAIL(ctx, "int8 requantization scale s_x * s_w / s_y of output channel %d is %g: it must be < 256 "
+                 "(re-export the model: its input, weight and output scales do not fit together)", r,
+                 (double)s->multipliers[r]);
+    }
   }
 
   tfc_pick_plan(s);

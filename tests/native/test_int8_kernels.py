@@ -292,6 +292,7 @@ def _mutated_blob(tflite, fn):
     (lambda b, o: struct.pack_into("<H", b, o["col"], o["k"] // 4), "column index out of range"),
     (lambda b, o: struct.pack_into("<f", b, o["scales"], -1.0), "scales must be finite and > 0"),
     (lambda b, o: struct.pack_into("<I", b, 12, o["k"] + 4), "byte length|K"),
+    (lambda b, o: struct.pack_into("<f", b, o["scales"] + 4, 3e38), "requantization scale .* channel 1 .* < 256"),
 ])
 def test_malformed_int8_weights_fail_in_prepare(fn, message, rng, monkeypatch):
     """Corrupted 1x4-block int8 weights of a many-row 1x1 conv are rejected in Prepare at
