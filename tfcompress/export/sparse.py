@@ -289,7 +289,7 @@ def _activation(op):
     return _ACTIVATIONS.get(int(act))
 
 
-def rewrite_tflite(tflite, sparse_kernels="auto"):
+def rewrite_tflite(tflite, sparse_kernels="auto", fuse_blocks=True):
     """Emits the sparse FULLY_CONNECTED / 1x1 CONV_2D layers of a TFLite model as fast kernels.
 
     Called by `tfcompress.export.export_tflite(..., sparse_kernels=...)`; usable alone on any
@@ -301,6 +301,10 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
             1x4 blocks, the tfcompress custom op where it beats the dense kernel, dense
             otherwise), "custom" (the custom op for every layer at least 30 % sparse), or
             "builtin" (only TFLite's built-in block-sparse FC). Defaults to "auto".
+        fuse_blocks: In "auto" / "custom", int8 inverted-residual blocks (expand 1x1 ->
+            depthwise 3x3 -> project 1x1 [-> ADD]) whose 1x1 convs would both be custom ops run
+            as one fused node (``TFC_SPARSE_INVERTED_RESIDUAL``, `tfcompress.export.sparse_fused`).
+            False keeps one node per layer. Defaults to True.
 
     Returns:
         The rewritten model bytes; the per-layer decisions are in its metadata
@@ -356,6 +360,8 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
         return opcode_index["__fc_v8"]
 
     for sg_index, subgraph in enumerate(model.subgraphs):
+        if fuse_blocks:
+            decisions += _fuse_blocks(model, sg_index, schema, sparse_kernels, custom_opcode)
         uses = _uses(subgraph)
         for op_index, op in enumerate(subgraph.operators):
             cand = _candidate(model, subgraph, op, schema)
@@ -410,6 +416,31 @@ def rewrite_tflite(tflite, sparse_kernels="auto"):
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _fuse_blocks(model, sg_index, schema, mode, opcode):
+    """Hook: fuses inverted-residual blocks of one subgraph (`sparse_fused`); report rows."""
+    from tfcompress.export import sparse_fused
+
+    subgraph = model.subgraphs[sg_index]
+
+    def conv_decision(op):
+        cand = _candidate(model, subgraph, op, schema)
+        if cand is None or cand[1] is None:
+            return "dense", "not a candidate", None, None
+        pat = describe_pattern(cand[1])
+        emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, mode, schema)
+        return emitted, why, cand[1], pat
+
+    def pack_conv(op, w2d, pat):
+        return _pack_for("conv", w2d, pat, op, subgraph, schema)[0]
+
+    def set_packed(op, position, blob):
+        assert position == 1
+        _set_packed(model, subgraph, op, int(op.inputs[1]), blob, _uses(subgraph), schema)
+
+    return sparse_fused.fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_conv,
+                                                set_packed, opcode)
 
 
 def _decide(kind, w2d, pat, op, subgraph, model, mode, schema):
