@@ -358,6 +358,7 @@ static void tfc_fused_free(TfLiteContext* ctx, void* buffer) {
   tfc_free64(f->scratch);
   tfc_free64(f->dw_w32);
   free(f->dw_mult);
+  tfc_fused_free_dw(f);
   tfc_pool_release(f->pool);
   free(f);
 }
@@ -433,9 +434,10 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     if (err != NULL) FAIL("%s", err);
   }
 
-  /* strips: SH output rows at a time (about one 64-row tile of the project 1x1) */
+  /* strips: SH output rows at a time, at most one 64-row tile of the project 1x1 where a row
+   * fits (a 14-wide map: 4 rows = 56 rows of the 1x1, not 5 = 64 + 6) */
   const int cap = tfc_fused_isa_cap();
-  f->SH = (64 + f->Wo - 1) / f->Wo;
+  f->SH = f->Wo >= 64 ? 1 : 64 / f->Wo;
   if (f->SH > f->Ho) f->SH = f->Ho;
   f->ring_rows = f->stride * (f->SH - 1) + 3;
   if (f->has_expand) {
@@ -458,7 +460,8 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   for (int c = 0; c < cpad; ++c) f->dw_mult[c] = c < f->Ce ? f->s_e * f->dw_scales[c] / f->s_d : 0.f;
   f->dw_cpad = cpad;
   tfc_act_range(f->act_d, f->s_d, f->zp_d, &f->dw_qmin, &f->dw_qmax);
-  tfc_fused_pick_dw(f, cap);
+  f->dw_bias_seen = (const int32_t*)db->data.raw_const;
+  if (!tfc_fused_pick_dw(f, cap, (const int32_t*)db->data.raw_const)) FAIL("out of memory");
 
   /* per-worker scratch: 1x1 kernel scratch, expanded rows, depthwise strip, project strip */
   const int workers = tfc_fused_workers(ctx);
@@ -523,6 +526,8 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   TfcFused* f = (TfcFused*)node->user_data;
   if (f == NULL || !f->prepared) TFC_FAIL(ctx, "Invoke before a successful Prepare");
+  if ((const int32_t*)TFC_TENSOR(ctx, node->inputs->data[f->has_expand ? 4 : 2])->data.raw_const != f->dw_bias_seen)
+    FAIL("depthwise bias changed after Prepare");
   const int e7 = f->has_expand;
   const TfLiteTensor* x = TFC_TENSOR(ctx, node->inputs->data[0]);
   TfLiteTensor* y = TFC_TENSOR(ctx, node->outputs->data[0]);

@@ -39,18 +39,24 @@ TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const r
   }
 }
 
-void tfc_fused_pick_dw(TfcFused* f, int cap) {
+int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
+  tfc_fused_free_dw(f);
   f->dw_row = tfc_dw_row_portable;
   f->dw_name = "dw_portable";
 #if TFC_HAVE_X86
-  const char* name = NULL;
-  TfcDwRowFn fn = tfc_fused_dw_x86(f, cap, &name);
-  if (fn != NULL) {
-    f->dw_row = fn;
-    f->dw_name = name;
-  }
+  if (tfc_fused_dw_x86(f, cap, bias) < 0) return 0;
 #else
   (void)cap;
+  (void)bias;
+#endif
+  return 1;
+}
+
+void tfc_fused_free_dw(TfcFused* f) {
+#if TFC_HAVE_X86
+  tfc_fused_free_dw_x86(f);
+#else
+  (void)f;
 #endif
 }
 

@@ -277,6 +277,14 @@ typedef struct TfcFusedTag {
   int32_t dw_qmin, dw_qmax;
   TfcDwRowFn dw_row;
   const char* dw_name;
+  /* AVX-512 depthwise (tfc_fused_x86.c): tap pairs of int16 weights interleaved as vpmaddwd
+   * wants them, bias with the input zero point folded in and multipliers in the same lane order,
+   * and a row of zero-point bytes the padding taps read */
+  int16_t* dw_wp;
+  int32_t* dw_bp;
+  float* dw_mp;
+  int8_t* dw_zrow;
+  const int32_t* dw_bias_seen; /* the bias the folded copy dw_bp was made from */
   /* residual ADD (XNNPACK's qs8 add): out = clamp((bias + p * ma + x * mb) >> shift) + zp */
   int32_t add_ma, add_mb, add_bias, add_zp, add_lo, add_hi;
   int add_shift;
@@ -295,11 +303,13 @@ typedef struct TfcFusedTag {
 } TfcFused;
 
 /* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 in tfc_fused_x86.c), the add */
-void tfc_fused_pick_dw(TfcFused* f, int cap);
+int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of memory */
+void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
 void tfc_fused_note_plan(const TfcFused* f);
 #if TFC_HAVE_X86
-TfcDwRowFn tfc_fused_dw_x86(const TfcFused* f, int cap, const char** name);
+int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias); /* -1 out of memory, 0 none, 1 set */
+void tfc_fused_free_dw_x86(TfcFused* f);
 #endif
 
 #endif /* TFC_INTERNAL_H_ */
