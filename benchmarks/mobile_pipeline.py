@@ -265,7 +265,7 @@ def build_digits(args):
             accuracy[f"int8 pruned {pattern} (PTQ, no QAT)"] = acc(ptq)
             info["int8_weight_zeros"] = int8_weight_zeros(dense)
         keras_top1 = keras_model.predict(x_test, verbose=0).argmax(-1)
-        for variant, blob in sparse_files(dense, fused=dtype == "int8").items():
+        for variant, blob in sparse_files(dense).items():
             name = f"{dtype} {variant}"
             files[name] = blob
             got = top1(blob, x_test)
