@@ -8,7 +8,8 @@
  * 128-bit lane L into the two accumulators; bias and multipliers are stored in that order
  * (Prepare) and two vpunpck*dq restore the channel order of the int8 results.
  * The input zero point is folded into the bias (acc = bias - zp * sum w + sum x * w), and padding
- * taps read a row of zero-point bytes, so every tap is a plain load.
+ * taps read a row of zero-point bytes, so every tap is a plain load.  Channel groups are the
+ * outer loop: a group's weights stay in registers for the whole output row.
  * Requantization as XNNPACK's fp32 path: acc * m[c] in float, clamped, rounded half to even. */
 #include "tfc_internal.h"
 
@@ -21,39 +22,54 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
                                             int8_t* out, int32_t* acc) {
   (void)bias; /* folded into f->dw_bp in Prepare */
   (void)acc;
-  const int C = f->Ce, W = f->W, st = f->stride, G = (C + 31) / 32;
+  const int C = f->Ce, W = f->W, st = f->stride, G = (C + 31) / 32, pl = f->pl;
   const __m512i zo = _mm512_set1_epi32(f->zp_d);
   const __m512 lo = _mm512_set1_ps((float)(f->dw_qmin - f->zp_d)), hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
   const int8_t* z = f->dw_zrow;
-  for (int ow = 0; ow < f->Wo; ++ow) {
-    const int8_t* p[10];
-    for (int kh = 0; kh < 3; ++kh)
-      for (int kw = 0; kw < 3; ++kw) {
-        const int iw = ow * st - f->pl + kw;
-        p[kh * 3 + kw] = (rows[kh] != NULL && iw >= 0 && iw < W) ? rows[kh] + (size_t)iw * C : z;
+  /* a missing row reads the zero-point row at every column (column stride 0) */
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : z;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  /* channel groups outer: the group's weights, bias and multipliers stay in registers for the row */
+  for (int g = 0; g < G; ++g) {
+    const int c0 = 32 * g;
+    const __mmask32 m = C - c0 >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c0)) - 1u);
+    const int16_t* wp = f->dw_wp + (size_t)g * 5 * 64;
+    __m512i wl[5], wh[5];
+    for (int t = 0; t < 5; ++t) {
+      wl[t] = _mm512_load_si512((const void*)(wp + 64 * t));
+      wh[t] = _mm512_load_si512((const void*)(wp + 64 * t + 32));
+    }
+    const __m512i b0 = _mm512_load_si512((const void*)(f->dw_bp + (size_t)g * 32));
+    const __m512i b1 = _mm512_load_si512((const void*)(f->dw_bp + (size_t)g * 32 + 16));
+    const __m512 m0 = _mm512_load_ps(f->dw_mp + (size_t)g * 32), m1 = _mm512_load_ps(f->dw_mp + (size_t)g * 32 + 16);
+    for (int ow = 0; ow < f->Wo; ++ow) {
+      const int iw0 = ow * st - pl;
+      const int8_t* p[10];
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw) {
+          const int iw = iw0 + kw;
+          p[kh * 3 + kw] = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
+        }
+      p[9] = z + c0;
+      __m512i a0 = b0, a1 = b1;
+      for (int t = 0; t < 5; ++t) {
+        const __m512i xa = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p[2 * t]));
+        const __m512i xb = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p[2 * t + 1]));
+        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_unpacklo_epi16(xa, xb), wl[t]));
+        a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_unpackhi_epi16(xa, xb), wh[t]));
       }
-    p[9] = z;
-    int8_t* o = out + (size_t)ow * C;
-    for (int g = 0; g < G; ++g) {
-      const int c0 = 32 * g;
-      const __mmask32 m = C - c0 >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c0)) - 1u);
-      __m512i a0 = _mm512_load_si512((const void*)(f->dw_bp + (size_t)g * 32));
-      __m512i a1 = _mm512_load_si512((const void*)(f->dw_bp + (size_t)g * 32 + 16));
-      const int16_t* w = f->dw_wp + (size_t)g * 5 * 64;
-      for (int t = 0; t < 5; ++t, w += 64) {
-        const __m512i xa = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p[2 * t] + c0));
-        const __m512i xb = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p[2 * t + 1] + c0));
-        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_unpacklo_epi16(xa, xb), _mm512_load_si512((const void*)w)));
-        a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_unpackhi_epi16(xa, xb), _mm512_load_si512((const void*)(w + 32))));
-      }
-      __m512 q0 = _mm512_mul_ps(_mm512_cvtepi32_ps(a0), _mm512_load_ps(f->dw_mp + (size_t)g * 32));
-      __m512 q1 = _mm512_mul_ps(_mm512_cvtepi32_ps(a1), _mm512_load_ps(f->dw_mp + (size_t)g * 32 + 16));
+      __m512 q0 = _mm512_mul_ps(_mm512_cvtepi32_ps(a0), m0);
+      __m512 q1 = _mm512_mul_ps(_mm512_cvtepi32_ps(a1), m1);
       q0 = _mm512_max_ps(_mm512_min_ps(q0, hi), lo);
       q1 = _mm512_max_ps(_mm512_min_ps(q1, hi), lo);
-      const __m128i b0 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q0), zo));
-      const __m128i b1 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q1), zo));
-      const __m256i r = _mm256_set_m128i(_mm_unpackhi_epi32(b0, b1), _mm_unpacklo_epi32(b0, b1));
-      _mm256_mask_storeu_epi8(o + c0, m, r);
+      const __m128i r0 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q0), zo));
+      const __m128i r1 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q1), zo));
+      const __m256i r = _mm256_set_m128i(_mm_unpackhi_epi32(r0, r1), _mm_unpacklo_epi32(r0, r1));
+      _mm256_mask_storeu_epi8(out + (size_t)ow * C + c0, m, r);
     }
   }
 }
