@@ -18,7 +18,9 @@ was exported from (and, for int8 sparse, with the int8 dense file of the same we
   random images after pruning (otherwise an untrained model's activations vanish), int8 by
   post-training calibration on random images. Digits CNN: trained on sklearn digits, pruned with
   `tfcompress.pruning.prune` (every conv / Dense), int8 by pruning-preserving QAT.
-- Sparse files: `export_tflite(..., sparse_kernels="custom")` and `"auto"`; this script converts
+- Sparse files: `export_tflite(..., sparse_kernels="custom")` and `"auto"`; "custom" is one custom node
+  per layer (`fuse_blocks=False`), "int8 fused" the same "custom" rewrite with every MobileNetV2
+  inverted-residual block fused into one TFC_SPARSE_INVERTED_RESIDUAL node; this script converts
   once and applies `tfcompress.export.sparse.rewrite_tflite` to the dense bytes, which is exactly
   what `export_tflite` does after conversion (same bytes, one conversion instead of three).
 
@@ -79,15 +81,28 @@ def int8_weight_zeros(tflite):
     return out
 
 
-def sparse_files(dense):
-    """`{variant: bytes}`: the dense file and its custom / auto sparse-kernel rewrites."""
-    return {"dense": dense, "custom": rewrite_tflite(dense, "custom"), "auto": rewrite_tflite(dense, "auto")}
+def sparse_files(dense, fused=False):
+    """`{variant: bytes}`: the dense file and its custom / auto sparse-kernel rewrites.
+
+    "custom" is one custom node per layer (`fuse_blocks=False`); with `fused`, "fused" is the
+    "custom" rewrite with int8 inverted-residual blocks fused into one node each
+    (TFC_SPARSE_INVERTED_RESIDUAL, the default of `rewrite_tflite`). "auto" is the default call.
+    """
+    files = {"dense": dense, "custom": rewrite_tflite(dense, "custom", fuse_blocks=False)}
+    if fused:
+        files["fused"] = rewrite_tflite(dense, "custom")
+    files["auto"] = rewrite_tflite(dense, "auto")
+    return files
 
 
 def sparse_layers(tflite):
     rows = sparse_kernel_report(tflite)
     return {"custom": sum(r["emitted"] == "custom" for r in rows),
-            "builtin": sum(r["emitted"] == "builtin" for r in rows), "candidates": len(rows)}
+            "builtin": sum(r["emitted"] == "builtin" for r in rows),
+            "fused": sum(r["emitted"] == "fused" for r in rows),
+            # layers looked at: a fused block stands for its 1x1 convs (2, or 1 without expand)
+            "candidates": sum(r["emitted"] != "fused" for r in rows)
+            + sum(2 if r["expand"] else 1 for r in rows if r["emitted"] == "fused")}
 
 
 def top1(tflite, x):
@@ -169,7 +184,7 @@ def build_mobilenet(args, rng):
         keras_out = model.predict(x_eval, batch_size=8, verbose=0)
         keras_top1 = keras_out.argmax(-1)
         top2 = np.sort(keras_out, axis=-1)[:, -2:]
-        for variant, blob in sparse_files(dense).items():
+        for variant, blob in sparse_files(dense, fused=dtype == "int8").items():
             name = f"{dtype} {variant}"
             files[name] = blob
             out = run_tflite(blob, x_eval, batch_size=1)
@@ -186,11 +201,12 @@ def build_mobilenet(args, rng):
         print(f"  MobileNetV2 {dtype} ({pattern}) built and exported in {time.time() - t0:.0f} s", flush=True)
         del model
         keras.backend.clear_session()
-    for variant in ("custom", "auto"):
+    for variant in ("custom", "fused", "auto"):
         info[f"int8 {variant}"]["agreement_int8_dense"] = float(
             np.mean(info[f"int8 {variant}"]["_top1"] == info["int8 dense"]["_top1"]))
-        info[f"float32 {variant}"]["agreement_float_dense"] = float(
-            np.mean(info[f"float32 {variant}"]["_top1"] == info["float32 dense"]["_top1"]))
+        if variant != "fused":
+            info[f"float32 {variant}"]["agreement_float_dense"] = float(
+                np.mean(info[f"float32 {variant}"]["_top1"] == info["float32 dense"]["_top1"]))
     return files, info, len(x_eval)
 
 
@@ -294,7 +310,9 @@ def table(name, info, lat, threads):
         lines.append(f"| {key} | {row['pattern']} | " + " | ".join(cells) + " | " + " | ".join(ratios)
                      + f" | {row['bytes'] / 1024:.1f} | {row['agreement_keras']:.1%} | "
                      + ("-" if dense_agr is None else f"{dense_agr:.1%}") + " | "
-                     + ("-" if not sl else f"{sl['custom']} custom + {sl['builtin']} builtin / {sl['candidates']}")
+                     + ("-" if not sl else f"{sl['custom']} custom + {sl['builtin']} builtin"
+                        + (f" + {sl['fused']} fused blocks" if sl.get("fused") else "")
+                        + f" / {sl['candidates']}")
                      + " |")
     return "\n".join(lines)
 

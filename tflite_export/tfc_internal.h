@@ -268,4 +268,62 @@ void tfc_free_aarch64(TfcState* s);
 int tfc_aarch64_has_dotprod(void);
 #endif
 
+/* ------------------------------------------------ fused inverted residual (tfc_fused*.c) */
+struct TfcFusedTag;
+/* One output row of the 3x3 depthwise: rows[k] = input row oh * stride - pad_top + k (NULL:
+ * padding), bias int32[Ce], out int8 [Wo][Ce], acc int32[Ce padded to 16] scratch. */
+typedef void (*TfcDwRowFn)(const struct TfcFusedTag* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
+                           int32_t* acc);
+
+typedef struct TfcFusedTag {
+  int options_ok, prepared;
+  /* from the validated params blob (tfc_fused.c) */
+  int has_expand, has_residual, stride, H, W, Cin, Ce, Co, Ho, Wo, pt, pl, act_e, act_d;
+  float s_e, s_d, s_p;
+  int32_t zp_e, zp_d, zp_p;
+  const int8_t* dw_w; /* [9][Ce] */
+  const float* dw_scales; /* [Ce] */
+  uint8_t* params_copy; /* aligned copy of the params when the tensor data is not 16-byte aligned */
+  /* depthwise, set up in Prepare */
+  int32_t* dw_w32; /* [9][dw_cpad] weights widened to int32, zero lanes past Ce */
+  float* dw_mult; /* [dw_cpad] s_e * scale[c] / s_d (float, as XNNPACK) */
+  int dw_cpad;
+  int32_t dw_qmin, dw_qmax;
+  TfcDwRowFn dw_row;
+  const char* dw_name;
+  /* AVX-512 depthwise (tfc_fused_x86.c): tap pairs of int16 weights interleaved as vpmaddwd
+   * wants them, bias with the input zero point folded in and multipliers in the same lane order,
+   * and a row of zero-point bytes the padding taps read */
+  int16_t* dw_wp;
+  int32_t* dw_bp;
+  float* dw_mp;
+  int8_t* dw_zrow;
+  const int32_t* dw_bias_seen; /* the bias the folded copy dw_bp was made from */
+  /* residual ADD (XNNPACK's qs8 add): out = clamp((bias + p * ma + x * mb) >> shift) + zp */
+  int32_t add_ma, add_mb, add_bias, add_zp, add_lo, add_hi;
+  int add_shift;
+  /* the two sparse 1x1s, set up as TFC_SPARSE_CONV_1X1 states; wstates: per-worker copies */
+  TfcState ex, pr;
+  TfcState* wstates;
+  /* strips and scratch (per worker: 1x1 scratch, expanded rows, depthwise strip, project strip, acc) */
+  int SH, ring_rows;
+  size_t off_k, off_ring, off_dw, off_pj, off_acc;
+  void* scratch;
+  size_t scratch_stride, scratch_bytes;
+  /* threads: task t = output rows [task_r[t], task_r[t+1]) */
+  struct TfcPool* pool;
+  int workers, n_tasks;
+  int task_r[TFC_MAX_TASKS + 1];
+} TfcFused;
+
+/* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 in tfc_fused_x86.c), the add */
+int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of memory */
+void tfc_fused_free_dw(TfcFused* f);
+void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
+void tfc_fused_note_plan(const TfcFused* f);
+#if TFC_HAVE_X86
+int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias); /* -1 out of memory, 0 none, 1 set */
+void tfc_fused_free_dw_x86(TfcFused* f);
+#endif
+
 #endif /* TFC_INTERNAL_H_ */

@@ -37,6 +37,7 @@ static const TfLiteRegistration* tfc_kernel_for(const TfLiteRegistration* reg) {
   if (reg == NULL || reg->builtin_code != kTfLiteBuiltinCustom || reg->custom_name == NULL) return NULL;
   if (strcmp(reg->custom_name, TFC_SPARSE_FC_NAME) == 0) return TfcRegisterSparseFullyConnected();
   if (strcmp(reg->custom_name, TFC_SPARSE_CONV_1X1_NAME) == 0) return TfcRegisterSparseConv1x1();
+  if (strcmp(reg->custom_name, TFC_SPARSE_INVERTED_RESIDUAL_NAME) == 0) return TfcRegisterSparseInvertedResidual();
   return NULL;
 }
 

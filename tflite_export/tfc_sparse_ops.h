@@ -30,9 +30,14 @@ extern "C" {
 
 #define TFC_SPARSE_FC_NAME "TFC_SPARSE_FC"
 #define TFC_SPARSE_CONV_1X1_NAME "TFC_SPARSE_CONV_1X1"
+/* A whole int8 inverted-residual block (tfc_fused.c). */
+#define TFC_SPARSE_INVERTED_RESIDUAL_NAME "TFC_SPARSE_INVERTED_RESIDUAL"
 
 TfLiteRegistration* TfcRegisterSparseFullyConnected(void);
 TfLiteRegistration* TfcRegisterSparseConv1x1(void);
+TfLiteRegistration* TfcRegisterSparseInvertedResidual(void);
+/* Kernels the most recent TFC_SPARSE_INVERTED_RESIDUAL Prepare picked: "dw=... expand=... project=...". */
+const char* TfcFusedLastKernelNames(void);
 
 /* Delegate claiming every TFC_* custom node (see tfc_sparse_delegate.c). */
 TfLiteDelegate* TfcSparseDelegateCreate(void);

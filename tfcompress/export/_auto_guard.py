@@ -357,7 +357,7 @@ def guard(dense, layers, rewrite, threads, budget_s=BUDGET_S):
     """
     from absl import logging
 
-    rewritten = [i for i, r in enumerate(layers) if r["emitted"] in ("custom", "builtin")]
+    rewritten = [i for i, r in enumerate(layers) if r["emitted"] in ("custom", "builtin", "fused")]
     cores = _host_cores()
     measured = tuple(t for t in threads if t <= cores)
     record = {"threads": list(threads), "measured_threads": list(measured), "host_cores": cores,
@@ -371,7 +371,7 @@ def guard(dense, layers, rewrite, threads, budget_s=BUDGET_S):
     gains = [layer_gain(layers[i]) for i in rewritten]
     sets = candidate_sets(gains)
     keys = [(layers[i]["subgraph"], layers[i]["op_index"]) for i in rewritten]
-    candidates = [rewrite(frozenset(keys[j] for j in range(len(keys)) if j not in s), None) for s in sets]
+    candidates = [rewrite(_reverted(layers, rewritten, s), None) for s in sets]
     t0 = time.perf_counter()
     logging.info("sparse_kernels='auto': timing %d candidate files (%d of %d rewritten layers kept) "
                  "against dense at %s thread(s) on this host, ~%.0f s", len(candidates),
@@ -432,8 +432,18 @@ def guard(dense, layers, rewrite, threads, budget_s=BUDGET_S):
                             f"gain ({ratios} vs dense), reverted the rest")
     logging.info("sparse_kernels='auto': %s (%.1f s)", record["result"], record["seconds"])
     record["layer_notes"] = _layer_notes(sets, speed, verdict["index"], keys, gains)
-    revert = frozenset(keys[j] for j in range(len(keys)) if j not in kept)
-    return rewrite(revert, record)
+    return rewrite(_reverted(layers, rewritten, kept), record)
+
+
+def _reverted(layers, rewritten, kept):
+    """The `(subgraph, op index)` keys to keep dense: every rewritten layer not in `kept` (a fused
+    block: each of its 1x1 convs)."""
+    keys = set()
+    for j, i in enumerate(rewritten):
+        if j not in kept:
+            row = layers[i]
+            keys.update((row["subgraph"], k) for k in row.get("conv_op_indices", [row["op_index"]]))
+    return frozenset(keys)
 
 
 def _ratios(speedup):

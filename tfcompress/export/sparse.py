@@ -289,7 +289,7 @@ def _activation(op):
     return _ACTIVATIONS.get(int(act))
 
 
-def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2)):
+def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2), fuse_blocks=True):
     """Emits the sparse FULLY_CONNECTED / 1x1 CONV_2D layers of a TFLite model as fast kernels.
 
     Called by `tfcompress.export.export_tflite(..., sparse_kernels=...)`; usable alone on any
@@ -309,6 +309,11 @@ def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2)):
             is not slower at any of them (`tfcompress.export._auto_guard`). The measurement is
             this host's: for an ARM app, pass None and time both files on the device. None:
             no measurement, the per-layer cost model alone (1 thread). Defaults to (1, 2).
+        fuse_blocks: In "auto" / "custom", int8 inverted-residual blocks (expand 1x1 ->
+            depthwise 3x3 -> project 1x1 [-> ADD]) whose 1x1 convs would both be custom ops run
+            as one fused node (``TFC_SPARSE_INVERTED_RESIDUAL``, `tfcompress.export.sparse_fused`); the
+            guard reverts a fused block as one unit.
+            False keeps one node per layer. Defaults to True.
 
     Returns:
         The rewritten model bytes; the per-layer decisions are in its metadata
@@ -333,14 +338,15 @@ def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2)):
 
     threads = _auto_guard.check_threads(num_threads)
     cache = {}
-    out = _rewrite(tflite, sparse_kernels, cache=cache)
+    out = _rewrite(tflite, sparse_kernels, cache=cache, fuse_blocks=fuse_blocks)
     if sparse_kernels != "auto" or threads is None:
         return out
     return _auto_guard.guard(tflite, sparse_kernel_report(out),
-                             lambda revert, record: _rewrite(tflite, "auto", revert, record, cache), threads)
+                             lambda revert, record: _rewrite(tflite, "auto", revert, record, cache, fuse_blocks),
+                             threads)
 
 
-def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cache=None):
+def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cache=None, fuse_blocks=True):
     """`rewrite_tflite` without the guard; layers keyed (subgraph, op index) in `revert` stay
     dense, `guard_record` goes into the metadata; `cache` keeps packed weights between calls
     on the same bytes."""
@@ -382,9 +388,15 @@ def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cach
             opcode_index["__fc_v8"] = len(model.operatorCodes) - 1
         return opcode_index["__fc_v8"]
 
+    notes = (guard_record or {}).get("layer_notes", {})
     for sg_index, subgraph in enumerate(model.subgraphs):
+        # op_index in the report and in `revert` is the op's index in the converter's file
+        original_index = {id(op): i for i, op in enumerate(subgraph.operators)}
+        if fuse_blocks:
+            decisions += _fuse_blocks(model, sg_index, schema, sparse_kernels, custom_opcode, revert, notes)
         uses = _uses(subgraph)
-        for op_index, op in enumerate(subgraph.operators):
+        for op in subgraph.operators:
+            op_index = original_index.get(id(op), -1)
             cand = _candidate(model, subgraph, op, schema)
             if cand is None:
                 continue
@@ -402,7 +414,6 @@ def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cach
             if rows is not None:
                 row["rows"] = rows
             emitted, why = _decide(kind, w2d, pat, op, subgraph, model, sparse_kernels, schema, row)
-            notes = (guard_record or {}).get("layer_notes", {})
             if f"{sg_index}:{op_index}" in notes:
                 row["guard"] = notes[f"{sg_index}:{op_index}"]
             if (sg_index, op_index) in revert and emitted in ("custom", "builtin"):
@@ -450,6 +461,47 @@ def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cach
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), notes=None):
+    """Hook: fuses inverted-residual blocks of one subgraph (`sparse_fused`); report rows.
+
+    A block whose 1x1 convs are in `revert` (the measured guard's, keyed by the ops' indices in
+    the converter's file) is not fused; a fused row carries the sum of its convs' predicted times."""
+    from tfcompress.export import sparse_fused
+
+    subgraph = model.subgraphs[sg_index]
+    index = {id(op): i for i, op in enumerate(subgraph.operators)}
+    predicted = {}
+
+    def conv_decision(op):
+        cand = _candidate(model, subgraph, op, schema)
+        if cand is None or cand[1] is None:
+            return "dense", "not a candidate", None, None
+        if (sg_index, index[id(op)]) in revert:
+            return "dense", "reverted to dense by the measured guard", None, None
+        pat = describe_pattern(cand[1])
+        row = {}
+        emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, mode, schema, row)
+        predicted[index[id(op)]] = row.get("predicted_us")
+        return emitted, why, cand[1], pat
+
+    def pack_conv(op, w2d, pat):
+        return _pack_for("conv", w2d, pat, op, subgraph, schema)[0]
+
+    def set_packed(op, position, blob):
+        assert position == 1
+        _set_packed(model, subgraph, op, int(op.inputs[1]), blob, _uses(subgraph), schema)
+
+    rows = sparse_fused.fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_conv,
+                                                set_packed, opcode)
+    for row in rows:
+        times = [predicted.get(i) for i in row["conv_op_indices"]]
+        if all(times):
+            row["predicted_us"] = {k: round(sum(t[k] for t in times), 2) for k in ("dense", "tfcompress")}
+        if f"{sg_index}:{row['op_index']}" in (notes or {}):
+            row["guard"] = notes[f"{sg_index}:{row['op_index']}"]
+    return rows
 
 
 def _decide(kind, w2d, pat, op, subgraph, model, mode, schema, row=None):

@@ -18,10 +18,11 @@ import subprocess
 import sys
 import tempfile
 
-CUSTOM_OPS = ("TFC_SPARSE_FC", "TFC_SPARSE_CONV_1X1")
-_SOURCES = ("tfc_op.c", "tfc_format.c", "tfc_relayout.c", "tfc_kernels_portable.c", "tfc_kernels_x86.c", "tfc_kernels_x86_avx2.c",
+CUSTOM_OPS = ("TFC_SPARSE_FC", "TFC_SPARSE_CONV_1X1", "TFC_SPARSE_INVERTED_RESIDUAL")
+_SOURCES = ("tfc_op.c", "tfc_format.c", "tfc_relayout.c", "tfc_kernels_portable.c", "tfc_kernels_x86.c",
+            "tfc_kernels_x86_avx2.c",
             "tfc_kernels_aarch64.c",
-            "tfc_sparse_delegate.c", "tfc_threads.c")
+            "tfc_sparse_delegate.c", "tfc_threads.c", "tfc_fused.c", "tfc_fused_kernels.c", "tfc_fused_x86.c")
 _HEADERS = ("tfc_tflite_abi.h", "tfc_sparse_ops.h", "tfc_internal.h", "tfc_threads.h")
 # Host build flags; keep in sync with setup.py (see tflite_export/README.md, "Host build").
 HOST_CFLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-fPIC", "-DTFC_MULTIVERSION",

@@ -1,4 +1,5 @@
-"""Writes a seed corpus of valid TFC_* inputs for fuzz_sparse_op.c (see its header)."""
+"""Writes a seed corpus of valid TFC_* inputs for fuzz_sparse_op.c (see its header), or with
+``--fused`` for fuzz_fused_op.c (TFC_SPARSE_INVERTED_RESIDUAL nodes)."""
 
 import os
 import sys
@@ -81,5 +82,55 @@ def main(out_dir):
     print(f"{i} seeds in {out_dir}")
 
 
+def main_fused(out_dir):
+    """Valid fused nodes (fuzz_fused_op.c layout): with / without expand and residual, strides
+    1 and 2, paddings 0..1, odd sizes and channel counts, 1x4-block and unstructured 1x1s, every
+    dispatch level and 1-7 row ranges."""
+    import struct
+
+    from tfcompress.export.sparse_fused import pack_fused_params
+
+    os.makedirs(out_dir, exist_ok=True)
+    rng = np.random.default_rng(1)
+    i = 0
+
+    def sparse_int8(n, k, block):
+        w = rng.standard_normal((n, k))
+        if block == 4:
+            w[np.repeat(rng.random((n, k // 4)) < 0.8, 4, axis=1)] = 0
+        else:
+            w[rng.random(w.shape) < 0.8] = 0
+        q = np.clip(np.round(w * 20), -127, 127).astype(np.int8)
+        return pack_sparse_weights(q, block=block, scales=np.full(n, 0.02, np.float32))
+
+    for (h, w_, cin, ce, co, st, expand, residual) in [
+            (4, 4, 8, 8, 8, 1, True, True), (7, 5, 12, 40, 12, 1, True, True), (9, 7, 16, 48, 20, 2, True, False),
+            (8, 8, 8, 8, 16, 1, False, False), (5, 70, 8, 36, 8, 1, True, True), (6, 6, 16, 64, 24, 2, True, False)]:
+        if not expand:
+            ce = cin
+        ho, wo = -(-h // st), -(-w_ // st)
+        pt = max((ho - 1) * st + 3 - h, 0) // 2
+        pl = max((wo - 1) * st + 3 - w_, 0) // 2
+        params = pack_fused_params(
+            in_hw=(h, w_), c_in=cin, c_exp=ce, c_out=co, out_hw=(ho, wo), stride=st, pad_tl=(pt, pl),
+            has_expand=expand, has_residual=residual, acts=("RELU6", "RELU6", "NONE"),
+            q_exp=(0.05, -128) if expand else (0.05, 3), q_dw=(0.04, -128),
+            q_proj=(0.1, -2) if not residual else (0.08, 1),
+            dw_weights=rng.integers(-127, 128, (3, 3, ce)), dw_scales=np.full(ce, 0.01, np.float32))
+        for block in (1, 4):
+            ex = sparse_int8(ce, cin, block) if expand else b""
+            pj = sparse_int8(co, ce, 4 if ce % 4 == 0 else 1)
+            for cap in (0, 1, 2, 3):
+                flags = (1 if expand else 0) | (cap << 6)
+                data = bytes([flags, cap % 7, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
+                with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
+                    f.write(data + params + ex + pj)
+                i += 1
+    print(f"{i} seeds in {out_dir}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "corpus")
+    if len(sys.argv) > 1 and sys.argv[1] == "--fused":
+        main_fused(sys.argv[2] if len(sys.argv) > 2 else "corpus_fused")
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "corpus")

@@ -1,0 +1,568 @@
+/* tfcompress: TFC_SPARSE_INVERTED_RESIDUAL, one int8 MobileNetV2 block in one node:
+ *
+ *   [1x1 expand (sparse, TFCS) + act] -> depthwise 3x3 (stride 1/2) + act -> 1x1 project
+ *   (sparse, TFCS, linear) -> [+ block input (int8 ADD as XNNPACK computes it)]
+ *
+ * run on strips of output rows: the expanded rows live in a small per-worker buffer (the rows
+ * the next strip shares with this one are kept, not recomputed), the depthwise writes one strip,
+ * the project 1x1 runs on that strip and the residual add is applied before the strip is
+ * written.  The expanded tensor never exists in memory.  The 1x1s are the TFC_SPARSE_CONV_1X1
+ * kernels (tfc_kernels_*.c) called through their plan interface on per-worker copies of their
+ * state (only `rows` differs between strips); the depthwise rows are tfc_fused_kernels.c.
+ *
+ * Threads: output rows are split into ranges (tasks) on the interpreter's pool; each task
+ * recomputes the expanded halo rows at its top.  Everything is sized and validated in Prepare,
+ * nothing is allocated in Invoke.
+ *
+ * Inputs: 7 = [x int8 [1,H,W,Cin], expand TFCS, expand bias int32[Ce], params "TFCI",
+ * depthwise bias int32[Ce], project TFCS, project bias int32[Co]] or 5 = the same without the
+ * expand pair.  Output int8 [1,Ho,Wo,Co].  Custom options: 8 bytes {1,0,0,0,0,0,0,0}.
+ *
+ * Params blob "TFCI" v1 (uint8 constant tensor, little-endian):
+ *   off  0 char[4] "TFCI"      4 u16 version = 1    6 u8 flags (bit 0 expand, bit 1 residual)
+ *   off  7 u8 stride (1, 2)    8 u32 H, W, Cin, Ce, Co, Ho, Wo, kh = 3, kw = 3 (off 8..44)
+ *   off 44 u8 pad_top, pad_left (0..2), act_expand, act_dw, act_project (0 none, 1 relu,
+ *          2 relu6, 3 relu_n1_to_1; project must be 0), 3 zero bytes
+ *   off 52 f32 scale_e, scale_d, scale_p   off 64 i32 zp_e, zp_d, zp_p   off 76..95 zero
+ *   off 96 int8 depthwise weights [3][3][Ce], zero-padded to 16 bytes, then f32 scales [Ce]
+ *          (padded to 16): w_real = scale[c] * q.  The tensor ends there.
+ *   e = expand output (without expand: must equal x's quantization), d = depthwise output,
+ *   p = project output (without residual: must equal the output's quantization).
+ */
+#include "tfc_internal.h"
+#include "tfc_threads.h"
+
+#define TFC_FUSED_HEADER 96
+#define TFC_FUSED_MAX_DIM 65536
+#define TFC_FUSED_MAX_SCRATCH ((size_t)1 << 28) /* per worker */
+
+typedef struct {
+  const int8_t* x;
+  const int32_t* eb; /* expand bias */
+  const int32_t* db; /* depthwise bias */
+  const int32_t* pb; /* project bias */
+  int8_t* y;
+} TfcFusedIO;
+
+static int tfc_fused_isa_cap(void) {
+  const char* e = getenv("TFCOMPRESS_ISA_CAP");
+  if (e == NULL || e[0] < '0' || e[0] > '9' || e[1] != 0) return TFC_ISA_ANY;
+  return e[0] - '0';
+}
+
+static const TfcPickFn kTfcFusedPickers[] = {
+#if TFC_HAVE_X86
+    tfc_pick_x86,
+#endif
+#if TFC_HAVE_AARCH64
+    tfc_pick_aarch64,
+#endif
+    tfc_pick_portable,
+};
+
+static void tfc_fused_free_sub(TfcState* s) {
+  free(s->aligned_copy);
+  free(s->row_sums);
+  free(s->multipliers);
+  tfc_free_csr(s);
+  tfc_free_i8_quads(s);
+#if TFC_HAVE_AARCH64
+  tfc_free_aarch64(s);
+#endif
+  memset(s, 0, sizeof(*s));
+}
+
+static uint32_t rd32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static float rdf(const uint8_t* p) {
+  uint32_t u = rd32(p);
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Quantized clamp of an activation for output (scale sy, zero point zp). */
+static void tfc_act_range(int act, float sy, int32_t zp, int32_t* qmin, int32_t* qmax) {
+  float fmin = -INFINITY, fmax = INFINITY;
+  if (act == 1) fmin = 0.f;
+  if (act == 2) { fmin = 0.f; fmax = 6.f; }
+  if (act == 3) { fmin = -1.f; fmax = 1.f; }
+  double lo = -128.0, hi = 127.0;
+  if (isfinite(fmin)) { double q = zp + nearbyint(fmin / sy); if (q > lo) lo = q; }
+  if (isfinite(fmax)) { double q = zp + nearbyint(fmax / sy); if (q < hi) hi = q; }
+  if (lo > hi) lo = hi;
+  *qmin = (int32_t)lo;
+  *qmax = (int32_t)hi;
+}
+
+static int tfc_const_ok(const TfLiteTensor* t) {
+  return (t->allocation_type == kTfLiteMmapRo || t->allocation_type == kTfLitePersistentRo) && t->data.raw_const != NULL;
+}
+
+/* One sparse int8 1x1 (expand or project) as a TfcState, as tfc_op.c's Prepare sets it up:
+ * packed weights validated (tfc_parse_blob), K/N checked, per-channel multipliers in float as
+ * XNNPACK computes them, the plan for `rows` picked and its re-layout built. */
+static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const TfLiteTensor* b, int K, int N,
+                                       int act, float sx, int32_t zx, float sy, int32_t zy, int rows, int cap) {
+  if (w->type != kTfLiteUInt8 && w->type != kTfLiteInt8) return "1x1 packed weights must be a uint8 tensor";
+  if (!tfc_const_ok(w) || w->bytes == 0) return "1x1 packed weights must be a constant tensor with data";
+  const uint8_t* wp = (const uint8_t*)w->data.raw_const;
+  if (wp != s->blob_seen || w->bytes != s->blob_bytes_seen) {
+    const uint8_t* src = wp;
+    free(s->aligned_copy);
+    s->aligned_copy = NULL;
+    s->blob_seen = NULL;
+    if (((uintptr_t)wp & 15u) != 0) {
+      s->aligned_copy = (uint8_t*)malloc(w->bytes + 16);
+      if (s->aligned_copy == NULL) return "out of memory copying packed weights";
+      uint8_t* a = (uint8_t*)(((uintptr_t)s->aligned_copy + 15u) & ~(uintptr_t)15u);
+      memcpy(a, wp, w->bytes);
+      src = a;
+    }
+    const char* err = tfc_parse_blob(s, src, w->bytes);
+    if (err != NULL) return err;
+    s->blob_seen = wp;
+    s->blob_bytes_seen = w->bytes;
+  }
+  if (s->value_type != kTfLiteInt8) return "1x1 packed weights must hold int8 values";
+  if (s->k_in != K || s->n_out != N) return "1x1 packed weights K/N do not match the block's channels";
+  if (b->type != kTfLiteInt32 || !tfc_const_ok(b) || (uint64_t)b->bytes != 4ull * (uint64_t)N)
+    return "1x1 bias must be a constant int32 tensor of N values";
+  s->op = TFC_OP_CONV1X1;
+  s->options_ok = 1;
+  s->activation = act;
+  s->layout = 0;
+  s->zp_in = zx;
+  s->zp_out = zy;
+  tfc_act_range(act, sy, zy, &s->qmin, &s->qmax);
+  if (tfc_seen_buffer(s, (size_t)N) == NULL) return "out of memory";
+  const int8_t* v = (const int8_t*)s->values;
+  for (int r = 0; r < N; ++r) s->row_sums[r] = 0;
+  for (int sl = 0; sl < s->n_slices; ++sl)
+    for (int l = 0; l < 16; ++l) {
+      uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      int32_t sum = 0;
+      for (uint32_t i = s->slice_ptr[sl] + (uint32_t)l; i < s->slice_ptr[sl + 1]; i += 16u)
+        for (int bb = 0; bb < s->block; ++bb) sum += v[(size_t)i * s->block + bb];
+      s->row_sums[r] = sum;
+    }
+  for (int r = 0; r < N; ++r) s->multipliers[r] = sx * s->scales[r] / sy;
+  s->rows = rows;
+  s->isa_cap = cap;
+  s->tile_parts = 1;
+  s->pool = NULL;
+  memset(&s->plan, 0, sizeof(s->plan));
+  for (size_t i = 0; i < sizeof(kTfcFusedPickers) / sizeof(kTfcFusedPickers[0]); ++i)
+    if (kTfcFusedPickers[i](s, cap, &s->plan)) break;
+  if (s->plan.run == NULL) return "no 1x1 kernel for this case";
+  if (s->plan.needs & TFC_NEEDS_CSR_F32) return "unexpected float32 plan";
+  if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
+    if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
+      return "out of memory for the int8 quad weights";
+    s->i8q_blob = s->blob_seen;
+    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && !s->i8w_built && !tfc_build_i8_windows(s))
+      return "out of memory for the windowed int8 weights";
+    for (int r = 0; r < N; ++r) s->i8q_corr[r] = (int32_t)(0u - (uint32_t)(128 + s->zp_in) * (uint32_t)s->row_sums[r]);
+  }
+  return NULL;
+}
+
+/* Parses and validates the TFCI header into f (shapes checked against the tensors later). */
+static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) {
+  if (bytes < TFC_FUSED_HEADER) return "params: shorter than the 96-byte header";
+  if (memcmp(p, "TFCI", 4) != 0) return "params: bad magic (expected \"TFCI\")";
+  if ((p[4] | (p[5] << 8)) != 1) return "params: unsupported version (expected 1)";
+  if (p[6] > 3) return "params: unknown flags";
+  if (p[7] != 1 && p[7] != 2) return "params: stride must be 1 or 2";
+  uint32_t d[9];
+  for (int i = 0; i < 9; ++i) d[i] = rd32(p + 8 + 4 * i);
+  for (int i = 0; i < 7; ++i)
+    if (d[i] == 0 || d[i] > TFC_FUSED_MAX_DIM) return "params: H, W, Cin, Ce, Co, Ho, Wo must be in 1..65536";
+  if (d[7] != 3 || d[8] != 3) return "params: only 3x3 depthwise kernels";
+  if (p[44] > 2 || p[45] > 2) return "params: paddings must be 0..2";
+  if (p[46] > 3 || p[47] > 3 || p[48] != 0) return "params: activations must be 0..3 (project: 0)";
+  for (int i = 49; i < 52; ++i)
+    if (p[i] != 0) return "params: reserved bytes must be 0";
+  for (int i = 76; i < TFC_FUSED_HEADER; ++i)
+    if (p[i] != 0) return "params: reserved bytes must be 0";
+  for (int i = 0; i < 3; ++i) {
+    float sc = rdf(p + 52 + 4 * i);
+    int32_t zp = (int32_t)rd32(p + 64 + 4 * i);
+    if (!(isfinite(sc) && sc > 0.f)) return "params: scales must be finite and > 0";
+    if (zp < -128 || zp > 127) return "params: zero points must be in -128..127";
+  }
+  const uint64_t ce = d[3];
+  const uint64_t wbytes = (9u * ce + 15u) & ~(uint64_t)15u, sbytes = (4u * ce + 15u) & ~(uint64_t)15u;
+  if ((uint64_t)bytes != TFC_FUSED_HEADER + wbytes + sbytes) return "params: byte length does not match the header";
+  const float* sc = (const float*)(p + TFC_FUSED_HEADER + wbytes);
+  for (uint64_t c = 0; c < ce; ++c)
+    if (!(isfinite(sc[c]) && sc[c] > 0.f)) return "params: depthwise scales must be finite and > 0";
+  for (uint64_t i = 9u * ce; i < wbytes; ++i)
+    if (p[TFC_FUSED_HEADER + i] != 0) return "params: padding bytes must be 0";
+  f->has_expand = p[6] & 1;
+  f->has_residual = (p[6] >> 1) & 1;
+  f->stride = p[7];
+  f->H = (int)d[0];
+  f->W = (int)d[1];
+  f->Cin = (int)d[2];
+  f->Ce = (int)d[3];
+  f->Co = (int)d[4];
+  f->Ho = (int)d[5];
+  f->Wo = (int)d[6];
+  f->pt = p[44];
+  f->pl = p[45];
+  f->act_e = p[46];
+  f->act_d = p[47];
+  f->s_e = rdf(p + 52);
+  f->s_d = rdf(p + 56);
+  f->s_p = rdf(p + 60);
+  f->zp_e = (int32_t)rd32(p + 64);
+  f->zp_d = (int32_t)rd32(p + 68);
+  f->zp_p = (int32_t)rd32(p + 72);
+  f->dw_w = (const int8_t*)(p + TFC_FUSED_HEADER);
+  f->dw_scales = sc;
+  /* every output row / column reads input rows / columns in [-pad, size - 1 + 2]: at most two
+   * padding rows below / right (what SAME or a PAD of 0..2 gives) */
+  const int64_t bottom = (int64_t)(f->Ho - 1) * f->stride + 3 - f->pt - f->H;
+  const int64_t right = (int64_t)(f->Wo - 1) * f->stride + 3 - f->pl - f->W;
+  if (bottom > 2 || right > 2) return "params: Ho/Wo need more than 2 padding rows/columns";
+  if ((int64_t)(f->Ho - 1) * f->stride - f->pt > f->H - 1 || (int64_t)(f->Wo - 1) * f->stride - f->pl > f->W - 1)
+    return "params: Ho/Wo too large for H/W";
+  if (f->has_residual && (f->stride != 1 || f->Cin != f->Co || f->Ho != f->H || f->Wo != f->W))
+    return "params: a residual block needs stride 1, Cin == Co and the output size of the input";
+  if (!f->has_expand && f->Cin != f->Ce) return "params: without expand, Cin must equal Ce";
+  return NULL;
+}
+
+/* XNNPACK's int8 ADD parameters (xnn_init_qs8_add_minmax_scalar_params): multipliers of
+ * 21 bits at most, shift from the larger scale ratio's exponent. */
+static const char* tfc_fused_add_params(TfcFused* f, float sa, int32_t za, float sb, int32_t zb, float so, int32_t zo) {
+  const float ra = sa / so, rb = sb / so;
+  if (!(ra >= 0x1.0p-10f && ra < 0x1.0p+8f && rb >= 0x1.0p-10f && rb < 0x1.0p+8f))
+    return "residual ADD: input/output scale ratios must be in [2^-10, 2^8)";
+  const float mx = ra > rb ? ra : rb;
+  uint32_t bits;
+  memcpy(&bits, &mx, 4);
+  const int32_t e = (int32_t)(bits >> 23) - 127;
+  const int shift = 20 - e;
+  if (shift < 12 || shift > 30) return "residual ADD: scale ratio out of range";
+  f->add_shift = shift;
+  f->add_ma = (int32_t)lrintf(ldexpf(ra, shift));
+  f->add_mb = (int32_t)lrintf(ldexpf(rb, shift));
+  f->add_bias = (int32_t)((1u << (shift - 1)) - (uint32_t)(f->add_ma * za) - (uint32_t)(f->add_mb * zb));
+  f->add_zp = zo;
+  f->add_lo = -128 - zo;
+  f->add_hi = 127 - zo;
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ invoke */
+
+typedef struct {
+  TfcFused* f;
+  const TfcFusedIO* io;
+} TfcFusedJob;
+
+/* 1x1 through its plan on `rows` rows (the worker's own copy of the state). */
+static void tfc_fused_1x1(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, void* scratch) {
+  s->rows = rows;
+  const int units = s->plan.unit_kind == TFC_UNITS_ROWS ? (rows + s->plan.unit_rows - 1) / s->plan.unit_rows : s->plan.units;
+  TfcIO io = {x, b, y};
+  s->plan.run(s, &io, 0, units, scratch);
+}
+
+/* Output rows [r0, r1) of the block. */
+static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, int worker) {
+  uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
+  TfcState* ex = &f->wstates[2 * worker];
+  TfcState* pr = &f->wstates[2 * worker + 1];
+  int8_t* ring = (int8_t*)(sc + f->off_ring);
+  int8_t* dwb = (int8_t*)(sc + f->off_dw);
+  int8_t* pjb = (int8_t*)(sc + f->off_pj);
+  int32_t* acc = (int32_t*)(sc + f->off_acc);
+  void* ks = sc + f->off_k;
+  const size_t in_row = (size_t)f->W * (size_t)f->Cin, e_row = (size_t)f->W * (size_t)f->Ce;
+  const size_t d_row = (size_t)f->Wo * (size_t)f->Ce, o_row = (size_t)f->Wo * (size_t)f->Co;
+  int ring_first = 0, ring_n = 0;
+  for (int oh0 = r0; oh0 < r1; oh0 += f->SH) {
+    const int oh1 = oh0 + f->SH < r1 ? oh0 + f->SH : r1, n = oh1 - oh0;
+    int lo = oh0 * f->stride - f->pt, hi = (oh1 - 1) * f->stride - f->pt + 2;
+    if (lo < 0) lo = 0;
+    if (hi > f->H - 1) hi = f->H - 1;
+    const int8_t* base;
+    int first;
+    if (f->has_expand) {
+      if (ring_n > 0 && lo > ring_first) {
+        const int drop = lo - ring_first < ring_n ? lo - ring_first : ring_n;
+        if (ring_n > drop) memmove(ring, ring + (size_t)drop * e_row, (size_t)(ring_n - drop) * e_row);
+        ring_first += drop;
+        ring_n -= drop;
+      }
+      if (ring_n == 0) ring_first = lo;
+      const int next = ring_first + ring_n;
+      if (next <= hi) {
+        tfc_fused_1x1(ex, io->x + (size_t)next * in_row, io->eb, ring + (size_t)ring_n * e_row, (hi - next + 1) * f->W, ks);
+        ring_n += hi - next + 1;
+      }
+      base = ring;
+      first = ring_first;
+    } else {
+      base = io->x;
+      first = 0;
+    }
+    for (int oh = oh0; oh < oh1; ++oh) {
+      const int8_t* rp[3];
+      for (int k = 0; k < 3; ++k) {
+        const int ih = oh * f->stride - f->pt + k;
+        rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)(ih - first) * e_row : NULL;
+      }
+      f->dw_row(f, rp, io->db, dwb + (size_t)(oh - oh0) * d_row, acc);
+    }
+    if (f->has_residual) {
+      tfc_fused_1x1(pr, dwb, io->pb, pjb, n * f->Wo, ks);
+      tfc_fused_add(f, pjb, io->x + (size_t)oh0 * in_row, io->y + (size_t)oh0 * o_row, (size_t)n * o_row);
+    } else {
+      tfc_fused_1x1(pr, dwb, io->pb, io->y + (size_t)oh0 * o_row, n * f->Wo, ks);
+    }
+  }
+}
+
+static void tfc_fused_task(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  tfc_fused_rows(j->f, j->io, j->f->task_r[task], j->f->task_r[task + 1], worker);
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+static void* tfc_fused_init(TfLiteContext* ctx, const char* buffer, size_t length) {
+  (void)ctx;
+  TfcFused* f = (TfcFused*)calloc(1, sizeof(TfcFused));
+  if (f == NULL) return NULL;
+  if (buffer != NULL && length == 8) {
+    const uint8_t* o = (const uint8_t*)buffer;
+    f->options_ok = o[0] == 1 && (o[1] | o[2] | o[3] | o[4] | o[5] | o[6] | o[7]) == 0;
+  }
+  return f;
+}
+
+static void tfc_fused_free(TfLiteContext* ctx, void* buffer) {
+  (void)ctx;
+  TfcFused* f = (TfcFused*)buffer;
+  if (f == NULL) return;
+  tfc_fused_free_sub(&f->ex);
+  tfc_fused_free_sub(&f->pr);
+  free(f->params_copy);
+  free(f->wstates);
+  tfc_free64(f->scratch);
+  tfc_free64(f->dw_w32);
+  free(f->dw_mult);
+  tfc_fused_free_dw(f);
+  tfc_pool_release(f->pool);
+  free(f);
+}
+
+static int tfc_fused_workers(const TfLiteContext* ctx) {
+  int n = ctx->recommended_num_threads;
+  if (n > TFC_MAX_THREADS) n = TFC_MAX_THREADS;
+  const char* cap = getenv("TFCOMPRESS_THREADS_MAX");
+  if (cap != NULL && cap[0] >= '1' && cap[0] <= '8' && cap[1] == 0 && n > cap[0] - '0') n = cap[0] - '0';
+  const char* over = getenv("TFCOMPRESS_THREADS_OVERSUBSCRIBE");
+  if (!(over != NULL && over[0] == '1') && n > tfc_online_cpus()) n = tfc_online_cpus();
+  return n <= 1 ? 1 : n;
+}
+
+#define FAIL(...) TFC_FAIL(ctx, "TFC_SPARSE_INVERTED_RESIDUAL: " __VA_ARGS__)
+
+static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
+  TfcFused* f = (TfcFused*)node->user_data;
+  if (f == NULL) TFC_FAIL(ctx, "kernel state missing (out of memory in init)");
+  f->prepared = 0;
+  if (!f->options_ok) FAIL("custom options must be 8 bytes {1,0,0,0,0,0,0,0}");
+  if (node->inputs == NULL || node->outputs == NULL) FAIL("node has no inputs/outputs");
+  const int ni = node->inputs->size;
+  if (ni != 5 && ni != 7) FAIL("expects 7 inputs (with expand) or 5, got %d", ni);
+  if (node->outputs->size != 1) FAIL("expects 1 output");
+  const int io = node->outputs->data[0];
+  if (io < 0 || (size_t)io >= ctx->tensors_size) FAIL("tensor index out of range");
+  for (int i = 0; i < ni; ++i) {
+    const int t = node->inputs->data[i];
+    if (t < 0 || (size_t)t >= ctx->tensors_size) FAIL("tensor index out of range");
+    if (t == io) FAIL("output tensor aliases an input");
+  }
+  const int e7 = ni == 7;
+  const TfLiteTensor* x = TFC_TENSOR(ctx, node->inputs->data[0]);
+  const TfLiteTensor* prm = TFC_TENSOR(ctx, node->inputs->data[e7 ? 3 : 1]);
+  const TfLiteTensor* db = TFC_TENSOR(ctx, node->inputs->data[e7 ? 4 : 2]);
+  const TfLiteTensor* pw = TFC_TENSOR(ctx, node->inputs->data[e7 ? 5 : 3]);
+  const TfLiteTensor* pb = TFC_TENSOR(ctx, node->inputs->data[e7 ? 6 : 4]);
+  TfLiteTensor* y = TFC_TENSOR(ctx, io);
+
+  /* params */
+  if (prm->type != kTfLiteUInt8 && prm->type != kTfLiteInt8) FAIL("params must be a uint8 tensor");
+  if (!tfc_const_ok(prm) || prm->bytes == 0) FAIL("params must be a constant tensor with data");
+  const uint8_t* pp = (const uint8_t*)prm->data.raw_const;
+  if (((uintptr_t)pp & 15u) != 0) { /* f32 scales are read in place: keep them aligned */
+    free(f->params_copy);
+    f->params_copy = (uint8_t*)malloc(prm->bytes + 16);
+    if (f->params_copy == NULL) FAIL("out of memory");
+    uint8_t* a = (uint8_t*)(((uintptr_t)f->params_copy + 15u) & ~(uintptr_t)15u);
+    memcpy(a, pp, prm->bytes);
+    pp = a;
+  }
+  const char* err = tfc_fused_parse(f, pp, prm->bytes);
+  if (err != NULL) FAIL("%s", err);
+  if (f->has_expand != e7) FAIL("params flags say %s expand but the node has %d inputs", f->has_expand ? "an" : "no", ni);
+
+  /* activations */
+  if (x->type != kTfLiteInt8 || y->type != kTfLiteInt8) FAIL("input and output must be int8");
+  if (x->dims == NULL || x->dims->size != 4 || x->dims->data[0] != 1 || x->dims->data[1] != f->H ||
+      x->dims->data[2] != f->W || x->dims->data[3] != f->Cin)
+    FAIL("input must be [1, %d, %d, %d] as the params say", f->H, f->W, f->Cin);
+  if ((uint64_t)x->bytes != (uint64_t)f->H * f->W * f->Cin) FAIL("input byte size does not match its shape");
+  const float sx = x->params.scale, sy = y->params.scale;
+  const int32_t zx = x->params.zero_point, zy = y->params.zero_point;
+  if (!(isfinite(sx) && sx > 0.f && isfinite(sy) && sy > 0.f)) FAIL("int8 input/output need a finite scale > 0");
+  if (zx < -128 || zx > 127 || zy < -128 || zy > 127) FAIL("int8 zero points must be in -128..127");
+  if (!f->has_expand && (f->s_e != sx || f->zp_e != zx)) FAIL("without expand, params' scale_e/zp_e must be the input's");
+  if (!f->has_residual && (f->s_p != sy || f->zp_p != zy)) FAIL("without residual, params' scale_p/zp_p must be the output's");
+  if (db->type != kTfLiteInt32 || !tfc_const_ok(db) || (uint64_t)db->bytes != 4ull * (uint64_t)f->Ce)
+    FAIL("depthwise bias must be a constant int32 tensor of Ce values");
+  if (f->has_residual) {
+    err = tfc_fused_add_params(f, f->s_p, f->zp_p, sx, zx, sy, zy);
+    if (err != NULL) FAIL("%s", err);
+  }
+
+  /* strips: SH output rows at a time, at most one 64-row tile of the project 1x1 where a row
+   * fits (a 14-wide map: 4 rows = 56 rows of the 1x1, not 5 = 64 + 6) */
+  const int cap = tfc_fused_isa_cap();
+  f->SH = f->Wo >= 64 ? 1 : 64 / f->Wo;
+  if (f->SH > f->Ho) f->SH = f->Ho;
+  f->ring_rows = f->stride * (f->SH - 1) + 3;
+  if (f->has_expand) {
+    err = tfc_fused_setup_1x1(&f->ex, TFC_TENSOR(ctx, node->inputs->data[1]), TFC_TENSOR(ctx, node->inputs->data[2]),
+                              f->Cin, f->Ce, f->act_e, sx, zx, f->s_e, f->zp_e, f->stride * f->SH * f->W, cap);
+    if (err != NULL) FAIL("expand: %s", err);
+  }
+  err = tfc_fused_setup_1x1(&f->pr, pw, pb, f->Ce, f->Co, 0, f->s_d, f->zp_d, f->s_p, f->zp_p, f->SH * f->Wo, cap);
+  if (err != NULL) FAIL("project: %s", err);
+
+  /* depthwise: multipliers in float as XNNPACK (s_in * s_w[c] / s_out), clamp of its activation */
+  tfc_free64(f->dw_w32);
+  free(f->dw_mult);
+  const int cpad = (f->Ce + 15) & ~15;
+  f->dw_w32 = (int32_t*)tfc_alloc64(sizeof(int32_t) * 9u * (size_t)cpad);
+  f->dw_mult = (float*)malloc(sizeof(float) * (size_t)cpad);
+  if (f->dw_w32 == NULL || f->dw_mult == NULL) FAIL("out of memory");
+  for (int t = 0; t < 9; ++t)
+    for (int c = 0; c < cpad; ++c) f->dw_w32[t * cpad + c] = c < f->Ce ? f->dw_w[t * f->Ce + c] : 0;
+  for (int c = 0; c < cpad; ++c) f->dw_mult[c] = c < f->Ce ? f->s_e * f->dw_scales[c] / f->s_d : 0.f;
+  f->dw_cpad = cpad;
+  tfc_act_range(f->act_d, f->s_d, f->zp_d, &f->dw_qmin, &f->dw_qmax);
+  f->dw_bias_seen = (const int32_t*)db->data.raw_const;
+  if (!tfc_fused_pick_dw(f, cap, (const int32_t*)db->data.raw_const)) FAIL("out of memory");
+
+  /* per-worker scratch: 1x1 kernel scratch, expanded rows, depthwise strip, project strip */
+  const int workers = tfc_fused_workers(ctx);
+  size_t ks = f->pr.plan.scratch_bytes;
+  if (f->has_expand && f->ex.plan.scratch_bytes > ks) ks = f->ex.plan.scratch_bytes;
+  const uint64_t ring = f->has_expand ? (uint64_t)f->ring_rows * f->W * f->Ce : 0;
+  const uint64_t dwb = (uint64_t)f->SH * f->Wo * f->Ce, pjb = f->has_residual ? (uint64_t)f->SH * f->Wo * f->Co : 0;
+  if (ring > TFC_FUSED_MAX_SCRATCH || dwb > TFC_FUSED_MAX_SCRATCH || pjb > TFC_FUSED_MAX_SCRATCH || ks > TFC_FUSED_MAX_SCRATCH)
+    FAIL("block too large");
+  f->off_k = 0;
+  f->off_ring = tfc_round64(ks);
+  f->off_dw = f->off_ring + tfc_round64((size_t)ring);
+  f->off_pj = f->off_dw + tfc_round64((size_t)dwb);
+  f->off_acc = f->off_pj + tfc_round64((size_t)pjb);
+  const size_t stride = f->off_acc + tfc_round64(sizeof(int32_t) * (size_t)cpad);
+  if ((size_t)workers * stride > f->scratch_bytes) {
+    tfc_free64(f->scratch);
+    f->scratch_bytes = 0;
+    f->scratch = tfc_alloc64((size_t)workers * stride);
+    if (f->scratch == NULL) FAIL("out of memory for %d x %zu bytes of scratch", workers, stride);
+    f->scratch_bytes = (size_t)workers * stride;
+  }
+  f->scratch_stride = stride;
+  free(f->wstates);
+  f->wstates = (TfcState*)malloc(sizeof(TfcState) * 2u * (size_t)workers);
+  if (f->wstates == NULL) FAIL("out of memory");
+  for (int w = 0; w < workers; ++w) {
+    f->wstates[2 * w] = f->ex;
+    f->wstates[2 * w + 1] = f->pr;
+  }
+
+  /* tasks: ranges of output rows, one per worker (each recomputes <= 2 expanded halo rows);
+   * TFCOMPRESS_TEST_RANGES=n (tests, one thread): n ranges run in turn */
+  int tasks = 1;
+  f->workers = 1;
+  if (workers > 1) {
+    if (f->pool == NULL) f->pool = tfc_pool_acquire(ctx, workers);
+    if (f->pool != NULL && tfc_pool_threads(f->pool) < workers) {
+      TfcPool* bigger = tfc_pool_acquire(ctx, workers);
+      tfc_pool_release(f->pool);
+      f->pool = bigger;
+    }
+    if (f->pool != NULL) {
+      f->workers = tfc_pool_threads(f->pool) < workers ? tfc_pool_threads(f->pool) : workers;
+      tasks = f->workers;
+    }
+  }
+  const char* r = getenv("TFCOMPRESS_TEST_RANGES");
+  if (f->workers <= 1 && r != NULL && r[0] >= '1' && r[0] <= '9' && r[1] == 0) tasks = r[0] - '0';
+  if (tasks > f->Ho) tasks = f->Ho;
+  if (tasks > TFC_MAX_TASKS) tasks = TFC_MAX_TASKS;
+  for (int i = 0; i <= tasks; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / tasks);
+  f->n_tasks = tasks;
+
+  int shape[4] = {1, f->Ho, f->Wo, f->Co};
+  if (TFC_TENSOR_RESIZE(ctx, y, 4, shape) != kTfLiteOk) FAIL("could not resize the output");
+  tfc_fused_note_plan(f);
+  f->prepared = 1;
+  return kTfLiteOk;
+}
+
+static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
+  TfcFused* f = (TfcFused*)node->user_data;
+  if (f == NULL || !f->prepared) TFC_FAIL(ctx, "Invoke before a successful Prepare");
+  if ((const int32_t*)TFC_TENSOR(ctx, node->inputs->data[f->has_expand ? 4 : 2])->data.raw_const != f->dw_bias_seen)
+    FAIL("depthwise bias changed after Prepare");
+  const int e7 = f->has_expand;
+  const TfLiteTensor* x = TFC_TENSOR(ctx, node->inputs->data[0]);
+  TfLiteTensor* y = TFC_TENSOR(ctx, node->outputs->data[0]);
+  if (x->data.raw_const == NULL || y->data.data == NULL) FAIL("input or output has no buffer");
+  if ((e7 && (const uint8_t*)TFC_TENSOR(ctx, node->inputs->data[1])->data.raw_const != f->ex.blob_seen) ||
+      (const uint8_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 5 : 3])->data.raw_const != f->pr.blob_seen)
+    FAIL("packed weights changed after Prepare");
+  TfcFusedIO io;
+  io.x = (const int8_t*)x->data.raw_const;
+  io.eb = e7 ? (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const : NULL;
+  io.db = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 4 : 2])->data.raw_const;
+  io.pb = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 6 : 4])->data.raw_const;
+  io.y = (int8_t*)y->data.data;
+  if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
+    TfcFusedJob job = {f, &io};
+    tfc_pool_run(f->pool, f->n_tasks, f->workers, tfc_fused_task, &job);
+  } else {
+    for (int t = 0; t < f->n_tasks; ++t) tfc_fused_rows(f, &io, f->task_r[t], f->task_r[t + 1], 0);
+  }
+  return kTfLiteOk;
+}
+
+TfLiteRegistration* TfcRegisterSparseInvertedResidual(void) {
+  static TfLiteRegistration r;
+  static int done = 0;
+  if (!done) {
+    memset(&r, 0, sizeof(r));
+    r.init = tfc_fused_init;
+    r.free = tfc_fused_free;
+    r.prepare = tfc_fused_prepare;
+    r.invoke = tfc_fused_invoke;
+    r.builtin_code = kTfLiteBuiltinCustom;
+    r.custom_name = TFC_SPARSE_INVERTED_RESIDUAL_NAME;
+    r.version = 1;
+    done = 1;
+  }
+  return &r;
+}

@@ -1,0 +1,92 @@
+/* tfcompress: kernels of TFC_SPARSE_INVERTED_RESIDUAL (tfc_fused.c) other than the 1x1s:
+ * the int8 3x3 depthwise row (portable C here, AVX-512 in tfc_fused_x86.c), its pick, and the
+ * residual ADD.
+ *
+ * Depthwise semantics (TFLite / XNNPACK int8, per-channel weights, symmetric):
+ *   acc = bias[c] + sum over valid taps (x - zp_in) * w[kh][kw][c]   (padding taps add 0)
+ *   q = clamp(round_half_even(acc * m[c]), qmin - zp, qmax - zp) + zp,  m[c] = s_in*s_w[c]/s_out
+ * in float, in XNNPACK's order (the multiplier computed in float, the product rounded once).
+ * ADD: XNNPACK's qs8 add (integer multipliers of <= 21 bits and an arithmetic shift), so
+ * outputs equal the dense file's. */
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "tfc_internal.h"
+
+/* Portable depthwise row: per output pixel, channels innermost (vectorized by the compiler). */
+TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
+                                        int32_t* acc) {
+  const int C = f->Ce, W = f->W, st = f->stride, cp = f->dw_cpad;
+  const int32_t zp = f->zp_e, zo = f->zp_d;
+  const float lo = (float)(f->dw_qmin - zo), hi = (float)(f->dw_qmax - zo);
+  for (int ow = 0; ow < f->Wo; ++ow) {
+    for (int c = 0; c < C; ++c) acc[c] = bias[c];
+    for (int kh = 0; kh < 3; ++kh) {
+      if (rows[kh] == NULL) continue;
+      for (int kw = 0; kw < 3; ++kw) {
+        const int iw = ow * st - f->pl + kw;
+        if (iw < 0 || iw >= W) continue;
+        const int8_t* xp = rows[kh] + (size_t)iw * C;
+        const int32_t* wp = f->dw_w32 + (size_t)(kh * 3 + kw) * cp;
+        for (int c = 0; c < C; ++c) acc[c] += ((int32_t)xp[c] - zp) * wp[c];
+      }
+    }
+    int8_t* o = out + (size_t)ow * C;
+    for (int c = 0; c < C; ++c) {
+      const float q = nearbyintf(tfc_clampf((float)acc[c] * f->dw_mult[c], lo, hi));
+      o[c] = (int8_t)((int32_t)q + zo);
+    }
+  }
+}
+
+int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
+  tfc_fused_free_dw(f);
+  f->dw_row = tfc_dw_row_portable;
+  f->dw_name = "dw_portable";
+#if TFC_HAVE_X86
+  if (tfc_fused_dw_x86(f, cap, bias) < 0) return 0;
+#else
+  (void)cap;
+  (void)bias;
+#endif
+  return 1;
+}
+
+void tfc_fused_free_dw(TfcFused* f) {
+#if TFC_HAVE_X86
+  tfc_fused_free_dw_x86(f);
+#else
+  (void)f;
+#endif
+}
+
+/* XNNPACK's scalar qs8 add (xnn_qs8_vadd_minmax_ukernel__scalar): the SIMD versions compute the
+ * same integers. p = project output (ADD input 0), x = block input. */
+TFC_HOT void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n) {
+  const int32_t ma = f->add_ma, mb = f->add_mb, b = f->add_bias, lo = f->add_lo, hi = f->add_hi, zp = f->add_zp;
+  const int sh = f->add_shift;
+  for (size_t i = 0; i < n; ++i) {
+    int32_t a = b + (int32_t)p[i] * ma + (int32_t)x[i] * mb;
+    a = a >> sh; /* arithmetic shift (GCC / Clang on every target) */
+    a = a < lo ? lo : (a > hi ? hi : a);
+    y[i] = (int8_t)(a + zp);
+  }
+}
+
+static _Atomic(const char*) tfc_fused_dw_last = "";
+static _Atomic(const char*) tfc_fused_ex_last = "";
+static _Atomic(const char*) tfc_fused_pr_last = "";
+static char tfc_fused_names[160];
+
+void tfc_fused_note_plan(const TfcFused* f) {
+  atomic_store(&tfc_fused_dw_last, f->dw_name);
+  atomic_store(&tfc_fused_ex_last, f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none");
+  atomic_store(&tfc_fused_pr_last, f->pr.plan.name ? f->pr.plan.name : "");
+}
+
+/* Tests (one thread): "dw=<name> expand=<name> project=<name>" of the last Prepare. */
+const char* TfcFusedLastKernelNames(void) {
+  snprintf(tfc_fused_names, sizeof(tfc_fused_names), "dw=%s expand=%s project=%s", atomic_load(&tfc_fused_dw_last),
+           atomic_load(&tfc_fused_ex_last), atomic_load(&tfc_fused_pr_last));
+  return tfc_fused_names;
+}

@@ -1,0 +1,130 @@
+/* tfcompress: AVX-512 int8 3x3 depthwise row of TFC_SPARSE_INVERTED_RESIDUAL (x86 only; the
+ * same integers as tfc_dw_row_portable in tfc_fused_kernels.c).
+ *
+ * 32 channels per step, taps in pairs (0,1) (2,3) (4,5) (6,7) (8,-): the two taps' inputs,
+ * sign-extended to int16, are interleaved (vpunpckl/hwd) and multiplied by the interleaved
+ * weights with vpmaddwd, which adds the two products into one int32 lane (|x*w| <= 2^14, so
+ * the pair sum is exact).  The interleave puts channels 8L+0..3 (low) and 8L+4..7 (high) of each
+ * 128-bit lane L into the two accumulators; bias and multipliers are stored in that order
+ * (Prepare) and two vpunpck*dq restore the channel order of the int8 results.
+ * The input zero point is folded into the bias (acc = bias - zp * sum w + sum x * w), and padding
+ * taps read a row of zero-point bytes, so every tap is a plain load.  Channel groups are the
+ * outer loop: a group's weights stay in registers for the whole output row.
+ * Requantization as XNNPACK's fp32 path: acc * m[c] in float, clamped, rounded half to even. */
+#include "tfc_internal.h"
+
+#if TFC_HAVE_X86
+#include <immintrin.h>
+
+#define TFC_DW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                            int8_t* out, int32_t* acc) {
+  (void)bias; /* folded into f->dw_bp in Prepare */
+  (void)acc;
+  const int C = f->Ce, W = f->W, st = f->stride, G = (C + 31) / 32, pl = f->pl;
+  const __m512i zo = _mm512_set1_epi32(f->zp_d);
+  const __m512 lo = _mm512_set1_ps((float)(f->dw_qmin - f->zp_d)), hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
+  const int8_t* z = f->dw_zrow;
+  /* a missing row reads the zero-point row at every column (column stride 0) */
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : z;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  /* channel groups outer: the group's weights, bias and multipliers stay in registers for the row */
+  for (int g = 0; g < G; ++g) {
+    const int c0 = 32 * g;
+    const __mmask32 m = C - c0 >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c0)) - 1u);
+    const int16_t* wp = f->dw_wp + (size_t)g * 5 * 64;
+    __m512i wl[5], wh[5];
+    for (int t = 0; t < 5; ++t) {
+      wl[t] = _mm512_load_si512((const void*)(wp + 64 * t));
+      wh[t] = _mm512_load_si512((const void*)(wp + 64 * t + 32));
+    }
+    const __m512i b0 = _mm512_load_si512((const void*)(f->dw_bp + (size_t)g * 32));
+    const __m512i b1 = _mm512_load_si512((const void*)(f->dw_bp + (size_t)g * 32 + 16));
+    const __m512 m0 = _mm512_load_ps(f->dw_mp + (size_t)g * 32), m1 = _mm512_load_ps(f->dw_mp + (size_t)g * 32 + 16);
+    for (int ow = 0; ow < f->Wo; ++ow) {
+      const int iw0 = ow * st - pl;
+      const int8_t* p[10];
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw) {
+          const int iw = iw0 + kw;
+          p[kh * 3 + kw] = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
+        }
+      p[9] = z + c0;
+      __m512i a0 = b0, a1 = b1;
+      for (int t = 0; t < 5; ++t) {
+        const __m512i xa = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p[2 * t]));
+        const __m512i xb = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p[2 * t + 1]));
+        a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_unpacklo_epi16(xa, xb), wl[t]));
+        a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_unpackhi_epi16(xa, xb), wh[t]));
+      }
+      __m512 q0 = _mm512_mul_ps(_mm512_cvtepi32_ps(a0), m0);
+      __m512 q1 = _mm512_mul_ps(_mm512_cvtepi32_ps(a1), m1);
+      q0 = _mm512_max_ps(_mm512_min_ps(q0, hi), lo);
+      q1 = _mm512_max_ps(_mm512_min_ps(q1, hi), lo);
+      const __m128i r0 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q0), zo));
+      const __m128i r1 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(q1), zo));
+      const __m256i r = _mm256_set_m128i(_mm_unpackhi_epi32(r0, r1), _mm_unpacklo_epi32(r0, r1));
+      _mm256_mask_storeu_epi8(out + (size_t)ow * C + c0, m, r);
+    }
+  }
+}
+
+/* Lane j (0..15) of accumulator h (0 low, 1 high) of a 32-channel group holds channel
+ * 8 * (j / 4) + 4 * h + j % 4 (see the top of this file). */
+static int tfc_dw_lane_channel(int h, int j) { return 8 * (j / 4) + 4 * h + j % 4; }
+
+int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
+  if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+      !__builtin_cpu_supports("avx512vl"))
+    return 0;
+  const int C = f->Ce, G = (C + 31) / 32;
+  f->dw_wp = (int16_t*)tfc_alloc64(sizeof(int16_t) * (size_t)G * 5u * 64u);
+  f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 32u);
+  f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * 32u);
+  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * 32u);
+  if (f->dw_wp == NULL || f->dw_bp == NULL || f->dw_mp == NULL || f->dw_zrow == NULL) {
+    tfc_fused_free_dw_x86(f);
+    return -1;
+  }
+  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 32u);
+  for (int g = 0; g < G; ++g) {
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 16; ++j) {
+        const int c = 32 * g + tfc_dw_lane_channel(h, j);
+        int32_t b = 0, sw = 0;
+        if (c < C) {
+          for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
+          b = (int32_t)((uint32_t)bias[c] - (uint32_t)f->zp_e * (uint32_t)sw);
+        }
+        f->dw_bp[g * 32 + 16 * h + j] = b;
+        f->dw_mp[g * 32 + 16 * h + j] = c < C ? f->dw_mult[c] : 0.f;
+        /* pair t: taps 2t and 2t+1 (tap 9 = none); int16 element 2j + k of the 32-element half h */
+        for (int t = 0; t < 5; ++t)
+          for (int k = 0; k < 2; ++k) {
+            const int tap = 2 * t + k;
+            f->dw_wp[((size_t)g * 5 + t) * 64 + 32 * h + 2 * j + k] =
+                (c < C && tap < 9) ? (int16_t)f->dw_w[tap * C + c] : 0;
+          }
+      }
+  }
+  f->dw_row = tfc_dw_row_avx512;
+  f->dw_name = "dw_avx512";
+  return 1;
+}
+
+void tfc_fused_free_dw_x86(TfcFused* f) {
+  tfc_free64(f->dw_wp);
+  tfc_free64(f->dw_bp);
+  tfc_free64(f->dw_mp);
+  tfc_free64(f->dw_zrow);
+  f->dw_wp = NULL;
+  f->dw_bp = NULL;
+  f->dw_mp = NULL;
+  f->dw_zrow = NULL;
+}
+#endif /* TFC_HAVE_X86 */
