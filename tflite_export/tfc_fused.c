@@ -44,22 +44,6 @@ typedef struct {
   int8_t* y;
 } TfcFusedIO;
 
-static int tfc_fused_isa_cap(void) {
-  const char* e = getenv("TFCOMPRESS_ISA_CAP");
-  if (e == NULL || e[0] < '0' || e[0] > '9' || e[1] != 0) return TFC_ISA_ANY;
-  return e[0] - '0';
-}
-
-static const TfcPickFn kTfcFusedPickers[] = {
-#if TFC_HAVE_X86
-    tfc_pick_x86,
-#endif
-#if TFC_HAVE_AARCH64
-    tfc_pick_aarch64,
-#endif
-    tfc_pick_portable,
-};
-
 static void tfc_fused_free_sub(TfcState* s) {
   free(s->aligned_copy);
   free(s->row_sums);
@@ -136,37 +120,16 @@ static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const
   s->zp_in = zx;
   s->zp_out = zy;
   tfc_act_range(act, sy, zy, &s->qmin, &s->qmax);
-  if (tfc_seen_buffer(s, (size_t)N) == NULL) return "out of memory";
-  const int8_t* v = (const int8_t*)s->values;
-  for (int r = 0; r < N; ++r) s->row_sums[r] = 0;
-  for (int sl = 0; sl < s->n_slices; ++sl)
-    for (int l = 0; l < 16; ++l) {
-      uint32_t r = s->perm[sl * 16 + l];
-      if (r == 0xFFFFFFFFu) continue;
-      int32_t sum = 0;
-      for (uint32_t i = s->slice_ptr[sl] + (uint32_t)l; i < s->slice_ptr[sl + 1]; i += 16u)
-        for (int bb = 0; bb < s->block; ++bb) sum += v[(size_t)i * s->block + bb];
-      s->row_sums[r] = sum;
-    }
-  for (int r = 0; r < N; ++r) s->multipliers[r] = sx * s->scales[r] / sy;
+  const char* err = tfc_int8_row_state(s, sx, sy);
+  if (err != NULL) return err;
   s->rows = rows;
   s->isa_cap = cap;
   s->tile_parts = 1;
   s->pool = NULL;
-  memset(&s->plan, 0, sizeof(s->plan));
-  for (size_t i = 0; i < sizeof(kTfcFusedPickers) / sizeof(kTfcFusedPickers[0]); ++i)
-    if (kTfcFusedPickers[i](s, cap, &s->plan)) break;
+  tfc_pick_kernel(s, cap);
   if (s->plan.run == NULL) return "no 1x1 kernel for this case";
   if (s->plan.needs & TFC_NEEDS_CSR_F32) return "unexpected float32 plan";
-  if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
-    if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
-      return "out of memory for the int8 quad weights";
-    s->i8q_blob = s->blob_seen;
-    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && !s->i8w_built && !tfc_build_i8_windows(s))
-      return "out of memory for the windowed int8 weights";
-    for (int r = 0; r < N; ++r) s->i8q_corr[r] = (int32_t)(0u - (uint32_t)(128 + s->zp_in) * (uint32_t)s->row_sums[r]);
-  }
-  return NULL;
+  return tfc_relayout_for_plan(s);
 }
 
 /* Parses and validates the TFCI header into f (shapes checked against the tensors later). */
@@ -436,7 +399,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 
   /* strips: SH output rows at a time, at most one 64-row tile of the project 1x1 where a row
    * fits (a 14-wide map: 4 rows = 56 rows of the 1x1, not 5 = 64 + 6) */
-  const int cap = tfc_fused_isa_cap();
+  const int cap = tfc_isa_cap();
   f->SH = f->Wo >= 64 ? 1 : 64 / f->Wo;
   if (f->SH > f->Ho) f->SH = f->Ho;
   f->ring_rows = f->stride * (f->SH - 1) + 3;

@@ -14,6 +14,7 @@
  *   bytes 3..7           0
  */
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "tfc_internal.h"
 #include "tfc_threads.h"
@@ -49,8 +50,8 @@ static const TfcPickFn kTfcPickers[] = {
     tfc_pick_portable,
 };
 
-/* ISA cap from the environment (tests force every path on one machine). */
-static int tfc_isa_cap(void) {
+/* ISA cap from the environment (tests force every path on one machine); also tfc_fused.c's. */
+int tfc_isa_cap(void) {
   const char* e = getenv("TFCOMPRESS_ISA_CAP");
   if (e == NULL || e[0] < '0' || e[0] > '9' || e[1] != 0) return TFC_ISA_ANY;
   return e[0] - '0';
@@ -60,15 +61,76 @@ static int tfc_isa_cap(void) {
 static _Atomic(const char*) tfc_last_plan = "";
 const char* TfcLastKernelName(void) { return atomic_load(&tfc_last_plan); }
 
+/* int8: sum of the stored weights per output channel and the requantization multipliers
+ * s_x * s_w[n] / s_y (in float, as XNNPACK computes them), refused from XNNPACK's bound 256 on
+ * (an infinite one would reach an undefined float-to-int cast).  Shared with tfc_fused.c. */
+const char* tfc_int8_row_state(TfcState* s, float sx, float sy) {
+  static _Thread_local char msg[200]; /* per thread: interpreters may prepare concurrently */
+  if (tfc_seen_buffer(s, (size_t)s->n_out) == NULL) return "out of memory";
+  const int8_t* v = (const int8_t*)s->values;
+  for (int r = 0; r < s->n_out; ++r) s->row_sums[r] = 0;
+  for (int sl = 0; sl < s->n_slices; ++sl)
+    for (int l = 0; l < 16; ++l) {
+      uint32_t r = s->perm[sl * 16 + l];
+      if (r == 0xFFFFFFFFu) continue;
+      int32_t sum = 0;
+      for (uint32_t i = s->slice_ptr[sl] + (uint32_t)l; i < s->slice_ptr[sl + 1]; i += 16u)
+        for (int b = 0; b < s->block; ++b) sum += v[(size_t)i * s->block + b];
+      s->row_sums[r] = sum;
+    }
+  for (int r = 0; r < s->n_out; ++r) {
+    s->multipliers[r] = sx * s->scales[r] / sy;
+    if (!(s->multipliers[r] < 256.f)) {
+      snprintf(msg, sizeof msg, "int8 requantization scale s_x * s_w / s_y of output channel %d is %g: it must be "
+               "< 256 (re-export the model: its input, weight and output scales do not fit together)", r,
+               (double)s->multipliers[r]);
+      return msg;
+    }
+  }
+  return NULL;
+}
+
+/* The first picker of kTfcPickers that has a kernel for s at ISA level `cap` (no re-layout). */
+void tfc_pick_kernel(TfcState* s, int cap) {
+  memset(&s->plan, 0, sizeof(s->plan));
+  for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
+    if (kTfcPickers[i](s, cap, &s->plan)) break;
+}
+
+/* Builds the Prepare-time re-layout the picked plan needs (only for new weights).  Shared with
+ * tfc_fused.c.  Returns NULL or the error. */
+const char* tfc_relayout_for_plan(TfcState* s) {
+  if (s->plan.needs == TFC_NEEDS_CSR_F32) {
+    /* 64 rows per tile (4 vectors per weight); the features in chunks of 96 rows of
+     * the tile (24 KiB, fits L1) unless all K fit in 32 KiB.
+     * T and KC follow from the packed weights: rebuild only for new weights */
+    const int T = TFC_CSR_TILE, KC = s->k_in <= 128 ? 128 : 96;
+    if ((s->csr_tile == 0 || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
+      return "out of memory for the CSR weights";
+    s->csr_blob = s->blob_seen;
+  }
+  if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
+    if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
+      return "out of memory for the int8 quad weights";
+    s->i8q_blob = s->blob_seen;
+    const int wq = (s->plan.needs & TFC_NEEDS_I8_WIN8) ? 8 : 32;
+    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && (!s->i8w_built || s->i8w_quads != wq) && !tfc_build_i8_windows(s, wq))
+      return "out of memory for the windowed int8 weights";
+    /* sum_k w (x_k - zp) = sum_k w (x_k + 128) - (128 + zp) sum_k w, in uint32 wrap-around:
+     * exact whenever the true int32 accumulator fits (TFLite's own int8 kernels need that) */
+    for (int r = 0; r < s->n_out; ++r)
+      s->i8q_corr[r] = (int32_t)(0u - (uint32_t)(128 + s->zp_in) * (uint32_t)s->row_sums[r]);
+  }
+  return NULL;
+}
+
 static void tfc_pick_plan(TfcState* s) {
   s->isa_cap = tfc_isa_cap();
   /* tests: TFCOMPRESS_TEST_RANGES=n splits the units into n ranges run in turn (checks that any
    * split computes the same output, as a thread pool would) */
   const char* r = getenv("TFCOMPRESS_TEST_RANGES");
   s->test_ranges = (r != NULL && r[0] >= '1' && r[0] <= '9' && r[1] == 0) ? r[0] - '0' : 1;
-  memset(&s->plan, 0, sizeof(s->plan));
-  for (size_t i = 0; i < sizeof(kTfcPickers) / sizeof(kTfcPickers[0]); ++i)
-    if (kTfcPickers[i](s, s->isa_cap, &s->plan)) break;
+  tfc_pick_kernel(s, s->isa_cap);
   atomic_store(&tfc_last_plan, s->plan.name ? s->plan.name : "");
 }
 
@@ -390,50 +452,13 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     if (lo > hi) lo = hi;
     s->qmin = (int32_t)lo;
     s->qmax = (int32_t)hi;
-    if (tfc_seen_buffer(s, (size_t)s->n_out) == NULL) TFC_FAIL(ctx, "out of memory");
-    const int8_t* v = (const int8_t*)s->values;
-    for (int r = 0; r < s->n_out; ++r) s->row_sums[r] = 0;
-    for (int sl = 0; sl < s->n_slices; ++sl)
-      for (int l = 0; l < 16; ++l) {
-        uint32_t r = s->perm[sl * 16 + l];
-        if (r == 0xFFFFFFFFu) continue;
-        int32_t sum = 0;
-        for (uint32_t i = s->slice_ptr[sl] + (uint32_t)l; i < s->slice_ptr[sl + 1]; i += 16u)
-          for (int b = 0; b < s->block; ++b) sum += v[(size_t)i * s->block + b];
-        s->row_sums[r] = sum;
-      }
-    for (int r = 0; r < s->n_out; ++r) {
-      s->multipliers[r] = sx * s->scales[r] / sy; /* in float, as XNNPACK computes it */
-      /* XNNPACK's own bound; an infinite one would reach an undefined float-to-int cast */
-      if (!(s->multipliers[r] < 256.f))
-        TFC_FAIL(ctx, "int8 requantization scale s_x * s_w / s_y of output channel %d is %g: it must be < 256 "
-                 "(re-export the model: its input, weight and output scales do not fit together)", r,
-                 (double)s->multipliers[r]);
-    }
+    const char* err = tfc_int8_row_state(s, sx, sy);
+    if (err != NULL) TFC_FAIL(ctx, "%s", err);
   }
 
   tfc_pick_plan(s);
-  if (s->plan.needs == TFC_NEEDS_CSR_F32) {
-    /* 64 rows per tile (4 vectors per weight); the features in chunks of 96 rows of
-     * the tile (24 KiB, fits L1) unless all K fit in 32 KiB.
-     * T and KC follow from the packed weights: rebuild only for new weights */
-    const int T = TFC_CSR_TILE, KC = s->k_in <= 128 ? 128 : 96;
-    if ((s->csr_tile == 0 || s->csr_blob != s->blob_seen) && !tfc_build_csr(s, T, KC))
-      TFC_FAIL(ctx, "out of memory for the CSR weights");
-    s->csr_blob = s->blob_seen;
-  }
-  if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
-    if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
-      TFC_FAIL(ctx, "out of memory for the int8 quad weights");
-    s->i8q_blob = s->blob_seen;
-    const int wq = (s->plan.needs & TFC_NEEDS_I8_WIN8) ? 8 : 32;
-    if ((s->plan.needs & TFC_NEEDS_I8_WIN) && (!s->i8w_built || s->i8w_quads != wq) && !tfc_build_i8_windows(s, wq))
-      TFC_FAIL(ctx, "out of memory for the windowed int8 weights");
-    /* sum_k w (x_k - zp) = sum_k w (x_k + 128) - (128 + zp) sum_k w, in uint32 wrap-around:
-     * exact whenever the true int32 accumulator fits (TFLite's own int8 kernels need that) */
-    for (int r = 0; r < s->n_out; ++r)
-      s->i8q_corr[r] = (int32_t)(0u - (uint32_t)(128 + s->zp_in) * (uint32_t)s->row_sums[r]);
-  }
+  const char* relayout_err = tfc_relayout_for_plan(s);
+  if (relayout_err != NULL) TFC_FAIL(ctx, "%s", relayout_err);
 
   /* per-worker scratch of the plan */
   const int workers = tfc_workers(ctx);
