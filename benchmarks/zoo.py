@@ -135,6 +135,20 @@ def nested_sequential():
     return keras.Model(inp, keras.layers.Dense(10)(x), name="nested_sequential")
 
 
+def preprocessing_cnn():
+    """Pixels in [0, 255] -> Rescaling -> Normalization (as EfficientNet / ConvNeXt ship) -> CNN with a
+    BatchNormalization that follows no Conv (as in DenseNet / ResNetV2)."""
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1.0 / 255.0)(inp)
+    x = keras.layers.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.050, 0.051])(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Concatenate()([x, keras.layers.DepthwiseConv2D(3, padding="same")(x)])
+    x = keras.layers.BatchNormalization()(x)  # pre-activation BN (DenseNet, ResNetV2): not folded
+    x = keras.layers.Activation("swish")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(10)(x), name="preprocessing_cnn")
+
+
 @keras.saving.register_keras_serializable(package="tfcompress_zoo")
 class SmallConvNet(keras.Model):
     """A subclassed model (conv, BN, dense) with `get_config` returning its constructor arguments."""
@@ -162,7 +176,7 @@ def subclassed():
 
 
 TEXT_MODELS = {f.__name__: f for f in (text_lstm, text_gru, text_bilstm, transformer_encoder, multi_io,
-                                       nested_sequential, subclassed)}
+                                       nested_sequential, subclassed, preprocessing_cnn)}
 
 
 # Sweep order: small and fast first (rough ImageNet parameter counts, millions), so that a sweep cut
@@ -278,12 +292,17 @@ def technique_prune(model, x):
     return tflite, _keras_out(plain, x), _run(tflite, x), {"unpruned_layers": len(pruned.unpruned_layers)}
 
 
-def technique_qat_int8(model, x, fit_steps=2):
+FIT_STEPS = 2  # QAT fit steps on random data after calibrate (--fit-steps)
+
+
+def technique_qat_int8(model, x, fit_steps=None):
     """quantize (QAT) -> calibrate + `fit_steps` of fit on random targets -> full-integer int8 TFLite."""
     from tfcompress.quantization import calibrate, quantize
 
     qat = quantize(model)
     calibrate(qat, x)
+    fit_steps = FIT_STEPS if fit_steps is None else fit_steps
+    info = {"fit_steps": fit_steps}
     if fit_steps:
         y = [np.random.default_rng(1).normal(size=(len(keras.tree.flatten(x)[0]),) + tuple(o.shape[1:]))
              .astype("float32") for o in keras.tree.flatten(qat.outputs)]
@@ -291,8 +310,8 @@ def technique_qat_int8(model, x, fit_steps=2):
         qat.fit(x, y if len(y) > 1 else y[0], batch_size=len(y[0]) // 2, epochs=1, steps_per_epoch=fit_steps,
                 verbose=0)
     tflite, report = _export(qat, quantize="int8")
-    info = {"full_integer": bool(report.is_full_integer),
-            "float_ops": sorted({o.split(" (")[0] for o in report.float_ops})}
+    info.update({"full_integer": bool(report.is_full_integer),
+                 "float_ops": sorted({o.split(" (")[0] for o in report.float_ops})})
     k = _keras_out(qat, x)
     t = _run(tflite, x)
     info["cosine_vs_float"] = round(cosine(_keras_out(model, x), t), 5)
@@ -410,7 +429,8 @@ def run_in_subprocess(name, techniques, max_gb, timeout):
     out = os.path.join(RESULTS, f".zoo_{name}.json")
     if os.path.exists(out):
         os.remove(out)
-    cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--out", out, "--techniques", *techniques]
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--out", out, "--fit-steps", str(FIT_STEPS),
+           "--techniques", *techniques]
     t0 = time.time()
     proc = subprocess.Popen(cmd)
     peak, killed = 0.0, None
@@ -457,7 +477,8 @@ def markdown(rows):
     lines = [head, "|---|---|---:|---|---|---|---|---|---:|---:|"]
     for r in rows:
         if "prune" not in r and "qat_int8" not in r:
-            lines.append(f"| {r['model']} | {r.get('input', '-')} | {r.get('params', 0):,} | "
+            params = f"{r['params']:,}" if "params" in r else "-"
+            lines.append(f"| {r['model']} | {r.get('input', '-')} | {params} | "
                          f"{r.get('status', '?')} | | | | | {r.get('wall_s', '-')} | {r.get('peak_gb_watched', '-')} |")
             continue
         mb = " / ".join(f"{r[t]['tflite_bytes'] / 1e6:.2f}" if r.get(t, {}).get("tflite_bytes") else "-"
@@ -469,21 +490,39 @@ def markdown(rows):
 
 
 def summary(rows):
-    """One line per technique: passed / rows."""
-    out = []
-    for t in TECHNIQUES:
-        ran = [r for r in rows if t in r]
-        out.append(f"{t}: {sum(r[t]['status'] == 'pass' for r in ran)}/{len(rows)} pass"
-                   f" ({len(rows) - len(ran)} not run)")
-    return "; ".join(out)
+    """Pass / fail / not-run counts per technique, for the applications and the other rows."""
+    lines = []
+    for group, keep in (("keras.applications", lambda n: n not in TEXT_MODELS),
+                        ("text / multi-IO", lambda n: n in TEXT_MODELS)):
+        part = [r for r in rows if keep(r["model"])]
+        cells = []
+        for t in TECHNIQUES:
+            ran = [r[t]["status"] for r in part if t in r]
+            cells.append(f"{t} {ran.count('pass')} pass / {ran.count('fail')} fail / {len(part) - len(ran)} not run")
+        lines.append(f"- {group} ({len(part)} models): " + "; ".join(cells))
+    return "\n".join(lines)
+
+
+NOT_RUN = ("not run: the sweep (one model at a time under nice -n 19, on 2 cores shared with 6 other jobs) "
+           "did not reach it before the session's deadline; `python benchmarks/zoo.py --merge --models {}`")
 
 
 def write(rows):
+    """Writes zoo.json and zoo.md; every model of the sweep has a row (a "not run" one if missing)."""
+    have = {r["model"] for r in rows}
+    rows = list(rows) + [{"model": n, "status": NOT_RUN.format(n)} for n in all_models() if n not in have]
+    order = {n: i for i, n in enumerate(all_models())}
+    rows.sort(key=lambda r: order.get(r["model"], 1e9))
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "zoo.json"), "w") as f:
         json.dump(rows, f, indent=1)
     with open(os.path.join(RESULTS, "zoo.md"), "w") as f:
         f.write("# tfcompress model zoo (benchmarks/zoo.py)\n\n" + summary(rows) + "\n\n" + markdown(rows) + "\n")
+
+
+def _set_fit_steps(n):
+    global FIT_STEPS
+    FIT_STEPS = n
 
 
 def main():
@@ -492,10 +531,13 @@ def main():
     parser.add_argument("--techniques", nargs="*", default=list(TECHNIQUES))
     parser.add_argument("--max-gb", type=float, default=6.0)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--fit-steps", type=int, default=FIT_STEPS, help="QAT fit steps after calibrate")
     parser.add_argument("--merge", action="store_true", help="update the rows of an existing zoo.json")
+    parser.add_argument("--rewrite", action="store_true", help="only rewrite zoo.md from zoo.json")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    _set_fit_steps(args.fit_steps)
     if args.one:
         row = run_model(args.one, args.techniques, partial_path=args.out + ".partial")
         with open(args.out, "w") as f:
@@ -505,17 +547,20 @@ def main():
     names = args.models or all_models()
     rows = {}
     path = os.path.join(RESULTS, "zoo.json")
-    if args.merge and os.path.exists(path):
+    if (args.merge or args.rewrite) and os.path.exists(path):
         with open(path) as f:
-            rows = {r["model"]: r for r in json.load(f)}
+            rows = {r["model"]: r for r in json.load(f) if not r.get("status", "").startswith("not run")}
+    if args.rewrite:
+        write(list(rows.values()))
+        print(summary(list(rows.values())))
+        return
     for name in sweep_order(names):
         print(f"{time.strftime('%H:%M:%S')} {name}", flush=True)
         row = run_in_subprocess(name, args.techniques, args.max_gb, args.timeout)
         if args.merge and name in rows and set(args.techniques) != set(TECHNIQUES):
             row = {**rows[name], **row}  # re-ran some techniques: keep the other cells
         rows[name] = row
-        order = {n: i for i, n in enumerate(all_models())}
-        write(sorted(rows.values(), key=lambda r: order.get(r["model"], 1e9)))
+        write([r for r in rows.values() if not r.get("status", "").startswith("not run")])
     print(summary(list(rows.values())))
 
 

@@ -36,8 +36,15 @@ def _model(name):
     return zoo.build(name)
 
 
-CASES = [(name, technique) for name in zoo.TEXT_MODELS for technique in zoo.TECHNIQUES]
-CASES += [("MobileNet_a025", technique) for technique in zoo.TECHNIQUES]
+# Every model row of the sweep's text / multi-IO part and every technique at least once, within the
+# suite's CPU budget (the sweep itself runs all of them: benchmarks/results/zoo.md).
+CASES = [(name, "prune") for name in ("text_bilstm", "transformer_encoder", "multi_io", "subclassed",
+                                      "MobileNet_a025")]
+CASES += [(name, "qat_int8") for name in ("text_lstm", "text_gru", "transformer_encoder", "multi_io",
+                                          "nested_sequential", "subclassed", "preprocessing_cnn",
+                                          "MobileNet_a025")]
+CASES += [(name, "cluster") for name in ("nested_sequential", "text_gru")]
+CASES += [(name, "factorize") for name in ("multi_io", "transformer_encoder")]
 
 
 @pytest.mark.parametrize("name,technique", CASES, ids=[f"{n}-{t}" for n, t in CASES])
@@ -74,3 +81,17 @@ def test_blocker_names_the_layer():
     model = zoo.build("text_lstm")
     err = ValueError("quantize(): layer 'lstm' of class LSTM has no quantization config.")
     assert zoo.blocker(err, model) == "lstm (LSTM)"
+
+
+@pytest.mark.parametrize("name", ["preprocessing_cnn", "subclassed"])
+def test_qat_model_round_trips_through_keras_file(name, tmp_path):
+    """QAT of a model with Normalization / a standalone BatchNormalization (re-expressed as x * a ->
+    quantization point -> + b) and of a subclassed model saves and loads back with the same outputs."""
+    from tfcompress.quantization import quantize
+
+    model = _model(name)
+    qat = quantize(model)
+    x = zoo.sample_inputs(model, 3, seed=2)
+    qat.save(tmp_path / "q.keras")
+    back = keras.saving.load_model(tmp_path / "q.keras")
+    np.testing.assert_array_equal(np.asarray(back(x)), np.asarray(qat(x)))
