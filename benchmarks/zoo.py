@@ -3,11 +3,17 @@
 Every architecture of `keras.applications` (enumerated from the module, weights=None, the smallest
 input size it accepts, 10 classes, classifier_activation=None so logits are compared) and seven
 text / multi-IO models (Embedding + LSTM / GRU / Bidirectional, a Transformer encoder block,
-multi-input / multi-output, nested Sequential in Functional, subclassed) go through four pipelines:
+multi-input / multi-output, nested Sequential in Functional, subclassed, Rescaling + Normalization +
+standalone BatchNormalization) go through four pipelines. Random weights, with every
+BatchNormalization's statistics set from random inputs (`set_batch_norm_statistics`: otherwise the
+activations of a random deep network vanish, e.g. MobileNetV3Small's logits are ~1e-11, and an int8
+range for them means nothing):
 
 - prune:     `prune` (50 %, masks applied once) -> `tfcompress.strip` -> float32 TFLite;
              pass when cosine(TFLite, stripped Keras model) > 0.999.
-- qat_int8:  `quantize` (QAT) -> `calibrate` + 2 steps of `fit` on random data -> int8 TFLite
+- qat_int8:  `quantize` (QAT) -> `calibrate` + `--fit-steps` steps of `fit` on random data (2; the
+             keras.applications sweep ran with 0: compiling the training step of a large graph
+             costs minutes here, and tests/test_zoo.py runs the fit) -> int8 TFLite
              (full integer: int8 in/out, no float op); pass when cosine(TFLite, Keras QAT model)
              > 0.95 (the cosine vs the float model is reported as well).
 - cluster:   `cluster` (16 clusters) -> `tfcompress.strip` -> float32 TFLite; pass at > 0.999.
@@ -205,11 +211,33 @@ def all_models():
 
 
 def build(name):
-    """The model of row `name` (built, random weights, seeded)."""
+    """The model of row `name` (built, random weights, seeded, BatchNormalization statistics set)."""
     keras.utils.set_random_seed(0)
-    if name in TEXT_MODELS:
-        return TEXT_MODELS[name]()
-    return build_application(name)
+    model = TEXT_MODELS[name]() if name in TEXT_MODELS else build_application(name)
+    return set_batch_norm_statistics(model)
+
+
+def set_batch_norm_statistics(model, n=16, seed=99):
+    """Sets every BatchNormalization's moving mean / variance to the statistics of its input on `n`
+    random samples (one training-mode pass with momentum 0), as training would.
+
+    With random weights and the initial statistics (mean 0, variance 1) the activations of a deep
+    network shrink or grow layer after layer (MobileNetV3Small's logits are ~1e-11): an int8 range
+    for them means nothing. With the statistics set, each BatchNormalization outputs unit-scale
+    values, as in a trained model. Returns `model` (changed in place).
+    """
+    bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    if not bns:
+        return model
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.0
+    try:
+        model(sample_inputs(model, n, seed), training=True)
+    finally:
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+    return model
 
 
 def _input_specs(model):
@@ -289,7 +317,8 @@ def technique_prune(model, x):
     cb.on_train_batch_begin(0)
     plain = tfcompress.strip(pruned)
     tflite, _ = _export(plain)
-    return tflite, _keras_out(plain, x), _run(tflite, x), {"unpruned_layers": len(pruned.unpruned_layers)}
+    return tflite, _keras_out(plain, x), _run(tflite, x), {"unpruned_layers": len(pruned.unpruned_layers),
+                                                           "_keras_model": plain}
 
 
 FIT_STEPS = 2  # QAT fit steps on random data after calibrate (--fit-steps)
@@ -315,6 +344,7 @@ def technique_qat_int8(model, x, fit_steps=None):
     k = _keras_out(qat, x)
     t = _run(tflite, x)
     info["cosine_vs_float"] = round(cosine(_keras_out(model, x), t), 5)
+    info["_keras_model"] = qat
     return tflite, k, t, info
 
 
@@ -326,7 +356,7 @@ def technique_cluster(model, x):
     clustered = cluster(model, n_clusters=16)
     plain = tfcompress.strip(clustered)
     tflite, _ = _export(plain)
-    return tflite, _keras_out(plain, x), _run(tflite, x), {}
+    return tflite, _keras_out(plain, x), _run(tflite, x), {"_keras_model": plain}
 
 
 def technique_factorize(model, x):
@@ -336,8 +366,59 @@ def technique_factorize(model, x):
     small, table = factorize(model, energy=0.9)
     tflite, _ = _export(small)
     info = {"params_after": int(small.count_params()),
-            "factorized_layers": sum(1 for t in table if t["status"] == "factorized")}
+            "factorized_layers": sum(1 for t in table if t["status"] == "factorized"), "_keras_model": small}
     return tflite, _keras_out(small, x), _run(tflite, x), info
+
+
+def locate_divergence(model, tflite, x, threshold, trail=None):
+    """The first layer (in graph order) whose TFLite tensor disagrees with the Keras layer output.
+
+    Runs LiteRT keeping every tensor, matches each Keras layer of the (flat, functional) `model` to
+    the last TFLite tensor whose name holds the layer's name and whose shape matches, and returns
+    `(layer description, cosine)` for the first one below `threshold`, or None.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    try:
+        probe = keras.Model(model.inputs, [l.output for l in layers])
+    except (AttributeError, ValueError):
+        return None
+    keras_out = [np.asarray(v) for v in probe(x, training=False)]
+    interp = Interpreter(model_content=tflite, experimental_preserve_all_tensors=True)
+    xs = x if isinstance(x, list) else [x]
+    details = sorted(interp.get_input_details(), key=lambda d: d["name"])
+    for d, a in zip(details, xs):
+        interp.resize_tensor_input(d["index"], list(a.shape))
+    interp.allocate_tensors()
+    for d, a in zip(details, xs):
+        scale, zero = d["quantization"]
+        interp.set_tensor(d["index"], (np.round(a / scale) + zero).astype(d["dtype"]) if scale else a)
+    interp.invoke()
+    tensors = interp.get_tensor_details()
+    # The export re-traces the model: names get a suffix, e.g. "mymodel_1/quant_conv2d_1/..."
+    prefix = next((t["name"].split("/")[0] for t in tensors if t["name"].startswith(model.name)), model.name)
+    suffix = prefix[len(model.name):]
+    for layer, want in zip(layers, keras_out):
+        found = None
+        for t in tensors:
+            if f"/{layer.name}{suffix}/" in t["name"] + "/" and tuple(t["shape"]) == want.shape:
+                found = t
+        if found is None:
+            continue
+        try:
+            got = interp.get_tensor(found["index"]).astype("float64")
+        except ValueError:
+            continue
+        scale, zero = found["quantization"]
+        if scale:
+            got = (got - zero) * scale
+        c = cosine(want, got)
+        if trail is not None:
+            trail.append((layer.name, type(layer).__name__, round(c, 4)))
+        if c < threshold:
+            return f"{layer.name} ({type(layer).__name__}, TFLite tensor {found['name'][-80:]})", round(c, 4)
+    return None
 
 
 RUNNERS = {"prune": technique_prune, "qat_int8": technique_qat_int8, "cluster": technique_cluster,
@@ -366,12 +447,16 @@ def run_technique(technique, model, x):
     t0 = time.perf_counter()
     try:
         tflite, k, t, info = RUNNERS[technique](model, x)
-        cell.update(info)
+        cell.update({k_: v for k_, v in info.items() if not k_.startswith("_")})
         cell["tflite_bytes"] = len(tflite)
         cell["cosine"] = round(cosine(k, t), 6)
         cell["status"] = "pass" if cell["cosine"] > THRESHOLD[technique] else "fail"
         if cell["status"] == "fail":
             cell["why"] = f"cosine {cell['cosine']} <= {THRESHOLD[technique]}"
+            where = locate_divergence(info["_keras_model"], tflite, x, THRESHOLD[technique])
+            if where:
+                cell["layer"] = where[0]
+                cell["why"] += f"; first layer whose TFLite output disagrees with Keras: cosine {where[1]}"
     except Exception as e:  # noqa: BLE001
         cell["status"] = "fail"
         cell["layer"] = blocker(e, model)
