@@ -453,10 +453,15 @@ def run_technique(technique, model, x):
         cell["status"] = "pass" if cell["cosine"] > THRESHOLD[technique] else "fail"
         if cell["status"] == "fail":
             cell["why"] = f"cosine {cell['cosine']} <= {THRESHOLD[technique]}"
-            where = locate_divergence(info["_keras_model"], tflite, x, THRESHOLD[technique])
-            if where:
-                cell["layer"] = where[0]
-                cell["why"] += f"; first layer whose TFLite output disagrees with Keras: cosine {where[1]}"
+            trail = []
+            where = locate_divergence(info["_keras_model"], tflite, x, 0.0, trail)
+            below = [t for t in trail if t[2] <= THRESHOLD[technique]]
+            if below:
+                cell["layer"] = f"{below[0][0]} ({below[0][1]})"
+                picks = [trail[round(i * (len(trail) - 1) / 5)] for i in range(6)]
+                cell["why"] += (f"; first layer below it: {below[0][0]} ({below[0][2]}); TFLite vs Keras per "
+                                f"layer along the graph ({len(trail)} matched): "
+                                + ", ".join(f"{n} {c}" for n, _, c in picks))
     except Exception as e:  # noqa: BLE001
         cell["status"] = "fail"
         cell["layer"] = blocker(e, model)
