@@ -43,7 +43,7 @@ def test_fit_evaluate_metrics_validation_and_frozen_teacher(teacher, digits):
     (x, y), (x_test, y_test) = digits
     before = [w.copy() for w in teacher.get_weights()]  # includes BN moving statistics
     student = _student()
-    distiller = Distiller(teacher, student, alpha=0.3)
+    distiller = Distiller(teacher, student, loss=SoftTargetLoss(4.0), alpha=0.3)
     distiller.compile("adam", metrics=["accuracy"])
     history = distiller.fit(x[:512], y[:512], epochs=2, batch_size=64, validation_data=(x_test, y_test), verbose=0)
     assert {"loss", "accuracy", "student_loss", "distillation_loss", "val_accuracy"} <= set(history.history)

@@ -9,7 +9,6 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 
 from tfcompress import pruning
-from tfcompress.clustering import cluster
 from tfcompress.export import export_tflite, run_tflite
 from tfcompress.quantization import Int8Scheme, QuantizeWrapper, calibrate, quantize
 from tfcompress.quantization._fake_quant import numpy_fake_quant
@@ -202,8 +201,8 @@ def test_quantize_validates_its_arguments():
         quantize(model, scheme="int8")
     with pytest.raises(TypeError, match=r"configs\['fc'\]"):
         quantize(model, configs={"fc": {"kernel": None}})
-    with pytest.raises(ValueError, match=r"Clustering-preserving QAT is not implemented.*clustering.strip"):
-        quantize(cluster(model, n_clusters=4, min_weights=1))
+    with pytest.raises(ValueError, match="preserve_clusters"):
+        quantize(model, preserve_clusters="yes")
     with pytest.raises(ValueError, match="masked_weights"):
         QuantizeWrapper(L.Dense(2), masked_weights=["bias"])
     x = np.zeros((8, 4), "float32")

@@ -79,9 +79,9 @@ class Distiller(keras.Model):
         teacher: Trained `keras.Model`. Frozen by this constructor.
         student: `keras.Model` to train; Sequential, Functional or subclassed.
         loss: Output distillation loss, any `keras.distillation.DistillationLoss`.
-            Defaults to `SoftTargetLoss(temperature=4.0)`.
+            Defaults to `SoftTargetLoss(temperature=1.0)` (see "Defaults" below).
         alpha: Weight of the label loss in [0, 1]; the output distillation loss gets `1 - alpha`.
-            Defaults to 0.1.
+            Defaults to 0.5 (see "Defaults" below).
         student_loss: Keras loss on the labels (also settable with `compile(loss=...)`). Defaults to
             sparse categorical cross-entropy, `from_logits` taken from `loss` (True if it has none).
         features: List of `FeatureLoss` / `AttentionTransferLoss` (or Keras `FeatureDistillation`
@@ -102,20 +102,37 @@ class Distiller(keras.Model):
         >>> from tfcompress.distillation import Distiller
         >>> teacher = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(3)])
         >>> student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
-        >>> distiller = Distiller(teacher, student, alpha=0.1)
+        >>> distiller = Distiller(teacher, student)  # alpha=0.5, SoftTargetLoss(temperature=1.0)
         >>> distiller.compile(optimizer="adam", metrics=["accuracy"])
         >>> x, y = np.random.rand(64, 8).astype("float32"), np.random.randint(0, 3, 64)
         >>> history = distiller.fit(x, y, epochs=1, verbose=0)
         >>> trained = distiller.student
 
+    Defaults (alpha=0.5, temperature 1): chosen by `benchmarks/distill_defaults.py` on the 8x8
+    digits, a grid of alpha in {0.1, 0.3, 0.5, 0.7, 0.9} x T in {1, 2, 4, 8} plus the student alone,
+    for 100 / 300 / 1150 training images x two 2.3 k-parameter students (CNN, MLP) x 3 seeds, the
+    teacher (98-99 % test) trained on all 1150 images; best mean rank of validation accuracy (a
+    split carved from the training data; the test split never entered the choice). Mean test top-1
+    over the 18 cells: alone 90.9 %, alpha=0.5/T=1 90.9 % (within 0.1 point of alone for every
+    size and student, validation and test), the former defaults alpha=0.1/T=4 89.2 % (100 images: 80.3 vs
+    84.2 % for the CNN, 82.2 vs 86.8 % for the MLP), alpha=0.5/T=2 89.9 %. The teacher saw the
+    student's images (at T=1 it gives their label 99.98 % probability on average), so a small
+    student gained nothing robust from softer targets there, while in the worst cell T=2 cost up to
+    2.8 points and T=4-8 up to 8-15 (validation, vs alone): the defaults are the setting that does
+    not hurt. Raise
+    the temperature (2-4) and lower alpha when the teacher's outputs on the student's data are
+    informative (a teacher trained on other data, `augment=`, a student with capacity to spare)
+    and check the choice on a validation split.
+
     References:
         Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"; Romero et al.
         2015, "FitNets: Hints for Thin Deep Nets"; Zagoruyko & Komodakis 2017, "Paying More
         Attention to Attention"; Beyer et al. 2022, "Knowledge distillation: A good teacher is
-        patient and consistent" (consistent augmentation).
+        patient and consistent" (consistent augmentation); Cho & Hariharan 2019, "On the Efficacy
+        of Knowledge Distillation" (small students and soft targets).
     """
 
-    def __init__(self, teacher, student, *, loss=None, alpha=0.1, student_loss=None, features=None,
+    def __init__(self, teacher, student, *, loss=None, alpha=0.5, student_loss=None, features=None,
                  augment=None, **kwargs):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
@@ -124,7 +141,7 @@ class Distiller(keras.Model):
                 raise TypeError(f"Distiller: {role} must be a keras.Model, got {type(model).__name__}.")
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"Distiller: alpha must be in [0, 1], got {alpha!r}.")
-        loss = SoftTargetLoss(temperature=4.0) if loss is None else loss
+        loss = SoftTargetLoss(temperature=1.0) if loss is None else loss
         if not isinstance(loss, keras.distillation.DistillationLoss):
             raise TypeError("Distiller: loss must be a keras.distillation.DistillationLoss such as "
                             f"SoftTargetLoss(temperature=4.0), got {type(loss).__name__}.")

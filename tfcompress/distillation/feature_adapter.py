@@ -21,7 +21,7 @@ class FeatureAdapter(keras.layers.Layer):
         >>> from tfcompress.distillation import FeatureAdapter
         >>> adapter = FeatureAdapter()
         >>> s, t = np.ones((2, 4, 4, 8), "float32"), np.ones((2, 4, 4, 16), "float32")
-        >>> adapter(s, t).shape
+        >>> tuple(adapter(s, t).shape)
         (2, 4, 4, 16)
 
     References:

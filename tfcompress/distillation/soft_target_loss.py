@@ -16,7 +16,9 @@ class SoftTargetLoss(keras.distillation.LogitsDistillation):
     `tfcompress.distillation.Distiller`, and can also be given to `keras.distillation.Distiller`.
 
     Args:
-        temperature: Softening temperature T > 0; 2-5 are usual. Defaults to 4.0.
+        temperature: Softening temperature T > 0. Defaults to 1.0, the `Distiller` default
+            chosen by `benchmarks/distill_defaults.py`; 2-4 soften the targets (Hinton et al.),
+            which helped there only when the teacher's outputs carried more than the labels.
         from_logits: Whether model outputs are logits (True) or probabilities (False).
             Defaults to True.
 
@@ -32,7 +34,7 @@ class SoftTargetLoss(keras.distillation.LogitsDistillation):
         Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network".
     """
 
-    def __init__(self, temperature=4.0, from_logits=True):
+    def __init__(self, temperature=1.0, from_logits=True):
         # A KLDivergence instance: the string "kl_divergence" resolves to a plain function that
         # LogitsDistillation (Keras 3.15) then applies to raw logits instead of probabilities.
         super().__init__(temperature=temperature, loss=keras.losses.KLDivergence())

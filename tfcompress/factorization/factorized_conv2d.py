@@ -40,7 +40,7 @@ class FactorizedConv2D(keras.layers.Layer):
         >>> import numpy as np
         >>> from tfcompress.factorization import FactorizedConv2D
         >>> layer = FactorizedConv2D(16, 3, rank=4, padding="same")
-        >>> layer(np.zeros((1, 8, 8, 8), "float32")).shape
+        >>> tuple(layer(np.zeros((1, 8, 8, 8), "float32")).shape)
         (1, 8, 8, 16)
 
     References:

@@ -29,7 +29,7 @@ class FactorizedDense(keras.layers.Layer):
         >>> import keras, numpy as np
         >>> from tfcompress.factorization import FactorizedDense
         >>> layer = FactorizedDense(10, rank=4)
-        >>> layer(np.zeros((2, 32), "float32")).shape
+        >>> tuple(layer(np.zeros((2, 32), "float32")).shape)
         (2, 10)
         >>> layer.count_params()  # 4 * (32 + 10) + 10, vs 330 for Dense(10)
         178

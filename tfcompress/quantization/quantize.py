@@ -146,6 +146,12 @@ def _sequential_to_functional(model):
 # preserve_sparsity="auto" keeps the exact zeros of a plain kernel with at least this fraction of them
 # (the threshold tfcompress.clustering.cluster(preserve_zeros="auto") uses too).
 AUTO_MIN_ZEROS = 0.01
+# preserve_clusters: a weight (or each of its output channels) with at most this many distinct values is
+# clustered; "auto" also needs every shared value used by AUTO_MIN_SHARE entries on average (a trained
+# dense kernel has as many distinct values as entries).
+MAX_CLUSTERS = 256
+AUTO_MAX_CLUSTERS = 64
+AUTO_MIN_SHARE = 8
 
 
 def _names_arg(value, arg):
@@ -183,6 +189,15 @@ def _check_names(model, layers, keep_float):
     return out
 
 
+def _strip_clusters(model):
+    """`({inner layer names of ClusterWeights}, model with them stripped)`."""
+    from tfcompress.clustering import ClusterWeights, strip
+
+    names = {layer.layer.name for layer in iter_layers(model, include_models=True)
+             if isinstance(layer, ClusterWeights)}
+    return names, (strip(model) if names else model)
+
+
 def _prune_masks(model):
     """`({inner layer name: {weight name: 0/1 mask}}, stripped model)` of a model holding PruneWrappers."""
     from tfcompress.pruning import PruneWrapper, strip
@@ -194,6 +209,39 @@ def _prune_masks(model):
     for w in wrappers:
         masks[w.layer.name] = {name: np.asarray(mvar.numpy()) for name, _, _, mvar, _ in w.pruned}
     return masks, strip(model)
+
+
+def _cluster_layout(values, max_clusters, min_share):
+    """`(centroids (rows, k), indices (rows, size / rows))` of a weight with shared values, or None.
+
+    Tries one set of shared values for the whole weight (rows = 1), then one per output channel (last
+    axis), the two layouts of `ClusterWeights`."""
+    for rows in (1, values.shape[-1]):
+        flat = values.reshape(-1, rows).T
+        found = [np.unique(row, return_inverse=True) for row in flat]
+        k = max(len(u) for u, _ in found)
+        if 2 <= k <= max_clusters and flat.shape[1] >= min_share * k:
+            centroids = np.stack([np.pad(u, (0, k - len(u)), mode="edge") for u, _ in found]).astype("float32")
+            indices = np.stack([i.reshape(-1) for _, i in found]).astype("int32")
+            return centroids, indices
+    return None
+
+
+def _clusters(op, cfg, preserve_clusters, clustered_layers):
+    """`{weight name: (centroids, indices)}` whose weight sharing `op`'s QuantizeWrapper keeps."""
+    if preserve_clusters is False or cfg.float_fallback:
+        return {}
+    forced = preserve_clusters is True or op.name in clustered_layers
+    found = {}
+    for name in cfg.weights:
+        var = getattr(op, name, None)
+        if var is None:
+            continue
+        layout = _cluster_layout(np.asarray(var.numpy()), MAX_CLUSTERS if forced else AUTO_MAX_CLUSTERS,
+                                 1 if forced else AUTO_MIN_SHARE)
+        if layout is not None:
+            found[name] = layout
+    return found
 
 
 def _sparsity_masks(op, cfg, preserve_sparsity, pruned_masks):
@@ -218,7 +266,7 @@ def _sparsity_masks(op, cfg, preserve_sparsity, pruned_masks):
 
 
 def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, preserve_sparsity="auto",
-             _quantize_inputs=True, _masks=None):
+             preserve_clusters="auto", _quantize_inputs=True, _masks=None, _clustered=None):
     """Returns a new model that simulates TFLite int8 inference while it trains (QAT).
 
     Every Conv/Dense-like layer becomes a `QuantizeWrapper` (weights fake-quantized symmetrically, a
@@ -257,6 +305,13 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
             which at least 1 % (`AUTO_MIN_ZEROS`) of the entries are exactly zero (a stripped pruned
             model: a trained dense kernel has none). An all-zero kernel is never masked (it is a
             zero-initialised one, not a pruned one). Defaults to `"auto"`.
+        preserve_clusters: Whether the shared values of a clustered model survive QAT
+            (clustering-preserving QAT): `True` keeps the sharing of every quantized weight with at
+            most `MAX_CLUSTERS` (256) distinct values (per weight or per output channel); `False`
+            lets every entry train on its own; `"auto"` keeps it for the layers of `ClusterWeights`
+            wrappers and for plain weights with at most `AUTO_MAX_CLUSTERS` (64) distinct values,
+            each shared by `AUTO_MIN_SHARE` (8) entries on average (a stripped clustered model).
+            Defaults to `"auto"`.
 
     Pruning-preserving QAT: a pruned model is quantized as it is, wrapped mid-pruning (its
     `PruneWrapper`s are stripped and their current masks frozen: pruning stops, so finish the schedule
@@ -268,8 +323,15 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     the integer 0, so the int8 TFLite file has the pruned model's zeros. Layers left float (`keep_float`,
     not in `layers`, or without an integer kernel) are not masked; a warning names pruned ones.
     The kept masks are listed in `qat_model.preserved_sparsity` (`{layer name: zero fraction}`).
-    Clustering is not preserved (a model holding `ClusterWeights` is refused with the way out): keeping
-    centroids would need a kernel parametrised as trainable centroids gathered by fixed indices.
+
+    Clustering-preserving QAT: a clustered model (with `ClusterWeights` wrappers, which are stripped,
+    or stripped) keeps its weight sharing: each kept weight is computed as `centroids[indices]` from a
+    trainable `<name>_centroids` and a fixed `<name>_cluster_indices` weight of its `QuantizeWrapper`
+    (gradients of the entries sharing a value add up on it, as in `ClusterWeights`), before the mask,
+    BN folding (one scale per output channel) and per-channel int8 rounding: every output channel of
+    the int8 file holds at most as many distinct values as there are clusters. The kept sharing is
+    listed in `qat_model.preserved_clusters` (`{layer name: clusters}`). Pruned and clustered
+    together (`cluster(..., preserve_zeros=True)` of a pruned model) keeps both.
 
     Returns:
         A new, uncompiled Keras model (Functional) with the same inputs and outputs.
@@ -312,12 +374,10 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
                 raise TypeError(f"quantize(): configs[{key!r}] must be a QuantizeConfig, got {value!r}.")
         layers, keep_float = _check_names(model, _names_arg(layers, "layers"),
                                           _names_arg(keep_float, "keep_float"))
-        if any(type(layer).__name__ == "ClusterWeights" for layer in iter_layers(model, include_models=True)):
-            raise ValueError(
-                f"quantize(): model {model.name!r} holds clustering wrappers (ClusterWeights). Clustering-"
-                "preserving QAT is not implemented: strip them first with tfcompress.clustering.strip(model) "
-                "(QAT then trains the weights off the centroids), or export the clustered model with "
-                "post-training int8 (export_tflite(model, quantize='int8', representative_data=...)).")
+        if not (preserve_clusters is True or preserve_clusters is False or preserve_clusters == "auto"):
+            raise ValueError(f"quantize(): preserve_clusters must be 'auto', True or False, "
+                             f"got {preserve_clusters!r}.")
+        _clustered, model = _strip_clusters(model)
         _masks, model = _prune_masks(model)
         if preserve_sparsity is False:
             _masks = {}
@@ -352,6 +412,7 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     absorbed = {id(a) for _, _, group in plan.values() for a in group}
     weight_pairs = []  # (original layer, new layer) whose weights get copied after building
     mask_pairs = []  # (QuantizeWrapper, {weight name: mask}) set after building
+    cluster_pairs = []  # (QuantizeWrapper, {weight name: (centroids, indices)}) set after building
 
     affine = {id(op): _affine(op) for op in model.operations
               if id(op) in layer_configs and id(op) not in absorbed and not layer_configs[id(op)].float_fallback}
@@ -361,8 +422,8 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
         if not isinstance(op, keras.layers.Layer) or id(op) in absorbed or id(op) in affine:
             return op
         if isinstance(op, keras.Model):
-            return quantize(op, scheme, layers, keep_float, configs, preserve_sparsity,
-                            _quantize_inputs=False, _masks=_masks)
+            return quantize(op, scheme, layers, keep_float, configs, preserve_sparsity, preserve_clusters,
+                            _quantize_inputs=False, _masks=_masks, _clustered=_clustered)
         cfg = layer_configs.get(id(op))
         if cfg is None or cfg.float_fallback or not (cfg.weights or cfg.quantize_output or id(op) in plan):
             new = _clone_layer(op)
@@ -380,11 +441,16 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
             new_bn = _clone_layer(bn)
             weight_pairs.append((bn, new_bn))
         masks = _sparsity_masks(op, cfg, preserve_sparsity, _masks)
+        clusters = _clusters(op, cfg, preserve_clusters, _clustered)
         wrapper = QuantizeWrapper(new, scheme=scheme, quantize_config=cfg,
                                   activation=None if act in (None, "linear") else act,
-                                  batch_norm=new_bn, masked_weights=sorted(masks), name=f"quant_{op.name}")
+                                  batch_norm=new_bn, masked_weights=sorted(masks),
+                                  clustered_weights={n: list(c.shape) for n, (c, _) in clusters.items()},
+                                  name=f"quant_{op.name}")
         if masks:
             mask_pairs.append((wrapper, masks))
+        if clusters:
+            cluster_pairs.append((wrapper, clusters))
         return wrapper
 
     input_points = {}
@@ -434,10 +500,18 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
             var.assign(np.asarray(var.numpy()) * mask)
             preserved[wrapper.layer.name if len(masks) == 1 else f"{wrapper.layer.name}/{name}"] = float(
                 1.0 - mask.mean())
+    shared = {}
+    for wrapper, clusters in cluster_pairs:
+        for name, (centroids, indices) in clusters.items():
+            wrapper.centroids[name].assign(centroids)
+            wrapper.cluster_indices[name].assign(indices)
+            shared[wrapper.layer.name if len(clusters) == 1 else f"{wrapper.layer.name}/{name}"] = centroids.shape[1]
     for layer in new_model.layers:
         if isinstance(layer, keras.Model):
             preserved.update(getattr(layer, "preserved_sparsity", {}))
+            shared.update(getattr(layer, "preserved_clusters", {}))
     new_model.preserved_sparsity = preserved
+    new_model.preserved_clusters = shared
     if not nested:
         lost = sorted(name for name, masks in _masks.items()
                       if any(not m.all() for m in masks.values()) and name not in preserved

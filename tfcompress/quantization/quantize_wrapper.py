@@ -1,6 +1,7 @@
 """QuantizeWrapper: quantization-aware training of one layer."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfcompress.quantization._fake_quant import RangeTracker, quantize_weight
@@ -45,6 +46,15 @@ class QuantizeWrapper(keras.layers.Wrapper):
             (ones when built; `quantize()` sets it from a pruned model) that multiplies the weight
             before BatchNormalization folding and fake quantization, so a zero stays exactly zero in
             training and in the int8 file (pruning-preserving QAT). Defaults to `None` (no mask).
+        clustered_weights: `{weight name: [rows, clusters]}` of quantized weights whose weight sharing
+            is kept (clustering-preserving QAT): the weight is computed as `centroids[indices]` from a
+            trainable `<name>_centroids` weight `(rows, clusters)` and a fixed int32
+            `<name>_cluster_indices` weight `(rows, size / rows)` (rows 1: one set of shared values for
+            the whole weight; rows = output channels: one set per channel, the layout of
+            `tfcompress.clustering.ClusterWeights`), so training moves the shared values and never the
+            assignment, and each output channel of the int8 file holds at most `clusters` distinct
+            values. The wrapped layer's own variable is then frozen and unused. `quantize()` fills
+            both from a clustered model. Defaults to `None`.
         **kwargs: Keras layer arguments (`name`, ...).
 
     `quantize()` places wrappers in Sequential and Functional models; a subclassed model uses them
@@ -73,6 +83,12 @@ class QuantizeWrapper(keras.layers.Wrapper):
         >>> [(_, kernel)], _ = sparse.quantized_weights()
         >>> int(np.count_nonzero(kernel))  # only the 3 unmasked entries can be non-zero
         3
+        >>> shared = QuantizeWrapper(keras.layers.Dense(4), clustered_weights={"kernel": [1, 2]})
+        >>> shared.build((None, 3))
+        >>> _ = shared.centroids["kernel"].assign([[-0.5, 0.25]])
+        >>> [(_, kernel)], _ = shared.quantized_weights()
+        >>> sorted(np.unique(np.round(kernel.numpy(), 3)).tolist())  # indices are zeros: all -0.5
+        [-0.5]
 
     References:
         Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient
@@ -82,7 +98,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
     tfcompress_carries_ranges = True  # its ranges calibrate int8 export (see tfcompress/_surgery.py)
 
     def __init__(self, layer, scheme=None, quantize_config=None, activation=None, batch_norm=None,
-                 masked_weights=None, **kwargs):
+                 masked_weights=None, clustered_weights=None, **kwargs):
         super().__init__(_deserialize(layer), **kwargs)
         self.scheme = _deserialize(scheme) or Int8Scheme()
         config = _deserialize(quantize_config) or QuantizeConfig.for_layer(self.layer, self.scheme.per_channel)
@@ -104,6 +120,17 @@ class QuantizeWrapper(keras.layers.Wrapper):
             raise ValueError(
                 f"masked_weights={unknown} of layer {self.layer.name!r} ({type(self.layer).__name__}) are not "
                 f"weights this wrapper quantizes; choose among {sorted(config.weights) if not config.float_fallback else []}.")
+
+        if not isinstance(clustered_weights, (dict, type(None))):
+            raise TypeError(f"clustered_weights must be a dict {{weight name: [rows, clusters]}}, "
+                            f"got {clustered_weights!r}.")
+        self.clustered_weights = {n: [int(r), int(k)] for n, (r, k) in (clustered_weights or {}).items()}
+        unknown = [n for n in self.clustered_weights if n not in config.weights or config.float_fallback]
+        if unknown:
+            raise ValueError(
+                f"clustered_weights={unknown} of layer {self.layer.name!r} ({type(self.layer).__name__}) are "
+                f"not weights this wrapper quantizes; choose among "
+                f"{sorted(config.weights) if not config.float_fallback else []}.")
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -132,7 +159,25 @@ class QuantizeWrapper(keras.layers.Wrapper):
             var = getattr(self.layer, name)
             self.masks[name] = self.add_weight(name=f"{name}_mask", shape=var.shape, dtype=var.dtype,
                                                initializer="ones", trainable=False)
+        self.centroids, self.cluster_indices = {}, {}  # weight name -> shared values / fixed assignment
+        for name, (rows, clusters) in self.clustered_weights.items():
+            var = getattr(self.layer, name)
+            size = int(np.prod(var.shape))
+            if rows < 1 or clusters < 1 or size % rows:
+                raise ValueError(f"clustered_weights[{name!r}] = {[rows, clusters]} does not fit the weight "
+                                 f"of shape {tuple(var.shape)} of layer {self.layer.name!r}.")
+            self.centroids[name] = self.add_weight(name=f"{name}_centroids", shape=(rows, clusters),
+                                                   initializer="zeros", trainable=True)
+            self.cluster_indices[name] = self.add_weight(name=f"{name}_cluster_indices", shape=(rows, size // rows),
+                                                         initializer="zeros", dtype="int32", trainable=False)
+            var.trainable = False  # the centroids train instead
         self.built = True
+
+    def _shared(self, name, var):
+        """`centroids[indices]` in the layout of `ClusterWeights` (rows = 1 or the output channels)."""
+        values = ops.take_along_axis(ops.convert_to_tensor(self.centroids[name]),
+                                     ops.convert_to_tensor(self.cluster_indices[name]), axis=1)
+        return ops.reshape(ops.transpose(values), var.shape)
 
     def _hard_sigmoid_layer(self):
         layer = self.layer
@@ -178,7 +223,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
         mapping = []
         for name, axis in cfg.weights.items():
             var = getattr(self.layer, name)
-            w = ops.convert_to_tensor(var)
+            w = self._shared(name, var) if name in self.centroids else ops.convert_to_tensor(var)
             if name in self.masks:  # pruning-preserving: zeros stay zeros through folding and rounding
                 w = w * ops.convert_to_tensor(self.masks[name])
             if scale is not None and name == main:
@@ -241,6 +286,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
             "activation": self.activation,
             "batch_norm": None if self.batch_norm is None else keras.saving.serialize_keras_object(self.batch_norm),
             "masked_weights": list(self.masked_weights),
+            "clustered_weights": {n: list(v) for n, v in self.clustered_weights.items()},
         }
 
     @classmethod
