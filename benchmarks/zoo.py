@@ -421,6 +421,16 @@ def locate_divergence(model, tflite, x, threshold, trail=None):
     return None
 
 
+def input_sensitivity(name, seed=5):
+    """Cosine of the float model's outputs with and without uniform noise of half an input step
+    (1/255 of the pixel range) on its input: how much a random deep network amplifies rounding."""
+    model = build(name)
+    x = sample_inputs(model, N_SAMPLES)
+    step = 1.0 if x.max() > 2 else 2.0 / 255
+    noisy = x + np.random.default_rng(seed).uniform(-step / 2, step / 2, x.shape).astype("float32")
+    return cosine(model(x, training=False), model(noisy, training=False))
+
+
 RUNNERS = {"prune": technique_prune, "qat_int8": technique_qat_int8, "cluster": technique_cluster,
            "factorize": technique_factorize}
 
@@ -612,7 +622,7 @@ random-weight graphs (EfficientNetB0: 0.9999 after block1a, 0.99 at block4c, 0.6
 not one layer that TFLite runs differently. The random float models are that sensitive themselves:
 uniform noise of half an input step (1/255 of the pixel range) on the input alone moves their output
 to cosine 0.967 (EfficientNetB0), 0.987 (MobileNetV2), 0.9925 (MobileNet), 0.9977 (DenseNet121),
-0.9999 (MobileNetV3Small) with the unperturbed one (same models and seeds); int8 adds rounding of
+0.9999 (MobileNetV3Small) with the unperturbed one (`--sensitivity NAME ...`); int8 adds rounding of
 that size at every layer. A trained model would need checking with its own weights and data."""
 
 NOT_RUN = ("not run: the sweep (one model at a time, nice -n 19, 2 shared cores) did not reach it before the "
@@ -646,11 +656,17 @@ def main():
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--fit-steps", type=int, default=FIT_STEPS, help="QAT fit steps after calibrate")
     parser.add_argument("--merge", action="store_true", help="update the rows of an existing zoo.json")
+    parser.add_argument("--sensitivity", nargs="*", default=None,
+                        help="print input_sensitivity() of these models and exit")
     parser.add_argument("--rewrite", action="store_true", help="only rewrite zoo.md from zoo.json")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     _set_fit_steps(args.fit_steps)
+    if args.sensitivity:
+        for name in args.sensitivity:
+            print(name, round(input_sensitivity(name), 4), flush=True)
+        return
     if args.one:
         row = run_model(args.one, args.techniques, partial_path=args.out + ".partial")
         with open(args.out, "w") as f:
