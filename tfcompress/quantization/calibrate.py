@@ -8,9 +8,14 @@ from tfcompress.quantization._qat_model import is_qat_model
 METHODS = ("minmax", "percentile", "mse")
 
 
-def _batches(data, batch_size):
+def _batches(data, batch_size, n_inputs=1):
     if isinstance(data, (list, tuple)) and data and not hasattr(data[0], "shape"):
         data = data[0]
+    if n_inputs > 1 and isinstance(data, (list, tuple)) and len(data) == n_inputs \
+            and all(hasattr(a, "shape") for a in data):  # one array per input of a multi-input model
+        for i in range(0, len(data[0]), batch_size):
+            yield [a[i:i + batch_size] for a in data]
+        return
     if isinstance(data, np.ndarray) or hasattr(data, "shape"):
         for i in range(0, len(data), batch_size):
             yield data[i:i + batch_size]
@@ -44,7 +49,8 @@ def calibrate(model, data, method="minmax", percentile=99.99, num_samples=512, b
     Args:
         model: A model from `quantize()`, or a float model (then `quantize(model, scheme)` is applied
             first and the new model is returned).
-        data: Inputs: a numpy array `(n, ...)`, `(x, y)` tuple, `tf.data.Dataset` or generator.
+        data: Inputs: a numpy array `(n, ...)` (a list of arrays, one per input, for a multi-input
+            model), `(x, y)` tuple, `tf.data.Dataset` or generator.
         method: "minmax" (observed extremes), "percentile" (clip to the `percentile`-th
             percentile at both ends) or "mse" (range minimising the fake-quant mean squared error).
             Defaults to "minmax".
@@ -95,10 +101,11 @@ def calibrate(model, data, method="minmax", percentile=99.99, num_samples=512, b
     seen = 0
     _fake_quant._CALIBRATION_HOOK = hook
     try:
-        for batch in _batches(data, batch_size):
-            batch = batch[: num_samples - seen]
+        n_inputs = len(getattr(model, "inputs", None) or [None])
+        for batch in _batches(data, batch_size, n_inputs):
+            batch = [b[: num_samples - seen] for b in batch] if isinstance(batch, list) else batch[: num_samples - seen]
             model(batch, training=False)
-            seen += len(batch)
+            seen += len(batch[0] if isinstance(batch, list) else batch)
             if seen >= num_samples:
                 break
     finally:

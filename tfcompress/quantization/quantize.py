@@ -88,6 +88,40 @@ def _plan_fusions(model, configs):
     return plan
 
 
+def _affine(layer):
+    """`(a, b)` with `layer(x) == x * a + b` (inference) for a per-channel affine layer, else None.
+
+    Normalization, a BatchNormalization that no Conv/Dense absorbs, and Rescaling with an offset
+    lower to two TFLite ops (MUL, ADD/SUB); the tensor between them needs a range of its own or the
+    converter leaves both in float. `quantize` re-expresses them as `x * a`, a quantization point,
+    `+ b` (the statistics are frozen at their current values, as when a BatchNormalization is folded).
+    """
+    L = keras.layers
+    shape = (layer.get_build_config() or {}).get("input_shape") if layer.built else None
+    if not shape:
+        return None
+    ndim = len(shape)
+    if isinstance(layer, L.Normalization):
+        if layer.invert:
+            return None
+        mean = np.asarray(layer.mean, "float64")
+        a = 1.0 / np.maximum(np.sqrt(np.asarray(layer.variance, "float64")), keras.config.epsilon())
+        return a.astype("float32"), (-mean * a).astype("float32")
+    if isinstance(layer, L.BatchNormalization):
+        axis = layer.axis % ndim
+        bshape = [1] * ndim
+        bshape[axis] = shape[axis]
+        gamma = np.asarray(layer.gamma, "float64") if layer.scale else 1.0
+        beta = np.asarray(layer.beta, "float64") if layer.center else 0.0
+        a = gamma / np.sqrt(np.asarray(layer.moving_variance, "float64") + layer.epsilon)
+        b = beta - np.asarray(layer.moving_mean, "float64") * a
+        return (np.reshape(a, bshape).astype("float32"),
+                np.reshape(np.broadcast_to(b, a.shape), bshape).astype("float32"))
+    if isinstance(layer, L.Rescaling) and np.any(np.asarray(layer.offset) != 0):
+        return (np.asarray(layer.scale, "float32"), np.asarray(layer.offset, "float32"))
+    return None
+
+
 def _clone_layer(layer, **overrides):
     config = layer.get_config()
     config.update(overrides)
@@ -242,6 +276,10 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     `tfcompress.export.export_tflite(qat_model, quantize="int8")` lowers it with the trained ranges and
     no representative data. The given model is not modified; weights are copied.
 
+    Normalization, a BatchNormalization that follows no Conv/Dense (DenseNet, ResNetV2) and a
+    Rescaling with an offset run as `x * a`, a quantization point, `+ b` (their statistics frozen), so
+    TFLite runs both of their ops in int8. Recurrent layers (LSTM, GRU, Bidirectional) stay float.
+
     Layers TFLite has no integer kernel for (LayerNormalization, MultiHeadAttention, Conv3D, ...) stay
     float (documented fallback): they compute in float and their outputs are quantized for the integer
     layers after them. Layers named in `keep_float` (or left out of `layers`) are not fake-quantized
@@ -250,9 +288,11 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     output both carry ranges).
 
     Args:
-        model: A built Sequential or Functional (possibly nested) Keras model. A subclassed model's
-            graph is not visible: it places `QuantizeWrapper` / `QuantizeLayer` in its own `__init__`
-            (see `QuantizeWrapper`).
+        model: A built Sequential, Functional (possibly nested) or subclassed Keras model. A subclassed
+            model's `call` graph is not visible: each of its layers with a config becomes a
+            `QuantizeWrapper` (no BatchNormalization folding; `keras.ops` written in `call` stay float)
+            and the result is a Functional model `QuantizeLayer -> the rebuilt model`. For full control
+            it places `QuantizeWrapper` / `QuantizeLayer` in its own `__init__` (see `QuantizeWrapper`).
         scheme: An `Int8Scheme`. Defaults to `Int8Scheme()`.
         layers: Names of the layers to quantize; `None` quantizes every supported layer. Defaults to `None`.
         keep_float: Names of layers to leave in float (mixed precision; see `sensitivity`). Defaults to `None`.
@@ -351,38 +391,38 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     if isinstance(model, keras.Sequential):
         model = _sequential_to_functional(model)
     elif not _is_functional(model):
-        raise ValueError(
-            f"quantize(): model {model.name!r} is a subclassed {type(model).__name__}, whose layer graph is "
-            "not visible. Build the quantization into its __init__ instead: wrap each Conv/Dense as "
-            "QuantizeWrapper(layer, activation=..., batch_norm=...) and put a QuantizeLayer() on the inputs "
-            "and after other ops (see the QuantizeWrapper docstring), or rebuild it as a Functional model."
-        )
+        if nested:
+            raise ValueError(
+                f"quantize(): nested model {model.name!r} is a subclassed {type(model).__name__}; quantize "
+                "it on its own (quantize(inner)) or build it with the Functional API.")
+        from tfcompress.quantization._qat_model import is_qat_model
+
+        if is_qat_model(model):
+            raise ValueError(
+                f"quantize(): model {model.name!r} is a subclassed {type(model).__name__} that already holds "
+                "quantization layers (QuantizeWrapper / QuantizeLayer): it is a QAT model already; train and "
+                "export it as it is.")
+        return _quantize_subclassed(model, scheme, configs, keep_float, selected)
 
     layer_configs = {}  # id(original layer) -> QuantizeConfig, for the layers to quantize
     for op in model.operations:
         if not isinstance(op, keras.layers.Layer) or isinstance(op, (keras.layers.InputLayer, keras.Model)):
             continue
-        if op.name in keep_float or (selected is not None and op.name not in selected):
-            continue
-        cfg = configs.get(op.name) or configs.get(type(op).__name__)
-        cfg = cfg or QuantizeConfig.for_layer(op, scheme.per_channel)
-        if cfg is None:
-            raise ValueError(
-                f"quantize(): layer {op.name!r} of class {type(op).__name__} has no quantization config. "
-                f"Give {type(op).__name__} a method tfcompress_quantizable_weights(self) returning the weights "
-                f"to fake-quantize (e.g. [self.kernel]; see QuantizeConfig), annotate it with "
-                f"configs={{{type(op).__name__!r}: QuantizeConfig(weights={{...}})}}, or keep "
-                f"it float with keep_float=[{op.name!r}]."
-            )
-        layer_configs[id(op)] = cfg
+        cfg = _config_of(op, configs, keep_float, selected, scheme)
+        if cfg is not None:
+            layer_configs[id(op)] = cfg
     plan = _plan_fusions(model, layer_configs)
     absorbed = {id(a) for _, _, group in plan.values() for a in group}
     weight_pairs = []  # (original layer, new layer) whose weights get copied after building
     mask_pairs = []  # (QuantizeWrapper, {weight name: mask}) set after building
     cluster_pairs = []  # (QuantizeWrapper, {weight name: (centroids, indices)}) set after building
 
+    affine = {id(op): _affine(op) for op in model.operations
+              if id(op) in layer_configs and id(op) not in absorbed and not layer_configs[id(op)].float_fallback}
+    affine = {k: v for k, v in affine.items() if v is not None}
+
     def clone_function(op):
-        if not isinstance(op, keras.layers.Layer) or id(op) in absorbed:
+        if not isinstance(op, keras.layers.Layer) or id(op) in absorbed or id(op) in affine:
             return op
         if isinstance(op, keras.Model):
             return quantize(op, scheme, layers, keep_float, configs, preserve_sparsity, preserve_clusters,
@@ -432,7 +472,11 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
         if _quantize_inputs and new_inputs:
             args = keras.tree.map_structure(lambda t: quantized_input(t) if id(t) in new_inputs else t, args)
             kwargs = keras.tree.map_structure(lambda t: quantized_input(t) if id(t) in new_inputs else t, kwargs)
-        out = op(*args, **kwargs)
+        if id(op) in affine:  # x * a -> quantization point -> + b (see _affine)
+            a, b = affine[id(op)]
+            out = keras.ops.add(QuantizeLayer(scheme)(keras.ops.multiply(args[0], a)), b)
+        else:
+            out = op(*args, **kwargs)
         if isinstance(op, (QuantizeWrapper, keras.Model)):
             return out
         if isinstance(op, keras.layers.Layer):
@@ -480,6 +524,51 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
                 f"quantize(): the zeros of pruned layers {lost} are not preserved: they stay float "
                 "(keep_float / layers= / no integer kernel), so their weights train freely. Keep them "
                 "quantized, or strip the model and fine-tune them without QAT.", stacklevel=2)
+    return new_model
+
+
+def _config_of(layer, configs, keep_float, selected, scheme):
+    """The QuantizeConfig of a layer to quantize, None for one left float; raises for an unknown one."""
+    if layer.name in keep_float or (selected is not None and layer.name not in selected):
+        return None
+    cfg = configs.get(layer.name) or configs.get(type(layer).__name__)
+    cfg = cfg or QuantizeConfig.for_layer(layer, scheme.per_channel)
+    if cfg is None:
+        raise ValueError(
+            f"quantize(): layer {layer.name!r} of class {type(layer).__name__} has no quantization config. "
+            f"Give {type(layer).__name__} a method tfcompress_quantizable_weights(self) returning the weights "
+            f"to fake-quantize (e.g. [self.kernel]; see QuantizeConfig), annotate it with "
+            f"configs={{{type(layer).__name__!r}: QuantizeConfig(weights={{...}})}}, or keep "
+            f"it float with keep_float=[{layer.name!r}].")
+    return cfg
+
+
+def _quantize_subclassed(model, scheme, configs, keep_float, selected):
+    """QAT for a subclassed model, whose `call` graph is not visible.
+
+    Every leaf layer with a config becomes a `QuantizeWrapper` (weights fake-quantized, output
+    quantized; no BatchNormalization folding, which needs the graph), through the surgery engine;
+    the result is a Functional model `QuantizeLayer -> rebuilt model` so the input has a range too.
+    Operations written in `call` with `keras.ops` get no quantization point (TFLite runs them in
+    float); put a `QuantizeLayer` after them in the class for a full-integer model.
+    """
+    from tfcompress._surgery import as_functional, copy_layer
+
+    def replace(layer):
+        cfg = _config_of(layer, configs, keep_float, selected, scheme)
+        if cfg is None or cfg.float_fallback or not (cfg.weights or cfg.quantize_output):
+            return None
+        return QuantizeWrapper(copy_layer(layer), scheme=scheme, quantize_config=cfg, name=f"quant_{layer.name}")
+
+    inner = as_functional(rebuild(model, replace))
+    if not _is_functional(inner):
+        raise ValueError(f"quantize(): subclassed model {model.name!r} has no recorded input shape; call it "
+                         "on a batch of data first.")
+    inputs = keras.tree.map_structure(
+        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype), inner.input)
+    quantized = keras.tree.map_structure(lambda t: QuantizeLayer(scheme)(t) if _is_float(t) else t, inputs)
+    new_model = keras.Model(inputs, inner(quantized), name=model.name)
+    new_model.preserved_sparsity = {}
     return new_model
 
 

@@ -166,6 +166,14 @@ class QuantizeConfig(ConfigObject):
                               L.UnitNormalization, L.EinsumDense)):
             # No integer LayerNorm / attention kernels in TFLite's builtins: float fallback.
             return QuantizeConfig(float_fallback=True)
+        if isinstance(layer, (L.RNN, L.Bidirectional)):
+            # The gates of a recurrent cell are not layers of the model graph, so QAT has no
+            # quantization point inside them: the unrolled cell runs float, its output is quantized.
+            return QuantizeConfig(float_fallback=True)
+        if isinstance(layer, L.Normalization) or _is_keras_layer_scale(layer):
+            # Preprocessing (x - mean) / std, and ConvNeXt's per-channel LayerScale: element-wise
+            # SUB / MUL by constants, which TFLite runs in int8 between two quantization points.
+            return QuantizeConfig()
         range_preserving = (L.Reshape, L.Flatten, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
                             L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
                             L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
@@ -220,6 +228,10 @@ def _from_protocol(layer):
         weights[names[id(var)]] = axis
     return QuantizeConfig(weights=weights)
 
+def _is_keras_layer_scale(layer):
+    """keras.applications' ConvNeXt `LayerScale` (not exported by keras, so matched by class and module)."""
+    cls = type(layer)
+    return cls.__name__ == "LayerScale" and cls.__module__.startswith("keras.")
 
 
 def activation_output_range(activation_name):

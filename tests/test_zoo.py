@@ -1,0 +1,97 @@
+"""Fast subset of the model-zoo sweep (benchmarks/zoo.py), with the sweep's own functions.
+
+Each case builds a model, runs one technique (prune -> strip, QAT -> calibrate + fit -> int8,
+cluster -> strip, factorize) through the real TFLite converter and LiteRT, and checks the TFLite
+outputs against the Keras model they were exported from (the stripped / QAT / factorized model):
+cosine > 0.999 for float32 exports, > 0.95 for int8. Models: the text / multi-IO rows of the sweep
+(Embedding + LSTM / GRU / Bidirectional, Transformer encoder, multi-input / multi-output, nested
+Sequential, subclassed) and a small keras.applications MobileNet. The full keras.applications
+sweep (minutes per architecture) is `nice -n 19 python benchmarks/zoo.py`.
+"""
+
+import functools
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "zoo.py")
+_spec = importlib.util.spec_from_file_location("tfcompress_bench_zoo", _PATH)
+zoo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(zoo)
+
+# Models whose int8 file keeps float ops by design (float fallback: recurrent cells, attention,
+# LayerNormalization have no quantization points inside them).
+FLOAT_FALLBACK = {"text_lstm", "text_gru", "text_bilstm", "transformer_encoder"}
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name):
+    if name == "MobileNet_a025":  # keras.applications.MobileNet, narrow: same graph, small weights
+        keras.utils.set_random_seed(0)
+        return zoo.set_batch_norm_statistics(keras.applications.MobileNet(
+            input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=10, classifier_activation=None))
+    return zoo.build(name)
+
+
+# Every model row of the sweep's text / multi-IO part and every technique at least once, within the
+# suite's CPU budget (the sweep itself runs all of them: benchmarks/results/zoo.md).
+CASES = [(name, "prune") for name in ("text_bilstm", "transformer_encoder", "multi_io", "subclassed",
+                                      "MobileNet_a025")]
+CASES += [(name, "qat_int8") for name in ("text_lstm", "text_gru", "transformer_encoder", "multi_io",
+                                          "nested_sequential", "subclassed", "preprocessing_cnn",
+                                          "MobileNet_a025")]
+CASES += [(name, "cluster") for name in ("nested_sequential", "text_gru")]
+CASES += [(name, "factorize") for name in ("multi_io", "transformer_encoder")]
+
+
+@pytest.mark.parametrize("name,technique", CASES, ids=[f"{n}-{t}" for n, t in CASES])
+def test_zoo_row_matches_keras(name, technique):
+    model = _model(name)
+    before = [np.array(w) for w in model.get_weights()]
+    x = zoo.sample_inputs(model, zoo.N_SAMPLES, seed=1)
+    cell = zoo.run_technique(technique, model, x)
+    assert cell["status"] == "pass", (cell.get("why"), cell.get("layer"), cell.get("trace"))
+    assert cell["cosine"] > zoo.THRESHOLD[technique]
+    if technique == "qat_int8":
+        assert cell["full_integer"] == (name not in FLOAT_FALLBACK), cell["float_ops"]
+        # (no bound vs the float model: the fit steps on random targets change the function)
+    # the user's model is never changed by the technique
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cosine_is_the_smallest_over_outputs():
+    a = [np.array([[1.0, 0.0]]), np.array([[1.0, 2.0]])]
+    b = [np.array([[1.0, 0.0]]), np.array([[2.0, -1.0]])]  # second output orthogonal
+    assert zoo.cosine(a, b) == pytest.approx(0.0, abs=1e-12)
+    assert zoo.cosine(a[0], a[0]) == pytest.approx(1.0)
+
+
+def test_every_application_is_swept():
+    names = zoo.architectures()
+    public = [n for n in dir(keras.applications) if n[0].isupper()]
+    assert names == sorted(public) and "MobileNetV3Small" in names and "ConvNeXtXLarge" in names
+    assert set(zoo.sweep_order(zoo.all_models())) == set(public) | set(zoo.TEXT_MODELS)
+
+
+def test_blocker_names_the_layer():
+    model = zoo.build("text_lstm")
+    err = ValueError("quantize(): layer 'lstm' of class LSTM has no quantization config.")
+    assert zoo.blocker(err, model) == "lstm (LSTM)"
+
+
+@pytest.mark.parametrize("name", ["preprocessing_cnn", "subclassed"])
+def test_qat_model_round_trips_through_keras_file(name, tmp_path):
+    """QAT of a model with Normalization / a standalone BatchNormalization (re-expressed as x * a ->
+    quantization point -> + b) and of a subclassed model saves and loads back with the same outputs."""
+    from tfcompress.quantization import quantize
+
+    model = _model(name)
+    qat = quantize(model)
+    x = zoo.sample_inputs(model, 3, seed=2)
+    qat.save(tmp_path / "q.keras")
+    back = keras.saving.load_model(tmp_path / "q.keras")
+    np.testing.assert_array_equal(np.asarray(back(x)), np.asarray(qat(x)))
