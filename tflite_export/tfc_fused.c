@@ -45,14 +45,7 @@ typedef struct {
 } TfcFusedIO;
 
 static void tfc_fused_free_sub(TfcState* s) {
-  free(s->aligned_copy);
-  free(s->row_sums);
-  free(s->multipliers);
-  tfc_free_csr(s);
-  tfc_free_i8_quads(s);
-#if TFC_HAVE_AARCH64
-  tfc_free_aarch64(s);
-#endif
+  tfc_free_weights_state(s);
   memset(s, 0, sizeof(*s));
 }
 
@@ -91,24 +84,8 @@ static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const
                                        int act, float sx, int32_t zx, float sy, int32_t zy, int rows, int cap) {
   if (w->type != kTfLiteUInt8 && w->type != kTfLiteInt8) return "1x1 packed weights must be a uint8 tensor";
   if (!tfc_const_ok(w) || w->bytes == 0) return "1x1 packed weights must be a constant tensor with data";
-  const uint8_t* wp = (const uint8_t*)w->data.raw_const;
-  if (wp != s->blob_seen || w->bytes != s->blob_bytes_seen) {
-    const uint8_t* src = wp;
-    free(s->aligned_copy);
-    s->aligned_copy = NULL;
-    s->blob_seen = NULL;
-    if (((uintptr_t)wp & 15u) != 0) {
-      s->aligned_copy = (uint8_t*)malloc(w->bytes + 16);
-      if (s->aligned_copy == NULL) return "out of memory copying packed weights";
-      uint8_t* a = (uint8_t*)(((uintptr_t)s->aligned_copy + 15u) & ~(uintptr_t)15u);
-      memcpy(a, wp, w->bytes);
-      src = a;
-    }
-    const char* err = tfc_parse_blob(s, src, w->bytes);
-    if (err != NULL) return err;
-    s->blob_seen = wp;
-    s->blob_bytes_seen = w->bytes;
-  }
+  const char* blob_err = tfc_validate_blob(s, (const uint8_t*)w->data.raw_const, w->bytes);
+  if (blob_err != NULL) return blob_err;
   if (s->value_type != kTfLiteInt8) return "1x1 packed weights must hold int8 values";
   if (s->k_in != K || s->n_out != N) return "1x1 packed weights K/N do not match the block's channels";
   if (b->type != kTfLiteInt32 || !tfc_const_ok(b) || (uint64_t)b->bytes != 4ull * (uint64_t)N)

@@ -235,6 +235,8 @@ void tfc_free64(void* p);
 const char* tfc_parse_blob(TfcState* s, const uint8_t* p, size_t bytes);
 uint8_t* tfc_seen_buffer(TfcState* s, size_t n);
 /* tfc_op.c, shared with the fused op's 1x1s (tfc_fused.c) */
+const char* tfc_validate_blob(TfcState* s, const uint8_t* wp, size_t bytes);
+void tfc_free_weights_state(TfcState* s);
 const char* tfc_int8_row_state(TfcState* s, float sx, float sy);
 void tfc_pick_kernel(TfcState* s, int cap);
 int tfc_isa_cap(void);

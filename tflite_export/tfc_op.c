@@ -313,6 +313,41 @@ static void* tfc_worker_scratch(const TfcState* s, int worker) {
 
 /* --------------------------------------------------------------- lifecycle */
 
+/* Validates the packed weights at `wp` (tfc_parse_blob, on a 16-byte aligned copy when the tensor
+ * data is not aligned) unless they are the ones validated last.  Shared with tfc_fused.c. */
+const char* tfc_validate_blob(TfcState* s, const uint8_t* wp, size_t bytes) {
+  if (wp == s->blob_seen && bytes == s->blob_bytes_seen) return NULL;
+  const uint8_t* src = wp;
+  free(s->aligned_copy);
+  s->aligned_copy = NULL;
+  s->blob_seen = NULL;
+  if (((uintptr_t)wp & 15u) != 0) {
+    s->aligned_copy = (uint8_t*)malloc(bytes + 16);
+    if (s->aligned_copy == NULL) return "out of memory copying packed weights";
+    uint8_t* a = (uint8_t*)(((uintptr_t)s->aligned_copy + 15u) & ~(uintptr_t)15u);
+    memcpy(a, wp, bytes);
+    src = a;
+  }
+  const char* err = tfc_parse_blob(s, src, bytes);
+  if (err != NULL) return err;
+  s->blob_seen = wp;
+  s->blob_bytes_seen = bytes;
+  return NULL;
+}
+
+/* Frees what Prepare built from the weights (the aligned copy, row state, re-layouts), not the
+ * state itself.  Shared with tfc_fused.c. */
+void tfc_free_weights_state(TfcState* s) {
+  free(s->aligned_copy);
+  free(s->row_sums);
+  free(s->multipliers);
+  tfc_free_csr(s);
+  tfc_free_i8_quads(s);
+#if TFC_HAVE_AARCH64
+  tfc_free_aarch64(s);
+#endif
+}
+
 static void* tfc_init_common(TfLiteContext* ctx, const char* buffer, size_t length, int op) {
   (void)ctx;
   TfcState* s = (TfcState*)calloc(1, sizeof(TfcState));
@@ -343,16 +378,9 @@ static void tfc_free(TfLiteContext* ctx, void* buffer) {
   (void)ctx;
   TfcState* s = (TfcState*)buffer;
   if (s == NULL) return;
-  free(s->aligned_copy);
   tfc_free64(s->scratch);
-  free(s->row_sums);
-  free(s->multipliers);
-  tfc_free_csr(s);
-  tfc_free_i8_quads(s);
-#if TFC_HAVE_AARCH64
-  tfc_free_aarch64(s);
-#endif
   tfc_pool_release(s->pool);
+  tfc_free_weights_state(s);
   free(s);
 }
 
@@ -382,24 +410,8 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   if (w->allocation_type != kTfLiteMmapRo && w->allocation_type != kTfLitePersistentRo)
     TFC_FAIL(ctx, "packed weights must be a constant tensor");
   if (w->data.raw_const == NULL || w->bytes == 0) TFC_FAIL(ctx, "packed weights tensor has no data");
-  const uint8_t* wp = (const uint8_t*)w->data.raw_const;
-  if (wp != s->blob_seen || w->bytes != s->blob_bytes_seen) {
-    const uint8_t* src = wp;
-    free(s->aligned_copy);
-    s->aligned_copy = NULL;
-    s->blob_seen = NULL;
-    if (((uintptr_t)wp & 15u) != 0) {
-      s->aligned_copy = (uint8_t*)malloc(w->bytes + 16);
-      if (s->aligned_copy == NULL) TFC_FAIL(ctx, "out of memory copying packed weights");
-      uint8_t* a = (uint8_t*)(((uintptr_t)s->aligned_copy + 15u) & ~(uintptr_t)15u);
-      memcpy(a, wp, w->bytes);
-      src = a;
-    }
-    const char* err = tfc_parse_blob(s, src, w->bytes);
-    if (err != NULL) TFC_FAIL(ctx, "%s", err);
-    s->blob_seen = wp;
-    s->blob_bytes_seen = w->bytes;
-  }
+  const char* blob_err = tfc_validate_blob(s, (const uint8_t*)w->data.raw_const, w->bytes);
+  if (blob_err != NULL) TFC_FAIL(ctx, "%s", blob_err);
 
   /* activations */
   if (x->type != kTfLiteFloat32 && x->type != kTfLiteInt8) TFC_FAIL(ctx, "input must be float32 or int8");
