@@ -171,8 +171,9 @@ class QuantizeConfig(ConfigObject):
             # quantization point inside them: the unrolled cell runs float, its output is quantized.
             return QuantizeConfig(float_fallback=True)
         if isinstance(layer, L.Normalization) or _is_keras_layer_scale(layer):
-            # Preprocessing (x - mean) / std, and ConvNeXt's per-channel LayerScale: element-wise
-            # SUB / MUL by constants, which TFLite runs in int8 between two quantization points.
+            # Preprocessing (x - mean) / std, ConvNeXt's per-channel LayerScale, InceptionResNetV2's
+            # residual scale: element-wise SUB / MUL / ADD, which TFLite runs in int8 between two
+            # quantization points.
             return QuantizeConfig()
         range_preserving = (L.Reshape, L.Flatten, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
                             L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
@@ -229,9 +230,10 @@ def _from_protocol(layer):
     return QuantizeConfig(weights=weights)
 
 def _is_keras_layer_scale(layer):
-    """keras.applications' ConvNeXt `LayerScale` (not exported by keras, so matched by class and module)."""
+    """keras.applications' element-wise scale layers, not exported by keras (so matched by class and
+    module): ConvNeXt's `LayerScale` (x * gamma) and InceptionResNetV2's `CustomScaleLayer` (x + s * y)."""
     cls = type(layer)
-    return cls.__name__ == "LayerScale" and cls.__module__.startswith("keras.")
+    return cls.__name__ in ("LayerScale", "CustomScaleLayer") and cls.__module__.startswith("keras.")
 
 
 def activation_output_range(activation_name):
