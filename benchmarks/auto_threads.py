@@ -42,6 +42,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import sparse_kernels  # noqa: E402  (the MobileNetV2 builder shared with the other benchmarks)
+import sparse_threads  # noqa: E402  (its one-invoke helper)
 
 from tfcompress.export import export_tflite, load_interpreter  # noqa: E402
 from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_guard, sparse_kernel_report  # noqa: E402
@@ -75,13 +76,8 @@ def build_dense(dtypes, sparsity, cache):
 
 
 def _io(interp, x):
-    inp = interp.get_input_details()[0]
-    if inp["dtype"] == np.int8:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.float64)
+    """One invoke on `x` (quantized for an int8 input), the output in float64."""
+    return sparse_threads._io(interp, x).astype(np.float64)
 
 
 def timed(files, threads, rounds, invokes, rng):

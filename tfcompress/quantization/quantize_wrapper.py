@@ -128,9 +128,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
                             f"got {clustered_weights!r}.")
         self.clustered_weights = {n: [int(r), int(k)] for n, (r, k) in (clustered_weights or {}).items()}
         if not (self._from_protocol and not self.layer.built):
-            self._check_masked()
+            self._check_weight_names()
 
-    def _check_masked(self):
+    def _check_weight_names(self):
         config = self.quantize_config
         quantized = sorted(config.weights) if not config.float_fallback else []
         for arg, names in (("masked_weights", self.masked_weights), ("clustered_weights", self.clustered_weights)):
@@ -145,7 +145,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
             self.layer.build(input_shape)
         if self._from_protocol:
             self.quantize_config = QuantizeConfig.from_protocol(self.layer)
-            self._check_masked()
+            self._check_weight_names()
         if self.batch_norm is not None and not self.batch_norm.built:
             self.batch_norm.build(self.layer.compute_output_shape(input_shape))
         self.step = self.add_weight(name="step", shape=(), dtype="int64", initializer="zeros", trainable=False)
