@@ -314,6 +314,13 @@ typedef struct TfcFusedTag {
   int32_t* dw_bp;
   float* dw_mp;
   int8_t* dw_zrow;
+  /* AVX-512 VNNI depthwise (tfc_fused_x86.c): 64 channels per step, taps in dword quads
+   * (0-3, 4-7, 8) against vpdpbusd weights [group][quad][4][64 bytes], bias (input zero point and
+   * the +128 of the unsigned inputs folded in) and multipliers [group][4][16] in the lane order
+   * of the interleaved taps */
+  int8_t* dw_qv;
+  int32_t* dw_qb;
+  float* dw_qm;
   const int32_t* dw_bias_seen; /* the bias the folded copy dw_bp was made from */
   /* residual ADD (XNNPACK's qs8 add): out = clamp((bias + p * ma + x * mb) >> shift) + zp */
   int32_t add_ma, add_mb, add_bias, add_zp, add_lo, add_hi;

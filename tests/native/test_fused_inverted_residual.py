@@ -209,6 +209,17 @@ def test_fused_block_equals_dense_int8_and_numpy(name, files, rng, monkeypatch):
             assert "dw=dw_avx512" in names, names
         if cap == "2" and _has("avx512_vnni"):
             assert "avx512vnni" in names.split("project=")[1], names
+            # the VNNI depthwise (64-channel steps) from Ce > 32, the 32-channel one below
+            want_dw = "dw=dw_avx512vnni " if CASES[name][2] > 32 else "dw=dw_avx512 "
+            assert want_dw in names, names
+    if _has("avx2"):  # x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1): AVX-VNNI / AVX2 1x1s, portable depthwise
+        monkeypatch.setenv("TFCOMPRESS_NO_AVX512", "1")
+        for cap in ("1", "2"):
+            monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+            got = _run(fused, xq)
+            names = _kernel_names()
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} no-avx512 cap {cap} ({names})")
+            assert "dw=dw_portable" in names and "avx512" not in names, names
 
 
 @pytest.mark.parametrize("name", ["s1_residual_strips", "s2_same_odd", "wide_residual"])
