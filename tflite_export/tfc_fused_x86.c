@@ -76,7 +76,56 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
 
 #define TFC_DWQ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* AVX-512 VNNI depthwise row: 64 channels per step.  The 9 taps' bytes (x ^ 0x80 = x + 128, u8)
+/* The last C - c0 <= 32 channels of tfc_dw_row_avx512vnni's row with 256-bit registers (two
+ * 128-bit lanes; weights [quad][4][32 bytes], bias / multipliers [4][8] at the group's offsets). */
+TFC_DWQ_TARGET static void tfc_dw_tail32(const TfcFused* f, const int8_t* const base[3], const size_t cs[3],
+                                         const int8_t* z, int c0, const int8_t* wq, const int32_t* bq, const float* mq,
+                                         int8_t* out) {
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;
+  const __mmask32 m = (__mmask32)(C - c0 >= 32 ? 0xFFFFFFFFu : ((1u << (C - c0)) - 1u));
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
+  const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));
+  const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);
+  __m256i sh[4];
+  for (int k = 0; k < 4; ++k)
+    sh[k] = _mm256_broadcastsi128_si256(_mm_setr_epi8((char)(4 * k), -1, -1, -1, (char)(4 * k + 1), -1, -1, -1,
+                                                      (char)(4 * k + 2), -1, -1, -1, (char)(4 * k + 3), -1, -1, -1));
+  const __m256i* wv = (const __m256i*)wq;
+  const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),
+               m3 = _mm256_load_ps(mq + 24);
+  for (int ow = 0; ow < f->Wo; ++ow) {
+    const int iw0 = ow * st - pl;
+    __m256i x[9];
+    for (int kh = 0; kh < 3; ++kh)
+      for (int kw = 0; kw < 3; ++kw) {
+        const int iw = iw0 + kw;
+        const int8_t* p = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
+        x[kh * 3 + kw] = _mm256_xor_si256(_mm256_maskz_loadu_epi8(m, p), flip);
+      }
+    __m256i a[4];
+    for (int k = 0; k < 4; ++k) a[k] = _mm256_load_si256((const __m256i*)(bq + 8 * k));
+    for (int q = 0; q < 2; ++q) {
+      const __m256i l01 = _mm256_unpacklo_epi8(x[4 * q], x[4 * q + 1]), h01 = _mm256_unpackhi_epi8(x[4 * q], x[4 * q + 1]);
+      const __m256i l23 = _mm256_unpacklo_epi8(x[4 * q + 2], x[4 * q + 3]),
+                    h23 = _mm256_unpackhi_epi8(x[4 * q + 2], x[4 * q + 3]);
+      a[0] = _mm256_dpbusd_epi32(a[0], _mm256_unpacklo_epi16(l01, l23), _mm256_load_si256(wv + 4 * q));
+      a[1] = _mm256_dpbusd_epi32(a[1], _mm256_unpackhi_epi16(l01, l23), _mm256_load_si256(wv + 4 * q + 1));
+      a[2] = _mm256_dpbusd_epi32(a[2], _mm256_unpacklo_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 2));
+      a[3] = _mm256_dpbusd_epi32(a[3], _mm256_unpackhi_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 3));
+    }
+    for (int k = 0; k < 4; ++k)
+      a[k] = _mm256_dpbusd_epi32(a[k], _mm256_shuffle_epi8(x[8], sh[k]), _mm256_load_si256(wv + 8 + k));
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[0]), m0), hi));
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[1]), m1), hi));
+    const __m256i q2 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[2]), m2), hi));
+    const __m256i q3 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[3]), m3), hi));
+    const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), zp16);
+    const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q2, q3), zp16);
+    _mm256_mask_storeu_epi8(out + (size_t)ow * C + c0, m, _mm256_max_epi8(_mm256_packs_epi16(p01, p23), qmin8));
+  }
+}
+
+/* AVX-512 VNNI depthwise row: 64 channels per step (the last <= 32 channels: 32 per step).  The 9 taps' bytes (x ^ 0x80 = x + 128, u8)
  * are interleaved into dwords of 4 taps per channel, (0,1,2,3) and (4,5,6,7) with two rounds
  * of vpunpck{l,h}bw / wd, tap 8 alone with vpshufb (the other 3 bytes zero), and vpdpbusd adds
  * the 4 products into the channel's int32 lane (exact: |sum| < 2^17 per instruction, no
@@ -105,6 +154,11 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
   }
   for (int g = 0; g < G; ++g) {
     const int c0 = 64 * g;
+    if (C - c0 <= 32) { /* last <= 32 channels: 256-bit steps */
+      tfc_dw_tail32(f, base, cs, z, c0, f->dw_qv + (size_t)g * 12 * 64, f->dw_qb + (size_t)g * 64,
+                    f->dw_qm + (size_t)g * 64, out);
+      break;
+    }
     const __mmask64 m = C - c0 >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (C - c0)) - 1u);
     const __m512i* wv = (const __m512i*)(f->dw_qv + (size_t)g * 12 * 64);
     const __m512i* bv = (const __m512i*)(f->dw_qb + (size_t)g * 64);
@@ -158,22 +212,28 @@ static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias) {
   if (f->dw_qv == NULL || f->dw_qb == NULL || f->dw_qm == NULL || f->dw_zrow == NULL) return -1;
   memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 64u);
   memset(f->dw_qv, 0, (size_t)G * 12u * 64u);
-  for (int g = 0; g < G; ++g)
+  memset(f->dw_qb, 0, sizeof(int32_t) * (size_t)G * 64u);
+  memset(f->dw_qm, 0, sizeof(float) * (size_t)G * 64u);
+  for (int g = 0; g < G; ++g) {
+    /* group g: registers of D dwords (16; the last <= 32 channels: 8), 128-bit lanes L < D / 4 */
+    const int D = C - 64 * g <= 32 ? 8 : 16;
+    int8_t* wq = f->dw_qv + (size_t)g * 12 * 64;
     for (int k = 0; k < 4; ++k)
-      for (int L = 0; L < 4; ++L)
+      for (int L = 0; L < D / 4; ++L)
         for (int j = 0; j < 4; ++j) {
-          const int c = 64 * g + 16 * L + 4 * k + j, lane = 16 * k + 4 * L + j; /* dword of [g][k] */
+          const int c = 64 * g + 16 * L + 4 * k + j, lane = D * k + 4 * L + j; /* dword of register k */
           int32_t b = 0, sw = 0;
           if (c < C) {
             for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
             /* sum (x + 128) w - (128 + zp) sum w = sum (x - zp) w */
             b = (int32_t)((uint32_t)bias[c] - (uint32_t)(128 + f->zp_e) * (uint32_t)sw);
-            for (int t = 0; t < 9; ++t) /* quad t / 4, byte t % 4 (tap 8: quad 2, byte 0) */
-              f->dw_qv[(((size_t)g * 12 + 4 * (t / 4) + k) * 16 + 4 * L + j) * 4 + t % 4] = f->dw_w[t * C + c];
+            for (int t = 0; t < 9; ++t) /* register 4 (t / 4) + k (tap 8: 8 + k), byte t % 4 */
+              wq[((size_t)(4 * (t / 4) + k) * D + 4 * L + j) * 4 + t % 4] = f->dw_w[t * C + c];
           }
           f->dw_qb[g * 64 + lane] = b;
           f->dw_qm[g * 64 + lane] = c < C ? f->dw_mult[c] : 0.f;
         }
+  }
   f->dw_row = tfc_dw_row_avx512vnni;
   f->dw_name = "dw_avx512vnni";
   return 1;

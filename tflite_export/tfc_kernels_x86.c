@@ -553,18 +553,21 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
           TFC_I8Q_ST4(3)
 #undef TFC_I8Q_ST4
         }
-      } else {
-        for (int row = 0; row < t; ++row, dst += N) {
-          const int L = (row >> 2) & 3, i = 4 * (row >> 4) + (row & 3);
-          __m128i v;
-          switch (L) {
-            case 0: v = _mm512_extracti32x4_epi32(r[i], 0); break;
-            case 1: v = _mm512_extracti32x4_epi32(r[i], 1); break;
-            case 2: v = _mm512_extracti32x4_epi32(r[i], 2); break;
-            default: v = _mm512_extracti32x4_epi32(r[i], 3); break;
-          }
-          _mm_mask_storeu_epi8(dst, nm, v);
+      } else { /* the first t rows, nb channels */
+        int row = 0;
+        for (int jb = 0; jb < 4; ++jb) {
+#define TFC_I8Q_ST4(L)                                                                        \
+  for (int ii = 0; ii < 4; ++ii, dst += N, ++row) {                                           \
+    if (row >= t) goto stored;                                                                \
+    _mm_mask_storeu_epi8(dst, nm, _mm512_extracti32x4_epi32(r[4 * jb + ii], L));              \
+  }
+          TFC_I8Q_ST4(0)
+          TFC_I8Q_ST4(1)
+          TFC_I8Q_ST4(2)
+          TFC_I8Q_ST4(3)
+#undef TFC_I8Q_ST4
         }
+      stored:;
       }
     }
   }
