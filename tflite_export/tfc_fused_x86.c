@@ -243,9 +243,7 @@ int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
   if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
       !__builtin_cpu_supports("avx512vl") || tfc_x86_no_avx512())
     return 0;
-  /* VNNI steps are 64 channels: at Ce <= 32 half of each step would be masked off, and the
-   * 32-channel kernel below is faster (MobileNetV2's first block, Ce = 32: 0.98x vs 1.14x dense) */
-  if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni") && f->Ce > 32) {
+  if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni")) {
     const int r = tfc_fused_dw_vnni(f, bias);
     if (r < 0) tfc_fused_free_dw_x86(f);
     return r;
