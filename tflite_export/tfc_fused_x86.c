@@ -16,6 +16,16 @@
 #if TFC_HAVE_X86
 #include <immintrin.h>
 
+/* AVX-VNNI (VEX vpdpbusd) needs GCC >= 11 / Clang >= 12, as in tfc_kernels_x86_avx2.c */
+#if !defined(TFC_NO_AVXVNNI) && defined(__has_include)
+#if __has_include(<avxvnniintrin.h>)
+#define TFC_HAVE_AVXVNNI_DW 1
+#endif
+#endif
+#ifndef TFC_HAVE_AVXVNNI_DW
+#define TFC_HAVE_AVXVNNI_DW 0
+#endif
+
 #define TFC_DW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
@@ -202,26 +212,109 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
  * 8 * (j / 4) + 4 * h + j % 4 (see the top of this file). */
 static int tfc_dw_lane_channel(int h, int j) { return 8 * (j / 4) + 4 * h + j % 4; }
 
-/* Prepare of tfc_dw_row_avx512vnni: weights, bias and multipliers in its lane order. */
-static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias) {
-  const int C = f->Ce, G = (C + 63) / 64;
-  f->dw_qv = (int8_t*)tfc_alloc64((size_t)G * 12u * 64u);
-  f->dw_qb = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 64u);
-  f->dw_qm = (float*)tfc_alloc64(sizeof(float) * (size_t)G * 64u);
-  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * 64u);
-  if (f->dw_qv == NULL || f->dw_qb == NULL || f->dw_qm == NULL || f->dw_zrow == NULL) return -1;
-  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 64u);
-  memset(f->dw_qv, 0, (size_t)G * 12u * 64u);
-  memset(f->dw_qb, 0, sizeof(int32_t) * (size_t)G * 64u);
-  memset(f->dw_qm, 0, sizeof(float) * (size_t)G * 64u);
+#if TFC_HAVE_AVXVNNI_DW
+#define TFC_DWA_TARGET __attribute__((target("avx2,fma,avxvnni")))
+
+/* 32 bytes at p of which the first n (1..32) are channels (a partial group: through a copy). */
+TFC_DWA_TARGET __attribute__((always_inline)) static inline __m256i tfc_dwa_load(const int8_t* p, int n) {
+  if (n >= 32) return _mm256_loadu_si256((const __m256i*)p);
+  int8_t t[32] = {0};
+  memcpy(t, p, (size_t)n);
+  return _mm256_loadu_si256((const __m256i*)t);
+}
+
+/* AVX-VNNI depthwise row (x86 without AVX-512, e.g. Intel client CPUs): tfc_dw_tail32 on every
+ * 32-channel group with the VEX vpdpbusd (no byte masks: a partial last group goes through a
+ * copy); same integers as every other depthwise kernel. */
+TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                             int8_t* out, int32_t* acc) {
+  (void)bias;
+  (void)acc;
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl, G = (C + 31) / 32;
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
+  const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));
+  const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);
+  __m256i sh[4];
+  for (int k = 0; k < 4; ++k)
+    sh[k] = _mm256_broadcastsi128_si256(_mm_setr_epi8((char)(4 * k), -1, -1, -1, (char)(4 * k + 1), -1, -1, -1,
+                                                      (char)(4 * k + 2), -1, -1, -1, (char)(4 * k + 3), -1, -1, -1));
+  const int8_t* z = f->dw_zrow;
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : z;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
   for (int g = 0; g < G; ++g) {
-    /* group g: registers of D dwords (16; the last <= 32 channels: 8), 128-bit lanes L < D / 4 */
-    const int D = C - 64 * g <= 32 ? 8 : 16;
-    int8_t* wq = f->dw_qv + (size_t)g * 12 * 64;
+    const int c0 = 32 * g, n = C - c0 < 32 ? C - c0 : 32;
+    const __m256i* wv = (const __m256i*)(f->dw_qv + (size_t)g * 12 * 32);
+    const int32_t* bq = f->dw_qb + (size_t)g * 32;
+    const float* mq = f->dw_qm + (size_t)g * 32;
+    const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),
+                 m3 = _mm256_load_ps(mq + 24);
+    for (int ow = 0; ow < f->Wo; ++ow) {
+      const int iw0 = ow * st - pl;
+      __m256i x[9];
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw) {
+          const int iw = iw0 + kw;
+          const int8_t* p = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
+          x[kh * 3 + kw] = _mm256_xor_si256(tfc_dwa_load(p, n), flip);
+        }
+      __m256i a[4];
+      for (int k = 0; k < 4; ++k) a[k] = _mm256_load_si256((const __m256i*)(bq + 8 * k));
+      for (int q = 0; q < 2; ++q) {
+        const __m256i l01 = _mm256_unpacklo_epi8(x[4 * q], x[4 * q + 1]), h01 = _mm256_unpackhi_epi8(x[4 * q], x[4 * q + 1]);
+        const __m256i l23 = _mm256_unpacklo_epi8(x[4 * q + 2], x[4 * q + 3]),
+                      h23 = _mm256_unpackhi_epi8(x[4 * q + 2], x[4 * q + 3]);
+        a[0] = _mm256_dpbusd_avx_epi32(a[0], _mm256_unpacklo_epi16(l01, l23), _mm256_load_si256(wv + 4 * q));
+        a[1] = _mm256_dpbusd_avx_epi32(a[1], _mm256_unpackhi_epi16(l01, l23), _mm256_load_si256(wv + 4 * q + 1));
+        a[2] = _mm256_dpbusd_avx_epi32(a[2], _mm256_unpacklo_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 2));
+        a[3] = _mm256_dpbusd_avx_epi32(a[3], _mm256_unpackhi_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 3));
+      }
+      for (int k = 0; k < 4; ++k)
+        a[k] = _mm256_dpbusd_avx_epi32(a[k], _mm256_shuffle_epi8(x[8], sh[k]), _mm256_load_si256(wv + 8 + k));
+      const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[0]), m0), hi));
+      const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[1]), m1), hi));
+      const __m256i q2 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[2]), m2), hi));
+      const __m256i q3 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[3]), m3), hi));
+      const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), zp16);
+      const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q2, q3), zp16);
+      const __m256i r = _mm256_max_epi8(_mm256_packs_epi16(p01, p23), qmin8);
+      if (n == 32) {
+        _mm256_storeu_si256((__m256i*)(out + (size_t)ow * C + c0), r);
+      } else {
+        int8_t t[32];
+        _mm256_storeu_si256((__m256i*)t, r);
+        memcpy(out + (size_t)ow * C + c0, t, (size_t)n);
+      }
+    }
+  }
+}
+#endif
+
+/* Prepare of tfc_dw_row_avx512vnni (GW = 64) / tfc_dw_row_avxvnni (GW = 32): weights, bias and
+ * multipliers in their lane order, groups of GW channels (GW = 64: the last <= 32 channels are a
+ * group of 32 in 256-bit registers). */
+static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias, const int GW) {
+  const int C = f->Ce, G = (C + GW - 1) / GW;
+  f->dw_qv = (int8_t*)tfc_alloc64((size_t)G * 12u * (size_t)GW);
+  f->dw_qb = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * (size_t)GW);
+  f->dw_qm = (float*)tfc_alloc64(sizeof(float) * (size_t)G * (size_t)GW);
+  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * (size_t)GW);
+  if (f->dw_qv == NULL || f->dw_qb == NULL || f->dw_qm == NULL || f->dw_zrow == NULL) return -1;
+  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * (size_t)GW);
+  memset(f->dw_qv, 0, (size_t)G * 12u * (size_t)GW);
+  memset(f->dw_qb, 0, sizeof(int32_t) * (size_t)G * (size_t)GW);
+  memset(f->dw_qm, 0, sizeof(float) * (size_t)G * (size_t)GW);
+  for (int g = 0; g < G; ++g) {
+    /* group g: registers of D dwords (16; groups of <= 32 channels: 8), 128-bit lanes L < D / 4 */
+    const int D = (GW == 32 || C - GW * g <= 32) ? 8 : 16;
+    int8_t* wq = f->dw_qv + (size_t)g * 12 * (size_t)GW;
     for (int k = 0; k < 4; ++k)
       for (int L = 0; L < D / 4; ++L)
         for (int j = 0; j < 4; ++j) {
-          const int c = 64 * g + 16 * L + 4 * k + j, lane = D * k + 4 * L + j; /* dword of register k */
+          const int c = GW * g + 16 * L + 4 * k + j, lane = GW * g + D * k + 4 * L + j; /* dword of register k */
           int32_t b = 0, sw = 0;
           if (c < C) {
             for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
@@ -230,23 +323,39 @@ static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias) {
             for (int t = 0; t < 9; ++t) /* register 4 (t / 4) + k (tap 8: 8 + k), byte t % 4 */
               wq[((size_t)(4 * (t / 4) + k) * D + 4 * L + j) * 4 + t % 4] = f->dw_w[t * C + c];
           }
-          f->dw_qb[g * 64 + lane] = b;
-          f->dw_qm[g * 64 + lane] = c < C ? f->dw_mult[c] : 0.f;
+          f->dw_qb[lane] = b;
+          f->dw_qm[lane] = c < C ? f->dw_mult[c] : 0.f;
         }
   }
-  f->dw_row = tfc_dw_row_avx512vnni;
-  f->dw_name = "dw_avx512vnni";
   return 1;
 }
 
 int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
-  if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-      !__builtin_cpu_supports("avx512vl") || tfc_x86_no_avx512())
+  const int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && !tfc_x86_no_avx512();
+  if (cap >= TFC_ISA_DOT && !has512) { /* x86 without AVX-512: AVX-VNNI if the CPU has it */
+#if TFC_HAVE_AVXVNNI_DW
+    if (!tfc_x86_has_avxvnni()) return 0;
+    if (tfc_fused_dw_vnni(f, bias, 32) < 0) {
+      tfc_fused_free_dw_x86(f);
+      return -1;
+    }
+    f->dw_row = tfc_dw_row_avxvnni;
+    f->dw_name = "dw_avxvnni";
+    return 1;
+#else
     return 0;
+#endif
+  }
+  if (cap < TFC_ISA_SIMD || !has512) return 0;
   if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni")) {
-    const int r = tfc_fused_dw_vnni(f, bias);
-    if (r < 0) tfc_fused_free_dw_x86(f);
-    return r;
+    if (tfc_fused_dw_vnni(f, bias, 64) < 0) {
+      tfc_fused_free_dw_x86(f);
+      return -1;
+    }
+    f->dw_row = tfc_dw_row_avx512vnni;
+    f->dw_name = "dw_avx512vnni";
+    return 1;
   }
   const int C = f->Ce, G = (C + 31) / 32;
   f->dw_wp = (int16_t*)tfc_alloc64(sizeof(int16_t) * (size_t)G * 5u * 64u);

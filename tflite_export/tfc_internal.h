@@ -275,6 +275,7 @@ int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
  * force the AVX2 / AVX-VNNI paths with it) */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan);
 int tfc_x86_no_avx512(void);
+int tfc_x86_has_avxvnni(void); /* the CPU has AVX-VNNI and this build has its kernels */
 #endif
 
 /* tfc_kernels_aarch64.c */

@@ -213,14 +213,16 @@ def test_fused_block_equals_dense_int8_and_numpy(name, files, rng, monkeypatch):
             assert "dw=dw_avx512vnni " in names, names
         if cap == "1":
             assert "dw=dw_avx512 " in names or not _has("avx512bw"), names
-    if _has("avx2"):  # x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1): AVX-VNNI / AVX2 1x1s, portable depthwise
+    if _has("avx2"):  # x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1): AVX2 / AVX-VNNI 1x1s and depthwise
         monkeypatch.setenv("TFCOMPRESS_NO_AVX512", "1")
         for cap in ("1", "2"):
             monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
             got = _run(fused, xq)
             names = _kernel_names()
             np.testing.assert_array_equal(got, want, err_msg=f"{name} no-avx512 cap {cap} ({names})")
-            assert "dw=dw_portable" in names and "avx512" not in names, names
+            assert "avx512" not in names, names
+            vnni = cap == "2" and _has("avx_vnni")
+            assert ("dw=dw_avxvnni " if vnni else "dw=dw_portable ") in names, names
 
 
 @pytest.mark.parametrize("name", ["s1_residual_strips", "s2_same_odd", "wide_residual"])
