@@ -86,62 +86,116 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
 
 #define TFC_DWQ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* The last C - c0 <= 32 channels of tfc_dw_row_avx512vnni's row with 256-bit registers (two
- * 128-bit lanes; weights [quad][4][32 bytes], bias / multipliers [4][8] at the group's offsets). */
-TFC_DWQ_TARGET static void tfc_dw_tail32(const TfcFused* f, const int8_t* const base[3], const size_t cs[3],
-                                         const int8_t* z, int c0, const int8_t* wq, const int32_t* bq, const float* mq,
-                                         int8_t* out) {
-  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;
-  const __mmask32 m = (__mmask32)(C - c0 >= 32 ? 0xFFFFFFFFu : ((1u << (C - c0)) - 1u));
-  const __m256i flip = _mm256_set1_epi8((char)0x80);
-  const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));
-  const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);
-  __m256i sh[4];
-  for (int k = 0; k < 4; ++k)
-    sh[k] = _mm256_broadcastsi128_si256(_mm_setr_epi8((char)(4 * k), -1, -1, -1, (char)(4 * k + 1), -1, -1, -1,
-                                                      (char)(4 * k + 2), -1, -1, -1, (char)(4 * k + 3), -1, -1, -1));
-  const __m256i* wv = (const __m256i*)wq;
-  const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),
-               m3 = _mm256_load_ps(mq + 24);
-  for (int ow = 0; ow < f->Wo; ++ow) {
-    const int iw0 = ow * st - pl;
-    __m256i x[9];
-    for (int kh = 0; kh < 3; ++kh)
-      for (int kw = 0; kw < 3; ++kw) {
-        const int iw = iw0 + kw;
-        const int8_t* p = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
-        x[kh * 3 + kw] = _mm256_xor_si256(_mm256_maskz_loadu_epi8(m, p), flip);
-      }
-    __m256i a[4];
-    for (int k = 0; k < 4; ++k) a[k] = _mm256_load_si256((const __m256i*)(bq + 8 * k));
-    for (int q = 0; q < 2; ++q) {
-      const __m256i l01 = _mm256_unpacklo_epi8(x[4 * q], x[4 * q + 1]), h01 = _mm256_unpackhi_epi8(x[4 * q], x[4 * q + 1]);
-      const __m256i l23 = _mm256_unpacklo_epi8(x[4 * q + 2], x[4 * q + 3]),
-                    h23 = _mm256_unpackhi_epi8(x[4 * q + 2], x[4 * q + 3]);
-      a[0] = _mm256_dpbusd_epi32(a[0], _mm256_unpacklo_epi16(l01, l23), _mm256_load_si256(wv + 4 * q));
-      a[1] = _mm256_dpbusd_epi32(a[1], _mm256_unpackhi_epi16(l01, l23), _mm256_load_si256(wv + 4 * q + 1));
-      a[2] = _mm256_dpbusd_epi32(a[2], _mm256_unpacklo_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 2));
-      a[3] = _mm256_dpbusd_epi32(a[3], _mm256_unpackhi_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 3));
-    }
-    for (int k = 0; k < 4; ++k)
-      a[k] = _mm256_dpbusd_epi32(a[k], _mm256_shuffle_epi8(x[8], sh[k]), _mm256_load_si256(wv + 8 + k));
-    const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[0]), m0), hi));
-    const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[1]), m1), hi));
-    const __m256i q2 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[2]), m2), hi));
-    const __m256i q3 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[3]), m3), hi));
-    const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), zp16);
-    const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q2, q3), zp16);
-    _mm256_mask_storeu_epi8(out + (size_t)ow * C + c0, m, _mm256_max_epi8(_mm256_packs_epi16(p01, p23), qmin8));
+/* VNNI depthwise rows (AVX-512 VNNI: 64 channels per step, the last <= 32 in 256-bit registers;
+ * AVX-VNNI: 32 per step).  Taps are grouped by kernel column: for input column c the bytes of
+ * kernel rows 0, 1, 2 (x ^ 0x80 = x + 128, u8) are interleaved into one dword per channel
+ * [row 0, row 1, row 2, row 2] with two rounds of vpunpck{l,h}bw / wd (the 4th byte has weight 0),
+ * and vpdpbusd adds the 3 products into the channel's int32 lane (exact: no saturation).  A
+ * column's 4 interleaved registers serve every output pixel that reads it (3 at stride 1, 1-2 at
+ * stride 2), so each output pixel builds 1 (stride 1) or 2 (stride 2) new columns: 3 loads and 8
+ * shuffles per column instead of 9 loads and 20 shuffles per pixel.  Register k (0..3) holds
+ * channels 16 L + 4 k + j in dword j of 128-bit lane L; the saturating packs of the
+ * requantization (XNNPACK's fp32 path, as tfc_requant64) put the results back in channel order:
+ * one store per step.  Padding columns / rows read the zero-point row; the input zero point and
+ * the +128 are folded into the bias. */
+
+/* Interleaved registers v[0..3] of input column `col` (padding outside 0..W-1), channels c0.. */
+TFC_DWQ_TARGET __attribute__((always_inline)) static inline void tfc_dwq_col(const int8_t* const base[3],
+                                                                            const size_t cs[3], const int8_t* z,
+                                                                            int col, int W, int c0, __mmask64 m,
+                                                                            __m512i flip, __m512i v[4]) {
+  __m512i r[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    const int8_t* p = ((unsigned)col < (unsigned)W ? base[kh] + (size_t)col * cs[kh] : z) + c0;
+    r[kh] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p), flip);
   }
+  const __m512i l01 = _mm512_unpacklo_epi8(r[0], r[1]), h01 = _mm512_unpackhi_epi8(r[0], r[1]);
+  const __m512i l22 = _mm512_unpacklo_epi8(r[2], r[2]), h22 = _mm512_unpackhi_epi8(r[2], r[2]);
+  v[0] = _mm512_unpacklo_epi16(l01, l22);
+  v[1] = _mm512_unpackhi_epi16(l01, l22);
+  v[2] = _mm512_unpacklo_epi16(h01, h22);
+  v[3] = _mm512_unpackhi_epi16(h01, h22);
 }
 
-/* AVX-512 VNNI depthwise row: 64 channels per step (the last <= 32 channels: 32 per step).  The 9 taps' bytes (x ^ 0x80 = x + 128, u8)
- * are interleaved into dwords of 4 taps per channel, (0,1,2,3) and (4,5,6,7) with two rounds
- * of vpunpck{l,h}bw / wd, tap 8 alone with vpshufb (the other 3 bytes zero), and vpdpbusd adds
- * the 4 products into the channel's int32 lane (exact: |sum| < 2^17 per instruction, no
- * saturation).  Accumulator k (0..3) holds channels 16 L + 4 k + j in dword j of 128-bit lane
- * L; the saturating packs of the requantization (XNNPACK's fp32 path, as tfc_requant64) put the
- * 64 results back in channel order: one store per step.  Padding taps read the zero-point row. */
+/* One group of n <= 32 channels (c0..c0+n-1) of a depthwise row in 256-bit registers: weights
+ * [kernel column][4][32 bytes] at wq, bias / multipliers [4][8] at bq / mq.  LOAD(p) / STORE(p, r)
+ * move the group's n bytes, DOT is the vpdpbusd of the ISA. */
+#define TFC_DW256_GROUP(NAME, TARGET, LOAD, STORE, DOT)                                                          \
+  TARGET static void NAME(const TfcFused* f, const int8_t* const base[3], const size_t cs[3], const int8_t* z,    \
+                          int c0, int n, const int8_t* wq, const int32_t* bq, const float* mq, int8_t* out) {    \
+    const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;                                                    \
+    const __m256i flip = _mm256_set1_epi8((char)0x80);                                                            \
+    const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));                                              \
+    const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);           \
+    const __m256i* wv = (const __m256i*)wq;                                                                       \
+    const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),              \
+                 m3 = _mm256_load_ps(mq + 24);                                                                    \
+    __m256i A[4], B[4], Cc[4]; /* interleaved registers of the kernel's columns 0, 1, 2 */                        \
+    if (st == 1) {                                                                                                \
+      TFC_DW256_COL(-pl, A, LOAD);                                                                                \
+      TFC_DW256_COL(1 - pl, B, LOAD);                                                                             \
+      for (int ow = 0; ow < f->Wo; ++ow) {                                                                        \
+        TFC_DW256_COL(ow - pl + 2, Cc, LOAD);                                                                     \
+        TFC_DW256_PIXEL(ow, DOT, STORE);                                                                          \
+        for (int k = 0; k < 4; ++k) {                                                                             \
+          A[k] = B[k];                                                                                            \
+          B[k] = Cc[k];                                                                                           \
+        }                                                                                                         \
+      }                                                                                                           \
+    } else {                                                                                                      \
+      TFC_DW256_COL(-pl, A, LOAD);                                                                                \
+      for (int ow = 0; ow < f->Wo; ++ow) {                                                                        \
+        TFC_DW256_COL(2 * ow - pl + 1, B, LOAD);                                                                  \
+        TFC_DW256_COL(2 * ow - pl + 2, Cc, LOAD);                                                                 \
+        TFC_DW256_PIXEL(ow, DOT, STORE);                                                                          \
+        for (int k = 0; k < 4; ++k) A[k] = Cc[k];                                                                 \
+      }                                                                                                           \
+    }                                                                                                             \
+  }
+
+/* Interleaved registers V[0..3] of input column `col` (256-bit, channels c0.., n of them). */
+#define TFC_DW256_COL(col, V, LOAD)                                                                               \
+  do {                                                                                                            \
+    const int col_ = (col);                                                                                       \
+    __m256i r_[3];                                                                                                \
+    for (int kh = 0; kh < 3; ++kh) {                                                                              \
+      const int8_t* p = ((unsigned)col_ < (unsigned)W ? base[kh] + (size_t)col_ * cs[kh] : z) + c0;               \
+      r_[kh] = _mm256_xor_si256(LOAD(p), flip);                                                                   \
+    }                                                                                                             \
+    const __m256i l01 = _mm256_unpacklo_epi8(r_[0], r_[1]), h01 = _mm256_unpackhi_epi8(r_[0], r_[1]);             \
+    const __m256i l22 = _mm256_unpacklo_epi8(r_[2], r_[2]), h22 = _mm256_unpackhi_epi8(r_[2], r_[2]);             \
+    V[0] = _mm256_unpacklo_epi16(l01, l22);                                                                       \
+    V[1] = _mm256_unpackhi_epi16(l01, l22);                                                                       \
+    V[2] = _mm256_unpacklo_epi16(h01, h22);                                                                       \
+    V[3] = _mm256_unpackhi_epi16(h01, h22);                                                                       \
+  } while (0)
+
+/* Output pixel ow from A, B, Cc (256-bit). */
+#define TFC_DW256_PIXEL(ow, DOT, STORE)                                                                           \
+  do {                                                                                                            \
+    __m256i a_[4];                                                                                                \
+    for (int k = 0; k < 4; ++k) {                                                                                 \
+      a_[k] = DOT(_mm256_load_si256((const __m256i*)(bq + 8 * k)), A[k], _mm256_load_si256(wv + k));              \
+      a_[k] = DOT(a_[k], B[k], _mm256_load_si256(wv + 4 + k));                                                    \
+      a_[k] = DOT(a_[k], Cc[k], _mm256_load_si256(wv + 8 + k));                                                   \
+    }                                                                                                             \
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[0]), m0), hi));       \
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[1]), m1), hi));       \
+    const __m256i q2 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[2]), m2), hi));       \
+    const __m256i q3 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[3]), m3), hi));       \
+    const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), zp16);                                      \
+    const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q2, q3), zp16);                                      \
+    STORE(out + (size_t)(ow) * C + c0, _mm256_max_epi8(_mm256_packs_epi16(p01, p23), qmin8));                     \
+  } while (0)
+
+#define TFC_DWQ_LOAD32(p) _mm256_maskz_loadu_epi8(m32, (p))
+#define TFC_DWQ_STORE32(p, r) _mm256_mask_storeu_epi8((p), m32, (r))
+#define TFC_DWQ_DOT32(a, x, w) _mm256_dpbusd_epi32((a), (x), (w))
+#define m32 ((__mmask32)(n >= 32 ? 0xFFFFFFFFu : ((1u << n) - 1u)))
+TFC_DW256_GROUP(tfc_dw_tail32, TFC_DWQ_TARGET, TFC_DWQ_LOAD32, TFC_DWQ_STORE32, TFC_DWQ_DOT32)
+#undef m32
+
+/* AVX-512 VNNI depthwise row: 64 channels per step (the last <= 32 channels: tfc_dw_tail32). */
 TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
                                                  int8_t* out, int32_t* acc) {
   (void)bias; /* folded into f->dw_qb in Prepare */
@@ -150,11 +204,6 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const __m512 hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
   const __m512i zp16 = _mm512_set1_epi16((short)f->zp_d), qmin8 = _mm512_set1_epi8((char)f->dw_qmin);
-  /* tap 8 of channel 16 L + 4 k + j -> byte 0 of dword j of lane L in register k */
-  __m512i sh[4];
-  for (int k = 0; k < 4; ++k)
-    sh[k] = _mm512_broadcast_i32x4(_mm_setr_epi8((char)(4 * k), -1, -1, -1, (char)(4 * k + 1), -1, -1, -1,
-                                                 (char)(4 * k + 2), -1, -1, -1, (char)(4 * k + 3), -1, -1, -1));
   const int8_t* z = f->dw_zrow;
   const int8_t* base[3];
   size_t cs[3];
@@ -165,7 +214,7 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
   for (int g = 0; g < G; ++g) {
     const int c0 = 64 * g;
     if (C - c0 <= 32) { /* last <= 32 channels: 256-bit steps */
-      tfc_dw_tail32(f, base, cs, z, c0, f->dw_qv + (size_t)g * 12 * 64, f->dw_qb + (size_t)g * 64,
+      tfc_dw_tail32(f, base, cs, z, c0, C - c0, f->dw_qv + (size_t)g * 12 * 64, f->dw_qb + (size_t)g * 64,
                     f->dw_qm + (size_t)g * 64, out);
       break;
     }
@@ -175,36 +224,45 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
     const float* mv = f->dw_qm + (size_t)g * 64;
     const __m512 m0 = _mm512_load_ps(mv), m1 = _mm512_load_ps(mv + 16), m2 = _mm512_load_ps(mv + 32),
                  m3 = _mm512_load_ps(mv + 48);
-    for (int ow = 0; ow < f->Wo; ++ow) {
-      const int iw0 = ow * st - pl;
-      __m512i x[9];
-      for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw) {
-          const int iw = iw0 + kw;
-          const int8_t* p = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
-          x[kh * 3 + kw] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p), flip);
+    /* one output pixel from the interleaved columns A, B, Cc (kernel columns 0, 1, 2) */
+#define TFC_DWQ_PIXEL(ow, A, B, Cc)                                                                              \
+  do {                                                                                                           \
+    __m512i a_[4];                                                                                               \
+    for (int k = 0; k < 4; ++k) {                                                                                \
+      a_[k] = _mm512_dpbusd_epi32(_mm512_load_si512(bv + k), A[k], _mm512_load_si512(wv + k));                   \
+      a_[k] = _mm512_dpbusd_epi32(a_[k], B[k], _mm512_load_si512(wv + 4 + k));                                   \
+      a_[k] = _mm512_dpbusd_epi32(a_[k], Cc[k], _mm512_load_si512(wv + 8 + k));                                  \
+    }                                                                                                            \
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[0]), m0), hi));     \
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[1]), m1), hi));     \
+    const __m512i q2 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[2]), m2), hi));     \
+    const __m512i q3 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[3]), m3), hi));     \
+    const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(q0, q1), zp16);                                    \
+    const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(q2, q3), zp16);                                    \
+    _mm512_mask_storeu_epi8(out + (size_t)(ow) * C + c0, m, _mm512_max_epi8(_mm512_packs_epi16(p01, p23), qmin8)); \
+  } while (0)
+    __m512i A[4], B[4], Cc[4];
+    if (st == 1) { /* pixel ow reads columns ow - pl .. ow - pl + 2: one new column per pixel */
+      tfc_dwq_col(base, cs, z, -pl, W, c0, m, flip, A);
+      tfc_dwq_col(base, cs, z, 1 - pl, W, c0, m, flip, B);
+      for (int ow = 0; ow < f->Wo; ++ow) {
+        tfc_dwq_col(base, cs, z, ow - pl + 2, W, c0, m, flip, Cc);
+        TFC_DWQ_PIXEL(ow, A, B, Cc);
+        for (int k = 0; k < 4; ++k) {
+          A[k] = B[k];
+          B[k] = Cc[k];
         }
-      __m512i a[4];
-      for (int k = 0; k < 4; ++k) a[k] = _mm512_load_si512(bv + k);
-      for (int q = 0; q < 2; ++q) {
-        const __m512i l01 = _mm512_unpacklo_epi8(x[4 * q], x[4 * q + 1]), h01 = _mm512_unpackhi_epi8(x[4 * q], x[4 * q + 1]);
-        const __m512i l23 = _mm512_unpacklo_epi8(x[4 * q + 2], x[4 * q + 3]),
-                      h23 = _mm512_unpackhi_epi8(x[4 * q + 2], x[4 * q + 3]);
-        a[0] = _mm512_dpbusd_epi32(a[0], _mm512_unpacklo_epi16(l01, l23), _mm512_load_si512(wv + 4 * q));
-        a[1] = _mm512_dpbusd_epi32(a[1], _mm512_unpackhi_epi16(l01, l23), _mm512_load_si512(wv + 4 * q + 1));
-        a[2] = _mm512_dpbusd_epi32(a[2], _mm512_unpacklo_epi16(h01, h23), _mm512_load_si512(wv + 4 * q + 2));
-        a[3] = _mm512_dpbusd_epi32(a[3], _mm512_unpackhi_epi16(h01, h23), _mm512_load_si512(wv + 4 * q + 3));
       }
-      for (int k = 0; k < 4; ++k)
-        a[k] = _mm512_dpbusd_epi32(a[k], _mm512_shuffle_epi8(x[8], sh[k]), _mm512_load_si512(wv + 8 + k));
-      const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[0]), m0), hi));
-      const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[1]), m1), hi));
-      const __m512i q2 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[2]), m2), hi));
-      const __m512i q3 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[3]), m3), hi));
-      const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(q0, q1), zp16);
-      const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(q2, q3), zp16);
-      _mm512_mask_storeu_epi8(out + (size_t)ow * C + c0, m, _mm512_max_epi8(_mm512_packs_epi16(p01, p23), qmin8));
+    } else { /* stride 2: columns 2 ow - pl .. 2 ow - pl + 2, the last one shared with ow + 1 */
+      tfc_dwq_col(base, cs, z, -pl, W, c0, m, flip, A);
+      for (int ow = 0; ow < f->Wo; ++ow) {
+        tfc_dwq_col(base, cs, z, 2 * ow - pl + 1, W, c0, m, flip, B);
+        tfc_dwq_col(base, cs, z, 2 * ow - pl + 2, W, c0, m, flip, Cc);
+        TFC_DWQ_PIXEL(ow, A, B, Cc);
+        for (int k = 0; k < 4; ++k) A[k] = Cc[k];
+      }
     }
+#undef TFC_DWQ_PIXEL
   }
 }
 
@@ -222,22 +280,28 @@ TFC_DWA_TARGET __attribute__((always_inline)) static inline __m256i tfc_dwa_load
   memcpy(t, p, (size_t)n);
   return _mm256_loadu_si256((const __m256i*)t);
 }
+TFC_DWA_TARGET __attribute__((always_inline)) static inline void tfc_dwa_store(int8_t* p, __m256i r, int n) {
+  if (n >= 32) {
+    _mm256_storeu_si256((__m256i*)p, r);
+    return;
+  }
+  int8_t t[32];
+  _mm256_storeu_si256((__m256i*)t, r);
+  memcpy(p, t, (size_t)n);
+}
+#define TFC_DWA_LOAD(p) tfc_dwa_load((p), n)
+#define TFC_DWA_STORE(p, r) tfc_dwa_store((p), (r), n)
+#define TFC_DWA_DOT(a, x, w) _mm256_dpbusd_avx_epi32((a), (x), (w))
+TFC_DW256_GROUP(tfc_dwa_group, TFC_DWA_TARGET, TFC_DWA_LOAD, TFC_DWA_STORE, TFC_DWA_DOT)
 
-/* AVX-VNNI depthwise row (x86 without AVX-512, e.g. Intel client CPUs): tfc_dw_tail32 on every
- * 32-channel group with the VEX vpdpbusd (no byte masks: a partial last group goes through a
- * copy); same integers as every other depthwise kernel. */
+/* AVX-VNNI depthwise row (x86 without AVX-512, e.g. Intel client CPUs): 32-channel groups with
+ * the VEX vpdpbusd (no byte masks: a partial last group goes through a copy); same integers as
+ * every other depthwise kernel. */
 TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
                                              int8_t* out, int32_t* acc) {
   (void)bias;
   (void)acc;
-  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl, G = (C + 31) / 32;
-  const __m256i flip = _mm256_set1_epi8((char)0x80);
-  const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));
-  const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);
-  __m256i sh[4];
-  for (int k = 0; k < 4; ++k)
-    sh[k] = _mm256_broadcastsi128_si256(_mm_setr_epi8((char)(4 * k), -1, -1, -1, (char)(4 * k + 1), -1, -1, -1,
-                                                      (char)(4 * k + 2), -1, -1, -1, (char)(4 * k + 3), -1, -1, -1));
+  const int C = f->Ce, G = (C + 31) / 32;
   const int8_t* z = f->dw_zrow;
   const int8_t* base[3];
   size_t cs[3];
@@ -246,49 +310,9 @@ TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* c
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
   for (int g = 0; g < G; ++g) {
-    const int c0 = 32 * g, n = C - c0 < 32 ? C - c0 : 32;
-    const __m256i* wv = (const __m256i*)(f->dw_qv + (size_t)g * 12 * 32);
-    const int32_t* bq = f->dw_qb + (size_t)g * 32;
-    const float* mq = f->dw_qm + (size_t)g * 32;
-    const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),
-                 m3 = _mm256_load_ps(mq + 24);
-    for (int ow = 0; ow < f->Wo; ++ow) {
-      const int iw0 = ow * st - pl;
-      __m256i x[9];
-      for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw) {
-          const int iw = iw0 + kw;
-          const int8_t* p = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
-          x[kh * 3 + kw] = _mm256_xor_si256(tfc_dwa_load(p, n), flip);
-        }
-      __m256i a[4];
-      for (int k = 0; k < 4; ++k) a[k] = _mm256_load_si256((const __m256i*)(bq + 8 * k));
-      for (int q = 0; q < 2; ++q) {
-        const __m256i l01 = _mm256_unpacklo_epi8(x[4 * q], x[4 * q + 1]), h01 = _mm256_unpackhi_epi8(x[4 * q], x[4 * q + 1]);
-        const __m256i l23 = _mm256_unpacklo_epi8(x[4 * q + 2], x[4 * q + 3]),
-                      h23 = _mm256_unpackhi_epi8(x[4 * q + 2], x[4 * q + 3]);
-        a[0] = _mm256_dpbusd_avx_epi32(a[0], _mm256_unpacklo_epi16(l01, l23), _mm256_load_si256(wv + 4 * q));
-        a[1] = _mm256_dpbusd_avx_epi32(a[1], _mm256_unpackhi_epi16(l01, l23), _mm256_load_si256(wv + 4 * q + 1));
-        a[2] = _mm256_dpbusd_avx_epi32(a[2], _mm256_unpacklo_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 2));
-        a[3] = _mm256_dpbusd_avx_epi32(a[3], _mm256_unpackhi_epi16(h01, h23), _mm256_load_si256(wv + 4 * q + 3));
-      }
-      for (int k = 0; k < 4; ++k)
-        a[k] = _mm256_dpbusd_avx_epi32(a[k], _mm256_shuffle_epi8(x[8], sh[k]), _mm256_load_si256(wv + 8 + k));
-      const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[0]), m0), hi));
-      const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[1]), m1), hi));
-      const __m256i q2 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[2]), m2), hi));
-      const __m256i q3 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[3]), m3), hi));
-      const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), zp16);
-      const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q2, q3), zp16);
-      const __m256i r = _mm256_max_epi8(_mm256_packs_epi16(p01, p23), qmin8);
-      if (n == 32) {
-        _mm256_storeu_si256((__m256i*)(out + (size_t)ow * C + c0), r);
-      } else {
-        int8_t t[32];
-        _mm256_storeu_si256((__m256i*)t, r);
-        memcpy(out + (size_t)ow * C + c0, t, (size_t)n);
-      }
-    }
+    const int c0 = 32 * g;
+    tfc_dwa_group(f, base, cs, z, c0, C - c0 < 32 ? C - c0 : 32, f->dw_qv + (size_t)g * 12 * 32,
+                  f->dw_qb + (size_t)g * 32, f->dw_qm + (size_t)g * 32, out);
   }
 }
 #endif
@@ -320,8 +344,8 @@ static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias, const int GW) {
             for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
             /* sum (x + 128) w - (128 + zp) sum w = sum (x - zp) w */
             b = (int32_t)((uint32_t)bias[c] - (uint32_t)(128 + f->zp_e) * (uint32_t)sw);
-            for (int t = 0; t < 9; ++t) /* register 4 (t / 4) + k (tap 8: 8 + k), byte t % 4 */
-              wq[((size_t)(4 * (t / 4) + k) * D + 4 * L + j) * 4 + t % 4] = f->dw_w[t * C + c];
+            for (int t = 0; t < 9; ++t) /* tap (kh, kw) = t: register 4 kw + k, byte kh */
+              wq[((size_t)(4 * (t % 3) + k) * D + 4 * L + j) * 4 + t / 3] = f->dw_w[t * C + c];
           }
           f->dw_qb[lane] = b;
           f->dw_qm[lane] = c < C ? f->dw_mult[c] : 0.f;
