@@ -128,6 +128,8 @@ TFC_DWQ_TARGET __attribute__((always_inline)) static inline void tfc_dwq_col(con
     const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));                                              \
     const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);           \
     const __m256i* wv = (const __m256i*)wq;                                                                       \
+    const __m256i dm = _mm256_cmpgt_epi32(_mm256_set1_epi32(n / 4), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));   \
+    (void)dm;                                                                                                     \
     const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),              \
                  m3 = _mm256_load_ps(mq + 24);                                                                    \
     __m256i A[4], B[4], Cc[4]; /* interleaved registers of the kernel's columns 0, 1, 2 */                        \
@@ -273,24 +275,31 @@ static int tfc_dw_lane_channel(int h, int j) { return 8 * (j / 4) + 4 * h + j % 
 #if TFC_HAVE_AVXVNNI_DW
 #define TFC_DWA_TARGET __attribute__((target("avx2,fma,avxvnni")))
 
-/* 32 bytes at p of which the first n (1..32) are channels (a partial group: through a copy). */
-TFC_DWA_TARGET __attribute__((always_inline)) static inline __m256i tfc_dwa_load(const int8_t* p, int n) {
+/* 32 bytes at p of which the first n (1..32) are channels: a partial group of whole dwords
+ * (n % 4 == 0, every MobileNet width) through the dword masks of vpmaskmovd (masked-off
+ * elements are not accessed), else through a copy.  dm: the dword mask of n. */
+TFC_DWA_TARGET __attribute__((always_inline)) static inline __m256i tfc_dwa_load(const int8_t* p, int n, __m256i dm) {
   if (n >= 32) return _mm256_loadu_si256((const __m256i*)p);
+  if ((n & 3) == 0) return _mm256_maskload_epi32((const int*)(const void*)p, dm);
   int8_t t[32] = {0};
   memcpy(t, p, (size_t)n);
   return _mm256_loadu_si256((const __m256i*)t);
 }
-TFC_DWA_TARGET __attribute__((always_inline)) static inline void tfc_dwa_store(int8_t* p, __m256i r, int n) {
+TFC_DWA_TARGET __attribute__((always_inline)) static inline void tfc_dwa_store(int8_t* p, __m256i r, int n, __m256i dm) {
   if (n >= 32) {
     _mm256_storeu_si256((__m256i*)p, r);
+    return;
+  }
+  if ((n & 3) == 0) {
+    _mm256_maskstore_epi32((int*)(void*)p, dm, r);
     return;
   }
   int8_t t[32];
   _mm256_storeu_si256((__m256i*)t, r);
   memcpy(p, t, (size_t)n);
 }
-#define TFC_DWA_LOAD(p) tfc_dwa_load((p), n)
-#define TFC_DWA_STORE(p, r) tfc_dwa_store((p), (r), n)
+#define TFC_DWA_LOAD(p) tfc_dwa_load((p), n, dm)
+#define TFC_DWA_STORE(p, r) tfc_dwa_store((p), (r), n, dm)
 #define TFC_DWA_DOT(a, x, w) _mm256_dpbusd_avx_epi32((a), (x), (w))
 TFC_DW256_GROUP(tfc_dwa_group, TFC_DWA_TARGET, TFC_DWA_LOAD, TFC_DWA_STORE, TFC_DWA_DOT)
 

@@ -78,6 +78,7 @@ CASES = {
     "no_expand": ((10, 10), 32, 32, 16, 1, False, False, False),          # MobileNetV2's first block
     "wide_residual": ((5, 70), 8, 48, 8, 1, True, True, False),           # one row per strip
     "ce96_tail32": ((7, 9), 16, 96, 16, 1, True, True, False),            # 64 + 32 channels (VNNI depthwise)
+    "ce38_odd": ((6, 7), 12, 38, 12, 1, True, True, False),               # 32 + 6 channels (not whole dwords)
 }
 
 
