@@ -1,7 +1,11 @@
-/* tfcompress: AVX-512 int8 3x3 depthwise row of TFC_SPARSE_INVERTED_RESIDUAL (x86 only; the
- * same integers as tfc_dw_row_portable in tfc_fused_kernels.c).
+/* tfcompress: x86 int8 3x3 depthwise rows of TFC_SPARSE_INVERTED_RESIDUAL (the same integers
+ * as tfc_dw_row_portable in tfc_fused_kernels.c), picked in Prepare (tfc_fused_dw_x86):
+ *   cap >= 2, AVX-512 VNNI           tfc_dw_row_avx512vnni  "dw_avx512vnni" (vpdpbusd by kernel column)
+ *   cap >= 2, no AVX-512, AVX-VNNI   tfc_dw_row_avxvnni     "dw_avxvnni"    (the same, 256-bit)
+ *   cap 1 (or no VNNI), AVX-512BW    tfc_dw_row_avx512      "dw_avx512"     (vpmaddwd, below)
+ *   otherwise the portable C row.  TFCOMPRESS_NO_AVX512=1 hides AVX-512 as for the 1x1s.
  *
- * 32 channels per step, taps in pairs (0,1) (2,3) (4,5) (6,7) (8,-): the two taps' inputs,
+ * tfc_dw_row_avx512: 32 channels per step, taps in pairs (0,1) (2,3) (4,5) (6,7) (8,-): the two taps' inputs,
  * sign-extended to int16, are interleaved (vpunpckl/hwd) and multiplied by the interleaved
  * weights with vpmaddwd, which adds the two products into one int32 lane (|x*w| <= 2^14, so
  * the pair sum is exact).  The interleave puts channels 8L+0..3 (low) and 8L+4..7 (high) of each

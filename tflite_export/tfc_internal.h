@@ -315,10 +315,10 @@ typedef struct TfcFusedTag {
   int32_t* dw_bp;
   float* dw_mp;
   int8_t* dw_zrow;
-  /* AVX-512 VNNI depthwise (tfc_fused_x86.c): 64 channels per step, taps in dword quads
-   * (0-3, 4-7, 8) against vpdpbusd weights [group][quad][4][64 bytes], bias (input zero point and
-   * the +128 of the unsigned inputs folded in) and multipliers [group][4][16] in the lane order
-   * of the interleaved taps */
+  /* VNNI depthwise (tfc_fused_x86.c; AVX-512: groups of 64 channels, the last <= 32 and every
+   * AVX-VNNI group: 32): vpdpbusd weights [group][kernel column][4 registers] (dword = the
+   * column's 3 taps and a 0), bias (input zero point and the +128 of the unsigned inputs folded
+   * in) and multipliers [group][4 registers], in the lane order of the interleaved columns */
   int8_t* dw_qv;
   int32_t* dw_qb;
   float* dw_qm;
@@ -340,7 +340,7 @@ typedef struct TfcFusedTag {
   int task_r[TFC_MAX_TASKS + 1];
 } TfcFused;
 
-/* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 in tfc_fused_x86.c), the add */
+/* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 / AVX-VNNI in tfc_fused_x86.c), the add */
 int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of memory */
 void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
