@@ -407,8 +407,8 @@ TFC_VNNI_TARGET __attribute__((always_inline)) static inline __m512i tfc_requant
   return _mm512_max_epi8(_mm512_packs_epi16(p01, p23), qmin8);
 }
 
-/* Row of the tile held by byte i of 128-bit lane L after tfc_requant64 + tfc_transpose16_u8. */
-static inline int tfc_i8q_row(int L, int i) { return 16 * (i / 4) + 4 * L + (i % 4); }
+/* tfc_i8q_row: the row of the tile held by byte i of 128-bit lane L after tfc_requant64 +
+ * tfc_transpose16_u8 is 16 (i / 4) + 4 L + i % 4 (the stores of tfc_rows_i8_vnni walk it). */
 
 /* One output channel n over V*16 rows of the tile: every quad entry is one broadcast
  * dword of 4 int8 weights against V vectors of 16 rows x 4 uint8 inputs (vpdpbusd),
@@ -538,7 +538,7 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
       }
       __m512i r[16];
       for (int c = 0; c < 16; ++c) r[c] = c < nb ? _mm512_load_si512((const void*)(yt + (size_t)c * T)) : _mm512_setzero_si512();
-      tfc_transpose16_u8(r); /* r[i] lane L = row tfc_i8q_row(L, i), 16 channels */
+      tfc_transpose16_u8(r); /* r[i] lane L = row 16 (i / 4) + 4 L + i % 4 (tfc_i8q_row), 16 channels */
       const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
       /* rows in order: row 16 jb + 4 L + ii is lane L of r[4 jb + ii] (tfc_i8q_row) */
       int8_t* dst = y + (size_t)p0 * N + n0;
