@@ -95,7 +95,7 @@ def _expected_kernel(name, cap, cpu):
         return "-"
     if name.startswith("fused/"):
         re_, rp = (int(v) for v in re.search(r"/rowsE(\d+)/rowsP(\d+)", name).groups())
-        dw = "dw_portable"
+        dw = "dw_portable" if cap == "0" else ("dw_neon_w128" if "dwmin128" in name else "dw_neon")
         return f"dw={dw},expand={_int8_kernel(re_, cap, cpu) if re_ else 'none'},project={_int8_kernel(rp, cap, cpu)}"
     rows = int(re.search(r"/rows(\d+)/", name).group(1))
     f32 = name.startswith("float32/")

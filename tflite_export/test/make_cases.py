@@ -436,9 +436,12 @@ def _scales_for(acc_real_max, target):
 
 def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
                pattern="1x4", acts=("RELU6", "RELU6"), zx=-7, zy=5, runs=1, params_misalign=False,
-               wmin=-127, sparsity=0.8):
+               wmin=-127, sparsity=0.8, extreme_dw=False):
     """A TFC_SPARSE_INVERTED_RESIDUAL record: random int8 block, scales chosen so that every
-    stage spans most of its int8 range, and the exact output of `fused_reference`."""
+    stage spans most of its int8 range, and the exact output of `fused_reference`.
+
+    extreme_dw: depthwise weights all -128 / 127 and inputs all -128 / 127 (the int16 bounds of
+    the NEON depthwise: two taps' products -128 * -128 would overflow an int16 pair sum)."""
     H, W = hw
     if same:
         Ho, Wo = -(-H // stride), -(-W // stride)
@@ -469,6 +472,11 @@ def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=Fals
         blk["q_e"] = (sx, zx)
         s_in, he = sx, h
     dw = rng.integers(-127, 128, size=(3, 3, ce)).astype(np.int8)
+    if extreme_dw:
+        assert not expand  # the depthwise input is x itself
+        dw = np.where(rng.random((3, 3, ce)) < 0.7, -128, 127).astype(np.int8)
+        x[...] = np.where(rng.random(x.shape) < 0.7, -128, 127)
+        he = x.astype(np.int64)[0] - zx
     db = rng.integers(-500, 500, ce).astype(np.int32)
     dmax = (np.abs(he).reshape(-1, ce).max(0) * np.abs(dw.astype(np.int64)).sum((0, 1)) + np.abs(db)) * s_in
     dws = _scales_for(dmax / 3.0, 8.0)  # sums of 9 signed taps rarely reach the bound
@@ -530,6 +538,7 @@ FUSED = [
     ("tiny_map_tbl", (3, 3), 8, 24, 8, 1, dict(residual=True, acts=("NONE", "RELU6"))),
     ("s2_tiny_tbl", (4, 5), 16, 48, 12, 2, {}),
     ("weights_min_int8", (6, 11), 16, 32, 16, 1, dict(residual=True, wmin=-128, sparsity=0.5)),
+    ("no_expand_dwmin128", (5, 6), 32, 32, 16, 1, dict(expand=False, extreme_dw=True, zx=0)),
     ("no_expand_residual_reprepare", (8, 8), 24, 24, 24, 1,
      dict(expand=False, residual=True, runs=2, params_misalign=True)),
 ]
