@@ -9,10 +9,12 @@
  * widened alone.  The input zero point is folded into the bias in Prepare (acc = bias - zp *
  * sum w + sum x * w) and padding taps read a row of zero-point bytes, so every tap is a plain
  * load.  Channel groups are the outer loop: a group's 9 weight registers, bias and multipliers
- * stay in registers for the whole output row.  Requantization as XNNPACK's fp32 path (and
- * tfc_dw_row_portable): float32(acc) * m[c], clamped to the activation's range, rounded to
- * nearest even (`fcvtns`), + zero point.  A last group of fewer than 16 channels goes through
- * 16-byte copies (no read or write past a row).
+ * stay in registers for the whole output row; interior columns (all taps inside the row) run
+ * a loop of plain strided loads, the border columns pick each tap's address (input or the
+ * zero-point row).  Requantization as XNNPACK's fp32 path (and tfc_dw_row_portable):
+ * float32(acc) * m[c] rounded to nearest even (`fcvtns`), saturating narrows, + zero point,
+ * clamped to the activation's range (integer bounds: the same as clamping first).  A last group
+ * of fewer than 16 channels goes through 16-byte copies (no read or write past a row).
  * Intrinsics only (arm_neon.h): GCC and Clang both emit the vector code
  * (tests/native/test_aarch64.py checks the disassembly).
  */
@@ -53,22 +55,87 @@ static inline __attribute__((always_inline)) void tfc_dw_one(int32x4_t* a, int8x
   a[3] = vaddw_high_s16(a[3], hi);
 }
 
+/* Per-group constants of the pixel loop: weights, zero point and clamp in registers for the
+ * whole row; bias and multipliers re-read per pixel (2 x 64 bytes: fewer live registers, no
+ * spills with GCC 12). */
+typedef struct {
+  int8x16_t w[9];
+  const int32_t* b;
+  const float* m;
+  int16x8_t zo;
+  int8x16_t lo, hi;
+} TfcDwGroup;
+
+/* One output pixel of a group from its 9 tap inputs: MACs, requantization (float32(acc) * m,
+ * round to nearest even, saturating narrows, + zero point, clamp to the activation's range: the
+ * same integers as clamping in float first, the bounds being integers), 16 int8 outputs. */
+static inline __attribute__((always_inline)) int8x16_t tfc_dw_px(const TfcDwGroup* g, const int8x16_t* x,
+                                                                  const int pair) {
+  int32x4_t a[4] = {vld1q_s32(g->b), vld1q_s32(g->b + 4), vld1q_s32(g->b + 8), vld1q_s32(g->b + 12)};
+  if (pair) {
+    tfc_dw_pair(a, x[0], g->w[0], x[1], g->w[1]);
+    tfc_dw_pair(a, x[2], g->w[2], x[3], g->w[3]);
+    tfc_dw_pair(a, x[4], g->w[4], x[5], g->w[5]);
+    tfc_dw_pair(a, x[6], g->w[6], x[7], g->w[7]);
+    tfc_dw_one(a, x[8], g->w[8]);
+  } else {
+    for (int t = 0; t < 9; ++t) tfc_dw_one(a, x[t], g->w[t]);
+  }
+  const int32x4_t q0 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[0]), vld1q_f32(g->m + 0)));
+  const int32x4_t q1 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[1]), vld1q_f32(g->m + 4)));
+  const int32x4_t q2 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[2]), vld1q_f32(g->m + 8)));
+  const int32x4_t q3 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[3]), vld1q_f32(g->m + 12)));
+  const int16x8_t h0 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q0), q1), g->zo);
+  const int16x8_t h1 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q2), q3), g->zo);
+  const int8x16_t r = vqmovn_high_s16(vqmovn_s16(h0), h1);
+  return vminq_s8(vmaxq_s8(r, g->lo), g->hi);
+}
+
 /* One 16-channel group of one output row; n = channels of the group (16, or the tail). */
 static inline __attribute__((always_inline)) void tfc_dw_group(const TfcFused* f, const int8_t* const base[3],
                                                                 const size_t cs[3], int c0, int n, int8_t* out,
                                                                 const int pair) {
-  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl, Wo = f->Wo;
   const int8_t* wg = (const int8_t*)f->dw_wp + (size_t)(c0 / 16) * 144u;
-  int8x16_t w[9];
-  for (int t = 0; t < 9; ++t) w[t] = vld1q_s8(wg + 16 * t);
-  const int32x4_t b0 = vld1q_s32(f->dw_bp + c0), b1 = vld1q_s32(f->dw_bp + c0 + 4);
-  const int32x4_t b2 = vld1q_s32(f->dw_bp + c0 + 8), b3 = vld1q_s32(f->dw_bp + c0 + 12);
-  const float32x4_t m0 = vld1q_f32(f->dw_mp + c0), m1 = vld1q_f32(f->dw_mp + c0 + 4);
-  const float32x4_t m2 = vld1q_f32(f->dw_mp + c0 + 8), m3 = vld1q_f32(f->dw_mp + c0 + 12);
-  const float32x4_t lo = vdupq_n_f32((float)(f->dw_qmin - f->zp_d)), hi = vdupq_n_f32((float)(f->dw_qmax - f->zp_d));
-  const int16x8_t zo = vdupq_n_s16((int16_t)f->zp_d);
+  TfcDwGroup g;
+  for (int t = 0; t < 9; ++t) g.w[t] = vld1q_s8(wg + 16 * t);
+  g.b = f->dw_bp + c0;
+  g.m = f->dw_mp + c0;
+  g.zo = vdupq_n_s16((int16_t)f->zp_d);
+  g.lo = vdupq_n_s8((int8_t)f->dw_qmin);
+  g.hi = vdupq_n_s8((int8_t)f->dw_qmax);
   const int8_t* z = f->dw_zrow + c0;
-  for (int ow = 0; ow < f->Wo; ++ow) {
+  /* interior columns [ow_lo, ow_hi): all three taps of a row inside it (plain strided loads) */
+  int ow_lo = (pl + st - 1) / st, ow_hi = W - 3 + pl >= 0 ? (W - 3 + pl) / st + 1 : 0;
+  if (ow_hi > Wo) ow_hi = Wo;
+  if (ow_lo > ow_hi) ow_lo = ow_hi;
+  if (n < 16) ow_lo = ow_hi = 0; /* tail group: every load through a copy */
+  for (int ow = 0; ow < Wo; ++ow) {
+    if (ow == ow_lo && ow_lo < ow_hi) { /* interior: pointers advance by stride columns */
+      const int8_t* p0 = base[0] + (size_t)(ow * st - pl) * cs[0] + c0;
+      const int8_t* p1 = base[1] + (size_t)(ow * st - pl) * cs[1] + c0;
+      const int8_t* p2 = base[2] + (size_t)(ow * st - pl) * cs[2] + c0;
+      const size_t c0s = cs[0], c1s = cs[1], c2s = cs[2];
+      int8_t* o = out + (size_t)ow * C + c0;
+      for (; ow < ow_hi; ++ow) {
+        int8x16_t x[9];
+        x[0] = vld1q_s8(p0);
+        x[1] = vld1q_s8(p0 + c0s);
+        x[2] = vld1q_s8(p0 + 2 * c0s);
+        x[3] = vld1q_s8(p1);
+        x[4] = vld1q_s8(p1 + c1s);
+        x[5] = vld1q_s8(p1 + 2 * c1s);
+        x[6] = vld1q_s8(p2);
+        x[7] = vld1q_s8(p2 + c2s);
+        x[8] = vld1q_s8(p2 + 2 * c2s);
+        vst1q_s8(o, tfc_dw_px(&g, x, pair));
+        p0 += (size_t)st * c0s;
+        p1 += (size_t)st * c1s;
+        p2 += (size_t)st * c2s;
+        o += C;
+      }
+      if (ow >= Wo) break;
+    }
     const int iw0 = ow * st - pl;
     int8x16_t x[9];
     for (int kh = 0; kh < 3; ++kh)
@@ -77,26 +144,7 @@ static inline __attribute__((always_inline)) void tfc_dw_group(const TfcFused* f
         const int8_t* p = (unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] + c0 : z;
         x[kh * 3 + kw] = tfc_dw_ld(p, n);
       }
-    int32x4_t a[4] = {b0, b1, b2, b3};
-    if (pair) {
-      tfc_dw_pair(a, x[0], w[0], x[1], w[1]);
-      tfc_dw_pair(a, x[2], w[2], x[3], w[3]);
-      tfc_dw_pair(a, x[4], w[4], x[5], w[5]);
-      tfc_dw_pair(a, x[6], w[6], x[7], w[7]);
-      tfc_dw_one(a, x[8], w[8]);
-    } else {
-      for (int t = 0; t < 9; ++t) tfc_dw_one(a, x[t], w[t]);
-    }
-    float32x4_t q0 = vmulq_f32(vcvtq_f32_s32(a[0]), m0), q1 = vmulq_f32(vcvtq_f32_s32(a[1]), m1);
-    float32x4_t q2 = vmulq_f32(vcvtq_f32_s32(a[2]), m2), q3 = vmulq_f32(vcvtq_f32_s32(a[3]), m3);
-    q0 = vmaxq_f32(vminq_f32(q0, hi), lo);
-    q1 = vmaxq_f32(vminq_f32(q1, hi), lo);
-    q2 = vmaxq_f32(vminq_f32(q2, hi), lo);
-    q3 = vmaxq_f32(vminq_f32(q3, hi), lo);
-    /* |q| <= 255 after the clamp: plain narrows are exact */
-    const int16x8_t h0 = vaddq_s16(vcombine_s16(vmovn_s32(vcvtnq_s32_f32(q0)), vmovn_s32(vcvtnq_s32_f32(q1))), zo);
-    const int16x8_t h1 = vaddq_s16(vcombine_s16(vmovn_s32(vcvtnq_s32_f32(q2)), vmovn_s32(vcvtnq_s32_f32(q3))), zo);
-    const int8x16_t r = vcombine_s8(vmovn_s16(h0), vmovn_s16(h1));
+    const int8x16_t r = tfc_dw_px(&g, x, pair);
     int8_t* o = out + (size_t)ow * C + c0;
     if (n == 16) {
       vst1q_s8(o, r);
