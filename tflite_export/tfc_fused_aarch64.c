@@ -79,7 +79,15 @@ static inline __attribute__((always_inline)) int8x16_t tfc_dw_px(const TfcDwGrou
     tfc_dw_pair(a, x[6], g->w[6], x[7], g->w[7]);
     tfc_dw_one(a, x[8], g->w[8]);
   } else {
-    for (int t = 0; t < 9; ++t) tfc_dw_one(a, x[t], g->w[t]);
+    tfc_dw_one(a, x[0], g->w[0]); /* written out: Clang 14 kept a loop over a stack array */
+    tfc_dw_one(a, x[1], g->w[1]);
+    tfc_dw_one(a, x[2], g->w[2]);
+    tfc_dw_one(a, x[3], g->w[3]);
+    tfc_dw_one(a, x[4], g->w[4]);
+    tfc_dw_one(a, x[5], g->w[5]);
+    tfc_dw_one(a, x[6], g->w[6]);
+    tfc_dw_one(a, x[7], g->w[7]);
+    tfc_dw_one(a, x[8], g->w[8]);
   }
   const int32x4_t q0 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[0]), vld1q_f32(g->m + 0)));
   const int32x4_t q1 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[1]), vld1q_f32(g->m + 4)));

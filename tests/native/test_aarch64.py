@@ -150,10 +150,10 @@ def test_kernels_on_three_threads_match_numpy_under_qemu(built, tmp_path):
             cpu, r.stdout[-2000:], r.stderr[-2000:])
 
 
-def _objdump(compiler, tmp_path):
-    """Disassembly of tfc_kernels_aarch64.c built as in the driver, by aarch64 objdump."""
-    obj = tmp_path / f"k_{compiler}.o"
-    src = SRC_DIR / "tfc_kernels_aarch64.c"
+def _objdump(compiler, tmp_path, source="tfc_kernels_aarch64.c"):
+    """Disassembly of an aarch64 kernel file built as in the driver, by aarch64 objdump."""
+    obj = tmp_path / f"k_{compiler}_{source}.o"
+    src = SRC_DIR / source
     flags = [f for f in CFLAGS if f != "-static"]
     subprocess.run(COMPILERS[compiler] + flags + ["-c", str(src), "-o", str(obj)], check=True)
     out = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(obj)],
@@ -226,6 +226,32 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
     for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:
             assert set(ops) <= {"ld1", "ldp", "tbl", "fmla", "sdot", "smull", "smull2", "sadalp", "subs", "b.ne"}, ops
+
+
+@pytest.mark.parametrize("compiler", list(COMPILERS))
+def test_neon_depthwise_is_vector_code(compiler, tmp_path):
+    """tfc_fused_aarch64.c (the fused op's int8 3x3 depthwise), both compilers: the interior-column
+    loop (one output pixel x 16 channels per iteration) is NEON: 9 tap loads, smull / smull2
+    (+ smlal / smlal2 for tap pairs) and saddw / saddw2 into int32, fcvtns requantization, one
+    16-byte store; no scalar per-tap address selection (csel) and at most one stack reload
+    (GCC 12 reloads one weight half per pixel, Clang 14 none)."""
+    for tool in ("aarch64-linux-gnu-gcc", "clang-14", "aarch64-linux-gnu-objdump"):
+        _need(tool)
+    funcs = _objdump(compiler, tmp_path, "tfc_fused_aarch64.c")
+    for fn, need in (("tfc_dw_row_neon", {"smull": 5, "smull2": 5, "smlal": 4, "smlal2": 4, "saddw": 10,
+                                          "saddw2": 10, "fcvtns": 4, "str": 1}),
+                     ("tfc_dw_row_neon_w128", {"smull": 9, "smull2": 9, "saddw": 18, "saddw2": 18, "fcvtns": 4,
+                                               "str": 1})):
+        loops = [lp for lp in _inner_loops(funcs[fn]) if "smull" in [op for _, op, _ in lp]]
+        full = [lp for lp in loops if all([op for _, op, _ in lp].count(k) >= v for k, v in need.items())]
+        assert full, (compiler, fn, [[op for _, op, _ in lp] for lp in loops])
+        for lp in [min(full, key=len)]:  # the interior loop (the border loop picks tap addresses)
+            ops = [op for _, op, _ in lp]
+            assert len(ops) <= 110, (compiler, fn, len(ops), ops)
+            stack = [f"{op} {a}" for _, op, a in lp if "[sp" in a]
+            assert len(stack) <= 1, (compiler, fn, stack)
+            scalar = [op for op in ops if op in ("ldrb", "ldrsb", "strb", "madd", "mul", "csel")]
+            assert not scalar, (compiler, fn, scalar)
 
 
 def test_case_generator_covers_the_matrix():

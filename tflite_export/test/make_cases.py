@@ -595,10 +595,18 @@ def mobilenet_v2_1x1_shapes():
     return out
 
 
-def mobilenet_cases(rng, sparsity=0.8):
-    """The 1x1 convolutions of MobileNetV2 224 with 80 % unstructured zeros, float32 and int8
-    (per-layer instruction counts of tflite_export/README.md, "ARM / aarch64")."""
+def mobilenet_cases(rng, sparsity=0.8, pattern="unstructured"):
+    """The 1x1 convolutions of MobileNetV2 224 with 80 % zeros (unstructured, or "1x4": blocks of
+    4 consecutive input channels packed with B = 4, int8 only), float32 and int8 (per-layer
+    instruction counts of tflite_export/README.md, "ARM / aarch64")."""
     out = []
+    if pattern == "1x4":
+        for i, (rows, k, n) in enumerate(mobilenet_v2_1x1_shapes()):
+            side = int(round(rows ** 0.5))
+            name = f"mbv2/int8_1x4/conv{i:02d}/rows{rows}/K{k}/N{n}"
+            act = "RELU6" if i % 2 == 1 or i == 33 else "NONE"
+            out.append((name, int8_case(name, rng, 2, (1, side, side, k), n, "1x4", sparsity, act, 0, block=4)))
+        return out
     for dtype, make in (("float32", float_case), ("int8", int8_case)):
         for i, (rows, k, n) in enumerate(mobilenet_v2_1x1_shapes()):
             side = int(round(rows ** 0.5))
@@ -608,10 +616,11 @@ def mobilenet_cases(rng, sparsity=0.8):
     return out
 
 
-def write_cases(path, seed=0, bench=False, mobilenet=False):
+def write_cases(path, seed=0, bench=False, mobilenet=False, pattern="unstructured"):
     """Writes all records to `path`; returns the case names in order."""
     rng = np.random.default_rng(seed)
-    cases = mobilenet_cases(rng) if mobilenet else bench_cases(rng) if bench else build_cases(rng)
+    cases = (mobilenet_cases(rng, pattern=pattern) if mobilenet else bench_cases(rng) if bench
+             else build_cases(rng))
     pathlib.Path(path).write_bytes(b"".join(c for _, c in cases))
     return [name for name, _ in cases]
 
@@ -619,5 +628,6 @@ def write_cases(path, seed=0, bench=False, mobilenet=False):
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv,
-                        mobilenet="--mobilenet" in sys.argv)
+                        mobilenet="--mobilenet" in sys.argv or "--mobilenet-1x4" in sys.argv,
+                        pattern="1x4" if "--mobilenet-1x4" in sys.argv else "unstructured")
     print(f"{len(names)} cases written")
