@@ -17,13 +17,17 @@ Models: FC 2048x2048 float32 90 % unstructured zeros at 1 and 64 rows; MobileNet
 MobileNetV2 whose 3x3 convs use explicit symmetric zero padding, so it meets XNNPACK's sparse rules:
 3x3 stride-2 stem with padding 1 and 3 input channels, only supported ops, spatial MEAN at the end)
 with 80 % of every 1x1-conv's weights zero (tfcompress.pruning.Unstructured), BatchNorm statistics
-re-estimated. Plus llvm-mca-14 (-mcpu=cortex-a76) cycle estimates of the innermost loops of our
+re-estimated; for int8 also the same model pruned with tfcompress.pruning.Block((1, 4)) (group
+mobilenetv2_int8_block1x4: the int8 pattern tflite_export/README.md recommends), each int8 file as
+one TFC_SPARSE_CONV_1X1 node per 1x1 (tfcompress_custom), as fused inverted-residual blocks
+(tfcompress_fused, TFC_SPARSE_INVERTED_RESIDUAL) and as "auto" (cost model only). Plus llvm-mca-14 (-mcpu=cortex-a76) cycle estimates of the innermost loops of our
 kernels and of XNNPACK's corresponding micro-kernels (disassembled from the aarch64 wheel).
 
     python benchmarks/arm_proxy.py                          # kernels of this tree
     python benchmarks/arm_proxy.py --tree /work/wt/neon     # kernels of another checkout
     python benchmarks/arm_proxy.py --ref neon               # a committed branch (git archive)
     python benchmarks/arm_proxy.py --quick                  # FC only, -cpu max only
+    python benchmarks/arm_proxy.py --only mobilenetv2_int8 --out benchmarks/results/arm_proxy_int8.json
 
 Needs (Debian bookworm): qemu-user, gcc-aarch64-linux-gnu, clang-14, llvm-14 (llvm-mca), binutils
 for aarch64, gcc, network for the first run (benchmarks/arm/setup_sysroot.sh fills a cache).
