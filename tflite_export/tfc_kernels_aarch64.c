@@ -447,24 +447,6 @@ TFC_ARM_ASM_NEON(2)
 
 /* ----------------------------------------------- float32, tbl, 1-2 rows */
 
-static void tfc_arm_f32_store(const TfcState* s, const float* acc, const float* bias, float* y, int g) {
-  const int r0 = 4 * g, nb = s->n_out - r0 < 4 ? s->n_out - r0 : 4;
-  float32x4_t b = vdupq_n_f32(0.f);
-  if (bias != NULL) {
-    float tmp[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int l = 0; l < nb; ++l) tmp[l] = bias[r0 + l];
-    b = vld1q_f32(tmp);
-  }
-  const float32x4_t v = vminq_f32(vmaxq_f32(vaddq_f32(vld1q_f32(acc), b), vdupq_n_f32(s->fmin)), vdupq_n_f32(s->fmax));
-  if (nb == 4) {
-    vst1q_f32(y + r0, v);
-  } else {
-    float tmp[4];
-    vst1q_f32(tmp, v);
-    for (int l = 0; l < nb; ++l) y[r0 + l] = tmp[l];
-  }
-}
-
 /* int8: requantizes 4 accumulators of group g: the rule of tfc_requant (float multiply, round
  * to nearest even, saturate, + zero point, clamp), 4 lanes at once (accumulators, bias and the
  * zero-point term added in int32 with wrap-around, as the many-row kernels). */
@@ -566,7 +548,8 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_F32J_STEP2_BYTES (36 + TFC_F32J_STEP_EXTRA)
 #define TFC_F32J_MAX_STEPS 16
 
-/* R = 1: x0 = entries, x1 = step data, x2 = x at the group's first window, x3 = out[8] */
+/* R = 1: x0 = entries, x1 = step data, x2 = x at the group's first window, x3 = out[8],
+ * x4 = bias[8] (the accumulators start there), x5 = {lo, hi} (the activation's clamp) */
 #define TFC_F32J_S1(A, B)                                                                          \
   TFC_F32J_BTI_J                                                                                   \
   "ld1 {v24.16b-v27.16b}, [x1], #64\n\t"                                                           \
@@ -575,7 +558,8 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
   "fmla " A ".4s, v28.4s, v25.4s\n\t"                                                              \
   "fmla " B ".4s, v29.4s, v27.4s\n\t"
 #define TFC_F32J_S1x2 TFC_F32J_S1("v0", "v1") TFC_F32J_S1("v2", "v3")
-/* R = 2: x0 entries, x1 step data, x2 / x3 = the two rows of x, x4 = out[16] */
+/* R = 2: x0 entries, x1 step data, x2 / x3 = the two rows of x, x4 / x5 = their out[8],
+ * x6 = bias[8], x7 = {lo, hi} */
 #define TFC_F32J_S2(A, B, C, D)                                                                    \
   TFC_F32J_BTI_J                                                                                   \
   "ld1 {v24.16b-v27.16b}, [x1], #64\n\t"                                                           \
@@ -590,58 +574,78 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_F32J_S2x2 TFC_F32J_S2("v0", "v1", "v2", "v3") TFC_F32J_S2("v4", "v5", "v6", "v7")
 #define TFC_F32J_X8(S) S S S S S S S S /* 8 pairs = 16 steps */
 
-/* Only caller-saved registers (v0-v7, v16-v31, x0-x6): no frame, no spills. */
+/* Only caller-saved registers (v0-v7, v16-v31, x0-x9): no frame, no spills. */
 __asm__(
     ".text\n\t"
     ".balign 16\n\t"
     ".globl tfc_arm_f32j_r1\n\t.hidden tfc_arm_f32j_r1\n\t.type tfc_arm_f32j_r1, %function\n"
     "tfc_arm_f32j_r1:\n\t"
     TFC_F32J_BTI_C
-    "movi v0.16b, #0\n\tmovi v1.16b, #0\n\tmovi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
+    "ldp q0, q1, [x4]\n\t"
+    "movi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
     "b tfc_arm_f32j_r1_head\n\t"
     TFC_F32J_X8(TFC_F32J_S1x2)
     ".globl tfc_arm_f32j_r1_head\n\t.hidden tfc_arm_f32j_r1_head\n"
     "tfc_arm_f32j_r1_head:\n\t"
-    "ldp x4, x5, [x0], #16\n\t"
-    "ld1 {v16.16b-v19.16b}, [x2], x4\n\t"
-    "br x5\n\t"
+    "ldp x6, x7, [x0], #16\n\t"
+    "ld1 {v16.16b-v19.16b}, [x2], x6\n\t"
+    "br x7\n\t"
     ".globl tfc_arm_f32j_r1_exit\n\t.hidden tfc_arm_f32j_r1_exit\n"
     "tfc_arm_f32j_r1_exit:\n\t"
     TFC_F32J_BTI_J
+    "ld1r {v24.4s}, [x5], #4\n\t"
+    "ld1r {v25.4s}, [x5]\n\t"
     "fadd v0.4s, v0.4s, v2.4s\n\t"
     "fadd v1.4s, v1.4s, v3.4s\n\t"
-    "st1 {v0.4s, v1.4s}, [x3]\n\t"
+    "fmax v0.4s, v0.4s, v24.4s\n\t"
+    "fmax v1.4s, v1.4s, v24.4s\n\t"
+    "fmin v0.4s, v0.4s, v25.4s\n\t"
+    "fmin v1.4s, v1.4s, v25.4s\n\t"
+    "stp q0, q1, [x3]\n\t"
     "ret\n\t"
     ".size tfc_arm_f32j_r1, .-tfc_arm_f32j_r1\n\t"
     ".balign 16\n\t"
     ".globl tfc_arm_f32j_r2\n\t.hidden tfc_arm_f32j_r2\n\t.type tfc_arm_f32j_r2, %function\n"
     "tfc_arm_f32j_r2:\n\t"
     TFC_F32J_BTI_C
-    "movi v0.16b, #0\n\tmovi v1.16b, #0\n\tmovi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
+    "ldp q0, q1, [x6]\n\t"
+    "ldp q2, q3, [x6]\n\t"
     "movi v4.16b, #0\n\tmovi v5.16b, #0\n\tmovi v6.16b, #0\n\tmovi v7.16b, #0\n\t"
     "b tfc_arm_f32j_r2_head\n\t"
     TFC_F32J_X8(TFC_F32J_S2x2)
     ".globl tfc_arm_f32j_r2_head\n\t.hidden tfc_arm_f32j_r2_head\n"
     "tfc_arm_f32j_r2_head:\n\t"
-    "ldp x5, x6, [x0], #16\n\t"
-    "ld1 {v16.16b-v19.16b}, [x2], x5\n\t"
-    "ld1 {v20.16b-v23.16b}, [x3], x5\n\t"
-    "br x6\n\t"
+    "ldp x8, x9, [x0], #16\n\t"
+    "ld1 {v16.16b-v19.16b}, [x2], x8\n\t"
+    "ld1 {v20.16b-v23.16b}, [x3], x8\n\t"
+    "br x9\n\t"
     ".globl tfc_arm_f32j_r2_exit\n\t.hidden tfc_arm_f32j_r2_exit\n"
     "tfc_arm_f32j_r2_exit:\n\t"
     TFC_F32J_BTI_J
+    "ld1r {v24.4s}, [x7], #4\n\t"
+    "ld1r {v25.4s}, [x7]\n\t"
     "fadd v0.4s, v0.4s, v4.4s\n\t"
     "fadd v1.4s, v1.4s, v5.4s\n\t"
     "fadd v2.4s, v2.4s, v6.4s\n\t"
     "fadd v3.4s, v3.4s, v7.4s\n\t"
-    "st1 {v0.4s, v1.4s}, [x4], #32\n\t"
-    "st1 {v2.4s, v3.4s}, [x4]\n\t"
+    "fmax v0.4s, v0.4s, v24.4s\n\t"
+    "fmax v1.4s, v1.4s, v24.4s\n\t"
+    "fmax v2.4s, v2.4s, v24.4s\n\t"
+    "fmax v3.4s, v3.4s, v24.4s\n\t"
+    "fmin v0.4s, v0.4s, v25.4s\n\t"
+    "fmin v1.4s, v1.4s, v25.4s\n\t"
+    "fmin v2.4s, v2.4s, v25.4s\n\t"
+    "fmin v3.4s, v3.4s, v25.4s\n\t"
+    "stp q0, q1, [x4]\n\t"
+    "stp q2, q3, [x5]\n\t"
     "ret\n\t"
     ".size tfc_arm_f32j_r2, .-tfc_arm_f32j_r2\n\t");
 
 #define TFC_HIDDEN __attribute__((visibility("hidden")))
-TFC_HIDDEN void tfc_arm_f32j_r1(const uint64_t* ent, const uint8_t* d, const float* x, float* out);
-TFC_HIDDEN void tfc_arm_f32j_r2(const uint64_t* ent, const uint8_t* d, const float* x0, const float* x1, float* out);
+TFC_HIDDEN void tfc_arm_f32j_r1(const uint64_t* ent, const uint8_t* d, const float* x, float* out, const float* bias,
+                                const float* lohi);
+TFC_HIDDEN void tfc_arm_f32j_r2(const uint64_t* ent, const uint8_t* d, const float* x0, const float* x1, float* out0,
+                                float* out1, const float* bias, const float* lohi);
 extern TFC_HIDDEN const char tfc_arm_f32j_r1_head[], tfc_arm_f32j_r1_exit[];
 extern TFC_HIDDEN const char tfc_arm_f32j_r2_head[], tfc_arm_f32j_r2_exit[];
 
@@ -879,6 +883,8 @@ static void tfc_arm_rows_f32j(const TfcState* s, const TfcIO* io, int u0, int u1
   const int K = s->k_in, N = s->n_out;
   const int g0 = 2 * u0, g1 = 2 * u1 < j->groups ? 2 * u1 : j->groups;
   const float* bias = (const float*)io->bias;
+  static const float kZeros8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  const float lohi[2] = {s->fmin, s->fmax};
   for (int p = 0; p < s->rows; p += 2) {
     const int R = s->rows - p < 2 ? s->rows - p : 2;
     const float* xr[2];
@@ -895,13 +901,22 @@ static void tfc_arm_rows_f32j(const TfcState* s, const TfcIO* io, int u0, int u1
     }
     float* y0 = (float*)io->y + (size_t)p * (size_t)N;
     for (int g = g0; g < g1; ++g) {
-      float acc[16]; /* row r, channels 8g .. 8g + 7 at acc[8r ..] */
       const uint8_t* d = j->data + 64u * (size_t)j->dptr[g];
       const uint64_t* en = j->ent[R - 1] + 2u * (size_t)j->eptr[g];
-      if (R == 2) tfc_arm_f32j_r2(en, d, xr[0] + j->xstart[g], xr[1] + j->xstart[g], acc);
-      else tfc_arm_f32j_r1(en, d, xr[0] + j->xstart[g], acc);
-      for (int r = 0; r < R; ++r)
-        for (int h = 0; h < 2; ++h) tfc_arm_f32_store(s, acc + 8 * r + 4 * h, bias, y0 + (size_t)r * N, 2 * g + h);
+      const float* xs0 = xr[0] + j->xstart[g];
+      const int c0 = 8 * g;
+      if (c0 + 8 <= N) { /* a full group: bias and outputs in place */
+        const float* b8 = bias != NULL ? bias + c0 : kZeros8;
+        if (R == 2) tfc_arm_f32j_r2(en, d, xs0, xr[1] + j->xstart[g], y0 + c0, y0 + N + c0, b8, lohi);
+        else tfc_arm_f32j_r1(en, d, xs0, y0 + c0, b8, lohi);
+      } else { /* the last, partial group: through a padded copy */
+        float b8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, out[16];
+        const int nb = N - c0;
+        if (bias != NULL) memcpy(b8, bias + c0, (size_t)nb * sizeof(float));
+        if (R == 2) tfc_arm_f32j_r2(en, d, xs0, xr[1] + j->xstart[g], out, out + 8, b8, lohi);
+        else tfc_arm_f32j_r1(en, d, xs0, out, b8, lohi);
+        for (int r = 0; r < R; ++r) memcpy(y0 + (size_t)r * N + c0, out + 8 * r, (size_t)nb * sizeof(float));
+      }
     }
   }
 }
