@@ -247,3 +247,37 @@ def test_kernels_clean_under_asan_and_ubsan(built, tmp_path):
                            capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0 and "ERROR" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-3000:]
         assert r.stdout.splitlines()[-1] == f"{len(names)} passed, 0 failed"
+
+
+def test_fc_float32_batch1_edge_cases_under_qemu(built, tmp_path):
+    """The float32 1-15 row kernel (neon_tbl_f32: per-group windows chosen in Prepare, unrolled
+    steps entered by a jump) on its corners, from tflite_export/test/make_cases_fc_f32.py: K and N
+    not multiples of 4 / 8 / 16, K < 16, empty channels and groups, one non-zero, a fully dense
+    16-column window (16 steps), non-zeros only in the last columns, long empty runs; 1, 2, 3 and 7
+    rows; both compilers, both CPU models, against numpy (and the portable kernel at cap 0)."""
+    bins, _, _ = built
+    spec = importlib.util.spec_from_file_location("_tfc_make_cases_fc_f32",
+                                                  SRC_DIR / "test" / "make_cases_fc_f32.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = tmp_path / "fc_f32_cases.bin"
+    names = mod.write_cases(cases, seed=4321)
+    assert len(names) >= 40
+    runs = [(c, cpu, None) for c in COMPILERS for cpu in CPUS] + [("gcc", "max", "0")]
+    for compiler, cpu, cap in runs:
+        env = dict(os.environ)
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        if cap is not None:
+            env["TFCOMPRESS_ISA_CAP"] = cap
+        r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(bins[compiler]), str(cases)], capture_output=True,
+                           text=True, timeout=600, env=env)
+        lines = r.stdout.splitlines()
+        failed = [ln for ln in lines if ln.startswith("FAIL")]
+        assert not failed, (compiler, cpu, cap, "\n".join(failed[:20]))
+        assert r.returncode == 0 and lines[-1] == f"{len(names)} passed, 0 failed", (compiler, cpu, r.stderr[-2000:])
+        ran = [re.match(r"PASS (.*) max_err=\S+ kernel=(\S+)$", ln).groups() for ln in lines if ln.startswith("PASS ")]
+        assert [n for n, _ in ran] == names
+        for n, k in ran:
+            rows = int(re.search(r"/rows(\d+)/", n).group(1))
+            want = "neon_tbl_f32" if cap is None else ("portable_rows_f32" if rows < 4 else "portable_tiled_f32")
+            assert k == want, (n, k, want)
