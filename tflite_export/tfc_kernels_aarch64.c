@@ -691,8 +691,9 @@ static int tfc_arm_build_f32j(TfcState* s) {
   uint32_t* ptr = NULL;
   TfcArmEntry* e = NULL;
   /* per group: union of the lanes' columns (sorted), lane masks, DP arrays, chosen windows */
-  uint32_t *col = NULL, *best = NULL, *from = NULL, *wlo = NULL, *whi = NULL;
-  uint8_t* mask = NULL;
+  uint32_t *col = NULL, *best = NULL, *from = NULL, *wlo_all = NULL, *whi_all = NULL, *gwin = NULL;
+  uint64_t spread[256]; /* byte l = bit l of the index: a lane mask as 8 byte increments */
+  uint8_t *mask = NULL, *kmap = NULL;
   int ok = 0;
   if (j == NULL) return 0;
   const int n = s->n_out, K = s->k_in;
@@ -710,17 +711,25 @@ static int tfc_arm_build_f32j(TfcState* s) {
   const size_t mu = (size_t)maxu + 1u;
   col = (uint32_t*)malloc(mu * sizeof(uint32_t));
   mask = (uint8_t*)malloc(mu);
+  kmap = (uint8_t*)calloc((size_t)K + 1u, 1); /* lanes per column; all zero between groups */
   best = (uint32_t*)malloc(mu * sizeof(uint32_t));
   from = (uint32_t*)malloc(mu * sizeof(uint32_t));
-  wlo = (uint32_t*)malloc(mu * sizeof(uint32_t));
-  whi = (uint32_t*)malloc(mu * sizeof(uint32_t));
+  /* windows of all groups (at most one per stored weight) */
+  wlo_all = (uint32_t*)malloc(((size_t)ptr[n] + 1u) * sizeof(uint32_t));
+  whi_all = (uint32_t*)malloc(((size_t)ptr[n] + 1u) * sizeof(uint32_t));
+  gwin = (uint32_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint32_t));
+  for (int m = 0; m < 256; ++m) {
+    spread[m] = 0;
+    for (int l = 0; l < 8; ++l) spread[m] |= (uint64_t)(m >> l & 1) << (8 * l);
+  }
   j->eptr = (uint32_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint32_t));
   j->xstart = (uint32_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint32_t));
   j->dptr = (uint64_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint64_t));
-  if (!col || !mask || !best || !from || !wlo || !whi || !j->eptr || !j->xstart || !j->dptr) goto done;
+  if (!col || !mask || !kmap || !best || !from || !wlo_all || !whi_all || !gwin || !j->eptr || !j->xstart || !j->dptr) goto done;
   /* pass 0 sizes everything, pass 1 writes the steps and the entries */
   for (int pass = 0; pass < 2; ++pass) {
     uint64_t steps = 0, nent = 0;
+    uint32_t nwin = 0;
     for (int g = 0; g < j->groups; ++g) {
       uint32_t p[8], pe[8];
       for (int l = 0; l < 8; ++l) {
@@ -728,59 +737,57 @@ static int tfc_arm_build_f32j(TfcState* s) {
         p[l] = r < n ? ptr[r] : 0;
         pe[l] = r < n ? ptr[r + 1] : 0;
       }
-      /* merge the 8 sorted column lists: nu distinct columns, mask = lanes holding each */
-      uint32_t nu = 0;
-      {
-        uint32_t q[8];
-        memcpy(q, p, sizeof(q));
-        for (;;) {
-          uint32_t c = 0xFFFFFFFFu;
-          for (int l = 0; l < 8; ++l)
-            if (q[l] < pe[l] && e[q[l]].k < c) c = e[q[l]].k;
-          if (c == 0xFFFFFFFFu) break;
-          uint8_t m = 0;
-          for (int l = 0; l < 8; ++l)
-            if (q[l] < pe[l] && e[q[l]].k == c) {
-              m |= (uint8_t)(1u << l);
-              q[l]++;
-            }
-          col[nu] = c;
-          mask[nu++] = m;
+      /* the group's distinct columns in order (col[0..nu)) and the lanes holding each (mask):
+       * marked in a K-byte map, collected by one scan of the range they span */
+      uint32_t nu = 0, lo = 0xFFFFFFFFu, hi = 0;
+      for (int l = 0; l < 8; ++l)
+        for (uint32_t t = p[l]; t < pe[l]; ++t) {
+          const uint32_t k = e[t].k;
+          kmap[k] |= (uint8_t)(1u << l);
+          lo = k < lo ? k : lo;
+          hi = k > hi ? k : hi;
         }
-      }
-      /* DP: best[i] = cheapest cover of the first i columns; a window covers columns
-       * [f, i) with col[i - 1] - col[f] < 16, costing 3 + 5 * max lane count */
-      best[0] = 0;
-      for (uint32_t i = 1; i <= nu; ++i) {
-        uint32_t cnt[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mx = 0, bc = 0xFFFFFFFFu, bf = i - 1;
-        for (uint32_t f = i; f-- > 0;) {
-          if (col[i - 1] - col[f] >= 16u) break;
-          for (int l = 0; l < 8; ++l)
-            if (mask[f] >> l & 1u) {
-              if (++cnt[l] > mx) mx = cnt[l];
-            }
-          const uint32_t c = best[f] + TFC_F32J_WIN_COST + TFC_F32J_STEP_COST * mx;
-          if (c < bc) {
-            bc = c;
-            bf = f;
-          }
+      for (uint32_t k = lo; k <= hi && lo <= hi; ++k)
+        if (kmap[k]) {
+          col[nu] = k;
+          mask[nu++] = kmap[k];
+          kmap[k] = 0;
         }
-        best[i] = bc;
-        from[i] = bf;
-      }
-      /* backtrack: windows [wlo, whi) in column-index space, in reverse order */
+      /* DP (pass 0 only; pass 1 reuses its windows): best[i] = cheapest cover of the first
+       * i columns; a window covers columns [f, i) with col[i - 1] - col[f] < 16 and costs
+       * 3 + 5 * the largest lane count (8 byte counters in one NEON register: umaxv) */
       uint32_t nw = 0;
-      for (uint32_t i = nu; i > 0; i = from[i]) {
-        wlo[nw] = from[i];
-        whi[nw++] = i;
+      if (pass == 0) {
+        best[0] = 0;
+        for (uint32_t i = 1; i <= nu; ++i) {
+          uint8x8_t cnt = vdup_n_u8(0);
+          uint32_t bc = 0xFFFFFFFFu, bf = i - 1;
+          for (uint32_t f = i; f-- > 0;) {
+            if (col[i - 1] - col[f] >= 16u) break;
+            cnt = vadd_u8(cnt, vcreate_u8(spread[mask[f]]));
+            const uint32_t c = best[f] + TFC_F32J_WIN_COST + TFC_F32J_STEP_COST * (uint32_t)vmaxv_u8(cnt);
+            if (c < bc) {
+              bc = c;
+              bf = f;
+            }
+          }
+          best[i] = bc;
+          from[i] = bf;
+        }
+        for (uint32_t i = nu; i > 0; i = from[i]) nw++;
+        uint32_t t = nw;
+        for (uint32_t i = nu; i > 0; i = from[i]) { /* in increasing order */
+          --t;
+          wlo_all[nwin + t] = from[i];
+          whi_all[nwin + t] = i;
+        }
+        gwin[g] = nwin;
+        nwin += nw;
+      } else {
+        nw = gwin[g + 1] - gwin[g];
       }
-      for (uint32_t t = 0; t < nw / 2; ++t) { /* into increasing order */
-        uint32_t tl = wlo[t], th = whi[t];
-        wlo[t] = wlo[nw - 1 - t];
-        whi[t] = whi[nw - 1 - t];
-        wlo[nw - 1 - t] = tl;
-        whi[nw - 1 - t] = th;
-      }
+      const uint32_t* wlo = wlo_all + gwin[g];
+      const uint32_t* whi = whi_all + gwin[g];
       /* window w: table start, step count */
       uint32_t lanes_at[8];
       memcpy(lanes_at, p, sizeof(lanes_at));
@@ -792,8 +799,10 @@ static int tfc_arm_build_f32j(TfcState* s) {
       for (uint32_t w = 0; w < nw; ++w) {
         uint32_t cnt[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mx = 0;
         for (uint32_t f = wlo[w]; f < whi[w]; ++f)
-          for (int l = 0; l < 8; ++l)
-            if (mask[f] >> l & 1u) mx = ++cnt[l] > mx ? cnt[l] : mx;
+          for (uint32_t m = mask[f]; m != 0; m &= m - 1u) {
+            const int l = __builtin_ctz(m);
+            if (++cnt[l] > mx) mx = cnt[l];
+          }
         /* mx <= 16: the columns span < 16 and a lane holds a feature once (Prepare refuses repeats) */
         if (pass == 1) {
           const uint32_t t0 = col[wlo[w]] < (uint32_t)j->kp - 16u ? col[wlo[w]] : (uint32_t)j->kp - 16u;
@@ -842,6 +851,7 @@ static int tfc_arm_build_f32j(TfcState* s) {
       nent += nw + 1u;
     }
     if (pass == 0) {
+      gwin[j->groups] = nwin;
       j->eptr[j->groups] = (uint32_t)nent;
       j->dptr[j->groups] = steps;
       j->steps = steps;
@@ -863,10 +873,12 @@ done:
   free(e);
   free(col);
   free(mask);
+  free(kmap);
   free(best);
   free(from);
-  free(wlo);
-  free(whi);
+  free(wlo_all);
+  free(whi_all);
+  free(gwin);
   if (!ok) {
     tfc_arm_free_f32j(j);
     return 0;
