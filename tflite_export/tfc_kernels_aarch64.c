@@ -548,8 +548,10 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_F32J_STEP2_BYTES (36 + TFC_F32J_STEP_EXTRA)
 #define TFC_F32J_MAX_STEPS 16
 
-/* R = 1: x0 = entries, x1 = step data, x2 = x at the group's first window, x3 = out[8],
- * x4 = bias[8] (the accumulators start there), x5 = {lo, hi} (the activation's clamp) */
+/* Calls run a range of consecutive full groups (the entries and steps of one group follow the
+ * previous group's; each group's sentinel moves x to the next group's first window).
+ * R = 1: x0 = entries, x1 = step data, x2 = x at the first group's first window, x3 = out (8
+ * floats per group), x4 = bias (8 per group: the accumulators start there), x5 = TfcF32JArgs. */
 #define TFC_F32J_S1(A, B)                                                                          \
   TFC_F32J_BTI_J                                                                                   \
   "ld1 {v24.16b-v27.16b}, [x1], #64\n\t"                                                           \
@@ -558,8 +560,8 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
   "fmla " A ".4s, v28.4s, v25.4s\n\t"                                                              \
   "fmla " B ".4s, v29.4s, v27.4s\n\t"
 #define TFC_F32J_S1x2 TFC_F32J_S1("v0", "v1") TFC_F32J_S1("v2", "v3")
-/* R = 2: x0 entries, x1 step data, x2 / x3 = the two rows of x, x4 / x5 = their out[8],
- * x6 = bias[8], x7 = {lo, hi} */
+/* R = 2: x0 entries, x1 step data, x2 / x3 = the two rows of x, x4 = out of row 0 (row 1 at
+ * + out_row_bytes), x5 = bias, x6 = TfcF32JArgs */
 #define TFC_F32J_S2(A, B, C, D)                                                                    \
   TFC_F32J_BTI_J                                                                                   \
   "ld1 {v24.16b-v27.16b}, [x1], #64\n\t"                                                           \
@@ -574,42 +576,63 @@ static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_F32J_S2x2 TFC_F32J_S2("v0", "v1", "v2", "v3") TFC_F32J_S2("v4", "v5", "v6", "v7")
 #define TFC_F32J_X8(S) S S S S S S S S /* 8 pairs = 16 steps */
 
-/* Only caller-saved registers (v0-v7, v16-v31, x0-x9): no frame, no spills. */
+typedef struct {
+  float lo, hi; /* the activation's clamp */
+  int64_t groups; /* >= 1 */
+  int64_t bias_stride; /* 32 (a bias vector) or 0 (no bias: 8 zeros) */
+  int64_t out_row_bytes; /* 2 rows: row 1's outputs at out + this */
+} TfcF32JArgs;
+
+/* Only caller-saved registers (v0-v7, v16-v31, x0-x12): no frame, no spills. */
 __asm__(
     ".text\n\t"
     ".balign 16\n\t"
     ".globl tfc_arm_f32j_r1\n\t.hidden tfc_arm_f32j_r1\n\t.type tfc_arm_f32j_r1, %function\n"
     "tfc_arm_f32j_r1:\n\t"
     TFC_F32J_BTI_C
+    "ldp s30, s31, [x5]\n\t"
+    "dup v30.4s, v30.s[0]\n\t"
+    "dup v31.4s, v31.s[0]\n\t"
+    "ldp x6, x7, [x5, #8]\n\t"
     "ldp q0, q1, [x4]\n\t"
+    "add x4, x4, x7\n\t"
     "movi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
     "b tfc_arm_f32j_r1_head\n\t"
     TFC_F32J_X8(TFC_F32J_S1x2)
     ".globl tfc_arm_f32j_r1_head\n\t.hidden tfc_arm_f32j_r1_head\n"
     "tfc_arm_f32j_r1_head:\n\t"
-    "ldp x6, x7, [x0], #16\n\t"
-    "ld1 {v16.16b-v19.16b}, [x2], x6\n\t"
-    "br x7\n\t"
+    "ldp x8, x9, [x0], #16\n\t"
+    "ld1 {v16.16b-v19.16b}, [x2], x8\n\t"
+    "br x9\n\t"
     ".globl tfc_arm_f32j_r1_exit\n\t.hidden tfc_arm_f32j_r1_exit\n"
     "tfc_arm_f32j_r1_exit:\n\t"
     TFC_F32J_BTI_J
-    "ld1r {v24.4s}, [x5], #4\n\t"
-    "ld1r {v25.4s}, [x5]\n\t"
     "fadd v0.4s, v0.4s, v2.4s\n\t"
     "fadd v1.4s, v1.4s, v3.4s\n\t"
-    "fmax v0.4s, v0.4s, v24.4s\n\t"
-    "fmax v1.4s, v1.4s, v24.4s\n\t"
-    "fmin v0.4s, v0.4s, v25.4s\n\t"
-    "fmin v1.4s, v1.4s, v25.4s\n\t"
-    "stp q0, q1, [x3]\n\t"
+    "fmax v0.4s, v0.4s, v30.4s\n\t"
+    "fmax v1.4s, v1.4s, v30.4s\n\t"
+    "fmin v0.4s, v0.4s, v31.4s\n\t"
+    "fmin v1.4s, v1.4s, v31.4s\n\t"
+    "stp q0, q1, [x3], #32\n\t"
+    "subs x6, x6, #1\n\t"
+    "b.eq 1f\n\t"
+    "ldp q0, q1, [x4]\n\t"
+    "add x4, x4, x7\n\t"
+    "movi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
+    "b tfc_arm_f32j_r1_head\n"
+    "1:\n\t"
     "ret\n\t"
     ".size tfc_arm_f32j_r1, .-tfc_arm_f32j_r1\n\t"
     ".balign 16\n\t"
     ".globl tfc_arm_f32j_r2\n\t.hidden tfc_arm_f32j_r2\n\t.type tfc_arm_f32j_r2, %function\n"
     "tfc_arm_f32j_r2:\n\t"
     TFC_F32J_BTI_C
-    "ldp q0, q1, [x6]\n\t"
-    "ldp q2, q3, [x6]\n\t"
+    "add x10, x6, #4\n\t"
+    "ldp x7, x11, [x6, #8]\n\t"
+    "ldr x12, [x6, #24]\n\t"
+    "ldp q0, q1, [x5]\n\t"
+    "ldp q2, q3, [x5]\n\t"
+    "add x5, x5, x11\n\t"
     "movi v4.16b, #0\n\tmovi v5.16b, #0\n\tmovi v6.16b, #0\n\tmovi v7.16b, #0\n\t"
     "b tfc_arm_f32j_r2_head\n\t"
     TFC_F32J_X8(TFC_F32J_S2x2)
@@ -622,8 +645,8 @@ __asm__(
     ".globl tfc_arm_f32j_r2_exit\n\t.hidden tfc_arm_f32j_r2_exit\n"
     "tfc_arm_f32j_r2_exit:\n\t"
     TFC_F32J_BTI_J
-    "ld1r {v24.4s}, [x7], #4\n\t"
-    "ld1r {v25.4s}, [x7]\n\t"
+    "ld1r {v24.4s}, [x6]\n\t"
+    "ld1r {v25.4s}, [x10]\n\t"
     "fadd v0.4s, v0.4s, v4.4s\n\t"
     "fadd v1.4s, v1.4s, v5.4s\n\t"
     "fadd v2.4s, v2.4s, v6.4s\n\t"
@@ -636,16 +659,25 @@ __asm__(
     "fmin v1.4s, v1.4s, v25.4s\n\t"
     "fmin v2.4s, v2.4s, v25.4s\n\t"
     "fmin v3.4s, v3.4s, v25.4s\n\t"
-    "stp q0, q1, [x4]\n\t"
-    "stp q2, q3, [x5]\n\t"
+    "add x9, x4, x12\n\t"
+    "stp q2, q3, [x9]\n\t"
+    "stp q0, q1, [x4], #32\n\t"
+    "subs x7, x7, #1\n\t"
+    "b.eq 1f\n\t"
+    "ldp q0, q1, [x5]\n\t"
+    "ldp q2, q3, [x5]\n\t"
+    "add x5, x5, x11\n\t"
+    "movi v4.16b, #0\n\tmovi v5.16b, #0\n\tmovi v6.16b, #0\n\tmovi v7.16b, #0\n\t"
+    "b tfc_arm_f32j_r2_head\n"
+    "1:\n\t"
     "ret\n\t"
     ".size tfc_arm_f32j_r2, .-tfc_arm_f32j_r2\n\t");
 
 #define TFC_HIDDEN __attribute__((visibility("hidden")))
 TFC_HIDDEN void tfc_arm_f32j_r1(const uint64_t* ent, const uint8_t* d, const float* x, float* out, const float* bias,
-                                const float* lohi);
-TFC_HIDDEN void tfc_arm_f32j_r2(const uint64_t* ent, const uint8_t* d, const float* x0, const float* x1, float* out0,
-                                float* out1, const float* bias, const float* lohi);
+                                const TfcF32JArgs* args);
+TFC_HIDDEN void tfc_arm_f32j_r2(const uint64_t* ent, const uint8_t* d, const float* x0, const float* x1, float* out,
+                                const float* bias, const TfcF32JArgs* args);
 extern TFC_HIDDEN const char tfc_arm_f32j_r1_head[], tfc_arm_f32j_r1_exit[];
 extern TFC_HIDDEN const char tfc_arm_f32j_r2_head[], tfc_arm_f32j_r2_exit[];
 
@@ -837,14 +869,17 @@ static int tfc_arm_build_f32j(TfcState* s) {
         }
         steps += mx;
       }
-      if (pass == 1) { /* sentinel: reload the last table (delta 0), then the exit */
+      if (pass == 1) { /* sentinel: reload the last table, move x to the next group's first window, exit */
         const size_t ei = 2u * (size_t)(nent + nw);
+        const uint32_t tl = nw ? (col[wlo[nw - 1]] < (uint32_t)j->kp - 16u ? col[wlo[nw - 1]] : (uint32_t)j->kp - 16u)
+                               : j->xstart[g];
+        const uint64_t sdelta = g + 1 < j->groups ? (uint64_t)(4 * ((int64_t)j->xstart[g + 1] - (int64_t)tl)) : 0u;
         if (j->ent[0]) {
-          j->ent[0][ei] = 0;
+          j->ent[0][ei] = sdelta;
           j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_exit;
         }
         if (j->ent[1]) {
-          j->ent[1][ei] = 0;
+          j->ent[1][ei] = sdelta;
           j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_exit;
         }
       }
@@ -896,7 +931,6 @@ static void tfc_arm_rows_f32j(const TfcState* s, const TfcIO* io, int u0, int u1
   const int g0 = 2 * u0, g1 = 2 * u1 < j->groups ? 2 * u1 : j->groups;
   const float* bias = (const float*)io->bias;
   static const float kZeros8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  const float lohi[2] = {s->fmin, s->fmax};
   for (int p = 0; p < s->rows; p += 2) {
     const int R = s->rows - p < 2 ? s->rows - p : 2;
     const float* xr[2];
@@ -912,23 +946,25 @@ static void tfc_arm_rows_f32j(const TfcState* s, const TfcIO* io, int u0, int u1
       }
     }
     float* y0 = (float*)io->y + (size_t)p * (size_t)N;
-    for (int g = g0; g < g1; ++g) {
+    const int gf = g1 < N / 8 ? g1 : N / 8; /* groups [g0, gf) are full: bias and outputs in place */
+    if (gf > g0) {
+      const TfcF32JArgs args = {s->fmin, s->fmax, gf - g0, bias != NULL ? 32 : 0, (int64_t)N * 4};
+      const uint8_t* d = j->data + 64u * (size_t)j->dptr[g0];
+      const uint64_t* en = j->ent[R - 1] + 2u * (size_t)j->eptr[g0];
+      const float* b8 = bias != NULL ? bias + 8 * g0 : kZeros8;
+      if (R == 2) tfc_arm_f32j_r2(en, d, xr[0] + j->xstart[g0], xr[1] + j->xstart[g0], y0 + 8 * g0, b8, &args);
+      else tfc_arm_f32j_r1(en, d, xr[0] + j->xstart[g0], y0 + 8 * g0, b8, &args);
+    }
+    for (int g = gf > g0 ? gf : g0; g < g1; ++g) { /* the last, partial group: through padded copies */
+      const TfcF32JArgs args = {s->fmin, s->fmax, 1, 0, 32};
       const uint8_t* d = j->data + 64u * (size_t)j->dptr[g];
       const uint64_t* en = j->ent[R - 1] + 2u * (size_t)j->eptr[g];
-      const float* xs0 = xr[0] + j->xstart[g];
-      const int c0 = 8 * g;
-      if (c0 + 8 <= N) { /* a full group: bias and outputs in place */
-        const float* b8 = bias != NULL ? bias + c0 : kZeros8;
-        if (R == 2) tfc_arm_f32j_r2(en, d, xs0, xr[1] + j->xstart[g], y0 + c0, y0 + N + c0, b8, lohi);
-        else tfc_arm_f32j_r1(en, d, xs0, y0 + c0, b8, lohi);
-      } else { /* the last, partial group: through a padded copy */
-        float b8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, out[16];
-        const int nb = N - c0;
-        if (bias != NULL) memcpy(b8, bias + c0, (size_t)nb * sizeof(float));
-        if (R == 2) tfc_arm_f32j_r2(en, d, xs0, xr[1] + j->xstart[g], out, out + 8, b8, lohi);
-        else tfc_arm_f32j_r1(en, d, xs0, out, b8, lohi);
-        for (int r = 0; r < R; ++r) memcpy(y0 + (size_t)r * N + c0, out + 8 * r, (size_t)nb * sizeof(float));
-      }
+      float b8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, out[16];
+      const int c0 = 8 * g, nb = N - c0;
+      if (bias != NULL) memcpy(b8, bias + c0, (size_t)nb * sizeof(float));
+      if (R == 2) tfc_arm_f32j_r2(en, d, xr[0] + j->xstart[g], xr[1] + j->xstart[g], out, b8, &args);
+      else tfc_arm_f32j_r1(en, d, xr[0] + j->xstart[g], out, b8, &args);
+      for (int r = 0; r < R; ++r) memcpy(y0 + (size_t)r * N + c0, out + 8 * r, (size_t)nb * sizeof(float));
     }
   }
 }
