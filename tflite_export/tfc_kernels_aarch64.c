@@ -4,7 +4,10 @@
  * vector code; no -march flag is needed (sdot functions carry a target attribute).
  *
  * Paths (picked in Prepare by tfc_pick_aarch64, before the portable picker; plan names):
- *   - neon_tbl_f32 (float32, 1-15 rows, B = 1) and neon_tbl_i8 / sdot_tbl_i8 (int8): a
+ *   - neon_tbl_f32 (float32, 1-15 rows, B = 1): groups of 8 output channels, each with its own
+ *     16-float windows of x chosen by dynamic programming in Prepare, 16 unrolled tbl + fmla
+ *     steps entered by a computed jump per window (tfc_arm_build_f32j, tfc_arm_f32j_r1 / _r2).
+ *   - neon_tbl_i8 / sdot_tbl_i8 (int8, 1-15 rows): a
  *     Prepare-time re-layout (the file format is unchanged) of the validated TFCS weights into
  *     groups of consecutive output channels (8 float32 / 4 int8) x windows of 64 bytes of x
  *     (16 float32 / 64 int8 inputs = one 4-register `tbl` table).  Per 4 lanes a step holds 16
@@ -835,7 +838,9 @@ static int tfc_arm_build_f32j(TfcState* s) {
             const int l = __builtin_ctz(m);
             if (++cnt[l] > mx) mx = cnt[l];
           }
-        /* mx <= 16: the columns span < 16 and a lane holds a feature once (Prepare refuses repeats) */
+        /* mx <= 16: the columns span < 16 and a lane holds a feature once (Prepare refuses
+         * repeats); checked anyway, since the jump target is computed from it */
+        if (mx > TFC_F32J_MAX_STEPS) goto done;
         if (pass == 1) {
           const uint32_t t0 = col[wlo[w]] < (uint32_t)j->kp - 16u ? col[wlo[w]] : (uint32_t)j->kp - 16u;
           uint8_t* d = j->data + 64u * steps;
@@ -860,11 +865,11 @@ static int tfc_arm_build_f32j(TfcState* s) {
           const size_t ei = 2u * (size_t)(nent + w);
           if (j->ent[0]) {
             j->ent[0][ei] = delta;
-            j->ent[0][ei + 1] = (uint64_t)(uintptr_t)(tfc_arm_f32j_r1_head - TFC_F32J_STEP1_BYTES * mx);
+            j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_head - (uint64_t)TFC_F32J_STEP1_BYTES * mx;
           }
           if (j->ent[1]) {
             j->ent[1][ei] = delta;
-            j->ent[1][ei + 1] = (uint64_t)(uintptr_t)(tfc_arm_f32j_r2_head - TFC_F32J_STEP2_BYTES * mx);
+            j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_head - (uint64_t)TFC_F32J_STEP2_BYTES * mx;
           }
         }
         steps += mx;
