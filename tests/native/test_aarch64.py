@@ -202,7 +202,14 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
             found.setdefault(key, []).append(ops)
     def has(fn, need):
         return any(all(ops.count(op) >= n for op, n in need.items()) for ops in found.get(fn, []))
-    assert has("tfc_arm_rows_f32", {"tbl": 2, "fmla": 2, "ld1": 1}), found.get("tfc_arm_rows_f32")
+    # float32 batch 1-15 rows (top-level asm, the same code from both compilers): 16 steps
+    # unrolled, each one ld1 of indices + weights, tbl + fmla per quad and row, nothing else; a
+    # window head is ldp (entry) + ld1 per row (table) + br into the steps
+    for r, step, head in ((1, ["ld1"] + ["tbl"] * 2 + ["fmla"] * 2, ["ldp", "ld1", "br"]),
+                          (2, ["ld1"] + ["tbl"] * 4 + ["fmla"] * 4, ["ldp", "ld1", "ld1", "br"])):
+        body = [op for _, op, _ in funcs[f"tfc_arm_f32j_r{r}"]]
+        assert body[body.index("b") + 1:] == step * 16, (compiler, r, body)
+        assert [op for _, op, _ in funcs[f"tfc_arm_f32j_r{r}_head"]] == head, (compiler, r)
     assert has("tfc_arm_rows_i8_dot", {"tbl": 2, "sdot": 2}), found.get("tfc_arm_rows_i8_dot")
     assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
     assert has("tfc_arm_block4_f32_u16", {"fmla": 16, "ldr": 16, "ld1": 4})
@@ -223,7 +230,7 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
     for ops in found[fn] + found[fn2]:
         assert set(ops) <= allowed, ops
     # no scalar gathers: the tbl step loops load only indices + weights, with one ld1 / ldp
-    for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
+    for fn in ("tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:
             assert set(ops) <= {"ld1", "ldp", "tbl", "fmla", "sdot", "smull", "smull2", "sadalp", "subs", "b.ne"}, ops
 
@@ -316,3 +323,37 @@ def test_kernels_clean_under_asan_and_ubsan(built, tmp_path):
                            capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0 and "ERROR" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-3000:]
         assert r.stdout.splitlines()[-1] == f"{len(names)} passed, 0 failed"
+
+
+def test_fc_float32_batch1_edge_cases_under_qemu(built, tmp_path):
+    """The float32 1-15 row kernel (neon_tbl_f32: per-group windows chosen in Prepare, unrolled
+    steps entered by a jump) on its corners, from tflite_export/test/make_cases_fc_f32.py: K and N
+    not multiples of 4 / 8 / 16, K < 16, empty channels and groups, one non-zero, a fully dense
+    16-column window (16 steps), non-zeros only in the last columns, long empty runs; 1, 2, 3 and 7
+    rows; both compilers, both CPU models, against numpy (and the portable kernel at cap 0)."""
+    bins, _, _ = built
+    spec = importlib.util.spec_from_file_location("_tfc_make_cases_fc_f32",
+                                                  SRC_DIR / "test" / "make_cases_fc_f32.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = tmp_path / "fc_f32_cases.bin"
+    names = mod.write_cases(cases, seed=4321)
+    assert len(names) >= 40
+    runs = [(c, cpu, None) for c in COMPILERS for cpu in CPUS] + [("gcc", "max", "0")]
+    for compiler, cpu, cap in runs:
+        env = dict(os.environ)
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        if cap is not None:
+            env["TFCOMPRESS_ISA_CAP"] = cap
+        r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(bins[compiler]), str(cases)], capture_output=True,
+                           text=True, timeout=600, env=env)
+        lines = r.stdout.splitlines()
+        failed = [ln for ln in lines if ln.startswith("FAIL")]
+        assert not failed, (compiler, cpu, cap, "\n".join(failed[:20]))
+        assert r.returncode == 0 and lines[-1] == f"{len(names)} passed, 0 failed", (compiler, cpu, r.stderr[-2000:])
+        ran = [re.match(r"PASS (.*) max_err=\S+ kernel=(\S+)$", ln).groups() for ln in lines if ln.startswith("PASS ")]
+        assert [n for n, _ in ran] == names
+        for n, k in ran:
+            rows = int(re.search(r"/rows(\d+)/", n).group(1))
+            want = "neon_tbl_f32" if cap is None else ("portable_rows_f32" if rows < 4 else "portable_tiled_f32")
+            assert k == want, (n, k, want)
