@@ -1466,22 +1466,46 @@ static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r)
 }
 
 /* ytile[n][T] (int8 outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t):
- * 16 x 16 byte transposes, the channel / row remainders byte by byte. */
+ * 16 x 16 byte transposes.  The last rows (t % 16) are transposed as a whole block too (the
+ * kernels wrote ytile up to the next multiple of 16 rows <= T, from zeroed tile rows) and only
+ * the real rows stored; the last channels (N % 16) load zeros for the missing channels and store
+ * N % 16 bytes per row.  (Byte-by-byte copies of those remainders cost ~20 % of the untile in
+ * the fused op, whose strips of 56 rows leave 8.) */
 static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* y) {
   int c0 = 0;
   for (; c0 + 16 <= N; c0 += 16) {
-    int r0 = 0;
-    for (; r0 + 16 <= t; r0 += 16) {
+    for (int r0 = 0; r0 < t; r0 += 16) {
       uint8x16_t r[16];
       for (int i = 0; i < 16; ++i) r[i] = vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0);
       tfc_arm_tr16_u8(r);
-      for (int j = 0; j < 16; ++j) vst1q_u8((uint8_t*)y + (size_t)(r0 + j) * N + c0, r[j]);
+      uint8_t* o = (uint8_t*)y + (size_t)r0 * N + c0;
+      if (r0 + 16 <= t) {
+        for (int j = 0; j < 16; ++j) vst1q_u8(o + (size_t)j * N, r[j]);
+      } else {
+        for (int j = 0; j < t - r0; ++j) vst1q_u8(o + (size_t)j * N, r[j]);
+      }
     }
-    for (; r0 < t; ++r0)
-      for (int i = 0; i < 16; ++i) y[(size_t)r0 * N + c0 + i] = ytile[(size_t)(c0 + i) * T + r0];
   }
-  for (; c0 < N; ++c0)
-    for (int r0 = 0; r0 < t; ++r0) y[(size_t)r0 * N + c0] = ytile[(size_t)c0 * T + r0];
+  if (c0 < N) { /* last N % 16 channels: zeros for the missing ones */
+    const int nc = N - c0;
+    for (int r0 = 0; r0 < t; r0 += 16) {
+      uint8x16_t r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < nc ? vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0) : vdupq_n_u8(0);
+      tfc_arm_tr16_u8(r);
+      uint8_t* o = (uint8_t*)y + (size_t)r0 * N + c0;
+      const int nr = t - r0 < 16 ? t - r0 : 16;
+      for (int j = 0; j < nr; ++j) {
+        if (nc == 8) {
+          vst1_u8(o + (size_t)j * N, vget_low_u8(r[j]));
+        } else {
+          uint8_t tmp[16];
+          vst1q_u8(tmp, r[j]);
+          memcpy(o + (size_t)j * N, tmp, (size_t)nc);
+        }
+      }
+    }
+  }
 }
 
 /* Units: 64-row tiles.  Scratch: xt[K4][T] dwords, then ytile[N][T] int8.  Per tile: transpose
@@ -1512,6 +1536,9 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
         float32x4_t r[4];
         if (nb == 16 && i + 4 <= t) {
           for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(x + (size_t)(p0 + i + j) * K + 4 * q0));
+        } else if (nb == 8 && i + 4 <= t) { /* K % 16 == 8 (e.g. 24 channels): 8-byte loads */
+          for (int j = 0; j < 4; ++j)
+            r[j] = vreinterpretq_f32_s8(vcombine_s8(vld1_s8(x + (size_t)(p0 + i + j) * K + 4 * q0), vdup_n_s8(0)));
         } else {
           for (int j = 0; j < 4; ++j) {
             uint32_t tmp[4] = {0, 0, 0, 0};
