@@ -57,8 +57,8 @@ int tfc_aarch64_has_dotprod(void) {
 typedef struct TfcArmTbl {
   const uint8_t* blob; /* packed weights it was built from */
   int value_type;
-  int esz; /* bytes per x element: 4 float32, 1 int8 */
-  int lanes; /* output channels per group: 8 float32 (two q registers), 4 int8 */
+  int esz; /* bytes per x element: 1 (int8; float32 batch 1-15 uses f32j below) */
+  int lanes; /* output channels per group: 4 */
   int groups; /* ceil(N / lanes) */
   int W; /* windows of 64 bytes of x: ceil(K * esz / 64) */
   uint8_t* steps; /* [groups][W] steps of each window (<= 16) */
@@ -190,11 +190,10 @@ static int tfc_arm_entries(const TfcState* s, uint32_t** ptr_out, TfcArmEntry** 
   return 1;
 }
 
-/* Builds s->arm_tbl from the validated weights; 0 when out of memory. */
+/* Builds s->arm_tbl (int8, 1-15 rows) from the validated weights; 0 when out of memory. */
 static int tfc_arm_build_tbl(TfcState* s) {
-  const int n = s->n_out, f32 = s->value_type == kTfLiteFloat32;
-  const int esz = f32 ? 4 : 1, per = 4 / esz, F = 64 / esz; /* slots per lane and step; features per window */
-  const int LG = f32 ? 8 : 4; /* lanes per group */
+  const int n = s->n_out, esz = 1, per = 4, F = 64; /* slots per lane and step; features per window */
+  const int LG = 4; /* lanes per group */
   const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
   int ok = 0;
   TfcArmTbl* a = tfc_arm_state(s);
@@ -243,16 +242,10 @@ static int tfc_arm_build_tbl(TfcState* s) {
             for (uint32_t t = 0; p[l] + t < q[l]; ++t) {
               const TfcArmEntry* en = e + p[l] + t;
               const uint32_t o = en->k - (uint32_t)w * (uint32_t)F; /* < F */
-              uint8_t* st = d + SB * (t / (uint32_t)per) + 32u * (uint32_t)(l / 4); /* {idx, w} of lanes l/4 */
-              const int ll = l % 4;
-              if (f32) {
-                for (int b = 0; b < 4; ++b) st[4 * ll + b] = (uint8_t)(4u * o + (uint32_t)b);
-                memcpy(st + 16 + 4 * ll, &en->v, 4);
-              } else {
-                const int slot = 4 * ll + (int)(t % 4u);
-                st[slot] = (uint8_t)o;
-                st[16 + slot] = (uint8_t)en->v;
-              }
+              uint8_t* st = d + SB * (t / (uint32_t)per); /* {idx[16], w[16]} of the 4 lanes */
+              const int slot = 4 * l + (int)(t % 4u);
+              st[slot] = (uint8_t)o;
+              st[16 + slot] = (uint8_t)en->v;
             }
         }
         total += mx;
@@ -332,18 +325,17 @@ static inline const uint8_t* tfc_arm_row(const TfcState* s, const TfcArmTbl* a, 
 /* ------------------------------------------------- tbl step loops (asm)
  * One group of 4 output channels, R = 1 or 2 input rows, all windows: per window, load the
  * 64-byte x window of each row into a 4-register tbl table (v16-v19, v20-v23), then per
- * step: load {16 byte indices, 16 weight bytes} per 4 lanes; tbl; fmla (float32, 8 lanes: two
- * halves) / sdot (int8, ARMv8.2) / smull + smull2 + 2 sadalp (int8, ARMv8.0).  Float32 and sdot
- * do two steps per iteration (one `ld1` of 64 bytes each) into two accumulator sets.  The
- * R x lanes accumulators are stored to `out`.
+ * step: load {16 byte indices, 16 weight bytes} per 4 lanes; tbl; sdot (int8, ARMv8.2) /
+ * smull + smull2 + 2 sadalp (int8, ARMv8.0).  sdot does two steps per iteration (one `ld1` of
+ * 64 bytes each) into two accumulator sets.  The R x lanes accumulators are stored to `out`.
+ * (float32 1-15 rows: the jump-in kernel further down.)
  * Written in inline asm because GCC 12 keeps neither the 4-register tbl table nor the
  * accumulators of the intrinsics version in registers (it reloaded the table every step and
  * stored the accumulators every step, 7-32 instructions per step vs 5 for Clang); the asm
  * gives both compilers the same loop.  sdot is emitted with .inst (the assemblers accept the
  * mnemonic only with +dotprod); these functions run only when HWCAP_ASIMDDP is set.
- * Registers: v16-v23 tables (row 0, row 1); v4-v7 (and v24-v27 for float32's second step)
- * indices and weights; v6-v15 lookups and products; accumulators v0-v3 + v28-v31 (float32),
- * v0-v1 + v24-v25 (sdot), v0-v1 low + v12-v13 high halves (ARMv8.0 int8). */
+ * Registers: v16-v23 tables (row 0, row 1); v4-v7 indices and weights; v6-v15 lookups and
+ * products; accumulators v0-v1 + v24-v25 (sdot), v0-v1 low + v12-v13 high halves (ARMv8.0). */
 #define TFC_ARM_VREGS                                                                                      \
   "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", \
       "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31"
@@ -473,7 +465,7 @@ static void tfc_arm_i8_store(const TfcState* s, const int32_t* acc, const int32_
   for (int l = 0; l < nb; ++l) y[r0 + l] = (int8_t)out[l];
 }
 
-enum { TFC_ARM_F32 = 0, TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
+enum { TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
 
 /* Units: slices of 16 output channels (2 float32 / 4 int8 groups), every row, 2 rows per pass. */
 static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s, const TfcIO* io, int u0, int u1,
@@ -481,13 +473,13 @@ static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s
   const TfcArmTbl* a = (const TfcArmTbl*)s->arm_tbl;
   const int gpu = 16 / a->lanes, W = a->W;
   const int g0 = gpu * u0, g1 = gpu * u1 < a->groups ? gpu * u1 : a->groups;
-  const size_t ysz = kind == TFC_ARM_F32 ? 4u : 1u, sb = 8u * (size_t)a->lanes;
+  const size_t sb = 8u * (size_t)a->lanes;
   for (int p = 0; p < s->rows; p += 2) {
     const int R = s->rows - p < 2 ? s->rows - p : 2;
     const uint8_t* x0 = tfc_arm_row(s, a, (const uint8_t*)io->x, p, 0, (uint8_t*)scratch);
     const uint8_t* x1 = R == 2 ? tfc_arm_row(s, a, (const uint8_t*)io->x, p, 1, (uint8_t*)scratch) : x0;
-    uint8_t* y0 = (uint8_t*)io->y + (size_t)p * (size_t)s->n_out * ysz;
-    uint8_t* y1 = y0 + (size_t)s->n_out * ysz;
+    uint8_t* y0 = (uint8_t*)io->y + (size_t)p * (size_t)s->n_out;
+    uint8_t* y1 = y0 + (size_t)s->n_out;
     for (int g = g0; g < g1; ++g) {
       union {
         float f[16];
