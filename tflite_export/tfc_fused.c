@@ -377,6 +377,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   /* strips: SH output rows at a time, at most one 64-row tile of the project 1x1 where a row
    * fits (a 14-wide map: 4 rows = 56 rows of the 1x1, not 5 = 64 + 6) */
   const int cap = tfc_isa_cap();
+  tfc_trace_init();
   f->SH = f->Wo >= 64 ? 1 : 64 / f->Wo;
   if (f->SH > f->Ho) f->SH = f->Ho;
   f->ring_rows = f->stride * (f->SH - 1) + 3;
@@ -485,7 +486,9 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
     TfcFusedJob job = {f, &io};
     tfc_pool_run(f->pool, f->n_tasks, f->workers, tfc_fused_task, &job);
   } else {
+    const long long t0 = tfc_trace_serial_on ? tfc_trace_now_ns() : 0;
     for (int t = 0; t < f->n_tasks; ++t) tfc_fused_rows(f, &io, f->task_r[t], f->task_r[t + 1], 0);
+    if (tfc_trace_serial_on) tfc_trace_serial((const void*)tfc_fused_task, f, f->n_tasks, t0);
   }
   return kTfLiteOk;
 }

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +81,9 @@ struct TfcPool {
   atomic_int caller_waiting;
   atomic_int stop;
   atomic_flag busy;
+  int trace;        /* TFC_POOL_TRACE=1 at creation: record every job (tfc_pool_trace) */
+  atomic_llong first_claim_ns; /* trace: when a worker first claimed a task of the job */
+  atomic_int worker_tasks;     /* trace: tasks of the job run by workers */
   int backoff_left; /* jobs still to run on the caller after a stall (caller-only state) */
   int backoff_len;  /* length of the last backoff; 0 = the last parallel job did not stall */
 #if !TFC_HAVE_FUTEX
@@ -90,6 +94,36 @@ struct TfcPool {
 
 enum { TFC_STAT_PARALLEL = 0, TFC_STAT_STALLED = 1, TFC_STAT_BACKOFF = 2 };
 static atomic_llong tfc_stats[3]; /* process-wide job counters (tfc_pool_stats) */
+
+/* Trace (TFC_POOL_TRACE=1 read when a pool is created; off: one branch per job and per task
+ * claimed): one record per parallel job in a static ring, read by tfc_pool_trace().  Times in ns
+ * from the job's publication. */
+#define TFC_TRACE_N 32768
+static TfcTraceRec tfc_trace_buf[TFC_TRACE_N];
+static atomic_llong tfc_trace_n;
+
+static long long tfc_now_ns(void);
+
+int tfc_trace_serial_on; /* set in tfc_trace_init: serial runs are recorded too */
+
+void tfc_trace_init(void) {
+  const char* tr = getenv("TFC_POOL_TRACE");
+  tfc_trace_serial_on = tr != NULL && tr[0] == '1';
+}
+
+void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns) {
+  const long long end = tfc_now_ns();
+  TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
+  memset(r, 0, sizeof(*r));
+  r->start_ns = start_ns;
+  r->fn = fn;
+  r->tag = tag;
+  r->n_tasks = n_tasks;
+  r->first_worker_claim_ns = -1;
+  r->caller_done_ns = r->end_ns = end - start_ns;
+}
+
+long long tfc_trace_now_ns(void) { return tfc_now_ns(); }
 
 static pthread_mutex_t tfc_registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct TfcPool* tfc_registry;
@@ -145,6 +179,11 @@ static void tfc_run_tasks(struct TfcPool* p, unsigned gen, int n, TfcTaskFn fn, 
       t = (unsigned)(c & 0xffffffffu);
       if (t >= (unsigned)n) return;
     } while (!atomic_compare_exchange_weak(&p->claim, &c, c + 1));
+    if (p->trace && worker != 0) {
+      long long zero = 0;
+      atomic_compare_exchange_strong(&p->first_claim_ns, &zero, tfc_now_ns());
+      atomic_fetch_add(&p->worker_tasks, 1);
+    }
     fn(arg, (int)t, worker);
     if (atomic_fetch_add(&p->done, 1u) + 1u == (unsigned)n && atomic_load(&p->caller_waiting))
       tfc_wake_all(p, &p->done);
@@ -252,6 +291,8 @@ TfcPool* tfc_pool_acquire(const void* key, int threads) {
       if (end != env && v >= 0 && v <= 1000000) spin_us = v;
     }
     p->spin_ns = spin_us * 1000L;
+    const char* tr = getenv("TFC_POOL_TRACE");
+    p->trace = tr != NULL && tr[0] == '1';
     atomic_init(&p->generation, 0u);
     atomic_init(&p->claim, 0ull);
     atomic_init(&p->fn, (TfcTaskFn)NULL);
@@ -325,6 +366,11 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     return;
   }
   const long long t_start = tfc_now_ns();
+  const int sleepers_at_start = p->trace ? atomic_load(&p->sleepers) : 0;
+  if (p->trace) {
+    atomic_store(&p->first_claim_ns, 0);
+    atomic_store(&p->worker_tasks, 0);
+  }
   const unsigned gen = atomic_load(&p->generation) + 1u;
   atomic_store(&p->claim, (unsigned long long)gen << 32);
   atomic_store(&p->fn, fn);
@@ -358,6 +404,19 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     }
     waited = tfc_now_ns() - start;
   }
+  if (p->trace) {
+    const long long end = tfc_now_ns(), fc = atomic_load(&p->first_claim_ns);
+    TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
+    r->start_ns = t_start;
+    r->fn = (const void*)fn;
+    r->tag = *(void* const*)arg; /* the kernels' jobs start with their node state pointer */
+    r->n_tasks = n_tasks;
+    r->worker_tasks = atomic_load(&p->worker_tasks);
+    r->sleepers = sleepers_at_start;
+    r->first_worker_claim_ns = fc == 0 ? -1 : fc - t_start;
+    r->caller_done_ns = (waited > 0 || own > 0) ? own : end - t_start;
+    r->end_ns = end - t_start;
+  }
   /* Stall detection: the caller waited longer for the workers' last tasks than it worked
    * itself (+ 50 us): a worker holding a task was descheduled (more runnable threads than
    * cores).  Then the next jobs run on the caller (64, doubling while retries stall, up to
@@ -372,6 +431,14 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     p->backoff_len = 0;
   }
   atomic_flag_clear(&p->busy);
+}
+
+long long tfc_pool_trace(TfcTraceRec* out, long long max_records) {
+  const long long n = atomic_exchange(&tfc_trace_n, 0);
+  const long long k = n < TFC_TRACE_N ? n : TFC_TRACE_N, first = n - k;
+  long long m = 0;
+  for (long long i = first; i < n && m < max_records; ++i) out[m++] = tfc_trace_buf[i % TFC_TRACE_N];
+  return m;
 }
 
 void tfc_pool_stats(long long out[3]) {

@@ -78,6 +78,28 @@ int tfc_pool_live_workers(void);
  * descheduled worker, out[2] jobs run on the caller during the backoff after a stall. */
 void tfc_pool_stats(long long out[3]);
 
+/* Trace of parallel jobs, recorded only by pools created with TFC_POOL_TRACE=1 in the
+ * environment (benchmarks; off, it costs one branch per job): the last records (at most 32768),
+ * oldest first; reading resets it.  Times in ns from the job's start (tfc_pool_run entry). */
+typedef struct {
+  long long start_ns;              /* CLOCK_MONOTONIC at tfc_pool_run entry */
+  const void* fn;                  /* task function (which op type) */
+  const void* tag;                 /* first pointer of the job argument (the node's state) */
+  int n_tasks, worker_tasks;       /* tasks, of them run by workers (not the caller) */
+  int sleepers;                    /* workers asleep (futex / condvar) when the job was published */
+  int pad_;
+  long long first_worker_claim_ns; /* first task claimed by a worker; -1: the caller ran all */
+  long long caller_done_ns;        /* the caller found no task left to claim */
+  long long end_ns;                /* all tasks done, tfc_pool_run returns */
+} TfcTraceRec;
+long long tfc_pool_trace(TfcTraceRec* out, long long max_records);
+/* Serial runs of a node (no pool) are traced too when TFC_POOL_TRACE=1 was set at a Prepare:
+ * the op checks tfc_trace_serial_on, takes tfc_trace_now_ns() and calls tfc_trace_serial. */
+extern int tfc_trace_serial_on;
+void tfc_trace_init(void);
+long long tfc_trace_now_ns(void);
+void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns);
+
 /* CPUs online (sysconf), in [1, TFC_POOL_MAX_THREADS]. */
 int tfc_online_cpus(void);
 
