@@ -274,6 +274,58 @@ static void tfc_fused_task(void* arg, int task, int worker) {
   tfc_fused_rows(j->f, j->io, j->f->task_r[task], j->f->task_r[task + 1], worker);
 }
 
+/* Phased run (f->phased), one pool job per phase (the pool returns when all its tasks are done:
+ * the barrier between phases).  A: expand 1x1 of pixels [pa[t], pa[t+1]) into full_e, in chunks
+ * of the rows its plan was prepared for.  B: depthwise of output rows [task_r[t], task_r[t+1])
+ * into full_d.  C: project 1x1 (+ residual add) of output pixels [pc[t], pc[t+1]). */
+static void tfc_fused_phase_a(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  TfcFused* f = j->f;
+  void* ks = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_k;
+  TfcState* ex = &f->wstates[2 * worker];
+  const int chunk = f->stride * f->SH * f->W;
+  for (int p0 = f->pa[task]; p0 < f->pa[task + 1]; p0 += chunk) {
+    const int n = f->pa[task + 1] - p0 < chunk ? f->pa[task + 1] - p0 : chunk;
+    tfc_fused_1x1(ex, j->io->x + (size_t)p0 * f->Cin, j->io->eb, f->full_e + (size_t)p0 * f->Ce, n, ks);
+  }
+}
+
+static void tfc_fused_phase_b(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  TfcFused* f = j->f;
+  int32_t* acc = (int32_t*)((uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_acc);
+  const int8_t* base = f->has_expand ? f->full_e : j->io->x;
+  const size_t e_row = (size_t)f->W * (size_t)f->Ce, d_row = (size_t)f->Wo * (size_t)f->Ce;
+  for (int oh = f->task_r[task]; oh < f->task_r[task + 1]; ++oh) {
+    const int8_t* rp[3];
+    for (int k = 0; k < 3; ++k) {
+      const int ih = oh * f->stride - f->pt + k;
+      rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)ih * e_row : NULL;
+    }
+    f->dw_row(f, rp, j->io->db, f->full_d + (size_t)oh * d_row, acc);
+  }
+}
+
+static void tfc_fused_phase_c(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  TfcFused* f = j->f;
+  uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
+  TfcState* pr = &f->wstates[2 * worker + 1];
+  const int chunk = f->SH * f->Wo;
+  for (int p0 = f->pc[task]; p0 < f->pc[task + 1]; p0 += chunk) {
+    const int n = f->pc[task + 1] - p0 < chunk ? f->pc[task + 1] - p0 : chunk;
+    const int8_t* d = f->full_d + (size_t)p0 * f->Ce;
+    int8_t* y = j->io->y + (size_t)p0 * f->Co;
+    if (f->has_residual) {
+      int8_t* pjb = (int8_t*)(sc + f->off_pj);
+      tfc_fused_1x1(pr, d, j->io->pb, pjb, n, sc + f->off_k);
+      tfc_fused_add(f, pjb, j->io->x + (size_t)p0 * f->Cin, y, (size_t)n * f->Co);
+    } else {
+      tfc_fused_1x1(pr, d, j->io->pb, y, n, sc + f->off_k);
+    }
+  }
+}
+
 /* --------------------------------------------------------------- lifecycle */
 
 static void* tfc_fused_init(TfLiteContext* ctx, const char* buffer, size_t length) {
@@ -295,6 +347,8 @@ static void tfc_fused_free(TfLiteContext* ctx, void* buffer) {
   tfc_fused_free_sub(&f->pr);
   free(f->params_copy);
   free(f->wstates);
+  tfc_free64(f->full_e);
+  tfc_free64(f->full_d);
   tfc_free64(f->scratch);
   tfc_free64(f->dw_w32);
   free(f->dw_mult);
@@ -457,6 +511,37 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   for (int i = 0; i <= tasks; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / tasks);
   f->n_tasks = tasks;
 
+  /* Small maps on several threads run phased (tfc_fused_phase_*): with few output rows per
+   * task, row ranges recompute a large share of expanded halo rows (7x7 map, 2 tasks: 9 expanded
+   * rows for 7, +29 %) and cannot balance (7 rows: 4 / 3).  Phased: no halo, expand and project
+   * balanced by pixels; costs two more barriers and the expanded / depthwise tensors in memory
+   * (<= 1 MiB together, stays in L2).  Used when a row range would have < 8 output rows.
+   * TFCOMPRESS_FUSED_PHASED=0/1 forces it off / on (tests, benchmarks; on also at 1 thread
+   * with TFCOMPRESS_TEST_RANGES). */
+  const uint64_t full_e = f->has_expand ? (uint64_t)f->H * f->W * f->Ce : 0, full_d = (uint64_t)f->Ho * f->Wo * f->Ce;
+  f->phased = tasks > 1 && f->Ho < 8 * tasks && full_e + full_d <= ((uint64_t)1 << 20);
+  const char* ph = getenv("TFCOMPRESS_FUSED_PHASED");
+  if (ph != NULL && (ph[0] == '0' || ph[0] == '1') && ph[1] == 0)
+    f->phased = ph[0] == '1' && full_e + full_d <= TFC_FUSED_MAX_SCRATCH;
+  if (f->phased) {
+    const size_t need = tfc_round64((size_t)full_e) + tfc_round64((size_t)full_d);
+    if (need > f->full_bytes || f->full_d == NULL) {
+      tfc_free64(f->full_e);
+      tfc_free64(f->full_d);
+      f->full_e = full_e ? (int8_t*)tfc_alloc64((size_t)full_e) : NULL;
+      f->full_d = (int8_t*)tfc_alloc64((size_t)full_d);
+      f->full_bytes = 0;
+      if (f->full_d == NULL || (full_e && f->full_e == NULL)) FAIL("out of memory for the phased buffers");
+      f->full_bytes = need;
+    }
+    /* pixel ranges: as many as row ranges, equal pixel counts */
+    const int pin = f->H * f->W, pout = f->Ho * f->Wo;
+    f->n_pa = tasks < pin ? tasks : pin;
+    f->n_pc = tasks < pout ? tasks : pout;
+    for (int i = 0; i <= f->n_pa; ++i) f->pa[i] = (int)((int64_t)pin * i / f->n_pa);
+    for (int i = 0; i <= f->n_pc; ++i) f->pc[i] = (int)((int64_t)pout * i / f->n_pc);
+  }
+
   int shape[4] = {1, f->Ho, f->Wo, f->Co};
   if (TFC_TENSOR_RESIZE(ctx, y, 4, shape) != kTfLiteOk) FAIL("could not resize the output");
   tfc_fused_note_plan(f);
@@ -482,7 +567,13 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   io.db = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 4 : 2])->data.raw_const;
   io.pb = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 6 : 4])->data.raw_const;
   io.y = (int8_t*)y->data.data;
-  if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
+  if (f->phased) {
+    TfcFusedJob job = {f, &io};
+    TfcPool* pool = f->workers > 1 ? f->pool : NULL; /* NULL: the tasks run in turn on this thread */
+    if (f->has_expand) tfc_pool_run(pool, f->n_pa, f->workers, tfc_fused_phase_a, &job);
+    tfc_pool_run(pool, f->n_tasks, f->workers, tfc_fused_phase_b, &job);
+    tfc_pool_run(pool, f->n_pc, f->workers, tfc_fused_phase_c, &job);
+  } else if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
     TfcFusedJob job = {f, &io};
     tfc_pool_run(f->pool, f->n_tasks, f->workers, tfc_fused_task, &job);
   } else {

@@ -12,12 +12,11 @@
  * costs nothing (it finds no task left), so the caller never waits for a
  * thread that has no work.
  *
- * Wake-up latency: workers spin (pause / yield instruction and sched_yield()
- * every 16 turns, so a worker the kernel woke on the caller's CPU does not hold
- * the caller off) for spin_ns after their last task, then sleep on the
- * generation word; the caller, which has nothing else to run, pause-spins 2 us on `done`,
- * then sched_yield()s (a descheduled worker may need its core) up to 2 ms,
- * then sleeps on it.  Linux and
+ * Wake-up latency: workers pause-spin for spin_ns after their last task (no
+ * sched_yield(), see tfc_threads.h; every 64 turns a worker that finds itself
+ * on the caller's CPU goes to sleep at once), then sleep on the generation
+ * word; the caller, which has nothing else to run, pause-spins on `done` up to
+ * its own share of the job + 20 us, then sleeps on it.  Linux and
  * Android sleep in futex(FUTEX_WAIT_PRIVATE); other systems (iOS, macOS) on a
  * condition variable.
  */
@@ -50,6 +49,7 @@
 #define TFC_POOL_SPIN_US_DEFAULT 20
 #define TFC_POOL_CALLER_PAUSE_NS 2000L   /* caller waiting for the last tasks: pause-spin this long, */
 #define TFC_POOL_CALLER_YIELD_NS 2000000L /* then sched_yield() up to this, then sleep */
+#define TFC_POOL_CALLER_SPIN_NS 20000LL /* no-yield mode: pause-spin up to own work + this, then sleep */
 #define TFC_POOL_STALL_NS 50000LL /* see tfc_pool_run */
 #define TFC_POOL_BACKOFF_MIN 64
 #define TFC_POOL_BACKOFF_MAX 4096
@@ -81,6 +81,8 @@ struct TfcPool {
   atomic_int caller_waiting;
   atomic_int stop;
   atomic_flag busy;
+  int yield_spin;   /* TFC_POOL_YIELD=1 at creation: the previous waiting (sched_yield() while spinning) */
+  atomic_int caller_cpu; /* CPU the caller published the last job from (-1: unknown) */
   int trace;        /* TFC_POOL_TRACE=1 at creation: record every job (tfc_pool_trace) */
   atomic_llong first_claim_ns; /* trace: when a worker first claimed a task of the job */
   atomic_int worker_tasks;     /* trace: tasks of the job run by workers */
@@ -136,6 +138,15 @@ static inline void tfc_cpu_relax(void) {
   __builtin_ia32_pause();
 #elif defined(__aarch64__) || defined(__arm__)
   __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* The CPU this thread runs on, -1 where unknown (sched_getcpu: vDSO / rdpid, ~20 ns). */
+static inline int tfc_cpu(void) {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
 #endif
 }
 
@@ -211,7 +222,11 @@ static void* tfc_worker_main(void* a) {
         if (g != seen || atomic_load(&p->stop)) break;
         if ((i & 15) == 0) {
           if (tfc_now_ns() > deadline) break;
-          sched_yield();
+          if (p->yield_spin) {
+            sched_yield();
+          } else if ((i & 63) == 0 && tfc_cpu() == atomic_load(&p->caller_cpu) && atomic_load(&p->caller_cpu) >= 0) {
+            break; /* put on the caller's CPU: sleep now, so the caller runs (see the header) */
+          }
         }
       }
       if (g == seen && !atomic_load(&p->stop)) {
@@ -293,6 +308,9 @@ TfcPool* tfc_pool_acquire(const void* key, int threads) {
     p->spin_ns = spin_us * 1000L;
     const char* tr = getenv("TFC_POOL_TRACE");
     p->trace = tr != NULL && tr[0] == '1';
+    const char* y = getenv("TFC_POOL_YIELD");
+    p->yield_spin = y != NULL && y[0] == '1';
+    atomic_init(&p->caller_cpu, -1);
     atomic_init(&p->generation, 0u);
     atomic_init(&p->claim, 0ull);
     atomic_init(&p->fn, (TfcTaskFn)NULL);
@@ -361,7 +379,9 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   if (p->backoff_left > 0) { /* recent jobs stalled on a descheduled worker: run on the caller */
     p->backoff_left--;
     atomic_fetch_add(&tfc_stats[TFC_STAT_BACKOFF], 1);
+    const long long t0 = p->trace ? tfc_now_ns() : 0;
     for (int t = 0; t < n_tasks; ++t) fn(arg, t, 0);
+    if (p->trace) tfc_trace_serial((const void*)fn, *(void* const*)arg, -n_tasks, t0); /* n_tasks < 0: backoff */
     atomic_flag_clear(&p->busy);
     return;
   }
@@ -372,6 +392,7 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     atomic_store(&p->worker_tasks, 0);
   }
   const unsigned gen = atomic_load(&p->generation) + 1u;
+  if (!p->yield_spin) atomic_store_explicit(&p->caller_cpu, tfc_cpu(), memory_order_relaxed);
   atomic_store(&p->claim, (unsigned long long)gen << 32);
   atomic_store(&p->fn, fn);
   atomic_store(&p->arg, arg);
@@ -395,7 +416,11 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
       }
       const long long w = tfc_now_ns() - start;
       if (w > TFC_POOL_CALLER_YIELD_NS) break;
-      if (w > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
+      if (p->yield_spin) {
+        if (w > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
+      } else if (w > own + TFC_POOL_CALLER_SPIN_NS) {
+        break; /* longer than the caller's own share: a worker is late or descheduled, sleep */
+      }
     }
     if (d != (unsigned)n_tasks) {
       atomic_store(&p->caller_waiting, 1);

@@ -19,14 +19,20 @@
  *
  * Waking: a worker that finished a job spins on the job counter for a while
  * (20 us, or the environment variable TFC_POOL_SPIN_US read once at pool
- * creation), yielding the CPU every 16 turns, then sleeps (futex on Linux /
- * Android, a condition variable elsewhere).  Measured on MobileNetV2 at 2
- * threads on the quiet machine, 20 us and 300 us gave the same latency (float32
- * 1.68 / 1.70 ms, int8 1.11 / 1.11 ms; benchmarks/sparse_threads.py --spin), so
- * the shorter one (less CPU burnt).  Spinning by pause instructions alone was
- * worse (a worker the kernel woke on the caller's CPU held the caller off for
- * its whole spin: 24 us per job).  The caller pause-spins / yields while the
- * last tasks finish, then sleeps the same way.
+ * creation) with pause instructions only, then sleeps (futex on Linux /
+ * Android, a condition variable elsewhere).  Every 64 turns it checks whether
+ * the kernel put it on the CPU the caller published the last job from
+ * (sched_getcpu); then it sleeps at once, so the caller gets its CPU back.  The
+ * caller pause-spins while the last tasks finish, up to its own share of the
+ * job + 20 us, then sleeps.  Neither calls sched_yield(): measured on this
+ * machine (issue 11), a yielding spinner hands its CPU to any other runnable
+ * task, e.g. another session's SCHED_IDLE job in its own autogroup, which then
+ * keeps it until the next tick (2-8 ms waits for the first task seen in the
+ * trace); MobileNetV2 float32 with a custom op per 1x1 at 2 threads took 2.13 ms
+ * with the yielding spin and 1.37 ms without (dense: 1.50 ms) on the loaded
+ * machine.  TFC_POOL_YIELD=1 (at pool creation) restores the yielding spin.
+ * 20 us and 300 us of spin measured the same on MobileNetV2; 1000 us was slower
+ * (a spinning worker holds the core XNNPACK's own worker needs).
  *
  * Stalls: when the caller waited for the workers' last tasks longer than it
  * worked itself (+ 50 us), a worker holding a task was descheduled (more
