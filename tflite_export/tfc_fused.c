@@ -208,9 +208,49 @@ typedef struct {
 /* 1x1 through its plan on `rows` rows (the worker's own copy of the state). */
 static void tfc_fused_1x1(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, void* scratch) {
   s->rows = rows;
-  const int units = s->plan.unit_kind == TFC_UNITS_ROWS ? (rows + s->plan.unit_rows - 1) / s->plan.unit_rows : s->plan.units;
+  int units = s->plan.unit_kind == TFC_UNITS_ROWS ? (rows + s->plan.unit_rows - 1) / s->plan.unit_rows : s->plan.units;
+  if (s->plan.unit_kind == TFC_UNITS_ROWS && s->tile_parts > 1) units *= s->tile_parts;
   TfcIO io = {x, b, y};
   s->plan.run(s, &io, 0, units, scratch);
+}
+
+/* The channel part `part` of a 1x1 whose rows are one tile (unit = part, tfc_internal.h). */
+static void tfc_fused_1x1_part(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, int part,
+                               void* scratch) {
+  s->rows = rows;
+  TfcIO io = {x, b, y};
+  s->plan.run(s, &io, part, part + 1, scratch);
+}
+
+/* Splits the 1x1's 16-channel groups into <= n parts of about equal stored quads (the int8
+ * quad kernels take (tile, part) units); returns the parts (1: no split possible). */
+static int tfc_fused_channel_parts(TfcState* s, int n) {
+  s->tile_parts = 1;
+  if (!(s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
+        s->plan.unit_kind == TFC_UNITS_ROWS))
+    return 1;
+  const int G = (s->n_out + 15) / 16;
+  if (n > G) n = G;
+  if (n > TFC_MAX_PARTS) n = TFC_MAX_PARTS;
+  if (n <= 1) return 1;
+  uint64_t total = 0, cost[TFC_FUSED_MAX_DIM / 16 + 1];
+  if (G > (int)(sizeof cost / sizeof cost[0])) return 1;
+  for (int g = 0; g < G; ++g) {
+    const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
+    cost[g] = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]) + 64u; /* + transpose and store */
+    total += cost[g];
+  }
+  int k = 0, g = 0;
+  uint64_t acc = 0;
+  s->part_g[0] = 0;
+  for (int i = 1; i < n; ++i) {
+    const uint64_t want = total * (uint64_t)i / (uint64_t)n;
+    while (g < G && acc + cost[g] / 2 < want) acc += cost[g++];
+    if (g > s->part_g[k] && g < G) s->part_g[++k] = g;
+  }
+  s->part_g[++k] = G;
+  s->tile_parts = k > 1 ? k : 1;
+  return s->tile_parts;
 }
 
 /* Output rows [r0, r1) of the block. */
@@ -283,6 +323,10 @@ static void tfc_fused_phase_a(void* arg, int task, int worker) {
   TfcFused* f = j->f;
   void* ks = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_k;
   TfcState* ex = &f->wstates[2 * worker];
+  if (f->parts_a > 1) { /* one tile: task = channel part */
+    tfc_fused_1x1_part(ex, j->io->x, j->io->eb, f->full_e, f->H * f->W, task, ks);
+    return;
+  }
   const int chunk = f->stride * f->SH * f->W;
   for (int p0 = f->pa[task]; p0 < f->pa[task + 1]; p0 += chunk) {
     const int n = f->pa[task + 1] - p0 < chunk ? f->pa[task + 1] - p0 : chunk;
@@ -311,6 +355,20 @@ static void tfc_fused_phase_c(void* arg, int task, int worker) {
   TfcFused* f = j->f;
   uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
   TfcState* pr = &f->wstates[2 * worker + 1];
+  if (f->parts_c > 1) { /* one tile: task = channel part; the residual add of its channels */
+    const int n = f->Ho * f->Wo;
+    if (f->has_residual) {
+      int8_t* pjb = (int8_t*)(sc + f->off_pj);
+      tfc_fused_1x1_part(pr, f->full_d, j->io->pb, pjb, n, task, sc + f->off_k);
+      const int c0 = 16 * pr->part_g[task], c1 = 16 * pr->part_g[task + 1] < f->Co ? 16 * pr->part_g[task + 1] : f->Co;
+      for (int p = 0; p < n; ++p)
+        tfc_fused_add(f, pjb + (size_t)p * f->Co + c0, j->io->x + (size_t)p * f->Cin + c0, j->io->y + (size_t)p * f->Co + c0,
+                      (size_t)(c1 - c0));
+    } else {
+      tfc_fused_1x1_part(pr, f->full_d, j->io->pb, j->io->y, n, task, sc + f->off_k);
+    }
+    return;
+  }
   const int chunk = f->SH * f->Wo;
   for (int p0 = f->pc[task]; p0 < f->pc[task + 1]; p0 += chunk) {
     const int n = f->pc[task + 1] - p0 < chunk ? f->pc[task + 1] - p0 : chunk;
@@ -540,6 +598,23 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     f->n_pc = tasks < pout ? tasks : pout;
     for (int i = 0; i <= f->n_pa; ++i) f->pa[i] = (int)((int64_t)pin * i / f->n_pa);
     for (int i = 0; i <= f->n_pc; ++i) f->pc[i] = (int)((int64_t)pout * i / f->n_pc);
+    /* a 1x1 of one row tile (7x7 maps: 49 rows): pixel ranges would each run every stored weight
+     * for a part of the rows (the kernel's cost is per weight and 16-row vector: 2 x 2 vectors
+     * cost about what 4 do); channel parts halve the weights per task instead */
+    f->parts_a = f->parts_c = 1;
+    if (f->has_expand && pin <= TFC_I8_TILE && pin <= f->stride * f->SH * f->W && tasks > 1)
+      f->parts_a = tfc_fused_channel_parts(&f->ex, tasks);
+    if (pout <= TFC_I8_TILE && pout <= f->SH * f->Wo && tasks > 1) f->parts_c = tfc_fused_channel_parts(&f->pr, tasks);
+    if (f->parts_a > 1) f->n_pa = f->parts_a;
+    if (f->parts_c > 1) f->n_pc = f->parts_c;
+    for (int w = 0; w < workers; ++w) {
+      f->wstates[2 * w] = f->ex;
+      f->wstates[2 * w + 1] = f->pr;
+    }
+  } else {
+    f->ex.tile_parts = f->pr.tile_parts = 1;
+    f->parts_a = f->parts_c = 0;
+    for (int w = 0; w < workers; ++w) f->wstates[2 * w].tile_parts = f->wstates[2 * w + 1].tile_parts = 1;
   }
 
   int shape[4] = {1, f->Ho, f->Wo, f->Co};

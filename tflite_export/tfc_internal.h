@@ -329,6 +329,7 @@ typedef struct TfcFusedTag {
   int8_t* full_d; /* [Ho][Wo][Ce] */
   size_t full_bytes;
   int n_pa, n_pc; /* tasks of the expand / project phases: pixel ranges pa[t].., pc[t].. */
+  int parts_a, parts_c; /* > 1: that phase's 1x1 is one row tile, its tasks are channel parts */
   int pa[TFC_MAX_TASKS + 1], pc[TFC_MAX_TASKS + 1];
 } TfcFused;
 

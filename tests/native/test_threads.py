@@ -375,7 +375,7 @@ def _fused_block(hw, cin, ce, co, stride, expand, residual, seed):
 
 # (H, W), Cin, Ce, Co, stride, expand, residual; odd sizes and channel counts
 FUSED_CASES = {
-    "7x7_residual": ((7, 7), 16, 96, 16, 1, True, True),   # MobileNetV2's last maps: phased
+    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True),   # MobileNetV2's last maps: phased, channel parts
     "odd_s2": ((11, 9), 12, 40, 20, 2, True, False),       # 6 output rows: phased
     "tall_s1": ((53, 5), 8, 44, 8, 1, True, True),         # 53 rows: row ranges at 2 and 3 threads
     "no_expand_odd": ((9, 13), 24, 24, 16, 1, False, False),
@@ -411,26 +411,27 @@ def _run_q(interp, xq):
 @pytest.mark.parametrize("name", sorted(FUSED_CASES))
 def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, monkeypatch):
     """The fused block at 1, 2 and 3 threads, with the automatic split, forced row ranges
-    (TFCOMPRESS_FUSED_PHASED=0) and forced phases (=1), and with the previous sched_yield()
-    pool waiting, gives exactly the dense int8 file's output (XNNPACK, separate ops), on several
-    inputs and repeated invokes."""
+    (TFCOMPRESS_FUSED_PHASED=0) and forced phases (=1), with the previous sched_yield() pool
+    waiting, and at 2 threads on every ISA cap (the channel parts of one-tile 1x1s exist only
+    for the int8 quad kernels), gives exactly the dense int8 file's output (XNNPACK, separate
+    ops), on several inputs and repeated invokes."""
     dense, fused = fused_files[name]
     d = load_interpreter(dense).get_input_details()[0]
     xs = [rng.integers(-128, 128, tuple(d["shape"])).astype(np.int8) for _ in range(2)]
     want = [_run_q(load_interpreter(dense), x) for x in xs]
-    for threads in (1, 2, 3):
-        for phased in (None, "0", "1"):
-            for yield_ in ((None, "1") if threads == 2 and phased is None else (None,)):
-                for var, val in (("TFCOMPRESS_FUSED_PHASED", phased), ("TFC_POOL_YIELD", yield_)):
-                    if val is None:
-                        monkeypatch.delenv(var, raising=False)
-                    else:
-                        monkeypatch.setenv(var, val)
-                interp = load_interpreter(fused, num_threads=threads)
-                for r in range(4):
-                    got = _run_q(interp, xs[r % 2])
-                    np.testing.assert_array_equal(got, want[r % 2], err_msg=f"{threads} threads, phased={phased}, "
-                                                                            f"yield={yield_}, invoke {r}")
+    combos = [(t, p, None, None) for t in (1, 2, 3) for p in (None, "0", "1")]
+    combos += [(2, None, "1", None)] + [(2, None, None, cap) for cap in ("0", "1")]
+    for threads, phased, yield_, cap in combos:
+        for var, val in (("TFCOMPRESS_FUSED_PHASED", phased), ("TFC_POOL_YIELD", yield_), ("TFCOMPRESS_ISA_CAP", cap)):
+            if val is None:
+                monkeypatch.delenv(var, raising=False)
+            else:
+                monkeypatch.setenv(var, val)
+        interp = load_interpreter(fused, num_threads=threads)
+        for r in range(4):
+            got = _run_q(interp, xs[r % 2])
+            np.testing.assert_array_equal(got, want[r % 2], err_msg=f"{threads} threads, phased={phased}, "
+                                                                    f"yield={yield_}, cap={cap}, invoke {r}")
 
 
 @pytest.mark.parametrize("name,threads,want_jobs", [
@@ -443,7 +444,8 @@ def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, 
 def test_fused_split_is_phased_only_for_small_maps(name, threads, want_jobs, fused_files, rng, monkeypatch):
     """Which split the op chose, seen from the pool's job trace: small maps run as 3 (or 2
     without expand) pool jobs per invoke, large ones as 1 job of row ranges, each job with one
-    task per thread (a job the pool ran on the caller after a stall is traced with -tasks)."""
+    task per thread, or fewer channel parts (a job the pool ran on the caller after a stall is
+    traced with -tasks)."""
     monkeypatch.setenv("TFC_POOL_TRACE", "1")
     dense, fused = fused_files[name]
     d = load_interpreter(dense).get_input_details()[0]
@@ -452,6 +454,8 @@ def test_fused_split_is_phased_only_for_small_maps(name, threads, want_jobs, fus
     _run_q(interp, xq)
     jobs = [_pool_jobs_of_one_invoke(interp, xq) for _ in range(20)]
     assert all(len(j) == want_jobs for j in jobs), jobs[:3]
-    assert all(abs(tasks) == threads for j in jobs for tasks, _ in j), jobs[:3]
+    # one task per thread (channel parts: at most one per 16 output channels, odd_s2's project has 20)
+    assert all(2 <= abs(tasks) <= threads for j in jobs for tasks, _ in j), jobs[:3]
+    assert all(abs(j[0][0]) == threads for j in jobs), jobs[:3]
     assert all(0 <= w <= abs(tasks) for j in jobs for tasks, w in j), jobs[:3]
     np.testing.assert_array_equal(_run_q(interp, xq), _run_q(load_interpreter(dense), xq))
