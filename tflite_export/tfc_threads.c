@@ -82,6 +82,7 @@ struct TfcPool {
   atomic_int stop;
   atomic_flag busy;
   int yield_spin;   /* TFC_POOL_YIELD=1 at creation: the previous waiting (sched_yield() while spinning) */
+  int colocate_check;
   atomic_int caller_cpu; /* CPU the caller published the last job from (-1: unknown) */
   int trace;        /* TFC_POOL_TRACE=1 at creation: record every job (tfc_pool_trace) */
   atomic_llong first_claim_ns; /* trace: when a worker first claimed a task of the job */
@@ -224,7 +225,8 @@ static void* tfc_worker_main(void* a) {
           if (tfc_now_ns() > deadline) break;
           if (p->yield_spin) {
             sched_yield();
-          } else if ((i & 63) == 0 && tfc_cpu() == atomic_load(&p->caller_cpu) && atomic_load(&p->caller_cpu) >= 0) {
+          } else if ((i & 63) == 0 && p->colocate_check && tfc_cpu() == atomic_load(&p->caller_cpu) &&
+                     atomic_load(&p->caller_cpu) >= 0) {
             break; /* put on the caller's CPU: sleep now, so the caller runs (see the header) */
           }
         }
@@ -310,6 +312,7 @@ TfcPool* tfc_pool_acquire(const void* key, int threads) {
     p->trace = tr != NULL && tr[0] == '1';
     const char* y = getenv("TFC_POOL_YIELD");
     p->yield_spin = y != NULL && y[0] == '1';
+    p->colocate_check = !(y != NULL && y[0] == '2'); /* TFC_POOL_YIELD=2: no yield, no CPU check (benchmarks) */
     atomic_init(&p->caller_cpu, -1);
     atomic_init(&p->generation, 0u);
     atomic_init(&p->claim, 0ull);
