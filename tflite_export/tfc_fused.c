@@ -615,6 +615,19 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     f->ex.tile_parts = f->pr.tile_parts = 1;
     f->parts_a = f->parts_c = 0;
     for (int w = 0; w < workers; ++w) f->wstates[2 * w].tile_parts = f->wstates[2 * w + 1].tile_parts = 1;
+    /* without expand a row range recomputes nothing (the depthwise reads the input): 8 ranges per
+     * thread, claimed one at a time, so a worker that wakes late (MobileNetV2's first block
+     * follows XNNPACK's stem: the worker slept, ~20 us to wake here) leaves its share to the
+     * caller instead of a tail */
+    if (!f->has_expand && f->workers > 1) {
+      int more = 8 * f->workers;
+      if (more > f->Ho) more = f->Ho;
+      if (more > TFC_MAX_TASKS) more = TFC_MAX_TASKS;
+      if (more > tasks) {
+        for (int i = 0; i <= more; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / more);
+        f->n_tasks = more;
+      }
+    }
   }
 
   int shape[4] = {1, f->Ho, f->Wo, f->Co};

@@ -379,6 +379,7 @@ FUSED_CASES = {
     "odd_s2": ((11, 9), 12, 40, 20, 2, True, False),       # 6 output rows: phased
     "tall_s1": ((53, 5), 8, 44, 8, 1, True, True),         # 53 rows: row ranges at 2 and 3 threads
     "no_expand_odd": ((9, 13), 24, 24, 16, 1, False, False),
+    "no_expand_tall": ((37, 6), 16, 16, 8, 1, False, False),  # row ranges, 8 per thread
 }
 
 
@@ -434,18 +435,21 @@ def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, 
                                                                     f"yield={yield_}, cap={cap}, invoke {r}")
 
 
-@pytest.mark.parametrize("name,threads,want_jobs", [
-    ("7x7_residual", 2, 3),    # 7 rows < 8 per task: expand, depthwise, project phases
-    ("odd_s2", 3, 3),
-    ("no_expand_odd", 2, 2),   # no expand phase: depthwise, project
-    ("tall_s1", 2, 1),         # 53 rows >= 8 per task: one job of row ranges
-    ("tall_s1", 3, 1),
+@pytest.mark.parametrize("name,threads,want_jobs,want_tasks", [
+    ("7x7_residual", 2, 3, 2),     # 7 rows < 8 per task: expand, depthwise, project phases
+    ("odd_s2", 3, 3, 3),
+    ("no_expand_odd", 2, 2, 2),    # no expand phase: depthwise, project
+    ("tall_s1", 2, 1, 2),          # 53 rows >= 8 per task: one job of row ranges, one per thread
+    ("tall_s1", 3, 1, 3),
+    ("no_expand_tall", 2, 1, 16),  # no halo to recompute: 8 row ranges per thread
+    ("no_expand_tall", 3, 1, 24),
 ])
-def test_fused_split_is_phased_only_for_small_maps(name, threads, want_jobs, fused_files, rng, monkeypatch):
+def test_fused_split_is_phased_only_for_small_maps(name, threads, want_jobs, want_tasks, fused_files, rng,
+                                                   monkeypatch):
     """Which split the op chose, seen from the pool's job trace: small maps run as 3 (or 2
-    without expand) pool jobs per invoke, large ones as 1 job of row ranges, each job with one
-    task per thread, or fewer channel parts (a job the pool ran on the caller after a stall is
-    traced with -tasks)."""
+    without expand) pool jobs per invoke, large ones as 1 job of row ranges (one per thread; 8 per
+    thread without expand, where ranges recompute nothing), the later phases one task per thread
+    or fewer channel parts (a job the pool ran on the caller after a stall is traced with -tasks)."""
     monkeypatch.setenv("TFC_POOL_TRACE", "1")
     dense, fused = fused_files[name]
     d = load_interpreter(dense).get_input_details()[0]
@@ -454,8 +458,9 @@ def test_fused_split_is_phased_only_for_small_maps(name, threads, want_jobs, fus
     _run_q(interp, xq)
     jobs = [_pool_jobs_of_one_invoke(interp, xq) for _ in range(20)]
     assert all(len(j) == want_jobs for j in jobs), jobs[:3]
-    # one task per thread (channel parts: at most one per 16 output channels, odd_s2's project has 20)
-    assert all(2 <= abs(tasks) <= threads for j in jobs for tasks, _ in j), jobs[:3]
-    assert all(abs(j[0][0]) == threads for j in jobs), jobs[:3]
+    # the first job's tasks; later phases: one per thread, or fewer channel parts (at most one per
+    # 16 output channels: odd_s2's project has 20)
+    assert all(abs(j[0][0]) == want_tasks for j in jobs), jobs[:3]
+    assert all(2 <= abs(tasks) <= threads for j in jobs for tasks, _ in j[1:]), jobs[:3]
     assert all(0 <= w <= abs(tasks) for j in jobs for tasks, w in j), jobs[:3]
     np.testing.assert_array_equal(_run_q(interp, xq), _run_q(load_interpreter(dense), xq))
