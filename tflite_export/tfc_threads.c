@@ -12,9 +12,9 @@
  * costs nothing (it finds no task left), so the caller never waits for a
  * thread that has no work.
  *
- * Wake-up latency: workers pause-spin for spin_ns after their last task (no
- * sched_yield(), see tfc_threads.h; every 64 turns a worker that finds itself
- * on the caller's CPU goes to sleep at once), then sleep on the generation
+ * Wake-up latency: workers pause-spin for spin_ns after their last task
+ * (sched_yield() only when a worker finds itself on the caller's CPU, checked
+ * every 64 turns; see tfc_threads.h), then sleep on the generation
  * word; the caller, which has nothing else to run, pause-spins on `done` up to
  * its own share of the job + 20 us, then sleeps on it.  Linux and
  * Android sleep in futex(FUTEX_WAIT_PRIVATE); other systems (iOS, macOS) on a
@@ -227,7 +227,7 @@ static void* tfc_worker_main(void* a) {
             sched_yield();
           } else if ((i & 63) == 0 && p->colocate_check && tfc_cpu() == atomic_load(&p->caller_cpu) &&
                      atomic_load(&p->caller_cpu) >= 0) {
-            break; /* put on the caller's CPU: sleep now, so the caller runs (see the header) */
+            sched_yield(); /* put on the caller's CPU: let the caller run (see the header) */
           }
         }
       }

@@ -19,20 +19,23 @@
  *
  * Waking: a worker that finished a job spins on the job counter for a while
  * (20 us, or the environment variable TFC_POOL_SPIN_US read once at pool
- * creation) with pause instructions only, then sleeps (futex on Linux /
- * Android, a condition variable elsewhere).  Every 64 turns it checks whether
- * the kernel put it on the CPU the caller published the last job from
- * (sched_getcpu); then it sleeps at once, so the caller gets its CPU back.  The
- * caller pause-spins while the last tasks finish, up to its own share of the
- * job + 20 us, then sleeps.  Neither calls sched_yield(): measured on this
- * machine (issue 11), a yielding spinner hands its CPU to any other runnable
- * task, e.g. another session's SCHED_IDLE job in its own autogroup, which then
- * keeps it until the next tick (2-8 ms waits for the first task seen in the
- * trace); MobileNetV2 float32 with a custom op per 1x1 at 2 threads took 2.13 ms
- * with the yielding spin and 1.37 ms without (dense: 1.50 ms) on the loaded
- * machine.  TFC_POOL_YIELD=1 (at pool creation) restores the yielding spin.
- * 20 us and 300 us of spin measured the same on MobileNetV2; 1000 us was slower
- * (a spinning worker holds the core XNNPACK's own worker needs).
+ * creation) with pause instructions, then sleeps (futex on Linux / Android, a
+ * condition variable elsewhere).  Every 64 turns it checks whether the kernel
+ * put it on the CPU the caller published the last job from (sched_getcpu); only
+ * then does it sched_yield(), so the caller gets its CPU back.  The caller
+ * pause-spins while the last tasks finish, up to its own share of the job
+ * + 20 us, then sleeps.  Before issue 11 both yielded on every spin turn: a
+ * yielding spinner hands its CPU to any other runnable task, e.g. another
+ * session's SCHED_IDLE job in its own autogroup (which SCHED_IDLE does not
+ * demote across groups), which may keep it until the next tick: the trace
+ * showed workers first claiming a task 2-8 ms after the job was published on
+ * this loaded machine.  Sleeping at once when on the caller's CPU (tried first)
+ * fed back on itself under load (the futex wake put the worker on the caller's
+ * CPU again): MobileNetV2 int8 fused 1.26 vs 0.89 ms in one run.  The yielding
+ * spin is kept as TFC_POOL_YIELD=1 (at pool creation), TFC_POOL_YIELD=2 = no
+ * yield at all (benchmarks).  20 us and 300 us of spin measured the same on
+ * MobileNetV2; 1000 us was slower (a spinning worker holds the core XNNPACK's
+ * own worker needs).
  *
  * Stalls: when the caller waited for the workers' last tasks longer than it
  * worked itself (+ 50 us), a worker holding a task was descheduled (more
