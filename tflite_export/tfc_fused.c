@@ -569,21 +569,20 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   for (int i = 0; i <= tasks; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / tasks);
   f->n_tasks = tasks;
 
-  /* Small maps on several threads run phased (tfc_fused_phase_*): with few output rows per
-   * task, row ranges recompute a large share of expanded halo rows (14x14 map, 2 tasks: 16
-   * expanded rows for 14) and split the strips unevenly.  Phased: no halo, expand and project
-   * balanced by pixels; costs two more barriers and the expanded / depthwise tensors in memory
-   * (<= 1 MiB together, stays in L2).  Used when a row range would have 4-7 output rows
-   * (MobileNetV2: the 14x14 blocks at 2 threads, 15 % faster each on the quiet machine, the same
-   * under load).  Fewer rows (7x7 at 2 threads) stay row ranges: there each phase is ~10 us and
-   * under load every barrier waited for a preempted worker (phased 7x7 blocks: 21 % faster quiet,
-   * 35 % slower at load average 10).  TFCOMPRESS_FUSED_PHASED=0/1 forces it off / on (tests,
-   * benchmarks; on also at 1 thread with TFCOMPRESS_TEST_RANGES). */
+  /* Phased split (tfc_fused_phase_*), opt-in with TFCOMPRESS_FUSED_PHASED=1 (0 / unset: row
+   * ranges): with few output rows per task, row ranges recompute a large share of expanded halo
+   * rows (14x14 map, 2 tasks: 16 expanded rows for 14; 7x7: 9 for 7) and split the strips
+   * unevenly (7 rows: 4 / 3).  Phased: no halo, expand and project balanced by pixels (one-tile
+   * 1x1s by channel parts); costs two more barriers and the expanded / depthwise tensors in
+   * memory (<= 1 MiB together, stays in L2).  Measured on MobileNetV2 at 2 threads (issue 11,
+   * tflite_export/README.md "Threads"): the 14x14 / 7x7 blocks 15 % / 21 % faster in one run at
+   * a quieter moment, but 20 % / 35 % SLOWER in three runs at load average 8-10 (every barrier
+   * waited for a preempted worker), so it is not the default.  When on, it applies where a row
+   * range would have fewer than 8 output rows (also at 1 thread with TFCOMPRESS_TEST_RANGES). */
   const uint64_t full_e = f->has_expand ? (uint64_t)f->H * f->W * f->Ce : 0, full_d = (uint64_t)f->Ho * f->Wo * f->Ce;
-  f->phased = tasks > 1 && f->Ho >= 4 * tasks && f->Ho < 8 * tasks && full_e + full_d <= ((uint64_t)1 << 20);
   const char* ph = getenv("TFCOMPRESS_FUSED_PHASED");
-  if (ph != NULL && (ph[0] == '0' || ph[0] == '1') && ph[1] == 0)
-    f->phased = ph[0] == '1' && full_e + full_d <= TFC_FUSED_MAX_SCRATCH;
+  f->phased = ph != NULL && ph[0] == '1' && ph[1] == 0 && tasks > 1 && f->Ho < 8 * tasks &&
+              full_e + full_d <= ((uint64_t)1 << 20);
   if (f->phased) {
     const size_t need = tfc_round64((size_t)full_e) + tfc_round64((size_t)full_d);
     if (need > f->full_bytes || f->full_d == NULL) {
@@ -601,7 +600,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     f->n_pc = tasks < pout ? tasks : pout;
     for (int i = 0; i <= f->n_pa; ++i) f->pa[i] = (int)((int64_t)pin * i / f->n_pa);
     for (int i = 0; i <= f->n_pc; ++i) f->pc[i] = (int)((int64_t)pout * i / f->n_pc);
-    /* a 1x1 of one row tile (7x7 maps, when forced: 49 rows): pixel ranges would each run every stored weight
+    /* a 1x1 of one row tile (7x7 maps: 49 rows): pixel ranges would each run every stored weight
      * for a part of the rows (the kernel's cost is per weight and 16-row vector: 2 x 2 vectors
      * cost about what 4 do); channel parts halve the weights per task instead */
     f->parts_a = f->parts_c = 1;

@@ -375,8 +375,8 @@ def _fused_block(hw, cin, ce, co, stride, expand, residual, seed):
 
 # (H, W), Cin, Ce, Co, stride, expand, residual; odd sizes and channel counts
 FUSED_CASES = {
-    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True),   # row ranges; forced phased: channel parts
-    "12x10": ((12, 10), 16, 48, 24, 1, True, False),       # 4-7 rows per range at 2 and 3 threads: phased
+    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True),   # phased: one-tile 1x1s as channel parts
+    "12x10": ((12, 10), 16, 48, 24, 1, True, False),       # phased: pixel ranges
     "odd_s2": ((11, 9), 12, 40, 20, 2, True, False),       # 6 output rows: phased
     "tall_s1": ((53, 5), 8, 44, 8, 1, True, True),         # 53 rows: row ranges at 2 and 3 threads
     "no_expand_odd": ((9, 13), 24, 24, 16, 1, False, False),
@@ -436,24 +436,30 @@ def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, 
                                                                     f"yield={yield_}, cap={cap}, invoke {r}")
 
 
-@pytest.mark.parametrize("name,threads,want_jobs,want_tasks", [
-    ("12x10", 2, 3, 2),            # 6 rows per range: expand, depthwise, project phases
-    ("12x10", 3, 3, 3),            # 4 rows per range
-    ("7x7_residual", 2, 1, 2),     # 3-4 rows per range: row ranges (each phase would be tiny)
-    ("odd_s2", 3, 1, 3),           # 2 rows per range
-    ("no_expand_odd", 2, 2, 2),    # 4-5 rows per range, no expand phase: depthwise, project
-    ("tall_s1", 2, 1, 2),          # 53 rows >= 8 per task: one job of row ranges, one per thread
-    ("tall_s1", 3, 1, 3),
-    ("no_expand_tall", 2, 1, 16),  # no halo to recompute: 8 row ranges per thread
-    ("no_expand_tall", 3, 1, 24),
+@pytest.mark.parametrize("name,threads,phased,want_jobs,want_tasks", [
+    ("12x10", 2, "1", 3, 2),             # phased: expand, depthwise, project jobs
+    ("7x7_residual", 3, "1", 3, 3),
+    ("odd_s2", 3, "1", 3, 3),
+    ("no_expand_odd", 2, "1", 2, 2),     # no expand phase: depthwise, project
+    ("tall_s1", 2, "1", 1, 2),           # 53 rows >= 8 per range: row ranges even when asked
+    ("12x10", 2, None, 1, 2),            # default: one job of row ranges, one per thread
+    ("7x7_residual", 3, None, 1, 3),
+    ("tall_s1", 3, None, 1, 3),
+    ("no_expand_tall", 2, None, 1, 16),  # no halo to recompute: 8 row ranges per thread
+    ("no_expand_tall", 3, None, 1, 24),
 ])
-def test_fused_split_is_phased_only_for_small_maps(name, threads, want_jobs, want_tasks, fused_files, rng,
-                                                   monkeypatch):
-    """Which split the op chose, seen from the pool's job trace: maps of 4-7 output rows per
-    thread run as 3 (or 2 without expand) pool jobs per invoke, others as 1 job of row ranges (one per thread; 8 per
-    thread without expand, where ranges recompute nothing), the later phases one task per thread
-    or fewer channel parts (a job the pool ran on the caller after a stall is traced with -tasks)."""
+def test_fused_split_seen_from_the_pool(name, threads, phased, want_jobs, want_tasks, fused_files, rng,
+                                        monkeypatch):
+    """Which split the op chose, seen from the pool's job trace: by default one job of row ranges
+    per invoke (one per thread; 8 per thread without expand, where ranges recompute nothing);
+    with TFCOMPRESS_FUSED_PHASED=1 maps of < 8 output rows per thread run as 3 (or 2 without
+    expand) jobs, the later phases one task per thread or fewer channel parts (a job the pool ran
+    on the caller after a stall is traced with -tasks)."""
     monkeypatch.setenv("TFC_POOL_TRACE", "1")
+    if phased is None:
+        monkeypatch.delenv("TFCOMPRESS_FUSED_PHASED", raising=False)
+    else:
+        monkeypatch.setenv("TFCOMPRESS_FUSED_PHASED", phased)
     dense, fused = fused_files[name]
     d = load_interpreter(dense).get_input_details()[0]
     xq = rng.integers(-128, 128, tuple(d["shape"])).astype(np.int8)
