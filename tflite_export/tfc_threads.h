@@ -24,14 +24,17 @@
  * put it on the CPU the caller published the last job from (sched_getcpu); only
  * then does it sched_yield(), so the caller gets its CPU back.  The caller
  * pause-spins while the last tasks finish, up to its own share of the job
- * + 20 us, then sleeps.  Before issue 11 both yielded on every spin turn: a
+ * + 20 us, then sleeps.  Before issue 11 both yielded while spinning (the
+ * worker every 16 turns, the caller after 2 us): a
  * yielding spinner hands its CPU to any other runnable task, e.g. another
  * session's SCHED_IDLE job in its own autogroup (which SCHED_IDLE does not
  * demote across groups), which may keep it until the next tick: the trace
  * showed workers first claiming a task 2-8 ms after the job was published on
  * this loaded machine.  Sleeping at once when on the caller's CPU (tried first)
  * fed back on itself under load (the futex wake put the worker on the caller's
- * CPU again): MobileNetV2 int8 fused 1.26 vs 0.89 ms in one run.  The yielding
+ * CPU again): MobileNetV2 int8 fused 1.26 vs 0.89 ms in one run.  In four runs
+ * against the yielding spin (tflite_export/README.md "Threads"): float32 per-layer
+ * MobileNetV2 +1 to +16 %, int8 per-layer -5 to +34 %, int8 fused neutral.  The yielding
  * spin is kept as TFC_POOL_YIELD=1 (at pool creation), TFC_POOL_YIELD=2 = no
  * yield at all (benchmarks).  20 us and 300 us of spin measured the same on
  * MobileNetV2; 1000 us was slower (a spinning worker holds the core XNNPACK's
