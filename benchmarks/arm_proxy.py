@@ -17,13 +17,17 @@ Models: FC 2048x2048 float32 90 % unstructured zeros at 1 and 64 rows; MobileNet
 MobileNetV2 whose 3x3 convs use explicit symmetric zero padding, so it meets XNNPACK's sparse rules:
 3x3 stride-2 stem with padding 1 and 3 input channels, only supported ops, spatial MEAN at the end)
 with 80 % of every 1x1-conv's weights zero (tfcompress.pruning.Unstructured), BatchNorm statistics
-re-estimated. Plus llvm-mca-14 (-mcpu=cortex-a76) cycle estimates of the innermost loops of our
+re-estimated; for int8 also the same model pruned with tfcompress.pruning.Block((1, 4)) (group
+mobilenetv2_int8_block1x4: the int8 pattern tflite_export/README.md recommends), each int8 file as
+one TFC_SPARSE_CONV_1X1 node per 1x1 (tfcompress_custom), as fused inverted-residual blocks
+(tfcompress_fused, TFC_SPARSE_INVERTED_RESIDUAL) and as "auto" (cost model only). Plus llvm-mca-14 (-mcpu=cortex-a76) cycle estimates of the innermost loops of our
 kernels and of XNNPACK's corresponding micro-kernels (disassembled from the aarch64 wheel).
 
     python benchmarks/arm_proxy.py                          # kernels of this tree
     python benchmarks/arm_proxy.py --tree /work/wt/neon     # kernels of another checkout
     python benchmarks/arm_proxy.py --ref neon               # a committed branch (git archive)
     python benchmarks/arm_proxy.py --quick                  # FC only, -cpu max only
+    python benchmarks/arm_proxy.py --only mobilenetv2_int8 --out benchmarks/results/arm_proxy_int8.json
 
 Needs (Debian bookworm): qemu-user, gcc-aarch64-linux-gnu, clang-14, llvm-14 (llvm-mca), binutils
 for aarch64, gcc, network for the first run (benchmarks/arm/setup_sysroot.sh fills a cache).
@@ -214,20 +218,25 @@ def fc_keras(k, n, sparsity, rng):
     return model
 
 
-def mobilenet_v2_sparse_rules(sparsity, rng):
+def mobilenet_v2_sparse_rules(sparsity, rng, pattern="unstructured"):
     """MobileNetV2 224 (random weights) laid out for XNNPACK's sparse-inference rules.
 
     Same layers and shapes as keras.applications.MobileNetV2(alpha=1), but every 3x3 conv
     (stem and depthwise) takes explicit ZeroPadding2D(1) + 'valid' instead of TF 'same' padding
     (asymmetric for stride 2), 1x1 convs are 'valid'. Every 1x1 conv is pruned by magnitude with
-    tfcompress.pruning.Unstructured, then the BatchNorm statistics are re-estimated on random
-    images (with an untrained model's statistics the activations vanish layer after layer).
+    tfcompress.pruning.Unstructured (`pattern="unstructured"`) or tfcompress.pruning.Block((1, 4))
+    (`pattern="block1x4"`: 4 consecutive input channels of one output share their zeros, the
+    pattern the README recommends for int8), then the BatchNorm statistics are re-estimated on
+    random images (with an untrained model's statistics the activations vanish layer after layer).
+    Same seed for both patterns: the same weights before pruning.
     """
     import keras
     import numpy as np
     from keras import layers as L
 
-    from tfcompress.pruning import Unstructured
+    from tfcompress.pruning import Block, Unstructured
+
+    prune = {"unstructured": Unstructured(), "block1x4": Block((1, 4))}[pattern]
 
     keras.utils.set_random_seed(0)
 
@@ -259,7 +268,7 @@ def mobilenet_v2_sparse_rules(sparsity, rng):
     for layer in model.layers:
         if type(layer) is L.Conv2D and tuple(layer.kernel.shape[:2]) == (1, 1):
             w = layer.kernel.numpy()
-            mask = Unstructured().compute_mask(np.abs(w.reshape(1, *w.shape[2:])), sparsity)
+            mask = prune.compute_mask(np.abs(w.reshape(1, *w.shape[2:])), sparsity)
             layer.kernel.assign(w * np.asarray(mask).reshape(w.shape))
             pruned += 1
     x = rng.random((4, 224, 224, 3)).astype("float32")
@@ -269,6 +278,23 @@ def mobilenet_v2_sparse_rules(sparsity, rng):
             layer.moving_mean.assign(hh.mean((0, 1, 2)))
             layer.moving_variance.assign(hh.var((0, 1, 2)))
     return model, pruned
+
+
+def quad_nonzero_fraction(model):
+    """Fraction of the 4-input-channel quads (one output channel, inputs 4q..4q+3) of the 1x1 convs
+    that hold a non-zero: what an int8 dot-product kernel multiplies (a quad with one non-zero
+    costs a whole sdot operand)."""
+    import numpy as np
+
+    tot = nz = 0
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D" and tuple(layer.kernel.shape[:2]) == (1, 1):
+            w = layer.kernel.numpy()[0, 0]  # [Cin, Cout]
+            k = -(-w.shape[0] // 4) * 4
+            q = np.pad(w, ((0, k - w.shape[0]), (0, 0))).reshape(k // 4, 4, -1)
+            tot += q.shape[0] * q.shape[2]
+            nz += int((q != 0).any(axis=1).sum())
+    return nz / tot
 
 
 def one_by_one_zero_fraction(model):
@@ -283,7 +309,7 @@ def one_by_one_zero_fraction(model):
     return zero / tot
 
 
-def build_models(tree, mdir, quick, rng):
+def build_models(tree, mdir, quick, rng, only=""):
     """Writes the .tflite files + inputs; returns the job list (without cpu)."""
     import numpy as np
 
@@ -325,27 +351,56 @@ def build_models(tree, mdir, quick, rng):
     if quick:
         return jobs, info
 
-    mb, pruned = mobilenet_v2_sparse_rules(0.8, rng)
-    info["mobilenet_pruned_1x1_convs"] = pruned
-    info["mobilenet_1x1_zero_fraction"] = one_by_one_zero_fraction(mb)
+    # MobileNetV2 224, 1x1 convs 80 % zero. Groups (job name = group + "_" + variant):
+    #   mobilenetv2_float32 / mobilenetv2_int8: unstructured zeros (tfcompress.pruning.Unstructured)
+    #   mobilenetv2_int8_block1x4: the int8 pattern the README recommends, Block((1, 4))
+    # int8 variants: tfcompress_custom = one TFC_SPARSE_CONV_1X1 node per 1x1 (fuse_blocks=False);
+    # tfcompress_fused = rewrite_tflite(..., "custom", fuse_blocks=True): every inverted-residual
+    # block one TFC_SPARSE_INVERTED_RESIDUAL node; tfcompress_auto = "auto" with the cost model alone
+    # (num_threads=None: the measured guard would time this x86 host, not an ARM CPU).
+    groups = [("unstructured", "float32", ["xnnpack_dense", "xnnpack_sparse", "tfcompress_auto", "tfcompress_custom"]),
+              ("unstructured", "int8", ["xnnpack_dense", "tfcompress_auto", "tfcompress_custom", "tfcompress_fused"]),
+              ("block1x4", "int8", ["xnnpack_dense", "tfcompress_auto", "tfcompress_custom", "tfcompress_fused"])]
+
+    def group_name(pattern, dtype):
+        return f"mobilenetv2_{dtype}" + ("" if pattern == "unstructured" else f"_{pattern}")
+
     calib = rng.random((8, 224, 224, 3)).astype("float32")
-    dense32, _ = export_tflite(mb)
-    xsparse = _convert(mb, "float32", sparsity_opt=True)
-    info["xnnpack_sparse_file_has_densify"] = _has_op(xsparse, "DENSIFY")
-    dense8, _ = export_tflite(mb, quantize="int8", representative_data=calib)
-    variants = [("float32", "xnnpack_dense", dense32, False), ("float32", "xnnpack_sparse", xsparse, False)]
-    for dtype, d in (("float32", dense32), ("int8", dense8)):
-        if dtype == "int8":
-            variants.append((dtype, "xnnpack_dense", d, False))
-        for mode in ("auto", "custom"):
-            blob = rewrite_tflite(d, mode)
-            info[f"mobilenet_{dtype}_{mode}_custom_layers"] = custom_layers(blob)
-            variants.append((dtype, f"tfcompress_{mode}", blob, True))
-    for dtype, variant, blob, deleg in variants:
-        path = save(f"mobilenet_{dtype}_{variant}", blob)
-        jobs.append(dict(name=f"mobilenetv2_{dtype}_{variant}", group=f"mobilenetv2_{dtype}", model=path,
-                         input_shape=_input_shape(blob), input_dtype=dtype, delegate=deleg, invokes=1,
-                         variant=variant, dtype=dtype, rows=1))
+    for pattern in ("unstructured", "block1x4"):
+        todo = [(dt, v) for pat, dt, vs in groups if pat == pattern for v in vs
+                if not only or re.search(only, f"{group_name(pat, dt)}_{v}")]
+        if not todo:
+            continue
+        mb, pruned = mobilenet_v2_sparse_rules(0.8, np.random.default_rng(0), pattern)
+        info[f"mobilenet_{pattern}_pruned_1x1_convs"] = pruned
+        info[f"mobilenet_{pattern}_1x1_zero_fraction"] = one_by_one_zero_fraction(mb)
+        info[f"mobilenet_{pattern}_int8_quads_nonzero_fraction"] = quad_nonzero_fraction(mb)
+        dense = {}
+        if any(dt == "float32" for dt, _ in todo):
+            dense["float32"], _ = export_tflite(mb)
+        if any(dt == "int8" for dt, _ in todo):
+            dense["int8"], _ = export_tflite(mb, quantize="int8", representative_data=calib)
+        for dtype, variant in todo:
+            d = dense[dtype]
+            if variant == "xnnpack_dense":
+                blob = d
+            elif variant == "xnnpack_sparse":
+                blob = _convert(mb, "float32", sparsity_opt=True)
+                info["xnnpack_sparse_file_has_densify"] = _has_op(blob, "DENSIFY")
+            elif variant == "tfcompress_auto":
+                blob = rewrite_tflite(d, "auto", num_threads=None)
+            elif variant == "tfcompress_custom":
+                blob = rewrite_tflite(d, "custom", fuse_blocks=False)
+            else:
+                blob = rewrite_tflite(d, "custom", fuse_blocks=True)
+            group = group_name(pattern, dtype)
+            if variant.startswith("tfcompress"):
+                info[f"{group}_{variant}_custom_layers"] = custom_layers(blob)
+                info[f"{group}_{variant}_fused_blocks"] = sum(r["emitted"] == "fused" for r in sparse_kernel_report(blob))
+            path = save(f"{group}_{variant}", blob)
+            jobs.append(dict(name=f"{group}_{variant}", group=group, model=path, input_shape=_input_shape(blob),
+                             input_dtype=dtype, delegate=variant.startswith("tfcompress"), invokes=1,
+                             variant=variant, dtype=dtype, rows=1, pattern=pattern))
     return jobs, info
 
 
@@ -723,7 +778,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     work = tempfile.mkdtemp(prefix="arm_proxy_", dir=args.cache)
     t0 = time.time()
-    jobs, info = build_models(tree, work, args.quick, rng)
+    jobs, info = build_models(tree, work, args.quick, rng, args.only)
     log(f"models built in {time.time() - t0:.0f} s: {len(jobs)} files")
     if args.only:
         jobs = [j for j in jobs if j["group"] == "overhead" or re.search(args.only, j["name"])]
@@ -739,6 +794,7 @@ def main(argv=None):
             job = dict(job, input_npy=npy)
             r = run_guest(job, cpu, cpu_view(args.cache, sysroot, cpu), plugin, lib, ranges, work, args.timeout)
             row = {k: job[k] for k in ("name", "group", "variant", "dtype", "rows", "invokes")}
+            row["pattern"] = job.get("pattern")
             row["cpu"] = cpu
             if r["ok"]:
                 ref = host_reference(job, x)
@@ -813,7 +869,10 @@ TARGETS = {  # issue 13 "Must show": (group, variant, baseline variant, max rati
     "fc2048_float32_r64": [("tfcompress", "xnnpack_dense", 0.35)],
     "mobilenetv2_float32": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6),
                             ("tfcompress_auto", "xnnpack_sparse", 1.0), ("tfcompress_custom", "xnnpack_sparse", 1.0)],
-    "mobilenetv2_int8": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6)],
+    "mobilenetv2_int8": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6),
+                         ("tfcompress_fused", "xnnpack_dense", 0.6)],
+    "mobilenetv2_int8_block1x4": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6),
+                                  ("tfcompress_fused", "xnnpack_dense", 0.6)],
 }
 
 

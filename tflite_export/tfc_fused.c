@@ -208,9 +208,49 @@ typedef struct {
 /* 1x1 through its plan on `rows` rows (the worker's own copy of the state). */
 static void tfc_fused_1x1(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, void* scratch) {
   s->rows = rows;
-  const int units = s->plan.unit_kind == TFC_UNITS_ROWS ? (rows + s->plan.unit_rows - 1) / s->plan.unit_rows : s->plan.units;
+  int units = s->plan.unit_kind == TFC_UNITS_ROWS ? (rows + s->plan.unit_rows - 1) / s->plan.unit_rows : s->plan.units;
+  if (s->plan.unit_kind == TFC_UNITS_ROWS && s->tile_parts > 1) units *= s->tile_parts;
   TfcIO io = {x, b, y};
   s->plan.run(s, &io, 0, units, scratch);
+}
+
+/* The channel part `part` of a 1x1 whose rows are one tile (unit = part, tfc_internal.h). */
+static void tfc_fused_1x1_part(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, int part,
+                               void* scratch) {
+  s->rows = rows;
+  TfcIO io = {x, b, y};
+  s->plan.run(s, &io, part, part + 1, scratch);
+}
+
+/* Splits the 1x1's 16-channel groups into <= n parts of about equal stored quads (the int8
+ * quad kernels take (tile, part) units); returns the parts (1: no split possible). */
+static int tfc_fused_channel_parts(TfcState* s, int n) {
+  s->tile_parts = 1;
+  if (!(s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
+        s->plan.unit_kind == TFC_UNITS_ROWS))
+    return 1;
+  const int G = (s->n_out + 15) / 16;
+  if (n > G) n = G;
+  if (n > TFC_MAX_PARTS) n = TFC_MAX_PARTS;
+  if (n <= 1) return 1;
+  uint64_t total = 0, cost[TFC_FUSED_MAX_DIM / 16 + 1];
+  if (G > (int)(sizeof cost / sizeof cost[0])) return 1;
+  for (int g = 0; g < G; ++g) {
+    const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
+    cost[g] = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]) + 64u; /* + transpose and store */
+    total += cost[g];
+  }
+  int k = 0, g = 0;
+  uint64_t acc = 0;
+  s->part_g[0] = 0;
+  for (int i = 1; i < n; ++i) {
+    const uint64_t want = total * (uint64_t)i / (uint64_t)n;
+    while (g < G && acc + cost[g] / 2 < want) acc += cost[g++];
+    if (g > s->part_g[k] && g < G) s->part_g[++k] = g;
+  }
+  s->part_g[++k] = G;
+  s->tile_parts = k > 1 ? k : 1;
+  return s->tile_parts;
 }
 
 /* Output rows [r0, r1) of the block. */
@@ -274,6 +314,76 @@ static void tfc_fused_task(void* arg, int task, int worker) {
   tfc_fused_rows(j->f, j->io, j->f->task_r[task], j->f->task_r[task + 1], worker);
 }
 
+/* Phased run (f->phased), one pool job per phase (the pool returns when all its tasks are done:
+ * the barrier between phases).  A: expand 1x1 of pixels [pa[t], pa[t+1]) into full_e, in chunks
+ * of the rows its plan was prepared for.  B: depthwise of output rows [task_r[t], task_r[t+1])
+ * into full_d.  C: project 1x1 (+ residual add) of output pixels [pc[t], pc[t+1]). */
+static void tfc_fused_phase_a(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  TfcFused* f = j->f;
+  void* ks = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_k;
+  TfcState* ex = &f->wstates[2 * worker];
+  if (f->parts_a > 1) { /* one tile: task = channel part */
+    tfc_fused_1x1_part(ex, j->io->x, j->io->eb, f->full_e, f->H * f->W, task, ks);
+    return;
+  }
+  const int chunk = f->stride * f->SH * f->W;
+  for (int p0 = f->pa[task]; p0 < f->pa[task + 1]; p0 += chunk) {
+    const int n = f->pa[task + 1] - p0 < chunk ? f->pa[task + 1] - p0 : chunk;
+    tfc_fused_1x1(ex, j->io->x + (size_t)p0 * f->Cin, j->io->eb, f->full_e + (size_t)p0 * f->Ce, n, ks);
+  }
+}
+
+static void tfc_fused_phase_b(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  TfcFused* f = j->f;
+  int32_t* acc = (int32_t*)((uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_acc);
+  const int8_t* base = f->has_expand ? f->full_e : j->io->x;
+  const size_t e_row = (size_t)f->W * (size_t)f->Ce, d_row = (size_t)f->Wo * (size_t)f->Ce;
+  for (int oh = f->task_r[task]; oh < f->task_r[task + 1]; ++oh) {
+    const int8_t* rp[3];
+    for (int k = 0; k < 3; ++k) {
+      const int ih = oh * f->stride - f->pt + k;
+      rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)ih * e_row : NULL;
+    }
+    f->dw_row(f, rp, j->io->db, f->full_d + (size_t)oh * d_row, acc);
+  }
+}
+
+static void tfc_fused_phase_c(void* arg, int task, int worker) {
+  const TfcFusedJob* j = (const TfcFusedJob*)arg;
+  TfcFused* f = j->f;
+  uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
+  TfcState* pr = &f->wstates[2 * worker + 1];
+  if (f->parts_c > 1) { /* one tile: task = channel part; the residual add of its channels */
+    const int n = f->Ho * f->Wo;
+    if (f->has_residual) {
+      int8_t* pjb = (int8_t*)(sc + f->off_pj);
+      tfc_fused_1x1_part(pr, f->full_d, j->io->pb, pjb, n, task, sc + f->off_k);
+      const int c0 = 16 * pr->part_g[task], c1 = 16 * pr->part_g[task + 1] < f->Co ? 16 * pr->part_g[task + 1] : f->Co;
+      for (int p = 0; p < n; ++p)
+        tfc_fused_add(f, pjb + (size_t)p * f->Co + c0, j->io->x + (size_t)p * f->Cin + c0, j->io->y + (size_t)p * f->Co + c0,
+                      (size_t)(c1 - c0));
+    } else {
+      tfc_fused_1x1_part(pr, f->full_d, j->io->pb, j->io->y, n, task, sc + f->off_k);
+    }
+    return;
+  }
+  const int chunk = f->SH * f->Wo;
+  for (int p0 = f->pc[task]; p0 < f->pc[task + 1]; p0 += chunk) {
+    const int n = f->pc[task + 1] - p0 < chunk ? f->pc[task + 1] - p0 : chunk;
+    const int8_t* d = f->full_d + (size_t)p0 * f->Ce;
+    int8_t* y = j->io->y + (size_t)p0 * f->Co;
+    if (f->has_residual) {
+      int8_t* pjb = (int8_t*)(sc + f->off_pj);
+      tfc_fused_1x1(pr, d, j->io->pb, pjb, n, sc + f->off_k);
+      tfc_fused_add(f, pjb, j->io->x + (size_t)p0 * f->Cin, y, (size_t)n * f->Co);
+    } else {
+      tfc_fused_1x1(pr, d, j->io->pb, y, n, sc + f->off_k);
+    }
+  }
+}
+
 /* --------------------------------------------------------------- lifecycle */
 
 static void* tfc_fused_init(TfLiteContext* ctx, const char* buffer, size_t length) {
@@ -295,6 +405,8 @@ static void tfc_fused_free(TfLiteContext* ctx, void* buffer) {
   tfc_fused_free_sub(&f->pr);
   free(f->params_copy);
   free(f->wstates);
+  tfc_free64(f->full_e);
+  tfc_free64(f->full_d);
   tfc_free64(f->scratch);
   tfc_free64(f->dw_w32);
   free(f->dw_mult);
@@ -377,6 +489,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   /* strips: SH output rows at a time, at most one 64-row tile of the project 1x1 where a row
    * fits (a 14-wide map: 4 rows = 56 rows of the 1x1, not 5 = 64 + 6) */
   const int cap = tfc_isa_cap();
+  tfc_trace_init();
   f->SH = f->Wo >= 64 ? 1 : 64 / f->Wo;
   if (f->SH > f->Ho) f->SH = f->Ho;
   f->ring_rows = f->stride * (f->SH - 1) + 3;
@@ -456,6 +569,69 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   for (int i = 0; i <= tasks; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / tasks);
   f->n_tasks = tasks;
 
+  /* Phased split (tfc_fused_phase_*), opt-in with TFCOMPRESS_FUSED_PHASED=1 (0 / unset: row
+   * ranges): with few output rows per task, row ranges recompute a large share of expanded halo
+   * rows (14x14 map, 2 tasks: 16 expanded rows for 14; 7x7: 9 for 7) and split the strips
+   * unevenly (7 rows: 4 / 3).  Phased: no halo, expand and project balanced by pixels (one-tile
+   * 1x1s by channel parts); costs two more barriers and the expanded / depthwise tensors in
+   * memory (<= 1 MiB together, stays in L2).  Measured on MobileNetV2 at 2 threads (issue 11,
+   * tflite_export/README.md "Threads"): the 14x14 / 7x7 blocks 15 % / 21 % faster in one run at
+   * a quieter moment, but 20 % / 35 % SLOWER in three runs at load average 8-10 (every barrier
+   * waited for a preempted worker), so it is not the default.  When on, it applies where a row
+   * range would have fewer than 8 output rows (also at 1 thread with TFCOMPRESS_TEST_RANGES). */
+  const uint64_t full_e = f->has_expand ? (uint64_t)f->H * f->W * f->Ce : 0, full_d = (uint64_t)f->Ho * f->Wo * f->Ce;
+  const char* ph = getenv("TFCOMPRESS_FUSED_PHASED");
+  f->phased = ph != NULL && ph[0] == '1' && ph[1] == 0 && tasks > 1 && f->Ho < 8 * tasks &&
+              full_e + full_d <= ((uint64_t)1 << 20);
+  if (f->phased) {
+    const size_t need = tfc_round64((size_t)full_e) + tfc_round64((size_t)full_d);
+    if (need > f->full_bytes || f->full_d == NULL) {
+      tfc_free64(f->full_e);
+      tfc_free64(f->full_d);
+      f->full_e = full_e ? (int8_t*)tfc_alloc64((size_t)full_e) : NULL;
+      f->full_d = (int8_t*)tfc_alloc64((size_t)full_d);
+      f->full_bytes = 0;
+      if (f->full_d == NULL || (full_e && f->full_e == NULL)) FAIL("out of memory for the phased buffers");
+      f->full_bytes = need;
+    }
+    /* pixel ranges: as many as row ranges, equal pixel counts */
+    const int pin = f->H * f->W, pout = f->Ho * f->Wo;
+    f->n_pa = tasks < pin ? tasks : pin;
+    f->n_pc = tasks < pout ? tasks : pout;
+    for (int i = 0; i <= f->n_pa; ++i) f->pa[i] = (int)((int64_t)pin * i / f->n_pa);
+    for (int i = 0; i <= f->n_pc; ++i) f->pc[i] = (int)((int64_t)pout * i / f->n_pc);
+    /* a 1x1 of one row tile (7x7 maps: 49 rows): pixel ranges would each run every stored weight
+     * for a part of the rows (the kernel's cost is per weight and 16-row vector: 2 x 2 vectors
+     * cost about what 4 do); channel parts halve the weights per task instead */
+    f->parts_a = f->parts_c = 1;
+    if (f->has_expand && pin <= TFC_I8_TILE && pin <= f->stride * f->SH * f->W && tasks > 1)
+      f->parts_a = tfc_fused_channel_parts(&f->ex, tasks);
+    if (pout <= TFC_I8_TILE && pout <= f->SH * f->Wo && tasks > 1) f->parts_c = tfc_fused_channel_parts(&f->pr, tasks);
+    if (f->parts_a > 1) f->n_pa = f->parts_a;
+    if (f->parts_c > 1) f->n_pc = f->parts_c;
+    for (int w = 0; w < workers; ++w) {
+      f->wstates[2 * w] = f->ex;
+      f->wstates[2 * w + 1] = f->pr;
+    }
+  } else {
+    f->ex.tile_parts = f->pr.tile_parts = 1;
+    f->parts_a = f->parts_c = 0;
+    for (int w = 0; w < workers; ++w) f->wstates[2 * w].tile_parts = f->wstates[2 * w + 1].tile_parts = 1;
+    /* without expand a row range recomputes nothing (the depthwise reads the input): 8 ranges per
+     * thread, claimed one at a time, so a worker that wakes late (MobileNetV2's first block
+     * follows XNNPACK's stem: the worker slept, ~20 us to wake here) leaves its share to the
+     * caller instead of a tail */
+    if (!f->has_expand && f->workers > 1) {
+      int more = 8 * f->workers;
+      if (more > f->Ho) more = f->Ho;
+      if (more > TFC_MAX_TASKS) more = TFC_MAX_TASKS;
+      if (more > tasks) {
+        for (int i = 0; i <= more; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / more);
+        f->n_tasks = more;
+      }
+    }
+  }
+
   int shape[4] = {1, f->Ho, f->Wo, f->Co};
   if (TFC_TENSOR_RESIZE(ctx, y, 4, shape) != kTfLiteOk) FAIL("could not resize the output");
   tfc_fused_note_plan(f);
@@ -481,11 +657,19 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   io.db = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 4 : 2])->data.raw_const;
   io.pb = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 6 : 4])->data.raw_const;
   io.y = (int8_t*)y->data.data;
-  if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
+  if (f->phased) {
+    TfcFusedJob job = {f, &io};
+    TfcPool* pool = f->workers > 1 ? f->pool : NULL; /* NULL: the tasks run in turn on this thread */
+    if (f->has_expand) tfc_pool_run(pool, f->n_pa, f->workers, tfc_fused_phase_a, &job);
+    tfc_pool_run(pool, f->n_tasks, f->workers, tfc_fused_phase_b, &job);
+    tfc_pool_run(pool, f->n_pc, f->workers, tfc_fused_phase_c, &job);
+  } else if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
     TfcFusedJob job = {f, &io};
     tfc_pool_run(f->pool, f->n_tasks, f->workers, tfc_fused_task, &job);
   } else {
+    const long long t0 = tfc_trace_serial_on ? tfc_trace_now_ns() : 0;
     for (int t = 0; t < f->n_tasks; ++t) tfc_fused_rows(f, &io, f->task_r[t], f->task_r[t + 1], 0);
+    if (tfc_trace_serial_on) tfc_trace_serial((const void*)tfc_fused_task, f, f->n_tasks, t0);
   }
   return kTfLiteOk;
 }

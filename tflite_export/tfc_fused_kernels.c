@@ -1,5 +1,6 @@
 /* tfcompress: kernels of TFC_SPARSE_INVERTED_RESIDUAL (tfc_fused.c) other than the 1x1s:
- * the int8 3x3 depthwise row (portable C here, AVX-512 / AVX-VNNI in tfc_fused_x86.c), its pick, and the
+ * the int8 3x3 depthwise row (portable C here, AVX-512 / AVX-VNNI in tfc_fused_x86.c, NEON in
+ * tfc_fused_aarch64.c), its pick, and the
  * residual ADD.
  *
  * Depthwise semantics (TFLite / XNNPACK int8, per-channel weights, symmetric):
@@ -12,6 +13,11 @@
 #include <stdio.h>
 
 #include "tfc_internal.h"
+
+#if TFC_HAVE_AARCH64 /* tfc_fused_aarch64.c: NEON depthwise (-1 out of memory, 0 none, 1 set) */
+int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias);
+void tfc_fused_free_dw_aarch64(TfcFused* f);
+#endif
 
 /* Portable depthwise row: per output pixel, channels innermost (vectorized by the compiler). */
 TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
@@ -45,6 +51,8 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
   f->dw_name = "dw_portable";
 #if TFC_HAVE_X86
   if (tfc_fused_dw_x86(f, cap, bias) < 0) return 0;
+#elif TFC_HAVE_AARCH64
+  if (tfc_fused_dw_aarch64(f, cap, bias) < 0) return 0;
 #else
   (void)cap;
   (void)bias;
@@ -55,6 +63,8 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
 void tfc_fused_free_dw(TfcFused* f) {
 #if TFC_HAVE_X86
   tfc_fused_free_dw_x86(f);
+#elif TFC_HAVE_AARCH64
+  tfc_fused_free_dw_aarch64(f);
 #else
   (void)f;
 #endif

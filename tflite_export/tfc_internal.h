@@ -338,6 +338,16 @@ typedef struct TfcFusedTag {
   struct TfcPool* pool;
   int workers, n_tasks;
   int task_r[TFC_MAX_TASKS + 1];
+  /* phased (small maps on several threads, tfc_fused.c): expand over pixel ranges into full_e,
+   * barrier, depthwise over output rows into full_d, barrier, project (+ add) over pixel ranges;
+   * no halo recomputed, tasks balanced by pixels */
+  int phased;
+  int8_t* full_e; /* [H][W][Ce] (with expand) */
+  int8_t* full_d; /* [Ho][Wo][Ce] */
+  size_t full_bytes;
+  int n_pa, n_pc; /* tasks of the expand / project phases: pixel ranges pa[t].., pc[t].. */
+  int parts_a, parts_c; /* > 1: that phase's 1x1 is one row tile, its tasks are channel parts */
+  int pa[TFC_MAX_TASKS + 1], pc[TFC_MAX_TASKS + 1];
 } TfcFused;
 
 /* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 / AVX-VNNI in tfc_fused_x86.c), the add */

@@ -4,7 +4,10 @@
  * vector code; no -march flag is needed (sdot functions carry a target attribute).
  *
  * Paths (picked in Prepare by tfc_pick_aarch64, before the portable picker; plan names):
- *   - neon_tbl_f32 (float32, 1-15 rows, B = 1) and neon_tbl_i8 / sdot_tbl_i8 (int8): a
+ *   - neon_tbl_f32 (float32, 1-15 rows, B = 1): groups of 8 output channels, each with its own
+ *     16-float windows of x chosen by dynamic programming in Prepare, 16 unrolled tbl + fmla
+ *     steps entered by a computed jump per window (tfc_arm_build_f32j, tfc_arm_f32j_r1 / _r2).
+ *   - neon_tbl_i8 / sdot_tbl_i8 (int8, 1-15 rows): a
  *     Prepare-time re-layout (the file format is unchanged) of the validated TFCS weights into
  *     groups of consecutive output channels (8 float32 / 4 int8) x windows of 64 bytes of x
  *     (16 float32 / 64 int8 inputs = one 4-register `tbl` table).  Per 4 lanes a step holds 16
@@ -54,8 +57,8 @@ int tfc_aarch64_has_dotprod(void) {
 typedef struct TfcArmTbl {
   const uint8_t* blob; /* packed weights it was built from */
   int value_type;
-  int esz; /* bytes per x element: 4 float32, 1 int8 */
-  int lanes; /* output channels per group: 8 float32 (two q registers), 4 int8 */
+  int esz; /* bytes per x element: 1 (int8; float32 batch 1-15 uses f32j below) */
+  int lanes; /* output channels per group: 4 */
   int groups; /* ceil(N / lanes) */
   int W; /* windows of 64 bytes of x: ceil(K * esz / 64) */
   uint8_t* steps; /* [groups][W] steps of each window (<= 16) */
@@ -72,6 +75,7 @@ typedef struct TfcArmTbl {
   uint32_t* csr_ptr; /* [chunks * N + 1] */
   uint32_t* csr_off;
   float* csr_val;
+  void* f32j; /* float32, 1-15 rows, B = 1: TfcArmF32J (tfc_arm_build_f32j) */
 } TfcArmTbl;
 
 static void tfc_arm_free_tbl(TfcArmTbl* a) {
@@ -83,6 +87,8 @@ static void tfc_arm_free_tbl(TfcArmTbl* a) {
   a->data_raw = a->data = NULL;
   a->blob = NULL;
 }
+
+static void tfc_arm_free_f32j(void* f32j);
 
 static void tfc_arm_free_csr(TfcArmTbl* a) {
   free(a->csr_ptr);
@@ -98,6 +104,7 @@ void tfc_free_aarch64(TfcState* s) {
   if (a == NULL) return;
   tfc_arm_free_tbl(a);
   tfc_arm_free_csr(a);
+  tfc_arm_free_f32j(a->f32j);
   free(a);
   s->arm_tbl = NULL;
 }
@@ -183,11 +190,10 @@ static int tfc_arm_entries(const TfcState* s, uint32_t** ptr_out, TfcArmEntry** 
   return 1;
 }
 
-/* Builds s->arm_tbl from the validated weights; 0 when out of memory. */
+/* Builds s->arm_tbl (int8, 1-15 rows) from the validated weights; 0 when out of memory. */
 static int tfc_arm_build_tbl(TfcState* s) {
-  const int n = s->n_out, f32 = s->value_type == kTfLiteFloat32;
-  const int esz = f32 ? 4 : 1, per = 4 / esz, F = 64 / esz; /* slots per lane and step; features per window */
-  const int LG = f32 ? 8 : 4; /* lanes per group */
+  const int n = s->n_out, esz = 1, per = 4, F = 64; /* slots per lane and step; features per window */
+  const int LG = 4; /* lanes per group */
   const uint32_t SB = 8u * (uint32_t)LG; /* bytes per step */
   int ok = 0;
   TfcArmTbl* a = tfc_arm_state(s);
@@ -236,16 +242,10 @@ static int tfc_arm_build_tbl(TfcState* s) {
             for (uint32_t t = 0; p[l] + t < q[l]; ++t) {
               const TfcArmEntry* en = e + p[l] + t;
               const uint32_t o = en->k - (uint32_t)w * (uint32_t)F; /* < F */
-              uint8_t* st = d + SB * (t / (uint32_t)per) + 32u * (uint32_t)(l / 4); /* {idx, w} of lanes l/4 */
-              const int ll = l % 4;
-              if (f32) {
-                for (int b = 0; b < 4; ++b) st[4 * ll + b] = (uint8_t)(4u * o + (uint32_t)b);
-                memcpy(st + 16 + 4 * ll, &en->v, 4);
-              } else {
-                const int slot = 4 * ll + (int)(t % 4u);
-                st[slot] = (uint8_t)o;
-                st[16 + slot] = (uint8_t)en->v;
-              }
+              uint8_t* st = d + SB * (t / (uint32_t)per); /* {idx[16], w[16]} of the 4 lanes */
+              const int slot = 4 * l + (int)(t % 4u);
+              st[slot] = (uint8_t)o;
+              st[16 + slot] = (uint8_t)en->v;
             }
         }
         total += mx;
@@ -325,18 +325,17 @@ static inline const uint8_t* tfc_arm_row(const TfcState* s, const TfcArmTbl* a, 
 /* ------------------------------------------------- tbl step loops (asm)
  * One group of 4 output channels, R = 1 or 2 input rows, all windows: per window, load the
  * 64-byte x window of each row into a 4-register tbl table (v16-v19, v20-v23), then per
- * step: load {16 byte indices, 16 weight bytes} per 4 lanes; tbl; fmla (float32, 8 lanes: two
- * halves) / sdot (int8, ARMv8.2) / smull + smull2 + 2 sadalp (int8, ARMv8.0).  Float32 and sdot
- * do two steps per iteration (one `ld1` of 64 bytes each) into two accumulator sets.  The
- * R x lanes accumulators are stored to `out`.
+ * step: load {16 byte indices, 16 weight bytes} per 4 lanes; tbl; sdot (int8, ARMv8.2) /
+ * smull + smull2 + 2 sadalp (int8, ARMv8.0).  sdot does two steps per iteration (one `ld1` of
+ * 64 bytes each) into two accumulator sets.  The R x lanes accumulators are stored to `out`.
+ * (float32 1-15 rows: the jump-in kernel further down.)
  * Written in inline asm because GCC 12 keeps neither the 4-register tbl table nor the
  * accumulators of the intrinsics version in registers (it reloaded the table every step and
  * stored the accumulators every step, 7-32 instructions per step vs 5 for Clang); the asm
  * gives both compilers the same loop.  sdot is emitted with .inst (the assemblers accept the
  * mnemonic only with +dotprod); these functions run only when HWCAP_ASIMDDP is set.
- * Registers: v16-v23 tables (row 0, row 1); v4-v7 (and v24-v27 for float32's second step)
- * indices and weights; v6-v15 lookups and products; accumulators v0-v3 + v28-v31 (float32),
- * v0-v1 + v24-v25 (sdot), v0-v1 low + v12-v13 high halves (ARMv8.0 int8). */
+ * Registers: v16-v23 tables (row 0, row 1); v4-v7 indices and weights; v6-v15 lookups and
+ * products; accumulators v0-v1 + v24-v25 (sdot), v0-v1 low + v12-v13 high halves (ARMv8.0). */
 #define TFC_ARM_VREGS                                                                                      \
   "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", \
       "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31"
@@ -347,74 +346,6 @@ static inline const uint8_t* tfc_arm_row(const TfcState* s, const TfcArmTbl* a, 
 #define TFC_ARM_IF2_2(...) __VA_ARGS__
 #define TFC_ARM_SEL_1(one, two) one
 #define TFC_ARM_SEL_2(one, two) two
-
-#define TFC_ARM_ASM_F32(R)                                                                                 \
-  static inline __attribute__((always_inline)) void tfc_arm_asm_f32_##R(                                   \
-      const uint8_t* st, int wc, const uint8_t* d, const uint8_t* x0 TFC_ARM_IF2_##R(, const uint8_t* x1), \
-      void* out) {                                                                                         \
-    uint32_t n;                                                                                            \
-    __asm__ volatile(                                                                                      \
-        "movi v0.16b, #0\n\t"                                                                              \
-        "movi v1.16b, #0\n\t"                                                                              \
-        TFC_ARM_IF2_##R("movi v2.16b, #0\n\t"                                                              \
-                        "movi v3.16b, #0\n\t")                                                             \
-        "movi v28.16b, #0\n\t"                                                                             \
-        "movi v29.16b, #0\n\t"                                                                             \
-        TFC_ARM_IF2_##R("movi v30.16b, #0\n\t"                                                             \
-                        "movi v31.16b, #0\n\t")                                                            \
-        "1:\n\t"                                                                                           \
-        "ld1 {v16.16b-v19.16b}, [%[x0]], #64\n\t"                                                          \
-        TFC_ARM_IF2_##R("ld1 {v20.16b-v23.16b}, [%[x1]], #64\n\t")                                         \
-        "ldrb %w[n], [%[st]], #1\n\t"                                                                      \
-        "cbz %w[n], 4f\n\t"                                                                                \
-        "tbz %w[n], #0, 2f\n\t"                                                                            \
-        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
-        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
-        "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                        \
-        TFC_ARM_IF2_##R("tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                       \
-                        "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
-        "fmla v0.4s, v8.4s, v5.4s\n\t"                                                                     \
-        "fmla v1.4s, v9.4s, v7.4s\n\t"                                                                     \
-        TFC_ARM_IF2_##R("fmla v2.4s, v10.4s, v5.4s\n\t"                                                    \
-                        "fmla v3.4s, v11.4s, v7.4s\n\t")                                                   \
-        "subs %w[n], %w[n], #1\n\t"                                                                        \
-        "b.eq 4f\n\t"                                                                                      \
-        "2:\n\t"                                                                                           \
-        "ld1 {v4.16b-v7.16b}, [%[d]], #64\n\t"                                                             \
-        "ld1 {v24.16b-v27.16b}, [%[d]], #64\n\t"                                                           \
-        "tbl v8.16b, {v16.16b-v19.16b}, v4.16b\n\t"                                                        \
-        "tbl v9.16b, {v16.16b-v19.16b}, v6.16b\n\t"                                                        \
-        TFC_ARM_IF2_##R("tbl v10.16b, {v20.16b-v23.16b}, v4.16b\n\t"                                       \
-                        "tbl v11.16b, {v20.16b-v23.16b}, v6.16b\n\t")                                      \
-        "fmla v0.4s, v8.4s, v5.4s\n\t"                                                                     \
-        "fmla v1.4s, v9.4s, v7.4s\n\t"                                                                     \
-        TFC_ARM_IF2_##R("fmla v2.4s, v10.4s, v5.4s\n\t"                                                    \
-                        "fmla v3.4s, v11.4s, v7.4s\n\t")                                                   \
-        "tbl v12.16b, {v16.16b-v19.16b}, v24.16b\n\t"                                                      \
-        "tbl v13.16b, {v16.16b-v19.16b}, v26.16b\n\t"                                                      \
-        TFC_ARM_IF2_##R("tbl v14.16b, {v20.16b-v23.16b}, v24.16b\n\t"                                      \
-                        "tbl v15.16b, {v20.16b-v23.16b}, v26.16b\n\t")                                     \
-        "fmla v28.4s, v12.4s, v25.4s\n\t"                                                                  \
-        "fmla v29.4s, v13.4s, v27.4s\n\t"                                                                  \
-        TFC_ARM_IF2_##R("fmla v30.4s, v14.4s, v25.4s\n\t"                                                  \
-                        "fmla v31.4s, v15.4s, v27.4s\n\t")                                                 \
-        "subs %w[n], %w[n], #2\n\t"                                                                        \
-        "b.ne 2b\n\t"                                                                                      \
-        "4:\n\t"                                                                                           \
-        "subs %w[wc], %w[wc], #1\n\t"                                                                      \
-        "b.ne 1b\n\t"                                                                                      \
-        "fadd v0.4s, v0.4s, v28.4s\n\t"                                                                    \
-        "fadd v1.4s, v1.4s, v29.4s\n\t"                                                                    \
-        TFC_ARM_IF2_##R("fadd v2.4s, v2.4s, v30.4s\n\t"                                                    \
-                        "fadd v3.4s, v3.4s, v31.4s\n\t")                                                   \
-        TFC_ARM_SEL_##R("st1 {v0.4s-v1.4s}, [%[out]]\n\t", "st1 {v0.4s-v3.4s}, [%[out]]\n\t")              \
-        : [n] "=&r"(n), [st] "+r"(st), [wc] "+r"(wc), [d] "+r"(d),                                         \
-          [x0] "+r"(x0) TFC_ARM_IF2_##R(, [x1] "+r"(x1))                                                   \
-        : [out] "r"(out)                                                                                   \
-        : TFC_ARM_VREGS, "cc", "memory");                                                                  \
-  }
-TFC_ARM_ASM_F32(1)
-TFC_ARM_ASM_F32(2)
 
 #define TFC_ARM_ASM_DOT(R)                                                                                 \
   static inline __attribute__((always_inline)) void tfc_arm_asm_dot_##R(                                   \
@@ -511,24 +442,6 @@ TFC_ARM_ASM_NEON(2)
 
 /* ----------------------------------------------- float32, tbl, 1-2 rows */
 
-static void tfc_arm_f32_store(const TfcState* s, const float* acc, const float* bias, float* y, int g) {
-  const int r0 = 4 * g, nb = s->n_out - r0 < 4 ? s->n_out - r0 : 4;
-  float32x4_t b = vdupq_n_f32(0.f);
-  if (bias != NULL) {
-    float tmp[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int l = 0; l < nb; ++l) tmp[l] = bias[r0 + l];
-    b = vld1q_f32(tmp);
-  }
-  const float32x4_t v = vminq_f32(vmaxq_f32(vaddq_f32(vld1q_f32(acc), b), vdupq_n_f32(s->fmin)), vdupq_n_f32(s->fmax));
-  if (nb == 4) {
-    vst1q_f32(y + r0, v);
-  } else {
-    float tmp[4];
-    vst1q_f32(tmp, v);
-    for (int l = 0; l < nb; ++l) y[r0 + l] = tmp[l];
-  }
-}
-
 /* int8: requantizes 4 accumulators of group g: the rule of tfc_requant (float multiply, round
  * to nearest even, saturate, + zero point, clamp), 4 lanes at once (accumulators, bias and the
  * zero-point term added in int32 with wrap-around, as the many-row kernels). */
@@ -552,7 +465,7 @@ static void tfc_arm_i8_store(const TfcState* s, const int32_t* acc, const int32_
   for (int l = 0; l < nb; ++l) y[r0 + l] = (int8_t)out[l];
 }
 
-enum { TFC_ARM_F32 = 0, TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
+enum { TFC_ARM_DOT = 1, TFC_ARM_NEON = 2 };
 
 /* Units: slices of 16 output channels (2 float32 / 4 int8 groups), every row, 2 rows per pass. */
 static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s, const TfcIO* io, int u0, int u1,
@@ -560,13 +473,13 @@ static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s
   const TfcArmTbl* a = (const TfcArmTbl*)s->arm_tbl;
   const int gpu = 16 / a->lanes, W = a->W;
   const int g0 = gpu * u0, g1 = gpu * u1 < a->groups ? gpu * u1 : a->groups;
-  const size_t ysz = kind == TFC_ARM_F32 ? 4u : 1u, sb = 8u * (size_t)a->lanes;
+  const size_t sb = 8u * (size_t)a->lanes;
   for (int p = 0; p < s->rows; p += 2) {
     const int R = s->rows - p < 2 ? s->rows - p : 2;
     const uint8_t* x0 = tfc_arm_row(s, a, (const uint8_t*)io->x, p, 0, (uint8_t*)scratch);
     const uint8_t* x1 = R == 2 ? tfc_arm_row(s, a, (const uint8_t*)io->x, p, 1, (uint8_t*)scratch) : x0;
-    uint8_t* y0 = (uint8_t*)io->y + (size_t)p * (size_t)s->n_out * ysz;
-    uint8_t* y1 = y0 + (size_t)s->n_out * ysz;
+    uint8_t* y0 = (uint8_t*)io->y + (size_t)p * (size_t)s->n_out;
+    uint8_t* y1 = y0 + (size_t)s->n_out;
     for (int g = g0; g < g1; ++g) {
       union {
         float f[16];
@@ -574,13 +487,7 @@ static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s
       } acc; /* rows x lanes accumulators written by the asm */
       const uint8_t* st = a->steps + (size_t)g * W;
       const uint8_t* d = a->data + sb * (size_t)a->gptr[g];
-      if (kind == TFC_ARM_F32) { /* 8 channels: 4-channel halves 2g, 2g + 1 */
-        if (R == 2) tfc_arm_asm_f32_2(st, W, d, x0, x1, acc.f);
-        else tfc_arm_asm_f32_1(st, W, d, x0, acc.f);
-        for (int r = 0; r < R; ++r)
-          for (int h = 0; h < 2; ++h)
-            tfc_arm_f32_store(s, acc.f + 8 * r + 4 * h, (const float*)io->bias, (float*)(r ? y1 : y0), 2 * g + h);
-      } else {
+      {
         if (kind == TFC_ARM_DOT) {
           if (R == 2) tfc_arm_asm_dot_2(st, W, d, x0, x1, acc.i);
           else tfc_arm_asm_dot_1(st, W, d, x0, acc.i);
@@ -595,14 +502,468 @@ static inline __attribute__((always_inline)) void tfc_arm_rows(const TfcState* s
   }
 }
 
-static void tfc_arm_rows_f32(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
-  tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_F32);
-}
 static void tfc_arm_rows_i8_dot(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
   tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_DOT);
 }
 static void tfc_arm_rows_i8_neon(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
   tfc_arm_rows(s, io, u0, u1, scratch, TFC_ARM_NEON);
+}
+
+/* --------------------------- float32, 1-15 rows, B = 1: windows chosen per group, jump in
+ * Layout (built in Prepare by tfc_arm_build_f32j from the validated weights; the file is
+ * unchanged): groups of 8 consecutive output channels (two 4-lane quads).  Each group covers
+ * the input features with its own list of windows: a window is any 16 consecutive floats of x
+ * (one 4-register `tbl` table, loaded at any float offset) and holds n <= 16 steps; a step is
+ * 64 bytes {16 tbl byte indices, 4 weights} x 2 quads, lane l taking one stored weight of
+ * channel 8g + l per step (index bytes 4o..4o+3 select float o of the window; padding slots
+ * index 0xFF, so `tbl` gives 0, with weight 0).  Windows are chosen per group by dynamic
+ * programming over its non-zero columns (cost 3 + 5 * steps instructions per window: a window
+ * ends where the lanes' counts are balanced, columns empty in all 8 lanes are skipped), which
+ * on FC 2048 x 2048 at 90 % random zeros fills 55 % of the slots instead of 47 % with fixed
+ * aligned windows.  Per window the kernel reads one entry {x byte delta to the next window,
+ * code address}: the code holds 16 steps unrolled (no loop counter) and a window jumps to the
+ * step that leaves exactly n to run, then falls into the head: `ldp` of the entry, `ld1` of
+ * the window's table (post-incremented by the delta), `br`.  So a window costs 3 instructions
+ * and a step 5 (1 row: `ld1` 64 bytes, 2 `tbl`, 2 `fmla`) or 9 (2 rows: 4 `tbl`, 4 `fmla`).
+ * A per-group sentinel entry {0, exit} ends the group.  Steps alternate between two
+ * accumulator sets (fmla latency), summed at the exit.  The code addresses are those of this
+ * library's own functions (computed in Prepare, one entry array per row count it runs); the
+ * asm is one block of top-level asm, so GCC and Clang emit the same code.  With
+ * -mbranch-protection=bti every step and the exit begin with `bti j`. */
+#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
+#define TFC_F32J_BTI_J "hint #36\n\t" /* bti j: an indirect branch lands here */
+#define TFC_F32J_BTI_C "hint #34\n\t"
+#define TFC_F32J_STEP_EXTRA 4
+#else
+#define TFC_F32J_BTI_J ""
+#define TFC_F32J_BTI_C ""
+#define TFC_F32J_STEP_EXTRA 0
+#endif
+#define TFC_F32J_STEP1_BYTES (20 + TFC_F32J_STEP_EXTRA)
+#define TFC_F32J_STEP2_BYTES (36 + TFC_F32J_STEP_EXTRA)
+#define TFC_F32J_MAX_STEPS 16
+
+/* Calls run a range of consecutive full groups (the entries and steps of one group follow the
+ * previous group's; each group's sentinel moves x to the next group's first window).
+ * R = 1: x0 = entries, x1 = step data, x2 = x at the first group's first window, x3 = out (8
+ * floats per group), x4 = bias (8 per group: the accumulators start there), x5 = TfcF32JArgs. */
+#define TFC_F32J_S1(A, B)                                                                          \
+  TFC_F32J_BTI_J                                                                                   \
+  "ld1 {v24.16b-v27.16b}, [x1], #64\n\t"                                                           \
+  "tbl v28.16b, {v16.16b-v19.16b}, v24.16b\n\t"                                                    \
+  "tbl v29.16b, {v16.16b-v19.16b}, v26.16b\n\t"                                                    \
+  "fmla " A ".4s, v28.4s, v25.4s\n\t"                                                              \
+  "fmla " B ".4s, v29.4s, v27.4s\n\t"
+#define TFC_F32J_S1x2 TFC_F32J_S1("v0", "v1") TFC_F32J_S1("v2", "v3")
+/* R = 2: x0 entries, x1 step data, x2 / x3 = the two rows of x, x4 = out of row 0 (row 1 at
+ * + out_row_bytes), x5 = bias, x6 = TfcF32JArgs */
+#define TFC_F32J_S2(A, B, C, D)                                                                    \
+  TFC_F32J_BTI_J                                                                                   \
+  "ld1 {v24.16b-v27.16b}, [x1], #64\n\t"                                                           \
+  "tbl v28.16b, {v16.16b-v19.16b}, v24.16b\n\t"                                                    \
+  "tbl v29.16b, {v16.16b-v19.16b}, v26.16b\n\t"                                                    \
+  "tbl v30.16b, {v20.16b-v23.16b}, v24.16b\n\t"                                                    \
+  "tbl v31.16b, {v20.16b-v23.16b}, v26.16b\n\t"                                                    \
+  "fmla " A ".4s, v28.4s, v25.4s\n\t"                                                              \
+  "fmla " B ".4s, v29.4s, v27.4s\n\t"                                                              \
+  "fmla " C ".4s, v30.4s, v25.4s\n\t"                                                              \
+  "fmla " D ".4s, v31.4s, v27.4s\n\t"
+#define TFC_F32J_S2x2 TFC_F32J_S2("v0", "v1", "v2", "v3") TFC_F32J_S2("v4", "v5", "v6", "v7")
+#define TFC_F32J_X8(S) S S S S S S S S /* 8 pairs = 16 steps */
+
+typedef struct {
+  float lo, hi; /* the activation's clamp */
+  int64_t groups; /* >= 1 */
+  int64_t bias_stride; /* 32 (a bias vector) or 0 (no bias: 8 zeros) */
+  int64_t out_row_bytes; /* 2 rows: row 1's outputs at out + this */
+} TfcF32JArgs;
+
+/* Only caller-saved registers (v0-v7, v16-v31, x0-x12): no frame, no spills. */
+__asm__(
+    ".text\n\t"
+    ".balign 16\n\t"
+    ".globl tfc_arm_f32j_r1\n\t.hidden tfc_arm_f32j_r1\n\t.type tfc_arm_f32j_r1, %function\n"
+    "tfc_arm_f32j_r1:\n\t"
+    TFC_F32J_BTI_C
+    "ldp s30, s31, [x5]\n\t"
+    "dup v30.4s, v30.s[0]\n\t"
+    "dup v31.4s, v31.s[0]\n\t"
+    "ldp x6, x7, [x5, #8]\n\t"
+    "ldp q0, q1, [x4]\n\t"
+    "add x4, x4, x7\n\t"
+    "movi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
+    "b tfc_arm_f32j_r1_head\n\t"
+    TFC_F32J_X8(TFC_F32J_S1x2)
+    ".globl tfc_arm_f32j_r1_head\n\t.hidden tfc_arm_f32j_r1_head\n"
+    "tfc_arm_f32j_r1_head:\n\t"
+    "ldp x8, x9, [x0], #16\n\t"
+    "ld1 {v16.16b-v19.16b}, [x2], x8\n\t"
+    "br x9\n\t"
+    ".globl tfc_arm_f32j_r1_exit\n\t.hidden tfc_arm_f32j_r1_exit\n"
+    "tfc_arm_f32j_r1_exit:\n\t"
+    TFC_F32J_BTI_J
+    "fadd v0.4s, v0.4s, v2.4s\n\t"
+    "fadd v1.4s, v1.4s, v3.4s\n\t"
+    "fmax v0.4s, v0.4s, v30.4s\n\t"
+    "fmax v1.4s, v1.4s, v30.4s\n\t"
+    "fmin v0.4s, v0.4s, v31.4s\n\t"
+    "fmin v1.4s, v1.4s, v31.4s\n\t"
+    "stp q0, q1, [x3], #32\n\t"
+    "subs x6, x6, #1\n\t"
+    "b.eq 1f\n\t"
+    "ldp q0, q1, [x4]\n\t"
+    "add x4, x4, x7\n\t"
+    "movi v2.16b, #0\n\tmovi v3.16b, #0\n\t"
+    "b tfc_arm_f32j_r1_head\n"
+    "1:\n\t"
+    "ret\n\t"
+    ".size tfc_arm_f32j_r1, .-tfc_arm_f32j_r1\n\t"
+    ".balign 16\n\t"
+    ".globl tfc_arm_f32j_r2\n\t.hidden tfc_arm_f32j_r2\n\t.type tfc_arm_f32j_r2, %function\n"
+    "tfc_arm_f32j_r2:\n\t"
+    TFC_F32J_BTI_C
+    "add x10, x6, #4\n\t"
+    "ldp x7, x11, [x6, #8]\n\t"
+    "ldr x12, [x6, #24]\n\t"
+    "ldp q0, q1, [x5]\n\t"
+    "ldp q2, q3, [x5]\n\t"
+    "add x5, x5, x11\n\t"
+    "movi v4.16b, #0\n\tmovi v5.16b, #0\n\tmovi v6.16b, #0\n\tmovi v7.16b, #0\n\t"
+    "b tfc_arm_f32j_r2_head\n\t"
+    TFC_F32J_X8(TFC_F32J_S2x2)
+    ".globl tfc_arm_f32j_r2_head\n\t.hidden tfc_arm_f32j_r2_head\n"
+    "tfc_arm_f32j_r2_head:\n\t"
+    "ldp x8, x9, [x0], #16\n\t"
+    "ld1 {v16.16b-v19.16b}, [x2], x8\n\t"
+    "ld1 {v20.16b-v23.16b}, [x3], x8\n\t"
+    "br x9\n\t"
+    ".globl tfc_arm_f32j_r2_exit\n\t.hidden tfc_arm_f32j_r2_exit\n"
+    "tfc_arm_f32j_r2_exit:\n\t"
+    TFC_F32J_BTI_J
+    "ld1r {v24.4s}, [x6]\n\t"
+    "ld1r {v25.4s}, [x10]\n\t"
+    "fadd v0.4s, v0.4s, v4.4s\n\t"
+    "fadd v1.4s, v1.4s, v5.4s\n\t"
+    "fadd v2.4s, v2.4s, v6.4s\n\t"
+    "fadd v3.4s, v3.4s, v7.4s\n\t"
+    "fmax v0.4s, v0.4s, v24.4s\n\t"
+    "fmax v1.4s, v1.4s, v24.4s\n\t"
+    "fmax v2.4s, v2.4s, v24.4s\n\t"
+    "fmax v3.4s, v3.4s, v24.4s\n\t"
+    "fmin v0.4s, v0.4s, v25.4s\n\t"
+    "fmin v1.4s, v1.4s, v25.4s\n\t"
+    "fmin v2.4s, v2.4s, v25.4s\n\t"
+    "fmin v3.4s, v3.4s, v25.4s\n\t"
+    "add x9, x4, x12\n\t"
+    "stp q2, q3, [x9]\n\t"
+    "stp q0, q1, [x4], #32\n\t"
+    "subs x7, x7, #1\n\t"
+    "b.eq 1f\n\t"
+    "ldp q0, q1, [x5]\n\t"
+    "ldp q2, q3, [x5]\n\t"
+    "add x5, x5, x11\n\t"
+    "movi v4.16b, #0\n\tmovi v5.16b, #0\n\tmovi v6.16b, #0\n\tmovi v7.16b, #0\n\t"
+    "b tfc_arm_f32j_r2_head\n"
+    "1:\n\t"
+    "ret\n\t"
+    ".size tfc_arm_f32j_r2, .-tfc_arm_f32j_r2\n\t");
+
+#define TFC_HIDDEN __attribute__((visibility("hidden")))
+TFC_HIDDEN void tfc_arm_f32j_r1(const uint64_t* ent, const uint8_t* d, const float* x, float* out, const float* bias,
+                                const TfcF32JArgs* args);
+TFC_HIDDEN void tfc_arm_f32j_r2(const uint64_t* ent, const uint8_t* d, const float* x0, const float* x1, float* out,
+                                const float* bias, const TfcF32JArgs* args);
+extern TFC_HIDDEN const char tfc_arm_f32j_r1_head[], tfc_arm_f32j_r1_exit[];
+extern TFC_HIDDEN const char tfc_arm_f32j_r2_head[], tfc_arm_f32j_r2_exit[];
+
+typedef struct TfcArmF32J {
+  const uint8_t* blob; /* packed weights it was built from */
+  int rows; /* row count the entry arrays were built for */
+  int groups; /* ceil(N / 8) */
+  int kp; /* floats per x row as the kernel reads it: K rounded up to 16 (zero-padded copy) */
+  uint32_t* eptr; /* [groups + 1] first entry of each group (its windows, then its sentinel) */
+  uint32_t* xstart; /* [groups] float offset of the group's first window */
+  uint64_t* dptr; /* [groups + 1] first step of each group */
+  uint64_t* ent[2]; /* entries for 1 and 2 rows: {x byte delta to the next window, code address} */
+  uint64_t steps; /* steps of all groups (64 bytes each) */
+  uint64_t slots_used; /* stored weights (for the utilization figure) */
+  uint8_t* data; /* 16-byte aligned steps, group after group */
+  uint8_t* data_raw;
+} TfcArmF32J;
+
+static void tfc_arm_free_f32j(void* f32j) {
+  TfcArmF32J* j = (TfcArmF32J*)f32j;
+  if (j == NULL) return;
+  free(j->eptr);
+  free(j->xstart);
+  free(j->dptr);
+  free(j->ent[0]);
+  free(j->ent[1]);
+  free(j->data_raw);
+  free(j);
+}
+
+/* DP cost model of one window (instructions, 1 row): head 3, step 5. */
+#define TFC_F32J_WIN_COST 3u
+#define TFC_F32J_STEP_COST 5u
+
+/* Builds s->arm_tbl->f32j (8-channel groups, windows by DP) for s->rows rows; 0 when out of
+ * memory. */
+static int tfc_arm_build_f32j(TfcState* s) {
+  TfcArmTbl* a = tfc_arm_state(s);
+  if (a == NULL) return 0;
+  tfc_arm_free_f32j(a->f32j);
+  a->f32j = NULL;
+  TfcArmF32J* j = (TfcArmF32J*)calloc(1, sizeof(TfcArmF32J));
+  uint32_t* ptr = NULL;
+  TfcArmEntry* e = NULL;
+  /* per group: union of the lanes' columns (sorted), lane masks, DP arrays, chosen windows */
+  uint32_t *col = NULL, *best = NULL, *from = NULL, *wlo_all = NULL, *whi_all = NULL, *gwin = NULL;
+  uint64_t spread[256]; /* byte l = bit l of the index: a lane mask as 8 byte increments */
+  uint8_t *mask = NULL, *kmap = NULL;
+  int ok = 0;
+  if (j == NULL) return 0;
+  const int n = s->n_out, K = s->k_in;
+  j->groups = (n + 7) / 8;
+  j->kp = (K + 15) / 16 * 16;
+  j->rows = s->rows;
+  if (!tfc_arm_entries(s, &ptr, &e)) goto done;
+  uint32_t maxu = 0; /* largest union of columns of a group (<= 8 * max per channel, <= K) */
+  for (int g = 0; g < j->groups; ++g) {
+    uint64_t u = 0;
+    for (int l = 0; l < 8 && 8 * g + l < n; ++l) u += ptr[8 * g + l + 1] - ptr[8 * g + l];
+    if (u > (uint64_t)K) u = (uint64_t)K;
+    if (u > maxu) maxu = (uint32_t)u;
+  }
+  const size_t mu = (size_t)maxu + 1u;
+  col = (uint32_t*)malloc(mu * sizeof(uint32_t));
+  mask = (uint8_t*)malloc(mu);
+  kmap = (uint8_t*)calloc((size_t)K + 1u, 1); /* lanes per column; all zero between groups */
+  best = (uint32_t*)malloc(mu * sizeof(uint32_t));
+  from = (uint32_t*)malloc(mu * sizeof(uint32_t));
+  /* windows of all groups (at most one per stored weight) */
+  wlo_all = (uint32_t*)malloc(((size_t)ptr[n] + 1u) * sizeof(uint32_t));
+  whi_all = (uint32_t*)malloc(((size_t)ptr[n] + 1u) * sizeof(uint32_t));
+  gwin = (uint32_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint32_t));
+  for (int m = 0; m < 256; ++m) {
+    spread[m] = 0;
+    for (int l = 0; l < 8; ++l) spread[m] |= (uint64_t)(m >> l & 1) << (8 * l);
+  }
+  j->eptr = (uint32_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint32_t));
+  j->xstart = (uint32_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint32_t));
+  j->dptr = (uint64_t*)malloc(((size_t)j->groups + 1u) * sizeof(uint64_t));
+  if (!col || !mask || !kmap || !best || !from || !wlo_all || !whi_all || !gwin || !j->eptr || !j->xstart || !j->dptr) goto done;
+  /* pass 0 sizes everything, pass 1 writes the steps and the entries */
+  for (int pass = 0; pass < 2; ++pass) {
+    uint64_t steps = 0, nent = 0;
+    uint32_t nwin = 0;
+    for (int g = 0; g < j->groups; ++g) {
+      uint32_t p[8], pe[8];
+      for (int l = 0; l < 8; ++l) {
+        const int r = 8 * g + l;
+        p[l] = r < n ? ptr[r] : 0;
+        pe[l] = r < n ? ptr[r + 1] : 0;
+      }
+      /* the group's distinct columns in order (col[0..nu)) and the lanes holding each (mask):
+       * marked in a K-byte map, collected by one scan of the range they span */
+      uint32_t nu = 0, lo = 0xFFFFFFFFu, hi = 0;
+      for (int l = 0; l < 8; ++l)
+        for (uint32_t t = p[l]; t < pe[l]; ++t) {
+          const uint32_t k = e[t].k;
+          kmap[k] |= (uint8_t)(1u << l);
+          lo = k < lo ? k : lo;
+          hi = k > hi ? k : hi;
+        }
+      for (uint32_t k = lo; k <= hi && lo <= hi; ++k)
+        if (kmap[k]) {
+          col[nu] = k;
+          mask[nu++] = kmap[k];
+          kmap[k] = 0;
+        }
+      /* DP (pass 0 only; pass 1 reuses its windows): best[i] = cheapest cover of the first
+       * i columns; a window covers columns [f, i) with col[i - 1] - col[f] < 16 and costs
+       * 3 + 5 * the largest lane count (8 byte counters in one NEON register: umaxv) */
+      uint32_t nw = 0;
+      if (pass == 0) {
+        best[0] = 0;
+        for (uint32_t i = 1; i <= nu; ++i) {
+          uint8x8_t cnt = vdup_n_u8(0);
+          uint32_t bc = 0xFFFFFFFFu, bf = i - 1;
+          for (uint32_t f = i; f-- > 0;) {
+            if (col[i - 1] - col[f] >= 16u) break;
+            cnt = vadd_u8(cnt, vcreate_u8(spread[mask[f]]));
+            const uint32_t c = best[f] + TFC_F32J_WIN_COST + TFC_F32J_STEP_COST * (uint32_t)vmaxv_u8(cnt);
+            if (c < bc) {
+              bc = c;
+              bf = f;
+            }
+          }
+          best[i] = bc;
+          from[i] = bf;
+        }
+        for (uint32_t i = nu; i > 0; i = from[i]) nw++;
+        uint32_t t = nw;
+        for (uint32_t i = nu; i > 0; i = from[i]) { /* in increasing order */
+          --t;
+          wlo_all[nwin + t] = from[i];
+          whi_all[nwin + t] = i;
+        }
+        gwin[g] = nwin;
+        nwin += nw;
+      } else {
+        nw = gwin[g + 1] - gwin[g];
+      }
+      const uint32_t* wlo = wlo_all + gwin[g];
+      const uint32_t* whi = whi_all + gwin[g];
+      /* window w: table start, step count */
+      uint32_t lanes_at[8];
+      memcpy(lanes_at, p, sizeof(lanes_at));
+      if (pass == 0) {
+        j->eptr[g] = (uint32_t)nent;
+        j->dptr[g] = steps;
+        j->xstart[g] = nw ? (col[wlo[0]] < (uint32_t)j->kp - 16u ? col[wlo[0]] : (uint32_t)j->kp - 16u) : 0u;
+      }
+      for (uint32_t w = 0; w < nw; ++w) {
+        uint32_t cnt[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mx = 0;
+        for (uint32_t f = wlo[w]; f < whi[w]; ++f)
+          for (uint32_t m = mask[f]; m != 0; m &= m - 1u) {
+            const int l = __builtin_ctz(m);
+            if (++cnt[l] > mx) mx = cnt[l];
+          }
+        /* mx <= 16: the columns span < 16 and a lane holds a feature once (Prepare refuses
+         * repeats); checked anyway, since the jump target is computed from it */
+        if (mx > TFC_F32J_MAX_STEPS) goto done;
+        if (pass == 1) {
+          const uint32_t t0 = col[wlo[w]] < (uint32_t)j->kp - 16u ? col[wlo[w]] : (uint32_t)j->kp - 16u;
+          uint8_t* d = j->data + 64u * steps;
+          for (uint32_t t = 0; t < mx; ++t)
+            for (int q = 0; q < 2; ++q) {
+              memset(d + 64u * t + 32u * (uint32_t)q, 0xFF, 16);
+              memset(d + 64u * t + 32u * (uint32_t)q + 16u, 0, 16);
+            }
+          for (int l = 0; l < 8; ++l)
+            for (uint32_t t = 0; t < cnt[l]; ++t) {
+              const TfcArmEntry* en = e + lanes_at[l] + t;
+              const uint32_t o = en->k - t0; /* < 16: the window's columns span < 16 */
+              uint8_t* st = d + 64u * t + 32u * (uint32_t)(l / 4);
+              for (int b = 0; b < 4; ++b) st[4 * (l % 4) + b] = (uint8_t)(4u * o + (uint32_t)b);
+              memcpy(st + 16 + 4 * (l % 4), &en->v, 4);
+            }
+          for (int l = 0; l < 8; ++l) lanes_at[l] += cnt[l];
+          /* entry: delta to the next window's table start, code address per row count */
+          uint32_t t1 = t0;
+          if (w + 1 < nw) t1 = col[wlo[w + 1]] < (uint32_t)j->kp - 16u ? col[wlo[w + 1]] : (uint32_t)j->kp - 16u;
+          const uint64_t delta = 4u * (uint64_t)(t1 - t0);
+          const size_t ei = 2u * (size_t)(nent + w);
+          if (j->ent[0]) {
+            j->ent[0][ei] = delta;
+            j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_head - (uint64_t)TFC_F32J_STEP1_BYTES * mx;
+          }
+          if (j->ent[1]) {
+            j->ent[1][ei] = delta;
+            j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_head - (uint64_t)TFC_F32J_STEP2_BYTES * mx;
+          }
+        }
+        steps += mx;
+      }
+      if (pass == 1) { /* sentinel: reload the last table, move x to the next group's first window, exit */
+        const size_t ei = 2u * (size_t)(nent + nw);
+        const uint32_t tl = nw ? (col[wlo[nw - 1]] < (uint32_t)j->kp - 16u ? col[wlo[nw - 1]] : (uint32_t)j->kp - 16u)
+                               : j->xstart[g];
+        const uint64_t sdelta = g + 1 < j->groups ? (uint64_t)(4 * ((int64_t)j->xstart[g + 1] - (int64_t)tl)) : 0u;
+        if (j->ent[0]) {
+          j->ent[0][ei] = sdelta;
+          j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_exit;
+        }
+        if (j->ent[1]) {
+          j->ent[1][ei] = sdelta;
+          j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_exit;
+        }
+      }
+      nent += nw + 1u;
+    }
+    if (pass == 0) {
+      gwin[j->groups] = nwin;
+      j->eptr[j->groups] = (uint32_t)nent;
+      j->dptr[j->groups] = steps;
+      j->steps = steps;
+      j->slots_used = ptr[n];
+      if (nent > 0x7FFFFFFFu || steps > ((uint64_t)SIZE_MAX - 16u) / 64u) goto done;
+      j->data_raw = (uint8_t*)malloc((size_t)(64u * steps) + 16u);
+      if (j->data_raw == NULL) goto done;
+      j->data = (uint8_t*)(((uintptr_t)j->data_raw + 15u) & ~(uintptr_t)15u);
+      for (int r = 0; r < 2; ++r)
+        if (r == 0 ? (s->rows & 1) : (s->rows >= 2)) {
+          j->ent[r] = (uint64_t*)malloc((size_t)nent * 2u * sizeof(uint64_t));
+          if (j->ent[r] == NULL) goto done;
+        }
+    }
+  }
+  ok = 1;
+done:
+  free(ptr);
+  free(e);
+  free(col);
+  free(mask);
+  free(kmap);
+  free(best);
+  free(from);
+  free(wlo_all);
+  free(whi_all);
+  free(gwin);
+  if (!ok) {
+    tfc_arm_free_f32j(j);
+    return 0;
+  }
+  j->blob = s->blob_seen;
+  a->f32j = j;
+  return 1;
+}
+
+/* Units: slices of 16 output channels (groups 2u, 2u + 1), every row, 2 rows per pass.
+ * Scratch: 2 zero-padded rows of kp floats (used only when K is not a multiple of 16). */
+static void tfc_arm_rows_f32j(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  const TfcArmF32J* j = (const TfcArmF32J*)((const TfcArmTbl*)s->arm_tbl)->f32j;
+  const int K = s->k_in, N = s->n_out;
+  const int g0 = 2 * u0, g1 = 2 * u1 < j->groups ? 2 * u1 : j->groups;
+  const float* bias = (const float*)io->bias;
+  static const float kZeros8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  for (int p = 0; p < s->rows; p += 2) {
+    const int R = s->rows - p < 2 ? s->rows - p : 2;
+    const float* xr[2];
+    for (int r = 0; r < R; ++r) {
+      const float* src = (const float*)io->x + (size_t)(p + r) * (size_t)K;
+      if (K == j->kp) {
+        xr[r] = src;
+      } else {
+        float* dst = (float*)scratch + (size_t)r * (size_t)j->kp;
+        memcpy(dst, src, (size_t)K * sizeof(float));
+        memset(dst + K, 0, (size_t)(j->kp - K) * sizeof(float));
+        xr[r] = dst;
+      }
+    }
+    float* y0 = (float*)io->y + (size_t)p * (size_t)N;
+    const int gf = g1 < N / 8 ? g1 : N / 8; /* groups [g0, gf) are full: bias and outputs in place */
+    if (gf > g0) {
+      const TfcF32JArgs args = {s->fmin, s->fmax, gf - g0, bias != NULL ? 32 : 0, (int64_t)N * 4};
+      const uint8_t* d = j->data + 64u * (size_t)j->dptr[g0];
+      const uint64_t* en = j->ent[R - 1] + 2u * (size_t)j->eptr[g0];
+      const float* b8 = bias != NULL ? bias + 8 * g0 : kZeros8;
+      if (R == 2) tfc_arm_f32j_r2(en, d, xr[0] + j->xstart[g0], xr[1] + j->xstart[g0], y0 + 8 * g0, b8, &args);
+      else tfc_arm_f32j_r1(en, d, xr[0] + j->xstart[g0], y0 + 8 * g0, b8, &args);
+    }
+    for (int g = gf > g0 ? gf : g0; g < g1; ++g) { /* the last, partial group: through padded copies */
+      const TfcF32JArgs args = {s->fmin, s->fmax, 1, 0, 32};
+      const uint8_t* d = j->data + 64u * (size_t)j->dptr[g];
+      const uint64_t* en = j->ent[R - 1] + 2u * (size_t)j->eptr[g];
+      float b8[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, out[16];
+      const int c0 = 8 * g, nb = N - c0;
+      if (bias != NULL) memcpy(b8, bias + c0, (size_t)nb * sizeof(float));
+      if (R == 2) tfc_arm_f32j_r2(en, d, xr[0] + j->xstart[g], xr[1] + j->xstart[g], out, b8, &args);
+      else tfc_arm_f32j_r1(en, d, xr[0] + j->xstart[g], out, b8, &args);
+      for (int r = 0; r < R; ++r) memcpy(y0 + (size_t)r * N + c0, out + 8 * r, (size_t)nb * sizeof(float));
+    }
+  }
 }
 
 /* ------------------------------- float32, 1x4 blocks, 1-15 rows: TFCS as is
@@ -1097,22 +1458,46 @@ static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r)
 }
 
 /* ytile[n][T] (int8 outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t):
- * 16 x 16 byte transposes, the channel / row remainders byte by byte. */
+ * 16 x 16 byte transposes.  The last rows (t % 16) are transposed as a whole block too (the
+ * kernels wrote ytile up to the next multiple of 16 rows <= T, from zeroed tile rows) and only
+ * the real rows stored; the last channels (N % 16) load zeros for the missing channels and store
+ * N % 16 bytes per row.  (Byte-by-byte copies of those remainders cost ~20 % of the untile in
+ * the fused op, whose strips of 56 rows leave 8.) */
 static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* y) {
   int c0 = 0;
   for (; c0 + 16 <= N; c0 += 16) {
-    int r0 = 0;
-    for (; r0 + 16 <= t; r0 += 16) {
+    for (int r0 = 0; r0 < t; r0 += 16) {
       uint8x16_t r[16];
       for (int i = 0; i < 16; ++i) r[i] = vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0);
       tfc_arm_tr16_u8(r);
-      for (int j = 0; j < 16; ++j) vst1q_u8((uint8_t*)y + (size_t)(r0 + j) * N + c0, r[j]);
+      uint8_t* o = (uint8_t*)y + (size_t)r0 * N + c0;
+      if (r0 + 16 <= t) {
+        for (int j = 0; j < 16; ++j) vst1q_u8(o + (size_t)j * N, r[j]);
+      } else {
+        for (int j = 0; j < t - r0; ++j) vst1q_u8(o + (size_t)j * N, r[j]);
+      }
     }
-    for (; r0 < t; ++r0)
-      for (int i = 0; i < 16; ++i) y[(size_t)r0 * N + c0 + i] = ytile[(size_t)(c0 + i) * T + r0];
   }
-  for (; c0 < N; ++c0)
-    for (int r0 = 0; r0 < t; ++r0) y[(size_t)r0 * N + c0] = ytile[(size_t)c0 * T + r0];
+  if (c0 < N) { /* last N % 16 channels: zeros for the missing ones */
+    const int nc = N - c0;
+    for (int r0 = 0; r0 < t; r0 += 16) {
+      uint8x16_t r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < nc ? vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0) : vdupq_n_u8(0);
+      tfc_arm_tr16_u8(r);
+      uint8_t* o = (uint8_t*)y + (size_t)r0 * N + c0;
+      const int nr = t - r0 < 16 ? t - r0 : 16;
+      for (int j = 0; j < nr; ++j) {
+        if (nc == 8) {
+          vst1_u8(o + (size_t)j * N, vget_low_u8(r[j]));
+        } else {
+          uint8_t tmp[16];
+          vst1q_u8(tmp, r[j]);
+          memcpy(o + (size_t)j * N, tmp, (size_t)nc);
+        }
+      }
+    }
+  }
 }
 
 /* Units: 64-row tiles.  Scratch: xt[K4][T] dwords, then ytile[N][T] int8.  Per tile: transpose
@@ -1143,6 +1528,9 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
         float32x4_t r[4];
         if (nb == 16 && i + 4 <= t) {
           for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(x + (size_t)(p0 + i + j) * K + 4 * q0));
+        } else if (nb == 8 && i + 4 <= t) { /* K % 16 == 8 (e.g. 24 channels): 8-byte loads */
+          for (int j = 0; j < 4; ++j)
+            r[j] = vreinterpretq_f32_s8(vcombine_s8(vld1_s8(x + (size_t)(p0 + i + j) * K + 4 * q0), vdup_n_s8(0)));
         } else {
           for (int j = 0; j < 4; ++j) {
             uint32_t tmp[4] = {0, 0, 0, 0};
@@ -1253,18 +1641,31 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
     return 1;
   }
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
+  if (f32) {
+    const TfcArmF32J* j = a ? (const TfcArmF32J*)a->f32j : NULL;
+    if ((j == NULL || j->blob != s->blob_seen || j->rows != s->rows) && !tfc_arm_build_f32j(s))
+      return 0; /* out of memory: the portable kernels */
+    j = (const TfcArmF32J*)((TfcArmTbl*)s->arm_tbl)->f32j;
+    plan->run = tfc_arm_rows_f32j;
+    plan->unit_kind = TFC_UNITS_SLICES;
+    plan->unit_rows = 0;
+    plan->units = s->n_slices; /* unit u: output channels 16u .. 16u + 15 (groups 2u, 2u + 1) */
+    plan->scratch_bytes = 2u * (size_t)j->kp * sizeof(float);
+    plan->needs = TFC_NEEDS_NONE;
+    plan->name = "neon_tbl_f32";
+    return 1;
+  }
   if ((a == NULL || a->blob == NULL || a->blob != s->blob_seen || a->value_type != s->value_type) &&
       !tfc_arm_build_tbl(s))
     return 0; /* out of memory: the portable kernels */
   a = (TfcArmTbl*)s->arm_tbl;
-  plan->run = f32 ? tfc_arm_rows_f32
-                  : ((cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) ? tfc_arm_rows_i8_dot : tfc_arm_rows_i8_neon);
+  plan->run = (cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod()) ? tfc_arm_rows_i8_dot : tfc_arm_rows_i8_neon;
   plan->unit_kind = TFC_UNITS_SLICES;
   plan->unit_rows = 0;
   plan->units = s->n_slices; /* unit u: output channels 16u .. 16u + 15 (groups 4u .. 4u + 3) */
   plan->scratch_bytes = 2u * (size_t)a->W * 64u;
   plan->needs = TFC_NEEDS_NONE;
-  plan->name = f32 ? "neon_tbl_f32" : (plan->run == tfc_arm_rows_i8_dot ? "sdot_tbl_i8" : "neon_tbl_i8");
+  plan->name = plan->run == tfc_arm_rows_i8_dot ? "sdot_tbl_i8" : "neon_tbl_i8";
   return 1;
 }
 #endif /* TFC_HAVE_AARCH64 */

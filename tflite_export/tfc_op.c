@@ -472,6 +472,7 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   const char* relayout_err = tfc_relayout_for_plan(s);
   if (relayout_err != NULL) TFC_FAIL(ctx, "%s", relayout_err);
 
+  tfc_trace_init();
   /* per-worker scratch of the plan */
   const int workers = tfc_workers(ctx);
   const size_t stride = tfc_round64(s->plan.scratch_bytes);
@@ -526,11 +527,13 @@ static TfLiteStatus tfc_invoke(TfLiteContext* ctx, TfLiteNode* node) {
     TfcInvokeJob job = {s, &io};
     tfc_pool_run(s->pool, s->n_tasks, s->workers, tfc_invoke_task, &job);
   } else {
+    const long long t0 = tfc_trace_serial_on ? tfc_trace_now_ns() : 0;
     const int units = s->plan.units, ranges = s->test_ranges > 1 ? s->test_ranges : 1;
     for (int r = 0; r < ranges; ++r) {
       const int u0 = (int)((int64_t)units * r / ranges), u1 = (int)((int64_t)units * (r + 1) / ranges);
       if (u1 > u0) s->plan.run(s, &io, u0, u1, tfc_worker_scratch(s, 0));
     }
+    if (tfc_trace_serial_on) tfc_trace_serial((const void*)tfc_invoke_task, s, ranges, t0);
   }
   return kTfLiteOk;
 }

@@ -3,7 +3,9 @@
  * Two ways to compile the kernels:
  *   - App build (Bazel, Android/iOS, any build that has TensorFlow Lite):
  *     define TFC_USE_TFLITE_HEADERS and the real "tensorflow/lite/c/common.h"
- *     is used.  This is what //:tfc_sparse_ops in BUILD does.
+ *     is used.  This is what //:tfc_sparse_ops in BUILD does.  CI builds the library
+ *     this way for x86-64 and aarch64 against TFLite's own headers and checks that
+ *     every member offset below equals theirs (tests/native/test_tflite_headers.py).
  *   - Host build (pip install ., no TFLite headers exist in any wheel): the
  *     minimal declarations below, written for this project, describe only the
  *     leading members of the runtime's structs that the kernels and the host
@@ -21,7 +23,12 @@
 
 #ifdef TFC_USE_TFLITE_HEADERS
 #include "tensorflow/lite/builtin_ops.h"
+#if defined(__has_include) && !__has_include("tensorflow/lite/c/common.h")
+/* Header sets that carry only the implementation copy (the C API forwards to it since TF 2.13). */
+#include "tensorflow/lite/core/c/common.h"
+#else
 #include "tensorflow/lite/c/common.h"
+#endif
 /* The real runtime: a TfLiteIntArrayCreate'd shape, owned by ResizeTensor. */
 static inline TfLiteStatus tfc_resize_tensor(TfLiteContext* ctx, TfLiteTensor* t, int n, const int* shape) {
   TfLiteIntArray* a = TfLiteIntArrayCreate(n);

@@ -12,12 +12,11 @@
  * costs nothing (it finds no task left), so the caller never waits for a
  * thread that has no work.
  *
- * Wake-up latency: workers spin (pause / yield instruction and sched_yield()
- * every 16 turns, so a worker the kernel woke on the caller's CPU does not hold
- * the caller off) for spin_ns after their last task, then sleep on the
- * generation word; the caller, which has nothing else to run, pause-spins 2 us on `done`,
- * then sched_yield()s (a descheduled worker may need its core) up to 2 ms,
- * then sleeps on it.  Linux and
+ * Wake-up latency: workers pause-spin for spin_ns after their last task
+ * (sched_yield() only when a worker finds itself on the caller's CPU, checked
+ * every 64 turns; see tfc_threads.h), then sleep on the generation
+ * word; the caller, which has nothing else to run, pause-spins on `done` up to
+ * its own share of the job + 20 us, then sleeps on it.  Linux and
  * Android sleep in futex(FUTEX_WAIT_PRIVATE); other systems (iOS, macOS) on a
  * condition variable.
  */
@@ -35,6 +34,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +49,7 @@
 #define TFC_POOL_SPIN_US_DEFAULT 20
 #define TFC_POOL_CALLER_PAUSE_NS 2000L   /* caller waiting for the last tasks: pause-spin this long, */
 #define TFC_POOL_CALLER_YIELD_NS 2000000L /* then sched_yield() up to this, then sleep */
+#define TFC_POOL_CALLER_SPIN_NS 20000LL /* no-yield mode: pause-spin up to own work + this, then sleep */
 #define TFC_POOL_STALL_NS 50000LL /* see tfc_pool_run */
 #define TFC_POOL_BACKOFF_MIN 64
 #define TFC_POOL_BACKOFF_MAX 4096
@@ -80,6 +81,12 @@ struct TfcPool {
   atomic_int caller_waiting;
   atomic_int stop;
   atomic_flag busy;
+  int yield_spin;   /* TFC_POOL_YIELD=1 at creation: the previous waiting (sched_yield() while spinning) */
+  int colocate_check;
+  atomic_int caller_cpu; /* CPU the caller published the last job from (-1: unknown) */
+  int trace;        /* TFC_POOL_TRACE=1 at creation: record every job (tfc_pool_trace) */
+  atomic_llong first_claim_ns; /* trace: when a worker first claimed a task of the job */
+  atomic_int worker_tasks;     /* trace: tasks of the job run by workers */
   int backoff_left; /* jobs still to run on the caller after a stall (caller-only state) */
   int backoff_len;  /* length of the last backoff; 0 = the last parallel job did not stall */
 #if !TFC_HAVE_FUTEX
@@ -90,6 +97,36 @@ struct TfcPool {
 
 enum { TFC_STAT_PARALLEL = 0, TFC_STAT_STALLED = 1, TFC_STAT_BACKOFF = 2 };
 static atomic_llong tfc_stats[3]; /* process-wide job counters (tfc_pool_stats) */
+
+/* Trace (TFC_POOL_TRACE=1 read when a pool is created; off: one branch per job and per task
+ * claimed): one record per parallel job in a static ring, read by tfc_pool_trace().  Times in ns
+ * from the job's publication. */
+#define TFC_TRACE_N 32768
+static TfcTraceRec tfc_trace_buf[TFC_TRACE_N];
+static atomic_llong tfc_trace_n;
+
+static long long tfc_now_ns(void);
+
+int tfc_trace_serial_on; /* set in tfc_trace_init: serial runs are recorded too */
+
+void tfc_trace_init(void) {
+  const char* tr = getenv("TFC_POOL_TRACE");
+  tfc_trace_serial_on = tr != NULL && tr[0] == '1';
+}
+
+void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns) {
+  const long long end = tfc_now_ns();
+  TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
+  memset(r, 0, sizeof(*r));
+  r->start_ns = start_ns;
+  r->fn = fn;
+  r->tag = tag;
+  r->n_tasks = n_tasks;
+  r->first_worker_claim_ns = -1;
+  r->caller_done_ns = r->end_ns = end - start_ns;
+}
+
+long long tfc_trace_now_ns(void) { return tfc_now_ns(); }
 
 static pthread_mutex_t tfc_registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct TfcPool* tfc_registry;
@@ -102,6 +139,15 @@ static inline void tfc_cpu_relax(void) {
   __builtin_ia32_pause();
 #elif defined(__aarch64__) || defined(__arm__)
   __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* The CPU this thread runs on, -1 where unknown (sched_getcpu: vDSO / rdpid, ~20 ns). */
+static inline int tfc_cpu(void) {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
 #endif
 }
 
@@ -145,6 +191,11 @@ static void tfc_run_tasks(struct TfcPool* p, unsigned gen, int n, TfcTaskFn fn, 
       t = (unsigned)(c & 0xffffffffu);
       if (t >= (unsigned)n) return;
     } while (!atomic_compare_exchange_weak(&p->claim, &c, c + 1));
+    if (p->trace && worker != 0) {
+      long long zero = 0;
+      atomic_compare_exchange_strong(&p->first_claim_ns, &zero, tfc_now_ns());
+      atomic_fetch_add(&p->worker_tasks, 1);
+    }
     fn(arg, (int)t, worker);
     if (atomic_fetch_add(&p->done, 1u) + 1u == (unsigned)n && atomic_load(&p->caller_waiting))
       tfc_wake_all(p, &p->done);
@@ -172,7 +223,12 @@ static void* tfc_worker_main(void* a) {
         if (g != seen || atomic_load(&p->stop)) break;
         if ((i & 15) == 0) {
           if (tfc_now_ns() > deadline) break;
-          sched_yield();
+          if (p->yield_spin) {
+            sched_yield();
+          } else if ((i & 63) == 0 && p->colocate_check && tfc_cpu() == atomic_load(&p->caller_cpu) &&
+                     atomic_load(&p->caller_cpu) >= 0) {
+            sched_yield(); /* put on the caller's CPU: let the caller run (see the header) */
+          }
         }
       }
       if (g == seen && !atomic_load(&p->stop)) {
@@ -252,6 +308,12 @@ TfcPool* tfc_pool_acquire(const void* key, int threads) {
       if (end != env && v >= 0 && v <= 1000000) spin_us = v;
     }
     p->spin_ns = spin_us * 1000L;
+    const char* tr = getenv("TFC_POOL_TRACE");
+    p->trace = tr != NULL && tr[0] == '1';
+    const char* y = getenv("TFC_POOL_YIELD");
+    p->yield_spin = y != NULL && y[0] == '1';
+    p->colocate_check = !(y != NULL && y[0] == '2'); /* TFC_POOL_YIELD=2: no yield, no CPU check (benchmarks) */
+    atomic_init(&p->caller_cpu, -1);
     atomic_init(&p->generation, 0u);
     atomic_init(&p->claim, 0ull);
     atomic_init(&p->fn, (TfcTaskFn)NULL);
@@ -320,12 +382,20 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   if (p->backoff_left > 0) { /* recent jobs stalled on a descheduled worker: run on the caller */
     p->backoff_left--;
     atomic_fetch_add(&tfc_stats[TFC_STAT_BACKOFF], 1);
+    const long long t0 = p->trace ? tfc_now_ns() : 0;
     for (int t = 0; t < n_tasks; ++t) fn(arg, t, 0);
+    if (p->trace) tfc_trace_serial((const void*)fn, *(void* const*)arg, -n_tasks, t0); /* n_tasks < 0: backoff */
     atomic_flag_clear(&p->busy);
     return;
   }
   const long long t_start = tfc_now_ns();
+  const int sleepers_at_start = p->trace ? atomic_load(&p->sleepers) : 0;
+  if (p->trace) {
+    atomic_store(&p->first_claim_ns, 0);
+    atomic_store(&p->worker_tasks, 0);
+  }
   const unsigned gen = atomic_load(&p->generation) + 1u;
+  if (!p->yield_spin) atomic_store_explicit(&p->caller_cpu, tfc_cpu(), memory_order_relaxed);
   atomic_store(&p->claim, (unsigned long long)gen << 32);
   atomic_store(&p->fn, fn);
   atomic_store(&p->arg, arg);
@@ -349,7 +419,11 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
       }
       const long long w = tfc_now_ns() - start;
       if (w > TFC_POOL_CALLER_YIELD_NS) break;
-      if (w > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
+      if (p->yield_spin) {
+        if (w > TFC_POOL_CALLER_PAUSE_NS) sched_yield();
+      } else if (w > own + TFC_POOL_CALLER_SPIN_NS) {
+        break; /* longer than the caller's own share: a worker is late or descheduled, sleep */
+      }
     }
     if (d != (unsigned)n_tasks) {
       atomic_store(&p->caller_waiting, 1);
@@ -357,6 +431,19 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
       atomic_store(&p->caller_waiting, 0);
     }
     waited = tfc_now_ns() - start;
+  }
+  if (p->trace) {
+    const long long end = tfc_now_ns(), fc = atomic_load(&p->first_claim_ns);
+    TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
+    r->start_ns = t_start;
+    r->fn = (const void*)fn;
+    r->tag = *(void* const*)arg; /* the kernels' jobs start with their node state pointer */
+    r->n_tasks = n_tasks;
+    r->worker_tasks = atomic_load(&p->worker_tasks);
+    r->sleepers = sleepers_at_start;
+    r->first_worker_claim_ns = fc == 0 ? -1 : fc - t_start;
+    r->caller_done_ns = (waited > 0 || own > 0) ? own : end - t_start;
+    r->end_ns = end - t_start;
   }
   /* Stall detection: the caller waited longer for the workers' last tasks than it worked
    * itself (+ 50 us): a worker holding a task was descheduled (more runnable threads than
@@ -372,6 +459,14 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     p->backoff_len = 0;
   }
   atomic_flag_clear(&p->busy);
+}
+
+long long tfc_pool_trace(TfcTraceRec* out, long long max_records) {
+  const long long n = atomic_exchange(&tfc_trace_n, 0);
+  const long long k = n < TFC_TRACE_N ? n : TFC_TRACE_N, first = n - k;
+  long long m = 0;
+  for (long long i = first; i < n && m < max_records; ++i) out[m++] = tfc_trace_buf[i % TFC_TRACE_N];
+  return m;
 }
 
 void tfc_pool_stats(long long out[3]) {

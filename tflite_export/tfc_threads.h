@@ -19,14 +19,26 @@
  *
  * Waking: a worker that finished a job spins on the job counter for a while
  * (20 us, or the environment variable TFC_POOL_SPIN_US read once at pool
- * creation), yielding the CPU every 16 turns, then sleeps (futex on Linux /
- * Android, a condition variable elsewhere).  Measured on MobileNetV2 at 2
- * threads on the quiet machine, 20 us and 300 us gave the same latency (float32
- * 1.68 / 1.70 ms, int8 1.11 / 1.11 ms; benchmarks/sparse_threads.py --spin), so
- * the shorter one (less CPU burnt).  Spinning by pause instructions alone was
- * worse (a worker the kernel woke on the caller's CPU held the caller off for
- * its whole spin: 24 us per job).  The caller pause-spins / yields while the
- * last tasks finish, then sleeps the same way.
+ * creation) with pause instructions, then sleeps (futex on Linux / Android, a
+ * condition variable elsewhere).  Every 64 turns it checks whether the kernel
+ * put it on the CPU the caller published the last job from (sched_getcpu); only
+ * then does it sched_yield(), so the caller gets its CPU back.  The caller
+ * pause-spins while the last tasks finish, up to its own share of the job
+ * + 20 us, then sleeps.  Before issue 11 both yielded while spinning (the
+ * worker every 16 turns, the caller after 2 us): a
+ * yielding spinner hands its CPU to any other runnable task, e.g. another
+ * session's SCHED_IDLE job in its own autogroup (which SCHED_IDLE does not
+ * demote across groups), which may keep it until the next tick: the trace
+ * showed workers first claiming a task 2-8 ms after the job was published on
+ * this loaded machine.  Sleeping at once when on the caller's CPU (tried first)
+ * fed back on itself under load (the futex wake put the worker on the caller's
+ * CPU again): MobileNetV2 int8 fused 1.26 vs 0.89 ms in one run.  In four runs
+ * against the yielding spin (tflite_export/README.md "Threads"): float32 per-layer
+ * MobileNetV2 +1 to +16 %, int8 per-layer -5 to +34 %, int8 fused neutral.  The yielding
+ * spin is kept as TFC_POOL_YIELD=1 (at pool creation), TFC_POOL_YIELD=2 = no
+ * yield at all (benchmarks).  20 us and 300 us of spin measured the same on
+ * MobileNetV2; 1000 us was slower (a spinning worker holds the core XNNPACK's
+ * own worker needs).
  *
  * Stalls: when the caller waited for the workers' last tasks longer than it
  * worked itself (+ 50 us), a worker holding a task was descheduled (more
@@ -77,6 +89,28 @@ int tfc_pool_live_workers(void);
 /* Process-wide job counters: out[0] jobs run in parallel, out[1] of them stalled on a
  * descheduled worker, out[2] jobs run on the caller during the backoff after a stall. */
 void tfc_pool_stats(long long out[3]);
+
+/* Trace of parallel jobs, recorded only by pools created with TFC_POOL_TRACE=1 in the
+ * environment (benchmarks; off, it costs one branch per job): the last records (at most 32768),
+ * oldest first; reading resets it.  Times in ns from the job's start (tfc_pool_run entry). */
+typedef struct {
+  long long start_ns;              /* CLOCK_MONOTONIC at tfc_pool_run entry */
+  const void* fn;                  /* task function (which op type) */
+  const void* tag;                 /* first pointer of the job argument (the node's state) */
+  int n_tasks, worker_tasks;       /* tasks, of them run by workers (not the caller) */
+  int sleepers;                    /* workers asleep (futex / condvar) when the job was published */
+  int pad_;
+  long long first_worker_claim_ns; /* first task claimed by a worker; -1: the caller ran all */
+  long long caller_done_ns;        /* the caller found no task left to claim */
+  long long end_ns;                /* all tasks done, tfc_pool_run returns */
+} TfcTraceRec;
+long long tfc_pool_trace(TfcTraceRec* out, long long max_records);
+/* Serial runs of a node (no pool) are traced too when TFC_POOL_TRACE=1 was set at a Prepare:
+ * the op checks tfc_trace_serial_on, takes tfc_trace_now_ns() and calls tfc_trace_serial. */
+extern int tfc_trace_serial_on;
+void tfc_trace_init(void);
+long long tfc_trace_now_ns(void);
+void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns);
 
 /* CPUs online (sysconf), in [1, TFC_POOL_MAX_THREADS]. */
 int tfc_online_cpus(void);

@@ -8,6 +8,7 @@ driver brackets it with TFC_MARK system calls). Every case is also checked again
 
     python benchmarks/arm/layer_counts.py --cpu cortex-a76 --set mobilenet
     python benchmarks/arm/layer_counts.py --cpu cortex-a53 --set fc --cc clang
+    python benchmarks/arm/layer_counts.py --cpu cortex-a76 --pattern 1x4   # int8, 1x4 blocks
 
 Not a test; a tool for kernel work (the whole-model figures come from benchmarks/arm_proxy.py).
 """
@@ -45,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--cpu", default="cortex-a76")
     ap.add_argument("--cc", default="gcc", choices=sorted(CC))
     ap.add_argument("--set", default="mobilenet", choices=("mobilenet", "fc"))
+    ap.add_argument("--pattern", default="unstructured", choices=("unstructured", "1x4"),
+                    help="MobileNetV2 1x1 zeros: unstructured (float32 + int8) or 1x4 blocks (int8, B = 4)")
     ap.add_argument("--cap", default=None, help="TFCOMPRESS_ISA_CAP")
     ap.add_argument("--json", default="", help="write {case: instructions} here")
     a = ap.parse_args(argv)
@@ -54,7 +57,8 @@ def main(argv=None):
     import make_cases  # noqa: E402
 
     cases = os.path.join(work, "cases.bin")
-    names = make_cases.write_cases(cases, seed=7, bench=a.set == "fc", mobilenet=a.set == "mobilenet")
+    names = make_cases.write_cases(cases, seed=7, bench=a.set == "fc", mobilenet=a.set == "mobilenet",
+                                   pattern=a.pattern)
     counts = os.path.join(work, "counts.txt")
     env = dict(os.environ, TFC_MARK="1")
     env.pop("TFCOMPRESS_ISA_CAP", None)

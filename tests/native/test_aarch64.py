@@ -1,5 +1,11 @@
 """The sparse kernels built for aarch64 (GCC and Clang) and run under qemu-aarch64.
 
+The fused op (TFC_SPARSE_INVERTED_RESIDUAL, tflite_export/tfc_fused*.c) runs too: whole int8
+inverted-residual blocks ("fused/..." cases) whose outputs must EQUAL a numpy emulation of the
+dense int8 file's arithmetic (float32 multipliers, XNNPACK's integer ADD); the same case file
+passes on the x86 build (test_fused_cases_equal_on_the_x86_build), whose fused op equals the
+dense int8 file run by LiteRT (tests/native/test_fused_inverted_residual.py).
+
 Every op, layout, pattern, dtype and edge shape of tflite_export/test/make_cases.py runs through the
 real Init / Prepare / Invoke / Free of the C kernels in tflite_export/test/tfc_test_driver.c (a
 fake TfLiteContext) and is compared with numpy references computed in Python; malformed weights,
@@ -73,10 +79,24 @@ def built(tmp_path_factory):
     return bins, cases, names
 
 
+def _int8_kernel(rows, cap, cpu):
+    if cap == "0":
+        return "portable_rows_i8" if rows < 4 else "portable_tiled_i8"
+    if cap is None and cpu == "max":  # dotprod
+        return "sdot_quads_i8" if rows >= 16 else "sdot_tbl_i8"
+    return "neon_quads_i8" if rows >= 16 else "neon_tbl_i8"
+
+
 def _expected_kernel(name, cap, cpu):
-    """The kernel Prepare must pick (tfc_pick_aarch64 / tfc_pick_portable) for a case."""
+    """The kernel Prepare must pick (tfc_pick_aarch64 / tfc_pick_portable) for a case; fused
+    blocks: "dw=<depthwise>,expand=<1x1 plan>,project=<1x1 plan>" for the row counts of their
+    strips (in the case name, from make_cases.fused_strips)."""
     if name.startswith("malformed/"):
         return "-"
+    if name.startswith("fused/"):
+        re_, rp = (int(v) for v in re.search(r"/rowsE(\d+)/rowsP(\d+)", name).groups())
+        dw = "dw_portable" if cap == "0" else ("dw_neon_w128" if "dwmin128" in name else "dw_neon")
+        return f"dw={dw},expand={_int8_kernel(re_, cap, cpu) if re_ else 'none'},project={_int8_kernel(rp, cap, cpu)}"
     rows = int(re.search(r"/rows(\d+)/", name).group(1))
     f32 = name.startswith("float32/")
     if cap == "0":
@@ -84,9 +104,7 @@ def _expected_kernel(name, cap, cpu):
     if f32:
         block4 = "/B4/" in name or "/u32index/" in name  # packed in 1x4 blocks
         return "neon_csr_f32" if rows >= 16 else ("neon_block4_f32" if block4 else "neon_tbl_f32")
-    if cap is None and cpu == "max":  # dotprod
-        return "sdot_quads_i8" if rows >= 16 else "sdot_tbl_i8"
-    return "neon_quads_i8" if rows >= 16 else "neon_tbl_i8"
+    return _int8_kernel(rows, cap, cpu)
 
 
 @pytest.mark.parametrize("cpu", list(CPUS))
@@ -132,10 +150,10 @@ def test_kernels_on_three_threads_match_numpy_under_qemu(built, tmp_path):
             cpu, r.stdout[-2000:], r.stderr[-2000:])
 
 
-def _objdump(compiler, tmp_path):
-    """Disassembly of tfc_kernels_aarch64.c built as in the driver, by aarch64 objdump."""
-    obj = tmp_path / f"k_{compiler}.o"
-    src = SRC_DIR / "tfc_kernels_aarch64.c"
+def _objdump(compiler, tmp_path, source="tfc_kernels_aarch64.c"):
+    """Disassembly of an aarch64 kernel file built as in the driver, by aarch64 objdump."""
+    obj = tmp_path / f"k_{compiler}_{source}.o"
+    src = SRC_DIR / source
     flags = [f for f in CFLAGS if f != "-static"]
     subprocess.run(COMPILERS[compiler] + flags + ["-c", str(src), "-o", str(obj)], check=True)
     out = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(obj)],
@@ -184,7 +202,14 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
             found.setdefault(key, []).append(ops)
     def has(fn, need):
         return any(all(ops.count(op) >= n for op, n in need.items()) for ops in found.get(fn, []))
-    assert has("tfc_arm_rows_f32", {"tbl": 2, "fmla": 2, "ld1": 1}), found.get("tfc_arm_rows_f32")
+    # float32 batch 1-15 rows (top-level asm, the same code from both compilers): 16 steps
+    # unrolled, each one ld1 of indices + weights, tbl + fmla per quad and row, nothing else; a
+    # window head is ldp (entry) + ld1 per row (table) + br into the steps
+    for r, step, head in ((1, ["ld1"] + ["tbl"] * 2 + ["fmla"] * 2, ["ldp", "ld1", "br"]),
+                          (2, ["ld1"] + ["tbl"] * 4 + ["fmla"] * 4, ["ldp", "ld1", "ld1", "br"])):
+        body = [op for _, op, _ in funcs[f"tfc_arm_f32j_r{r}"]]
+        assert body[body.index("b") + 1:] == step * 16, (compiler, r, body)
+        assert [op for _, op, _ in funcs[f"tfc_arm_f32j_r{r}_head"]] == head, (compiler, r)
     assert has("tfc_arm_rows_i8_dot", {"tbl": 2, "sdot": 2}), found.get("tfc_arm_rows_i8_dot")
     assert has("tfc_arm_rows_i8_neon", {"tbl": 1, "smull": 1, "smull2": 1, "sadalp": 2})
     assert has("tfc_arm_block4_f32_u16", {"fmla": 16, "ldr": 16, "ld1": 4})
@@ -205,9 +230,35 @@ def test_neon_loops_are_vector_code_without_spills(compiler, tmp_path):
     for ops in found[fn] + found[fn2]:
         assert set(ops) <= allowed, ops
     # no scalar gathers: the tbl step loops load only indices + weights, with one ld1 / ldp
-    for fn in ("tfc_arm_rows_f32", "tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
+    for fn in ("tfc_arm_rows_i8_dot", "tfc_arm_rows_i8_neon"):
         for ops in found[fn]:
             assert set(ops) <= {"ld1", "ldp", "tbl", "fmla", "sdot", "smull", "smull2", "sadalp", "subs", "b.ne"}, ops
+
+
+@pytest.mark.parametrize("compiler", list(COMPILERS))
+def test_neon_depthwise_is_vector_code(compiler, tmp_path):
+    """tfc_fused_aarch64.c (the fused op's int8 3x3 depthwise), both compilers: the interior-column
+    loop (one output pixel x 16 channels per iteration) is NEON: 9 tap loads, smull / smull2
+    (+ smlal / smlal2 for tap pairs) and saddw / saddw2 into int32, fcvtns requantization, one
+    16-byte store; no scalar per-tap address selection (csel) and at most one stack reload
+    (GCC 12 reloads one weight half per pixel, Clang 14 none)."""
+    for tool in ("aarch64-linux-gnu-gcc", "clang-14", "aarch64-linux-gnu-objdump"):
+        _need(tool)
+    funcs = _objdump(compiler, tmp_path, "tfc_fused_aarch64.c")
+    for fn, need in (("tfc_dw_row_neon", {"smull": 5, "smull2": 5, "smlal": 4, "smlal2": 4, "saddw": 10,
+                                          "saddw2": 10, "fcvtns": 4, "str": 1}),
+                     ("tfc_dw_row_neon_w128", {"smull": 9, "smull2": 9, "saddw": 18, "saddw2": 18, "fcvtns": 4,
+                                               "str": 1})):
+        loops = [lp for lp in _inner_loops(funcs[fn]) if "smull" in [op for _, op, _ in lp]]
+        full = [lp for lp in loops if all([op for _, op, _ in lp].count(k) >= v for k, v in need.items())]
+        assert full, (compiler, fn, [[op for _, op, _ in lp] for lp in loops])
+        for lp in [min(full, key=len)]:  # the interior loop (the border loop picks tap addresses)
+            ops = [op for _, op, _ in lp]
+            assert len(ops) <= 110, (compiler, fn, len(ops), ops)
+            stack = [f"{op} {a}" for _, op, a in lp if "[sp" in a]
+            assert len(stack) <= 1, (compiler, fn, stack)
+            scalar = [op for op in ops if op in ("ldrb", "ldrsb", "strb", "madd", "mul", "csel")]
+            assert not scalar, (compiler, fn, scalar)
 
 
 def test_case_generator_covers_the_matrix():
@@ -222,6 +273,38 @@ def test_case_generator_covers_the_matrix():
             for act in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
                 assert any(n.endswith("/" + act) for n in ours), (dtype, pattern, act)
     assert sum(n.startswith("malformed/") for n in names) >= 20
+    # fused inverted-residual blocks: strides 1 and 2, residual, no expand, odd sizes, both
+    # many-row (quads) and < 16-row (tbl) 1x1 plans, malformed params
+    mod = _make_cases_module()
+    fused = mod.FUSED
+    assert {f[5] for f in fused} == {1, 2}
+    assert any(f[6].get("residual") for f in fused) and any(f[6].get("expand") is False for f in fused)
+    assert any(f[1][0] % 2 and f[1][1] % 2 for f in fused) and any(f[3] % 2 for f in fused)
+    strips = [mod.fused_strips(f[1], f[5], f[6].get("same", True)) for f in fused]
+    assert any(min(s) < 16 for s in strips) and any(min(s) >= 16 for s in strips)
+    assert sum(n.startswith("fused/") for n in names) == len(fused)
+    assert sum(n.startswith("malformed/fused") for n in names) >= 4
+
+
+def test_fused_cases_equal_on_the_x86_build(built, tmp_path):
+    """The same case file through the x86 build of the same sources (AVX-512 / AVX2 / portable
+    kernels, native): the fused blocks' expected outputs are what the x86 fused op computes, which
+    tests/native/test_fused_inverted_residual.py shows equal to the dense int8 file on LiteRT."""
+    _, cases, names = built
+    exe = tmp_path / "tfc_test_x86"
+    subprocess.run(["gcc", "-O2", "-std=c11", "-ffp-contract=fast", "-Wno-psabi", "-DTFC_X86_DISPATCH", "-pthread",
+                    "-I", str(SRC_DIR)] + _sources() + ["-lm", "-o", str(exe)], check=True, timeout=600)
+    for cap in ("0", None):
+        env = dict(os.environ)
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        if cap is not None:
+            env["TFCOMPRESS_ISA_CAP"] = cap
+        r = subprocess.run([str(exe), str(cases)], capture_output=True, text=True, timeout=600, env=env)
+        failed = [ln for ln in r.stdout.splitlines() if ln.startswith("FAIL")]
+        assert not failed, (cap, "\n".join(failed[:20]))
+        fused = [ln for ln in r.stdout.splitlines() if ln.startswith("PASS fused/")]
+        assert len(fused) == sum(n.startswith("fused/") for n in names) and all("max_err=0 " in ln for ln in fused)
+        assert r.returncode == 0 and r.stdout.splitlines()[-1] == f"{len(names)} passed, 0 failed"
 
 
 def test_kernels_clean_under_asan_and_ubsan(built, tmp_path):
@@ -240,3 +323,37 @@ def test_kernels_clean_under_asan_and_ubsan(built, tmp_path):
                            capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0 and "ERROR" not in r.stderr and "runtime error" not in r.stderr, r.stderr[-3000:]
         assert r.stdout.splitlines()[-1] == f"{len(names)} passed, 0 failed"
+
+
+def test_fc_float32_batch1_edge_cases_under_qemu(built, tmp_path):
+    """The float32 1-15 row kernel (neon_tbl_f32: per-group windows chosen in Prepare, unrolled
+    steps entered by a jump) on its corners, from tflite_export/test/make_cases_fc_f32.py: K and N
+    not multiples of 4 / 8 / 16, K < 16, empty channels and groups, one non-zero, a fully dense
+    16-column window (16 steps), non-zeros only in the last columns, long empty runs; 1, 2, 3 and 7
+    rows; both compilers, both CPU models, against numpy (and the portable kernel at cap 0)."""
+    bins, _, _ = built
+    spec = importlib.util.spec_from_file_location("_tfc_make_cases_fc_f32",
+                                                  SRC_DIR / "test" / "make_cases_fc_f32.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = tmp_path / "fc_f32_cases.bin"
+    names = mod.write_cases(cases, seed=4321)
+    assert len(names) >= 40
+    runs = [(c, cpu, None) for c in COMPILERS for cpu in CPUS] + [("gcc", "max", "0")]
+    for compiler, cpu, cap in runs:
+        env = dict(os.environ)
+        env.pop("TFCOMPRESS_ISA_CAP", None)
+        if cap is not None:
+            env["TFCOMPRESS_ISA_CAP"] = cap
+        r = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(bins[compiler]), str(cases)], capture_output=True,
+                           text=True, timeout=600, env=env)
+        lines = r.stdout.splitlines()
+        failed = [ln for ln in lines if ln.startswith("FAIL")]
+        assert not failed, (compiler, cpu, cap, "\n".join(failed[:20]))
+        assert r.returncode == 0 and lines[-1] == f"{len(names)} passed, 0 failed", (compiler, cpu, r.stderr[-2000:])
+        ran = [re.match(r"PASS (.*) max_err=\S+ kernel=(\S+)$", ln).groups() for ln in lines if ln.startswith("PASS ")]
+        assert [n for n, _ in ran] == names
+        for n, k in ran:
+            rows = int(re.search(r"/rows(\d+)/", n).group(1))
+            want = "neon_tbl_f32" if cap is None else ("portable_rows_f32" if rows < 4 else "portable_tiled_f32")
+            assert k == want, (n, k, want)

@@ -33,14 +33,18 @@ def _tsan_works(tmp_path):
     return r.returncode == 0 and subprocess.run([str(tmp_path / "probe")]).returncode == 0
 
 
-@pytest.mark.parametrize("variant", ["futex", "condvar"])
-def test_pool_c_unit(tmp_path, variant):
+@pytest.mark.parametrize("variant,env", [("futex", {}), ("condvar", {}),
+                                         ("futex", {"TFC_POOL_YIELD": "1"}),
+                                         ("futex", {"TFC_POOL_TRACE": "1", "TFC_POOL_SPIN_US": "0"})])
+def test_pool_c_unit(tmp_path, variant, env):
     """Every task runs exactly once with the right result, over 20k+ jobs of 1..64 tasks; the
     workers take part; max_threads bounds the worker index; two pools and two callers on one
-    pool at once; the last release joins every tfc-pool-* thread (counted in /proc)."""
+    pool at once; the last release joins every tfc-pool-* thread (counted in /proc). Also with
+    the previous sched_yield() waiting (TFC_POOL_YIELD=1) and with the job trace on and no spin
+    (every job wakes sleeping workers)."""
     flags = ["-O2"] + (["-DTFC_POOL_NO_FUTEX"] if variant == "condvar" else [])
     exe = _build(tmp_path, f"t_{variant}", *flags)
-    r = subprocess.run([exe], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([exe], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr
 
 
@@ -338,3 +342,134 @@ def test_threads_capped_at_online_cpus(rng, monkeypatch):
     interp = load_interpreter(sparse, num_threads=cpus + 2)
     assert np.array_equal(_run(interp, x), ref)
     assert _pool_threads_settle(min(cpus, 8) - 1, base) == min(cpus, 8) - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# TFC_SPARSE_INVERTED_RESIDUAL on threads: row ranges and the phased split of small maps.
+
+def _fused_block(hw, cin, ce, co, stride, expand, residual, seed):
+    """(dense int8 bytes, fused bytes) of one inverted-residual block, 1x1s 80 % zero in 1x4 blocks."""
+    rng = np.random.default_rng(seed)
+    inp = keras.Input(hw + (cin,))
+    x = inp
+    if expand:
+        x = keras.layers.Conv2D(ce, 1, activation=keras.activations.relu6)(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", activation=keras.activations.relu6)(x)
+    x = keras.layers.Conv2D(co, 1)(x)
+    if residual:
+        x = keras.layers.Add()([inp, x])
+    model = keras.Model(inp, x)
+    for layer in model.layers:
+        if type(layer) is keras.layers.Conv2D:
+            k = layer.kernel.numpy()[0, 0]
+            mask = np.repeat(rng.random((-(-k.shape[0] // 4), k.shape[1])) < 0.8, 4, axis=0)[: k.shape[0]]
+            layer.kernel.assign(np.where(mask, 0.0, k)[None, None].astype("float32"))
+        if hasattr(layer, "bias") and layer.bias is not None:
+            layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
+    calib = (rng.standard_normal((16,) + hw + (cin,)) + 0.5).astype("float32")
+    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    fused = rewrite_tflite(dense, "custom")
+    assert custom_ops_in(fused) == ["TFC_SPARSE_INVERTED_RESIDUAL"], custom_ops_in(fused)
+    return dense, fused
+
+
+# (H, W), Cin, Ce, Co, stride, expand, residual; odd sizes and channel counts
+FUSED_CASES = {
+    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True),   # phased: one-tile 1x1s as channel parts
+    "12x10": ((12, 10), 16, 48, 24, 1, True, False),       # phased: pixel ranges
+    "odd_s2": ((11, 9), 12, 40, 20, 2, True, False),       # 6 output rows: phased
+    "tall_s1": ((53, 5), 8, 44, 8, 1, True, True),         # 53 rows: row ranges at 2 and 3 threads
+    "no_expand_odd": ((9, 13), 24, 24, 16, 1, False, False),
+    "no_expand_tall": ((37, 6), 16, 16, 8, 1, False, False),  # row ranges, 8 per thread
+}
+
+
+@pytest.fixture(scope="module")
+def fused_files():
+    return {name: _fused_block(*case, seed=300 + i) for i, (name, case) in enumerate(FUSED_CASES.items())}
+
+
+def _pool_jobs_of_one_invoke(interp, xq):
+    """Jobs the pool ran for one invoke (the env-gated trace, TFC_POOL_TRACE=1 at pool creation)."""
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    lib = ctypes.CDLL(library_path())
+    buf = ctypes.create_string_buffer(64 * 64)  # TfcTraceRec: 64 bytes
+    lib.tfc_pool_trace(buf, ctypes.c_longlong(64))  # drop older records
+    _run_q(interp, xq)
+    n = lib.tfc_pool_trace(buf, ctypes.c_longlong(64))
+    rec = [np.frombuffer(buf.raw[64 * i: 64 * i + 64], np.int32) for i in range(n)]
+    return [(int(r[6]), int(r[7])) for r in rec]  # (tasks, of them run by workers); tasks < 0: run serially
+
+
+def _run_q(interp, xq):
+    interp.set_tensor(interp.get_input_details()[0]["index"], xq)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.int64)
+
+
+@pytest.mark.parametrize("name", sorted(FUSED_CASES))
+def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, monkeypatch):
+    """The fused block at 1, 2 and 3 threads, with the automatic split, forced row ranges
+    (TFCOMPRESS_FUSED_PHASED=0) and forced phases (=1), with the previous sched_yield() pool
+    waiting, and at 2 threads on every ISA cap (the channel parts of one-tile 1x1s exist only
+    for the int8 quad kernels), gives exactly the dense int8 file's output (XNNPACK, separate
+    ops), on several inputs and repeated invokes."""
+    dense, fused = fused_files[name]
+    d = load_interpreter(dense).get_input_details()[0]
+    xs = [rng.integers(-128, 128, tuple(d["shape"])).astype(np.int8) for _ in range(2)]
+    want = [_run_q(load_interpreter(dense), x) for x in xs]
+    combos = [(t, p, None, None) for t in (1, 2, 3) for p in (None, "0", "1")]
+    combos += [(2, None, "1", None)] + [(2, None, None, cap) for cap in ("0", "1")]
+    for threads, phased, yield_, cap in combos:
+        for var, val in (("TFCOMPRESS_FUSED_PHASED", phased), ("TFC_POOL_YIELD", yield_), ("TFCOMPRESS_ISA_CAP", cap)):
+            if val is None:
+                monkeypatch.delenv(var, raising=False)
+            else:
+                monkeypatch.setenv(var, val)
+        interp = load_interpreter(fused, num_threads=threads)
+        for r in range(4):
+            got = _run_q(interp, xs[r % 2])
+            np.testing.assert_array_equal(got, want[r % 2], err_msg=f"{threads} threads, phased={phased}, "
+                                                                    f"yield={yield_}, cap={cap}, invoke {r}")
+
+
+@pytest.mark.parametrize("name,threads,phased,want_jobs,want_tasks", [
+    ("12x10", 2, "1", 3, 2),             # phased: expand, depthwise, project jobs
+    ("7x7_residual", 3, "1", 3, 3),
+    ("odd_s2", 3, "1", 3, 3),
+    ("no_expand_odd", 2, "1", 2, 2),     # no expand phase: depthwise, project
+    ("tall_s1", 2, "1", 1, 2),           # 53 rows >= 8 per range: row ranges even when asked
+    ("12x10", 2, None, 1, 2),            # default: one job of row ranges, one per thread
+    ("7x7_residual", 3, None, 1, 3),
+    ("tall_s1", 3, None, 1, 3),
+    ("no_expand_tall", 2, None, 1, 16),  # no halo to recompute: 8 row ranges per thread
+    ("no_expand_tall", 3, None, 1, 24),
+])
+def test_fused_split_seen_from_the_pool(name, threads, phased, want_jobs, want_tasks, fused_files, rng,
+                                        monkeypatch):
+    """Which split the op chose, seen from the pool's job trace: by default one job of row ranges
+    per invoke (one per thread; 8 per thread without expand, where ranges recompute nothing);
+    with TFCOMPRESS_FUSED_PHASED=1 maps of < 8 output rows per thread run as 3 (or 2 without
+    expand) jobs, the later phases one task per thread or fewer channel parts (a job the pool ran
+    on the caller after a stall is traced with -tasks)."""
+    monkeypatch.setenv("TFC_POOL_TRACE", "1")
+    if phased is None:
+        monkeypatch.delenv("TFCOMPRESS_FUSED_PHASED", raising=False)
+    else:
+        monkeypatch.setenv("TFCOMPRESS_FUSED_PHASED", phased)
+    dense, fused = fused_files[name]
+    d = load_interpreter(dense).get_input_details()[0]
+    xq = rng.integers(-128, 128, tuple(d["shape"])).astype(np.int8)
+    interp = load_interpreter(fused, num_threads=threads)
+    _run_q(interp, xq)
+    jobs = [_pool_jobs_of_one_invoke(interp, xq) for _ in range(20)]
+    assert all(len(j) == want_jobs for j in jobs), jobs[:3]
+    # the first job's tasks; later phases: one per thread, or fewer channel parts (at most one per
+    # 16 output channels: odd_s2's project has 20)
+    assert all(abs(j[0][0]) == want_tasks for j in jobs), jobs[:3]
+    assert all(2 <= abs(tasks) <= threads for j in jobs for tasks, _ in j[1:]), jobs[:3]
+    assert all(0 <= w <= abs(tasks) for j in jobs for tasks, w in j), jobs[:3]
+    np.testing.assert_array_equal(_run_q(interp, xq), _run_q(load_interpreter(dense), xq))

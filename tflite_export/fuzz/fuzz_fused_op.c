@@ -10,7 +10,8 @@
  * Input layout: byte 0 flags (bit 0: 7 inputs (expand) else 5, bit 1 wrong-type depthwise bias,
  * bit 2 non-constant params, bit 3 bias lengths from the fuzz bytes instead of the header, bit 5
  * TFCOMPRESS_NO_AVX512=1 (the kernels for x86 without AVX-512), bits 6-7
- * the ISA cap 0 / 1 / 2 / none), byte 1 ranges (% 7 + 1: TFCOMPRESS_TEST_RANGES), bytes 2-3
+ * the ISA cap 0 / 1 / 2 / none), byte 1 ranges (% 7 + 1: TFCOMPRESS_TEST_RANGES) and the split
+ * (/ 7 % 3: TFCOMPRESS_FUSED_PHASED unset (automatic: phased below 8 rows per range), 0, 1), bytes 2-3
  * options (byte 2 = options length <= 9, byte 3 = its fill value: 1 then zeros when 0x00),
  * bytes 4-9: u16 lengths of the params, expand and project blobs, then the three blobs.
  * The input tensor takes H, W, Cin from the params header (when <= 80), so valid headers reach
@@ -84,6 +85,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   setenv("TFCOMPRESS_NO_AVX512", (flags & 32) ? "1" : "0", 1); /* AVX2 / AVX-VNNI 1x1s and depthwise */
   static const char* const ranges[7] = {"1", "2", "3", "4", "5", "6", "7"};
   setenv("TFCOMPRESS_TEST_RANGES", ranges[data[1] % 7], 1);
+  static const char* const phased[3] = {NULL, "0", "1"};
+  if (phased[(data[1] / 7) % 3] == NULL) unsetenv("TFCOMPRESS_FUSED_PHASED");
+  else setenv("TFCOMPRESS_FUSED_PHASED", phased[(data[1] / 7) % 3], 1);
   uint8_t opts[9];
   const size_t optlen = data[2] % 10;
   memset(opts, 0, sizeof opts);

@@ -45,6 +45,18 @@ def _load_packer():
 
 
 _pack = _load_packer()
+
+
+def _load_fused_packer():
+    """Loads sparse_fused.py (the "TFCI" params packer) by path: numpy only, no TensorFlow."""
+    path = ROOT / "tfcompress" / "export" / "sparse_fused.py"
+    spec = importlib.util.spec_from_file_location("_tfc_sparse_fused", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_fpack = _load_fused_packer()
 ACT = {"NONE": (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
 ALLOC_MMAP_RO, ALLOC_ARENA_RW = 1, 2
 T_F32, T_I32, T_I8 = 1, 2, 9
@@ -229,6 +241,7 @@ def build_cases(rng):
             name = f"{dtype}/misaligned+reprepare/fc/rows{rows}/K72/N24"
             cases.append((name, make(name, rng, 1, (rows, 72), 24, "unstructured", 0.7, "RELU6", 1,
                                      misalign=True, runs=2)))
+    cases += fused_cases(rng)
     cases += malformed_cases(rng)
     return cases
 
@@ -339,6 +352,221 @@ def malformed_cases(rng):
     return out
 
 
+# ------------------------------------------------------------ fused inverted residual (TFCF records)
+
+F32 = np.float32
+
+
+def _act_range_f32(act, sy, zp):
+    """tfc_act_range of tfc_fused.c: the quantized clamp of an activation (float32 division)."""
+    lo_f, hi_f = ACT[act]
+    lo, hi = -128, 127
+    if np.isfinite(lo_f):
+        lo = max(lo, zp + int(np.rint(F32(lo_f) / F32(sy))))
+    if np.isfinite(hi_f):
+        hi = min(hi, zp + int(np.rint(F32(hi_f) / F32(sy))))
+    return min(lo, hi), hi
+
+
+def _requant_f32(acc, mult, zp, lo, hi):
+    """XNNPACK's fp32 requantization, emulated exactly in numpy float32: float32(acc) * m (one
+    float32 product), rounded half to even, + zero point, clamped."""
+    q = np.rint(acc.astype(np.int64).astype(F32) * mult.astype(F32)).astype(np.int64) + zp
+    return np.clip(q, lo, hi)
+
+
+def fused_reference(x, blk):
+    """The block's int8 output, layer by layer as the dense int8 file computes it on XNNPACK:
+    exact integer accumulators, float32 multipliers s_in * s_w / s_out (in that order), products
+    rounded half to even, XNNPACK's integer qs8 ADD.  Pure numpy, no code of the C library."""
+    sx, zx = blk["x_q"]
+    h = x.astype(np.int64)[0]  # [H, W, Cin]
+    if blk["expand"] is not None:
+        w, sc, b = blk["expand"]
+        s_e, z_e = blk["q_e"]
+        acc = np.einsum("hwk,nk->hwn", h - zx, w.astype(np.int64)) + b
+        m = (F32(sx) * sc.astype(F32)) / F32(s_e)
+        h = _requant_f32(acc, m, z_e, *_act_range_f32(blk["acts"][0], s_e, z_e))
+    s_in, z_in = blk["q_e"] if blk["expand"] is not None else blk["x_q"]
+    H, W, C = h.shape
+    st, (pt, pl), (Ho, Wo) = blk["stride"], blk["pad"], blk["out_hw"]
+    dw, dws, db = blk["dw"]
+    hp = np.zeros((H + 4, W + 4, C), np.int64)  # padding taps add 0
+    hp[pt:pt + H, pl:pl + W] = h - z_in
+    acc = np.zeros((Ho, Wo, C), np.int64) + db
+    for kh in range(3):
+        for kw in range(3):
+            acc += hp[kh:kh + st * (Ho - 1) + 1:st, kw:kw + st * (Wo - 1) + 1:st] * dw[kh, kw].astype(np.int64)
+    s_d, z_d = blk["q_d"]
+    m = (F32(s_in) * dws.astype(F32)) / F32(s_d)
+    d = _requant_f32(acc, m, z_d, *_act_range_f32(blk["acts"][1], s_d, z_d))
+    w, sc, b = blk["project"]
+    s_p, z_p = blk["q_p"]
+    acc = np.einsum("hwk,nk->hwn", d - z_d, w.astype(np.int64)) + b
+    m = (F32(s_d) * sc.astype(F32)) / F32(s_p)
+    p = _requant_f32(acc, m, z_p, -128, 127)
+    if not blk["residual"]:
+        return p.astype(np.int8)[None]
+    # XNNPACK's qs8 add (xnn_init_qs8_add_minmax_scalar_params / the scalar ukernel)
+    sy, zy = blk["y_q"]
+    ra, rb = F32(s_p) / F32(sy), F32(sx) / F32(sy)
+    e = int(np.frexp(max(ra, rb))[1]) - 1  # floor(log2): the float32 exponent
+    shift = 20 - e
+    ma, mb = int(np.rint(np.ldexp(np.float64(ra), shift))), int(np.rint(np.ldexp(np.float64(rb), shift)))
+    bias = (1 << (shift - 1)) - ma * z_p - mb * zx
+    a = (bias + p * ma + x.astype(np.int64)[0] * mb) >> shift
+    return (np.clip(a, -128 - zy, 127 - zy) + zy).astype(np.int8)[None]
+
+
+def _q_weights(rng, n, k, pattern, sparsity, lo=-127):
+    w = rng.integers(lo, 128, size=(n, k)).astype(np.int8)
+    w[w == 0] = 1
+    if pattern == "1x4":
+        keep = np.repeat(rng.random((n, -(-k // 4))) >= sparsity, 4, axis=1)[:, :k]
+    else:
+        keep = rng.random((n, k)) >= sparsity
+    return np.where(keep, w, 0).astype(np.int8)
+
+
+def _scales_for(acc_real_max, target):
+    """Per-channel weight scales that put the layer's real outputs at about +-target."""
+    m = np.asarray(acc_real_max, np.float64)
+    return np.where(m > 1e-6, target / np.maximum(m, 1e-6), 0.01).astype(np.float32)  # all-zero rows: any scale
+
+
+def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
+               pattern="1x4", acts=("RELU6", "RELU6"), zx=-7, zy=5, runs=1, params_misalign=False,
+               wmin=-127, sparsity=0.8, extreme_dw=False):
+    """A TFC_SPARSE_INVERTED_RESIDUAL record: random int8 block, scales chosen so that every
+    stage spans most of its int8 range, and the exact output of `fused_reference`.
+
+    extreme_dw: depthwise weights all -128 / 127 and inputs all -128 / 127 (the int16 bounds of
+    the NEON depthwise: two taps' products -128 * -128 would overflow an int16 pair sum)."""
+    H, W = hw
+    if same:
+        Ho, Wo = -(-H // stride), -(-W // stride)
+        pt, pl = max((Ho - 1) * stride + 3 - H, 0) // 2, max((Wo - 1) * stride + 3 - W, 0) // 2
+    else:  # Keras' ZeroPadding2D((0, 1)) + VALID (stride 2) as keras.applications.MobileNetV2
+        Ho, Wo, pt, pl = (H + 1 - 3) // stride + 1, (W + 1 - 3) // stride + 1, 0, 0
+    sx = 0.05
+    x = rng.integers(-128, 128, size=(1, H, W, cin)).astype(np.int8)
+    block = 4 if pattern == "1x4" else 1
+    blk = {"x_q": (sx, zx), "stride": stride, "pad": (pt, pl), "out_hw": (Ho, Wo), "residual": residual,
+           "acts": acts}
+    h = x.astype(np.int64)[0] - zx
+    if expand:
+        we = _q_weights(rng, ce, cin, pattern, sparsity, wmin)
+        be = rng.integers(-2000, 2000, ce).astype(np.int32)
+        acc = np.einsum("hwk,nk->hwn", h, we.astype(np.int64)) + be
+        sce = _scales_for(np.abs(acc).reshape(-1, ce).max(0) * sx, 8.0)
+        q_e = (6.0 / 255.0, -128) if acts[0] == "RELU6" else (16.0 / 255.0, 3)
+        blk["expand"] = (we, sce, be)
+        blk["q_e"] = q_e
+        s_in = q_e[0]
+        # the expanded activations (the reference's own first stage), to size the next scales
+        m = (F32(sx) * sce) / F32(q_e[0])
+        he = _requant_f32(acc, m, q_e[1], *_act_range_f32(acts[0], q_e[0], q_e[1])) - q_e[1]
+    else:
+        assert cin == ce
+        blk["expand"] = None
+        blk["q_e"] = (sx, zx)
+        s_in, he = sx, h
+    dw = rng.integers(-127, 128, size=(3, 3, ce)).astype(np.int8)
+    if extreme_dw:
+        assert not expand  # the depthwise input is x itself
+        dw = np.where(rng.random((3, 3, ce)) < 0.7, -128, 127).astype(np.int8)
+        x[...] = np.where(rng.random(x.shape) < 0.7, -128, 127)
+        he = x.astype(np.int64)[0] - zx
+    db = rng.integers(-500, 500, ce).astype(np.int32)
+    dmax = (np.abs(he).reshape(-1, ce).max(0) * np.abs(dw.astype(np.int64)).sum((0, 1)) + np.abs(db)) * s_in
+    dws = _scales_for(dmax / 3.0, 8.0)  # sums of 9 signed taps rarely reach the bound
+    blk["dw"] = (dw, dws, db)
+    blk["q_d"] = q_d = (6.0 / 255.0, -128) if acts[1] == "RELU6" else (12.0 / 255.0, -20)
+    wp = _q_weights(rng, co, ce, pattern, sparsity, wmin)
+    bp = rng.integers(-2000, 2000, co).astype(np.int32)
+    pmax = 127.0 * q_d[0] * np.abs(wp.astype(np.int64)).sum(1) / 4.0
+    scp = _scales_for(pmax, 3.0)
+    blk["project"] = (wp, scp, bp)
+    blk["q_p"] = q_p = (12.0 / 255.0, 3)
+    y_q = (20.0 / 255.0, zy) if residual else q_p
+    blk["y_q"] = y_q
+    y = fused_reference(x, blk)
+    params = _fpack.pack_fused_params(
+        in_hw=(H, W), c_in=cin, c_exp=ce, c_out=co, out_hw=(Ho, Wo), stride=stride, pad_tl=(pt, pl),
+        has_expand=expand, has_residual=residual, acts=(acts[0] if expand else "NONE", acts[1], "NONE"),
+        q_exp=blk["q_e"], q_dw=q_d, q_proj=q_p, dw_weights=dw, dw_scales=dws)
+    ew = _pack.pack_sparse_weights(we, block=block, scales=sce) if expand else b""
+    eb = be.tobytes() if expand else b""
+    pw = _pack.pack_sparse_weights(wp, block=block, scales=scp)
+    return fused_record(name, x, params, ew, eb, db.tobytes(), pw, bp.tobytes(), (sx, zx), y_q, y,
+                        runs=runs, params_misalign=params_misalign)
+
+
+def fused_record(name, x, params, ew, eb, db, pw, pb, x_q, y_q, y, *, runs=1, params_misalign=False,
+                 expect_fail=False, error="", options=bytes([1, 0, 0, 0, 0, 0, 0, 0])):
+    """One "TFCF" driver record (format in tfc_test_driver.c)."""
+    _, H, W, cin = x.shape
+    out = b"TFCF" + _blob(name.encode())
+    out += bytes([int(expect_fail), int(len(ew) > 0), runs, int(params_misalign)])
+    out += struct.pack("<3I", H, W, cin) + struct.pack("<fifi", float(x_q[0]), int(x_q[1]), float(y_q[0]), int(y_q[1]))
+    out += _blob(options) + _blob(np.ascontiguousarray(x).tobytes())
+    for b in (ew, eb, params, db, pw, pb):
+        out += _blob(b)
+    out += struct.pack("<3I", *y.shape[1:]) + _blob(np.ascontiguousarray(y).tobytes()) + _blob(error.encode())
+    return out
+
+
+def fused_strips(hw, stride, same=True):
+    """(expand rows, project rows) tfc_fused.c sets its two 1x1 plans up for: strips of SH output
+    rows, SH * Wo <= 64 where a row fits (the kernel picks depend on these row counts)."""
+    H, W = hw
+    Ho, Wo = (-(-H // stride), -(-W // stride)) if same else ((H - 2) // stride + 1, (W - 2) // stride + 1)
+    sh = min(1 if Wo >= 64 else 64 // Wo, Ho)
+    return stride * sh * W, sh * Wo
+
+
+# (label, (H, W), Cin, Ce, Co, stride, options): strides 1 / 2, residual, no expand, odd sizes and
+# channel counts, 1x4 blocks and unstructured, strips of 1 to 4+ rows, 1x1s below 16 rows (tbl kernels)
+FUSED = [
+    ("s1_residual_strips", (13, 16), 16, 64, 16, 1, dict(residual=True)),
+    ("s2_keras_pad_even", (12, 12), 24, 72, 32, 2, dict(same=False)),
+    ("s2_same_odd", (9, 7), 12, 40, 20, 2, {}),
+    ("no_expand", (10, 10), 32, 32, 16, 1, dict(expand=False)),
+    ("wide_residual", (5, 70), 8, 48, 8, 1, dict(residual=True)),
+    ("odd_channels_unstructured", (7, 9), 13, 37, 13, 1, dict(residual=True, pattern="unstructured")),
+    ("s2_larger_map", (20, 21), 16, 96, 24, 2, dict(acts=("RELU", "RELU"))),
+    ("tiny_map_tbl", (3, 3), 8, 24, 8, 1, dict(residual=True, acts=("NONE", "RELU6"))),
+    ("s2_tiny_tbl", (4, 5), 16, 48, 12, 2, {}),
+    ("weights_min_int8", (6, 11), 16, 32, 16, 1, dict(residual=True, wmin=-128, sparsity=0.5)),
+    ("no_expand_dwmin128", (5, 6), 32, 32, 16, 1, dict(expand=False, extreme_dw=True, zx=0)),
+    ("no_expand_residual_reprepare", (8, 8), 24, 24, 24, 1,
+     dict(expand=False, residual=True, runs=2, params_misalign=True)),
+]
+
+
+def fused_cases(rng):
+    """The fused-op records (valid ones, then malformed params that Prepare must reject)."""
+    out = []
+    for label, hw, cin, ce, co, st, opt in FUSED:
+        re_, rp = fused_strips(hw, st, opt.get("same", True))
+        name = f"fused/{label}/rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}"
+        out.append((name, fused_case(name, rng, hw, cin, ce, co, st, **opt)))
+    # malformed params: the shared C validation on aarch64 (the full list of malformed fused
+    # nodes runs on x86 through LiteRT, tests/native/test_fused_inverted_residual.py)
+    for label, off, data, err in (("bad magic", 0, b"XXXX", "bad magic"),
+                                  ("stride 3", 7, b"\x03", "stride must be 1 or 2"),
+                                  ("paddings", 44, b"\x03", "paddings must be 0..2"),
+                                  ("reserved", 90, b"\x01", "reserved bytes")):
+        nm = f"malformed/fused {label}"
+        rec = bytearray(fused_case(nm, rng, (6, 6), 8, 16, 8, 1, residual=True))
+        i = rec.index(b"TFCI")
+        rec[i + off:i + off + len(data)] = data
+        rec[8 + len(nm.encode())] = 1  # expect_fail: the byte after the name
+        assert rec.endswith(_blob(b""))
+        out.append((nm, bytes(rec[:-4]) + _blob(err.encode())))
+    return out
+
+
 def bench_cases(rng):
     """FC 2048 x 2048, 90 % unstructured (float32, int8) and 1x4 blocks, batch 1 and 64 rows:
     the shapes of the instruction counts in tflite_export/README.md ("ARM / aarch64")."""
@@ -367,10 +595,18 @@ def mobilenet_v2_1x1_shapes():
     return out
 
 
-def mobilenet_cases(rng, sparsity=0.8):
-    """The 1x1 convolutions of MobileNetV2 224 with 80 % unstructured zeros, float32 and int8
-    (per-layer instruction counts of tflite_export/README.md, "ARM / aarch64")."""
+def mobilenet_cases(rng, sparsity=0.8, pattern="unstructured"):
+    """The 1x1 convolutions of MobileNetV2 224 with 80 % zeros (unstructured, or "1x4": blocks of
+    4 consecutive input channels packed with B = 4, int8 only), float32 and int8 (per-layer
+    instruction counts of tflite_export/README.md, "ARM / aarch64")."""
     out = []
+    if pattern == "1x4":
+        for i, (rows, k, n) in enumerate(mobilenet_v2_1x1_shapes()):
+            side = int(round(rows ** 0.5))
+            name = f"mbv2/int8_1x4/conv{i:02d}/rows{rows}/K{k}/N{n}"
+            act = "RELU6" if i % 2 == 1 or i == 33 else "NONE"
+            out.append((name, int8_case(name, rng, 2, (1, side, side, k), n, "1x4", sparsity, act, 0, block=4)))
+        return out
     for dtype, make in (("float32", float_case), ("int8", int8_case)):
         for i, (rows, k, n) in enumerate(mobilenet_v2_1x1_shapes()):
             side = int(round(rows ** 0.5))
@@ -380,10 +616,11 @@ def mobilenet_cases(rng, sparsity=0.8):
     return out
 
 
-def write_cases(path, seed=0, bench=False, mobilenet=False):
+def write_cases(path, seed=0, bench=False, mobilenet=False, pattern="unstructured"):
     """Writes all records to `path`; returns the case names in order."""
     rng = np.random.default_rng(seed)
-    cases = mobilenet_cases(rng) if mobilenet else bench_cases(rng) if bench else build_cases(rng)
+    cases = (mobilenet_cases(rng, pattern=pattern) if mobilenet else bench_cases(rng) if bench
+             else build_cases(rng))
     pathlib.Path(path).write_bytes(b"".join(c for _, c in cases))
     return [name for name, _ in cases]
 
@@ -391,5 +628,6 @@ def write_cases(path, seed=0, bench=False, mobilenet=False):
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     names = write_cases(args[0] if args else "tfc_cases.bin", bench="--bench" in sys.argv,
-                        mobilenet="--mobilenet" in sys.argv)
+                        mobilenet="--mobilenet" in sys.argv or "--mobilenet-1x4" in sys.argv,
+                        pattern="1x4" if "--mobilenet-1x4" in sys.argv else "unstructured")
     print(f"{len(names)} cases written")

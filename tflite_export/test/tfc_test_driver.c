@@ -1,4 +1,5 @@
-/* tfcompress kernel test driver: runs TFC_SPARSE_FC / TFC_SPARSE_CONV_1X1 through
+/* tfcompress kernel test driver: runs TFC_SPARSE_FC / TFC_SPARSE_CONV_1X1 (and
+ * TFC_SPARSE_INVERTED_RESIDUAL, "TFCF" records) through
  * Init / Prepare / Invoke / Free with a minimal fake TfLiteContext (the same
  * prefix ABI the delegate uses) and compares the outputs with references that
  * Python computed with numpy, independently of this C code.
@@ -20,6 +21,15 @@
  *   u32 y_rank, u32 y_dims[y_rank], blob y_expected
  *   f32 tolerance (float32: max |got - want|; int8: max quantization steps)
  *   blob error substring (expect_fail: Prepare must fail with a message containing it)
+ * Fused records (TFC_SPARSE_INVERTED_RESIDUAL, tfc_fused.c), little-endian:
+ *   u32 'TFCF'  blob name
+ *   u8 expect_fail  u8 has_expand  u8 runs  u8 params_misalign (params at an odd address)
+ *   u32 H, W, Cin (input [1, H, W, Cin])  f32 x_scale, i32 x_zero_point, f32 y_scale, i32 y_zero_point
+ *   blob options, blob x, blob expand TFCS, blob expand bias (int32; both empty without expand),
+ *   blob params "TFCI", blob depthwise bias, blob project TFCS, blob project bias
+ *   u32 Ho, Wo, Co, blob y_expected (int8, compared EXACTLY), blob error substring
+ *   Tensors 0 x, 1 expand TFCS, 2 expand bias, 3 params, 4 dw bias, 5 project TFCS, 6 project
+ *   bias, 7 y; inputs [0..6], or [0, 3, 4, 5, 6] without expand.
  * Output: one line per case ("PASS name max_err=E kernel=K" / "FAIL name: why"; K is the
  * kernel Prepare picked, TFCOMPRESS_ISA_CAP=0/1 caps it at portable / NEON) and a closing
  * "N passed, M failed" line; exit status 0 only if every case passed.
@@ -298,6 +308,146 @@ static int run_case(Reader* r) {
   return ok;
 }
 
+/* 16-byte aligned copy of a blob (+1 byte: at an odd address); *raw is what to free. */
+static uint8_t* aligned_copy(Blob b, int odd, uint8_t** raw) {
+  *raw = (uint8_t*)malloc(b.len + 17u);
+  uint8_t* p = (uint8_t*)(((uintptr_t)*raw + 15u) & ~(uintptr_t)15u) + (odd ? 1 : 0);
+  if (b.len) memcpy(p, b.data, b.len);
+  return p;
+}
+
+/* Runs one fused record (format at the top); returns 1 on pass, prints its line. */
+static int run_fused_case(Reader* r) {
+  Blob name = rd_blob(r);
+  char nm[256];
+  snprintf(nm, sizeof nm, "%.*s", (int)(name.len < 200 ? name.len : 200), name.data ? (const char*)name.data : "");
+  const int expect_fail = rd_u8(r), has_expand = rd_u8(r), runs = rd_u8(r), pmis = rd_u8(r);
+  uint32_t xd[4] = {1, 0, 0, 0};
+  for (int i = 1; i < 4; ++i) xd[i] = rd_u32(r);
+  const float xs = rd_f32(r);
+  const int32_t xz = (int32_t)rd_u32(r);
+  const float ys = rd_f32(r);
+  const int32_t yz = (int32_t)rd_u32(r);
+  Blob opts = rd_blob(r), x = rd_blob(r);
+  Blob b[6]; /* expand TFCS, expand bias, params, dw bias, project TFCS, project bias */
+  for (int i = 0; i < 6; ++i) b[i] = rd_blob(r);
+  uint32_t yd[4] = {1, 0, 0, 0};
+  for (int i = 1; i < 4; ++i) yd[i] = rd_u32(r);
+  Blob want = rd_blob(r), errsub = rd_blob(r);
+  if (r->bad) {
+    printf("FAIL <case file>: truncated fused record after '%s'\n", nm);
+    return 0;
+  }
+  TfLiteTensor t[8];
+  memset(t, 0, sizeof t);
+  uint8_t* raw[8] = {0};
+  t[0].type = kTfLiteInt8;
+  t[0].dims = make_dims(4, xd);
+  t[0].bytes = x.len;
+  t[0].data.data = aligned_copy(x, 0, &raw[0]);
+  t[0].params.scale = xs;
+  t[0].params.zero_point = xz;
+  t[0].allocation_type = kTfLiteArenaRw;
+  for (int i = 0; i < 6; ++i) {
+    TfLiteTensor* ti = &t[1 + i];
+    const int is_blob = i == 0 || i == 2 || i == 4;
+    uint32_t n = is_blob ? b[i].len : b[i].len / 4u;
+    ti->type = is_blob ? kTfLiteUInt8 : kTfLiteInt32;
+    ti->dims = make_dims(1, &n);
+    ti->bytes = b[i].len;
+    ti->data.data = aligned_copy(b[i], i == 2 && pmis, &raw[1 + i]);
+    ti->allocation_type = kTfLiteMmapRo;
+  }
+  t[7].type = kTfLiteInt8;
+  t[7].params.scale = ys;
+  t[7].params.zero_point = yz;
+  t[7].allocation_type = kTfLiteArenaRw;
+
+  TfLiteContext ctx;
+  memset(&ctx, 0, sizeof ctx);
+  ctx.tensors = t;
+  ctx.tensors_size = 8;
+  ctx.ReportError = report;
+  ctx.ResizeTensor = resize;
+  ctx.recommended_num_threads = getenv("TFC_TEST_THREADS") ? atoi(getenv("TFC_TEST_THREADS")) : 1;
+  int in7[8] = {7, 0, 1, 2, 3, 4, 5, 6}, in5[6] = {5, 0, 3, 4, 5, 6};
+  int out_idx[2] = {1, 7};
+  TfLiteNode node;
+  memset(&node, 0, sizeof node);
+  node.inputs = (TfLiteIntArray*)(has_expand ? in7 : in5);
+  node.outputs = (TfLiteIntArray*)out_idx;
+  const TfLiteRegistration* reg = TfcRegisterSparseInvertedResidual();
+  node.user_data = reg->init(&ctx, (const char*)opts.data, opts.len);
+
+  int ok = 1;
+  char why[1400] = "";
+  char kernel[200] = "-";
+  double worst = 0.0;
+  for (int round = 0; round < (runs ? runs : 1) && ok; ++round) {
+    g_err[0] = 0;
+    TfLiteStatus st = reg->prepare(&ctx, &node);
+    if (expect_fail) {
+      char sub[512];
+      snprintf(sub, sizeof sub, "%.*s", (int)(errsub.len < 500 ? errsub.len : 500), errsub.data ? (const char*)errsub.data : "");
+      if (st == kTfLiteOk) {
+        ok = 0;
+        snprintf(why, sizeof why, "Prepare accepted a malformed case (expected an error containing '%s')", sub);
+      } else if (strstr(g_err, sub) == NULL) {
+        ok = 0;
+        snprintf(why, sizeof why, "Prepare failed with '%s', expected '%s'", g_err, sub);
+      }
+      break;
+    }
+    if (st != kTfLiteOk) {
+      ok = 0;
+      snprintf(why, sizeof why, "Prepare failed: %s", g_err);
+      break;
+    }
+    const TfcFused* f = (const TfcFused*)node.user_data;
+    snprintf(kernel, sizeof kernel, "dw=%s,expand=%s,project=%s", f->dw_name ? f->dw_name : "?",
+             f->has_expand ? (f->ex.plan.name ? f->ex.plan.name : "?") : "none", f->pr.plan.name ? f->pr.plan.name : "?");
+    if (t[7].dims == NULL || t[7].dims->size != 4 || t[7].bytes != want.len) {
+      ok = 0;
+      snprintf(why, sizeof why, "output shape / bytes differ (%zu bytes, expected %u)", t[7].bytes, want.len);
+      break;
+    }
+    for (int i = 0; i < 4; ++i)
+      if ((uint32_t)t[7].dims->data[i] != yd[i]) {
+        ok = 0;
+        snprintf(why, sizeof why, "output dim %d is %d, expected %u", i, t[7].dims->data[i], yd[i]);
+      }
+    if (!ok) break;
+    memset(t[7].data.data, 0x5A, t[7].bytes);
+    if (round == 0) mark(2 * g_case);
+    const TfLiteStatus ist = reg->invoke(&ctx, &node);
+    if (round == 0) mark(2 * g_case + 1);
+    if (ist != kTfLiteOk) {
+      ok = 0;
+      snprintf(why, sizeof why, "Invoke failed: %s", g_err);
+      break;
+    }
+    for (size_t i = 0; i < want.len; ++i) {
+      const int got = ((const int8_t*)t[7].data.data)[i], ref = (int8_t)want.data[i];
+      const double d = fabs((double)(got - ref));
+      if (d > worst) worst = d;
+      if (d != 0.0 && ok) {
+        ok = 0;
+        snprintf(why, sizeof why, "round %d: output[%zu] = %d, expected %d (exact)", round, i, got, ref);
+      }
+    }
+  }
+  reg->free(&ctx, node.user_data);
+  free(t[0].dims);
+  for (int i = 1; i < 8; ++i) free(t[i].dims);
+  free(t[7].data.data);
+  for (int i = 0; i < 8; ++i) free(raw[i]);
+  if (ok)
+    printf("PASS %s max_err=%.3g kernel=%s\n", nm, worst, kernel);
+  else
+    printf("FAIL %s: %s\n", nm, why);
+  return ok;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s CASES.bin\n", argv[0]);
@@ -323,12 +473,13 @@ int main(int argc, char** argv) {
   Reader r = {buf, buf + sz, 0};
   int passed = 0, failed = 0;
   while (r.p < r.end) {
-    if (rd_u32(&r) != 0x43434654u) { /* "TFCC" */
+    const uint32_t magic = rd_u32(&r);
+    if (magic != 0x43434654u && magic != 0x46434654u) { /* "TFCC", "TFCF" */
       printf("FAIL <case file>: bad record magic\n");
       failed++;
       break;
     }
-    if (run_case(&r))
+    if (magic == 0x46434654u ? run_fused_case(&r) : run_case(&r))
       passed++;
     else
       failed++;

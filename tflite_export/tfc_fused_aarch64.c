@@ -1,0 +1,237 @@
+/* tfcompress: NEON int8 3x3 depthwise row of TFC_SPARSE_INVERTED_RESIDUAL (aarch64 only; the
+ * same integers as tfc_dw_row_portable in tfc_fused_kernels.c and tfc_dw_row_avx512 on x86).
+ *
+ * 16 channels per step.  Each tap is one 16-byte load of int8 inputs multiplied by the tap's 16
+ * int8 weights with `smull` / `smull2` (int16 products, |x * w| <= 2^14); when no depthwise weight
+ * is -128 (TFLite's symmetric int8 weights are in [-127, 127]; checked in Prepare) two taps'
+ * products are summed in int16 with `smlal` / `smlal2` (|sum| <= 2 * 128 * 127 = 32512: exact)
+ * before `saddw` / `saddw2` widen them into the four int32 accumulators; with a -128 every tap is
+ * widened alone.  The input zero point is folded into the bias in Prepare (acc = bias - zp *
+ * sum w + sum x * w) and padding taps read a row of zero-point bytes, so every tap is a plain
+ * load.  Channel groups are the outer loop: a group's 9 weight registers, bias and multipliers
+ * stay in registers for the whole output row; interior columns (all taps inside the row) run
+ * a loop of plain strided loads, the border columns pick each tap's address (input or the
+ * zero-point row).  Requantization as XNNPACK's fp32 path (and tfc_dw_row_portable):
+ * float32(acc) * m[c] rounded to nearest even (`fcvtns`), saturating narrows, + zero point,
+ * clamped to the activation's range (integer bounds: the same as clamping first).  A last group
+ * of fewer than 16 channels goes through 16-byte copies (no read or write past a row).
+ * Intrinsics only (arm_neon.h): GCC and Clang both emit the vector code
+ * (tests/native/test_aarch64.py checks the disassembly).
+ */
+#include "tfc_internal.h"
+
+#if TFC_HAVE_AARCH64
+#include <arm_neon.h>
+
+/* dw_wp holds the weights as int8 [G][9][16] here (the x86 file keeps its int16 pair layout in
+ * the same field); dw_bp the folded bias [G * 16], dw_mp the multipliers [G * 16], dw_zrow
+ * G * 16 bytes of the input zero point.  dw_name says which: "dw_neon" (pairs) / "dw_neon_w128". */
+
+static inline __attribute__((always_inline)) int8x16_t tfc_dw_ld(const int8_t* p, int n) {
+  if (n == 16) return vld1q_s8(p);
+  int8_t t[16] = {0};
+  memcpy(t, p, (size_t)n);
+  return vld1q_s8(t);
+}
+
+static inline __attribute__((always_inline)) void tfc_dw_pair(int32x4_t* a, int8x16_t x0, int8x16_t w0, int8x16_t x1,
+                                                               int8x16_t w1) {
+  int16x8_t lo = vmull_s8(vget_low_s8(x0), vget_low_s8(w0));
+  int16x8_t hi = vmull_high_s8(x0, w0);
+  lo = vmlal_s8(lo, vget_low_s8(x1), vget_low_s8(w1));
+  hi = vmlal_high_s8(hi, x1, w1);
+  a[0] = vaddw_s16(a[0], vget_low_s16(lo));
+  a[1] = vaddw_high_s16(a[1], lo);
+  a[2] = vaddw_s16(a[2], vget_low_s16(hi));
+  a[3] = vaddw_high_s16(a[3], hi);
+}
+
+static inline __attribute__((always_inline)) void tfc_dw_one(int32x4_t* a, int8x16_t x0, int8x16_t w0) {
+  const int16x8_t lo = vmull_s8(vget_low_s8(x0), vget_low_s8(w0));
+  const int16x8_t hi = vmull_high_s8(x0, w0);
+  a[0] = vaddw_s16(a[0], vget_low_s16(lo));
+  a[1] = vaddw_high_s16(a[1], lo);
+  a[2] = vaddw_s16(a[2], vget_low_s16(hi));
+  a[3] = vaddw_high_s16(a[3], hi);
+}
+
+/* Per-group constants of the pixel loop: weights, zero point and clamp in registers for the
+ * whole row; bias and multipliers re-read per pixel (2 x 64 bytes: fewer live registers, no
+ * spills with GCC 12). */
+typedef struct {
+  int8x16_t w[9];
+  const int32_t* b;
+  const float* m;
+  int16x8_t zo;
+  int8x16_t lo, hi;
+} TfcDwGroup;
+
+/* One output pixel of a group from its 9 tap inputs: MACs, requantization (float32(acc) * m,
+ * round to nearest even, saturating narrows, + zero point, clamp to the activation's range: the
+ * same integers as clamping in float first, the bounds being integers), 16 int8 outputs. */
+static inline __attribute__((always_inline)) int8x16_t tfc_dw_px(const TfcDwGroup* g, const int8x16_t* x,
+                                                                  const int pair) {
+  int32x4_t a[4] = {vld1q_s32(g->b), vld1q_s32(g->b + 4), vld1q_s32(g->b + 8), vld1q_s32(g->b + 12)};
+  if (pair) {
+    tfc_dw_pair(a, x[0], g->w[0], x[1], g->w[1]);
+    tfc_dw_pair(a, x[2], g->w[2], x[3], g->w[3]);
+    tfc_dw_pair(a, x[4], g->w[4], x[5], g->w[5]);
+    tfc_dw_pair(a, x[6], g->w[6], x[7], g->w[7]);
+    tfc_dw_one(a, x[8], g->w[8]);
+  } else {
+    tfc_dw_one(a, x[0], g->w[0]); /* written out: Clang 14 kept a loop over a stack array */
+    tfc_dw_one(a, x[1], g->w[1]);
+    tfc_dw_one(a, x[2], g->w[2]);
+    tfc_dw_one(a, x[3], g->w[3]);
+    tfc_dw_one(a, x[4], g->w[4]);
+    tfc_dw_one(a, x[5], g->w[5]);
+    tfc_dw_one(a, x[6], g->w[6]);
+    tfc_dw_one(a, x[7], g->w[7]);
+    tfc_dw_one(a, x[8], g->w[8]);
+  }
+  const int32x4_t q0 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[0]), vld1q_f32(g->m + 0)));
+  const int32x4_t q1 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[1]), vld1q_f32(g->m + 4)));
+  const int32x4_t q2 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[2]), vld1q_f32(g->m + 8)));
+  const int32x4_t q3 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[3]), vld1q_f32(g->m + 12)));
+  const int16x8_t h0 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q0), q1), g->zo);
+  const int16x8_t h1 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q2), q3), g->zo);
+  const int8x16_t r = vqmovn_high_s16(vqmovn_s16(h0), h1);
+  return vminq_s8(vmaxq_s8(r, g->lo), g->hi);
+}
+
+/* One 16-channel group of one output row; n = channels of the group (16, or the tail). */
+static inline __attribute__((always_inline)) void tfc_dw_group(const TfcFused* f, const int8_t* const base[3],
+                                                                const size_t cs[3], int c0, int n, int8_t* out,
+                                                                const int pair) {
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl, Wo = f->Wo;
+  const int8_t* wg = (const int8_t*)f->dw_wp + (size_t)(c0 / 16) * 144u;
+  TfcDwGroup g;
+  for (int t = 0; t < 9; ++t) g.w[t] = vld1q_s8(wg + 16 * t);
+  g.b = f->dw_bp + c0;
+  g.m = f->dw_mp + c0;
+  g.zo = vdupq_n_s16((int16_t)f->zp_d);
+  g.lo = vdupq_n_s8((int8_t)f->dw_qmin);
+  g.hi = vdupq_n_s8((int8_t)f->dw_qmax);
+  const int8_t* z = f->dw_zrow + c0;
+  /* interior columns [ow_lo, ow_hi): all three taps of a row inside it (plain strided loads) */
+  int ow_lo = (pl + st - 1) / st, ow_hi = W - 3 + pl >= 0 ? (W - 3 + pl) / st + 1 : 0;
+  if (ow_hi > Wo) ow_hi = Wo;
+  if (ow_lo > ow_hi) ow_lo = ow_hi;
+  if (n < 16) ow_lo = ow_hi = 0; /* tail group: every load through a copy */
+  for (int ow = 0; ow < Wo; ++ow) {
+    if (ow == ow_lo && ow_lo < ow_hi) { /* interior: pointers advance by stride columns */
+      const int8_t* p0 = base[0] + (size_t)(ow * st - pl) * cs[0] + c0;
+      const int8_t* p1 = base[1] + (size_t)(ow * st - pl) * cs[1] + c0;
+      const int8_t* p2 = base[2] + (size_t)(ow * st - pl) * cs[2] + c0;
+      const size_t c0s = cs[0], c1s = cs[1], c2s = cs[2];
+      int8_t* o = out + (size_t)ow * C + c0;
+      for (; ow < ow_hi; ++ow) {
+        int8x16_t x[9];
+        x[0] = vld1q_s8(p0);
+        x[1] = vld1q_s8(p0 + c0s);
+        x[2] = vld1q_s8(p0 + 2 * c0s);
+        x[3] = vld1q_s8(p1);
+        x[4] = vld1q_s8(p1 + c1s);
+        x[5] = vld1q_s8(p1 + 2 * c1s);
+        x[6] = vld1q_s8(p2);
+        x[7] = vld1q_s8(p2 + c2s);
+        x[8] = vld1q_s8(p2 + 2 * c2s);
+        vst1q_s8(o, tfc_dw_px(&g, x, pair));
+        p0 += (size_t)st * c0s;
+        p1 += (size_t)st * c1s;
+        p2 += (size_t)st * c2s;
+        o += C;
+      }
+      if (ow >= Wo) break;
+    }
+    const int iw0 = ow * st - pl;
+    int8x16_t x[9];
+    for (int kh = 0; kh < 3; ++kh)
+      for (int kw = 0; kw < 3; ++kw) {
+        const int iw = iw0 + kw;
+        const int8_t* p = (unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] + c0 : z;
+        x[kh * 3 + kw] = tfc_dw_ld(p, n);
+      }
+    const int8x16_t r = tfc_dw_px(&g, x, pair);
+    int8_t* o = out + (size_t)ow * C + c0;
+    if (n == 16) {
+      vst1q_s8(o, r);
+    } else {
+      int8_t t[16];
+      vst1q_s8(t, r);
+      memcpy(o, t, (size_t)n);
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void tfc_dw_row_neon_impl(const TfcFused* f, const int8_t* const rows[3],
+                                                                        int8_t* out, const int pair) {
+  const int C = f->Ce;
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) { /* a missing row reads the zero-point row at every column */
+    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  int c0 = 0;
+  for (; c0 + 16 <= C; c0 += 16) tfc_dw_group(f, base, cs, c0, 16, out, pair);
+  if (c0 < C) tfc_dw_group(f, base, cs, c0, C - c0, out, pair);
+}
+
+static void tfc_dw_row_neon(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
+                            int32_t* acc) {
+  (void)bias; /* folded into f->dw_bp in Prepare */
+  (void)acc;
+  tfc_dw_row_neon_impl(f, rows, out, 1);
+}
+
+static void tfc_dw_row_neon_w128(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
+                                 int32_t* acc) {
+  (void)bias;
+  (void)acc;
+  tfc_dw_row_neon_impl(f, rows, out, 0);
+}
+
+void tfc_fused_free_dw_aarch64(TfcFused* f) {
+  tfc_free64(f->dw_wp);
+  tfc_free64(f->dw_bp);
+  tfc_free64(f->dw_mp);
+  tfc_free64(f->dw_zrow);
+  f->dw_wp = NULL;
+  f->dw_bp = NULL;
+  f->dw_mp = NULL;
+  f->dw_zrow = NULL;
+}
+
+/* Prepare (after tfc_fused.c validated the params and set dw_mult / dw_cpad / dw_qmin / dw_qmax):
+ * -1 out of memory, 0 not used (cap < NEON), 1 set. */
+int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
+  if (cap < TFC_ISA_SIMD) return 0;
+  const int C = f->Ce, G = (C + 15) / 16;
+  f->dw_wp = (int16_t*)tfc_alloc64((size_t)G * 144u);
+  f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 16u);
+  f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * 16u);
+  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * 16u);
+  if (f->dw_wp == NULL || f->dw_bp == NULL || f->dw_mp == NULL || f->dw_zrow == NULL) {
+    tfc_fused_free_dw_aarch64(f);
+    return -1;
+  }
+  int8_t* w8 = (int8_t*)f->dw_wp;
+  int has_min = 0;
+  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 16u);
+  for (int c = 0; c < G * 16; ++c) {
+    int32_t sw = 0;
+    for (int t = 0; t < 9; ++t) {
+      const int8_t v = c < C ? f->dw_w[t * C + c] : 0;
+      w8[(size_t)(c / 16) * 144u + 16u * (size_t)t + (size_t)(c % 16)] = v;
+      sw += v;
+      has_min |= v == -128;
+    }
+    f->dw_bp[c] = c < C ? (int32_t)((uint32_t)bias[c] - (uint32_t)f->zp_e * (uint32_t)sw) : 0;
+    f->dw_mp[c] = c < C ? f->dw_mult[c] : 0.f;
+  }
+  f->dw_row = has_min ? tfc_dw_row_neon_w128 : tfc_dw_row_neon;
+  f->dw_name = has_min ? "dw_neon_w128" : "dw_neon";
+  return 1;
+}
+#endif /* TFC_HAVE_AARCH64 */
