@@ -12,9 +12,9 @@ random weights, int8 by post-training calibration. Three files per block, the sa
 Timed in interleaved rounds (every file and thread count once per round, shuffled), median of the
 round medians and min-max; the fused output is checked equal to the dense file's.
 
-    python benchmarks/fused_blocks.py [--rounds 15]
+    python benchmarks/fused_blocks.py [--rounds 15] [--tag _run1]
 
-Writes benchmarks/results/fused_blocks.json. x86 figures; only comparable within one run.
+Writes benchmarks/results/fused_blocks<tag>.json. x86 figures; only comparable within one run.
 """
 
 import argparse
@@ -75,6 +75,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--runs", type=int, default=30, help="invokes per round")
+    ap.add_argument("--tag", default="", help="suffix of the result file: results/fused_blocks<tag>.json")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     files = {}
@@ -108,7 +109,7 @@ def main():
     out["markdown"] = "\n".join(lines)
     print(out["markdown"])
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "fused_blocks.json"), "w") as f:
+    with open(os.path.join(RESULTS, f"fused_blocks{args.tag}.json"), "w") as f:
         json.dump(out, f, indent=1)
 
 

@@ -1,5 +1,5 @@
 /* tfcompress: kernels of TFC_SPARSE_INVERTED_RESIDUAL (tfc_fused.c) other than the 1x1s:
- * the int8 3x3 depthwise row (portable C here, AVX-512 in tfc_fused_x86.c, NEON in
+ * the int8 3x3 depthwise row (portable C here, AVX-512 / AVX-VNNI in tfc_fused_x86.c, NEON in
  * tfc_fused_aarch64.c), its pick, and the
  * residual ADD.
  *

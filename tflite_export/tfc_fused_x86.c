@@ -1,7 +1,11 @@
-/* tfcompress: AVX-512 int8 3x3 depthwise row of TFC_SPARSE_INVERTED_RESIDUAL (x86 only; the
- * same integers as tfc_dw_row_portable in tfc_fused_kernels.c).
+/* tfcompress: x86 int8 3x3 depthwise rows of TFC_SPARSE_INVERTED_RESIDUAL (the same integers
+ * as tfc_dw_row_portable in tfc_fused_kernels.c), picked in Prepare (tfc_fused_dw_x86):
+ *   cap >= 2, AVX-512 VNNI           tfc_dw_row_avx512vnni  "dw_avx512vnni" (vpdpbusd by kernel column)
+ *   cap >= 2, no AVX-512, AVX-VNNI   tfc_dw_row_avxvnni     "dw_avxvnni"    (the same, 256-bit)
+ *   cap 1 (or no VNNI), AVX-512BW    tfc_dw_row_avx512      "dw_avx512"     (vpmaddwd, below)
+ *   otherwise the portable C row.  TFCOMPRESS_NO_AVX512=1 hides AVX-512 as for the 1x1s.
  *
- * 32 channels per step, taps in pairs (0,1) (2,3) (4,5) (6,7) (8,-): the two taps' inputs,
+ * tfc_dw_row_avx512: 32 channels per step, taps in pairs (0,1) (2,3) (4,5) (6,7) (8,-): the two taps' inputs,
  * sign-extended to int16, are interleaved (vpunpckl/hwd) and multiplied by the interleaved
  * weights with vpmaddwd, which adds the two products into one int32 lane (|x*w| <= 2^14, so
  * the pair sum is exact).  The interleave puts channels 8L+0..3 (low) and 8L+4..7 (high) of each
@@ -15,6 +19,16 @@
 
 #if TFC_HAVE_X86
 #include <immintrin.h>
+
+/* AVX-VNNI (VEX vpdpbusd) needs GCC >= 11 / Clang >= 12, as in tfc_kernels_x86_avx2.c */
+#if !defined(TFC_NO_AVXVNNI) && defined(__has_include)
+#if __has_include(<avxvnniintrin.h>)
+#define TFC_HAVE_AVXVNNI_DW 1
+#endif
+#endif
+#ifndef TFC_HAVE_AVXVNNI_DW
+#define TFC_HAVE_AVXVNNI_DW 0
+#endif
 
 #define TFC_DW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
@@ -74,14 +88,312 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
   }
 }
 
+#define TFC_DWQ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* VNNI depthwise rows (AVX-512 VNNI: 64 channels per step, the last <= 32 in 256-bit registers;
+ * AVX-VNNI: 32 per step).  Taps are grouped by kernel column: for input column c the bytes of
+ * kernel rows 0, 1, 2 (x ^ 0x80 = x + 128, u8) are interleaved into one dword per channel
+ * [row 0, row 1, row 2, row 2] with two rounds of vpunpck{l,h}bw / wd (the 4th byte has weight 0),
+ * and vpdpbusd adds the 3 products into the channel's int32 lane (exact: no saturation).  A
+ * column's 4 interleaved registers serve every output pixel that reads it (3 at stride 1, 1-2 at
+ * stride 2), so each output pixel builds 1 (stride 1) or 2 (stride 2) new columns: 3 loads and 8
+ * shuffles per column instead of 9 loads and 20 shuffles per pixel.  Register k (0..3) holds
+ * channels 16 L + 4 k + j in dword j of 128-bit lane L; the saturating packs of the
+ * requantization (XNNPACK's fp32 path, as tfc_requant64) put the results back in channel order:
+ * one store per step.  Padding columns / rows read the zero-point row; the input zero point and
+ * the +128 are folded into the bias. */
+
+/* Interleaved registers v[0..3] of input column `col` (padding outside 0..W-1), channels c0.. */
+TFC_DWQ_TARGET __attribute__((always_inline)) static inline void tfc_dwq_col(const int8_t* const base[3],
+                                                                            const size_t cs[3], const int8_t* z,
+                                                                            int col, int W, int c0, __mmask64 m,
+                                                                            __m512i flip, __m512i v[4]) {
+  __m512i r[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    const int8_t* p = ((unsigned)col < (unsigned)W ? base[kh] + (size_t)col * cs[kh] : z) + c0;
+    r[kh] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p), flip);
+  }
+  const __m512i l01 = _mm512_unpacklo_epi8(r[0], r[1]), h01 = _mm512_unpackhi_epi8(r[0], r[1]);
+  const __m512i l22 = _mm512_unpacklo_epi8(r[2], r[2]), h22 = _mm512_unpackhi_epi8(r[2], r[2]);
+  v[0] = _mm512_unpacklo_epi16(l01, l22);
+  v[1] = _mm512_unpackhi_epi16(l01, l22);
+  v[2] = _mm512_unpacklo_epi16(h01, h22);
+  v[3] = _mm512_unpackhi_epi16(h01, h22);
+}
+
+/* One group of n <= 32 channels (c0..c0+n-1) of a depthwise row in 256-bit registers: weights
+ * [kernel column][4][32 bytes] at wq, bias / multipliers [4][8] at bq / mq.  LOAD(p) / STORE(p, r)
+ * move the group's n bytes, DOT is the vpdpbusd of the ISA. */
+#define TFC_DW256_GROUP(NAME, TARGET, LOAD, STORE, DOT)                                                          \
+  TARGET static void NAME(const TfcFused* f, const int8_t* const base[3], const size_t cs[3], const int8_t* z,    \
+                          int c0, int n, const int8_t* wq, const int32_t* bq, const float* mq, int8_t* out) {    \
+    const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;                                                    \
+    const __m256i flip = _mm256_set1_epi8((char)0x80);                                                            \
+    const __m256 hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));                                              \
+    const __m256i zp16 = _mm256_set1_epi16((short)f->zp_d), qmin8 = _mm256_set1_epi8((char)f->dw_qmin);           \
+    const __m256i* wv = (const __m256i*)wq;                                                                       \
+    const __m256i dm = _mm256_cmpgt_epi32(_mm256_set1_epi32(n / 4), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));   \
+    (void)dm;                                                                                                     \
+    const __m256 m0 = _mm256_load_ps(mq), m1 = _mm256_load_ps(mq + 8), m2 = _mm256_load_ps(mq + 16),              \
+                 m3 = _mm256_load_ps(mq + 24);                                                                    \
+    __m256i A[4], B[4], Cc[4]; /* interleaved registers of the kernel's columns 0, 1, 2 */                        \
+    if (st == 1) {                                                                                                \
+      TFC_DW256_COL(-pl, A, LOAD);                                                                                \
+      TFC_DW256_COL(1 - pl, B, LOAD);                                                                             \
+      for (int ow = 0; ow < f->Wo; ++ow) {                                                                        \
+        TFC_DW256_COL(ow - pl + 2, Cc, LOAD);                                                                     \
+        TFC_DW256_PIXEL(ow, DOT, STORE);                                                                          \
+        for (int k = 0; k < 4; ++k) {                                                                             \
+          A[k] = B[k];                                                                                            \
+          B[k] = Cc[k];                                                                                           \
+        }                                                                                                         \
+      }                                                                                                           \
+    } else {                                                                                                      \
+      TFC_DW256_COL(-pl, A, LOAD);                                                                                \
+      for (int ow = 0; ow < f->Wo; ++ow) {                                                                        \
+        TFC_DW256_COL(2 * ow - pl + 1, B, LOAD);                                                                  \
+        TFC_DW256_COL(2 * ow - pl + 2, Cc, LOAD);                                                                 \
+        TFC_DW256_PIXEL(ow, DOT, STORE);                                                                          \
+        for (int k = 0; k < 4; ++k) A[k] = Cc[k];                                                                 \
+      }                                                                                                           \
+    }                                                                                                             \
+  }
+
+/* Interleaved registers V[0..3] of input column `col` (256-bit, channels c0.., n of them). */
+#define TFC_DW256_COL(col, V, LOAD)                                                                               \
+  do {                                                                                                            \
+    const int col_ = (col);                                                                                       \
+    __m256i r_[3];                                                                                                \
+    for (int kh = 0; kh < 3; ++kh) {                                                                              \
+      const int8_t* p = ((unsigned)col_ < (unsigned)W ? base[kh] + (size_t)col_ * cs[kh] : z) + c0;               \
+      r_[kh] = _mm256_xor_si256(LOAD(p), flip);                                                                   \
+    }                                                                                                             \
+    const __m256i l01 = _mm256_unpacklo_epi8(r_[0], r_[1]), h01 = _mm256_unpackhi_epi8(r_[0], r_[1]);             \
+    const __m256i l22 = _mm256_unpacklo_epi8(r_[2], r_[2]), h22 = _mm256_unpackhi_epi8(r_[2], r_[2]);             \
+    V[0] = _mm256_unpacklo_epi16(l01, l22);                                                                       \
+    V[1] = _mm256_unpackhi_epi16(l01, l22);                                                                       \
+    V[2] = _mm256_unpacklo_epi16(h01, h22);                                                                       \
+    V[3] = _mm256_unpackhi_epi16(h01, h22);                                                                       \
+  } while (0)
+
+/* Output pixel ow from A, B, Cc (256-bit). */
+#define TFC_DW256_PIXEL(ow, DOT, STORE)                                                                           \
+  do {                                                                                                            \
+    __m256i a_[4];                                                                                                \
+    for (int k = 0; k < 4; ++k) {                                                                                 \
+      a_[k] = DOT(_mm256_load_si256((const __m256i*)(bq + 8 * k)), A[k], _mm256_load_si256(wv + k));              \
+      a_[k] = DOT(a_[k], B[k], _mm256_load_si256(wv + 4 + k));                                                    \
+      a_[k] = DOT(a_[k], Cc[k], _mm256_load_si256(wv + 8 + k));                                                   \
+    }                                                                                                             \
+    const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[0]), m0), hi));       \
+    const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[1]), m1), hi));       \
+    const __m256i q2 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[2]), m2), hi));       \
+    const __m256i q3 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a_[3]), m3), hi));       \
+    const __m256i p01 = _mm256_adds_epi16(_mm256_packs_epi32(q0, q1), zp16);                                      \
+    const __m256i p23 = _mm256_adds_epi16(_mm256_packs_epi32(q2, q3), zp16);                                      \
+    STORE(out + (size_t)(ow) * C + c0, _mm256_max_epi8(_mm256_packs_epi16(p01, p23), qmin8));                     \
+  } while (0)
+
+#define TFC_DWQ_LOAD32(p) _mm256_maskz_loadu_epi8(m32, (p))
+#define TFC_DWQ_STORE32(p, r) _mm256_mask_storeu_epi8((p), m32, (r))
+#define TFC_DWQ_DOT32(a, x, w) _mm256_dpbusd_epi32((a), (x), (w))
+#define m32 ((__mmask32)(n >= 32 ? 0xFFFFFFFFu : ((1u << n) - 1u)))
+TFC_DW256_GROUP(tfc_dw_tail32, TFC_DWQ_TARGET, TFC_DWQ_LOAD32, TFC_DWQ_STORE32, TFC_DWQ_DOT32)
+#undef m32
+
+/* AVX-512 VNNI depthwise row: 64 channels per step (the last <= 32 channels: tfc_dw_tail32). */
+TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                                 int8_t* out, int32_t* acc) {
+  (void)bias; /* folded into f->dw_qb in Prepare */
+  (void)acc;
+  const int C = f->Ce, W = f->W, st = f->stride, G = (C + 63) / 64, pl = f->pl;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  const __m512 hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
+  const __m512i zp16 = _mm512_set1_epi16((short)f->zp_d), qmin8 = _mm512_set1_epi8((char)f->dw_qmin);
+  const int8_t* z = f->dw_zrow;
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : z;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  for (int g = 0; g < G; ++g) {
+    const int c0 = 64 * g;
+    if (C - c0 <= 32) { /* last <= 32 channels: 256-bit steps */
+      tfc_dw_tail32(f, base, cs, z, c0, C - c0, f->dw_qv + (size_t)g * 12 * 64, f->dw_qb + (size_t)g * 64,
+                    f->dw_qm + (size_t)g * 64, out);
+      break;
+    }
+    const __mmask64 m = C - c0 >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (C - c0)) - 1u);
+    const __m512i* wv = (const __m512i*)(f->dw_qv + (size_t)g * 12 * 64);
+    const __m512i* bv = (const __m512i*)(f->dw_qb + (size_t)g * 64);
+    const float* mv = f->dw_qm + (size_t)g * 64;
+    const __m512 m0 = _mm512_load_ps(mv), m1 = _mm512_load_ps(mv + 16), m2 = _mm512_load_ps(mv + 32),
+                 m3 = _mm512_load_ps(mv + 48);
+    /* one output pixel from the interleaved columns A, B, Cc (kernel columns 0, 1, 2) */
+#define TFC_DWQ_PIXEL(ow, A, B, Cc)                                                                              \
+  do {                                                                                                           \
+    __m512i a_[4];                                                                                               \
+    for (int k = 0; k < 4; ++k) {                                                                                \
+      a_[k] = _mm512_dpbusd_epi32(_mm512_load_si512(bv + k), A[k], _mm512_load_si512(wv + k));                   \
+      a_[k] = _mm512_dpbusd_epi32(a_[k], B[k], _mm512_load_si512(wv + 4 + k));                                   \
+      a_[k] = _mm512_dpbusd_epi32(a_[k], Cc[k], _mm512_load_si512(wv + 8 + k));                                  \
+    }                                                                                                            \
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[0]), m0), hi));     \
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[1]), m1), hi));     \
+    const __m512i q2 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[2]), m2), hi));     \
+    const __m512i q3 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a_[3]), m3), hi));     \
+    const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(q0, q1), zp16);                                    \
+    const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(q2, q3), zp16);                                    \
+    _mm512_mask_storeu_epi8(out + (size_t)(ow) * C + c0, m, _mm512_max_epi8(_mm512_packs_epi16(p01, p23), qmin8)); \
+  } while (0)
+    __m512i A[4], B[4], Cc[4];
+    if (st == 1) { /* pixel ow reads columns ow - pl .. ow - pl + 2: one new column per pixel */
+      tfc_dwq_col(base, cs, z, -pl, W, c0, m, flip, A);
+      tfc_dwq_col(base, cs, z, 1 - pl, W, c0, m, flip, B);
+      for (int ow = 0; ow < f->Wo; ++ow) {
+        tfc_dwq_col(base, cs, z, ow - pl + 2, W, c0, m, flip, Cc);
+        TFC_DWQ_PIXEL(ow, A, B, Cc);
+        for (int k = 0; k < 4; ++k) {
+          A[k] = B[k];
+          B[k] = Cc[k];
+        }
+      }
+    } else { /* stride 2: columns 2 ow - pl .. 2 ow - pl + 2, the last one shared with ow + 1 */
+      tfc_dwq_col(base, cs, z, -pl, W, c0, m, flip, A);
+      for (int ow = 0; ow < f->Wo; ++ow) {
+        tfc_dwq_col(base, cs, z, 2 * ow - pl + 1, W, c0, m, flip, B);
+        tfc_dwq_col(base, cs, z, 2 * ow - pl + 2, W, c0, m, flip, Cc);
+        TFC_DWQ_PIXEL(ow, A, B, Cc);
+        for (int k = 0; k < 4; ++k) A[k] = Cc[k];
+      }
+    }
+#undef TFC_DWQ_PIXEL
+  }
+}
+
 /* Lane j (0..15) of accumulator h (0 low, 1 high) of a 32-channel group holds channel
  * 8 * (j / 4) + 4 * h + j % 4 (see the top of this file). */
 static int tfc_dw_lane_channel(int h, int j) { return 8 * (j / 4) + 4 * h + j % 4; }
 
+#if TFC_HAVE_AVXVNNI_DW
+#define TFC_DWA_TARGET __attribute__((target("avx2,fma,avxvnni")))
+
+/* 32 bytes at p of which the first n (1..32) are channels: a partial group of whole dwords
+ * (n % 4 == 0, every MobileNet width) through the dword masks of vpmaskmovd (masked-off
+ * elements are not accessed), else through a copy.  dm: the dword mask of n. */
+TFC_DWA_TARGET __attribute__((always_inline)) static inline __m256i tfc_dwa_load(const int8_t* p, int n, __m256i dm) {
+  if (n >= 32) return _mm256_loadu_si256((const __m256i*)p);
+  if ((n & 3) == 0) return _mm256_maskload_epi32((const int*)(const void*)p, dm);
+  int8_t t[32] = {0};
+  memcpy(t, p, (size_t)n);
+  return _mm256_loadu_si256((const __m256i*)t);
+}
+TFC_DWA_TARGET __attribute__((always_inline)) static inline void tfc_dwa_store(int8_t* p, __m256i r, int n, __m256i dm) {
+  if (n >= 32) {
+    _mm256_storeu_si256((__m256i*)p, r);
+    return;
+  }
+  if ((n & 3) == 0) {
+    _mm256_maskstore_epi32((int*)(void*)p, dm, r);
+    return;
+  }
+  int8_t t[32];
+  _mm256_storeu_si256((__m256i*)t, r);
+  memcpy(p, t, (size_t)n);
+}
+#define TFC_DWA_LOAD(p) tfc_dwa_load((p), n, dm)
+#define TFC_DWA_STORE(p, r) tfc_dwa_store((p), (r), n, dm)
+#define TFC_DWA_DOT(a, x, w) _mm256_dpbusd_avx_epi32((a), (x), (w))
+TFC_DW256_GROUP(tfc_dwa_group, TFC_DWA_TARGET, TFC_DWA_LOAD, TFC_DWA_STORE, TFC_DWA_DOT)
+
+/* AVX-VNNI depthwise row (x86 without AVX-512, e.g. Intel client CPUs): 32-channel groups with
+ * the VEX vpdpbusd (no byte masks: a partial last group goes through a copy); same integers as
+ * every other depthwise kernel. */
+TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                             int8_t* out, int32_t* acc) {
+  (void)bias;
+  (void)acc;
+  const int C = f->Ce, G = (C + 31) / 32;
+  const int8_t* z = f->dw_zrow;
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : z;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  for (int g = 0; g < G; ++g) {
+    const int c0 = 32 * g;
+    tfc_dwa_group(f, base, cs, z, c0, C - c0 < 32 ? C - c0 : 32, f->dw_qv + (size_t)g * 12 * 32,
+                  f->dw_qb + (size_t)g * 32, f->dw_qm + (size_t)g * 32, out);
+  }
+}
+#endif
+
+/* Prepare of tfc_dw_row_avx512vnni (GW = 64) / tfc_dw_row_avxvnni (GW = 32): weights, bias and
+ * multipliers in their lane order, groups of GW channels (GW = 64: the last <= 32 channels are a
+ * group of 32 in 256-bit registers). */
+static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias, const int GW) {
+  const int C = f->Ce, G = (C + GW - 1) / GW;
+  f->dw_qv = (int8_t*)tfc_alloc64((size_t)G * 12u * (size_t)GW);
+  f->dw_qb = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * (size_t)GW);
+  f->dw_qm = (float*)tfc_alloc64(sizeof(float) * (size_t)G * (size_t)GW);
+  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * (size_t)GW);
+  if (f->dw_qv == NULL || f->dw_qb == NULL || f->dw_qm == NULL || f->dw_zrow == NULL) return -1;
+  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * (size_t)GW);
+  memset(f->dw_qv, 0, (size_t)G * 12u * (size_t)GW);
+  memset(f->dw_qb, 0, sizeof(int32_t) * (size_t)G * (size_t)GW);
+  memset(f->dw_qm, 0, sizeof(float) * (size_t)G * (size_t)GW);
+  for (int g = 0; g < G; ++g) {
+    /* group g: registers of D dwords (16; groups of <= 32 channels: 8), 128-bit lanes L < D / 4 */
+    const int D = (GW == 32 || C - GW * g <= 32) ? 8 : 16;
+    int8_t* wq = f->dw_qv + (size_t)g * 12 * (size_t)GW;
+    for (int k = 0; k < 4; ++k)
+      for (int L = 0; L < D / 4; ++L)
+        for (int j = 0; j < 4; ++j) {
+          const int c = GW * g + 16 * L + 4 * k + j, lane = GW * g + D * k + 4 * L + j; /* dword of register k */
+          int32_t b = 0, sw = 0;
+          if (c < C) {
+            for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
+            /* sum (x + 128) w - (128 + zp) sum w = sum (x - zp) w */
+            b = (int32_t)((uint32_t)bias[c] - (uint32_t)(128 + f->zp_e) * (uint32_t)sw);
+            for (int t = 0; t < 9; ++t) /* tap (kh, kw) = t: register 4 kw + k, byte kh */
+              wq[((size_t)(4 * (t % 3) + k) * D + 4 * L + j) * 4 + t / 3] = f->dw_w[t * C + c];
+          }
+          f->dw_qb[lane] = b;
+          f->dw_qm[lane] = c < C ? f->dw_mult[c] : 0.f;
+        }
+  }
+  return 1;
+}
+
 int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
-  if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-      !__builtin_cpu_supports("avx512vl"))
+  const int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && !tfc_x86_no_avx512();
+  if (cap >= TFC_ISA_DOT && !has512) { /* x86 without AVX-512: AVX-VNNI if the CPU has it */
+#if TFC_HAVE_AVXVNNI_DW
+    if (!tfc_x86_has_avxvnni()) return 0;
+    if (tfc_fused_dw_vnni(f, bias, 32) < 0) {
+      tfc_fused_free_dw_x86(f);
+      return -1;
+    }
+    f->dw_row = tfc_dw_row_avxvnni;
+    f->dw_name = "dw_avxvnni";
+    return 1;
+#else
     return 0;
+#endif
+  }
+  if (cap < TFC_ISA_SIMD || !has512) return 0;
+  if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni")) {
+    if (tfc_fused_dw_vnni(f, bias, 64) < 0) {
+      tfc_fused_free_dw_x86(f);
+      return -1;
+    }
+    f->dw_row = tfc_dw_row_avx512vnni;
+    f->dw_name = "dw_avx512vnni";
+    return 1;
+  }
   const int C = f->Ce, G = (C + 31) / 32;
   f->dw_wp = (int16_t*)tfc_alloc64(sizeof(int16_t) * (size_t)G * 5u * 64u);
   f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 32u);
@@ -122,6 +434,12 @@ void tfc_fused_free_dw_x86(TfcFused* f) {
   tfc_free64(f->dw_bp);
   tfc_free64(f->dw_mp);
   tfc_free64(f->dw_zrow);
+  tfc_free64(f->dw_qv);
+  tfc_free64(f->dw_qb);
+  tfc_free64(f->dw_qm);
+  f->dw_qv = NULL;
+  f->dw_qb = NULL;
+  f->dw_qm = NULL;
   f->dw_wp = NULL;
   f->dw_bp = NULL;
   f->dw_mp = NULL;

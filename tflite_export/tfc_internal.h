@@ -64,6 +64,8 @@
 #define TFC_I8_TILE 64 /* rows per tile of the int8 many-row (quad) kernel */
 #define TFC_MAX_TASKS 32 /* tasks (unit ranges) of one Invoke */
 #define TFC_MAX_PARTS 16 /* channel parts of one CSR tile */
+#define TFC_I8C_MAX 8 /* entry counts with their own class (i8c_*); more: one generic class */
+#define TFC_I8C_GENERIC (TFC_I8C_MAX + 1)
 
 /* ISA levels for the dispatch cap (env TFCOMPRESS_ISA_CAP=<level>, tests force each path):
  * 0 portable C only; 1 first SIMD level (x86: AVX-512F, and for int8 with >= 4 rows AVX2;
@@ -167,6 +169,13 @@ typedef struct TfcStateTag {
   int32_t* i8q_w; /* [entries] the 4 int8 weights of features 4q..4q+3 (little-endian bytes) */
   int32_t* i8q_corr; /* [N] -(128 + zp_in) * row_sums[n] (uint32 wrap-around), set in Prepare */
   const uint8_t* i8q_blob; /* packed weights the quads were built from */
+  /* per 16-channel group g (built with the quads): its nb <= 16 channels (0..15 within the group)
+   * ordered by entry-count class (the count, TFC_I8C_GENERIC for more than TFC_I8C_MAX), and
+   * runs of equal class: i8c_nruns[g] pairs (class, length) at i8c_runs + 32 g.  The many-row
+   * kernels run each run with its count known at compile time (no per-channel branch) */
+  uint8_t* i8c_chan; /* [16 G] */
+  uint8_t* i8c_runs; /* [32 G] */
+  uint8_t* i8c_nruns; /* [G] */
   /* int8, 1-15 rows (dot-product kernels): the quads of slice s (channels 16s..16s+15, natural
    * order) in 32-quad windows of x (128 input features): window w of slice s has
    * i8w_steps[s * W4 + w] steps of 16 lanes starting at step i8w_first[s * W4 + w]; a step holds
@@ -266,6 +275,7 @@ int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
  * force the AVX2 / AVX-VNNI paths with it) */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan);
 int tfc_x86_no_avx512(void);
+int tfc_x86_has_avxvnni(void); /* the CPU has AVX-VNNI and this build has its kernels */
 #endif
 
 /* tfc_kernels_aarch64.c */
@@ -305,6 +315,13 @@ typedef struct TfcFusedTag {
   int32_t* dw_bp;
   float* dw_mp;
   int8_t* dw_zrow;
+  /* VNNI depthwise (tfc_fused_x86.c; AVX-512: groups of 64 channels, the last <= 32 and every
+   * AVX-VNNI group: 32): vpdpbusd weights [group][kernel column][4 registers] (dword = the
+   * column's 3 taps and a 0), bias (input zero point and the +128 of the unsigned inputs folded
+   * in) and multipliers [group][4 registers], in the lane order of the interleaved columns */
+  int8_t* dw_qv;
+  int32_t* dw_qb;
+  float* dw_qm;
   const int32_t* dw_bias_seen; /* the bias the folded copy dw_bp was made from */
   /* residual ADD (XNNPACK's qs8 add): out = clamp((bias + p * ma + x * mb) >> shift) + zp */
   int32_t add_ma, add_mb, add_bias, add_zp, add_lo, add_hi;
@@ -333,7 +350,7 @@ typedef struct TfcFusedTag {
   int pa[TFC_MAX_TASKS + 1], pc[TFC_MAX_TASKS + 1];
 } TfcFused;
 
-/* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 in tfc_fused_x86.c), the add */
+/* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 / AVX-VNNI in tfc_fused_x86.c), the add */
 int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of memory */
 void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);

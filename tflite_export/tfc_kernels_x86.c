@@ -407,8 +407,8 @@ TFC_VNNI_TARGET __attribute__((always_inline)) static inline __m512i tfc_requant
   return _mm512_max_epi8(_mm512_packs_epi16(p01, p23), qmin8);
 }
 
-/* Row of the tile held by byte i of 128-bit lane L after tfc_requant64 + tfc_transpose16_u8. */
-static inline int tfc_i8q_row(int L, int i) { return 16 * (i / 4) + 4 * L + (i % 4); }
+/* tfc_i8q_row: the row of the tile held by byte i of 128-bit lane L after tfc_requant64 +
+ * tfc_transpose16_u8 is 16 (i / 4) + 4 L + i % 4 (the stores of tfc_rows_i8_vnni walk it). */
 
 /* One output channel n over V*16 rows of the tile: every quad entry is one broadcast
  * dword of 4 int8 weights against V vectors of 16 rows x 4 uint8 inputs (vpdpbusd),
@@ -428,6 +428,57 @@ TFC_VNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_channe
   }
   const __m512 m = _mm512_set1_ps(s->multipliers[n]);
   _mm512_store_si512((void*)yrow, tfc_requant64(a[0], a[1], a[2], a[3], m, hi, zp16, qmin8));
+}
+
+/* tfc_i8q_channel for a full tile (V = 4) and a channel with exactly NE entries (NE known at
+ * compile time: no branch that depends on the channel). */
+TFC_VNNI_TARGET __attribute__((always_inline)) static inline void tfc_i8q_channel_ne(
+    const TfcState* s, int n, const uint8_t* xt, int32_t add, __m512 hi, __m512i zp16, __m512i qmin8,
+    int8_t* yrow, const int NE) {
+  __m512i a[4];
+  for (int v = 0; v < 4; ++v) a[v] = _mm512_set1_epi32(add);
+  const uint32_t b0 = s->i8q_ptr[n];
+  const uint32_t* off = s->i8q_off + b0;
+  const int32_t* w = s->i8q_w + b0;
+  for (int j = 0; j < NE; ++j) {
+    const __m512i wv = _mm512_set1_epi32(w[j]);
+    const uint8_t* xr = xt + off[j];
+    for (int v = 0; v < 4; ++v) a[v] = _mm512_dpbusd_epi32(a[v], _mm512_load_si512((const void*)(xr + 64 * v)), wv);
+  }
+  const __m512 m = _mm512_set1_ps(s->multipliers[n]);
+  _mm512_store_si512((void*)yrow, tfc_requant64(a[0], a[1], a[2], a[3], m, hi, zp16, qmin8));
+}
+
+/* The channels of group n0 / 16 of a full tile, run by run of equal entry count (i8c_*). */
+TFC_VNNI_TARGET static void tfc_i8q_group_full(const TfcState* s, int n0, const uint8_t* xt, const int32_t* bias,
+                                               __m512 hi, __m512i zp16, __m512i qmin8, int8_t* yt) {
+  const int g = n0 / 16, T = TFC_I8_TILE;
+  const uint8_t* ch = s->i8c_chan + 16 * g;
+  const uint8_t* rn = s->i8c_runs + 32 * g;
+  for (int r = 0, j = 0; r < s->i8c_nruns[g]; ++r) {
+    const int cls = rn[2 * r], len = rn[2 * r + 1];
+#define TFC_I8C_RUN(NE)                                                                                       \
+  for (int i = 0; i < len; ++i) {                                                                             \
+    const int c = ch[j + i], n = n0 + c;                                                                      \
+    const int32_t add = (int32_t)((uint32_t)(bias ? bias[n] : 0) + (uint32_t)s->i8q_corr[n]);                 \
+    if ((NE) < 0) tfc_i8q_channel(s, n, xt, add, hi, zp16, qmin8, yt + (size_t)c * T, 4);                    \
+    else tfc_i8q_channel_ne(s, n, xt, add, hi, zp16, qmin8, yt + (size_t)c * T, (NE) < 0 ? 0 : (NE));        \
+  }
+    switch (cls) {
+      case 0: TFC_I8C_RUN(0) break;
+      case 1: TFC_I8C_RUN(1) break;
+      case 2: TFC_I8C_RUN(2) break;
+      case 3: TFC_I8C_RUN(3) break;
+      case 4: TFC_I8C_RUN(4) break;
+      case 5: TFC_I8C_RUN(5) break;
+      case 6: TFC_I8C_RUN(6) break;
+      case 7: TFC_I8C_RUN(7) break;
+      case 8: TFC_I8C_RUN(8) break;
+      default: TFC_I8C_RUN(-1) break;
+    }
+#undef TFC_I8C_RUN
+    j += len;
+  }
 }
 
 /* int8, many rows (1x1 convolutions, batched FC), AVX-512 VNNI: a tile of T = 64
@@ -471,6 +522,9 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
     have_tile = tile;
     for (int n0 = n_begin; n0 < n_end; n0 += 16) {
       const int nb = N - n0 < 16 ? N - n0 : 16;
+      if (V == 4 && s->i8c_chan != NULL) {
+        tfc_i8q_group_full(s, n0, xt, bias, hi, zp16, qmin8, yt);
+      } else
       for (int c = 0; c < nb; ++c) {
         const int n = n0 + c;
         const int32_t add = (int32_t)((uint32_t)(bias ? bias[n] : 0) + (uint32_t)s->i8q_corr[n]);
@@ -484,23 +538,37 @@ TFC_VNNI_TARGET static void tfc_rows_i8_vnni(const TfcState* s, const TfcIO* io,
       }
       __m512i r[16];
       for (int c = 0; c < 16; ++c) r[c] = c < nb ? _mm512_load_si512((const void*)(yt + (size_t)c * T)) : _mm512_setzero_si512();
-      tfc_transpose16_u8(r); /* r[i] lane L = row tfc_i8q_row(L, i), 16 channels */
+      tfc_transpose16_u8(r); /* r[i] lane L = row 16 (i / 4) + 4 L + i % 4 (tfc_i8q_row), 16 channels */
       const __mmask16 nm = (__mmask16)((1u << nb) - 1u);
-      for (int i = 0; i < 16; ++i)
-        for (int L = 0; L < 4; ++L) {
-          const int row = tfc_i8q_row(L, i);
-          if (row >= t) continue;
-          int8_t* dst = y + (size_t)(p0 + row) * N + n0;
-          __m128i v;
-          switch (L) {
-            case 0: v = _mm512_extracti32x4_epi32(r[i], 0); break;
-            case 1: v = _mm512_extracti32x4_epi32(r[i], 1); break;
-            case 2: v = _mm512_extracti32x4_epi32(r[i], 2); break;
-            default: v = _mm512_extracti32x4_epi32(r[i], 3); break;
-          }
-          if (nb == 16) _mm_storeu_si128((__m128i*)dst, v);
-          else _mm_mask_storeu_epi8(dst, nm, v);
+      /* rows in order: row 16 jb + 4 L + ii is lane L of r[4 jb + ii] (tfc_i8q_row) */
+      int8_t* dst = y + (size_t)p0 * N + n0;
+      if (t == T && nb == 16) { /* full tile: 64 stores, no per-row test */
+        for (int jb = 0; jb < 4; ++jb) {
+#define TFC_I8Q_ST4(L)                                                                        \
+  for (int ii = 0; ii < 4; ++ii, dst += N)                                                    \
+    _mm_storeu_si128((__m128i*)dst, _mm512_extracti32x4_epi32(r[4 * jb + ii], L));
+          TFC_I8Q_ST4(0)
+          TFC_I8Q_ST4(1)
+          TFC_I8Q_ST4(2)
+          TFC_I8Q_ST4(3)
+#undef TFC_I8Q_ST4
         }
+      } else { /* the first t rows, nb channels */
+        int row = 0;
+        for (int jb = 0; jb < 4; ++jb) {
+#define TFC_I8Q_ST4(L)                                                                        \
+  for (int ii = 0; ii < 4; ++ii, dst += N, ++row) {                                           \
+    if (row >= t) goto stored;                                                                \
+    _mm_mask_storeu_epi8(dst, nm, _mm512_extracti32x4_epi32(r[4 * jb + ii], L));              \
+  }
+          TFC_I8Q_ST4(0)
+          TFC_I8Q_ST4(1)
+          TFC_I8Q_ST4(2)
+          TFC_I8Q_ST4(3)
+#undef TFC_I8Q_ST4
+        }
+      stored:;
+      }
     }
   }
 }

@@ -52,6 +52,9 @@ static int tfc_has_avxvnni(void) {
   return (a >> 4) & 1u;
 }
 
+/* The CPU has AVX-VNNI (and this build its kernels): tfc_fused_x86.c's depthwise asks too. */
+int tfc_x86_has_avxvnni(void) { return TFC_HAVE_AVXVNNI && tfc_has_avxvnni(); }
+
 /* ------------------------------------------------------------ shared pieces */
 
 /* In-lane 16 x 16 byte transpose: a[r] byte c of 128-bit lane L -> a[c] byte r of lane L. */

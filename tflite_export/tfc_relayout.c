@@ -214,11 +214,48 @@ void tfc_free_i8_quads(TfcState* s) {
   free(s->i8q_off);
   free(s->i8q_w);
   free(s->i8q_corr);
+  free(s->i8c_chan);
+  free(s->i8c_runs);
+  free(s->i8c_nruns);
+  s->i8c_chan = NULL;
+  s->i8c_runs = NULL;
+  s->i8c_nruns = NULL;
   s->i8q_ptr = NULL;
   s->i8q_off = NULL;
   s->i8q_w = NULL;
   s->i8q_corr = NULL;
   s->i8q_tile = 0;
+}
+
+/* Channel order by entry-count class per 16-channel group (i8c_* in tfc_internal.h), from
+ * i8q_ptr.  Returns 0 when out of memory. */
+static int tfc_build_i8_classes(TfcState* s) {
+  const int n = s->n_out, G = (n + 15) / 16;
+  s->i8c_chan = (uint8_t*)calloc((size_t)G * 16u + 1u, 1);
+  s->i8c_runs = (uint8_t*)calloc((size_t)G * 32u + 1u, 1);
+  s->i8c_nruns = (uint8_t*)calloc((size_t)G + 1u, 1);
+  if (s->i8c_chan == NULL || s->i8c_runs == NULL || s->i8c_nruns == NULL) return 0;
+  for (int g = 0; g < G; ++g) {
+    const int n0 = 16 * g, nb = n - n0 < 16 ? n - n0 : 16;
+    int j = 0, runs = 0;
+    for (int k = 0; k <= TFC_I8C_GENERIC; ++k) {
+      int len = 0;
+      for (int c = 0; c < nb; ++c) {
+        const uint32_t cnt = s->i8q_ptr[n0 + c + 1] - s->i8q_ptr[n0 + c];
+        const int cls = cnt > TFC_I8C_MAX ? TFC_I8C_GENERIC : (int)cnt;
+        if (cls != k) continue;
+        s->i8c_chan[16 * g + j++] = (uint8_t)c;
+        ++len;
+      }
+      if (len > 0) {
+        s->i8c_runs[32 * g + 2 * runs] = (uint8_t)k;
+        s->i8c_runs[32 * g + 2 * runs + 1] = (uint8_t)len;
+        ++runs;
+      }
+    }
+    s->i8c_nruns[g] = (uint8_t)runs;
+  }
+  return 1;
 }
 
 /* int8 weights re-laid for the many-row dot-product kernels: per output channel
@@ -296,6 +333,7 @@ int tfc_build_i8_quads(TfcState* s, int T) {
       if (s->i8q_off == NULL || s->i8q_w == NULL) goto done;
     }
   }
+  if (!tfc_build_i8_classes(s)) goto done;
   s->i8q_tile = T;
   ok = 1;
 done:

@@ -77,6 +77,8 @@ CASES = {
     "s2_same_odd": ((9, 7), 12, 40, 20, 2, True, False, False),           # odd sizes and channels
     "no_expand": ((10, 10), 32, 32, 16, 1, False, False, False),          # MobileNetV2's first block
     "wide_residual": ((5, 70), 8, 48, 8, 1, True, True, False),           # one row per strip
+    "ce96_tail32": ((7, 9), 16, 96, 16, 1, True, True, False),            # 64 + 32 channels (VNNI depthwise)
+    "ce38_odd": ((6, 7), 12, 38, 12, 1, True, True, False),               # 32 + 6 channels (not whole dwords)
 }
 
 
@@ -209,6 +211,19 @@ def test_fused_block_equals_dense_int8_and_numpy(name, files, rng, monkeypatch):
             assert "dw=dw_avx512" in names, names
         if cap == "2" and _has("avx512_vnni"):
             assert "avx512vnni" in names.split("project=")[1], names
+            assert "dw=dw_avx512vnni " in names, names
+        if cap == "1":
+            assert "dw=dw_avx512 " in names or not _has("avx512bw"), names
+    if _has("avx2"):  # x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1): AVX2 / AVX-VNNI 1x1s and depthwise
+        monkeypatch.setenv("TFCOMPRESS_NO_AVX512", "1")
+        for cap in ("1", "2"):
+            monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+            got = _run(fused, xq)
+            names = _kernel_names()
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} no-avx512 cap {cap} ({names})")
+            assert "avx512" not in names, names
+            vnni = cap == "2" and _has("avx_vnni")
+            assert ("dw=dw_avxvnni " if vnni else "dw=dw_portable ") in names, names
 
 
 @pytest.mark.parametrize("name", ["s1_residual_strips", "s2_same_odd", "wide_residual"])

@@ -8,7 +8,8 @@
  *   python tflite_export/fuzz/make_corpus.py --fused /tmp/corpus_fused && /tmp/fuzz_fused_op /tmp/corpus_fused
  *
  * Input layout: byte 0 flags (bit 0: 7 inputs (expand) else 5, bit 1 wrong-type depthwise bias,
- * bit 2 non-constant params, bit 3 bias lengths from the fuzz bytes instead of the header, bits 6-7
+ * bit 2 non-constant params, bit 3 bias lengths from the fuzz bytes instead of the header, bit 5
+ * TFCOMPRESS_NO_AVX512=1 (the kernels for x86 without AVX-512), bits 6-7
  * the ISA cap 0 / 1 / 2 / none), byte 1 ranges (% 7 + 1: TFCOMPRESS_TEST_RANGES) and the split
  * (/ 7 % 3: TFCOMPRESS_FUSED_PHASED unset (automatic: phased below 8 rows per range), 0, 1), bytes 2-3
  * options (byte 2 = options length <= 9, byte 3 = its fill value: 1 then zeros when 0x00),
@@ -81,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int flags = data[0], e7 = flags & 1;
   static const char* const caps[4] = {"0", "1", "2", "9"};
   setenv("TFCOMPRESS_ISA_CAP", caps[(flags >> 6) & 3], 1);
+  setenv("TFCOMPRESS_NO_AVX512", (flags & 32) ? "1" : "0", 1); /* AVX2 / AVX-VNNI 1x1s and depthwise */
   static const char* const ranges[7] = {"1", "2", "3", "4", "5", "6", "7"};
   setenv("TFCOMPRESS_TEST_RANGES", ranges[data[1] % 7], 1);
   static const char* const phased[3] = {NULL, "0", "1"};

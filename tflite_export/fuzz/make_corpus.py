@@ -105,7 +105,8 @@ def main_fused(out_dir):
 
     for (h, w_, cin, ce, co, st, expand, residual) in [
             (4, 4, 8, 8, 8, 1, True, True), (7, 5, 12, 40, 12, 1, True, True), (9, 7, 16, 48, 20, 2, True, False),
-            (8, 8, 8, 8, 16, 1, False, False), (5, 70, 8, 36, 8, 1, True, True), (6, 6, 16, 64, 24, 2, True, False)]:
+            (8, 8, 8, 8, 16, 1, False, False), (5, 70, 8, 36, 8, 1, True, True), (6, 6, 16, 64, 24, 2, True, False),
+            (5, 9, 16, 96, 16, 1, True, True)]:  # Ce = 96: 64 + 32 channels (VNNI depthwise)
         if not expand:
             ce = cin
         ho, wo = -(-h // st), -(-w_ // st)
@@ -120,8 +121,8 @@ def main_fused(out_dir):
         for block in (1, 4):
             ex = sparse_int8(ce, cin, block) if expand else b""
             pj = sparse_int8(co, ce, 4 if ce % 4 == 0 else 1)
-            for cap in (0, 1, 2, 3):
-                flags = (1 if expand else 0) | (cap << 6)
+            for cap, no512 in ((0, 0), (1, 0), (2, 0), (3, 0), (1, 1), (2, 1)):  # no512: TFCOMPRESS_NO_AVX512=1
+                flags = (1 if expand else 0) | (no512 << 5) | (cap << 6)
                 data = bytes([flags, cap % 7, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
                 with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
                     f.write(data + params + ex + pj)
