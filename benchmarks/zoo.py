@@ -517,6 +517,53 @@ def input_sensitivity(name, seed=5):
     return cosine(model(x, training=False), model(noisy, training=False))
 
 
+_RESIDUAL_LAST_BN = re.compile(r"(_3_bn|project_bn|project_BN)$")
+
+
+def diagnose(name, residual_gamma=None):
+    """Separates the error sources of the QAT->int8 cell of model `name` (0 fit steps, as the sweep).
+
+    Returns cosines: float vs QAT simulation (`float_qat`), QAT simulation vs TFLite (`qat_tfl`), float
+    vs TFLite (`float_tfl`); the converter's own post-training int8 of the float model with the same 4
+    calibration samples vs float (`ptq_float`) and vs our file (`ptq_vs_ours`); and the float model / the
+    QAT simulation on the inputs vs on the inputs plus half an int8 input step of noise
+    (`float_half_step_input`, `sim_half_step_input`). With `residual_gamma`, the gamma of the last
+    BatchNormalization of every residual branch (ResNet `*_3_bn`, MobileNetV2 / EfficientNet
+    `*project_bn`) is set to it before the statistics are set: small residual branches, as the
+    "zero-gamma" initialisation (Goyal et al. 2017) and trained ResNets have, instead of unit ones.
+    """
+    import tensorflow as tf
+
+    from tfcompress.quantization import calibrate, quantize
+
+    model = build(name)
+    res = {"model": name, "residual_gamma": residual_gamma}
+    if residual_gamma is not None:
+        bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)
+               and _RESIDUAL_LAST_BN.search(l.name)]
+        for bn in bns:
+            bn.gamma.assign(np.full(bn.gamma.shape, residual_gamma, "float32"))
+        set_batch_norm_statistics(model)
+        res["residual_bns"] = len(bns)
+    x = sample_inputs(model, N_SAMPLES)
+    f = np.asarray(model(x, training=False))
+    qat = quantize(model)
+    calibrate(qat, x)
+    q = np.asarray(qat(x, training=False))
+    tflite, _ = _export(qat, quantize="int8")
+    t = np.asarray(_run(tflite, x))
+    res.update(float_qat=cosine(f, q), qat_tfl=cosine(q, t), float_tfl=cosine(f, t),
+               float_half_step_input=half_step_sensitivity(model, x),
+               sim_half_step_input=half_step_sensitivity(qat, x))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    p = np.asarray(_run(conv.convert(), x))
+    res.update(ptq_float=cosine(f, p), ptq_vs_ours=cosine(p, t))
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}
+
+
 RUNNERS = {"prune": technique_prune, "qat_int8": technique_qat_int8, "cluster": technique_cluster,
            "factorize": technique_factorize}
 
@@ -779,10 +826,23 @@ def main():
     parser.add_argument("--sensitivity", nargs="*", default=None,
                         help="print input_sensitivity() of these models and exit")
     parser.add_argument("--rewrite", action="store_true", help="only rewrite zoo.md from zoo.json")
+    parser.add_argument("--diagnose", nargs="*", default=None,
+                        help="print diagnose() of these models (append to results/zoo_diagnosis.json) and exit")
+    parser.add_argument("--residual-gamma", type=float, default=None, help="with --diagnose")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     _set_fit_steps(args.fit_steps)
+    if args.diagnose:
+        path = os.path.join(RESULTS, "zoo_diagnosis.json")
+        found = json.load(open(path)) if os.path.exists(path) else []
+        for name in args.diagnose:
+            res = diagnose(name, args.residual_gamma)
+            print(json.dumps(res), flush=True)
+            found = [r for r in found if (r["model"], r["residual_gamma"]) != (name, args.residual_gamma)] + [res]
+            with open(path, "w") as f:
+                json.dump(found, f, indent=1)
+        return
     if args.sensitivity:
         for name in args.sensitivity:
             print(name, round(input_sensitivity(name), 4), flush=True)
