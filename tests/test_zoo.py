@@ -134,3 +134,18 @@ def test_fused_add_relu_tensor_belongs_to_the_relu_and_ops_match_the_simulation(
         assert zoo.cosine(want_add, found[add][1]) > 0.999
     local = zoo.local_lsb_check(qat, tflite, x)
     assert local["layers"] >= 2 and local["max_lsb"] <= 1.01, local
+
+
+def test_half_step_sensitivity_matches_numpy_for_a_linear_model():
+    """half_step_sensitivity: cosine of W x and W (x + u), u uniform in +-half an int8 step of x's
+    range (the same draw as numpy's default_rng(5)), computed here in numpy."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, use_bias=False)])
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 6)).astype("float32")
+    step = float(x.max() - x.min()) / 255
+    u = np.random.default_rng(5).uniform(-step / 2, step / 2, x.shape).astype("float32")
+    w = model.get_weights()[0].astype("float64")
+    a, b = (x.astype("float64") @ w).ravel(), ((x + u).astype("float64") @ w).ravel()
+    want = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert zoo.half_step_sensitivity(model, x) == pytest.approx(want, abs=1e-6)
+    assert want < 1.0
