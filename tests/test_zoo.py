@@ -95,3 +95,57 @@ def test_qat_model_round_trips_through_keras_file(name, tmp_path):
     qat.save(tmp_path / "q.keras")
     back = keras.saving.load_model(tmp_path / "q.keras")
     np.testing.assert_array_equal(np.asarray(back(x)), np.asarray(qat(x)))
+
+
+def _residual_relu_model():
+    """conv -> conv, + shortcut, ReLU: TFLite fuses the ReLU into the ADD (one tensor for both)."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 4))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="short")(inp)
+    b = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inp)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="c2")(b)
+    y = keras.layers.ReLU(name="out")(keras.layers.Add(name="add")([a, b]))
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(inp, keras.layers.Dense(3, name="head")(y), name="resid")
+
+
+def test_fused_add_relu_tensor_belongs_to_the_relu_and_ops_match_the_simulation():
+    """The diagnostics of a failing int8 cell: the TFLite tensor of an ADD with a fused RELU is
+    matched to the ReLU layer (not the Add: that mismatch read as cosine 1/sqrt(2)), every matched
+    tensor agrees with the Keras QAT layer output, and each TFLite op, fed the TFLite tensors of its
+    inputs, is within 1 LSB of the Keras QAT layer (checked here against the layers' own outputs)."""
+    from tfcompress.export import export_tflite
+    from tfcompress.quantization import calibrate, quantize
+
+    model = _residual_relu_model()
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 4)).astype("float32")
+    qat = calibrate(quantize(model), x)
+    tflite, _ = export_tflite(qat, quantize="int8")
+    found = zoo._tflite_layer_tensors(qat, tflite, x)
+    names = {l.name for l in qat.layers}
+    relu, add = [n for n in names if n.endswith("out")][0], [n for n in names if n.endswith("add")][0]
+    assert relu in found, sorted(found)
+    probe = keras.Model(qat.inputs, [qat.get_layer(relu).output, qat.get_layer(add).output])
+    want_relu, want_add = [np.asarray(v) for v in probe(x)]
+    got = found[relu][1]
+    assert (got >= 0).all()
+    assert zoo.cosine(want_relu, got) > 0.999
+    if add in found:  # an unfused ADD would have its own tensor, equal to the Add's output
+        assert zoo.cosine(want_add, found[add][1]) > 0.999
+    local = zoo.local_lsb_check(qat, tflite, x)
+    assert local["layers"] >= 2 and local["max_lsb"] <= 1.01, local
+
+
+def test_half_step_sensitivity_matches_numpy_for_a_linear_model():
+    """half_step_sensitivity: cosine of W x and W (x + u), u uniform in +-half an int8 step of x's
+    range (the same draw as numpy's default_rng(5)), computed here in numpy."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, use_bias=False)])
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 6)).astype("float32")
+    step = float(x.max() - x.min()) / 255
+    u = np.random.default_rng(5).uniform(-step / 2, step / 2, x.shape).astype("float32")
+    w = model.get_weights()[0].astype("float64")
+    a, b = (x.astype("float64") @ w).ravel(), ((x + u).astype("float64") @ w).ravel()
+    want = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert zoo.half_step_sensitivity(model, x) == pytest.approx(want, abs=1e-6)
+    assert want < 1.0
