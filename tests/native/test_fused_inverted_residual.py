@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tfcompress.export import export_tflite, load_interpreter
-from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
+from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_guard, sparse_kernel_report
 from tfcompress.export.sparse_fused import FUSED_OP
 from tfcompress.export.sparse_native import custom_ops_in, library_path
 
@@ -247,12 +247,25 @@ def test_fusion_can_be_turned_off_and_auto_fuses_like_its_1x1s(files):
     off = rewrite_tflite(dense, "custom", fuse_blocks=False)
     assert custom_ops_in(off) == ["TFC_SPARSE_CONV_1X1"]
     assert "fused" not in [r["emitted"] for r in sparse_kernel_report(off)]
-    auto_nofuse = rewrite_tflite(dense, "auto", fuse_blocks=False)
+    # the cost model alone (no guard): a block is fused where it takes both 1x1s
+    auto_nofuse = rewrite_tflite(dense, "auto", num_threads=None, fuse_blocks=False)
     convs = [r["emitted"] for r in sparse_kernel_report(auto_nofuse) if r["op"] == "CONV_2D 1x1"]
-    auto = rewrite_tflite(dense, "auto")
+    auto = rewrite_tflite(dense, "auto", num_threads=None)
     fused = [r for r in sparse_kernel_report(auto) if r["emitted"] == "fused"]
     assert (len(fused) == 1) == (convs == ["custom", "custom"]), (convs, fused)
     assert custom_ops_in(rewrite_tflite(dense, "builtin")) == []
+
+
+def test_guarded_auto_proposes_every_fusable_block(files):
+    """With the measured guard, "auto" offers the fused block (its 1x1s are 80 % sparse) whatever
+    the per-layer cost model predicts, and ships it or the dense block by measurement."""
+    dense, _ = files["s2_pad_even"]
+    out = rewrite_tflite(dense, "auto", num_threads=(1,))
+    guard = sparse_kernel_guard(out)
+    assert guard["rewritten_layers"] == 1, guard.get("result")  # the one fused block, no 1x1 node
+    emitted = [r["emitted"] for r in sparse_kernel_report(out)]
+    assert emitted in (["fused"], ["dense", "dense"]), emitted
+    assert custom_ops_in(out) == (["TFC_SPARSE_INVERTED_RESIDUAL"] if emitted == ["fused"] else [])
 
 
 def _mutated_params(tflite, fn):

@@ -312,8 +312,12 @@ def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2), fuse_block
         fuse_blocks: In "auto" / "custom", int8 inverted-residual blocks (expand 1x1 ->
             depthwise 3x3 -> project 1x1 [-> ADD]) whose 1x1 convs would both be custom ops run
             as one fused node (``TFC_SPARSE_INVERTED_RESIDUAL``, `tfcompress.export.sparse_fused`); the
-            guard reverts a fused block as one unit.
-            False keeps one node per layer. Defaults to True.
+            guard reverts a fused block as one unit. In "auto" with the guard on, every block
+            whose 1x1s are at least 30 % sparse is proposed fused (the per-layer cost model does
+            not model the fused op, which skips the layout transposes and runs its own
+            depthwise) and the measurement decides; with ``num_threads=None`` a block is fused
+            only where the cost model takes both 1x1s. False keeps one node per layer.
+            Defaults to True.
 
     Returns:
         The rewritten model bytes; the per-layer decisions are in its metadata
@@ -338,18 +342,20 @@ def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2), fuse_block
 
     threads = _auto_guard.check_threads(num_threads)
     cache = {}
-    out = _rewrite(tflite, sparse_kernels, cache=cache, fuse_blocks=fuse_blocks)
-    if sparse_kernels != "auto" or threads is None:
+    guarded = sparse_kernels == "auto" and threads is not None
+    out = _rewrite(tflite, sparse_kernels, cache=cache, fuse_blocks=fuse_blocks, guarded=guarded)
+    if not guarded:
         return out
-    return _auto_guard.guard(tflite, sparse_kernel_report(out),
-                             lambda revert, record: _rewrite(tflite, "auto", revert, record, cache, fuse_blocks),
-                             threads)
+    return _auto_guard.guard(
+        tflite, sparse_kernel_report(out),
+        lambda revert, record: _rewrite(tflite, "auto", revert, record, cache, fuse_blocks, guarded), threads)
 
 
-def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cache=None, fuse_blocks=True):
+def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cache=None, fuse_blocks=True,
+             guarded=False):
     """`rewrite_tflite` without the guard; layers keyed (subgraph, op index) in `revert` stay
     dense, `guard_record` goes into the metadata; `cache` keeps packed weights between calls
-    on the same bytes."""
+    on the same bytes; `guarded`: "auto" proposes every fusable block (the guard measures)."""
     cache = {} if cache is None else cache
     import flatbuffers
 
@@ -393,7 +399,8 @@ def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cach
         # op_index in the report and in `revert` is the op's index in the converter's file
         original_index = {id(op): i for i, op in enumerate(subgraph.operators)}
         if fuse_blocks:
-            decisions += _fuse_blocks(model, sg_index, schema, sparse_kernels, custom_opcode, revert, notes)
+            decisions += _fuse_blocks(model, sg_index, schema, sparse_kernels, custom_opcode, revert, notes,
+                                      guarded)
         uses = _uses(subgraph)
         for op in subgraph.operators:
             op_index = original_index.get(id(op), -1)
@@ -463,11 +470,13 @@ def _rewrite(tflite, sparse_kernels, revert=frozenset(), guard_record=None, cach
     return bytes(builder.Output())
 
 
-def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), notes=None):
+def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), notes=None, guarded=False):
     """Hook: fuses inverted-residual blocks of one subgraph (`sparse_fused`); report rows.
 
     A block whose 1x1 convs are in `revert` (the measured guard's, keyed by the ops' indices in
-    the converter's file) is not fused; a fused row carries the sum of its convs' predicted times."""
+    the converter's file) is not fused; a fused row carries the sum of its convs' predicted times.
+    `guarded` ("auto" followed by the measured guard): a 1x1 counts as fusable by the "custom"
+    rule, since the per-layer cost model predicts one custom node per layer, not the fused op."""
     from tfcompress.export import sparse_fused
 
     subgraph = model.subgraphs[sg_index]
@@ -484,6 +493,8 @@ def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), note
         row = {}
         emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, mode, schema, row)
         predicted[index[id(op)]] = row.get("predicted_us")
+        if guarded and emitted == "dense" and cand[1].dtype == np.int8:
+            emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, "custom", schema)
         return emitted, why, cand[1], pat
 
     def pack_conv(op, w2d, pat):
