@@ -73,6 +73,7 @@ from tfcompress.export import export_tflite, load_interpreter  # noqa: E402
 from tfcompress.export.sparse import rewrite_tflite  # noqa: E402
 from tfcompress.export.sparse_native import custom_ops_in  # noqa: E402
 from tfcompress.pruning import Block, Unstructured  # noqa: E402
+from tests.native.test_fused_inverted_residual import _block  # noqa: E402
 
 THREADS = (1, 2, 3, 4)
 
@@ -349,25 +350,7 @@ def test_threads_capped_at_online_cpus(rng, monkeypatch):
 
 def _fused_block(hw, cin, ce, co, stride, expand, residual, seed):
     """(dense int8 bytes, fused bytes) of one inverted-residual block, 1x1s 80 % zero in 1x4 blocks."""
-    rng = np.random.default_rng(seed)
-    inp = keras.Input(hw + (cin,))
-    x = inp
-    if expand:
-        x = keras.layers.Conv2D(ce, 1, activation=keras.activations.relu6)(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", activation=keras.activations.relu6)(x)
-    x = keras.layers.Conv2D(co, 1)(x)
-    if residual:
-        x = keras.layers.Add()([inp, x])
-    model = keras.Model(inp, x)
-    for layer in model.layers:
-        if type(layer) is keras.layers.Conv2D:
-            k = layer.kernel.numpy()[0, 0]
-            mask = np.repeat(rng.random((-(-k.shape[0] // 4), k.shape[1])) < 0.8, 4, axis=0)[: k.shape[0]]
-            layer.kernel.assign(np.where(mask, 0.0, k)[None, None].astype("float32"))
-        if hasattr(layer, "bias") and layer.bias is not None:
-            layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
-    calib = (rng.standard_normal((16,) + hw + (cin,)) + 0.5).astype("float32")
-    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    dense = _block(hw, cin, ce, co, stride, expand, residual, False, seed)
     fused = rewrite_tflite(dense, "custom")
     assert custom_ops_in(fused) == ["TFC_SPARSE_INVERTED_RESIDUAL"], custom_ops_in(fused)
     return dense, fused
