@@ -35,28 +35,16 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _load_packer():
-    """Loads sparse_pack.py by path: numpy only, no TensorFlow import."""
-    path = ROOT / "tfcompress" / "export" / "sparse_pack.py"
-    spec = importlib.util.spec_from_file_location("_tfc_sparse_pack", path)
+def _load_export_module(name):
+    """Loads tfcompress/export/<name>.py by path (numpy only): no TensorFlow import."""
+    spec = importlib.util.spec_from_file_location(f"_tfc_{name}", ROOT / "tfcompress" / "export" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-_pack = _load_packer()
-
-
-def _load_fused_packer():
-    """Loads sparse_fused.py (the "TFCI" params packer) by path: numpy only, no TensorFlow."""
-    path = ROOT / "tfcompress" / "export" / "sparse_fused.py"
-    spec = importlib.util.spec_from_file_location("_tfc_sparse_fused", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_fpack = _load_fused_packer()
+_pack = _load_export_module("sparse_pack")
+_fpack = _load_export_module("sparse_fused")  # the "TFCI" params packer
 ACT = {"NONE": (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
 ALLOC_MMAP_RO, ALLOC_ARENA_RW = 1, 2
 T_F32, T_I32, T_I8 = 1, 2, 9

@@ -145,6 +145,29 @@ static TfLiteIntArray* make_dims(int n, const uint32_t* d) {
 }
 
 /* Runs one case; returns 1 on pass, prints its line. */
+/* Prepare's status against the case: 1 = Prepare succeeded as expected, go on to Invoke; 0 = the
+ * case ends here (*ok = 0 with the reason in why, or a malformed case rejected with the message). */
+static int prepare_as_expected(TfLiteStatus st, int expect_fail, Blob errsub, int* ok, char* why, size_t why_len) {
+  if (expect_fail) {
+    char sub[512];
+    snprintf(sub, sizeof sub, "%.*s", (int)(errsub.len < 500 ? errsub.len : 500), errsub.data ? (const char*)errsub.data : "");
+    if (st == kTfLiteOk) {
+      *ok = 0;
+      snprintf(why, why_len, "Prepare accepted a malformed case (expected an error containing '%s')", sub);
+    } else if (strstr(g_err, sub) == NULL) {
+      *ok = 0;
+      snprintf(why, why_len, "Prepare failed with '%s', expected '%s'", g_err, sub);
+    }
+    return 0;
+  }
+  if (st != kTfLiteOk) {
+    *ok = 0;
+    snprintf(why, why_len, "Prepare failed: %s", g_err);
+    return 0;
+  }
+  return 1;
+}
+
 static int run_case(Reader* r) {
   Blob name = rd_blob(r);
   char nm[256];
@@ -229,24 +252,7 @@ static int run_case(Reader* r) {
   const char* kernel = "-";
   for (int round = 0; round < (runs ? runs : 1) && ok; ++round) {
     g_err[0] = 0;
-    TfLiteStatus st = reg->prepare(&ctx, &node);
-    if (expect_fail) {
-      char sub[512];
-      snprintf(sub, sizeof sub, "%.*s", (int)(errsub.len < 500 ? errsub.len : 500), errsub.data ? (const char*)errsub.data : "");
-      if (st == kTfLiteOk) {
-        ok = 0;
-        snprintf(why, sizeof why, "Prepare accepted a malformed case (expected an error containing '%s')", sub);
-      } else if (strstr(g_err, sub) == NULL) {
-        ok = 0;
-        snprintf(why, sizeof why, "Prepare failed with '%s', expected '%s'", g_err, sub);
-      }
-      break;
-    }
-    if (st != kTfLiteOk) {
-      ok = 0;
-      snprintf(why, sizeof why, "Prepare failed: %s", g_err);
-      break;
-    }
+    if (!prepare_as_expected(reg->prepare(&ctx, &node), expect_fail, errsub, &ok, why, sizeof why)) break;
     if (((const TfcState*)node.user_data)->plan.name != NULL) kernel = ((const TfcState*)node.user_data)->plan.name;
     if (t[3].dims == NULL || (uint32_t)t[3].dims->size != y_rank) {
       ok = 0;
@@ -385,24 +391,7 @@ static int run_fused_case(Reader* r) {
   double worst = 0.0;
   for (int round = 0; round < (runs ? runs : 1) && ok; ++round) {
     g_err[0] = 0;
-    TfLiteStatus st = reg->prepare(&ctx, &node);
-    if (expect_fail) {
-      char sub[512];
-      snprintf(sub, sizeof sub, "%.*s", (int)(errsub.len < 500 ? errsub.len : 500), errsub.data ? (const char*)errsub.data : "");
-      if (st == kTfLiteOk) {
-        ok = 0;
-        snprintf(why, sizeof why, "Prepare accepted a malformed case (expected an error containing '%s')", sub);
-      } else if (strstr(g_err, sub) == NULL) {
-        ok = 0;
-        snprintf(why, sizeof why, "Prepare failed with '%s', expected '%s'", g_err, sub);
-      }
-      break;
-    }
-    if (st != kTfLiteOk) {
-      ok = 0;
-      snprintf(why, sizeof why, "Prepare failed: %s", g_err);
-      break;
-    }
+    if (!prepare_as_expected(reg->prepare(&ctx, &node), expect_fail, errsub, &ok, why, sizeof why)) break;
     const TfcFused* f = (const TfcFused*)node.user_data;
     snprintf(kernel, sizeof kernel, "dw=%s,expand=%s,project=%s", f->dw_name ? f->dw_name : "?",
              f->has_expand ? (f->ex.plan.name ? f->ex.plan.name : "?") : "none", f->pr.plan.name ? f->pr.plan.name : "?");
