@@ -109,21 +109,32 @@ static long long tfc_now_ns(void);
 
 int tfc_trace_serial_on; /* set in tfc_trace_init: serial runs are recorded too */
 
-void tfc_trace_init(void) {
+static int tfc_trace_env(void) {
   const char* tr = getenv("TFC_POOL_TRACE");
-  tfc_trace_serial_on = tr != NULL && tr[0] == '1';
+  return tr != NULL && tr[0] == '1';
 }
 
-void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns) {
-  const long long end = tfc_now_ns();
+void tfc_trace_init(void) { tfc_trace_serial_on = tfc_trace_env(); }
+
+/* One record of the ring; times relative to start_ns (first claim -1: no worker took a task). */
+static void tfc_trace_put(long long start_ns, const void* fn, const void* tag, int n_tasks, int worker_tasks,
+                          int sleepers, long long first_claim_ns, long long caller_done_ns, long long end_ns) {
   TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
   memset(r, 0, sizeof(*r));
   r->start_ns = start_ns;
   r->fn = fn;
   r->tag = tag;
   r->n_tasks = n_tasks;
-  r->first_worker_claim_ns = -1;
-  r->caller_done_ns = r->end_ns = end - start_ns;
+  r->worker_tasks = worker_tasks;
+  r->sleepers = sleepers;
+  r->first_worker_claim_ns = first_claim_ns;
+  r->caller_done_ns = caller_done_ns;
+  r->end_ns = end_ns;
+}
+
+void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns) {
+  const long long d = tfc_now_ns() - start_ns;
+  tfc_trace_put(start_ns, fn, tag, n_tasks, 0, 0, -1, d, d);
 }
 
 long long tfc_trace_now_ns(void) { return tfc_now_ns(); }
@@ -308,8 +319,7 @@ TfcPool* tfc_pool_acquire(const void* key, int threads) {
       if (end != env && v >= 0 && v <= 1000000) spin_us = v;
     }
     p->spin_ns = spin_us * 1000L;
-    const char* tr = getenv("TFC_POOL_TRACE");
-    p->trace = tr != NULL && tr[0] == '1';
+    p->trace = tfc_trace_env();
     const char* y = getenv("TFC_POOL_YIELD");
     p->yield_spin = y != NULL && y[0] == '1';
     p->colocate_check = !(y != NULL && y[0] == '2'); /* TFC_POOL_YIELD=2: no yield, no CPU check (benchmarks) */
@@ -434,16 +444,10 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   }
   if (p->trace) {
     const long long end = tfc_now_ns(), fc = atomic_load(&p->first_claim_ns);
-    TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
-    r->start_ns = t_start;
-    r->fn = (const void*)fn;
-    r->tag = *(void* const*)arg; /* the kernels' jobs start with their node state pointer */
-    r->n_tasks = n_tasks;
-    r->worker_tasks = atomic_load(&p->worker_tasks);
-    r->sleepers = sleepers_at_start;
-    r->first_worker_claim_ns = fc == 0 ? -1 : fc - t_start;
-    r->caller_done_ns = (waited > 0 || own > 0) ? own : end - t_start;
-    r->end_ns = end - t_start;
+    /* tag: the kernels' jobs start with their node state pointer */
+    tfc_trace_put(t_start, (const void*)fn, *(void* const*)arg, n_tasks, atomic_load(&p->worker_tasks),
+                  sleepers_at_start, fc == 0 ? -1 : fc - t_start, (waited > 0 || own > 0) ? own : end - t_start,
+                  end - t_start);
   }
   /* Stall detection: the caller waited longer for the workers' last tasks than it worked
    * itself (+ 50 us): a worker holding a task was descheduled (more runnable threads than
