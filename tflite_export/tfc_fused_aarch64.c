@@ -192,6 +192,173 @@ static void tfc_dw_row_neon_w128(const TfcFused* f, const int8_t* const rows[3],
   tfc_dw_row_neon_impl(f, rows, out, 0);
 }
 
+/* ------------------------------------------------------------ sdot (ARMv8.2 dotprod)
+ * The taps of one kernel column are summed by one `sdot`: an input column (the 3 input rows at
+ * one column, 16 channels) is interleaved once into 4 registers of 4 channels x {row 0, row 1,
+ * row 2, any} bytes (`zip1` / `zip2` of bytes, then of halfwords: 8 permutes), and each output
+ * pixel adds sdot(column kw, weights of kernel column kw) for kw = 0..2 to its 4 accumulators
+ * (12 `sdot` per pixel x 16 channels instead of 9 x 8 widening multiply-adds).  The weights are
+ * re-laid out in Prepare as [G][3 kw][4 channel quads][4 channels][{kh 0, 1, 2, 0}]: the 4th
+ * byte's weight is 0, so the 4th input byte never counts.  Interior columns are interleaved once
+ * and kept in registers for the next pixel (stride 1: 2 of 3 columns reused, stride 2: 1); border
+ * pixels build their 3 columns from the input or the zero-point row.  Same integers as the
+ * widening path (exact int32 sums, the same requantization). */
+#if defined(__clang__)
+#define TFC_DW_DOT_FN __attribute__((target("dotprod")))
+#else
+#define TFC_DW_DOT_FN __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+
+typedef struct {
+  int8x16_t q[4]; /* channels 4j..4j+3 of one input column, bytes {row 0, row 1, row 2, row 2} */
+} TfcDwCol;
+
+static inline __attribute__((always_inline)) int32x4_t tfc_dw_sdot(int32x4_t a, int8x16_t x, int8x16_t w) {
+  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(a) : "w"(x), "w"(w));
+  return a;
+}
+
+static inline __attribute__((always_inline)) TfcDwCol tfc_dw_col(int8x16_t r0, int8x16_t r1, int8x16_t r2) {
+  const int16x8_t a0 = vreinterpretq_s16_s8(vzip1q_s8(r0, r1)), a1 = vreinterpretq_s16_s8(vzip2q_s8(r0, r1));
+  const int16x8_t b0 = vreinterpretq_s16_s8(vzip1q_s8(r2, r2)), b1 = vreinterpretq_s16_s8(vzip2q_s8(r2, r2));
+  TfcDwCol c;
+  c.q[0] = vreinterpretq_s8_s16(vzip1q_s16(a0, b0));
+  c.q[1] = vreinterpretq_s8_s16(vzip2q_s16(a0, b0));
+  c.q[2] = vreinterpretq_s8_s16(vzip1q_s16(a1, b1));
+  c.q[3] = vreinterpretq_s8_s16(vzip2q_s16(a1, b1));
+  return c;
+}
+
+/* One output pixel of 16 channels from its 3 interleaved columns; wg = the group's 192 weight
+ * bytes (read per pixel: 12 L1 loads instead of 12 registers, so no spills). */
+static inline __attribute__((always_inline)) int8x16_t tfc_dw_px_dot(const TfcDwGroup* g, const int8_t* wg,
+                                                                      const TfcDwCol* c0, const TfcDwCol* c1,
+                                                                      const TfcDwCol* c2) {
+  int32x4_t a[4];
+  for (int j = 0; j < 4; ++j) {
+    a[j] = vld1q_s32(g->b + 4 * j);
+    a[j] = tfc_dw_sdot(a[j], c0->q[j], vld1q_s8(wg + 16 * j));
+    a[j] = tfc_dw_sdot(a[j], c1->q[j], vld1q_s8(wg + 64 + 16 * j));
+    a[j] = tfc_dw_sdot(a[j], c2->q[j], vld1q_s8(wg + 128 + 16 * j));
+  }
+  const int32x4_t q0 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[0]), vld1q_f32(g->m + 0)));
+  const int32x4_t q1 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[1]), vld1q_f32(g->m + 4)));
+  const int32x4_t q2 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[2]), vld1q_f32(g->m + 8)));
+  const int32x4_t q3 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[3]), vld1q_f32(g->m + 12)));
+  const int16x8_t h0 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q0), q1), g->zo);
+  const int16x8_t h1 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q2), q3), g->zo);
+  const int8x16_t r = vqmovn_high_s16(vqmovn_s16(h0), h1);
+  return vminq_s8(vmaxq_s8(r, g->lo), g->hi);
+}
+
+/* The interleaved input column iw (the zero-point row outside [0, W)); n = channels (tail: copies). */
+static inline __attribute__((always_inline)) TfcDwCol tfc_dw_col_at(const int8_t* const base[3], const size_t cs[3],
+                                                                     const int8_t* z, int iw, int W, int c0, int n) {
+  int8x16_t r[3];
+  for (int kh = 0; kh < 3; ++kh)
+    r[kh] = tfc_dw_ld((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] + c0 : z, n);
+  return tfc_dw_col(r[0], r[1], r[2]);
+}
+
+static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFused* f, const int8_t* const base[3],
+                                                                    const size_t cs[3], int c0, int n, int8_t* out) {
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl, Wo = f->Wo;
+  const int8_t* wg = (const int8_t*)f->dw_wp + (size_t)(c0 / 16) * 192u;
+  TfcDwGroup g;
+  g.b = f->dw_bp + c0;
+  g.m = f->dw_mp + c0;
+  g.zo = vdupq_n_s16((int16_t)f->zp_d);
+  g.lo = vdupq_n_s8((int8_t)f->dw_qmin);
+  g.hi = vdupq_n_s8((int8_t)f->dw_qmax);
+  const int8_t* z = f->dw_zrow + c0;
+  int ow_lo = (pl + st - 1) / st, ow_hi = W - 3 + pl >= 0 ? (W - 3 + pl) / st + 1 : 0;
+  if (ow_hi > Wo) ow_hi = Wo;
+  if (ow_lo > ow_hi) ow_lo = ow_hi;
+  if (n < 16) ow_lo = ow_hi = 0;
+  for (int ow = 0; ow < Wo; ++ow) {
+    if (ow == ow_lo && ow_lo < ow_hi) { /* interior: columns interleaved once, kept for the next pixel */
+      const size_t c0s = cs[0], c1s = cs[1], c2s = cs[2];
+      const int8_t* p0 = base[0] + (size_t)(ow * st - pl) * c0s + c0;
+      const int8_t* p1 = base[1] + (size_t)(ow * st - pl) * c1s + c0;
+      const int8_t* p2 = base[2] + (size_t)(ow * st - pl) * c2s + c0;
+      int8_t* o = out + (size_t)ow * C + c0;
+      TfcDwCol ca = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
+      if (st == 1) {
+        TfcDwCol cb = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
+        p0 += 2 * c0s;
+        p1 += 2 * c1s;
+        p2 += 2 * c2s;
+        for (; ow + 3 <= ow_hi; ow += 3) { /* 3 pixels: the columns rotate without register moves */
+          TfcDwCol cc = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
+          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc));
+          ca = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
+          vst1q_s8(o + C, tfc_dw_px_dot(&g, wg, &cb, &cc, &ca));
+          cb = tfc_dw_col(vld1q_s8(p0 + 2 * c0s), vld1q_s8(p1 + 2 * c1s), vld1q_s8(p2 + 2 * c2s));
+          vst1q_s8(o + 2 * C, tfc_dw_px_dot(&g, wg, &cc, &ca, &cb));
+          p0 += 3 * c0s;
+          p1 += 3 * c1s;
+          p2 += 3 * c2s;
+          o += 3 * C;
+        }
+        for (; ow < ow_hi; ++ow) {
+          const TfcDwCol cc = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
+          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc));
+          ca = cb;
+          cb = cc;
+          p0 += c0s;
+          p1 += c1s;
+          p2 += c2s;
+          o += C;
+        }
+      } else { /* stride 2 */
+        p0 += c0s;
+        p1 += c1s;
+        p2 += c2s;
+        for (; ow < ow_hi; ++ow) {
+          const TfcDwCol cb = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
+          const TfcDwCol cc = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
+          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc));
+          ca = cc;
+          p0 += 2 * c0s;
+          p1 += 2 * c1s;
+          p2 += 2 * c2s;
+          o += C;
+        }
+      }
+      if (ow >= Wo) break;
+    }
+    const int iw0 = ow * st - pl;
+    const TfcDwCol ca = tfc_dw_col_at(base, cs, z, iw0, W, c0, n);
+    const TfcDwCol cb = tfc_dw_col_at(base, cs, z, iw0 + 1, W, c0, n);
+    const TfcDwCol cc = tfc_dw_col_at(base, cs, z, iw0 + 2, W, c0, n);
+    const int8x16_t r = tfc_dw_px_dot(&g, wg, &ca, &cb, &cc);
+    int8_t* o = out + (size_t)ow * C + c0;
+    if (n == 16) {
+      vst1q_s8(o, r);
+    } else {
+      int8_t t[16];
+      vst1q_s8(t, r);
+      memcpy(o, t, (size_t)n);
+    }
+  }
+}
+
+TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                          int8_t* out, int32_t* acc) {
+  (void)bias; /* folded into f->dw_bp in Prepare */
+  (void)acc;
+  const int C = f->Ce;
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  int c0 = 0;
+  for (; c0 + 16 <= C; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, 16, out);
+  if (c0 < C) tfc_dw_group_dot(f, base, cs, c0, C - c0, out);
+}
+
 void tfc_fused_free_dw_aarch64(TfcFused* f) {
   tfc_free64(f->dw_wp);
   tfc_free64(f->dw_bp);
@@ -208,7 +375,8 @@ void tfc_fused_free_dw_aarch64(TfcFused* f) {
 int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
   if (cap < TFC_ISA_SIMD) return 0;
   const int C = f->Ce, G = (C + 15) / 16;
-  f->dw_wp = (int16_t*)tfc_alloc64((size_t)G * 144u);
+  const int dot = cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod();
+  f->dw_wp = (int16_t*)tfc_alloc64((size_t)G * (dot ? 192u : 144u));
   f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 16u);
   f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * 16u);
   f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * 16u);
@@ -217,18 +385,27 @@ int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
     return -1;
   }
   int8_t* w8 = (int8_t*)f->dw_wp;
+  memset(w8, 0, (size_t)G * (dot ? 192u : 144u));
   int has_min = 0;
   memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 16u);
   for (int c = 0; c < G * 16; ++c) {
     int32_t sw = 0;
     for (int t = 0; t < 9; ++t) {
       const int8_t v = c < C ? f->dw_w[t * C + c] : 0;
-      w8[(size_t)(c / 16) * 144u + 16u * (size_t)t + (size_t)(c % 16)] = v;
+      if (dot) /* [G][kw][quad][channel][kh], the 4th kh byte stays 0 */
+        w8[(size_t)(c / 16) * 192u + 64u * (size_t)(t % 3) + 4u * (size_t)(c % 16) + (size_t)(t / 3)] = v;
+      else
+        w8[(size_t)(c / 16) * 144u + 16u * (size_t)t + (size_t)(c % 16)] = v;
       sw += v;
       has_min |= v == -128;
     }
     f->dw_bp[c] = c < C ? (int32_t)((uint32_t)bias[c] - (uint32_t)f->zp_e * (uint32_t)sw) : 0;
     f->dw_mp[c] = c < C ? f->dw_mult[c] : 0.f;
+  }
+  if (dot) { /* sdot sums in int32: a -128 weight needs no other path */
+    f->dw_row = tfc_dw_row_sdot;
+    f->dw_name = "dw_sdot";
+    return 1;
   }
   f->dw_row = has_min ? tfc_dw_row_neon_w128 : tfc_dw_row_neon;
   f->dw_name = has_min ? "dw_neon_w128" : "dw_neon";

@@ -95,7 +95,12 @@ def _expected_kernel(name, cap, cpu):
         return "-"
     if name.startswith("fused/"):
         re_, rp = (int(v) for v in re.search(r"/rowsE(\d+)/rowsP(\d+)", name).groups())
-        dw = "dw_portable" if cap == "0" else ("dw_neon_w128" if "dwmin128" in name else "dw_neon")
+        if cap == "0":
+            dw = "dw_portable"
+        elif cap is None and cpu == "max":  # dotprod: one sdot per kernel column, -128 weights included
+            dw = "dw_sdot"
+        else:
+            dw = "dw_neon_w128" if "dwmin128" in name else "dw_neon"
         return f"dw={dw},expand={_int8_kernel(re_, cap, cpu) if re_ else 'none'},project={_int8_kernel(rp, cap, cpu)}"
     rows = int(re.search(r"/rows(\d+)/", name).group(1))
     f32 = name.startswith("float32/")
@@ -357,3 +362,24 @@ def test_fc_float32_batch1_edge_cases_under_qemu(built, tmp_path):
             rows = int(re.search(r"/rows(\d+)/", n).group(1))
             want = "neon_tbl_f32" if cap is None else ("portable_rows_f32" if rows < 4 else "portable_tiled_f32")
             assert k == want, (n, k, want)
+
+
+@pytest.mark.parametrize("compiler", list(COMPILERS))
+def test_sdot_depthwise_is_vector_code(compiler, tmp_path):
+    """tfc_dw_row_sdot (dotprod CPUs), both compilers: the stride-1 interior loop handles 3 output
+    pixels x 16 channels per iteration with 36 `sdot` (3 per channel quad and pixel, one per
+    kernel column), 3 interleaved input columns (24 zip1 / zip2), 12 fcvtns, 3 16-byte stores, no
+    stack slot and no scalar byte work, in at most 210 instructions (the widening NEON loop takes
+    83-86 per pixel, i.e. about 255 for 3)."""
+    for tool in ("aarch64-linux-gnu-gcc", "clang-14", "aarch64-linux-gnu-objdump"):
+        _need(tool)
+    funcs = _objdump(compiler, tmp_path, "tfc_fused_aarch64.c")
+    loops = [[op for _, op, _ in lp] for lp in _inner_loops(funcs["tfc_dw_row_sdot"])]
+    need = {"sdot": 36, "zip1": 12, "zip2": 12, "fcvtns": 12, "str": 3}
+    full = [lp for lp in loops if all(lp.count(k) >= v for k, v in need.items())]
+    assert full, (compiler, [len(lp) for lp in loops])
+    ops = min(full, key=len)
+    assert len(ops) <= 210, (compiler, len(ops), ops)
+    assert not [op for op in ops if op in ("ldrb", "ldrsb", "strb", "madd", "mul", "csel")], (compiler, ops)
+    lp = [lp for lp in _inner_loops(funcs["tfc_dw_row_sdot"]) if [op for _, op, _ in lp] == ops][0]
+    assert not [a for _, _, a in lp if "[sp" in a], (compiler, lp)
