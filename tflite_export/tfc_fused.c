@@ -214,43 +214,65 @@ static void tfc_fused_1x1(TfcState* s, const int8_t* x, const int32_t* b, int8_t
   s->plan.run(s, &io, 0, units, scratch);
 }
 
-/* The channel part `part` of a 1x1 whose rows are one tile (unit = part, tfc_internal.h). */
+/* The channel part `part` of a 1x1 on `rows` rows: its units (tile, part) of every tile
+ * (tfc_internal.h). */
 static void tfc_fused_1x1_part(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, int part,
                                void* scratch) {
   s->rows = rows;
   TfcIO io = {x, b, y};
-  s->plan.run(s, &io, part, part + 1, scratch);
+  const int tiles = (rows + s->plan.unit_rows - 1) / s->plan.unit_rows;
+  for (int t = 0; t < tiles; ++t) s->plan.run(s, &io, t * s->tile_parts + part, t * s->tile_parts + part + 1, scratch);
 }
 
-/* Splits the 1x1's 16-channel groups into <= n parts of about equal stored quads (the int8
- * quad kernels take (tile, part) units); returns the parts (1: no split possible). */
+/* 1 when the 1x1's kernel takes (tile, channel part) units: the int8 quad kernels of x86. */
+static int tfc_fused_has_parts(const TfcState* s) {
+  return s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
+         s->plan.unit_kind == TFC_UNITS_ROWS;
+}
+
+/* Stored quads of output channels [n0, n1) of a quad-kernel 1x1. */
+static uint64_t tfc_fused_quads(const TfcState* s, int n0, int n1) {
+  if (n1 > s->n_out) n1 = s->n_out;
+  return n0 < n1 ? (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[n0]) : 0u;
+}
+
+/* Splits the 1x1's 16-channel groups into <= n parts of about equal stored quads; returns the
+ * parts (1: no split possible). */
 static int tfc_fused_channel_parts(TfcState* s, int n) {
   s->tile_parts = 1;
-  if (!(s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
-        s->plan.unit_kind == TFC_UNITS_ROWS))
-    return 1;
+  if (!tfc_fused_has_parts(s)) return 1;
   const int G = (s->n_out + 15) / 16;
-  if (n > G) n = G;
   if (n > TFC_MAX_PARTS) n = TFC_MAX_PARTS;
-  if (n <= 1) return 1;
-  uint64_t total = 0, cost[TFC_FUSED_MAX_DIM / 16 + 1];
+  uint64_t cost[TFC_FUSED_MAX_DIM / 16 + 1];
   if (G > (int)(sizeof cost / sizeof cost[0])) return 1;
-  for (int g = 0; g < G; ++g) {
-    const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
-    cost[g] = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]) + 64u; /* + transpose and store */
-    total += cost[g];
-  }
-  int k = 0, g = 0;
-  uint64_t acc = 0;
-  s->part_g[0] = 0;
-  for (int i = 1; i < n; ++i) {
-    const uint64_t want = total * (uint64_t)i / (uint64_t)n;
-    while (g < G && acc + cost[g] / 2 < want) acc += cost[g++];
-    if (g > s->part_g[k] && g < G) s->part_g[++k] = g;
-  }
-  s->part_g[++k] = G;
+  for (int g = 0; g < G; ++g) cost[g] = 4u * tfc_fused_quads(s, 16 * g, 16 * (g + 1)) + 64u; /* + transpose, store */
+  const int k = tfc_split_units(G, cost, n, s->part_g);
   s->tile_parts = k > 1 ? k : 1;
   return s->tile_parts;
+}
+
+/* The expand + depthwise phase's channel parts: f->ab_g[0..k] in depthwise groups (dw_gw
+ * channels), about equal predicted work (expand: stored quads x pixels; depthwise: channels x
+ * output pixels x 6, about its instructions per channel relative to one quad-row), and the
+ * expand's parts set to the same channels.  Returns k (1: no split). */
+static int tfc_fused_ab_parts(TfcFused* f, int n) {
+  const int G = f->dw_groups, gw = f->dw_gw;
+  if (n > TFC_MAX_PARTS) n = TFC_MAX_PARTS;
+  uint64_t cost[TFC_FUSED_MAX_DIM / 16 + 1];
+  if (G > (int)(sizeof cost / sizeof cost[0]) || n < 2) return 1;
+  const uint64_t pin = (uint64_t)f->H * f->W, pout = (uint64_t)f->Ho * f->Wo;
+  for (int g = 0; g < G; ++g) {
+    const int c1 = gw * (g + 1) < f->Ce ? gw * (g + 1) : f->Ce;
+    cost[g] = (uint64_t)(c1 - gw * g) * pout * 6u + (f->has_expand ? tfc_fused_quads(&f->ex, gw * g, c1) * pin : 0u);
+  }
+  const int k = tfc_split_units(G, cost, n, f->ab_g);
+  if (k < 2) return 1;
+  if (f->has_expand) {
+    for (int i = 0; i < k; ++i) f->ex.part_g[i] = f->ab_g[i] * gw / 16;
+    f->ex.part_g[k] = (f->Ce + 15) / 16;
+    f->ex.tile_parts = k;
+  }
+  return k;
 }
 
 /* Output rows [r0, r1) of the block. */
@@ -298,7 +320,7 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
         const int ih = oh * f->stride - f->pt + k;
         rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)(ih - first) * e_row : NULL;
       }
-      f->dw_row(f, rp, io->db, dwb + (size_t)(oh - oh0) * d_row, acc);
+      f->dw_row(f, rp, io->db, dwb + (size_t)(oh - oh0) * d_row, acc, 0, f->dw_groups);
     }
     if (f->has_residual) {
       tfc_fused_1x1(pr, dwb, io->pb, pjb, n * f->Wo, ks);
@@ -315,38 +337,26 @@ static void tfc_fused_task(void* arg, int task, int worker) {
 }
 
 /* Phased run (f->phased), one pool job per phase (the pool returns when all its tasks are done:
- * the barrier between phases).  A: expand 1x1 of pixels [pa[t], pa[t+1]) into full_e, in chunks
- * of the rows its plan was prepared for.  B: depthwise of output rows [task_r[t], task_r[t+1])
- * into full_d.  C: project 1x1 (+ residual add) of output pixels [pc[t], pc[t+1]). */
-static void tfc_fused_phase_a(void* arg, int task, int worker) {
+ * the barrier between phases).  AB: task t = the depthwise channel groups [ab_g[t], ab_g[t+1]):
+ * the expand 1x1 of those channels for every pixel into full_e, then the depthwise of those
+ * channels for every output row into full_d (a channel needs only its own expanded channel: no
+ * barrier in between).  C: project 1x1 (+ residual add) of output pixels [pc[t], pc[t+1]), or of
+ * channel part t where the project is one row tile. */
+static void tfc_fused_phase_ab(void* arg, int task, int worker) {
   const TfcFusedJob* j = (const TfcFusedJob*)arg;
   TfcFused* f = j->f;
-  void* ks = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_k;
-  TfcState* ex = &f->wstates[2 * worker];
-  if (f->parts_a > 1) { /* one tile: task = channel part */
-    tfc_fused_1x1_part(ex, j->io->x, j->io->eb, f->full_e, f->H * f->W, task, ks);
-    return;
-  }
-  const int chunk = f->stride * f->SH * f->W;
-  for (int p0 = f->pa[task]; p0 < f->pa[task + 1]; p0 += chunk) {
-    const int n = f->pa[task + 1] - p0 < chunk ? f->pa[task + 1] - p0 : chunk;
-    tfc_fused_1x1(ex, j->io->x + (size_t)p0 * f->Cin, j->io->eb, f->full_e + (size_t)p0 * f->Ce, n, ks);
-  }
-}
-
-static void tfc_fused_phase_b(void* arg, int task, int worker) {
-  const TfcFusedJob* j = (const TfcFusedJob*)arg;
-  TfcFused* f = j->f;
-  int32_t* acc = (int32_t*)((uint8_t*)f->scratch + (size_t)worker * f->scratch_stride + f->off_acc);
+  uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
+  if (f->has_expand) tfc_fused_1x1_part(&f->wstates[2 * worker], j->io->x, j->io->eb, f->full_e, f->H * f->W, task, sc + f->off_k);
+  int32_t* acc = (int32_t*)(sc + f->off_acc);
   const int8_t* base = f->has_expand ? f->full_e : j->io->x;
   const size_t e_row = (size_t)f->W * (size_t)f->Ce, d_row = (size_t)f->Wo * (size_t)f->Ce;
-  for (int oh = f->task_r[task]; oh < f->task_r[task + 1]; ++oh) {
+  for (int oh = 0; oh < f->Ho; ++oh) {
     const int8_t* rp[3];
     for (int k = 0; k < 3; ++k) {
       const int ih = oh * f->stride - f->pt + k;
       rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)ih * e_row : NULL;
     }
-    f->dw_row(f, rp, j->io->db, f->full_d + (size_t)oh * d_row, acc);
+    f->dw_row(f, rp, j->io->db, f->full_d + (size_t)oh * d_row, acc, f->ab_g[task], f->ab_g[task + 1]);
   }
 }
 
@@ -569,20 +579,27 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   for (int i = 0; i <= tasks; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / tasks);
   f->n_tasks = tasks;
 
-  /* Phased split (tfc_fused_phase_*), opt-in with TFCOMPRESS_FUSED_PHASED=1 (0 / unset: row
-   * ranges): with few output rows per task, row ranges recompute a large share of expanded halo
-   * rows (14x14 map, 2 tasks: 16 expanded rows for 14; 7x7: 9 for 7) and split the strips
-   * unevenly (7 rows: 4 / 3).  Phased: no halo, expand and project balanced by pixels (one-tile
-   * 1x1s by channel parts); costs two more barriers and the expanded / depthwise tensors in
-   * memory (<= 1 MiB together, stays in L2).  Measured on MobileNetV2 at 2 threads (issue 11,
-   * tflite_export/README.md "Threads"): the 14x14 / 7x7 blocks 15 % / 21 % faster in one run at
-   * a quieter moment, but 20 % / 35 % SLOWER in three runs at load average 8-10 (every barrier
-   * waited for a preempted worker), so it is not the default.  When on, it applies where a row
-   * range would have fewer than 8 output rows (also at 1 thread with TFCOMPRESS_TEST_RANGES). */
+  /* Phased split (tfc_fused_phase_*) for stride-1 blocks whose row ranges would have fewer than
+   * 4 output rows: such ranges recompute a large share of expanded halo rows (7x7 map, 2 tasks:
+   * 9 expanded rows for 7) and split unevenly (4 / 3 rows).  Phased: expand + depthwise by
+   * channel parts, one barrier, project by pixels (one-tile 1x1s by channel parts); no halo,
+   * balanced to a depthwise group; costs the expanded / depthwise tensors in memory (<= 1 MiB
+   * together, in L2 instead of strips in L1) and needs a 1x1 kernel that takes channel parts
+   * (x86 int8 quads).  Measured on MobileNetV2 at 2 threads (tflite_export/README.md "Threads"):
+   * the 7x7 blocks 9-21 % faster than row ranges; the 14x14 blocks (7 rows per range) 5-7 %
+   * slower, the stride-2 14 -> 7 block 12 % slower, so those keep row ranges.
+   * TFCOMPRESS_FUSED_PHASED=0: row ranges always, =1: phased wherever a range would have < 8
+   * rows (also at 1 thread with TFCOMPRESS_TEST_RANGES). */
   const uint64_t full_e = f->has_expand ? (uint64_t)f->H * f->W * f->Ce : 0, full_d = (uint64_t)f->Ho * f->Wo * f->Ce;
   const char* ph = getenv("TFCOMPRESS_FUSED_PHASED");
-  f->phased = ph != NULL && ph[0] == '1' && ph[1] == 0 && tasks > 1 && f->Ho < 8 * tasks &&
-              full_e + full_d <= ((uint64_t)1 << 20);
+  f->ex.tile_parts = f->pr.tile_parts = 1;
+  f->parts_c = 1;
+  const int force = ph != NULL && ph[0] == '1' && ph[1] == 0;
+  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 &&
+              (force ? f->Ho < 8 * tasks : f->stride == 1 && f->Ho < 4 * tasks) &&
+              full_e + full_d <= ((uint64_t)1 << 20) && (!f->has_expand || tfc_fused_has_parts(&f->ex));
+  if (f->phased) f->n_ab = tfc_fused_ab_parts(f, tasks);
+  f->phased = f->phased && f->n_ab > 1;
   if (f->phased) {
     const size_t need = tfc_round64((size_t)full_e) + tfc_round64((size_t)full_d);
     if (need > f->full_bytes || f->full_d == NULL) {
@@ -594,20 +611,14 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
       if (f->full_d == NULL || (full_e && f->full_e == NULL)) FAIL("out of memory for the phased buffers");
       f->full_bytes = need;
     }
-    /* pixel ranges: as many as row ranges, equal pixel counts */
-    const int pin = f->H * f->W, pout = f->Ho * f->Wo;
-    f->n_pa = tasks < pin ? tasks : pin;
+    /* project: pixel ranges, as many as tasks; a 1x1 of one row tile (7x7 maps: 49 rows): pixel
+     * ranges would each run every stored weight for a part of the rows (the kernel's cost is per
+     * weight and 16-row vector: 2 x 2 vectors cost about what 4 do); channel parts halve the
+     * weights per task instead */
+    const int pout = f->Ho * f->Wo;
     f->n_pc = tasks < pout ? tasks : pout;
-    for (int i = 0; i <= f->n_pa; ++i) f->pa[i] = (int)((int64_t)pin * i / f->n_pa);
     for (int i = 0; i <= f->n_pc; ++i) f->pc[i] = (int)((int64_t)pout * i / f->n_pc);
-    /* a 1x1 of one row tile (7x7 maps: 49 rows): pixel ranges would each run every stored weight
-     * for a part of the rows (the kernel's cost is per weight and 16-row vector: 2 x 2 vectors
-     * cost about what 4 do); channel parts halve the weights per task instead */
-    f->parts_a = f->parts_c = 1;
-    if (f->has_expand && pin <= TFC_I8_TILE && pin <= f->stride * f->SH * f->W && tasks > 1)
-      f->parts_a = tfc_fused_channel_parts(&f->ex, tasks);
-    if (pout <= TFC_I8_TILE && pout <= f->SH * f->Wo && tasks > 1) f->parts_c = tfc_fused_channel_parts(&f->pr, tasks);
-    if (f->parts_a > 1) f->n_pa = f->parts_a;
+    if (pout <= TFC_I8_TILE && pout <= f->SH * f->Wo) f->parts_c = tfc_fused_channel_parts(&f->pr, tasks);
     if (f->parts_c > 1) f->n_pc = f->parts_c;
     for (int w = 0; w < workers; ++w) {
       f->wstates[2 * w] = f->ex;
@@ -615,7 +626,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     }
   } else {
     f->ex.tile_parts = f->pr.tile_parts = 1;
-    f->parts_a = f->parts_c = 0;
+    f->parts_c = 0;
     for (int w = 0; w < workers; ++w) f->wstates[2 * w].tile_parts = f->wstates[2 * w + 1].tile_parts = 1;
     /* without expand a row range recomputes nothing (the depthwise reads the input): 8 ranges per
      * thread, claimed one at a time, so a worker that wakes late (MobileNetV2's first block
@@ -660,8 +671,7 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   if (f->phased) {
     TfcFusedJob job = {f, &io};
     TfcPool* pool = f->workers > 1 ? f->pool : NULL; /* NULL: the tasks run in turn on this thread */
-    if (f->has_expand) tfc_pool_run(pool, f->n_pa, f->workers, tfc_fused_phase_a, &job);
-    tfc_pool_run(pool, f->n_tasks, f->workers, tfc_fused_phase_b, &job);
+    tfc_pool_run(pool, f->n_ab, f->workers, tfc_fused_phase_ab, &job);
     tfc_pool_run(pool, f->n_pc, f->workers, tfc_fused_phase_c, &job);
   } else if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
     TfcFusedJob job = {f, &io};

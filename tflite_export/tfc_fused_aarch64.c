@@ -165,7 +165,7 @@ static inline __attribute__((always_inline)) void tfc_dw_group(const TfcFused* f
 }
 
 static inline __attribute__((always_inline)) void tfc_dw_row_neon_impl(const TfcFused* f, const int8_t* const rows[3],
-                                                                        int8_t* out, const int pair) {
+                                                                        int8_t* out, int g0, int g1, const int pair) {
   const int C = f->Ce;
   const int8_t* base[3];
   size_t cs[3];
@@ -173,23 +173,21 @@ static inline __attribute__((always_inline)) void tfc_dw_row_neon_impl(const Tfc
     base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
-  int c0 = 0;
-  for (; c0 + 16 <= C; c0 += 16) tfc_dw_group(f, base, cs, c0, 16, out, pair);
-  if (c0 < C) tfc_dw_group(f, base, cs, c0, C - c0, out, pair);
+  for (int c0 = 16 * g0; c0 < 16 * g1 && c0 < C; c0 += 16) tfc_dw_group(f, base, cs, c0, C - c0 < 16 ? C - c0 : 16, out, pair);
 }
 
 static void tfc_dw_row_neon(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
-                            int32_t* acc) {
+                            int32_t* acc, int g0, int g1) {
   (void)bias; /* folded into f->dw_bp in Prepare */
   (void)acc;
-  tfc_dw_row_neon_impl(f, rows, out, 1);
+  tfc_dw_row_neon_impl(f, rows, out, g0, g1, 1);
 }
 
 static void tfc_dw_row_neon_w128(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
-                                 int32_t* acc) {
+                                 int32_t* acc, int g0, int g1) {
   (void)bias;
   (void)acc;
-  tfc_dw_row_neon_impl(f, rows, out, 0);
+  tfc_dw_row_neon_impl(f, rows, out, g0, g1, 0);
 }
 
 /* ------------------------------------------------------------ sdot (ARMv8.2 dotprod)
@@ -344,7 +342,7 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
 }
 
 TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
-                                          int8_t* out, int32_t* acc) {
+                                          int8_t* out, int32_t* acc, int g0, int g1) {
   (void)bias; /* folded into f->dw_bp in Prepare */
   (void)acc;
   const int C = f->Ce;
@@ -354,9 +352,7 @@ TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const
     base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
-  int c0 = 0;
-  for (; c0 + 16 <= C; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, 16, out);
-  if (c0 < C) tfc_dw_group_dot(f, base, cs, c0, C - c0, out);
+  for (int c0 = 16 * g0; c0 < 16 * g1 && c0 < C; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, C - c0 < 16 ? C - c0 : 16, out);
 }
 
 void tfc_fused_free_dw_aarch64(TfcFused* f) {

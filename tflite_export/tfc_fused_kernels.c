@@ -21,12 +21,13 @@ void tfc_fused_free_dw_aarch64(TfcFused* f);
 
 /* Portable depthwise row: per output pixel, channels innermost (vectorized by the compiler). */
 TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
-                                        int32_t* acc) {
+                                        int32_t* acc, int g0, int g1) {
   const int C = f->Ce, W = f->W, st = f->stride, cp = f->dw_cpad;
+  const int c0 = 16 * g0, c1 = 16 * g1 < C ? 16 * g1 : C;
   const int32_t zp = f->zp_e, zo = f->zp_d;
   const float lo = (float)(f->dw_qmin - zo), hi = (float)(f->dw_qmax - zo);
   for (int ow = 0; ow < f->Wo; ++ow) {
-    for (int c = 0; c < C; ++c) acc[c] = bias[c];
+    for (int c = c0; c < c1; ++c) acc[c] = bias[c];
     for (int kh = 0; kh < 3; ++kh) {
       if (rows[kh] == NULL) continue;
       for (int kw = 0; kw < 3; ++kw) {
@@ -34,11 +35,11 @@ TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const r
         if (iw < 0 || iw >= W) continue;
         const int8_t* xp = rows[kh] + (size_t)iw * C;
         const int32_t* wp = f->dw_w32 + (size_t)(kh * 3 + kw) * cp;
-        for (int c = 0; c < C; ++c) acc[c] += ((int32_t)xp[c] - zp) * wp[c];
+        for (int c = c0; c < c1; ++c) acc[c] += ((int32_t)xp[c] - zp) * wp[c];
       }
     }
     int8_t* o = out + (size_t)ow * C;
-    for (int c = 0; c < C; ++c) {
+    for (int c = c0; c < c1; ++c) {
       const float q = nearbyintf(tfc_clampf((float)acc[c] * f->dw_mult[c], lo, hi));
       o[c] = (int8_t)((int32_t)q + zo);
     }
@@ -49,6 +50,7 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
   tfc_fused_free_dw(f);
   f->dw_row = tfc_dw_row_portable;
   f->dw_name = "dw_portable";
+  f->dw_gw = 16;
 #if TFC_HAVE_X86
   if (tfc_fused_dw_x86(f, cap, bias) < 0) return 0;
 #elif TFC_HAVE_AARCH64
@@ -57,6 +59,7 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
   (void)cap;
   (void)bias;
 #endif
+  f->dw_groups = (f->Ce + f->dw_gw - 1) / f->dw_gw;
   return 1;
 }
 

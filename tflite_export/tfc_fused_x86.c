@@ -33,10 +33,10 @@
 #define TFC_DW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
-                                            int8_t* out, int32_t* acc) {
+                                            int8_t* out, int32_t* acc, int g0, int g1) {
   (void)bias; /* folded into f->dw_bp in Prepare */
   (void)acc;
-  const int C = f->Ce, W = f->W, st = f->stride, G = (C + 31) / 32, pl = f->pl;
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;
   const __m512i zo = _mm512_set1_epi32(f->zp_d);
   const __m512 lo = _mm512_set1_ps((float)(f->dw_qmin - f->zp_d)), hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
   const int8_t* z = f->dw_zrow;
@@ -48,7 +48,7 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
   /* channel groups outer: the group's weights, bias and multipliers stay in registers for the row */
-  for (int g = 0; g < G; ++g) {
+  for (int g = g0; g < g1; ++g) {
     const int c0 = 32 * g;
     const __mmask32 m = C - c0 >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (C - c0)) - 1u);
     const int16_t* wp = f->dw_wp + (size_t)g * 5 * 64;
@@ -203,10 +203,10 @@ TFC_DW256_GROUP(tfc_dw_tail32, TFC_DWQ_TARGET, TFC_DWQ_LOAD32, TFC_DWQ_STORE32, 
 
 /* AVX-512 VNNI depthwise row: 64 channels per step (the last <= 32 channels: tfc_dw_tail32). */
 TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
-                                                 int8_t* out, int32_t* acc) {
+                                                 int8_t* out, int32_t* acc, int g0, int g1) {
   (void)bias; /* folded into f->dw_qb in Prepare */
   (void)acc;
-  const int C = f->Ce, W = f->W, st = f->stride, G = (C + 63) / 64, pl = f->pl;
+  const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl;
   const __m512i flip = _mm512_set1_epi8((char)0x80);
   const __m512 hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
   const __m512i zp16 = _mm512_set1_epi16((short)f->zp_d), qmin8 = _mm512_set1_epi8((char)f->dw_qmin);
@@ -217,7 +217,7 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
     base[kh] = rows[kh] != NULL ? rows[kh] : z;
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
-  for (int g = 0; g < G; ++g) {
+  for (int g = g0; g < g1; ++g) {
     const int c0 = 64 * g;
     if (C - c0 <= 32) { /* last <= 32 channels: 256-bit steps */
       tfc_dw_tail32(f, base, cs, z, c0, C - c0, f->dw_qv + (size_t)g * 12 * 64, f->dw_qb + (size_t)g * 64,
@@ -311,10 +311,10 @@ TFC_DW256_GROUP(tfc_dwa_group, TFC_DWA_TARGET, TFC_DWA_LOAD, TFC_DWA_STORE, TFC_
  * the VEX vpdpbusd (no byte masks: a partial last group goes through a copy); same integers as
  * every other depthwise kernel. */
 TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
-                                             int8_t* out, int32_t* acc) {
+                                             int8_t* out, int32_t* acc, int g0, int g1) {
   (void)bias;
   (void)acc;
-  const int C = f->Ce, G = (C + 31) / 32;
+  const int C = f->Ce;
   const int8_t* z = f->dw_zrow;
   const int8_t* base[3];
   size_t cs[3];
@@ -322,7 +322,7 @@ TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* c
     base[kh] = rows[kh] != NULL ? rows[kh] : z;
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
-  for (int g = 0; g < G; ++g) {
+  for (int g = g0; g < g1; ++g) {
     const int c0 = 32 * g;
     tfc_dwa_group(f, base, cs, z, c0, C - c0 < 32 ? C - c0 : 32, f->dw_qv + (size_t)g * 12 * 32,
                   f->dw_qb + (size_t)g * 32, f->dw_qm + (size_t)g * 32, out);
@@ -379,6 +379,7 @@ int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
     }
     f->dw_row = tfc_dw_row_avxvnni;
     f->dw_name = "dw_avxvnni";
+    f->dw_gw = 32;
     return 1;
 #else
     return 0;
@@ -392,6 +393,7 @@ int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
     }
     f->dw_row = tfc_dw_row_avx512vnni;
     f->dw_name = "dw_avx512vnni";
+    f->dw_gw = 64;
     return 1;
   }
   const int C = f->Ce, G = (C + 31) / 32;
@@ -426,6 +428,7 @@ int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
   }
   f->dw_row = tfc_dw_row_avx512;
   f->dw_name = "dw_avx512";
+  f->dw_gw = 32;
   return 1;
 }
 

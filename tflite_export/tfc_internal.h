@@ -285,12 +285,17 @@ void tfc_free_aarch64(TfcState* s);
 int tfc_aarch64_has_dotprod(void);
 #endif
 
+/* Splits [0, units) into <= n ranges of about equal cost (tfc_op.c); bounds[0..k], returns k. */
+int tfc_split_units(int units, const uint64_t* cost, int n, int* bounds);
+
 /* ------------------------------------------------ fused inverted residual (tfc_fused*.c) */
 struct TfcFusedTag;
-/* One output row of the 3x3 depthwise: rows[k] = input row oh * stride - pad_top + k (NULL:
- * padding), bias int32[Ce], out int8 [Wo][Ce], acc int32[Ce padded to 16] scratch. */
+/* One output row of the 3x3 depthwise, channel groups [g0, g1) of the kernel's dw_gw channels
+ * (all: 0, dw_groups): rows[k] = input row oh * stride - pad_top + k (NULL: padding), bias
+ * int32[Ce], out int8 [Wo][Ce] (only the groups' channels written), acc int32[Ce padded to 16]
+ * scratch. */
 typedef void (*TfcDwRowFn)(const struct TfcFusedTag* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
-                           int32_t* acc);
+                           int32_t* acc, int g0, int g1);
 
 typedef struct TfcFusedTag {
   int options_ok, prepared;
@@ -308,6 +313,7 @@ typedef struct TfcFusedTag {
   int32_t dw_qmin, dw_qmax;
   TfcDwRowFn dw_row;
   const char* dw_name;
+  int dw_gw, dw_groups; /* channels per group of dw_row (16, 32 or 64), groups = ceil(Ce / dw_gw) */
   /* AVX-512 depthwise (tfc_fused_x86.c): tap pairs of int16 weights interleaved as vpmaddwd
    * wants them, bias with the input zero point folded in and multipliers in the same lane order,
    * and a row of zero-point bytes the padding taps read */
@@ -338,16 +344,17 @@ typedef struct TfcFusedTag {
   struct TfcPool* pool;
   int workers, n_tasks;
   int task_r[TFC_MAX_TASKS + 1];
-  /* phased (small maps on several threads, tfc_fused.c): expand over pixel ranges into full_e,
-   * barrier, depthwise over output rows into full_d, barrier, project (+ add) over pixel ranges;
-   * no halo recomputed, tasks balanced by pixels */
+  /* phased (small maps on several threads, tfc_fused.c): expand + depthwise over channel parts
+   * into full_e / full_d, barrier, project (+ add) over pixel ranges or channel parts; no halo
+   * recomputed, tasks balanced by predicted work */
   int phased;
   int8_t* full_e; /* [H][W][Ce] (with expand) */
   int8_t* full_d; /* [Ho][Wo][Ce] */
   size_t full_bytes;
-  int n_pa, n_pc; /* tasks of the expand / project phases: pixel ranges pa[t].., pc[t].. */
-  int parts_a, parts_c; /* > 1: that phase's 1x1 is one row tile, its tasks are channel parts */
-  int pa[TFC_MAX_TASKS + 1], pc[TFC_MAX_TASKS + 1];
+  int n_ab, n_pc; /* tasks of the two phases */
+  int ab_g[TFC_MAX_PARTS + 1]; /* AB task t: depthwise groups [ab_g[t], ab_g[t+1]) */
+  int parts_c; /* > 1: the project is one row tile, its tasks are channel parts */
+  int pc[TFC_MAX_TASKS + 1]; /* else project task t: output pixels [pc[t], pc[t+1]) */
 } TfcFused;
 
 /* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 / AVX-VNNI in tfc_fused_x86.c), the add */

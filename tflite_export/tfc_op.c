@@ -177,7 +177,7 @@ static int tfc_workers(const TfLiteContext* ctx) {
 
 /* Splits [0, units) into n ranges of about equal cost (cost[u] >= 0; NULL: all units equal);
  * writes bounds[0..n] and returns the number of non-empty ranges. */
-static int tfc_split_units(int units, const uint64_t* cost, int n, int* bounds) {
+int tfc_split_units(int units, const uint64_t* cost, int n, int* bounds) {
   if (n > units) n = units;
   if (n < 1) n = 1;
   if (cost == NULL) {

@@ -358,11 +358,11 @@ def _fused_block(hw, cin, ce, co, stride, expand, residual, seed):
 
 # (H, W), Cin, Ce, Co, stride, expand, residual; odd sizes and channel counts
 FUSED_CASES = {
-    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True),   # phased: one-tile 1x1s as channel parts
-    "12x10": ((12, 10), 16, 48, 24, 1, True, False),       # phased: pixel ranges
-    "odd_s2": ((11, 9), 12, 40, 20, 2, True, False),       # 6 output rows: phased
+    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True),   # phased: one-tile project as channel parts
+    "12x10": ((12, 10), 16, 136, 24, 1, True, False),      # phased: project by pixel ranges
+    "odd_s2": ((11, 9), 12, 72, 20, 2, True, False),       # 6 output rows: phased
     "tall_s1": ((53, 5), 8, 44, 8, 1, True, True),         # 53 rows: row ranges at 2 and 3 threads
-    "no_expand_odd": ((9, 13), 24, 24, 16, 1, False, False),
+    "no_expand_odd": ((9, 13), 80, 80, 16, 1, False, False),
     "no_expand_tall": ((37, 6), 16, 16, 8, 1, False, False),  # row ranges, 8 per thread
 }
 
@@ -385,6 +385,17 @@ def _pool_jobs_of_one_invoke(interp, xq):
     n = lib.tfc_pool_trace(buf, ctypes.c_longlong(64))
     rec = [np.frombuffer(buf.raw[64 * i: 64 * i + 64], np.int32) for i in range(n)]
     return [(int(r[6]), int(r[7])) for r in rec]  # (tasks, of them run by workers); tasks < 0: run serially
+
+
+def _kernel_names():
+    """"dw=<name> expand=<name> project=<name>" of the last fused Prepare (one thread at a time)."""
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    lib = ctypes.CDLL(library_path())
+    lib.TfcFusedLastKernelNames.restype = ctypes.c_char_p
+    return lib.TfcFusedLastKernelNames().decode()
 
 
 def _run_q(interp, xq):
@@ -419,25 +430,36 @@ def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, 
                                                                     f"yield={yield_}, cap={cap}, invoke {r}")
 
 
+# channels per group of each depthwise kernel (tfc_fused_*.c: dw_gw); the expand + depthwise phase
+# splits whole groups
+DW_GROUP = {"dw_avx512vnni": 64, "dw_avxvnni": 32, "dw_avx512": 32, "dw_portable": 16, "dw_neon": 16,
+            "dw_neon_w128": 16, "dw_sdot": 16}
+
+
 @pytest.mark.parametrize("name,threads,phased,want_jobs,want_tasks", [
-    ("12x10", 2, "1", 3, 2),             # phased: expand, depthwise, project jobs
-    ("7x7_residual", 3, "1", 3, 3),
-    ("odd_s2", 3, "1", 3, 3),
-    ("no_expand_odd", 2, "1", 2, 2),     # no expand phase: depthwise, project
-    ("tall_s1", 2, "1", 1, 2),           # 53 rows >= 8 per range: row ranges even when asked
-    ("12x10", 2, None, 1, 2),            # default: one job of row ranges, one per thread
-    ("7x7_residual", 3, None, 1, 3),
+    ("7x7_residual", 2, None, 2, None),  # < 4 rows per range, stride 1: phased (expand + depthwise
+    ("7x7_residual", 3, None, 2, None),  # by channel parts, then the project)
+    ("12x10", 4, None, 2, None),
+    ("no_expand_odd", 3, None, 2, None),
+    ("12x10", 2, None, 1, 2),            # >= 4 rows per range: row ranges, one per thread
+    ("odd_s2", 3, None, 1, 3),           # stride 2: row ranges
+    ("odd_s2", 3, "1", 2, None),         # ... unless forced (< 8 rows per range)
+    ("12x10", 2, "1", 2, None),
+    ("7x7_residual", 3, "0", 1, 3),      # forced row ranges
+    ("tall_s1", 2, None, 1, 2),          # 53 rows >= 8 per range: row ranges
     ("tall_s1", 3, None, 1, 3),
     ("no_expand_tall", 2, None, 1, 16),  # no halo to recompute: 8 row ranges per thread
     ("no_expand_tall", 3, None, 1, 24),
 ])
 def test_fused_split_seen_from_the_pool(name, threads, phased, want_jobs, want_tasks, fused_files, rng,
                                         monkeypatch):
-    """Which split the op chose, seen from the pool's job trace: by default one job of row ranges
-    per invoke (one per thread; 8 per thread without expand, where ranges recompute nothing);
-    with TFCOMPRESS_FUSED_PHASED=1 maps of < 8 output rows per thread run as 3 (or 2 without
-    expand) jobs, the later phases one task per thread or fewer channel parts (a job the pool ran
-    on the caller after a stall is traced with -tasks)."""
+    """Which split the op chose, seen from the pool's job trace: stride-1 maps of < 4 output rows
+    per thread (< 8 with TFCOMPRESS_FUSED_PHASED=1) run as 2 jobs per invoke (expand + depthwise
+    by channel parts of whole depthwise groups, balanced by predicted work: 2 .. min(threads,
+    groups) tasks; then the project, one task per thread or fewer channel parts); the others (or
+    TFCOMPRESS_FUSED_PHASED=0) as one job of row ranges (one per thread; 8 per thread without
+    expand, where ranges recompute nothing).  A job the pool ran on the caller after a stall is
+    traced with -tasks."""
     monkeypatch.setenv("TFC_POOL_TRACE", "1")
     if phased is None:
         monkeypatch.delenv("TFCOMPRESS_FUSED_PHASED", raising=False)
@@ -447,12 +469,17 @@ def test_fused_split_seen_from_the_pool(name, threads, phased, want_jobs, want_t
     d = load_interpreter(dense).get_input_details()[0]
     xq = rng.integers(-128, 128, tuple(d["shape"])).astype(np.int8)
     interp = load_interpreter(fused, num_threads=threads)
+    dw = _kernel_names().split()[0].split("=")[1]
+    ce = FUSED_CASES[name][2]
     _run_q(interp, xq)
     jobs = [_pool_jobs_of_one_invoke(interp, xq) for _ in range(20)]
     assert all(len(j) == want_jobs for j in jobs), jobs[:3]
-    # the first job's tasks; later phases: one per thread, or fewer channel parts (at most one per
-    # 16 output channels: odd_s2's project has 20)
-    assert all(abs(j[0][0]) == want_tasks for j in jobs), jobs[:3]
+    if want_tasks is not None:
+        assert all(abs(j[0][0]) == want_tasks for j in jobs), jobs[:3]
+    else:  # channel parts of whole depthwise groups
+        groups = -(-ce // DW_GROUP[dw])
+        assert all(2 <= abs(j[0][0]) <= min(threads, groups) for j in jobs), (dw, jobs[:3])
+    # later phases: one task per thread, or fewer channel parts (at most one per 16 output channels)
     assert all(2 <= abs(tasks) <= threads for j in jobs for tasks, _ in j[1:]), jobs[:3]
     assert all(0 <= w <= abs(tasks) for j in jobs for tasks, w in j), jobs[:3]
     np.testing.assert_array_equal(_run_q(interp, xq), _run_q(load_interpreter(dense), xq))
