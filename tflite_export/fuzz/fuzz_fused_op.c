@@ -11,7 +11,8 @@
  * bit 2 non-constant params, bit 3 bias lengths from the fuzz bytes instead of the header, bit 5
  * TFCOMPRESS_NO_AVX512=1 (the kernels for x86 without AVX-512), bits 6-7
  * the ISA cap 0 / 1 / 2 / none), byte 1 ranges (% 7 + 1: TFCOMPRESS_TEST_RANGES) and the split
- * (/ 7 % 3: TFCOMPRESS_FUSED_PHASED unset (automatic: phased below 8 rows per range), 0, 1), bytes 2-3
+ * (/ 7 % 3: TFCOMPRESS_FUSED_PHASED unset (automatic: phased for stride 1 below 4 rows per range),
+ * 0, 1), bytes 2-3
  * options (byte 2 = options length <= 9, byte 3 = its fill value: 1 then zeros when 0x00),
  * bytes 4-9: u16 lengths of the params, expand and project blobs, then the three blobs.
  * The input tensor takes H, W, Cin from the params header (when <= 80), so valid headers reach
