@@ -496,11 +496,19 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
     if (err != NULL) FAIL("%s", err);
   }
 
-  /* strips: SH output rows at a time, at most one 64-row tile of the project 1x1 where a row
-   * fits (a 14-wide map: 4 rows = 56 rows of the 1x1, not 5 = 64 + 6) */
+  /* strips: SH output rows at a time.  The 1x1 kernels cost per stored weight and 16-row vector
+   * (x86: 16 rows per register; aarch64: 4 registers of 4), so a strip is a whole number of
+   * vectors where a few map rows make one: the smallest SH with SH * Wo a multiple of 16 and <=
+   * 128 (56-wide: 2 rows = 112 = 7 vectors, where 1 row = 56 took 4 of 64); else as many rows as
+   * fit one 64-row tile (7-wide: 7 rows = 49) */
   const int cap = tfc_isa_cap();
   tfc_trace_init();
   f->SH = f->Wo >= 64 ? 1 : 64 / f->Wo;
+  for (int k = 1; k * f->Wo <= 128; ++k)
+    if ((k * f->Wo) % 16 == 0) {
+      f->SH = k;
+      break;
+    }
   if (f->SH > f->Ho) f->SH = f->Ho;
   f->ring_rows = f->stride * (f->SH - 1) + 3;
   if (f->has_expand) {

@@ -506,10 +506,12 @@ def fused_record(name, x, params, ew, eb, db, pw, pb, x_q, y_q, y, *, runs=1, pa
 
 def fused_strips(hw, stride, same=True):
     """(expand rows, project rows) tfc_fused.c sets its two 1x1 plans up for: strips of SH output
-    rows, SH * Wo <= 64 where a row fits (the kernel picks depend on these row counts)."""
+    rows, the smallest SH with SH * Wo a multiple of 16 and <= 128, else SH * Wo <= 64 where a
+    row fits (the kernel picks depend on these row counts)."""
     H, W = hw
     Ho, Wo = (-(-H // stride), -(-W // stride)) if same else ((H - 2) // stride + 1, (W - 2) // stride + 1)
-    sh = min(1 if Wo >= 64 else 64 // Wo, Ho)
+    sh = next((k for k in range(1, 128 // Wo + 1) if k * Wo % 16 == 0), 1 if Wo >= 64 else 64 // Wo)
+    sh = min(sh, Ho)
     return stride * sh * W, sh * Wo
 
 

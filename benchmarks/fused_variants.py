@@ -1,0 +1,111 @@
+"""A/B of fused-op variants: the int8 fused MobileNetV2 file with environment settings vs as is.
+
+MobileNetV2 224, 1x1 convs 80 % zero in `Block((1, 4))`, post-training int8 (the files of
+`sparse_threads.py`): the dense int8 file, the fused file (17 TFC_SPARSE_INVERTED_RESIDUAL blocks)
+as is, and the fused file once per variant, each variant's environment set while its interpreter is
+made (the op reads it in Prepare), at 1 and 2 threads. All interpreters must give the dense file's
+output. Interleaved rounds (every interpreter once per round in shuffled order, 20 invokes,
+median); per round the ratios dense / file and fused / variant, reported as median and p10-p90.
+
+    python benchmarks/fused_variants.py --variants rows=TFCOMPRESS_FUSED_PHASED:0 --rounds 40
+
+Writes benchmarks/results/fused_variants<tag>.json. x86 figures, comparable only within one run.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import sparse_threads  # noqa: E402
+
+from tfcompress.export import load_interpreter  # noqa: E402
+
+
+def _interpreter(tfl, threads, env):
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        it = load_interpreter(tfl, num_threads=threads)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.random.default_rng(0).integers(-128, 128, d["shape"]).astype(np.int8))
+    it.invoke()
+    return it
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="", help="comma-separated name=ENV:V+ENV:V")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--tag", default="", help="suffix of results/fused_variants<tag>.json")
+    args = ap.parse_args()
+    variants = {}
+    for v in filter(None, args.variants.split(",")):
+        name, spec = v.split("=", 1)
+        variants[name] = dict(kv.split(":", 1) for kv in spec.split("+"))
+    files, _ = sparse_threads.build_files(["int8"], 0.8, np.random.default_rng(0))
+    pair = files["int8"]
+    its = {}
+    for t in (1, 2):
+        its[("dense", t)] = _interpreter(pair["dense"], t, {})
+        its[("fused", t)] = _interpreter(pair["sparse"], t, {})
+        for name, env in variants.items():
+            its[(name, t)] = _interpreter(pair["sparse"], t, env)
+    want = its[("dense", 1)].get_tensor(its[("dense", 1)].get_output_details()[0]["index"])
+    for k, it in its.items():
+        got = it.get_tensor(it.get_output_details()[0]["index"])
+        assert np.array_equal(got, want), f"{k} differs from the dense int8 file"
+    times = {k: [] for k in its}
+    keys, rng = list(its), np.random.default_rng(1)
+    load_before = os.getloadavg()
+    for _ in range(args.rounds):
+        for i in rng.permutation(len(keys)):
+            it, ts = its[keys[i]], []
+            for _ in range(20):
+                a = time.perf_counter_ns()
+                it.invoke()
+                ts.append(time.perf_counter_ns() - a)
+            times[keys[i]].append(float(np.median(ts)) / 1e3)
+    out = {"machine": {"cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
+           "variants": variants, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
+           "summary": {}}
+
+    def q(x):
+        return {"median": float(np.median(x)), "p10": float(np.percentile(x, 10)), "p90": float(np.percentile(x, 90))}
+
+    for t in (1, 2):
+        dense = np.array(times[("dense", t)])
+        for name in ["fused"] + list(variants):
+            x = np.array(times[(name, t)])
+            s = {"median_us": float(np.median(x)), "vs_dense": q(dense / x)}
+            if name != "fused":
+                s["fused_over_variant"] = q(np.array(times[("fused", t)]) / x)
+            out["summary"][f"{name}/{t}"] = s
+            extra = (f"  fused / {name} {s['fused_over_variant']['median']:.3f} "
+                     f"({s['fused_over_variant']['p10']:.3f}-{s['fused_over_variant']['p90']:.3f})"
+                     if name != "fused" else "")
+            print(f"{t} thread(s) {name:>10}: {s['median_us']:8.1f} us, dense {np.median(dense):8.1f} us, "
+                  f"{s['vs_dense']['median']:.3f}x dense ({s['vs_dense']['p10']:.3f}-{s['vs_dense']['p90']:.3f}){extra}")
+    path = os.path.join(HERE, "results", f"fused_variants{args.tag}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}; load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
