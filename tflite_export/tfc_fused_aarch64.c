@@ -173,7 +173,10 @@ static inline __attribute__((always_inline)) void tfc_dw_row_neon_impl(const Tfc
     base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
-  for (int c0 = 16 * g0; c0 < 16 * g1 && c0 < C; c0 += 16) tfc_dw_group(f, base, cs, c0, C - c0 < 16 ? C - c0 : 16, out, pair);
+  const int c1 = 16 * g1 < C ? 16 * g1 : C;
+  int c0 = 16 * g0;
+  for (; c0 + 16 <= c1; c0 += 16) tfc_dw_group(f, base, cs, c0, 16, out, pair); /* n = 16: the specialized code */
+  if (c0 < c1) tfc_dw_group(f, base, cs, c0, c1 - c0, out, pair);
 }
 
 static void tfc_dw_row_neon(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
@@ -352,7 +355,10 @@ TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const
     base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
     cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
   }
-  for (int c0 = 16 * g0; c0 < 16 * g1 && c0 < C; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, C - c0 < 16 ? C - c0 : 16, out);
+  const int c1 = 16 * g1 < C ? 16 * g1 : C;
+  int c0 = 16 * g0;
+  for (; c0 + 16 <= c1; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, 16, out); /* n = 16: the specialized code */
+  if (c0 < c1) tfc_dw_group_dot(f, base, cs, c0, c1 - c0, out);
 }
 
 void tfc_fused_free_dw_aarch64(TfcFused* f) {
