@@ -149,6 +149,12 @@ def summary(ms):
             "rounds": len(ms)}
 
 
+def round_ratios(dense_ms, file_ms):
+    """Speed vs the dense twin per round (the two were timed in the same round): median, p10, p90."""
+    r = np.asarray(dense_ms) / np.asarray(file_ms)
+    return {"median": float(np.median(r)), "p10": float(np.percentile(r, 10)), "p90": float(np.percentile(r, 90))}
+
+
 # ------------------------------------------------------------------------------------ MobileNetV2
 def mobilenet_v2(pattern, sparsity, x_bn):
     """MobileNetV2 224, random weights, every 1x1 conv pruned with `pattern`, BN re-estimated."""
@@ -289,11 +295,11 @@ def build_digits(args):
 
 
 # ------------------------------------------------------------------------------------ report
-def table(name, info, lat, threads):
+def table(name, info, lat, threads, ratios):
     micro = max(v[t]["median_ms"] for v in lat.values() for t in threads) < 1.0
     unit, k = ("us", 1e3) if micro else ("ms", 1.0)
     head = ("| file | pattern | " + " | ".join(f"{t} thr {unit} (min-max)" for t in threads)
-            + " | " + " | ".join(f"x vs dense {t} thr" for t in threads)
+            + " | " + " | ".join(f"x vs dense {t} thr (p10-p90)" for t in threads)
             + " | size KB | top-1 agr. Keras | agr. dense twin | sparse ops |")
     lines = [f"### {name}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for key, row in info.items():
@@ -303,11 +309,11 @@ def table(name, info, lat, threads):
         for t in threads:
             s = lat[key][t]
             cells.append(f"{s['median_ms'] * k:.3g} ({s['min_ms'] * k:.3g}-{s['max_ms'] * k:.3g})")
-        twin = f"{row['dtype']} dense"
-        ratios = [f"{lat[twin][t]['median_ms'] / lat[key][t]['median_ms']:.2f}x" for t in threads]
+        rr = [ratios[key][t] for t in threads]
+        cells_r = [f"{r['median']:.2f}x ({r['p10']:.2f}-{r['p90']:.2f})" for r in rr]
         dense_agr = row.get("agreement_int8_dense", row.get("agreement_float_dense"))
         sl = row.get("sparse_layers")
-        lines.append(f"| {key} | {row['pattern']} | " + " | ".join(cells) + " | " + " | ".join(ratios)
+        lines.append(f"| {key} | {row['pattern']} | " + " | ".join(cells) + " | " + " | ".join(cells_r)
                      + f" | {row['bytes'] / 1024:.1f} | {row['agreement_keras']:.1%} | "
                      + ("-" if dense_agr is None else f"{dense_agr:.1%}") + " | "
                      + ("-" if not sl else f"{sl['custom']} custom + {sl['builtin']} builtin"
@@ -383,7 +389,7 @@ def main():
     if not args.no_mobilenet:
         print("MobileNetV2 224: building, pruning, exporting ...", flush=True)
         files, info, n_eval = build_mobilenet(args, rng)
-        sections.append(("mobilenet_v2", files, info, 5,
+        sections.append(("mobilenet_v2", files, info, 20,
                          {"eval_images": n_eval, "agreement_on": "random images"}))
     print("digits CNN: training, pruning, QAT, exporting ...", flush=True)
     files, info, accuracy, n_test = build_digits(args)
@@ -394,11 +400,14 @@ def main():
     for sec, files, info, runs, extra in sections:
         samples = time_interleaved(files, threads, rounds, runs)
         lat = {name: {t: summary(samples[(name, t)]) for t in threads} for name in files}
-        md.append(table(sec, info, lat, threads))
+        ratios = {name: {t: round_ratios(samples[(f"{info[name]['dtype']} dense", t)], samples[(name, t)])
+                         for t in threads} for name in files if isinstance(info.get(name), dict) and "dtype" in info[name]}
+        md.append(table(sec, info, lat, threads, ratios))
         for row in info.values():
             row.pop("_top1", None)
         results[sec] = {"files": info, "runs_per_round": runs,
-                        "latency": {n: {str(t): v for t, v in d.items()} for n, d in lat.items()}, **extra}
+                        "latency": {n: {str(t): v for t, v in d.items()} for n, d in lat.items()},
+                        "vs_dense_per_round": {n: {str(t): v for t, v in d.items()} for n, d in ratios.items()}, **extra}
         if sec == "digits_cnn":
             md.append("\nDigits top-1 on the held-out split (%d images):\n" % n_test)
             md.append("| model | top-1 |\n|---|---:|")

@@ -47,9 +47,12 @@ MAX_THREADS = 64
 # Smallest tolerance (relative speed-up) for "not slower than dense"; the measured noise of the
 # all-dense control raises it.
 MIN_TOLERANCE = 0.01
-# Above this noise (the control's distance from 1) the measurement says nothing: every layer is
-# reverted (the dense file cannot be slower than itself).
+# Above this noise (the control's distance from 1) the measurement cannot tell small differences:
+# only a candidate faster than dense by more than the noise at every thread count ("clear") is
+# kept, else every layer is reverted (the dense file cannot be slower than itself).
 MAX_NOISE = 0.05
+# Above this noise nothing is kept, however fast a candidate measured.
+MAX_CLEAR_NOISE = 0.25
 # Timing budget of one guard measurement (seconds of invokes, not counting interpreter set-up).
 BUDGET_S = 3.0
 MIN_ROUNDS, MAX_ROUNDS = 5, 60
@@ -159,30 +162,38 @@ def choose(speedups, min_tolerance=MIN_TOLERANCE) -> dict:
 
     Returns:
         Dict with ``index`` (the chosen candidate), ``tolerance`` (max(min_tolerance, the
-        control's distance from 1 at any thread count)) and ``accepted`` (candidate indices
-        whose speed-up is >= 1 - tolerance at every thread count). The chosen one has the
-        highest geometric-mean speed-up of the accepted ones; the control (every layer
-        reverted: the dense file) unless one beats 1.
+        control's distance from 1 at any thread count)), ``accepted`` (candidate indices
+        whose speed-up is >= 1 - tolerance at every thread count) and ``clear`` (those >= 1 +
+        tolerance at every thread count: faster than dense beyond the noise). The chosen one
+        has the highest geometric-mean speed-up of the accepted ones; the control (every
+        layer reverted: the dense file) unless one beats 1. Above `MAX_NOISE` only clear
+        candidates may be chosen, above `MAX_CLEAR_NOISE` none.
 
     Example:
         >>> choose([{1: 1.5, 2: 0.8}, {1: 1.3, 2: 1.05}, {1: 1.0, 2: 1.0}])["index"]
         1
         >>> choose([{1: 1.5, 2: 0.8}, {1: 1.0, 2: 1.0}])["index"]
         1
+        >>> choose([{1: 1.9, 2: 1.6}, {1: 1.1, 2: 1.02}, {1: 1.0, 2: 0.92}])["index"]  # noisy, 0 is clear
+        0
     """
     if not speedups:
         raise ValueError("choose needs at least the all-dense control candidate.")
     control = len(speedups) - 1
     tol = max([min_tolerance] + [abs(1.0 - v) for v in speedups[control].values()])
-    accepted, best, best_score = [], control, 1.0
+    accepted, clear, best, best_score = [], [], control, 1.0
     for i, s in enumerate(speedups[:control]):
         if not s or any(v < 1.0 - tol for v in s.values()):
             continue
         accepted.append(i)
+        if all(v >= 1.0 + tol for v in s.values()):
+            clear.append(i)
+        if tol > MAX_CLEAR_NOISE or (tol > MAX_NOISE and i not in clear):
+            continue
         score = math.exp(np.mean([math.log(max(v, 1e-9)) for v in s.values()]))
         if score > best_score:
             best, best_score = i, score
-    return {"index": best, "tolerance": float(tol), "accepted": accepted}
+    return {"index": best, "tolerance": float(tol), "accepted": accepted, "clear": clear}
 
 
 def _host_cores():
@@ -397,10 +408,9 @@ def guard(dense, layers, rewrite, threads, budget_s=BUDGET_S):
             m["rounds"] += m2["rounds"]
             speed, paired = speedups_of(m["pairs"])
             verdict = choose(speed)
-    noisy = verdict["tolerance"] > MAX_NOISE
-    kept = frozenset() if noisy else sets[verdict["index"]]
-    if noisy:
-        verdict["index"] = len(sets) - 1
+    # noisy: the measurement only tells candidates faster than dense beyond the noise (choose)
+    noisy = verdict["tolerance"] > MAX_NOISE and verdict["index"] == len(sets) - 1
+    kept = sets[verdict["index"]]
     record.update({
         "rounds": m["rounds"], "invokes_per_round": m["invokes_per_round"],
         "child_setup_s": m.get("setup_s"), "child_timing_s": m.get("timing_s"),
@@ -419,9 +429,13 @@ def guard(dense, layers, rewrite, threads, budget_s=BUDGET_S):
     if noisy:
         record["result"] = (f"reverted all rewritten layers: the host was too busy to measure (the all-dense "
                             f"control measured {_ratios(speed[-1])} thread(s) vs dense, noise > "
-                            f"{MAX_NOISE:.0%}); export on a quieter machine, or pass num_threads=None to keep "
-                            "the cost model's choice unchecked")
+                            f"{MAX_NOISE:.0%}, and no candidate was faster beyond it); export on a quieter "
+                            "machine, or pass num_threads=None to keep the cost model's choice unchecked")
         logging.warning("sparse_kernels='auto': %s", record["result"])
+    elif verdict["tolerance"] > MAX_NOISE:
+        record["result"] = (f"kept the {len(kept)} of {len(rewritten)} layers of the fastest candidate that "
+                            f"was faster than dense beyond the host's noise ({ratios} vs dense; the all-dense "
+                            f"control measured {_ratios(speed[-1])} thread(s))")
     elif len(kept) == len(rewritten):
         record["result"] = f"kept all {len(rewritten)} rewritten layers: {ratios} vs dense"
     elif not kept:
