@@ -27,6 +27,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import sparse_threads  # noqa: E402
+from mobile_pipeline import round_ratios  # noqa: E402
 
 from tfcompress.export import load_interpreter  # noqa: E402
 
@@ -85,16 +86,13 @@ def main():
            "variants": variants, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
            "summary": {}}
 
-    def q(x):
-        return {"median": float(np.median(x)), "p10": float(np.percentile(x, 10)), "p90": float(np.percentile(x, 90))}
-
     for t in (1, 2):
         dense = np.array(times[("dense", t)])
         for name in ["fused"] + list(variants):
             x = np.array(times[(name, t)])
-            s = {"median_us": float(np.median(x)), "vs_dense": q(dense / x)}
+            s = {"median_us": float(np.median(x)), "vs_dense": round_ratios(dense, x)}
             if name != "fused":
-                s["fused_over_variant"] = q(np.array(times[("fused", t)]) / x)
+                s["fused_over_variant"] = round_ratios(times[("fused", t)], x)
             out["summary"][f"{name}/{t}"] = s
             extra = (f"  fused / {name} {s['fused_over_variant']['median']:.3f} "
                      f"({s['fused_over_variant']['p10']:.3f}-{s['fused_over_variant']['p90']:.3f})"
