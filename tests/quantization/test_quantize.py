@@ -279,3 +279,36 @@ def test_subclassed_models_use_the_layers_directly(digits):
     assert parity.top1_agreement >= 0.99
     step = (float(model.head.output_tracker.max) - float(model.head.output_tracker.min)) / 255
     assert parity.max_abs_error <= 3 * step
+
+
+def test_concat_inputs_are_quantized_at_the_concat_scale(rng):
+    """An input that only a Concatenate reads runs at the concat's scale in TFLite: the QAT model
+    quantizes it there too (no range of its own), so values beyond the calibrated range of the
+    narrow branch are not clipped in one and kept in the other. The narrow conv is calibrated on x
+    and run on 3 x: its outputs leave its own range, not the concat's (the wide branch is 20x)."""
+    keras.utils.set_random_seed(1)
+    i = keras.Input((6, 6, 3))
+    narrow = L.Conv2D(4, 3, padding="same", activation="relu", name="narrow")(i)
+    wide = L.Conv2D(4, 1, name="wide")(i)
+    shared = L.Conv2D(4, 1, name="shared")(i)  # also read by the Add: keeps its own point
+    y = L.Concatenate(name="cat")([narrow, wide, shared])
+    model = keras.Model(i, [y, L.Add(name="add")([shared, wide])])
+    model.get_layer("wide").kernel.assign(20.0 * np.asarray(model.get_layer("wide").kernel))
+    x = rng.uniform(-1, 1, (32, 6, 6, 3)).astype("float32")
+    qat = quantize(model)
+    from tfcompress.quantization import calibrate
+
+    calibrate(qat, x)
+    assert qat.get_layer("quant_narrow").output_tracker is None
+    assert qat.get_layer("quant_shared").output_tracker is not None
+    tflite, report = export_tflite(qat, quantize="int8")
+    assert report.is_full_integer, report.float_ops
+    big = 3.0 * x
+    want = [np.asarray(v) for v in qat(big)]
+    got = run_tflite(tflite, big)
+    tracker = qat.get_layer("quant_cat").output_tracker
+    step = (float(tracker.max) - float(tracker.min)) / 255.0
+    narrow = model.get_layer("narrow")
+    # the narrow branch leaves the range it was calibrated on, and stays inside the concat's
+    assert np.asarray(narrow(x)).max() < np.asarray(narrow(big)).max() <= float(tracker.max)
+    assert np.abs(got[0] - want[0]).max() <= 1.01 * step

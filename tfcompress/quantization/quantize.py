@@ -88,6 +88,66 @@ def _plan_fusions(model, configs):
     return plan
 
 
+def _concat_fed(model, configs, plan):
+    """Operations whose output point moves to the Concatenate they feed (`{id(op)}`).
+
+    TFLite's CONCATENATION keeps one scale for its inputs and output: the converter gives an input
+    tensor that only the concat reads the concat's scale (or adds a REQUANTIZE), so a range of its
+    own, tracked in training, is not what the file runs (a DenseNet block was up to 3 LSB off, 28 LSB
+    in DenseNet121). As tfmot's ConcatTransform, such an input gets no quantization point and the
+    concat's output point quantizes it. Kept: producers read by anything else, model outputs,
+    float fallbacks, fixed output ranges (sigmoid, softmax, tanh) and activations TFLite does not
+    fuse (their pre-activation point goes with the output point).
+    """
+    consumers = {}
+    for op in model.operations:
+        try:
+            inputs = _flat(op.input)
+        except (AttributeError, ValueError):
+            continue
+        for t in inputs:
+            consumers.setdefault(id(t), []).append(op)
+    outputs = {id(t) for t in _flat(model.outputs)}
+
+    def quantized_concat(op):
+        if isinstance(op, keras.layers.Concatenate):
+            cfg = configs.get(id(op))
+            return cfg is not None and cfg.quantize_output and not cfg.float_fallback
+        return not isinstance(op, keras.layers.Layer) and type(op).__name__ == "Concatenate"
+
+    absorbed = {id(a) for _, _, group in plan.values() for a in group}
+    fed = set()
+    for op in model.operations:
+        if id(op) in absorbed or isinstance(op, (keras.layers.InputLayer, keras.Model)):
+            continue
+        if isinstance(op, keras.layers.Layer):
+            cfg = configs.get(id(op))
+            if cfg is None or cfg.float_fallback or not cfg.quantize_output or cfg.output_range is not None:
+                continue
+            if id(op) in plan:
+                act = plan[id(op)][1]
+            elif isinstance(op, keras.layers.Activation):  # its activation is the op itself
+                act = "hard_sigmoid" if _activation_name(op.activation) == "hard_sigmoid" else "linear"
+            else:
+                act = _activation_name(getattr(op, "activation", None))
+            if act not in ("linear", "relu", "relu6"):
+                continue
+        elif type(op).__name__ in _RANGE_PRESERVING_OPS:
+            continue
+        absorbed_by_op = plan.get(id(op), (None, None, []))[2]
+        tail = absorbed_by_op[-1] if absorbed_by_op else op
+        try:
+            out = tail.output
+        except (AttributeError, ValueError):  # a shared layer: several outputs
+            continue
+        if not isinstance(out, keras.KerasTensor) or id(out) in outputs:
+            continue
+        users = consumers.get(id(out), [])
+        if len(users) == 1 and quantized_concat(users[0]):
+            fed.add(id(op))
+    return fed
+
+
 def _affine(layer):
     """`(a, b)` with `layer(x) == x * a + b` (inference) for a per-channel affine layer, else None.
 
@@ -279,6 +339,9 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
     Normalization, a BatchNormalization that follows no Conv/Dense (DenseNet, ResNetV2) and a
     Rescaling with an offset run as `x * a`, a quantization point, `+ b` (their statistics frozen), so
     TFLite runs both of their ops in int8. Recurrent layers (LSTM, GRU, Bidirectional) stay float.
+    A tensor that only a Concatenate reads gets no point of its own: the concat's output point
+    quantizes it, as TFLite runs CONCATENATION with one scale for its inputs and output (tfmot does
+    the same).
 
     Layers TFLite has no integer kernel for (LayerNormalization, MultiHeadAttention, Conv3D, ...) stay
     float (documented fallback): they compute in float and their outputs are quantized for the integer
@@ -413,6 +476,7 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
             layer_configs[id(op)] = cfg
     plan = _plan_fusions(model, layer_configs)
     absorbed = {id(a) for _, _, group in plan.values() for a in group}
+    concat_fed = _concat_fed(model, layer_configs, plan)
     weight_pairs = []  # (original layer, new layer) whose weights get copied after building
     mask_pairs = []  # (QuantizeWrapper, {weight name: mask}) set after building
     cluster_pairs = []  # (QuantizeWrapper, {weight name: (centroids, indices)}) set after building
@@ -445,6 +509,8 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
             weight_pairs.append((bn, new_bn))
         masks = _sparsity_masks(op, cfg, preserve_sparsity, _masks)
         clusters = _clusters(op, cfg, preserve_clusters, _clustered)
+        if id(op) in concat_fed:
+            cfg = QuantizeConfig(**{**cfg.get_config(), "quantize_output": False})
         wrapper = QuantizeWrapper(new, scheme=scheme, quantize_config=cfg,
                                   activation=None if act in (None, "linear") else act,
                                   batch_norm=new_bn, masked_weights=sorted(masks),
@@ -477,7 +543,7 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
             out = keras.ops.add(QuantizeLayer(scheme)(keras.ops.multiply(args[0], a)), b)
         else:
             out = op(*args, **kwargs)
-        if isinstance(op, (QuantizeWrapper, keras.Model)):
+        if isinstance(op, (QuantizeWrapper, keras.Model)) or id(op) in concat_fed:
             return out
         if isinstance(op, keras.layers.Layer):
             if op.name in keep_float or (selected is not None and op.name not in selected):
