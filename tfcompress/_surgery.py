@@ -461,6 +461,21 @@ def layer_graph(model):
     return layers, inputs, consumers, outputs, shared
 
 
+def tensor_consumers(model):
+    """`(consumers, outputs)` of a Functional model by tensor: `consumers[id(t)]` lists the operations
+    reading symbolic tensor `t` (layers and `keras.ops` nodes), `outputs` the ids of the model's
+    output tensors. Operations called more than once (shared layers) are left out."""
+    consumers = {}
+    for op in model.operations:
+        try:
+            inputs = keras.tree.flatten(op.input)
+        except (AttributeError, ValueError):  # a shared layer has several inputs
+            continue
+        for t in inputs:
+            consumers.setdefault(id(t), []).append(op)
+    return consumers, {id(t) for t in keras.tree.flatten(model.outputs)}
+
+
 def _flat_refs(refs):
     if isinstance(refs, (list, tuple)) and refs and isinstance(refs[0], str):
         return [refs]
