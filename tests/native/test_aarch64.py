@@ -273,7 +273,7 @@ def test_case_generator_covers_the_matrix():
         for pattern in ("unstructured", "2:4", "1x4/B4", "1x4/B1", "4x1"):
             ours = [n for n in names if n.startswith(f"{dtype}/{pattern}")]
             rows = {int(re.search(r"/rows(\d+)/", n).group(1)) for n in ours}
-            assert {1, 2, 3, 5, 15, 16, 40, 64, 70, 150} <= rows, (dtype, pattern, rows)
+            assert {1, 2, 3, 5, 15, 16, 40, 49, 64, 70, 114, 150} <= rows, (dtype, pattern, rows)
             assert any("/conv/" in n for n in ours) and any("/fc/" in n for n in ours)
             for act in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
                 assert any(n.endswith("/" + act) for n in ours), (dtype, pattern, act)

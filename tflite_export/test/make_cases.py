@@ -177,6 +177,8 @@ SHAPES = [
     ((5, 6, 5, 24), 40, "RELU_N1_TO_1", "conv"),  # 150 rows: two full 64-row tiles + 22
     ((2, 9, 130), 19, "RELU", "fc1"),       # rank 3 flattened by layout 1, 18 rows
     ((5, 8, 46), 21, "RELU6", "fc1"),       # 40 rows: a 48-row tail tile (3 x 16), K % 4 == 2
+    ((1, 7, 7, 40), 24, "RELU", "conv"),    # 49 rows (a 7x7 map): one tile, 15 zero rows
+    ((2, 57, 36), 20, "RELU6", "fc1"),      # 114 rows: a 64-row tile + 50
 ]
 PATTERNS = [  # (pattern, block, sort_rows, sparsity)
     ("unstructured", 1, True, 0.9),
@@ -526,6 +528,7 @@ FUSED = [
     ("odd_channels_unstructured", (7, 9), 13, 37, 13, 1, dict(residual=True, pattern="unstructured")),
     ("s2_larger_map", (20, 21), 16, 96, 24, 2, dict(acts=("RELU", "RELU"))),
     ("tiny_map_tbl", (3, 3), 8, 24, 8, 1, dict(residual=True, acts=("NONE", "RELU6"))),
+    ("map_7x7", (7, 7), 16, 48, 16, 1, dict(residual=True)),  # 49-row strips (MobileNetV2's last blocks)
     ("s2_tiny_tbl", (4, 5), 16, 48, 12, 2, {}),
     ("weights_min_int8", (6, 11), 16, 32, 16, 1, dict(residual=True, wmin=-128, sparsity=0.5)),
     ("no_expand_dwmin128", (5, 6), 32, 32, 16, 1, dict(expand=False, extreme_dw=True, zx=0)),
