@@ -71,6 +71,23 @@ def test_choose_on_a_noisy_host_keeps_only_what_is_faster_beyond_the_noise():
     assert guard.choose([{1: 1.3, 2: 0.99}, {1: 1.0, 2: 0.97}])["index"] == 0
 
 
+def test_a_second_measurement_must_confirm_a_candidate():
+    """The three guard measurements of one float32 MobileNetV2 export in a row on the AMD VM
+    (all-layers / half / eighth / control at 1 and 2 threads): the first accepts every layer, the
+    third rejects it at 2 threads. Joined with worst_of, a candidate is kept only when both
+    measurements accept it; the control's noise is the larger of the two."""
+    first = [{1: 1.545, 2: 1.033}, {1: 1.339, 2: 1.071}, {1: 1.134, 2: 1.054}, {1: 1.018, 2: 0.994}]
+    third = [{1: 1.558, 2: 0.83}, {1: 1.315, 2: 0.902}, {1: 1.188, 2: 1.04}, {1: 0.99, 2: 0.961}]
+    assert guard.choose(first)["index"] == 0  # alone: all layers, 1.03x at 2 threads
+    joined = guard.worst_of(first, third)
+    assert joined[:3] == [{1: 1.545, 2: 0.83}, {1: 1.315, 2: 0.902}, {1: 1.134, 2: 1.04}]
+    assert joined[3] == {1: 1.018, 2: 0.961}  # per thread count the value farther from 1
+    v = guard.choose(joined)
+    assert v["tolerance"] == pytest.approx(0.039) and v["accepted"] == [2] and v["index"] == 2
+    # the order of the two measurements does not matter
+    assert guard.worst_of(third, first) == joined
+
+
 def test_candidate_sets_are_nested_best_gain_first():
     sets = guard.candidate_sets([1.0, 5.0, 3.0, 2.0, 4.0, 0.5, 6.0, 2.5])
     # best first: 6 (6.0), 1 (5.0), 4 (4.0), 2 (3.0), 7, 3, 0, 5; all, half, quarter, eighth, none

@@ -625,7 +625,8 @@ def sparse_kernel_guard(tflite) -> dict:
         A dict: ``threads`` (asked), ``measured_threads`` (those the host had cores for),
         ``candidates`` (per candidate file, all layers first, none (the control) last:
         ``kept_layers``, ``speedup`` {threads: dense / candidate, ratio of their fastest
-        time-paired block times}, ``paired_ratio_p10_p50_p90``, ``accepted``), ``chosen``
+        time-paired block times; the lower of two measurements}, ``speedup_per_measurement``,
+        ``paired_ratio_p10_p50_p90``, ``accepted``), ``measurements``, ``chosen``
         (index), ``tolerance`` (the control's noise), ``rounds``, ``seconds``, ``result`` (one
         sentence); empty when the file was not checked ("custom", "builtin", or
         ``num_threads=None``). Per-layer notes are in `sparse_kernel_report` (``guard``).
