@@ -325,7 +325,8 @@ FIT_STEPS = 2  # QAT fit steps on random data after calibrate (--fit-steps)
 
 
 def technique_qat_int8(model, x, fit_steps=None):
-    """quantize (QAT) -> calibrate + `fit_steps` of fit on random targets -> full-integer int8 TFLite."""
+    """quantize (QAT) -> calibrate + `fit_steps` of fit (clipped SGD, the model's own outputs plus noise
+    as targets) -> full-integer int8 TFLite."""
     from tfcompress.quantization import calibrate, quantize
 
     qat = quantize(model)
@@ -333,9 +334,14 @@ def technique_qat_int8(model, x, fit_steps=None):
     fit_steps = FIT_STEPS if fit_steps is None else fit_steps
     info = {"fit_steps": fit_steps}
     if fit_steps:
-        y = [np.random.default_rng(1).normal(size=(len(keras.tree.flatten(x)[0]),) + tuple(o.shape[1:]))
-             .astype("float32") for o in keras.tree.flatten(qat.outputs)]
-        qat.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")
+        # fit only has to run and move the ranges: targets are the model's own outputs plus 1 %
+        # noise, and the gradient norm is clipped (random unit targets against an untrained
+        # EfficientNet's logits of ~1e3, with dropout active, gave a loss of 1e6 and NaN weights
+        # after two unclipped SGD steps)
+        rng = np.random.default_rng(1)
+        y = [(o + 0.01 * np.std(o) * rng.normal(size=o.shape)).astype("float32")
+             for o in (np.asarray(v) for v in keras.tree.flatten(qat(x)))]
+        qat.compile(optimizer=keras.optimizers.SGD(1e-4, clipnorm=1.0), loss="mse")
         qat.fit(x, y if len(y) > 1 else y[0], batch_size=len(y[0]) // 2, epochs=1, steps_per_epoch=fit_steps,
                 verbose=0)
     tflite, report = _export(qat, quantize="int8")

@@ -120,6 +120,29 @@ def test_failed_export_leaves_no_file_and_keeps_an_old_one(tmp_path):
     assert os.listdir(tmp_path) == ["old.tflite"]
 
 
+def test_nan_weights_are_refused_before_the_converter_runs(tmp_path):
+    """A diverged training leaves NaN weights; the TFLite converter would crash the process on a QAT
+    model holding them (segmentation fault). export_tflite names the weight, writes nothing and
+    leaves the model as it was."""
+    from tfcompress.quantization import calibrate, quantize
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, name="head")], name="diverged")
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 2)).astype("float32")
+    qat = calibrate(quantize(model), x)
+    kernel = qat.get_layer("quant_head").layer.kernel
+    bad = np.asarray(kernel.numpy())
+    bad[0, 1], bad[2, 0] = np.nan, np.inf
+    kernel.assign(bad)
+    path = tmp_path / "m.tflite"  # Flatten: 4 x 4 x 4 = 64 features, head kernel 64 x 3 = 192
+    for m, kwargs in ((qat, {"quantize": "int8"}), (qat, {})):
+        with pytest.raises(ValueError, match=r"'diverged'.*'quant_head/head/kernel' holds 2 NaN or infinite value\(s\) of 192"):
+            export_tflite(m, path, **kwargs)
+    assert os.listdir(tmp_path) == []
+    np.testing.assert_array_equal(np.asarray(kernel.numpy()), bad)
+
+
 def test_missing_directory_is_an_error_before_converting(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_tflite(trained["sequential"], tmp_path / "nope" / "m.tflite")

@@ -434,6 +434,20 @@ def _flat_outputs(outputs):
     return [outputs]
 
 
+def _check_finite_weights(model, name):
+    """Refuses weights holding NaN or infinity (a diverged training): the TFLite converter crashes
+    the whole process on them (a QAT EfficientNet whose weights went NaN in two steps: "scale out of
+    expressed type range", then a segmentation fault) instead of raising."""
+    for v in model.weights:
+        a = np.asarray(v.numpy())
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ValueError(
+                f"model '{name}': weight '{v.path}' holds {bad} NaN or infinite value(s) of {a.size}, so "
+                "nothing was exported. Training diverged (lower the learning rate, check the loss and the "
+                "inputs) or the weights were loaded wrong; export a checkpoint from before it happened.")
+
+
 def export_tflite(model, path=None, *, quantize=None, representative_data=None, target="cpu",
                   input_type=None, output_type=None, sparse_kernels=None, calibration_samples=200,
                   batch_size=None, num_threads=(1, 2)):
@@ -484,7 +498,8 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
 
     Raises:
         TypeError: `representative_data` is not an array, Dataset or generator.
-        ValueError: a bad option value, or the converter failed (message names the model).
+        ValueError: a bad option value, a weight holding NaN / infinity (training diverged), or
+            the converter failed (message names the model).
 
     Example:
         >>> import keras, numpy as np
@@ -539,6 +554,7 @@ def export_tflite(model, path=None, *, quantize=None, representative_data=None, 
         [os.path.dirname(os.path.abspath(path))] if path is not None else []))
 
     prepared = _prepare.prepare_for_export(model)
+    _check_finite_weights(prepared, model.name)
     inputs = _model_inputs(prepared)
     input_ranks = [len(t.shape) for t in inputs] if inputs else None
     samples = None
