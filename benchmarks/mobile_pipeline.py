@@ -233,6 +233,19 @@ def digits_cnn():
     ])
 
 
+def digits_epochs(args):
+    """(train, prune, QAT) epochs of the digits CNN."""
+    return (3, 3, 1) if args.quick else (15, 8, 3)
+
+
+def train_digits(x_train, y_train, epochs, seed):
+    """The digits CNN trained from seed `seed`."""
+    keras.utils.set_random_seed(seed)
+    model = _compile(digits_cnn(), 1e-3)
+    model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
 def prune_digits(model, x_train, y_train, pattern, sparsity, epochs):
     """The trained digits CNN pruned to `sparsity` in `pattern` (still wrapped), fine-tuned `epochs`."""
     steps = epochs * int(np.ceil(len(x_train) / 32))
@@ -256,12 +269,10 @@ def digits_seeds(args, seeds):
     zero fraction of the file's int8 weights. One seed's difference on 359 images is a few images
     (1 image = 0.28 pt): the mean over seeds is the comparison."""
     (x_train, y_train), (x_test, y_test) = load_digits()
-    epochs, prune_epochs, qat_epochs = (3, 3, 1) if args.quick else (15, 8, 3)
+    epochs, prune_epochs, qat_epochs = digits_epochs(args)
     rows = []
     for seed in seeds:
-        keras.utils.set_random_seed(seed)
-        model = _compile(digits_cnn(), 1e-3)
-        model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
+        model = train_digits(x_train, y_train, epochs, seed)
         wrapped = prune_digits(model, x_train, y_train, args.int8_pattern, args.sparsity, prune_epochs)
         pruned_acc = float(np.mean(pruning.strip(wrapped).predict(x_test, verbose=0).argmax(-1) == y_test))
         _, blob = qat_int8_digits(wrapped, x_train, y_train, qat_epochs)
@@ -276,10 +287,8 @@ def digits_seeds(args, seeds):
 
 def build_digits(args):
     (x_train, y_train), (x_test, y_test) = load_digits()
-    epochs, prune_epochs, qat_epochs = (3, 3, 1) if args.quick else (15, 8, 3)
-    keras.utils.set_random_seed(0)
-    model = _compile(digits_cnn(), 1e-3)
-    model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
+    epochs, prune_epochs, qat_epochs = digits_epochs(args)
+    model = train_digits(x_train, y_train, epochs, 0)
 
     def acc(blob_or_model):
         if isinstance(blob_or_model, keras.Model):

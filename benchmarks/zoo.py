@@ -462,8 +462,9 @@ def local_lsb_check(model, tflite, x):
     tensor, runs the Keras layer on the dequantized TFLite inputs and measures how far the TFLite
     output is from it, in steps (LSB) of the output's int8 scale (the Keras output rounded to that
     tensor's grid first). Differences of end-to-end outputs mix every layer's rounding with how much
-    the network amplifies it; this checks the lowering of each op on its own. Returns `{"layers": n checked, "max_lsb": worst, "worst": layer name,
-    "over_1_lsb": fraction of compared values more than 1 LSB off}`.
+    the network amplifies it; this checks the lowering of each op on its own. Returns `{"layers": n
+    checked, "max_lsb": worst, "worst": layer name, "over_1_lsb": fraction of compared values more
+    than 1 LSB off}`.
     """
     found = _tflite_layer_tensors(model, tflite, x)
     inputs = {id(t): n for t, n in zip(model.inputs, ["__input__"] * len(model.inputs))}
@@ -802,7 +803,8 @@ cosine with the float model is in zoo.json as cosine_vs_float). Pass: > 0.999 (f
 (clipped SGD 1e-4, targets the model's own outputs plus 1 % noise; session 6, was random unit targets,
 on which EfficientNet's weights went NaN and the converter segfaulted) -> full-integer int8 (int8
 input and output). The int8 column was re-run in session 6 (the concat rule below, the new fit):
-random-weight cells near 0.95 move across the threshold with such changes (MobileNet 0.963 -> 0.944). Cluster: 16 clusters. Factorize: SVD keeping 90 % of the energy.
+random-weight cells near 0.95 move across the threshold with such changes (MobileNet 0.963 ->
+0.944). Cluster: 16 clusters. Factorize: SVD keeping 90 % of the energy.
 One model per subprocess (peak resident memory in the last column), under nice -n 19 / SCHED_IDLE on
 2 cores shared with other helpers: the seconds are not speed figures. Cluster / factorize: memory
 limit 8 GB and 240 s per model (both techniques) on the shared machine; "stopped" cells name the limit.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfcompress.export import export_tflite, run_tflite, verify
-from tfcompress.quantization import QuantizeConfig, QuantizeLayer, QuantizeWrapper, quantize
+from tfcompress.quantization import QuantizeConfig, QuantizeLayer, QuantizeWrapper, calibrate, quantize
 from tfcompress.quantization._fake_quant import numpy_fake_quant
 
 L = keras.layers
@@ -295,10 +295,7 @@ def test_concat_inputs_are_quantized_at_the_concat_scale(rng):
     model = keras.Model(i, [y, L.Add(name="add")([shared, wide])])
     model.get_layer("wide").kernel.assign(20.0 * np.asarray(model.get_layer("wide").kernel))
     x = rng.uniform(-1, 1, (32, 6, 6, 3)).astype("float32")
-    qat = quantize(model)
-    from tfcompress.quantization import calibrate
-
-    calibrate(qat, x)
+    qat = calibrate(quantize(model), x)
     assert qat.get_layer("quant_narrow").output_tracker is None
     assert qat.get_layer("quant_shared").output_tracker is not None
     tflite, report = export_tflite(qat, quantize="int8")

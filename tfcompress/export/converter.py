@@ -440,8 +440,8 @@ def _check_finite_weights(model, name):
     expressed type range", then a segmentation fault) instead of raising."""
     for v in model.weights:
         a = np.asarray(v.numpy())
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        bad = int(a.size - np.count_nonzero(np.isfinite(a))) if a.dtype.kind == "f" else 0
+        if bad:
             raise ValueError(
                 f"model '{name}': weight '{v.path}' holds {bad} NaN or infinite value(s) of {a.size}, so "
                 "nothing was exported. Training diverged (lower the learning rate, check the loss and the "

@@ -40,12 +40,12 @@ def _fused_activation(layer):
     return None
 
 
-def _plan_fusions(model, configs):
+def _plan_fusions(model, configs, graph):
     """Finds Conv/Dense -> [BatchNormalization] -> [ReLU/ReLU6] chains in a functional model.
 
     Returns `{id(conv): (bn or None, activation or None, [absorbed layers])}`.
     """
-    consumers, outputs = tensor_consumers(model)  # shared layers are never fused
+    consumers, outputs = graph  # tensor_consumers(model): shared layers are never fused
 
     def sole_consumer(op):
         try:
@@ -80,7 +80,7 @@ def _plan_fusions(model, configs):
     return plan
 
 
-def _concat_fed(model, configs, plan):
+def _concat_fed(model, configs, plan, absorbed, graph):
     """Operations whose output point moves to the Concatenate they feed (`{id(op)}`).
 
     TFLite's CONCATENATION keeps one scale for its inputs and output: the converter gives an input
@@ -91,7 +91,7 @@ def _concat_fed(model, configs, plan):
     float fallbacks, fixed output ranges (sigmoid, softmax, tanh) and activations TFLite does not
     fuse (their pre-activation point goes with the output point).
     """
-    consumers, outputs = tensor_consumers(model)
+    consumers, outputs = graph  # tensor_consumers(model)
 
     def quantized_concat(op):
         if isinstance(op, keras.layers.Concatenate):
@@ -99,7 +99,6 @@ def _concat_fed(model, configs, plan):
             return cfg is not None and cfg.quantize_output and not cfg.float_fallback
         return not isinstance(op, keras.layers.Layer) and type(op).__name__ == "Concatenate"
 
-    absorbed = {id(a) for _, _, group in plan.values() for a in group}
     fed = set()
     for op in model.operations:
         if id(op) in absorbed or isinstance(op, (keras.layers.InputLayer, keras.Model)):
@@ -458,9 +457,10 @@ def quantize(model, scheme=None, layers=None, keep_float=None, configs=None, pre
         cfg = _config_of(op, configs, keep_float, selected, scheme)
         if cfg is not None:
             layer_configs[id(op)] = cfg
-    plan = _plan_fusions(model, layer_configs)
+    graph = tensor_consumers(model)
+    plan = _plan_fusions(model, layer_configs, graph)
     absorbed = {id(a) for _, _, group in plan.values() for a in group}
-    concat_fed = _concat_fed(model, layer_configs, plan)
+    concat_fed = _concat_fed(model, layer_configs, plan, absorbed, graph)
     weight_pairs = []  # (original layer, new layer) whose weights get copied after building
     mask_pairs = []  # (QuantizeWrapper, {weight name: mask}) set after building
     cluster_pairs = []  # (QuantizeWrapper, {weight name: (centroids, indices)}) set after building
