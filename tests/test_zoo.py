@@ -136,6 +136,77 @@ def test_fused_add_relu_tensor_belongs_to_the_relu_and_ops_match_the_simulation(
     assert local["layers"] >= 2 and local["max_lsb"] <= 1.01, local
 
 
+def _squeeze_excite_model():
+    """Squeeze-and-excite as in EfficientNet: mean -> 1x1 conv + swish -> 1x1 conv + sigmoid -> multiply.
+    Wide random kernels give the sigmoid's pre-activation a range of about +-45 (step ~0.35)."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((2, 2, 16))
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name="sq")(inp)
+    wide = keras.initializers.RandomNormal(stddev=2.0)
+    s = keras.layers.Conv2D(8, 1, activation="swish", name="se_reduce", kernel_initializer=wide)(s)
+    s = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_expand", kernel_initializer=wide)(s)
+    y = keras.layers.Multiply(name="excite")([inp, s])
+    return keras.Model(inp, keras.layers.Conv2D(4, 1, name="proj")(y), name="se")
+
+
+def test_sigmoid_layer_is_checked_op_by_op():
+    """A Conv2D with a sigmoid runs in TFLite as CONV_2D -> LOGISTIC. Checked as one layer, a CONV_2D
+    output one step (0.35) from the simulation's (a rounding tie, as float32 arithmetic makes them:
+    21 LSB in a run outside pytest) moves the sigmoid by many output steps of 1/256; checked op by
+    op (CONV_2D vs the simulation's pre-activation point, LOGISTIC vs a sigmoid of TFLite's CONV_2D
+    output) every op is within 1 LSB."""
+    from tfcompress.export import export_tflite
+    from tfcompress.quantization import calibrate, quantize
+
+    model = _squeeze_excite_model()
+    x = np.random.default_rng(0).uniform(-1, 1, (4096, 2, 2, 16)).astype("float32")
+    qat = calibrate(quantize(model), x)
+    tflite, _ = export_tflite(qat, quantize="int8")
+    local = zoo.local_lsb_check(qat, tflite, x)
+    assert local["op_by_op"] == 2, local  # se_reduce (swish) and se_expand (sigmoid)
+    assert local["max_lsb"] <= 1.01, local  # (checked against swish's LOGISTIC output instead: 151 LSB)
+
+    # the LOGISTIC op against numpy, independently of the checker
+    inner = {}
+    found = zoo._tflite_layer_tensors(qat, tflite, x, inner)
+    expand = next(n for n in found if n.endswith("se_expand"))
+    (_, pre), = inner[expand]
+    want = np.round(256 / (1 + np.exp(-pre))) / 256
+    assert np.abs(np.minimum(want, 255 / 256) - found[expand][1]).max() <= 1 / 256 + 1e-9
+
+
+def test_layer_read_by_a_concat_and_an_add_is_matched_to_its_own_tensor():
+    """`c` feeds an Add and a Concatenate: TFLite keeps c's CONV_2D output at c's own scale for the
+    ADD and adds a QUANTIZE to the concat's scale for the CONCATENATION (as NASNet's cells do). The
+    layer's tensor is the CONV_2D output the ADD reads, not that copy (fed the copy, NASNetLarge's
+    ReLUs read 2 LSB off), and every op is within 1 LSB."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfcompress.export import export_tflite
+    from tfcompress.quantization import calibrate, quantize
+
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    inp = keras.Input((8, 8, 8))
+    a = L.Conv2D(8, 1, name="a")(inp)
+    b = L.Conv2D(8, 1, name="b", kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(inp)
+    c = L.Conv2D(8, 1, name="c")(inp)
+    cat = L.Concatenate(name="cat")([L.Add(name="add1")([a, b]), L.Add(name="add2")([a, c]), c])
+    model = keras.Model(inp, L.Conv2D(4, 1, name="out")(L.Activation("relu", name="act")(cat)))
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 8)).astype("float32")
+    qat = calibrate(quantize(model), x)
+    tflite, _ = export_tflite(qat, quantize="int8")
+    ops = Interpreter(model_content=tflite)._get_ops_details()
+    assert any(o["op_name"] == "QUANTIZE" for o in ops)  # the copy exists
+    found = zoo._tflite_layer_tensors(qat, tflite, x)
+    c_name = next(n for n in found if n.endswith("_c"))
+    add2_name = next(n for n in found if n.endswith("add2"))
+    add2_inputs = next(set(map(int, o["inputs"])) for o in ops
+                       if o["op_name"] == "ADD" and found[add2_name][0]["index"] in o["outputs"])
+    assert found[c_name][0]["index"] in add2_inputs
+    assert zoo.local_lsb_check(qat, tflite, x)["max_lsb"] <= 1.01
+
+
 def test_half_step_sensitivity_matches_numpy_for_a_linear_model():
     """half_step_sensitivity: cosine of W x and W (x + u), u uniform in +-half an int8 step of x's
     range (the same draw as numpy's default_rng(5)), computed here in numpy."""
