@@ -574,6 +574,17 @@ def _op_by_op(layer, args, kwargs, inner, out_detail, got):
             _lsb_distance(act, out_detail, got)]
 
 
+def rounding_sensitivity(model, x, rel=1e-7, seed=0):
+    """Cosine of `model`'s outputs on `x` and on `x * (1 + rel * N(0, 1))`: with rel = 1e-7, about
+    float32's rounding, how far a float32 export whose ops round differently (folded BatchNorm,
+    another summation order) can land from the Keras model on a network that amplifies it."""
+    xs = x if isinstance(x, list) else [x]
+    rng = np.random.default_rng(seed)
+    noisy = [a if "int" in str(a.dtype) else (a * (1 + rel * rng.standard_normal(a.shape))).astype(a.dtype)
+             for a in xs]
+    return cosine(model(x, training=False), model(noisy if isinstance(x, list) else noisy[0], training=False))
+
+
 def half_step_sensitivity(model, x, seed=5):
     """Cosine of `model`'s outputs on `x` and on `x` plus uniform noise of half an int8 input step
     ((max - min) / 255 of `x`): how much the network amplifies one rounding of its input."""
@@ -722,6 +733,12 @@ def run_technique(technique, model, x):
             below = [t for t in trail if t[2] <= THRESHOLD[technique]]
             if technique == "qat_int8":
                 cell["why"] += qat_diagnosis(cell, model, info["_keras_model"], tflite, x)
+            else:
+                cell["keras_rounding_sensitivity"] = round(rounding_sensitivity(info["_keras_model"], x), 4)
+                cell["why"] += (f"; the exported Keras model itself moves to cosine "
+                                f"{cell['keras_rounding_sensitivity']} when its input gets relative noise "
+                                f"of 1e-7 (float32's rounding): a float32 file whose ops round differently "
+                                f"lands that far")
             if below:
                 cell["layer"] = f"{below[0][0]} ({below[0][1]})"
                 picks = [trail[round(i * (len(trail) - 1) / 5)] for i in range(6)]

@@ -207,6 +207,20 @@ def test_layer_read_by_a_concat_and_an_add_is_matched_to_its_own_tensor():
     assert zoo.local_lsb_check(qat, tflite, x)["max_lsb"] <= 1.01
 
 
+def test_rounding_sensitivity_matches_numpy_for_a_linear_model():
+    """rounding_sensitivity: cosine of W x and W (x (1 + 0.3 n)), n standard normal (the same draw as
+    numpy's default_rng(0)), computed here in numpy."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, use_bias=False)])
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 6)).astype("float32")
+    noisy = (x * (1 + 0.3 * np.random.default_rng(0).standard_normal(x.shape))).astype("float32")
+    w = model.get_weights()[0].astype("float64")
+    a, b = (x.astype("float64") @ w).ravel(), (noisy.astype("float64") @ w).ravel()
+    want = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert zoo.rounding_sensitivity(model, x, rel=0.3) == pytest.approx(want, abs=1e-6)
+    assert want < 0.999
+
+
 def test_half_step_sensitivity_matches_numpy_for_a_linear_model():
     """half_step_sensitivity: cosine of W x and W (x + u), u uniform in +-half an int8 step of x's
     range (the same draw as numpy's default_rng(5)), computed here in numpy."""
