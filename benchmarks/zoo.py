@@ -574,30 +574,31 @@ def _op_by_op(layer, args, kwargs, inner, out_detail, got):
             _lsb_distance(act, out_detail, got)]
 
 
+def _cosine_under(model, x, perturb):
+    """Cosine of `model`'s outputs on `x` and on `x` with `perturb(a)` applied to each float input."""
+    xs = x if isinstance(x, list) else [x]
+    noisy = [a if "int" in str(a.dtype) else perturb(a).astype(a.dtype) for a in xs]
+    return cosine(model(x, training=False), model(noisy if isinstance(x, list) else noisy[0], training=False))
+
+
 def rounding_sensitivity(model, x, rel=1e-7, seed=0):
     """Cosine of `model`'s outputs on `x` and on `x * (1 + rel * N(0, 1))`: with rel = 1e-7, about
     float32's rounding, how far a float32 export whose ops round differently (folded BatchNorm,
     another summation order) can land from the Keras model on a network that amplifies it."""
-    xs = x if isinstance(x, list) else [x]
     rng = np.random.default_rng(seed)
-    noisy = [a if "int" in str(a.dtype) else (a * (1 + rel * rng.standard_normal(a.shape))).astype(a.dtype)
-             for a in xs]
-    return cosine(model(x, training=False), model(noisy if isinstance(x, list) else noisy[0], training=False))
+    return _cosine_under(model, x, lambda a: a * (1 + rel * rng.standard_normal(a.shape)))
 
 
 def half_step_sensitivity(model, x, seed=5):
     """Cosine of `model`'s outputs on `x` and on `x` plus uniform noise of half an int8 input step
     ((max - min) / 255 of `x`): how much the network amplifies one rounding of its input."""
-    xs = x if isinstance(x, list) else [x]
     rng = np.random.default_rng(seed)
-    noisy = []
-    for a in xs:
-        if "int" in str(a.dtype):
-            noisy.append(a)
-            continue
+
+    def perturb(a):
         step = float(a.max() - a.min()) / 255
-        noisy.append(a + rng.uniform(-step / 2, step / 2, a.shape).astype(a.dtype))
-    return cosine(model(x, training=False), model(noisy if isinstance(x, list) else noisy[0], training=False))
+        return a + rng.uniform(-step / 2, step / 2, a.shape).astype(a.dtype)  # as the stored rows
+
+    return _cosine_under(model, x, perturb)
 
 
 def input_sensitivity(name, seed=5):
