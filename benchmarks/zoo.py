@@ -539,7 +539,7 @@ def _activation_op(name, pre):
     if name == "sigmoid":
         return sig
     if name in ("swish", "silu"):
-        return pre * (np.clip(np.round(sig * 256) - 128, -128, 127) + 128) / 256
+        return pre * np.minimum(np.round(sig * 256), 255) / 256
     return None
 
 
@@ -559,11 +559,8 @@ def _op_by_op(layer, args, kwargs, inner, out_detail, got):
         return None
     pre_detail, pre_got = inner[0]  # CONV_2D's output; swish's LOGISTIC output comes after it
     captured = {}
-    _fake_quant._CALIBRATION_HOOK = lambda tracker, v: captured.setdefault(id(tracker), v)
-    try:
+    with _fake_quant.point_inputs(lambda tracker, v: captured.setdefault(id(tracker), v)):
         layer(*args, **kwargs)
-    finally:
-        _fake_quant._CALIBRATION_HOOK = None
     pre_float = captured.get(id(layer.pre_activation))
     act = _activation_op(layer.activation, pre_got)
     if pre_float is None or act is None or not pre_detail["quantization"][0]:
@@ -709,7 +706,7 @@ def _cause_text(cell):
         ops += (f"; {local['op_by_op']} layers with a sigmoid / swish checked op by op (CONV_2D, then the "
                 f"activation op): as whole layers they are up to {local['op_by_op_whole_layer_max_lsb']} LSB "
                 f"off, one CONV_2D rounding tie passed through the sigmoid's slope")
-    if cell.get("fit_steps_applied", cell.get("fit_steps")) != cell.get("fit_steps"):
+    if cell.get("fit_steps_applied") is not None and cell["fit_steps_applied"] < cell["fit_steps"]:
         ops += (f"; fit: {cell['fit_steps_applied']} of {cell['fit_steps']} steps applied (a step whose "
                 f"gradients overflow float32 is skipped)")
     return (f"; cause: the random-weight network amplifies 1-step rounding differences (the QAT simulation "

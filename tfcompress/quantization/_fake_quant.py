@@ -8,6 +8,8 @@ recognises as a quantization point; its gradient is the straight-through estimat
 range, zero outside).
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -99,9 +101,21 @@ def _global_min_max(bmin, bmax):
     return tf.reduce_min(rows[:, 0]), tf.reduce_max(rows[:, 1])
 
 
-# Set by `calibrate()`: a callable `(tracker, x) -> None` that sees each point's float input while the
-# model runs eagerly with activation fake-quant bypassed.
+# Set by `point_inputs()`: a callable `(tracker, x) -> None` that sees each point's float input while
+# the model runs eagerly with activation fake-quant bypassed.
 _CALIBRATION_HOOK = None
+
+
+@contextlib.contextmanager
+def point_inputs(hook):
+    """While active, every activation quantization point passes its input through unquantized and
+    calls `hook(tracker, x)` with it (used by `calibrate()`; eager calls only)."""
+    global _CALIBRATION_HOOK
+    _CALIBRATION_HOOK = hook
+    try:
+        yield
+    finally:
+        _CALIBRATION_HOOK = None
 
 
 class RangeTracker:

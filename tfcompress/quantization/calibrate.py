@@ -99,8 +99,7 @@ def calibrate(model, data, method="minmax", percentile=99.99, num_samples=512, b
             entry[3].append(v if v.size <= 20000 else rng.choice(v, 20000, replace=False))
 
     seen = 0
-    _fake_quant._CALIBRATION_HOOK = hook
-    try:
+    with _fake_quant.point_inputs(hook):
         n_inputs = len(getattr(model, "inputs", None) or [None])
         for batch in _batches(data, batch_size, n_inputs):
             batch = [b[: num_samples - seen] for b in batch] if isinstance(batch, list) else batch[: num_samples - seen]
@@ -108,8 +107,6 @@ def calibrate(model, data, method="minmax", percentile=99.99, num_samples=512, b
             seen += len(batch[0] if isinstance(batch, list) else batch)
             if seen >= num_samples:
                 break
-    finally:
-        _fake_quant._CALIBRATION_HOOK = None
     if not seen:
         raise ValueError("calibrate(): data is empty; give a few hundred typical inputs.")
     for tracker, lo, hi, values in stats.values():
