@@ -29,6 +29,8 @@
  *   e = expand output (without expand: must equal x's quantization), d = depthwise output,
  *   p = project output (without residual: must equal the output's quantization).
  */
+#include <stdatomic.h>
+
 #include "tfc_internal.h"
 #include "tfc_threads.h"
 
@@ -200,9 +202,18 @@ static const char* tfc_fused_add_params(TfcFused* f, float sa, int32_t za, float
 
 /* ------------------------------------------------------------------ invoke */
 
+/* Strips of one row range still to run: (next strip << 32) | end strip, own cache line.  The
+ * range's owner takes strips from the front one at a time (its expanded rows carry over from
+ * strip to strip); a participant that finished its own range steals the back half of what is
+ * left (tfc_fused_steal). */
+typedef struct {
+  _Alignas(64) atomic_ullong span;
+} TfcFusedSpan;
+
 typedef struct {
   TfcFused* f;
   const TfcFusedIO* io;
+  TfcFusedSpan* spans; /* [n_tasks], or NULL: every task runs its whole range */
 } TfcFusedJob;
 
 /* 1x1 through its plan on `rows` rows (the worker's own copy of the state). */
@@ -275,8 +286,9 @@ static int tfc_fused_ab_parts(TfcFused* f, int n) {
   return k;
 }
 
-/* Output rows [r0, r1) of the block. */
-static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, int worker) {
+/* Output rows [r0, r1) of the block; with `span`, strip s = rows [r0 + s SH, ..) only once
+ * claimed from the front of the span (the rest is left to a thief). */
+static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, int worker, atomic_ullong* span) {
   uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
   TfcState* ex = &f->wstates[2 * worker];
   TfcState* pr = &f->wstates[2 * worker + 1];
@@ -289,6 +301,12 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
   const size_t d_row = (size_t)f->Wo * (size_t)f->Ce, o_row = (size_t)f->Wo * (size_t)f->Co;
   int ring_first = 0, ring_n = 0;
   for (int oh0 = r0; oh0 < r1; oh0 += f->SH) {
+    if (span != NULL) { /* claim strip (oh0 - r0) / SH: the owner is the only one to move the front */
+      unsigned long long c = atomic_load(span);
+      do {
+        if ((c >> 32) >= (c & 0xffffffffull)) return;
+      } while (!atomic_compare_exchange_weak(span, &c, c + (1ull << 32)));
+    }
     const int oh1 = oh0 + f->SH < r1 ? oh0 + f->SH : r1, n = oh1 - oh0;
     int lo = oh0 * f->stride - f->pt, hi = (oh1 - 1) * f->stride - f->pt + 2;
     if (lo < 0) lo = 0;
@@ -331,9 +349,38 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
   }
 }
 
+/* After its own range: the back half of what another range has left (rounded down, at least
+ * one strip when two or more are left), run with fresh expanded rows (<= 2 halo rows
+ * recomputed), until no range has two strips left.  A worker that is descheduled or woke late
+ * (a loaded phone, a shared VM: the pool's stall counter) then holds up at most the strip it is
+ * running, not half of the block. */
+static void tfc_fused_steal(const TfcFusedJob* j, int task, int worker) {
+  TfcFused* f = j->f;
+  for (int k = 1; k < f->n_tasks; ++k) {
+    const int v = (task + k) % f->n_tasks;
+    atomic_ullong* span = &j->spans[v].span;
+    for (;;) {
+      unsigned long long c = atomic_load(span);
+      unsigned lo, hi, mid;
+      do {
+        lo = (unsigned)(c >> 32);
+        hi = (unsigned)(c & 0xffffffffull);
+        if (hi < lo + 2) break;
+        mid = hi - (hi - lo) / 2;
+      } while (!atomic_compare_exchange_weak(span, &c, ((unsigned long long)lo << 32) | mid));
+      if (hi < lo + 2) break;
+      const int r0 = f->task_r[v], r1 = f->task_r[v + 1];
+      const int s0 = r0 + (int)mid * f->SH, s1 = r0 + (int)hi * f->SH;
+      tfc_fused_rows(f, j->io, s0, s1 < r1 ? s1 : r1, worker, NULL);
+    }
+  }
+}
+
 static void tfc_fused_task(void* arg, int task, int worker) {
   const TfcFusedJob* j = (const TfcFusedJob*)arg;
-  tfc_fused_rows(j->f, j->io, j->f->task_r[task], j->f->task_r[task + 1], worker);
+  const int r0 = j->f->task_r[task], r1 = j->f->task_r[task + 1];
+  tfc_fused_rows(j->f, j->io, r0, r1, worker, j->spans ? &j->spans[task].span : NULL);
+  if (j->spans) tfc_fused_steal(j, task, worker);
 }
 
 /* Phased run (f->phased), one pool job per phase (the pool returns when all its tasks are done:
@@ -582,6 +629,12 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   }
   const char* r = getenv("TFCOMPRESS_TEST_RANGES");
   if (f->workers <= 1 && r != NULL && r[0] >= '1' && r[0] <= '9' && r[1] == 0) tasks = r[0] - '0';
+  /* stealing strips between row ranges (tfc_fused_steal); TFCOMPRESS_FUSED_STEAL=0: off
+   * (benchmarks); with TFCOMPRESS_TEST_RANGES at one thread, =1 runs the ranges in turn with
+   * stealing (tests: the first range takes half of every other range's strips) */
+  const char* st = getenv("TFCOMPRESS_FUSED_STEAL");
+  f->steal = !(st != NULL && st[0] == '0');
+  f->test_steal = f->workers <= 1 && r != NULL && st != NULL && st[0] == '1' && st[1] == 0;
   if (tasks > f->Ho) tasks = f->Ho;
   if (tasks > TFC_MAX_TASKS) tasks = TFC_MAX_TASKS;
   for (int i = 0; i <= tasks; ++i) f->task_r[i] = (int)((int64_t)f->Ho * i / tasks);
@@ -681,12 +734,21 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
     TfcPool* pool = f->workers > 1 ? f->pool : NULL; /* NULL: the tasks run in turn on this thread */
     tfc_pool_run(pool, f->n_ab, f->workers, tfc_fused_phase_ab, &job);
     tfc_pool_run(pool, f->n_pc, f->workers, tfc_fused_phase_c, &job);
-  } else if (f->n_tasks > 1 && f->pool != NULL && f->workers > 1) {
-    TfcFusedJob job = {f, &io};
-    tfc_pool_run(f->pool, f->n_tasks, f->workers, tfc_fused_task, &job);
+  } else if ((f->n_tasks > 1 && f->pool != NULL && f->workers > 1) || f->test_steal) {
+    TfcFusedSpan spans[TFC_MAX_TASKS];
+    for (int t = 0; t < f->n_tasks; ++t) {
+      const unsigned strips = (unsigned)((f->task_r[t + 1] - f->task_r[t] + f->SH - 1) / f->SH);
+      atomic_init(&spans[t].span, (unsigned long long)strips);
+    }
+    TfcFusedJob job = {f, &io, f->steal ? spans : NULL};
+    if (f->test_steal) { /* tests, one thread: task 0 runs, then steals from every other range */
+      for (int t = 0; t < f->n_tasks; ++t) tfc_fused_task(&job, t, 0);
+    } else {
+      tfc_pool_run(f->pool, f->n_tasks, f->workers, tfc_fused_task, &job);
+    }
   } else {
     const long long t0 = tfc_trace_serial_on ? tfc_trace_now_ns() : 0;
-    for (int t = 0; t < f->n_tasks; ++t) tfc_fused_rows(f, &io, f->task_r[t], f->task_r[t + 1], 0);
+    for (int t = 0; t < f->n_tasks; ++t) tfc_fused_rows(f, &io, f->task_r[t], f->task_r[t + 1], 0, NULL);
     if (tfc_trace_serial_on) tfc_trace_serial((const void*)tfc_fused_task, f, f->n_tasks, t0);
   }
   return kTfLiteOk;

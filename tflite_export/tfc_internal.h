@@ -344,6 +344,7 @@ typedef struct TfcFusedTag {
   struct TfcPool* pool;
   int workers, n_tasks;
   int task_r[TFC_MAX_TASKS + 1];
+  int steal, test_steal; /* row ranges steal strips from each other (tfc_fused.c) */
   /* phased (small maps on several threads, tfc_fused.c): expand + depthwise over channel parts
    * into full_e / full_d, barrier, project (+ add) over pixel ranges or channel parts; no halo
    * recomputed, tasks balanced by predicted work */
