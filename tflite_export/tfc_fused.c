@@ -19,15 +19,25 @@
  * expand pair.  Output int8 [1,Ho,Wo,Co].  Custom options: 8 bytes {1,0,0,0,0,0,0,0}.
  *
  * Params blob "TFCI" v1 (uint8 constant tensor, little-endian):
- *   off  0 char[4] "TFCI"      4 u16 version = 1    6 u8 flags (bit 0 expand, bit 1 residual)
+ *   off  0 char[4] "TFCI"      4 u16 version = 1    6 u8 flags (bit 0 expand, bit 1 residual,
+ *          bit 2 stem: the expand is the network's first conv, 3x3 over the image x, see below)
  *   off  7 u8 stride (1, 2)    8 u32 H, W, Cin, Ce, Co, Ho, Wo, kh = 3, kw = 3 (off 8..44)
  *   off 44 u8 pad_top, pad_left (0..2), act_expand, act_dw, act_project (0 none, 1 relu,
  *          2 relu6, 3 relu_n1_to_1; project must be 0), 3 zero bytes
- *   off 52 f32 scale_e, scale_d, scale_p   off 64 i32 zp_e, zp_d, zp_p   off 76..95 zero
+ *   off 52 f32 scale_e, scale_d, scale_p   off 64 i32 zp_e, zp_d, zp_p
+ *   off 76 stem only (flag bit 2), else zero: u32 Hi, Wi, Ci (the image x), off 88 u8 stem
+ *          stride (1, 2), pad_top, pad_left (0..2), off 91..95 zero
  *   off 96 int8 depthwise weights [3][3][Ce], zero-padded to 16 bytes, then f32 scales [Ce]
  *          (padded to 16): w_real = scale[c] * q.  The tensor ends there.
  *   e = expand output (without expand: must equal x's quantization), d = depthwise output,
  *   p = project output (without residual: must equal the output's quantization).
+ *
+ * Stem: MobileNetV2's first conv (3x3, stride 2, 3 channels, ReLU6) fused into its first block
+ * (depthwise + project, no expand): the expand TFCS holds the conv's weights [Ce][Kp] with Kp =
+ * 9 Ci rounded up to 4 (zero columns), H, W, Cin of the header are the conv's output size and Kp,
+ * and each strip's expand input rows are built from x by tfc_fused_im2col.  The first op of the
+ * network then runs on this node's pool with the rest of the block (no XNNPACK partition to
+ * enter, no 112x112x32 tensor written and read back).
  */
 #include <stdatomic.h>
 
@@ -116,7 +126,7 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   if (bytes < TFC_FUSED_HEADER) return "params: shorter than the 96-byte header";
   if (memcmp(p, "TFCI", 4) != 0) return "params: bad magic (expected \"TFCI\")";
   if ((p[4] | (p[5] << 8)) != 1) return "params: unsupported version (expected 1)";
-  if (p[6] > 3) return "params: unknown flags";
+  if (p[6] > 7) return "params: unknown flags";
   if (p[7] != 1 && p[7] != 2) return "params: stride must be 1 or 2";
   uint32_t d[9];
   for (int i = 0; i < 9; ++i) d[i] = rd32(p + 8 + 4 * i);
@@ -127,7 +137,8 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   if (p[46] > 3 || p[47] > 3 || p[48] != 0) return "params: activations must be 0..3 (project: 0)";
   for (int i = 49; i < 52; ++i)
     if (p[i] != 0) return "params: reserved bytes must be 0";
-  for (int i = 76; i < TFC_FUSED_HEADER; ++i)
+  const int stem = (p[6] >> 2) & 1;
+  for (int i = stem ? 91 : 76; i < TFC_FUSED_HEADER; ++i)
     if (p[i] != 0) return "params: reserved bytes must be 0";
   for (int i = 0; i < 3; ++i) {
     float sc = rdf(p + 52 + 4 * i);
@@ -175,6 +186,30 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   if (f->has_residual && (f->stride != 1 || f->Cin != f->Co || f->Ho != f->H || f->Wo != f->W))
     return "params: a residual block needs stride 1, Cin == Co and the output size of the input";
   if (!f->has_expand && f->Cin != f->Ce) return "params: without expand, Cin must equal Ce";
+  f->stem = stem;
+  f->Hi = f->Wi = f->Ci = 0;
+  f->s_stride = 1;
+  f->s_pt = f->s_pl = 0;
+  if (stem) {
+    const uint32_t hi = rd32(p + 76), wi = rd32(p + 80), ci = rd32(p + 84);
+    if (!f->has_expand || f->has_residual) return "params: a stem block needs the expand flag and no residual";
+    if (hi == 0 || wi == 0 || hi > TFC_FUSED_MAX_DIM || wi > TFC_FUSED_MAX_DIM) return "params: stem Hi, Wi must be in 1..65536";
+    if (ci == 0 || ci > 16) return "params: stem input channels must be 1..16";
+    if ((uint32_t)f->Cin != ((9u * ci + 3u) & ~3u)) return "params: stem Cin must be 9 * Ci rounded up to 4";
+    if (p[88] != 1 && p[88] != 2) return "params: stem stride must be 1 or 2";
+    if (p[89] > 2 || p[90] > 2) return "params: stem paddings must be 0..2";
+    f->Hi = (int)hi;
+    f->Wi = (int)wi;
+    f->Ci = (int)ci;
+    f->s_stride = p[88];
+    f->s_pt = p[89];
+    f->s_pl = p[90];
+    const int64_t sb = (int64_t)(f->H - 1) * f->s_stride + 3 - f->s_pt - f->Hi;
+    const int64_t sr = (int64_t)(f->W - 1) * f->s_stride + 3 - f->s_pl - f->Wi;
+    if (sb > 2 || sr > 2 || (int64_t)(f->H - 1) * f->s_stride - f->s_pt > f->Hi - 1 ||
+        (int64_t)(f->W - 1) * f->s_stride - f->s_pl > f->Wi - 1)
+      return "params: the stem's H/W do not fit Hi/Wi with its stride and paddings";
+  }
   return NULL;
 }
 
@@ -323,7 +358,18 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
       if (ring_n == 0) ring_first = lo;
       const int next = ring_first + ring_n;
       if (next <= hi) {
-        tfc_fused_1x1(ex, io->x + (size_t)next * in_row, io->eb, ring + (size_t)ring_n * e_row, (hi - next + 1) * f->W, ks);
+        const int8_t* src;
+        if (f->stem_row != NULL) { /* VNNI stem: straight from the image, row by row */
+          for (int h = next; h <= hi; ++h)
+            f->stem_row(f, io->x, io->eb, h, ring + (size_t)(ring_n + h - next) * e_row, sc + f->off_col);
+          src = NULL;
+        } else if (f->stem) {
+          tfc_fused_im2col(f, io->x, next, hi + 1, (int8_t*)(sc + f->off_col));
+          src = (const int8_t*)(sc + f->off_col);
+        } else {
+          src = io->x + (size_t)next * in_row;
+        }
+        if (src != NULL) tfc_fused_1x1(ex, src, io->eb, ring + (size_t)ring_n * e_row, (hi - next + 1) * f->W, ks);
         ring_n += hi - next + 1;
       }
       base = ring;
@@ -526,14 +572,16 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
 
   /* activations */
   if (x->type != kTfLiteInt8 || y->type != kTfLiteInt8) FAIL("input and output must be int8");
-  if (x->dims == NULL || x->dims->size != 4 || x->dims->data[0] != 1 || x->dims->data[1] != f->H ||
-      x->dims->data[2] != f->W || x->dims->data[3] != f->Cin)
-    FAIL("input must be [1, %d, %d, %d] as the params say", f->H, f->W, f->Cin);
-  if ((uint64_t)x->bytes != (uint64_t)f->H * f->W * f->Cin) FAIL("input byte size does not match its shape");
+  const int xh = f->stem ? f->Hi : f->H, xw = f->stem ? f->Wi : f->W, xc = f->stem ? f->Ci : f->Cin;
+  if (x->dims == NULL || x->dims->size != 4 || x->dims->data[0] != 1 || x->dims->data[1] != xh ||
+      x->dims->data[2] != xw || x->dims->data[3] != xc)
+    FAIL("input must be [1, %d, %d, %d] as the params say", xh, xw, xc);
+  if ((uint64_t)x->bytes != (uint64_t)xh * xw * xc) FAIL("input byte size does not match its shape");
   const float sx = x->params.scale, sy = y->params.scale;
   const int32_t zx = x->params.zero_point, zy = y->params.zero_point;
   if (!(isfinite(sx) && sx > 0.f && isfinite(sy) && sy > 0.f)) FAIL("int8 input/output need a finite scale > 0");
   if (zx < -128 || zx > 127 || zy < -128 || zy > 127) FAIL("int8 zero points must be in -128..127");
+  f->zp_x = zx;
   if (!f->has_expand && (f->s_e != sx || f->zp_e != zx)) FAIL("without expand, params' scale_e/zp_e must be the input's");
   if (!f->has_residual && (f->s_p != sy || f->zp_p != zy)) FAIL("without residual, params' scale_p/zp_p must be the output's");
   if (db->type != kTfLiteInt32 || !tfc_const_ok(db) || (uint64_t)db->bytes != 4ull * (uint64_t)f->Ce)
@@ -594,7 +642,14 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->off_dw = f->off_ring + tfc_round64((size_t)ring);
   f->off_pj = f->off_dw + tfc_round64((size_t)dwb);
   f->off_acc = f->off_pj + tfc_round64((size_t)pjb);
-  const size_t stride = f->off_acc + tfc_round64(sizeof(int32_t) * (size_t)cpad);
+  f->off_col = f->off_acc + tfc_round64(sizeof(int32_t) * (size_t)cpad);
+  uint64_t col = f->stem ? (uint64_t)f->ring_rows * f->W * f->Cin : 0; /* stem: im2col rows */
+#if TFC_HAVE_X86
+  if (tfc_fused_stem_x86(f, cap) < 0) FAIL("out of memory");
+  if (f->stem_row != NULL && 3u * (uint64_t)f->stem_rowlen > col) col = 3u * (uint64_t)f->stem_rowlen; /* image rows */
+#endif
+  if (col > TFC_FUSED_MAX_SCRATCH) FAIL("block too large");
+  const size_t stride = f->off_col + tfc_round64((size_t)col);
   if ((size_t)workers * stride > f->scratch_bytes) {
     tfc_free64(f->scratch);
     f->scratch_bytes = 0;
@@ -656,7 +711,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->ex.tile_parts = f->pr.tile_parts = 1;
   f->parts_c = 1;
   const int force = ph != NULL && ph[0] == '1' && ph[1] == 0;
-  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 &&
+  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 && !f->stem &&
               (force ? f->Ho < 8 * tasks : f->stride == 1 && f->Ho < 4 * tasks) &&
               full_e + full_d <= ((uint64_t)1 << 20) && (!f->has_expand || tfc_fused_has_parts(&f->ex));
   if (f->phased) f->n_ab = tfc_fused_ab_parts(f, tasks);

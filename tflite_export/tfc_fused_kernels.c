@@ -86,6 +86,45 @@ TFC_HOT void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, 
   }
 }
 
+/* Stem: the im2col rows of expanded rows [h0, h1) (tfc_fused.c, flag bit 2): per pixel the 3x3
+ * taps (kh, kw, c) of x [Hi][Wi][Ci] in the conv weights' order, then Kp - 9 Ci bytes; taps
+ * outside the image and the filler bytes hold x's zero point (real value 0, as TFLite pads). */
+TFC_HOT void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out) {
+  const int Ci = f->Ci, Kp = f->Cin, W = f->W, Wi = f->Wi, ss = f->s_stride, pl = f->s_pl;
+  const int8_t zp = (int8_t)f->zp_x;
+  const size_t xrow = (size_t)Wi * (size_t)Ci, tap3 = 3u * (size_t)Ci;
+  for (int h = h0; h < h1; ++h) {
+    const int8_t* r[3]; /* the three input rows, NULL above / below the image */
+    for (int kh = 0; kh < 3; ++kh) {
+      const int ih = h * ss - f->s_pt + kh;
+      r[kh] = (ih >= 0 && ih < f->Hi) ? x + (size_t)ih * xrow : NULL;
+    }
+    int8_t* o = out + (size_t)(h - h0) * (size_t)W * (size_t)Kp;
+    for (int w = 0; w < W; ++w, o += Kp) {
+      const int iw = w * ss - pl;
+      const int inside = iw >= 0 && iw + 2 < Wi;
+      for (int kh = 0; kh < 3; ++kh) {
+        int8_t* t = o + (size_t)kh * tap3;
+        if (r[kh] == NULL) {
+          memset(t, zp, tap3);
+        } else if (inside && Ci == 3) {
+          memcpy(t, r[kh] + (size_t)iw * 3u, 8); /* 9 bytes, as fixed-size moves */
+          t[8] = r[kh][(size_t)iw * 3u + 8u];
+        } else if (inside) {
+          memcpy(t, r[kh] + (size_t)iw * (size_t)Ci, tap3);
+        } else {
+          for (int kw = 0; kw < 3; ++kw) {
+            const int c0 = iw + kw;
+            if (c0 >= 0 && c0 < Wi) memcpy(t + (size_t)kw * Ci, r[kh] + (size_t)c0 * Ci, (size_t)Ci);
+            else memset(t + (size_t)kw * Ci, zp, (size_t)Ci);
+          }
+        }
+      }
+      for (int k = 9 * Ci; k < Kp; ++k) o[k] = zp;
+    }
+  }
+}
+
 static _Atomic(const char*) tfc_fused_dw_last = "";
 static _Atomic(const char*) tfc_fused_ex_last = "";
 static _Atomic(const char*) tfc_fused_pr_last = "";
@@ -93,7 +132,8 @@ static char tfc_fused_names[160];
 
 void tfc_fused_note_plan(const TfcFused* f) {
   atomic_store(&tfc_fused_dw_last, f->dw_name);
-  atomic_store(&tfc_fused_ex_last, f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none");
+  atomic_store(&tfc_fused_ex_last, f->stem_row != NULL ? "stem_avx512vnni"
+                                  : f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none");
   atomic_store(&tfc_fused_pr_last, f->pr.plan.name ? f->pr.plan.name : "");
 }
 

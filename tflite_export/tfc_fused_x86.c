@@ -432,7 +432,144 @@ int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
   return 1;
 }
 
+/* ------------------------------------------------------------------ stem */
+
+/* The stem (a 3x3 conv over the image, tfc_fused.c flag bit 2) on AVX-512 VNNI, one expanded
+ * row at a time, no im2col: the row's three image rows are copied as unsigned bytes (x ^ 0x80 =
+ * x + 128) with zero-point columns around them; then per output pixel each kernel row is a
+ * window of Q dwords (3 Ci bytes + up to 3 of the next pixel, whose weights are 0), every dword
+ * broadcast against G registers of 16 channels' 4 weights (vpdpbusd): 3 Q G vpdpbusd per pixel,
+ * weights in registers for the whole row.  Accumulators start at bias + the expand state's
+ * i8q_corr (-(zp_x + 128) sum w: the +128 and the input zero point; padding bytes hold zp_x +
+ * 128, real 0).
+ * Requantization as XNNPACK's fp32 path (tfc_requant64): min(acc * m, qmax - zp) in float,
+ * rounded half to even, + zp, clamped to [qmin, qmax]; Ce = 16 G channels written per pixel. */
+#define TFC_STEM_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+TFC_STEM_TARGET __attribute__((always_inline)) static inline void tfc_stem_row_t(
+    const TfcFused* f, const int8_t* x, const int32_t* bias, int h, int8_t* out, uint8_t* ur, const int Q,
+    const int G) {
+  const int Ci = f->Ci, Wi = f->Wi, W = f->W, ss = f->s_stride, L = f->stem_rowlen, lead = f->s_pl * f->Ci;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  const uint8_t zu = (uint8_t)(f->zp_x + 128);
+  const uint8_t* r[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    const int ih = h * ss - f->s_pt + kh;
+    uint8_t* u = ur + (size_t)kh * L;
+    r[kh] = u;
+    if (ih < 0 || ih >= f->Hi) {
+      memset(u, zu, (size_t)L);
+      continue;
+    }
+    const int8_t* src = x + (size_t)ih * Wi * Ci;
+    const int n = Wi * Ci;
+    memset(u, zu, (size_t)lead);
+    int i = 0;
+    for (; i + 64 <= n; i += 64)
+      _mm512_storeu_si512((void*)(u + lead + i), _mm512_xor_si512(_mm512_loadu_si512((const void*)(src + i)), flip));
+    if (i < n) {
+      const __mmask64 k = ((__mmask64)1 << (n - i)) - 1u;
+      _mm512_mask_storeu_epi8(u + lead + i, k, _mm512_xor_si512(_mm512_maskz_loadu_epi8(k, src + i), flip));
+    }
+    memset(u + lead + n, zu, (size_t)(L - lead - n));
+  }
+  __m512i w[3][3][2], init[2];
+  __m512 m[2];
+  for (int g = 0; g < G; ++g) {
+    for (int kh = 0; kh < 3; ++kh)
+      for (int q = 0; q < Q; ++q) w[kh][q][g] = _mm512_load_si512((const void*)(f->stem_w + ((kh * Q + q) * G + g) * 16));
+    init[g] = _mm512_add_epi32(_mm512_loadu_si512((const void*)(bias + 16 * g)),
+                               _mm512_loadu_si512((const void*)(f->ex.i8q_corr + 16 * g)));
+    m[g] = _mm512_loadu_ps(f->ex.multipliers + 16 * g);
+  }
+  const __m512 hi = _mm512_set1_ps((float)(f->ex.qmax - f->ex.zp_out));
+  const __m512i zp = _mm512_set1_epi32(f->ex.zp_out), floor16 = _mm512_set1_epi32(-32768);
+  const __m128i qmin = _mm_set1_epi8((char)f->ex.qmin);
+  const int Ce = f->Ce;
+  for (int ow = 0; ow < W; ++ow) {
+    const size_t off = (size_t)ow * ss * Ci;
+    __m512i a[2];
+    for (int g = 0; g < G; ++g) a[g] = init[g];
+    for (int kh = 0; kh < 3; ++kh)
+      for (int q = 0; q < Q; ++q) {
+        int32_t d;
+        memcpy(&d, r[kh] + off + 4 * q, 4);
+        const __m512i b = _mm512_set1_epi32(d);
+        for (int g = 0; g < G; ++g) a[g] = _mm512_dpbusd_epi32(a[g], b, w[kh][q][g]);
+      }
+    for (int g = 0; g < G; ++g) {
+      const __m512i qv = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[g]), m[g]), hi));
+      const __m128i b8 = _mm512_cvtsepi32_epi8(_mm512_add_epi32(_mm512_max_epi32(qv, floor16), zp));
+      _mm_storeu_si128((__m128i*)(out + (size_t)ow * Ce + 16 * g), _mm_max_epi8(b8, qmin));
+    }
+  }
+}
+
+#define TFC_STEM_ROW(Q, G)                                                                                  \
+  TFC_STEM_TARGET static void tfc_stem_row_##Q##_##G(const TfcFused* f, const int8_t* x, const int32_t* bias, \
+                                                     int h, int8_t* out, uint8_t* ur) {                     \
+    tfc_stem_row_t(f, x, bias, h, out, ur, Q, G);                                                         \
+  }
+TFC_STEM_ROW(1, 1)
+TFC_STEM_ROW(1, 2)
+TFC_STEM_ROW(2, 1)
+TFC_STEM_ROW(2, 2)
+TFC_STEM_ROW(3, 1)
+TFC_STEM_ROW(3, 2)
+
+/* Picks the VNNI stem row for Ci <= 4 (Q = ceil(3 Ci / 4) <= 3 dwords per kernel row) and Ce of
+ * 16 or 32 (the weights fit 18 registers), when the expand's 1x1 plan is the quad kernel (its
+ * relayout gives the dense [Ce][Kp] weights back); the im2col path otherwise. */
+int tfc_fused_stem_x86(TfcFused* f, int cap) {
+  tfc_free64(f->stem_w);
+  f->stem_w = NULL;
+  f->stem_row = NULL;
+  if (!f->stem || cap < TFC_ISA_DOT || tfc_x86_no_avx512() || !__builtin_cpu_supports("avx512f") ||
+      !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
+      !__builtin_cpu_supports("avx512vnni"))
+    return 0;
+  const TfcState* e = &f->ex;
+  const int Ci = f->Ci, Ce = f->Ce, Q = (3 * Ci + 3) / 4, G = Ce / 16, Kp = f->Cin;
+  if (Ci > 4 || (Ce != 16 && Ce != 32) || e->i8q_ptr == NULL || e->i8q_tile <= 0 || e->i8q_corr == NULL ||
+      e->multipliers == NULL)
+    return 0;
+  int8_t* dense = (int8_t*)calloc((size_t)Ce * (size_t)Kp, 1);
+  f->stem_w = (int32_t*)tfc_alloc64(sizeof(int32_t) * 16u * 3u * (size_t)Q * (size_t)G);
+  if (dense == NULL || f->stem_w == NULL) {
+    free(dense);
+    return -1;
+  }
+  for (int n = 0; n < Ce; ++n) /* the quad relayout back to dense weights [Ce][Kp] */
+    for (uint32_t j = e->i8q_ptr[n]; j < e->i8q_ptr[n + 1]; ++j) {
+      const uint32_t q = e->i8q_off[j] / (4u * (uint32_t)e->i8q_tile);
+      for (int i = 0; i < 4; ++i)
+        if (4 * q + (uint32_t)i < (uint32_t)Kp) dense[(size_t)n * Kp + 4 * q + i] = (int8_t)(e->i8q_w[j] >> (8 * i));
+    }
+  for (int kh = 0; kh < 3; ++kh)
+    for (int q = 0; q < Q; ++q)
+      for (int n = 0; n < Ce; ++n) {
+        uint32_t d = 0;
+        for (int i = 0; i < 4; ++i) {
+          const int b = 4 * q + i; /* byte of the kernel row's window: tap (b / Ci, b % Ci) */
+          const int8_t v = b < 3 * Ci ? dense[(size_t)n * Kp + (size_t)kh * 3 * Ci + b] : 0;
+          d |= (uint32_t)(uint8_t)v << (8 * i);
+        }
+        f->stem_w[((kh * Q + q) * G + n / 16) * 16 + n % 16] = (int32_t)d;
+      }
+  free(dense);
+  /* unsigned image row: s_pl lead columns, the image, zero-point bytes up to the last window */
+  const int need = (f->W - 1) * f->s_stride * Ci + 4 * Q, have = (f->s_pl + f->Wi) * Ci;
+  f->stem_rowlen = (int)tfc_round64((size_t)(need > have ? need : have));
+  static void (*const rows[3][2])(const TfcFused*, const int8_t*, const int32_t*, int, int8_t*, uint8_t*) = {
+      {tfc_stem_row_1_1, tfc_stem_row_1_2}, {tfc_stem_row_2_1, tfc_stem_row_2_2}, {tfc_stem_row_3_1, tfc_stem_row_3_2}};
+  f->stem_row = rows[Q - 1][G - 1];
+  return 1;
+}
+
 void tfc_fused_free_dw_x86(TfcFused* f) {
+  tfc_free64(f->stem_w);
+  f->stem_w = NULL;
+  f->stem_row = NULL;
   tfc_free64(f->dw_wp);
   tfc_free64(f->dw_bp);
   tfc_free64(f->dw_mp);

@@ -301,6 +301,18 @@ typedef struct TfcFusedTag {
   int options_ok, prepared;
   /* from the validated params blob (tfc_fused.c) */
   int has_expand, has_residual, stride, H, W, Cin, Ce, Co, Ho, Wo, pt, pl, act_e, act_d;
+  /* stem (flag bit 2): the expand is a 3x3 conv (stride s_stride, pads s_pt / s_pl) over the
+   * image x [1, Hi, Wi, Ci]; its input rows are built per strip (tfc_fused_im2col): Cin = Kp =
+   * 9 Ci rounded up to 4 bytes per expanded pixel, taps in the conv weights' (kh, kw, c) order */
+  int stem, Hi, Wi, Ci, s_stride, s_pt, s_pl;
+  int32_t zp_x; /* the input's zero point (the im2col padding value) */
+  /* stem on AVX-512 VNNI (tfc_fused_x86.c, NULL: im2col + the expand's 1x1 kernel): one expanded
+   * row from the image; weights [3][Q][G][16] dwords (Q dwords per kernel row, G groups of 16
+   * channels), `rowlen` bytes per unsigned image row (3 rows of scratch) */
+  void (*stem_row)(const struct TfcFusedTag* f, const int8_t* x, const int32_t* bias, int h, int8_t* out,
+                   uint8_t* urows);
+  int32_t* stem_w;
+  int stem_rowlen;
   float s_e, s_d, s_p;
   int32_t zp_e, zp_d, zp_p;
   const int8_t* dw_w; /* [9][Ce] */
@@ -337,7 +349,7 @@ typedef struct TfcFusedTag {
   TfcState* wstates;
   /* strips and scratch (per worker: 1x1 scratch, expanded rows, depthwise strip, project strip, acc) */
   int SH, ring_rows;
-  size_t off_k, off_ring, off_dw, off_pj, off_acc;
+  size_t off_k, off_ring, off_dw, off_pj, off_acc, off_col;
   void* scratch;
   size_t scratch_stride, scratch_bytes;
   /* threads: task t = output rows [task_r[t], task_r[t+1]) */
@@ -363,8 +375,10 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of m
 void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
 void tfc_fused_note_plan(const TfcFused* f);
+void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out);
 #if TFC_HAVE_X86
 int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias); /* -1 out of memory, 0 none, 1 set */
+int tfc_fused_stem_x86(TfcFused* f, int cap); /* -1 out of memory, 0 none (im2col path), 1 set */
 void tfc_fused_free_dw_x86(TfcFused* f);
 #endif
 

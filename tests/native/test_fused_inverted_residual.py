@@ -41,11 +41,16 @@ def _kernel_names():
     return lib.TfcFusedLastKernelNames().decode()
 
 
-def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed):
-    """Dense int8 bytes of one pruned inverted-residual block (1x1s 80 % zero in 1x4 blocks)."""
+def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem=0):
+    """Dense int8 bytes of one pruned inverted-residual block (1x1s 80 % zero in 1x4 blocks).
+
+    stem: image channels of a dense 3x3 stride-2 SAME conv + ReLU6 before the block (MobileNetV2's
+    first conv, `hw` is then the image size)."""
     rng = np.random.default_rng(seed)
-    inp = keras.Input(hw + (cin,))
+    inp = keras.Input(hw + (stem or cin,))
     x = inp
+    if stem:
+        x = keras.layers.Conv2D(cin, 3, strides=2, padding="same", activation=keras.activations.relu6)(x)
     if expand:
         x = keras.layers.Conv2D(cexp, 1, activation=keras.activations.relu6)(x)
     if stride == 2 and keras_pad:  # as keras.applications.MobileNetV2: PAD + VALID depthwise
@@ -58,14 +63,16 @@ def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed):
         x = keras.layers.Add()([inp, x])
     model = keras.Model(inp, x)
     for layer in model.layers:
-        if type(layer) is keras.layers.Conv2D:
+        if type(layer) is keras.layers.Conv2D and layer.kernel.shape[0] == 3:  # the stem: dense
+            layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
+        elif type(layer) is keras.layers.Conv2D:
             k = layer.kernel.numpy()[0, 0]
             mask = np.repeat(rng.random((-(-k.shape[0] // 4), k.shape[1])) < 0.8, 4, axis=0)[: k.shape[0]]
             layer.kernel.assign(np.where(mask, 0.0, k)[None, None].astype("float32"))
             layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
-    calib = (rng.standard_normal((32,) + hw + (cin,)) + 0.5).astype("float32")
+    calib = (rng.standard_normal((32,) + hw + (stem or cin,)) + 0.5).astype("float32")
     dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
     return dense
 
@@ -79,14 +86,18 @@ CASES = {
     "wide_residual": ((5, 70), 8, 48, 8, 1, True, True, False),           # one row per strip
     "ce96_tail32": ((7, 9), 16, 96, 16, 1, True, True, False),            # 64 + 32 channels (VNNI depthwise)
     "ce38_odd": ((6, 7), 12, 38, 12, 1, True, True, False),               # 32 + 6 channels (not whole dwords)
+    # the first conv (3x3 stride 2 over 3 channels) fused as the expand: odd image, 56-wide map
+    "stem_odd": ((17, 23), 32, 32, 16, 1, False, False, False, 3),
+    "stem_wide": ((20, 112), 16, 16, 24, 2, False, False, False, 3),
+    "stem_1ch": ((9, 8), 8, 8, 8, 1, False, False, False, 1),
 }
 
 
 @pytest.fixture(scope="module")
 def files():
     out = {}
-    for i, (name, (hw, cin, ce, co, st, ex, res, kp)) in enumerate(CASES.items()):
-        dense = _block(hw, cin, ce, co, st, ex, res, kp, seed=100 + i)
+    for i, (name, case) in enumerate(CASES.items()):
+        dense = _block(*case[:8], seed=100 + i, stem=case[8] if len(case) > 8 else 0)
         fused = rewrite_tflite(dense, "custom")
         out[name] = (dense, fused)
     return out
@@ -146,9 +157,9 @@ def _numpy_reference(dense, xq):
             ws, _ = q(ins[1])
             b = const(ins[2], np.int32)
             act = op.builtinOptions.fusedActivationFunction
-            if kind == B.CONV_2D:
+            if kind == B.CONV_2D and w.shape[1] == 1:
                 acc = np.einsum("bhwk,nk->bhwn", x - zx, w[:, 0, 0, :]) + b
-            else:
+            else:  # 3x3: depthwise, or the first conv (weights [O, 3, 3, C])
                 st = op.builtinOptions.strideH
                 _, H, W, C = x.shape
                 if op.builtinOptions.padding == schema.Padding.SAME:
@@ -158,10 +169,14 @@ def _numpy_reference(dense, xq):
                     Ho, Wo, pt, pl = (H - 3) // st + 1, (W - 3) // st + 1, 0, 0
                 xp = np.zeros((1, H + 4, W + 4, C), np.int64)
                 xp[:, pt:pt + H, pl:pl + W] = x - zx  # padding adds 0
-                acc = np.zeros((1, Ho, Wo, C), np.int64) + b
+                acc = np.zeros((1, Ho, Wo, w.shape[0] if kind == B.CONV_2D else C), np.int64) + b
                 for kh in range(3):
                     for kw in range(3):
-                        acc += xp[:, kh:kh + st * (Ho - 1) + 1:st, kw:kw + st * (Wo - 1) + 1:st] * w[0, kh, kw]
+                        tap = xp[:, kh:kh + st * (Ho - 1) + 1:st, kw:kw + st * (Wo - 1) + 1:st]
+                        if kind == B.CONV_2D:
+                            acc += np.einsum("bhwc,nc->bhwn", tap, w[:, kh, kw, :])
+                        else:
+                            acc += tap * w[0, kh, kw]
             vals[out] = requant(acc, sx * ws / so, zo, act, so)
         elif kind == B.PAD:
             pads = const(ins[1], np.int32)
@@ -189,6 +204,7 @@ def test_blocks_are_fused_and_reported(files):
         rows = sparse_kernel_report(fused)
         assert [r["emitted"] for r in rows] == ["fused"], (name, rows)
         assert rows[0]["residual"] == CASES[name][6] and rows[0]["expand"] == CASES[name][5]
+        assert rows[0]["stem"] == (len(CASES[name]) > 8), (name, rows[0])
         # the dense 1x1 and depthwise weights left the file (only packed uint8 blobs hold weights)
         held = [t for t in m.subgraphs[0].tensors
                 if t.buffer < len(m.buffers) and m.buffers[t.buffer].data is not None
@@ -218,6 +234,9 @@ def test_fused_block_equals_dense_int8_and_numpy(name, files, rng, monkeypatch):
             assert "dw=dw_avx512vnni " in names, names
         if cap == "1":
             assert "dw=dw_avx512 " in names or not _has("avx512bw"), names
+        # the stem: straight from the image on AVX-512 VNNI (16 or 32 channels), else im2col + 1x1
+        vnni_stem = len(CASES[name]) > 8 and CASES[name][1] in (16, 32) and cap == "2" and _has("avx512_vnni")
+        assert ("expand=stem_avx512vnni" in names) == vnni_stem, (name, cap, names)
     if _has("avx2"):  # x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1): AVX2 / AVX-VNNI 1x1s and depthwise
         monkeypatch.setenv("TFCOMPRESS_NO_AVX512", "1")
         for cap in ("1", "2"):
@@ -230,7 +249,7 @@ def test_fused_block_equals_dense_int8_and_numpy(name, files, rng, monkeypatch):
             assert ("dw=dw_avxvnni " if vnni else "dw=dw_portable ") in names, names
 
 
-@pytest.mark.parametrize("name", ["s1_residual_strips", "s2_same_odd", "wide_residual"])
+@pytest.mark.parametrize("name", ["s1_residual_strips", "s2_same_odd", "wide_residual", "stem_odd", "stem_wide"])
 def test_threads_and_row_splits_give_the_same_output(name, files, rng, monkeypatch):
     """Output rows split over 2 threads, or into 2, 3 and 7 ranges run in turn (each range
     recomputes its expanded halo rows), give the dense file's output exactly; also when the
@@ -331,6 +350,29 @@ def test_malformed_fused_nodes_fail_in_prepare(fn, message, files, monkeypatch):
     """Corrupted params / wiring of a fused node are rejected in Prepare with a message naming
     the problem, at every dispatch level, before any kernel runs."""
     _, fused = files["s1_residual_strips"]
+    bad = _mutated_params(fused, fn)
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        with pytest.raises(ValueError, match=message):
+            load_interpreter(bad)
+
+
+@pytest.mark.parametrize("fn,message", [
+    (_set("<B", 6, 4), "without expand, Cin must equal Ce"),                # stem flag without expand
+    (_set("<B", 6, 7), "residual block needs stride 1, Cin == Co"),        # stem with residual
+    (_set("<I", 76, 0), "stem Hi, Wi must be in"),
+    (_set("<I", 80, 10), "do not fit Hi/Wi"),                               # 12 output columns need Wi >= 23
+    (_set("<I", 84, 17), "stem input channels must be 1..16"),
+    (_set("<I", 84, 2), "9 \\* Ci rounded up to 4"),                      # Ci vs Kp
+    (_set("<B", 88, 3), "stem stride must be 1 or 2"),
+    (_set("<B", 89, 3), "stem paddings must be 0..2"),
+    (_set("<B", 91, 1), "reserved"),
+    (_set("<I", 16, 31), "stem Cin|K/N"),                                   # Kp no longer 9 Ci rounded
+])
+def test_malformed_stem_params_fail_in_prepare(fn, message, files, monkeypatch):
+    """The stem fields of a fused node's params are validated in Prepare like the rest: a bad
+    image size, channel count, stride, padding or filler byte names itself before any kernel runs."""
+    _, fused = files["stem_odd"]
     bad = _mutated_params(fused, fn)
     for cap in CAPS:
         monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)

@@ -11,6 +11,14 @@ expand: its project conv), replaces the chain by one node that runs the whole bl
 (``tflite_export/tfc_fused.c``): the expanded tensor never exists in memory, and XNNPACK is not
 entered and left around every block.
 
+A block without expand whose depthwise reads a dense 3x3 CONV_2D over a tensor of at most 16
+channels (MobileNetV2's first conv over the image, "stem") takes that conv in as its expand: the
+node's input is then the image, and the conv's weights ``[O, 3, 3, C]`` are packed as a dense 1x1
+over the ``9 C`` taps (rounded up to 4 with zero columns). The op runs it straight from the image
+on x86 with AVX-512 VNNI and through an im2col per strip elsewhere; the network's first op then
+runs in the tfcompress node with its first block (no XNNPACK partition before it, no stem output
+tensor written and read back).
+
 Node inputs: ``[x, expand TFCS, expand bias, params "TFCI", depthwise bias, project TFCS, project
 bias]`` (7), or without expand ``[x, params, depthwise bias, project TFCS, project bias]`` (5).
 The params blob ("TFCI" v1, little-endian, layout in ``tflite_export/tfc_fused.c``) holds the
@@ -37,7 +45,7 @@ def _pad16(buf):
 
 
 def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_expand, has_residual,
-                      acts, q_exp, q_dw, q_proj, dw_weights, dw_scales) -> bytes:
+                      acts, q_exp, q_dw, q_proj, dw_weights, dw_scales, stem=None) -> bytes:
     """Packs the "TFCI" v1 parameters blob of a ``TFC_SPARSE_INVERTED_RESIDUAL`` node.
 
     Args:
@@ -56,6 +64,9 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
         q_proj: (scale, zero point) of the project output (the ADD's first operand).
         dw_weights: int8 depthwise weights ``[3, 3, c_exp]``.
         dw_scales: float32 per-channel depthwise weight scales ``[c_exp]``.
+        stem: None, or ``{"hw": (Hi, Wi), "channels": Ci, "stride": s, "pad_tl": (top, left)}``:
+            the expand is a 3x3 conv over the image ``[1, Hi, Wi, Ci]``; then `in_hw` is the
+            conv's output size and `c_in` is ``9 * Ci`` rounded up to 4.
 
     Returns:
         The blob (bytes).
@@ -71,7 +82,7 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
     """
     w = np.asarray(dw_weights, np.int8).reshape(3, 3, c_exp)
     sc = np.asarray(dw_scales, np.float32).reshape(c_exp)
-    flags = (1 if has_expand else 0) | (2 if has_residual else 0)
+    flags = (1 if has_expand else 0) | (2 if has_residual else 0) | (4 if stem else 0)
     head = struct.pack("<4sHBB9I5B3x3f3i", PARAMS_MAGIC, PARAMS_VERSION, flags, int(stride),
                        int(in_hw[0]), int(in_hw[1]), int(c_in), int(c_exp), int(c_out), int(out_hw[0]),
                        int(out_hw[1]), 3, 3, int(pad_tl[0]), int(pad_tl[1]),
@@ -79,6 +90,10 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
                        float(q_exp[0]), float(q_dw[0]), float(q_proj[0]),
                        int(q_exp[1]), int(q_dw[1]), int(q_proj[1]))
     buf = bytearray(head)
+    if stem:
+        buf.extend(b"\0" * (76 - len(buf)))
+        buf += struct.pack("<3I3B", int(stem["hw"][0]), int(stem["hw"][1]), int(stem["channels"]),
+                           int(stem["stride"]), int(stem["pad_tl"][0]), int(stem["pad_tl"][1]))
     buf.extend(b"\0" * (HEADER_BYTES - len(buf)))
     buf += w.tobytes()
     _pad16(buf)
@@ -110,6 +125,33 @@ def _const(model, tensor):
 def _act(op):
     a = getattr(op.builtinOptions, "fusedActivationFunction", 0) if op.builtinOptions else 0
     return _FUSED_ACTS.get(int(a))
+
+
+def _stem(model, sg, e_idx, e_out, schema):
+    """The stem fields of CONV_2D e_idx as the expand of a block (a 3x3 conv, stride 1 or 2,
+    without dilation, over an int8 [1, H, W, C <= 16] tensor, int8 symmetric weights, bias,
+    a supported activation), or None."""
+    T = schema.TensorType
+    op = sg.operators[e_idx]
+    o = op.builtinOptions
+    w, x = sg.tensors[int(op.inputs[1])], sg.tensors[int(op.inputs[0])]
+    k, xs = [int(d) for d in w.shape], [int(d) for d in x.shape]
+    q = w.quantization
+    if o is None or len(op.inputs) < 3 or op.inputs[2] < 0 or _act(op) is None or len(k) != 4 \
+            or k[1:3] != [3, 3] or k[3] > 16 or w.type != T.INT8 or o.strideH != o.strideW or o.strideH not in (1, 2) \
+            or getattr(o, "dilationHFactor", 1) != 1 or getattr(o, "dilationWFactor", 1) != 1 \
+            or q is None or q.scale is None or len(q.scale) not in (1, k[0]) \
+            or (q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0)) \
+            or len(xs) != 4 or xs[0] != 1 or xs[3] != k[3] or x.type != T.INT8:
+        return None
+    s, (Hi, Wi), (He, We) = int(o.strideH), xs[1:3], [int(d) for d in sg.tensors[e_out].shape][1:3]
+    if o.padding == schema.Padding.SAME:
+        pads = (max((He - 1) * s + 3 - Hi, 0) // 2, max((We - 1) * s + 3 - Wi, 0) // 2)
+    elif He == (Hi - 3) // s + 1 and We == (Wi - 3) // s + 1:
+        pads = (0, 0)
+    else:
+        return None
+    return {"op": e_idx, "hw": (Hi, Wi), "channels": xs[3], "stride": s, "pad_tl": pads, "out_hw": (He, We)}
 
 
 def _match(model, sg, d_idx, producers, consumers, schema):
@@ -159,7 +201,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     else:
         return None, "VALID depthwise without PAD"
     e = producers.get(dw_in)
-    expand = None
+    expand = stem = None
     if e is not None and _builtin(model, ops[e], schema) == B.CONV_2D and single_use(dw_in):
         eo = ops[e]
         ew = ti(eo.inputs[1])
@@ -167,9 +209,12 @@ def _match(model, sg, d_idx, producers, consumers, schema):
                 and eo.builtinOptions.strideH == 1 and eo.builtinOptions.strideW == 1 \
                 and len(eo.inputs) >= 3 and eo.inputs[2] >= 0 and _act(eo) is not None:
             expand = e
-    x_idx = int(ops[expand].inputs[0]) if expand is not None else dw_in
-    if expand is not None:
-        chain.insert(0, expand)
+        else:
+            stem = _stem(model, sg, e, dw_in, schema)
+    first = expand if expand is not None else stem["op"] if stem else None
+    x_idx = int(ops[first].inputs[0]) if first is not None else dw_in
+    if first is not None:
+        chain.insert(0, first)
     x = ti(x_idx)
     shape = [int(d) for d in x.shape]
     if len(shape) != 4 or shape[0] != 1 or x.type != T.INT8:
@@ -189,7 +234,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     chain.append(pj)
     p_out = int(po.outputs[0])
     out_idx, residual = p_out, False
-    if single_use(p_out):
+    if single_use(p_out) and stem is None:
         a = consumers[p_out][0]
         ao = ops[a]
         if _builtin(model, ao, schema) == B.ADD and len(ao.inputs) == 2 and _act(ao) == "NONE" \
@@ -201,7 +246,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     c_exp = int(wt.shape[3])
     if len(oshape) != 4 or out.type != T.INT8:
         return None, "block output is not int8 NHWC"
-    H, W = shape[1], shape[2]
+    H, W = stem["out_hw"] if stem else (shape[1], shape[2])
     Ho, Wo = oshape[1], oshape[2]
     if pad_tl == "same":
         pads = []
@@ -212,7 +257,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     else:
         if Ho != (H + pad_tl[0] + pad_br[0] - 3) // stride + 1 or Wo != (W + pad_tl[1] + pad_br[1] - 3) // stride + 1:
             return None, "PAD + VALID depthwise output shape mismatch"
-    qs = {"x": _quant(x), "e": _quant(ti(ops[expand].outputs[0])) if expand is not None else _quant(x),
+    qs = {"x": _quant(x), "e": _quant(ti(ops[first].outputs[0])) if first is not None else _quant(x),
           "d": _quant(ti(d_out)), "p": _quant(ti(p_out)), "y": _quant(out)}
     if any(v is None for v in qs.values()):
         return None, "per-tensor activation quantization needed"
@@ -223,8 +268,9 @@ def _match(model, sg, d_idx, producers, consumers, schema):
                 return None, "ADD scale ratio outside XNNPACK's range"
     return {"chain": chain, "expand": expand, "dw": d_idx, "project": pj, "x": x_idx, "out": out_idx,
             "residual": residual, "stride": stride, "pad_tl": pad_tl, "in_hw": (H, W), "out_hw": (Ho, Wo),
-            "c_in": shape[3], "c_exp": c_exp, "c_out": oshape[3], "q": qs, "act_dw": act_dw,
-            "act_exp": _act(ops[expand]) if expand is not None else "NONE"}, None
+            "c_in": -(-9 * shape[3] // 4) * 4 if stem else shape[3], "c_exp": c_exp, "c_out": oshape[3],
+            "q": qs, "act_dw": act_dw, "stem": stem,
+            "act_exp": _act(ops[first]) if first is not None else "NONE"}, None
 
 
 def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_conv, set_packed, opcode):
@@ -292,25 +338,33 @@ def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_c
         w = _const(model, wt)
         if w is None or w.size != 9 * c:
             continue
-        qe = m["q"]["e"] if m["expand"] is not None else m["q"]["x"]
+        stem = m["stem"]
+        if stem is not None:  # the first conv's weights [O, 3, 3, C] as a dense 1x1 over 9 C taps
+            sw = _const(model, sg.tensors[int(ops[stem["op"]].inputs[1])])
+            if sw is None:
+                continue
+            w2d = sw.view(np.int8).reshape(c, -1)
+            decided["expand"] = ("custom", "stem", np.pad(w2d, ((0, 0), (0, m["c_in"] - w2d.shape[1]))),
+                                 {"pattern": "block1x4"})
+        first = m["expand"] if m["expand"] is not None else stem["op"] if stem else None
+        qe = m["q"]["e"] if first is not None else m["q"]["x"]
         params = pack_fused_params(
             in_hw=m["in_hw"], c_in=m["c_in"], c_exp=c, c_out=m["c_out"], out_hw=m["out_hw"], stride=m["stride"],
-            pad_tl=m["pad_tl"], has_expand=m["expand"] is not None, has_residual=m["residual"],
+            pad_tl=m["pad_tl"], has_expand=first is not None, has_residual=m["residual"],
             acts=(m["act_exp"], m["act_dw"], "NONE"), q_exp=qe, q_dw=m["q"]["d"], q_proj=m["q"]["p"],
-            dw_weights=w.view(np.int8), dw_scales=scales)
+            dw_weights=w.view(np.int8), dw_scales=scales, stem=stem)
         inputs = [m["x"]]
         packed = {}
-        for key in ("expand", "project"):
-            if m[key] is None:
+        for key, idx in (("expand", first), ("project", m["project"])):
+            if idx is None:
                 continue
-            cop = ops[m[key]]
             _, _, w2d, pat = decided[key]
-            blob = pack_conv(cop, w2d, pat)
+            blob = pack_conv(ops[idx], w2d, pat)
             packed[key] = len(blob)
-            set_packed(cop, 1, blob)
+            set_packed(ops[idx], 1, blob)
         set_packed(dwo, 1, params)
-        if m["expand"] is not None:
-            inputs += [int(ops[m["expand"]].inputs[1]), int(ops[m["expand"]].inputs[2])]
+        if first is not None:
+            inputs += [int(ops[first].inputs[1]), int(ops[first].inputs[2])]
         inputs += [int(dwo.inputs[1]), int(dwo.inputs[2]), int(ops[m["project"]].inputs[1]),
                    int(ops[m["project"]].inputs[2])]
         fused = schema.OperatorT()
@@ -332,9 +386,11 @@ def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_c
                      "ops": names, "emitted": "fused",
                      "shape": [m["in_hw"][0], m["in_hw"][1], m["c_in"], m["c_exp"], m["c_out"]],
                      "stride": m["stride"], "residual": m["residual"], "expand": m["expand"] is not None,
+                     "stem": stem is not None,
                      "packed_bytes": int(sum(packed.values()) + len(params)),
                      "reason": ("both 1x1 convs would be tfcompress custom ops: " if m["expand"] is not None
                                 else "the project 1x1 conv would be a tfcompress custom op: ")
-                     + "the block runs as one fused node (" + FUSED_OP + ")"})
+                     + "the block runs as one fused node (" + FUSED_OP + ")"
+                     + (", with the network's first 3x3 conv as its expand" if stem else "")})
     sg.operators = [replace.get(i, op) for i, op in enumerate(ops) if replace.get(i, op) is not None]
     return rows

@@ -15,8 +15,10 @@
  * 0, 1), bytes 2-3
  * options (byte 2 = options length <= 9, byte 3 = its fill value: 1 then zeros when 0x00),
  * bytes 4-9: u16 lengths of the params, expand and project blobs, then the three blobs.
- * The input tensor takes H, W, Cin from the params header (when <= 80), so valid headers reach
- * the kernels; every buffer is an exact-size heap allocation (ASan sees any over-read).
+ * The input tensor takes H, W, Cin from the params header (when <= 80; a stem header, flag bit 2:
+ * Hi, Wi, Ci at offsets 76-84), so valid headers reach the kernels; every buffer is an exact-size
+ * heap allocation (ASan sees any over-read).  Byte 1 / 21 % 2: TFCOMPRESS_FUSED_STEAL=1 (the
+ * ranges steal strips from each other) or 0.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -89,6 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const char* const phased[3] = {NULL, "0", "1"};
   if (phased[(data[1] / 7) % 3] == NULL) unsetenv("TFCOMPRESS_FUSED_PHASED");
   else setenv("TFCOMPRESS_FUSED_PHASED", phased[(data[1] / 7) % 3], 1);
+  setenv("TFCOMPRESS_FUSED_STEAL", (data[1] / 21) % 2 ? "1" : "0", 1);
   uint8_t opts[9];
   const size_t optlen = data[2] % 10;
   memset(opts, 0, sizeof opts);
@@ -113,6 +116,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Ce = small(u32le(pp + 20), 8);
     Co = small(u32le(pp + 24), 8);
   }
+  uint32_t xh = H, xw = W, xc = Cin; /* the input tensor: the stem's image, else the block input */
+  if (lp >= 96 && (pp[6] & 4)) {
+    xh = small(u32le(pp + 76), 4);
+    xw = small(u32le(pp + 80), 4);
+    xc = small(u32le(pp + 84), 3);
+  }
   if (flags & 8) {
     Ce = (uint32_t)data[1] % 70 + 1;
     Co = (uint32_t)data[2] % 70 + 1;
@@ -121,10 +130,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   /* tensors: 0 x, 1 expand w, 2 expand b, 3 params, 4 dw b, 5 project w, 6 project b, 7 y */
   TfLiteTensor t[8];
   memset(t, 0, sizeof t);
-  int xd[4] = {1, (int)H, (int)W, (int)Cin};
+  int xd[4] = {1, (int)xh, (int)xw, (int)xc};
   t[0].type = kTfLiteInt8;
   t[0].dims = make_dims(4, xd);
-  t[0].bytes = (size_t)H * W * Cin;
+  t[0].bytes = (size_t)xh * xw * xc;
   t[0].data.data = malloc(t[0].bytes);
   for (size_t i = 0; i < t[0].bytes; ++i) ((uint8_t*)t[0].data.data)[i] = (uint8_t)(i * 37u + 11u);
   t[0].params.scale = 0.05f;

@@ -127,6 +127,28 @@ def main_fused(out_dir):
                 with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
                     f.write(data + params + ex + pj)
                 i += 1
+    # stems: a 3x3 conv over a 1-4 channel image as the expand (flag bit 2), dense weights [Ce][Kp]
+    for (hi, wi, ci, ce, co, ss) in [(9, 11, 3, 32, 16, 2), (7, 6, 3, 16, 8, 2), (6, 5, 1, 16, 8, 1), (8, 9, 4, 32, 24, 2)]:
+        h, w_ = -(-hi // ss), -(-wi // ss)
+        kp = -(-9 * ci // 4) * 4
+        spt, spl = max((h - 1) * ss + 3 - hi, 0) // 2, max((w_ - 1) * ss + 3 - wi, 0) // 2
+        params = pack_fused_params(
+            in_hw=(h, w_), c_in=kp, c_exp=ce, c_out=co, out_hw=(h, w_), stride=1, pad_tl=(1, 1),
+            has_expand=True, has_residual=False, acts=("RELU6", "RELU6", "NONE"), q_exp=(0.05, -128),
+            q_dw=(0.04, -128), q_proj=(0.1, -2), dw_weights=rng.integers(-127, 128, (3, 3, ce)),
+            dw_scales=np.full(ce, 0.01, np.float32),
+            stem={"hw": (hi, wi), "channels": ci, "stride": ss, "pad_tl": (spt, spl)})
+        wq = np.zeros((ce, kp), np.int8)
+        wq[:, :9 * ci] = rng.integers(-127, 128, (ce, 9 * ci))
+        ex = pack_sparse_weights(wq, block=4, scales=np.full(ce, 0.02, np.float32))
+        pj = sparse_int8(co, ce, 4)
+        for cap, no512 in ((0, 0), (1, 0), (2, 0), (2, 1)):
+            for r in (0, 22):  # 1 range, or 2 ranges with stealing
+                flags = 1 | (no512 << 5) | (cap << 6)
+                data = bytes([flags, r, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
+                with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
+                    f.write(data + params + ex + pj)
+                i += 1
     print(f"{i} seeds in {out_dir}")
 
 

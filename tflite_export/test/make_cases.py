@@ -365,19 +365,40 @@ def _requant_f32(acc, mult, zp, lo, hi):
     return np.clip(q, lo, hi)
 
 
+def _stem_acc(xc, w, b, ss, pads, out_hw):
+    """int64 accumulators of a 3x3 conv, stride ss, over xc [Hi, Wi, Ci] (input zero point already
+    subtracted: padding taps add 0), weights [N, 3, 3, Ci], bias [N]; output [He, We, N]."""
+    (spt, spl), (He, We) = pads, out_hw
+    Hi, Wi, Ci = xc.shape
+    xp = np.zeros((Hi + 4, Wi + 4, Ci), np.int64)
+    xp[spt:spt + Hi, spl:spl + Wi] = xc
+    acc = np.zeros((He, We, w.shape[0]), np.int64) + b
+    for kh in range(3):
+        for kw in range(3):
+            tap = xp[kh:kh + ss * (He - 1) + 1:ss, kw:kw + ss * (We - 1) + 1:ss]
+            acc += np.einsum("hwc,nc->hwn", tap, w[:, kh, kw, :].astype(np.int64))
+    return acc
+
+
 def fused_reference(x, blk):
     """The block's int8 output, layer by layer as the dense int8 file computes it on XNNPACK:
     exact integer accumulators, float32 multipliers s_in * s_w / s_out (in that order), products
     rounded half to even, XNNPACK's integer qs8 ADD.  Pure numpy, no code of the C library."""
     sx, zx = blk["x_q"]
     h = x.astype(np.int64)[0]  # [H, W, Cin]
-    if blk["expand"] is not None:
+    if blk.get("stem") is not None:  # the first conv: 3x3, stride ss over the image, as the expand
+        w, sc, b, ss, pads, out_hw = blk["stem"]
+        s_e, z_e = blk["q_e"]
+        acc = _stem_acc(h - zx, w, b, ss, pads, out_hw)
+        m = (F32(sx) * sc.astype(F32)) / F32(s_e)
+        h = _requant_f32(acc, m, z_e, *_act_range_f32(blk["acts"][0], s_e, z_e))
+    elif blk["expand"] is not None:
         w, sc, b = blk["expand"]
         s_e, z_e = blk["q_e"]
         acc = np.einsum("hwk,nk->hwn", h - zx, w.astype(np.int64)) + b
         m = (F32(sx) * sc.astype(F32)) / F32(s_e)
         h = _requant_f32(acc, m, z_e, *_act_range_f32(blk["acts"][0], s_e, z_e))
-    s_in, z_in = blk["q_e"] if blk["expand"] is not None else blk["x_q"]
+    s_in, z_in = blk["q_e"] if blk["expand"] is not None or blk.get("stem") is not None else blk["x_q"]
     H, W, C = h.shape
     st, (pt, pl), (Ho, Wo) = blk["stride"], blk["pad"], blk["out_hw"]
     dw, dws, db = blk["dw"]
@@ -426,12 +447,16 @@ def _scales_for(acc_real_max, target):
 
 def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
                pattern="1x4", acts=("RELU6", "RELU6"), zx=-7, zy=5, runs=1, params_misalign=False,
-               wmin=-127, sparsity=0.8, extreme_dw=False):
+               wmin=-127, sparsity=0.8, extreme_dw=False, stem=False):
     """A TFC_SPARSE_INVERTED_RESIDUAL record: random int8 block, scales chosen so that every
     stage spans most of its int8 range, and the exact output of `fused_reference`.
 
     extreme_dw: depthwise weights all -128 / 127 and inputs all -128 / 127 (the int16 bounds of
-    the NEON depthwise: two taps' products -128 * -128 would overflow an int16 pair sum)."""
+    the NEON depthwise: two taps' products -128 * -128 would overflow an int16 pair sum).
+    stem: the expand is a dense 3x3 stride-2 SAME conv over an image of `hw` and `cin` channels
+    (flag bit 2); the block runs on its ceil(hw / 2) output."""
+    if stem:
+        return _stem_case(name, rng, hw, cin, ce, co, stride, acts=acts, zx=zx, runs=runs)
     H, W = hw
     if same:
         Ho, Wo = -(-H // stride), -(-W // stride)
@@ -492,6 +517,51 @@ def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=Fals
                         runs=runs, params_misalign=params_misalign)
 
 
+def _stem_case(name, rng, hw, ci, ce, co, stride, *, acts, zx, runs):
+    """fused_case with stem=True: image [1, Hi, Wi, ci] -> 3x3 s2 conv (dense, ce) -> depthwise
+    (stride, SAME) -> project co."""
+    Hi, Wi = hw
+    He, We = -(-Hi // 2), -(-Wi // 2)
+    spt, spl = max((He - 1) * 2 + 3 - Hi, 0) // 2, max((We - 1) * 2 + 3 - Wi, 0) // 2
+    Ho, Wo = -(-He // stride), -(-We // stride)
+    pt, pl = max((Ho - 1) * stride + 3 - He, 0) // 2, max((Wo - 1) * stride + 3 - We, 0) // 2
+    sx = 0.05
+    x = rng.integers(-128, 128, size=(1, Hi, Wi, ci)).astype(np.int8)
+    ws = rng.integers(-127, 128, size=(ce, 3, 3, ci)).astype(np.int8)
+    bs = rng.integers(-2000, 2000, ce).astype(np.int32)
+    acc = _stem_acc(x.astype(np.int64)[0] - zx, ws, bs, 2, (spt, spl), (He, We))
+    sce = _scales_for(np.abs(acc).reshape(-1, ce).max(0) * sx, 8.0)  # ReLU6 outputs over most of int8
+    q_e = (6.0 / 255.0, -128)
+    he = _requant_f32(acc, (F32(sx) * sce) / F32(q_e[0]), q_e[1], *_act_range_f32(acts[0], q_e[0], q_e[1])) - q_e[1]
+    blk = {"x_q": (sx, zx), "stride": stride, "pad": (pt, pl), "out_hw": (Ho, Wo), "residual": False,
+           "acts": acts, "expand": None, "q_e": q_e, "stem": (ws, sce, bs, 2, (spt, spl), (He, We))}
+    dw = rng.integers(-127, 128, size=(3, 3, ce)).astype(np.int8)
+    db = rng.integers(-500, 500, ce).astype(np.int32)
+    dmax = (np.abs(he).reshape(-1, ce).max(0) * np.abs(dw.astype(np.int64)).sum((0, 1)) + np.abs(db)) * q_e[0]
+    dws = _scales_for(dmax / 3.0, 8.0)
+    blk["dw"] = (dw, dws, db)
+    blk["q_d"] = q_d = (6.0 / 255.0, -128)
+    wp = _q_weights(rng, co, ce, "1x4", 0.8)
+    bp = rng.integers(-2000, 2000, co).astype(np.int32)
+    scp = _scales_for(127.0 * q_d[0] * np.abs(wp.astype(np.int64)).sum(1) / 4.0, 3.0)
+    blk["project"] = (wp, scp, bp)
+    blk["q_p"] = q_p = (12.0 / 255.0, 3)
+    blk["y_q"] = q_p
+    y = fused_reference(x, blk)
+    kp = -(-9 * ci // 4) * 4
+    params = _fpack.pack_fused_params(
+        in_hw=(He, We), c_in=kp, c_exp=ce, c_out=co, out_hw=(Ho, Wo), stride=stride, pad_tl=(pt, pl),
+        has_expand=True, has_residual=False, acts=(acts[0], acts[1], "NONE"), q_exp=q_e, q_dw=q_d,
+        q_proj=q_p, dw_weights=dw, dw_scales=dws,
+        stem={"hw": (Hi, Wi), "channels": ci, "stride": 2, "pad_tl": (spt, spl)})
+    w2d = np.zeros((ce, kp), np.int8)
+    w2d[:, :9 * ci] = ws.reshape(ce, -1)
+    ew = _pack.pack_sparse_weights(w2d, block=4, scales=sce)
+    pw = _pack.pack_sparse_weights(wp, block=4, scales=scp)
+    return fused_record(name, x, params, ew, bs.tobytes(), db.tobytes(), pw, bp.tobytes(), (sx, zx), q_p, y,
+                        runs=runs)
+
+
 def fused_record(name, x, params, ew, eb, db, pw, pb, x_q, y_q, y, *, runs=1, params_misalign=False,
                  expect_fail=False, error="", options=bytes([1, 0, 0, 0, 0, 0, 0, 0])):
     """One "TFCF" driver record (format in tfc_test_driver.c)."""
@@ -534,6 +604,9 @@ FUSED = [
     ("no_expand_dwmin128", (5, 6), 32, 32, 16, 1, dict(expand=False, extreme_dw=True, zx=0)),
     ("no_expand_residual_reprepare", (8, 8), 24, 24, 24, 1,
      dict(expand=False, residual=True, runs=2, params_misalign=True)),
+    # the first conv (3x3 stride 2 over an image of 3 / 1 channels) fused as the expand
+    ("stem_odd", (19, 23), 3, 32, 16, 1, dict(stem=True, runs=2)),
+    ("stem_s2_1ch", (9, 8), 1, 16, 8, 2, dict(stem=True)),
 ]
 
 
@@ -541,7 +614,8 @@ def fused_cases(rng):
     """The fused-op records (valid ones, then malformed params that Prepare must reject)."""
     out = []
     for label, hw, cin, ce, co, st, opt in FUSED:
-        re_, rp = fused_strips(hw, st, opt.get("same", True))
+        bhw = (-(-hw[0] // 2), -(-hw[1] // 2)) if opt.get("stem") else hw  # the block's input map
+        re_, rp = fused_strips(bhw, st, opt.get("same", True))
         name = f"fused/{label}/rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}"
         out.append((name, fused_case(name, rng, hw, cin, ce, co, st, **opt)))
     # malformed params: the shared C validation on aarch64 (the full list of malformed fused
