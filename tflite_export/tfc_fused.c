@@ -646,8 +646,10 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   uint64_t col = f->stem ? (uint64_t)f->ring_rows * f->W * f->Cin : 0; /* stem: im2col rows */
 #if TFC_HAVE_X86
   if (tfc_fused_stem_x86(f, cap) < 0) FAIL("out of memory");
-  if (f->stem_row != NULL && 3u * (uint64_t)f->stem_rowlen > col) col = 3u * (uint64_t)f->stem_rowlen; /* image rows */
+#elif TFC_HAVE_AARCH64
+  if (tfc_fused_stem_aarch64(f, cap) < 0) FAIL("out of memory");
 #endif
+  if (f->stem_row != NULL && 3u * (uint64_t)f->stem_rowlen > col) col = 3u * (uint64_t)f->stem_rowlen; /* image rows */
   if (col > TFC_FUSED_MAX_SCRATCH) FAIL("block too large");
   const size_t stride = f->off_col + tfc_round64((size_t)col);
   if ((size_t)workers * stride > f->scratch_bytes) {

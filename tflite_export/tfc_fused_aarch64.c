@@ -362,6 +362,9 @@ TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const
 }
 
 void tfc_fused_free_dw_aarch64(TfcFused* f) {
+  tfc_free64(f->stem_w);
+  f->stem_w = NULL;
+  f->stem_row = NULL;
   tfc_free64(f->dw_wp);
   tfc_free64(f->dw_bp);
   tfc_free64(f->dw_mp);
@@ -374,6 +377,163 @@ void tfc_fused_free_dw_aarch64(TfcFused* f) {
 
 /* Prepare (after tfc_fused.c validated the params and set dw_mult / dw_cpad / dw_qmin / dw_qmax):
  * -1 out of memory, 0 not used (cap < NEON), 1 set. */
+/* ------------------------------------------------------------------ stem */
+
+/* The stem (a 3x3 conv over the image as the block's expand, tfc_fused.c flag bit 2) with `sdot`,
+ * one expanded row at a time, no im2col: the row's three image rows copied with zero-point
+ * columns around them; per output pixel each kernel row is one 16-byte load whose first Q dwords
+ * are the row's 3 Ci taps (+ up to 3 bytes of the next pixel, whose weights are 0), each dword
+ * multiplied (`sdot` by element) against the 4G weight vectors of 4 channels x 4 taps; two pixels
+ * per step share the weight loads.  Accumulators start at bias - zp_x * sum w (signed products:
+ * padding bytes hold zp_x, real 0).  Requantization as the 1x1 kernels (XNNPACK's fp32 path):
+ * fcvtns(float32(acc) * m), saturating narrows, + zero point, clamp. */
+/* a += w (4 channels x 4 taps) . dword L of x, in every lane (sdot by element; inline asm as
+ * tfc_dw_sdot: Clang 14's arm_neon.h has no dotprod intrinsics without -march) */
+#define TFC_STEM_SDOT_LANE(L)                                                                             \
+  static inline __attribute__((always_inline)) int32x4_t tfc_stem_sdot##L(int32x4_t a, int8x16_t w, int8x16_t x) { \
+    __asm__("sdot %0.4s, %1.16b, %2.4b[" #L "]" : "+w"(a) : "w"(w), "w"(x));                        \
+    return a;                                                                                           \
+  }
+TFC_STEM_SDOT_LANE(0)
+TFC_STEM_SDOT_LANE(1)
+TFC_STEM_SDOT_LANE(2)
+
+TFC_DW_DOT_FN __attribute__((always_inline)) static inline void tfc_stem_px_store(
+    const int32x4_t* a, const float32x4_t* m, int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* o, const int G) {
+  for (int k = 0; k < G; ++k) {
+    int32x4_t q[4];
+    for (int j = 0; j < 4; ++j) q[j] = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[4 * k + j]), m[4 * k + j]));
+    const int16x8_t s01 = vqaddq_s16(vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1])), zp);
+    const int16x8_t s23 = vqaddq_s16(vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3])), zp);
+    vst1q_s8(o + 16 * k, vminq_s8(vmaxq_s8(vcombine_s8(vqmovn_s16(s01), vqmovn_s16(s23)), lo), hi));
+  }
+}
+
+TFC_DW_DOT_FN __attribute__((always_inline)) static inline void tfc_stem_row_sdot_t(
+    const TfcFused* f, const int8_t* x, const int32_t* bias, int h, int8_t* out, uint8_t* ur, const int Q,
+    const int G) {
+  const int Ci = f->Ci, Wi = f->Wi, W = f->W, ss = f->s_stride, L = f->stem_rowlen, lead = f->s_pl * f->Ci;
+  const int Ce = f->Ce;
+  const int8_t* r[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    const int ih = h * ss - f->s_pt + kh;
+    int8_t* u = (int8_t*)ur + (size_t)kh * L;
+    r[kh] = u;
+    if (ih < 0 || ih >= f->Hi) {
+      memset(u, (int)(int8_t)f->zp_x, (size_t)L);
+      continue;
+    }
+    const int n = Wi * Ci;
+    memset(u, (int)(int8_t)f->zp_x, (size_t)lead);
+    memcpy(u + lead, x + (size_t)ih * n, (size_t)n);
+    memset(u + lead + n, (int)(int8_t)f->zp_x, (size_t)(L - lead - n));
+  }
+  const int8_t* wv = (const int8_t*)f->stem_w; /* [3][Q][4G][16] */
+  int32x4_t init[8];
+  float32x4_t m[8];
+  for (int v = 0; v < 4 * G; ++v) {
+    init[v] = vmlsq_n_s32(vld1q_s32(bias + 4 * v), vld1q_s32(f->ex.row_sums + 4 * v), f->zp_x);
+    m[v] = vld1q_f32(f->ex.multipliers + 4 * v);
+  }
+  const int16x8_t zp = vdupq_n_s16((int16_t)f->ex.zp_out);
+  const int8x16_t lo = vdupq_n_s8((int8_t)f->ex.qmin), hi = vdupq_n_s8((int8_t)f->ex.qmax);
+  int ow = 0;
+  for (; ow + 2 <= W; ow += 2) {
+    const size_t o0 = (size_t)ow * ss * Ci, o1 = o0 + (size_t)ss * Ci;
+    int32x4_t a[8], b[8];
+    for (int v = 0; v < 4 * G; ++v) a[v] = b[v] = init[v];
+    for (int kh = 0; kh < 3; ++kh) {
+      const int8x16_t x0 = vld1q_s8(r[kh] + o0), x1 = vld1q_s8(r[kh] + o1);
+      const int8_t* wk = wv + (size_t)kh * Q * 4 * G * 16;
+      for (int v = 0; v < 4 * G; ++v) { /* dword 0: one weight load for both pixels */
+        const int8x16_t w = vld1q_s8(wk + 16 * v);
+        a[v] = tfc_stem_sdot0(a[v], w, x0);
+        b[v] = tfc_stem_sdot0(b[v], w, x1);
+      }
+      if (Q > 1)
+        for (int v = 0; v < 4 * G; ++v) {
+          const int8x16_t w = vld1q_s8(wk + 16 * (4 * G + v));
+          a[v] = tfc_stem_sdot1(a[v], w, x0);
+          b[v] = tfc_stem_sdot1(b[v], w, x1);
+        }
+      if (Q > 2)
+        for (int v = 0; v < 4 * G; ++v) {
+          const int8x16_t w = vld1q_s8(wk + 16 * (8 * G + v));
+          a[v] = tfc_stem_sdot2(a[v], w, x0);
+          b[v] = tfc_stem_sdot2(b[v], w, x1);
+        }
+    }
+    tfc_stem_px_store(a, m, zp, lo, hi, out + (size_t)ow * Ce, G);
+    tfc_stem_px_store(b, m, zp, lo, hi, out + (size_t)(ow + 1) * Ce, G);
+  }
+  for (; ow < W; ++ow) {
+    const size_t o0 = (size_t)ow * ss * Ci;
+    int32x4_t a[8];
+    for (int v = 0; v < 4 * G; ++v) a[v] = init[v];
+    for (int kh = 0; kh < 3; ++kh) {
+      const int8x16_t x0 = vld1q_s8(r[kh] + o0);
+      const int8_t* wk = wv + (size_t)kh * Q * 4 * G * 16;
+      for (int v = 0; v < 4 * G; ++v) {
+        a[v] = tfc_stem_sdot0(a[v], vld1q_s8(wk + 16 * v), x0);
+        if (Q > 1) a[v] = tfc_stem_sdot1(a[v], vld1q_s8(wk + 16 * (4 * G + v)), x0);
+        if (Q > 2) a[v] = tfc_stem_sdot2(a[v], vld1q_s8(wk + 16 * (8 * G + v)), x0);
+      }
+    }
+    tfc_stem_px_store(a, m, zp, lo, hi, out + (size_t)ow * Ce, G);
+  }
+}
+
+#define TFC_STEM_SDOT_ROW(Q, G)                                                                      \
+  TFC_DW_DOT_FN static void tfc_stem_row_sdot_##Q##_##G(const TfcFused* f, const int8_t* x,            \
+                                                        const int32_t* bias, int h, int8_t* out, uint8_t* ur) { \
+    tfc_stem_row_sdot_t(f, x, bias, h, out, ur, Q, G);                                              \
+  }
+TFC_STEM_SDOT_ROW(1, 1)
+TFC_STEM_SDOT_ROW(1, 2)
+TFC_STEM_SDOT_ROW(2, 1)
+TFC_STEM_SDOT_ROW(2, 2)
+TFC_STEM_SDOT_ROW(3, 1)
+TFC_STEM_SDOT_ROW(3, 2)
+
+/* The sdot stem row for Ci <= 4 and Ce of 16 or 32 on a CPU with dotprod (cap >= 2), when the
+ * expand's plan is the quad kernel (its relayout gives the dense weights back); else im2col. */
+int tfc_fused_stem_aarch64(TfcFused* f, int cap) {
+  tfc_free64(f->stem_w);
+  f->stem_w = NULL;
+  f->stem_row = NULL;
+  const int Ci = f->Ci, Ce = f->Ce, Q = (3 * Ci + 3) / 4, G = Ce / 16, Kp = f->Cin;
+  if (!f->stem || cap < TFC_ISA_DOT || !tfc_aarch64_has_dotprod() || Ci > 4 || (Ce != 16 && Ce != 32) ||
+      f->ex.i8q_ptr == NULL || f->ex.row_sums == NULL || f->ex.multipliers == NULL)
+    return 0;
+  int8_t* dense = tfc_fused_stem_dense(f);
+  int8_t* w8 = (int8_t*)tfc_alloc64(16u * 3u * (size_t)Q * 4u * (size_t)G);
+  if (dense == NULL || w8 == NULL) {
+    free(dense);
+    tfc_free64(w8);
+    return -1;
+  }
+  for (int kh = 0; kh < 3; ++kh) /* [kh][q][vector v: channels 4v..4v+3][channel j][tap byte i] */
+    for (int q = 0; q < Q; ++q)
+      for (int n = 0; n < Ce; ++n)
+        for (int i = 0; i < 4; ++i) {
+          const int b = 4 * q + i;
+          w8[(((size_t)kh * Q + q) * 4u * G + (size_t)(n / 4)) * 16u + 4u * (size_t)(n % 4) + (size_t)i] =
+              b < 3 * Ci ? dense[(size_t)n * Kp + (size_t)kh * 3 * Ci + b] : 0;
+        }
+  free(dense);
+  f->stem_w = (int32_t*)w8;
+  /* image row: s_pl lead columns, the image, zero-point bytes up to the last pixel's 16-byte load */
+  const int need = (f->W - 1) * f->s_stride * Ci + 16, have = (f->s_pl + f->Wi) * Ci;
+  f->stem_rowlen = (int)tfc_round64((size_t)(need > have ? need : have));
+  static void (*const rows[3][2])(const TfcFused*, const int8_t*, const int32_t*, int, int8_t*, uint8_t*) = {
+      {tfc_stem_row_sdot_1_1, tfc_stem_row_sdot_1_2},
+      {tfc_stem_row_sdot_2_1, tfc_stem_row_sdot_2_2},
+      {tfc_stem_row_sdot_3_1, tfc_stem_row_sdot_3_2}};
+  f->stem_row = rows[Q - 1][G - 1];
+  f->stem_name = "stem_sdot";
+  return 1;
+}
+
 int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
   if (cap < TFC_ISA_SIMD) return 0;
   const int C = f->Ce, G = (C + 15) / 16;

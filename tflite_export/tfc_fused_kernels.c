@@ -125,6 +125,24 @@ TFC_HOT void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1
   }
 }
 
+/* The stem's dense weights [Ce][Kp] back from the expand's quad relayout (tfc_build_i8_quads:
+ * per channel one entry {quad * T * 4, 4 weights} per stored quad), for the direct stem rows;
+ * NULL when the expand's plan has no quad relayout or out of memory. */
+int8_t* tfc_fused_stem_dense(const TfcFused* f) {
+  const TfcState* e = &f->ex;
+  if (e->i8q_ptr == NULL || e->i8q_tile <= 0) return NULL;
+  const int Ce = f->Ce, Kp = f->Cin;
+  int8_t* dense = (int8_t*)calloc((size_t)Ce * (size_t)Kp, 1);
+  if (dense == NULL) return NULL;
+  for (int n = 0; n < Ce; ++n)
+    for (uint32_t j = e->i8q_ptr[n]; j < e->i8q_ptr[n + 1]; ++j) {
+      const uint32_t q = e->i8q_off[j] / (4u * (uint32_t)e->i8q_tile);
+      for (int i = 0; i < 4; ++i)
+        if (4 * q + (uint32_t)i < (uint32_t)Kp) dense[(size_t)n * Kp + 4 * q + i] = (int8_t)(e->i8q_w[j] >> (8 * i));
+    }
+  return dense;
+}
+
 static _Atomic(const char*) tfc_fused_dw_last = "";
 static _Atomic(const char*) tfc_fused_ex_last = "";
 static _Atomic(const char*) tfc_fused_pr_last = "";
@@ -132,7 +150,7 @@ static char tfc_fused_names[160];
 
 void tfc_fused_note_plan(const TfcFused* f) {
   atomic_store(&tfc_fused_dw_last, f->dw_name);
-  atomic_store(&tfc_fused_ex_last, f->stem_row != NULL ? "stem_avx512vnni"
+  atomic_store(&tfc_fused_ex_last, f->stem_row != NULL ? f->stem_name
                                   : f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none");
   atomic_store(&tfc_fused_pr_last, f->pr.plan.name ? f->pr.plan.name : "");
 }

@@ -533,18 +533,12 @@ int tfc_fused_stem_x86(TfcFused* f, int cap) {
   if (Ci > 4 || (Ce != 16 && Ce != 32) || e->i8q_ptr == NULL || e->i8q_tile <= 0 || e->i8q_corr == NULL ||
       e->multipliers == NULL)
     return 0;
-  int8_t* dense = (int8_t*)calloc((size_t)Ce * (size_t)Kp, 1);
+  int8_t* dense = tfc_fused_stem_dense(f);
   f->stem_w = (int32_t*)tfc_alloc64(sizeof(int32_t) * 16u * 3u * (size_t)Q * (size_t)G);
   if (dense == NULL || f->stem_w == NULL) {
     free(dense);
     return -1;
   }
-  for (int n = 0; n < Ce; ++n) /* the quad relayout back to dense weights [Ce][Kp] */
-    for (uint32_t j = e->i8q_ptr[n]; j < e->i8q_ptr[n + 1]; ++j) {
-      const uint32_t q = e->i8q_off[j] / (4u * (uint32_t)e->i8q_tile);
-      for (int i = 0; i < 4; ++i)
-        if (4 * q + (uint32_t)i < (uint32_t)Kp) dense[(size_t)n * Kp + 4 * q + i] = (int8_t)(e->i8q_w[j] >> (8 * i));
-    }
   for (int kh = 0; kh < 3; ++kh)
     for (int q = 0; q < Q; ++q)
       for (int n = 0; n < Ce; ++n) {
@@ -563,6 +557,7 @@ int tfc_fused_stem_x86(TfcFused* f, int cap) {
   static void (*const rows[3][2])(const TfcFused*, const int8_t*, const int32_t*, int, int8_t*, uint8_t*) = {
       {tfc_stem_row_1_1, tfc_stem_row_1_2}, {tfc_stem_row_2_1, tfc_stem_row_2_2}, {tfc_stem_row_3_1, tfc_stem_row_3_2}};
   f->stem_row = rows[Q - 1][G - 1];
+  f->stem_name = "stem_avx512vnni";
   return 1;
 }
 

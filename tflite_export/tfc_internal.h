@@ -313,6 +313,7 @@ typedef struct TfcFusedTag {
                    uint8_t* urows);
   int32_t* stem_w;
   int stem_rowlen;
+  const char* stem_name;
   float s_e, s_d, s_p;
   int32_t zp_e, zp_d, zp_p;
   const int8_t* dw_w; /* [9][Ce] */
@@ -376,6 +377,10 @@ void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
 void tfc_fused_note_plan(const TfcFused* f);
 void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out);
+int8_t* tfc_fused_stem_dense(const TfcFused* f); /* malloc'd stem weights [Ce][Kp], NULL: none */
+#if TFC_HAVE_AARCH64
+int tfc_fused_stem_aarch64(TfcFused* f, int cap); /* -1 out of memory, 0 none (im2col path), 1 set */
+#endif
 #if TFC_HAVE_X86
 int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias); /* -1 out of memory, 0 none, 1 set */
 int tfc_fused_stem_x86(TfcFused* f, int cap); /* -1 out of memory, 0 none (im2col path), 1 set */

@@ -101,7 +101,10 @@ def _expected_kernel(name, cap, cpu):
             dw = "dw_sdot"
         else:
             dw = "dw_neon_w128" if "dwmin128" in name else "dw_neon"
-        return f"dw={dw},expand={_int8_kernel(re_, cap, cpu) if re_ else 'none'},project={_int8_kernel(rp, cap, cpu)}"
+        expand = _int8_kernel(re_, cap, cpu) if re_ else "none"
+        if "/stem_" in name and cap is None and cpu == "max":  # the stem straight from the image
+            expand = "stem_sdot"
+        return f"dw={dw},expand={expand},project={_int8_kernel(rp, cap, cpu)}"
     rows = int(re.search(r"/rows(\d+)/", name).group(1))
     f32 = name.startswith("float32/")
     if cap == "0":

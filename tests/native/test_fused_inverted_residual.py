@@ -41,15 +41,19 @@ def _kernel_names():
     return lib.TfcFusedLastKernelNames().decode()
 
 
-def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem=0):
+def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem=0, stem_pad=False):
     """Dense int8 bytes of one pruned inverted-residual block (1x1s 80 % zero in 1x4 blocks).
 
-    stem: image channels of a dense 3x3 stride-2 SAME conv + ReLU6 before the block (MobileNetV2's
-    first conv, `hw` is then the image size)."""
+    stem: image channels of a dense 3x3 stride-2 conv + ReLU6 before the block (MobileNetV2's
+    first conv, `hw` is then the image size): SAME, or with stem_pad an explicit PAD of 1 on every
+    side + VALID (the converter emits a PAD op)."""
     rng = np.random.default_rng(seed)
     inp = keras.Input(hw + (stem or cin,))
     x = inp
-    if stem:
+    if stem and stem_pad:
+        x = keras.layers.ZeroPadding2D(1)(x)
+        x = keras.layers.Conv2D(cin, 3, strides=2, padding="valid", activation=keras.activations.relu6)(x)
+    elif stem:
         x = keras.layers.Conv2D(cin, 3, strides=2, padding="same", activation=keras.activations.relu6)(x)
     if expand:
         x = keras.layers.Conv2D(cexp, 1, activation=keras.activations.relu6)(x)
@@ -90,6 +94,7 @@ CASES = {
     "stem_odd": ((17, 23), 32, 32, 16, 1, False, False, False, 3),
     "stem_wide": ((20, 112), 16, 16, 24, 2, False, False, False, 3),
     "stem_1ch": ((9, 8), 8, 8, 8, 1, False, False, False, 1),
+    "stem_pad_valid": ((16, 15), 32, 32, 16, 1, False, False, False, 3, True),  # PAD + VALID conv
 }
 
 
@@ -97,7 +102,8 @@ CASES = {
 def files():
     out = {}
     for i, (name, case) in enumerate(CASES.items()):
-        dense = _block(*case[:8], seed=100 + i, stem=case[8] if len(case) > 8 else 0)
+        dense = _block(*case[:8], seed=100 + i, stem=case[8] if len(case) > 8 else 0,
+                       stem_pad=len(case) > 9 and case[9])
         fused = rewrite_tflite(dense, "custom")
         out[name] = (dense, fused)
     return out

@@ -127,14 +127,33 @@ def _act(op):
     return _FUSED_ACTS.get(int(a))
 
 
-def _stem(model, sg, e_idx, e_out, schema):
+def _stem(model, sg, e_idx, e_out, schema, producers, single_use):
     """The stem fields of CONV_2D e_idx as the expand of a block (a 3x3 conv, stride 1 or 2,
     without dilation, over an int8 [1, H, W, C <= 16] tensor, int8 symmetric weights, bias,
-    a supported activation), or None."""
+    a supported activation; a VALID conv may read a PAD of 0..2 rows / columns, taken in as the
+    conv's padding), or None."""
     T = schema.TensorType
     op = sg.operators[e_idx]
     o = op.builtinOptions
     w, x = sg.tensors[int(op.inputs[1])], sg.tensors[int(op.inputs[0])]
+    pad = producers.get(int(op.inputs[0]))
+    if pad is not None and o is not None and o.padding == schema.Padding.VALID \
+            and _builtin(model, sg.operators[pad], schema) == schema.BuiltinOperator.PAD \
+            and single_use(int(op.inputs[0])):
+        po = sg.operators[pad]
+        pt = sg.tensors[int(po.inputs[1])]
+        pads = _const(model, pt)
+        if pads is not None and _quant(sg.tensors[int(po.inputs[0])]) == _quant(x):
+            pads = pads.view(np.int64 if pt.type == T.INT64 else np.int32).reshape(-1, 2)
+            if pads.shape == (4, 2) and not pads[0].any() and not pads[3].any() \
+                    and 0 <= pads[1:3].min() and pads[1:3].max() <= 2:
+                found = _stem(model, sg, e_idx, e_out, schema, {}, single_use)  # the conv as VALID
+                if found is not None:
+                    xs = [int(d) for d in sg.tensors[int(po.inputs[0])].shape]
+                    found.update(hw=(xs[1], xs[2]), pad_tl=(int(pads[1, 0]), int(pads[2, 0])), pad_op=pad,
+                                 x=int(po.inputs[0]))
+                    return found
+        return None
     k, xs = [int(d) for d in w.shape], [int(d) for d in x.shape]
     q = w.quantization
     if o is None or len(op.inputs) < 3 or op.inputs[2] < 0 or _act(op) is None or len(k) != 4 \
@@ -151,7 +170,8 @@ def _stem(model, sg, e_idx, e_out, schema):
         pads = (0, 0)
     else:
         return None
-    return {"op": e_idx, "hw": (Hi, Wi), "channels": xs[3], "stride": s, "pad_tl": pads, "out_hw": (He, We)}
+    return {"op": e_idx, "hw": (Hi, Wi), "channels": xs[3], "stride": s, "pad_tl": pads, "out_hw": (He, We),
+            "pad_op": None, "x": int(op.inputs[0])}
 
 
 def _match(model, sg, d_idx, producers, consumers, schema):
@@ -210,11 +230,13 @@ def _match(model, sg, d_idx, producers, consumers, schema):
                 and len(eo.inputs) >= 3 and eo.inputs[2] >= 0 and _act(eo) is not None:
             expand = e
         else:
-            stem = _stem(model, sg, e, dw_in, schema)
+            stem = _stem(model, sg, e, dw_in, schema, producers, single_use)
     first = expand if expand is not None else stem["op"] if stem else None
-    x_idx = int(ops[first].inputs[0]) if first is not None else dw_in
+    x_idx = stem["x"] if stem else int(ops[first].inputs[0]) if first is not None else dw_in
     if first is not None:
         chain.insert(0, first)
+    if stem and stem["pad_op"] is not None:
+        chain.insert(0, stem["pad_op"])
     x = ti(x_idx)
     shape = [int(d) for d in x.shape]
     if len(shape) != 4 or shape[0] != 1 or x.type != T.INT8:
