@@ -60,6 +60,14 @@ def _on_signal(signum, frame):
     raise _Terminated(signum)
 
 
+def _stop_if_signalled():
+    """Raises _Terminated if a signal came in and was swallowed on the way: Python runs the
+    handler wherever the main thread is, and an exception raised inside a finalizer (`__del__`,
+    e.g. TensorFlow's while the converter runs) is printed and dropped."""
+    if _RECEIVED:
+        raise _Terminated(_RECEIVED[0])
+
+
 @contextlib.contextmanager
 def _cleanup_on_signals():
     """Raises _Terminated on SIGTERM/SIGHUP (main thread only) while the command runs."""
@@ -396,6 +404,7 @@ def _cmd_convert(args):
     _progress(f"loading {args.model}")
     model = _load_keras(args.model, args.imports or ())
     from tfcompress.export import export_tflite, prepare_for_export
+    from tfcompress.export.converter import _atomic_write
     from tfcompress.export.prepare import needs_calibration
 
     if calibration is not None and len(model.inputs) == 1:
@@ -410,11 +419,13 @@ def _cmd_convert(args):
     _progress(f"converting to TFLite (quantize={quantize or 'target default'}, "
               f"target={args.target})")
     try:
-        _, report = export_tflite(model, args.output, quantize=quantize,
-                                  representative_data=calibration, target=args.target,
-                                  input_type=args.input_type, output_type=args.output_type,
-                                  batch_size=args.batch_size, sparse_kernels=args.sparse_kernels,
-                                  num_threads=args.sparse_threads)
+        tflite, report = export_tflite(model, None, quantize=quantize,
+                                       representative_data=calibration, target=args.target,
+                                       input_type=args.input_type, output_type=args.output_type,
+                                       batch_size=args.batch_size, sparse_kernels=args.sparse_kernels,
+                                       num_threads=args.sparse_threads)
+        _stop_if_signalled()  # a SIGTERM during the conversion: write nothing
+        _atomic_write(args.output, tflite)
     except (ValueError, TypeError, OSError) as e:
         raise UsageError(_one_line(e)) from None
     _progress(f"wrote {args.output} ({report.size_bytes:,} bytes)")
@@ -507,7 +518,9 @@ def main(argv=None):
         with _cleanup_on_signals():
             args = parser.parse_args(argv)
             with _quiet_stderr():
-                return args.func(args)
+                status = args.func(args)
+            _stop_if_signalled()
+            return status
     except (Exception, _Terminated) as e:
         if not _RECEIVED:
             return _report_failure(e)

@@ -327,7 +327,7 @@ def _set(fmt, off, value):
     return fn
 
 
-@pytest.mark.parametrize("fn,message", [
+MALFORMED = [  # (change, message): every block
     (_set("<4s", 0, b"XXXX"), "bad magic"),
     (_set("<H", 4, 2), "unsupported version"),
     (_set("<B", 6, 9), "unknown flags"),
@@ -351,19 +351,9 @@ def _set(fmt, off, value):
                                                       op.inputs[4], op.inputs[1], op.inputs[6]], np.int32)),
      "project: .*K/N|project"),
     (lambda blob, op: setattr(op, "customOptions", np.zeros(8, np.uint8)), "custom options"),
-])
-def test_malformed_fused_nodes_fail_in_prepare(fn, message, files, monkeypatch):
-    """Corrupted params / wiring of a fused node are rejected in Prepare with a message naming
-    the problem, at every dispatch level, before any kernel runs."""
-    _, fused = files["s1_residual_strips"]
-    bad = _mutated_params(fused, fn)
-    for cap in CAPS:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
-        with pytest.raises(ValueError, match=message):
-            load_interpreter(bad)
+]
 
-
-@pytest.mark.parametrize("fn,message", [
+MALFORMED_STEM = [  # the stem fields (params flag bit 2)
     (_set("<B", 6, 4), "without expand, Cin must equal Ce"),                # stem flag without expand
     (_set("<B", 6, 7), "residual block needs stride 1, Cin == Co"),        # stem with residual
     (_set("<I", 76, 0), "stem Hi, Wi must be in"),
@@ -374,14 +364,18 @@ def test_malformed_fused_nodes_fail_in_prepare(fn, message, files, monkeypatch):
     (_set("<B", 89, 3), "stem paddings must be 0..2"),
     (_set("<B", 91, 1), "reserved"),
     (_set("<I", 16, 31), "stem Cin|K/N"),                                   # Kp no longer 9 Ci rounded
-])
-def test_malformed_stem_params_fail_in_prepare(fn, message, files, monkeypatch):
-    """The stem fields of a fused node's params are validated in Prepare like the rest: a bad
-    image size, channel count, stride, padding or filler byte names itself before any kernel runs."""
-    _, fused = files["stem_odd"]
+]
+
+
+@pytest.mark.parametrize("case,fn,message", [("s1_residual_strips",) + m for m in MALFORMED]
+                         + [("stem_odd",) + m for m in MALFORMED_STEM])
+def test_malformed_fused_nodes_fail_in_prepare(case, fn, message, files, monkeypatch):
+    """Corrupted params / wiring of a fused node (and a stem's image size, channel count, stride,
+    padding or filler byte) are rejected in Prepare with a message naming the problem, at every
+    dispatch level, before any kernel runs."""
+    _, fused = files[case]
     bad = _mutated_params(fused, fn)
     for cap in CAPS:
         monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
         with pytest.raises(ValueError, match=message):
             load_interpreter(bad)
-

@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -366,7 +367,11 @@ def _convert(converter, quantize, samples, input_type, output_type, input_names=
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, input_type)
         converter.inference_output_type = getattr(tf, output_type)
-    with _quiet():
+    with _quiet(), warnings.catch_warnings():
+        # the converter's int8 calibration runs TensorFlow's own tf.lite.Interpreter, which warns
+        # that it is deprecated: not the caller's doing, and not actionable by them
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated",
+                                category=UserWarning)
         return converter.convert()
 
 
