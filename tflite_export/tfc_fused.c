@@ -34,10 +34,11 @@
  *
  * Stem: MobileNetV2's first conv (3x3, stride 2, 3 channels, ReLU6) fused into its first block
  * (depthwise + project, no expand): the expand TFCS holds the conv's weights [Ce][Kp] with Kp =
- * 9 Ci rounded up to 4 (zero columns), H, W, Cin of the header are the conv's output size and Kp,
- * and each strip's expand input rows are built from x by tfc_fused_im2col.  The first op of the
- * network then runs on this node's pool with the rest of the block (no XNNPACK partition to
- * enter, no 112x112x32 tensor written and read back).
+ * 9 Ci rounded up to 4 (zero columns), H, W, Cin of the header are the conv's output size and Kp.
+ * Each strip's expanded rows come straight from x by a direct stem row where one fits (x86 AVX-512
+ * VNNI: tfc_fused_x86.c; aarch64 dotprod: tfc_fused_aarch64.c), else from tfc_fused_im2col rows
+ * and the expand's 1x1 plan.  The first op of the network then runs on this node's pool with the
+ * rest of the block (no XNNPACK partition to enter, no 112x112x32 tensor written and read back).
  */
 #include <stdatomic.h>
 
@@ -359,7 +360,7 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
       const int next = ring_first + ring_n;
       if (next <= hi) {
         const int8_t* src;
-        if (f->stem_row != NULL) { /* VNNI stem: straight from the image, row by row */
+        if (f->stem_row != NULL) { /* direct stem row (VNNI / sdot): straight from the image */
           for (int h = next; h <= hi; ++h)
             f->stem_row(f, io->x, io->eb, h, ring + (size_t)(ring_n + h - next) * e_row, sc + f->off_col);
           src = NULL;
