@@ -501,30 +501,12 @@ int tfc_fused_stem_aarch64(TfcFused* f, int cap) {
   tfc_free64(f->stem_w);
   f->stem_w = NULL;
   f->stem_row = NULL;
-  const int Ci = f->Ci, Ce = f->Ce, Q = (3 * Ci + 3) / 4, G = Ce / 16, Kp = f->Cin;
+  const int Ci = f->Ci, Ce = f->Ce, Q = (3 * Ci + 3) / 4, G = Ce / 16;
   if (!f->stem || cap < TFC_ISA_DOT || !tfc_aarch64_has_dotprod() || Ci > 4 || (Ce != 16 && Ce != 32) ||
-      f->ex.i8q_ptr == NULL || f->ex.row_sums == NULL || f->ex.multipliers == NULL)
+      f->ex.row_sums == NULL || f->ex.multipliers == NULL)
     return 0;
-  int8_t* dense = tfc_fused_stem_dense(f);
-  int8_t* w8 = (int8_t*)tfc_alloc64(16u * 3u * (size_t)Q * 4u * (size_t)G);
-  if (dense == NULL || w8 == NULL) {
-    free(dense);
-    tfc_free64(w8);
-    return -1;
-  }
-  for (int kh = 0; kh < 3; ++kh) /* [kh][q][vector v: channels 4v..4v+3][channel j][tap byte i] */
-    for (int q = 0; q < Q; ++q)
-      for (int n = 0; n < Ce; ++n)
-        for (int i = 0; i < 4; ++i) {
-          const int b = 4 * q + i;
-          w8[(((size_t)kh * Q + q) * 4u * G + (size_t)(n / 4)) * 16u + 4u * (size_t)(n % 4) + (size_t)i] =
-              b < 3 * Ci ? dense[(size_t)n * Kp + (size_t)kh * 3 * Ci + b] : 0;
-        }
-  free(dense);
-  f->stem_w = (int32_t*)w8;
-  /* image row: s_pl lead columns, the image, zero-point bytes up to the last pixel's 16-byte load */
-  const int need = (f->W - 1) * f->s_stride * Ci + 16, have = (f->s_pl + f->Wi) * Ci;
-  f->stem_rowlen = (int)tfc_round64((size_t)(need > have ? need : have));
+  const int got = tfc_fused_stem_weights(f, Q, 16); /* each kernel row: one 16-byte load */
+  if (got <= 0) return got;
   static void (*const rows[3][2])(const TfcFused*, const int8_t*, const int32_t*, int, int8_t*, uint8_t*) = {
       {tfc_stem_row_sdot_1_1, tfc_stem_row_sdot_1_2},
       {tfc_stem_row_sdot_2_1, tfc_stem_row_sdot_2_2},

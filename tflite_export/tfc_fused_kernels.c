@@ -125,22 +125,42 @@ TFC_HOT void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1
   }
 }
 
-/* The stem's dense weights [Ce][Kp] back from the expand's quad relayout (tfc_build_i8_quads:
- * per channel one entry {quad * T * 4, 4 weights} per stored quad), for the direct stem rows;
- * NULL when the expand's plan has no quad relayout or out of memory. */
-int8_t* tfc_fused_stem_dense(const TfcFused* f) {
+/* The direct stem rows' weights and row length (tfc_fused_x86.c, tfc_fused_aarch64.c: the same
+ * bytes for vpdpbusd and sdot): int8 [3 kernel rows][Q dwords][Ce channels][4 taps], tap byte b
+ * of kernel row kh = w[n][kh][b / Ci][b % Ci] for b < 3 Ci, else 0; read back from the expand's
+ * quad relayout (tfc_build_i8_quads: per channel one entry {quad * T * 4, 4 weights} per stored
+ * quad).  `window` = bytes each pixel's kernel-row load reads.  -1 out of memory, 0 the expand
+ * has no quad relayout, 1 set (f->stem_w, f->stem_rowlen). */
+int tfc_fused_stem_weights(TfcFused* f, int Q, int window) {
   const TfcState* e = &f->ex;
-  if (e->i8q_ptr == NULL || e->i8q_tile <= 0) return NULL;
-  const int Ce = f->Ce, Kp = f->Cin;
+  if (e->i8q_ptr == NULL || e->i8q_tile <= 0) return 0;
+  const int Ce = f->Ce, Kp = f->Cin, Ci = f->Ci;
   int8_t* dense = (int8_t*)calloc((size_t)Ce * (size_t)Kp, 1);
-  if (dense == NULL) return NULL;
+  int8_t* w8 = (int8_t*)tfc_alloc64(12u * (size_t)Q * (size_t)Ce);
+  if (dense == NULL || w8 == NULL) {
+    free(dense);
+    tfc_free64(w8);
+    return -1;
+  }
   for (int n = 0; n < Ce; ++n)
     for (uint32_t j = e->i8q_ptr[n]; j < e->i8q_ptr[n + 1]; ++j) {
       const uint32_t q = e->i8q_off[j] / (4u * (uint32_t)e->i8q_tile);
       for (int i = 0; i < 4; ++i)
         if (4 * q + (uint32_t)i < (uint32_t)Kp) dense[(size_t)n * Kp + 4 * q + i] = (int8_t)(e->i8q_w[j] >> (8 * i));
     }
-  return dense;
+  for (int kh = 0; kh < 3; ++kh)
+    for (int q = 0; q < Q; ++q)
+      for (int n = 0; n < Ce; ++n)
+        for (int i = 0; i < 4; ++i) {
+          const int b = 4 * q + i;
+          w8[(((size_t)kh * Q + q) * Ce + n) * 4u + (size_t)i] = b < 3 * Ci ? dense[(size_t)n * Kp + (size_t)kh * 3 * Ci + b] : 0;
+        }
+  free(dense);
+  f->stem_w = (int32_t*)w8;
+  /* an unsigned / signed image row: s_pl lead columns, the image, zero-point bytes to the last load */
+  const int need = (f->W - 1) * f->s_stride * Ci + window, have = (f->s_pl + f->Wi) * Ci;
+  f->stem_rowlen = (int)tfc_round64((size_t)(need > have ? need : have));
+  return 1;
 }
 
 static _Atomic(const char*) tfc_fused_dw_last = "";

@@ -528,32 +528,10 @@ int tfc_fused_stem_x86(TfcFused* f, int cap) {
       !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
       !__builtin_cpu_supports("avx512vnni"))
     return 0;
-  const TfcState* e = &f->ex;
-  const int Ci = f->Ci, Ce = f->Ce, Q = (3 * Ci + 3) / 4, G = Ce / 16, Kp = f->Cin;
-  if (Ci > 4 || (Ce != 16 && Ce != 32) || e->i8q_ptr == NULL || e->i8q_tile <= 0 || e->i8q_corr == NULL ||
-      e->multipliers == NULL)
-    return 0;
-  int8_t* dense = tfc_fused_stem_dense(f);
-  f->stem_w = (int32_t*)tfc_alloc64(sizeof(int32_t) * 16u * 3u * (size_t)Q * (size_t)G);
-  if (dense == NULL || f->stem_w == NULL) {
-    free(dense);
-    return -1;
-  }
-  for (int kh = 0; kh < 3; ++kh)
-    for (int q = 0; q < Q; ++q)
-      for (int n = 0; n < Ce; ++n) {
-        uint32_t d = 0;
-        for (int i = 0; i < 4; ++i) {
-          const int b = 4 * q + i; /* byte of the kernel row's window: tap (b / Ci, b % Ci) */
-          const int8_t v = b < 3 * Ci ? dense[(size_t)n * Kp + (size_t)kh * 3 * Ci + b] : 0;
-          d |= (uint32_t)(uint8_t)v << (8 * i);
-        }
-        f->stem_w[((kh * Q + q) * G + n / 16) * 16 + n % 16] = (int32_t)d;
-      }
-  free(dense);
-  /* unsigned image row: s_pl lead columns, the image, zero-point bytes up to the last window */
-  const int need = (f->W - 1) * f->s_stride * Ci + 4 * Q, have = (f->s_pl + f->Wi) * Ci;
-  f->stem_rowlen = (int)tfc_round64((size_t)(need > have ? need : have));
+  const int Ci = f->Ci, Ce = f->Ce, Q = (3 * Ci + 3) / 4, G = Ce / 16;
+  if (Ci > 4 || (Ce != 16 && Ce != 32) || f->ex.i8q_corr == NULL || f->ex.multipliers == NULL) return 0;
+  const int got = tfc_fused_stem_weights(f, Q, 4 * Q);
+  if (got <= 0) return got;
   static void (*const rows[3][2])(const TfcFused*, const int8_t*, const int32_t*, int, int8_t*, uint8_t*) = {
       {tfc_stem_row_1_1, tfc_stem_row_1_2}, {tfc_stem_row_2_1, tfc_stem_row_2_2}, {tfc_stem_row_3_1, tfc_stem_row_3_2}};
   f->stem_row = rows[Q - 1][G - 1];

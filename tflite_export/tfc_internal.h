@@ -307,8 +307,8 @@ typedef struct TfcFusedTag {
   int stem, Hi, Wi, Ci, s_stride, s_pt, s_pl;
   int32_t zp_x; /* the input's zero point (the im2col padding value) */
   /* stem on AVX-512 VNNI (tfc_fused_x86.c, NULL: im2col + the expand's 1x1 kernel): one expanded
-   * row from the image; weights [3][Q][G][16] dwords (Q dwords per kernel row, G groups of 16
-   * channels), `rowlen` bytes per unsigned image row (3 rows of scratch) */
+   * row from the image; weights int8 [3][Q][Ce][4] (tfc_fused_stem_weights: Q dwords per kernel
+   * row), `rowlen` bytes per copied image row (3 rows of scratch) */
   void (*stem_row)(const struct TfcFusedTag* f, const int8_t* x, const int32_t* bias, int h, int8_t* out,
                    uint8_t* urows);
   int32_t* stem_w;
@@ -377,7 +377,7 @@ void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
 void tfc_fused_note_plan(const TfcFused* f);
 void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out);
-int8_t* tfc_fused_stem_dense(const TfcFused* f); /* malloc'd stem weights [Ce][Kp], NULL: none */
+int tfc_fused_stem_weights(TfcFused* f, int Q, int window); /* -1 out of memory, 0 none, 1 set */
 #if TFC_HAVE_AARCH64
 int tfc_fused_stem_aarch64(TfcFused* f, int cap); /* -1 out of memory, 0 none (im2col path), 1 set */
 #endif

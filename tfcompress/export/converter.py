@@ -368,8 +368,8 @@ def _convert(converter, quantize, samples, input_type, output_type, input_names=
         converter.inference_input_type = getattr(tf, input_type)
         converter.inference_output_type = getattr(tf, output_type)
     with _quiet(), warnings.catch_warnings():
-        # the converter's int8 calibration runs TensorFlow's own tf.lite.Interpreter, which warns
-        # that it is deprecated: not the caller's doing, and not actionable by them
+        # TensorFlow's int8 calibration (inside convert(), not our code: tfcompress runs files with
+        # ai_edge_litert) warns that its interpreter is deprecated; the caller cannot act on it
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated",
                                 category=UserWarning)
         return converter.convert()
