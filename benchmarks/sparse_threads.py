@@ -2,7 +2,7 @@
 
 One process, one LiteRT version. Files: float32 and int8 (full-integer post-training), each dense
 and with every 1x1 conv 80 % sparse run by the tfcompress kernels (`rewrite_tflite(..., "custom")`:
-float32 one TFC_SPARSE_CONV_1X1 node per 1x1; int8 "sparse" = the inverted-residual blocks fused
+"sparse" = the inverted-residual blocks fused (float32 and int8)
 into TFC_SPARSE_INVERTED_RESIDUAL nodes, "sparse_per_layer" = `fuse_blocks=False`);
 float32 pruned in 4x1 output blocks (`pruning.Block((4, 1))`), int8 in 1x4 input blocks
 (`pruning.Block((1, 4))`), the patterns the README recommends per dtype. The dense twin of each
@@ -90,16 +90,15 @@ def build_files(dtypes, sparsity, rng):
             dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
         else:
             dense, _ = export_tflite(model)
-        sparse = rewrite_tflite(dense, "custom")  # int8: inverted-residual blocks fused
+        sparse = rewrite_tflite(dense, "custom")  # inverted-residual blocks fused
         files[dtype] = {"dense": dense, "sparse": sparse}
-        if dtype == "int8":  # one TFC_SPARSE_CONV_1X1 node per 1x1 too
-            files[dtype]["sparse_per_layer"] = rewrite_tflite(dense, "custom", fuse_blocks=False)
+        # one TFC_SPARSE_CONV_1X1 node per 1x1 too
+        files[dtype]["sparse_per_layer"] = rewrite_tflite(dense, "custom", fuse_blocks=False)
         facts[dtype] = {"pattern": f"Block({pattern.block_shape})" if hasattr(pattern, "block_shape") else name,
                         "pruned_1x1_convs": pruned,
                         "custom_layers": sum(r["emitted"] == "custom" for r in sparse_kernel_report(sparse)),
                         "bytes": {k: len(v) for k, v in files[dtype].items()},
-                        "sparse_is": "TFC_SPARSE_INVERTED_RESIDUAL per block (fused)" if dtype == "int8"
-                                     else "TFC_SPARSE_CONV_1X1 per 1x1"}
+                        "sparse_is": "TFC_SPARSE_INVERTED_RESIDUAL per block (fused)"}
     return files, facts
 
 

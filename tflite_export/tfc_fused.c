@@ -49,12 +49,12 @@
 #define TFC_FUSED_MAX_DIM 65536
 #define TFC_FUSED_MAX_SCRATCH ((size_t)1 << 28) /* per worker */
 
-typedef struct {
-  const int8_t* x;
-  const int32_t* eb; /* expand bias */
-  const int32_t* db; /* depthwise bias */
-  const int32_t* pb; /* project bias */
-  int8_t* y;
+typedef struct { /* int8 blocks: int8 x / y, int32 biases; float32 blocks: all float32 */
+  const void* x;
+  const void* eb; /* expand bias */
+  const void* db; /* depthwise bias */
+  const void* pb; /* project bias */
+  void* y;
 } TfcFusedIO;
 
 static void tfc_fused_free_sub(TfcState* s) {
@@ -90,35 +90,41 @@ static int tfc_const_ok(const TfLiteTensor* t) {
   return (t->allocation_type == kTfLiteMmapRo || t->allocation_type == kTfLitePersistentRo) && t->data.raw_const != NULL;
 }
 
-/* One sparse int8 1x1 (expand or project) as a TfcState, as tfc_op.c's Prepare sets it up:
- * packed weights validated (tfc_parse_blob), K/N checked, per-channel multipliers in float as
- * XNNPACK computes them, the plan for `rows` picked and its re-layout built. */
-static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const TfLiteTensor* b, int K, int N,
+/* One sparse 1x1 (expand or project) as a TfcState, as tfc_op.c's Prepare sets it up:
+ * packed weights validated (tfc_parse_blob), K/N checked; int8: per-channel multipliers in float
+ * as XNNPACK computes them; float32 (f32): the activation's clamp; the plan for `rows` picked
+ * and its re-layout built. */
+static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const TfLiteTensor* b, int K, int N, int f32,
                                        int act, float sx, int32_t zx, float sy, int32_t zy, int rows, int cap) {
   if (w->type != kTfLiteUInt8 && w->type != kTfLiteInt8) return "1x1 packed weights must be a uint8 tensor";
   if (!tfc_const_ok(w) || w->bytes == 0) return "1x1 packed weights must be a constant tensor with data";
   const char* blob_err = tfc_validate_blob(s, (const uint8_t*)w->data.raw_const, w->bytes);
   if (blob_err != NULL) return blob_err;
-  if (s->value_type != kTfLiteInt8) return "1x1 packed weights must hold int8 values";
+  if (s->value_type != (f32 ? kTfLiteFloat32 : kTfLiteInt8))
+    return f32 ? "1x1 packed weights must hold float32 values (float32 block)" : "1x1 packed weights must hold int8 values";
   if (s->k_in != K || s->n_out != N) return "1x1 packed weights K/N do not match the block's channels";
-  if (b->type != kTfLiteInt32 || !tfc_const_ok(b) || (uint64_t)b->bytes != 4ull * (uint64_t)N)
-    return "1x1 bias must be a constant int32 tensor of N values";
+  if (b->type != (f32 ? kTfLiteFloat32 : kTfLiteInt32) || !tfc_const_ok(b) || (uint64_t)b->bytes != 4ull * (uint64_t)N)
+    return f32 ? "1x1 bias must be a constant float32 tensor of N values" : "1x1 bias must be a constant int32 tensor of N values";
   s->op = TFC_OP_CONV1X1;
   s->options_ok = 1;
   s->activation = act;
   s->layout = 0;
-  s->zp_in = zx;
-  s->zp_out = zy;
-  tfc_act_range(act, sy, zy, &s->qmin, &s->qmax);
-  const char* err = tfc_int8_row_state(s, sx, sy);
-  if (err != NULL) return err;
+  s->fmin = act == 1 || act == 2 ? 0.f : act == 3 ? -1.f : -INFINITY;
+  s->fmax = act == 2 ? 6.f : act == 3 ? 1.f : INFINITY;
+  if (!f32) {
+    s->zp_in = zx;
+    s->zp_out = zy;
+    tfc_act_range(act, sy, zy, &s->qmin, &s->qmax);
+    const char* err = tfc_int8_row_state(s, sx, sy);
+    if (err != NULL) return err;
+  }
   s->rows = rows;
   s->isa_cap = cap;
   s->tile_parts = 1;
   s->pool = NULL;
   tfc_pick_kernel(s, cap);
   if (s->plan.run == NULL) return "no 1x1 kernel for this case";
-  if (s->plan.needs & TFC_NEEDS_CSR_F32) return "unexpected float32 plan";
+  if (!f32 && (s->plan.needs & TFC_NEEDS_CSR_F32)) return "unexpected float32 plan";
   return tfc_relayout_for_plan(s);
 }
 
@@ -127,7 +133,8 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   if (bytes < TFC_FUSED_HEADER) return "params: shorter than the 96-byte header";
   if (memcmp(p, "TFCI", 4) != 0) return "params: bad magic (expected \"TFCI\")";
   if ((p[4] | (p[5] << 8)) != 1) return "params: unsupported version (expected 1)";
-  if (p[6] > 7) return "params: unknown flags";
+  if (p[6] > 15) return "params: unknown flags";
+  const int f32 = (p[6] >> 3) & 1;
   if (p[7] != 1 && p[7] != 2) return "params: stride must be 1 or 2";
   uint32_t d[9];
   for (int i = 0; i < 9; ++i) d[i] = rd32(p + 8 + 4 * i);
@@ -141,19 +148,23 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   const int stem = (p[6] >> 2) & 1;
   for (int i = stem ? 91 : 76; i < TFC_FUSED_HEADER; ++i)
     if (p[i] != 0) return "params: reserved bytes must be 0";
+  if (f32 && stem) return "params: a float32 block has no stem";
   for (int i = 0; i < 3; ++i) {
     float sc = rdf(p + 52 + 4 * i);
     int32_t zp = (int32_t)rd32(p + 64 + 4 * i);
-    if (!(isfinite(sc) && sc > 0.f)) return "params: scales must be finite and > 0";
+    if (f32 && (rd32(p + 52 + 4 * i) != 0 || zp != 0)) return "params: a float32 block's scales and zero points must be 0";
+    if (!f32 && !(isfinite(sc) && sc > 0.f)) return "params: scales must be finite and > 0";
     if (zp < -128 || zp > 127) return "params: zero points must be in -128..127";
   }
   const uint64_t ce = d[3];
-  const uint64_t wbytes = (9u * ce + 15u) & ~(uint64_t)15u, sbytes = (4u * ce + 15u) & ~(uint64_t)15u;
+  /* int8: weights [9][Ce] int8 then scales f32 [Ce]; float32: weights f32 [9][Ce], no scales */
+  const uint64_t wlen = (f32 ? 36u : 9u) * ce;
+  const uint64_t wbytes = (wlen + 15u) & ~(uint64_t)15u, sbytes = f32 ? 0u : (4u * ce + 15u) & ~(uint64_t)15u;
   if ((uint64_t)bytes != TFC_FUSED_HEADER + wbytes + sbytes) return "params: byte length does not match the header";
   const float* sc = (const float*)(p + TFC_FUSED_HEADER + wbytes);
-  for (uint64_t c = 0; c < ce; ++c)
+  for (uint64_t c = 0; c < (f32 ? 0u : ce); ++c)
     if (!(isfinite(sc[c]) && sc[c] > 0.f)) return "params: depthwise scales must be finite and > 0";
-  for (uint64_t i = 9u * ce; i < wbytes; ++i)
+  for (uint64_t i = wlen; i < wbytes; ++i)
     if (p[TFC_FUSED_HEADER + i] != 0) return "params: padding bytes must be 0";
   f->has_expand = p[6] & 1;
   f->has_residual = (p[6] >> 1) & 1;
@@ -175,8 +186,10 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   f->zp_e = (int32_t)rd32(p + 64);
   f->zp_d = (int32_t)rd32(p + 68);
   f->zp_p = (int32_t)rd32(p + 72);
+  f->f32 = f32;
+  f->esz = f32 ? 4 : 1;
   f->dw_w = (const int8_t*)(p + TFC_FUSED_HEADER);
-  f->dw_scales = sc;
+  f->dw_scales = f32 ? NULL : sc;
   /* every output row / column reads input rows / columns in [-pad, size - 1 + 2]: at most two
    * padding rows below / right (what SAME or a PAD of 0..2 gives) */
   const int64_t bottom = (int64_t)(f->Ho - 1) * f->stride + 3 - f->pt - f->H;
@@ -253,7 +266,7 @@ typedef struct {
 } TfcFusedJob;
 
 /* 1x1 through its plan on `rows` rows (the worker's own copy of the state). */
-static void tfc_fused_1x1(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, void* scratch) {
+static void tfc_fused_1x1(TfcState* s, const void* x, const void* b, void* y, int rows, void* scratch) {
   s->rows = rows;
   int units = s->plan.unit_kind == TFC_UNITS_ROWS ? (rows + s->plan.unit_rows - 1) / s->plan.unit_rows : s->plan.units;
   if (s->plan.unit_kind == TFC_UNITS_ROWS && s->tile_parts > 1) units *= s->tile_parts;
@@ -263,8 +276,7 @@ static void tfc_fused_1x1(TfcState* s, const int8_t* x, const int32_t* b, int8_t
 
 /* The channel part `part` of a 1x1 on `rows` rows: its units (tile, part) of every tile
  * (tfc_internal.h). */
-static void tfc_fused_1x1_part(TfcState* s, const int8_t* x, const int32_t* b, int8_t* y, int rows, int part,
-                               void* scratch) {
+static void tfc_fused_1x1_part(TfcState* s, const void* x, const void* b, void* y, int rows, int part, void* scratch) {
   s->rows = rows;
   TfcIO io = {x, b, y};
   const int tiles = (rows + s->plan.unit_rows - 1) / s->plan.unit_rows;
@@ -328,13 +340,17 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
   uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
   TfcState* ex = &f->wstates[2 * worker];
   TfcState* pr = &f->wstates[2 * worker + 1];
-  int8_t* ring = (int8_t*)(sc + f->off_ring);
-  int8_t* dwb = (int8_t*)(sc + f->off_dw);
-  int8_t* pjb = (int8_t*)(sc + f->off_pj);
+  uint8_t* ring = sc + f->off_ring;
+  uint8_t* dwb = sc + f->off_dw;
+  uint8_t* pjb = sc + f->off_pj;
   int32_t* acc = (int32_t*)(sc + f->off_acc);
   void* ks = sc + f->off_k;
-  const size_t in_row = (size_t)f->W * (size_t)f->Cin, e_row = (size_t)f->W * (size_t)f->Ce;
-  const size_t d_row = (size_t)f->Wo * (size_t)f->Ce, o_row = (size_t)f->Wo * (size_t)f->Co;
+  const uint8_t* x = (const uint8_t*)io->x;
+  uint8_t* y = (uint8_t*)io->y;
+  /* row sizes in bytes (esz bytes per value) */
+  const size_t es = (size_t)f->esz;
+  const size_t in_row = es * f->W * f->Cin, e_row = es * f->W * f->Ce;
+  const size_t d_row = es * f->Wo * f->Ce, o_row = es * f->Wo * f->Co;
   int ring_first = 0, ring_n = 0;
   for (int oh0 = r0; oh0 < r1; oh0 += f->SH) {
     if (span != NULL) { /* claim strip (oh0 - r0) / SH: the owner is the only one to move the front */
@@ -347,7 +363,7 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
     int lo = oh0 * f->stride - f->pt, hi = (oh1 - 1) * f->stride - f->pt + 2;
     if (lo < 0) lo = 0;
     if (hi > f->H - 1) hi = f->H - 1;
-    const int8_t* base;
+    const uint8_t* base;
     int first;
     if (f->has_expand) {
       if (ring_n > 0 && lo > ring_first) {
@@ -359,16 +375,17 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
       if (ring_n == 0) ring_first = lo;
       const int next = ring_first + ring_n;
       if (next <= hi) {
-        const int8_t* src;
+        const void* src;
         if (f->stem_row != NULL) { /* direct stem row (VNNI / sdot): straight from the image */
           for (int h = next; h <= hi; ++h)
-            f->stem_row(f, io->x, io->eb, h, ring + (size_t)(ring_n + h - next) * e_row, sc + f->off_col);
+            f->stem_row(f, (const int8_t*)io->x, (const int32_t*)io->eb, h, (int8_t*)(ring + (size_t)(ring_n + h - next) * e_row),
+                        sc + f->off_col);
           src = NULL;
         } else if (f->stem) {
-          tfc_fused_im2col(f, io->x, next, hi + 1, (int8_t*)(sc + f->off_col));
-          src = (const int8_t*)(sc + f->off_col);
+          tfc_fused_im2col(f, (const int8_t*)io->x, next, hi + 1, (int8_t*)(sc + f->off_col));
+          src = sc + f->off_col;
         } else {
-          src = io->x + (size_t)next * in_row;
+          src = x + (size_t)next * in_row;
         }
         if (src != NULL) tfc_fused_1x1(ex, src, io->eb, ring + (size_t)ring_n * e_row, (hi - next + 1) * f->W, ks);
         ring_n += hi - next + 1;
@@ -376,22 +393,34 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
       base = ring;
       first = ring_first;
     } else {
-      base = io->x;
+      base = x;
       first = 0;
     }
     for (int oh = oh0; oh < oh1; ++oh) {
-      const int8_t* rp[3];
+      const uint8_t* rp[3];
       for (int k = 0; k < 3; ++k) {
         const int ih = oh * f->stride - f->pt + k;
         rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)(ih - first) * e_row : NULL;
       }
-      f->dw_row(f, rp, io->db, dwb + (size_t)(oh - oh0) * d_row, acc, 0, f->dw_groups);
+      uint8_t* d = dwb + (size_t)(oh - oh0) * d_row;
+      if (f->f32) {
+        const float* rf[3];
+        for (int k = 0; k < 3; ++k) rf[k] = rp[k] != NULL ? (const float*)rp[k] : f->dw_zrow_f;
+        f->dw_row_f32(f, rf, (const float*)io->db, (float*)d, 0, f->dw_groups);
+      } else {
+        const int8_t* ri[3] = {(const int8_t*)rp[0], (const int8_t*)rp[1], (const int8_t*)rp[2]};
+        f->dw_row(f, ri, (const int32_t*)io->db, (int8_t*)d, acc, 0, f->dw_groups);
+      }
     }
     if (f->has_residual) {
       tfc_fused_1x1(pr, dwb, io->pb, pjb, n * f->Wo, ks);
-      tfc_fused_add(f, pjb, io->x + (size_t)oh0 * in_row, io->y + (size_t)oh0 * o_row, (size_t)n * o_row);
+      const size_t m = (size_t)n * f->Wo * f->Co; /* values */
+      if (f->f32)
+        tfc_fused_add_f32((const float*)pjb, (const float*)(x + (size_t)oh0 * in_row), (float*)(y + (size_t)oh0 * o_row), m);
+      else
+        tfc_fused_add(f, (const int8_t*)pjb, (const int8_t*)(x + (size_t)oh0 * in_row), (int8_t*)(y + (size_t)oh0 * o_row), m);
     } else {
-      tfc_fused_1x1(pr, dwb, io->pb, io->y + (size_t)oh0 * o_row, n * f->Wo, ks);
+      tfc_fused_1x1(pr, dwb, io->pb, y + (size_t)oh0 * o_row, n * f->Wo, ks);
     }
   }
 }
@@ -442,7 +471,7 @@ static void tfc_fused_phase_ab(void* arg, int task, int worker) {
   uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
   if (f->has_expand) tfc_fused_1x1_part(&f->wstates[2 * worker], j->io->x, j->io->eb, f->full_e, f->H * f->W, task, sc + f->off_k);
   int32_t* acc = (int32_t*)(sc + f->off_acc);
-  const int8_t* base = f->has_expand ? f->full_e : j->io->x;
+  const int8_t* base = f->has_expand ? f->full_e : (const int8_t*)j->io->x; /* int8 only */
   const size_t e_row = (size_t)f->W * (size_t)f->Ce, d_row = (size_t)f->Wo * (size_t)f->Ce;
   for (int oh = 0; oh < f->Ho; ++oh) {
     const int8_t* rp[3];
@@ -450,7 +479,7 @@ static void tfc_fused_phase_ab(void* arg, int task, int worker) {
       const int ih = oh * f->stride - f->pt + k;
       rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)ih * e_row : NULL;
     }
-    f->dw_row(f, rp, j->io->db, f->full_d + (size_t)oh * d_row, acc, f->ab_g[task], f->ab_g[task + 1]);
+    f->dw_row(f, rp, (const int32_t*)j->io->db, f->full_d + (size_t)oh * d_row, acc, f->ab_g[task], f->ab_g[task + 1]);
   }
 }
 
@@ -466,7 +495,8 @@ static void tfc_fused_phase_c(void* arg, int task, int worker) {
       tfc_fused_1x1_part(pr, f->full_d, j->io->pb, pjb, n, task, sc + f->off_k);
       const int c0 = 16 * pr->part_g[task], c1 = 16 * pr->part_g[task + 1] < f->Co ? 16 * pr->part_g[task + 1] : f->Co;
       for (int p = 0; p < n; ++p)
-        tfc_fused_add(f, pjb + (size_t)p * f->Co + c0, j->io->x + (size_t)p * f->Cin + c0, j->io->y + (size_t)p * f->Co + c0,
+        tfc_fused_add(f, pjb + (size_t)p * f->Co + c0, (const int8_t*)j->io->x + (size_t)p * f->Cin + c0,
+                      (int8_t*)j->io->y + (size_t)p * f->Co + c0,
                       (size_t)(c1 - c0));
     } else {
       tfc_fused_1x1_part(pr, f->full_d, j->io->pb, j->io->y, n, task, sc + f->off_k);
@@ -477,11 +507,11 @@ static void tfc_fused_phase_c(void* arg, int task, int worker) {
   for (int p0 = f->pc[task]; p0 < f->pc[task + 1]; p0 += chunk) {
     const int n = f->pc[task + 1] - p0 < chunk ? f->pc[task + 1] - p0 : chunk;
     const int8_t* d = f->full_d + (size_t)p0 * f->Ce;
-    int8_t* y = j->io->y + (size_t)p0 * f->Co;
+    int8_t* y = (int8_t*)j->io->y + (size_t)p0 * f->Co;
     if (f->has_residual) {
       int8_t* pjb = (int8_t*)(sc + f->off_pj);
       tfc_fused_1x1(pr, d, j->io->pb, pjb, n, sc + f->off_k);
-      tfc_fused_add(f, pjb, j->io->x + (size_t)p0 * f->Cin, y, (size_t)n * f->Co);
+      tfc_fused_add(f, pjb, (const int8_t*)j->io->x + (size_t)p0 * f->Cin, y, (size_t)n * f->Co);
     } else {
       tfc_fused_1x1(pr, d, j->io->pb, y, n, sc + f->off_k);
     }
@@ -572,22 +602,24 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   if (f->has_expand != e7) FAIL("params flags say %s expand but the node has %d inputs", f->has_expand ? "an" : "no", ni);
 
   /* activations */
-  if (x->type != kTfLiteInt8 || y->type != kTfLiteInt8) FAIL("input and output must be int8");
+  const TfLiteType vt = f->f32 ? kTfLiteFloat32 : kTfLiteInt8;
+  if (x->type != vt || y->type != vt)
+    FAIL("input and output must be %s (params flag bit 3 %s)", f->f32 ? "float32" : "int8", f->f32 ? "set" : "clear");
   const int xh = f->stem ? f->Hi : f->H, xw = f->stem ? f->Wi : f->W, xc = f->stem ? f->Ci : f->Cin;
   if (x->dims == NULL || x->dims->size != 4 || x->dims->data[0] != 1 || x->dims->data[1] != xh ||
       x->dims->data[2] != xw || x->dims->data[3] != xc)
     FAIL("input must be [1, %d, %d, %d] as the params say", xh, xw, xc);
-  if ((uint64_t)x->bytes != (uint64_t)xh * xw * xc) FAIL("input byte size does not match its shape");
-  const float sx = x->params.scale, sy = y->params.scale;
+  if ((uint64_t)x->bytes != (uint64_t)f->esz * xh * xw * xc) FAIL("input byte size does not match its shape");
+  const float sx = f->f32 ? 1.f : x->params.scale, sy = f->f32 ? 1.f : y->params.scale;
   const int32_t zx = x->params.zero_point, zy = y->params.zero_point;
   if (!(isfinite(sx) && sx > 0.f && isfinite(sy) && sy > 0.f)) FAIL("int8 input/output need a finite scale > 0");
   if (zx < -128 || zx > 127 || zy < -128 || zy > 127) FAIL("int8 zero points must be in -128..127");
   f->zp_x = zx;
-  if (!f->has_expand && (f->s_e != sx || f->zp_e != zx)) FAIL("without expand, params' scale_e/zp_e must be the input's");
-  if (!f->has_residual && (f->s_p != sy || f->zp_p != zy)) FAIL("without residual, params' scale_p/zp_p must be the output's");
-  if (db->type != kTfLiteInt32 || !tfc_const_ok(db) || (uint64_t)db->bytes != 4ull * (uint64_t)f->Ce)
-    FAIL("depthwise bias must be a constant int32 tensor of Ce values");
-  if (f->has_residual) {
+  if (!f->f32 && !f->has_expand && (f->s_e != sx || f->zp_e != zx)) FAIL("without expand, params' scale_e/zp_e must be the input's");
+  if (!f->f32 && !f->has_residual && (f->s_p != sy || f->zp_p != zy)) FAIL("without residual, params' scale_p/zp_p must be the output's");
+  if (db->type != (f->f32 ? kTfLiteFloat32 : kTfLiteInt32) || !tfc_const_ok(db) || (uint64_t)db->bytes != 4ull * (uint64_t)f->Ce)
+    FAIL("depthwise bias must be a constant %s tensor of Ce values", f->f32 ? "float32" : "int32");
+  if (f->has_residual && !f->f32) {
     err = tfc_fused_add_params(f, f->s_p, f->zp_p, sx, zx, sy, zy);
     if (err != NULL) FAIL("%s", err);
   }
@@ -609,33 +641,41 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->ring_rows = f->stride * (f->SH - 1) + 3;
   if (f->has_expand) {
     err = tfc_fused_setup_1x1(&f->ex, TFC_TENSOR(ctx, node->inputs->data[1]), TFC_TENSOR(ctx, node->inputs->data[2]),
-                              f->Cin, f->Ce, f->act_e, sx, zx, f->s_e, f->zp_e, f->stride * f->SH * f->W, cap);
+                              f->Cin, f->Ce, f->f32, f->act_e, sx, zx, f->s_e, f->zp_e, f->stride * f->SH * f->W, cap);
     if (err != NULL) FAIL("expand: %s", err);
   }
-  err = tfc_fused_setup_1x1(&f->pr, pw, pb, f->Ce, f->Co, 0, f->s_d, f->zp_d, f->s_p, f->zp_p, f->SH * f->Wo, cap);
+  err = tfc_fused_setup_1x1(&f->pr, pw, pb, f->Ce, f->Co, f->f32, 0, f->s_d, f->zp_d, f->s_p, f->zp_p, f->SH * f->Wo, cap);
   if (err != NULL) FAIL("project: %s", err);
 
-  /* depthwise: multipliers in float as XNNPACK (s_in * s_w[c] / s_out), clamp of its activation */
-  tfc_free64(f->dw_w32);
-  free(f->dw_mult);
-  const int cpad = (f->Ce + 15) & ~15;
-  f->dw_w32 = (int32_t*)tfc_alloc64(sizeof(int32_t) * 9u * (size_t)cpad);
-  f->dw_mult = (float*)malloc(sizeof(float) * (size_t)cpad);
-  if (f->dw_w32 == NULL || f->dw_mult == NULL) FAIL("out of memory");
-  for (int t = 0; t < 9; ++t)
-    for (int c = 0; c < cpad; ++c) f->dw_w32[t * cpad + c] = c < f->Ce ? f->dw_w[t * f->Ce + c] : 0;
-  for (int c = 0; c < cpad; ++c) f->dw_mult[c] = c < f->Ce ? f->s_e * f->dw_scales[c] / f->s_d : 0.f;
-  f->dw_cpad = cpad;
-  tfc_act_range(f->act_d, f->s_d, f->zp_d, &f->dw_qmin, &f->dw_qmax);
+  /* depthwise: float32 (tfc_fused_setup_dw_f32), or int8 with multipliers in float as XNNPACK
+   * (s_in * s_w[c] / s_out), clamp of its activation */
   f->dw_bias_seen = (const int32_t*)db->data.raw_const;
-  if (!tfc_fused_pick_dw(f, cap, (const int32_t*)db->data.raw_const)) FAIL("out of memory");
+  if (f->f32) {
+    f->dw_fmin = f->act_d == 1 || f->act_d == 2 ? 0.f : f->act_d == 3 ? -1.f : -INFINITY;
+    f->dw_fmax = f->act_d == 2 ? 6.f : f->act_d == 3 ? 1.f : INFINITY;
+    if (!tfc_fused_setup_dw_f32(f, (const float*)db->data.raw_const)) FAIL("out of memory");
+  } else {
+    tfc_free64(f->dw_w32);
+    free(f->dw_mult);
+    const int cpad = (f->Ce + 15) & ~15;
+    f->dw_w32 = (int32_t*)tfc_alloc64(sizeof(int32_t) * 9u * (size_t)cpad);
+    f->dw_mult = (float*)malloc(sizeof(float) * (size_t)cpad);
+    if (f->dw_w32 == NULL || f->dw_mult == NULL) FAIL("out of memory");
+    for (int t = 0; t < 9; ++t)
+      for (int c = 0; c < cpad; ++c) f->dw_w32[t * cpad + c] = c < f->Ce ? f->dw_w[t * f->Ce + c] : 0;
+    for (int c = 0; c < cpad; ++c) f->dw_mult[c] = c < f->Ce ? f->s_e * f->dw_scales[c] / f->s_d : 0.f;
+    f->dw_cpad = cpad;
+    tfc_act_range(f->act_d, f->s_d, f->zp_d, &f->dw_qmin, &f->dw_qmax);
+    if (!tfc_fused_pick_dw(f, cap, (const int32_t*)db->data.raw_const)) FAIL("out of memory");
+  }
 
   /* per-worker scratch: 1x1 kernel scratch, expanded rows, depthwise strip, project strip */
   const int workers = tfc_fused_workers(ctx);
   size_t ks = f->pr.plan.scratch_bytes;
   if (f->has_expand && f->ex.plan.scratch_bytes > ks) ks = f->ex.plan.scratch_bytes;
-  const uint64_t ring = f->has_expand ? (uint64_t)f->ring_rows * f->W * f->Ce : 0;
-  const uint64_t dwb = (uint64_t)f->SH * f->Wo * f->Ce, pjb = f->has_residual ? (uint64_t)f->SH * f->Wo * f->Co : 0;
+  const uint64_t es = (uint64_t)f->esz; /* bytes per value */
+  const uint64_t ring = f->has_expand ? es * f->ring_rows * f->W * f->Ce : 0;
+  const uint64_t dwb = es * f->SH * f->Wo * f->Ce, pjb = f->has_residual ? es * f->SH * f->Wo * f->Co : 0;
   if (ring > TFC_FUSED_MAX_SCRATCH || dwb > TFC_FUSED_MAX_SCRATCH || pjb > TFC_FUSED_MAX_SCRATCH || ks > TFC_FUSED_MAX_SCRATCH)
     FAIL("block too large");
   f->off_k = 0;
@@ -643,7 +683,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->off_dw = f->off_ring + tfc_round64((size_t)ring);
   f->off_pj = f->off_dw + tfc_round64((size_t)dwb);
   f->off_acc = f->off_pj + tfc_round64((size_t)pjb);
-  f->off_col = f->off_acc + tfc_round64(sizeof(int32_t) * (size_t)cpad);
+  f->off_col = f->off_acc + tfc_round64(f->f32 ? 0u : sizeof(int32_t) * (size_t)f->dw_cpad);
   uint64_t col = f->stem ? (uint64_t)f->ring_rows * f->W * f->Cin : 0; /* stem: im2col rows */
 #if TFC_HAVE_X86
   if (tfc_fused_stem_x86(f, cap) < 0) FAIL("out of memory");
@@ -714,7 +754,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->ex.tile_parts = f->pr.tile_parts = 1;
   f->parts_c = 1;
   const int force = ph != NULL && ph[0] == '1' && ph[1] == 0;
-  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 && !f->stem &&
+  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 && !f->stem && !f->f32 &&
               (force ? f->Ho < 8 * tasks : f->stride == 1 && f->Ho < 4 * tasks) &&
               full_e + full_d <= ((uint64_t)1 << 20) && (!f->has_expand || tfc_fused_has_parts(&f->ex));
   if (f->phased) f->n_ab = tfc_fused_ab_parts(f, tasks);
@@ -782,11 +822,11 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
       (const uint8_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 5 : 3])->data.raw_const != f->pr.blob_seen)
     FAIL("packed weights changed after Prepare");
   TfcFusedIO io;
-  io.x = (const int8_t*)x->data.raw_const;
-  io.eb = e7 ? (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const : NULL;
-  io.db = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 4 : 2])->data.raw_const;
-  io.pb = (const int32_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 6 : 4])->data.raw_const;
-  io.y = (int8_t*)y->data.data;
+  io.x = x->data.raw_const;
+  io.eb = e7 ? TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const : NULL;
+  io.db = TFC_TENSOR(ctx, node->inputs->data[e7 ? 4 : 2])->data.raw_const;
+  io.pb = TFC_TENSOR(ctx, node->inputs->data[e7 ? 6 : 4])->data.raw_const;
+  io.y = y->data.data;
   if (f->phased) {
     TfcFusedJob job = {f, &io};
     TfcPool* pool = f->workers > 1 ? f->pool : NULL; /* NULL: the tasks run in turn on this thread */

@@ -46,6 +46,94 @@ TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const r
   }
 }
 
+/* float32 depthwise, channels [16 g0, 16 g1): per 16-channel group (one GCC / Clang vector of 16
+ * floats: one zmm, two ymm, four NEON registers) the 9 weight vectors stay in registers while the
+ * row's output pixels run; a last group of < 16 channels runs lane by lane.  Columns outside the
+ * map read as 0 (edge pixels only); padding rows are f->dw_zrow_f. */
+typedef float tfc_v16f __attribute__((vector_size(64)));
+typedef int32_t tfc_v16i __attribute__((vector_size(64)));
+
+static inline tfc_v16f tfc_v16f_load(const float* p) {
+  tfc_v16f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+TFC_HOT static void tfc_dw_row_f32(const TfcFused* f, const float* const r[3], const float* bias, float* out, int g0,
+                                   int g1) {
+  const int C = f->Ce, W = f->W, st = f->stride, cp = f->dw_cpad, Wo = f->Wo, pl = f->pl;
+  const float lo = f->dw_fmin, hi = f->dw_fmax;
+  (void)bias; /* f->dw_bf: the bias padded to whole vectors */
+  for (int g = g0; g < g1; ++g) {
+    const int c0 = 16 * g;
+    if (c0 + 16 <= C) {
+      tfc_v16f w[9];
+      for (int t = 0; t < 9; ++t) w[t] = tfc_v16f_load(f->dw_wf + (size_t)t * cp + c0);
+      const tfc_v16f b = tfc_v16f_load(f->dw_bf + c0);
+      tfc_v16f vlo, vhi;
+      for (int i = 0; i < 16; ++i) vlo[i] = lo, vhi[i] = hi;
+      for (int ow = 0; ow < Wo; ++ow) {
+        const int iw0 = ow * st - pl;
+        tfc_v16f a = b;
+        if (iw0 >= 0 && iw0 + 2 < W) {
+          for (int kh = 0; kh < 3; ++kh) {
+            const float* xp = r[kh] + (size_t)iw0 * C + c0;
+            a += tfc_v16f_load(xp) * w[3 * kh] + tfc_v16f_load(xp + C) * w[3 * kh + 1] +
+                 tfc_v16f_load(xp + 2 * C) * w[3 * kh + 2];
+          }
+        } else {
+          for (int kw = 0; kw < 3; ++kw) {
+            const int iw = iw0 + kw;
+            if (iw < 0 || iw >= W) continue;
+            for (int kh = 0; kh < 3; ++kh) a += tfc_v16f_load(r[kh] + (size_t)iw * C + c0) * w[3 * kh + kw];
+          }
+        }
+        const tfc_v16i below = a < vlo, above = a > vhi; /* the clamp, as tfc_clampf */
+        tfc_v16i ai = (tfc_v16i)a;
+        ai = (ai & ~below) | ((tfc_v16i)vlo & below);
+        ai = (ai & ~above) | ((tfc_v16i)vhi & above);
+        memcpy(out + (size_t)ow * C + c0, &ai, sizeof ai);
+      }
+    } else {
+      for (int c = c0; c < C; ++c)
+        for (int ow = 0; ow < Wo; ++ow) {
+          float a = f->dw_bf[c];
+          for (int kw = 0; kw < 3; ++kw) {
+            const int iw = ow * st - pl + kw;
+            if (iw < 0 || iw >= W) continue;
+            for (int kh = 0; kh < 3; ++kh) a += r[kh][(size_t)iw * C + c] * f->dw_wf[(size_t)(3 * kh + kw) * cp + c];
+          }
+          out[(size_t)ow * C + c] = tfc_clampf(a, lo, hi);
+        }
+    }
+  }
+}
+
+int tfc_fused_setup_dw_f32(TfcFused* f, const float* bias) {
+  tfc_fused_free_dw(f);
+  const int cp = (f->Ce + 15) & ~15;
+  f->dw_wf = (float*)tfc_alloc64(sizeof(float) * 9u * (size_t)cp);
+  f->dw_bf = (float*)tfc_alloc64(sizeof(float) * (size_t)cp);
+  f->dw_zrow_f = (float*)tfc_alloc64(sizeof(float) * ((size_t)f->W * (size_t)f->Ce + 16u));
+  if (f->dw_wf == NULL || f->dw_bf == NULL || f->dw_zrow_f == NULL) return 0;
+  const uint8_t* wb = (const uint8_t*)f->dw_w; /* float32 [9][Ce], validated length */
+  for (int t = 0; t < 9; ++t)
+    for (int c = 0; c < cp; ++c) {
+      float v = 0.f;
+      if (c < f->Ce) memcpy(&v, wb + 4u * ((size_t)t * f->Ce + c), 4);
+      f->dw_wf[(size_t)t * cp + c] = v;
+    }
+  for (int c = 0; c < cp; ++c) f->dw_bf[c] = c < f->Ce ? bias[c] : 0.f;
+  memset(f->dw_zrow_f, 0, sizeof(float) * ((size_t)f->W * (size_t)f->Ce + 16u));
+  f->dw_cpad = cp;
+  f->dw_row_f32 = tfc_dw_row_f32;
+  f->dw_row = NULL;
+  f->dw_name = "dw_f32";
+  f->dw_gw = 16;
+  f->dw_groups = (f->Ce + 15) / 16;
+  return 1;
+}
+
 int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
   tfc_fused_free_dw(f);
   f->dw_row = tfc_dw_row_portable;
@@ -64,6 +152,11 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
 }
 
 void tfc_fused_free_dw(TfcFused* f) {
+  tfc_free64(f->dw_wf);
+  tfc_free64(f->dw_bf);
+  tfc_free64(f->dw_zrow_f);
+  f->dw_wf = f->dw_bf = f->dw_zrow_f = NULL;
+  f->dw_row_f32 = NULL;
 #if TFC_HAVE_X86
   tfc_fused_free_dw_x86(f);
 #elif TFC_HAVE_AARCH64
@@ -84,6 +177,11 @@ TFC_HOT void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, 
     a = a < lo ? lo : (a > hi ? hi : a);
     y[i] = (int8_t)(a + zp);
   }
+}
+
+/* float32 residual ADD: y = p + x (TFLite's ADD without activation). */
+TFC_HOT void tfc_fused_add_f32(const float* p, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = p[i] + x[i];
 }
 
 /* Stem: the im2col rows of expanded rows [h0, h1) (tfc_fused.c, flag bit 2): per pixel the 3x3

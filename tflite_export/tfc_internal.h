@@ -296,11 +296,18 @@ struct TfcFusedTag;
  * scratch. */
 typedef void (*TfcDwRowFn)(const struct TfcFusedTag* f, const int8_t* const rows[3], const int32_t* bias, int8_t* out,
                            int32_t* acc, int g0, int g1);
+/* float32 blocks (params flag bit 3): the same row, rows[k] never NULL (padding rows point at a
+ * row of zeros), bias float32 [Ce], out float32 [Wo][Ce]. */
+typedef void (*TfcDwRowF32Fn)(const struct TfcFusedTag* f, const float* const rows[3], const float* bias, float* out,
+                              int g0, int g1);
 
 typedef struct TfcFusedTag {
   int options_ok, prepared;
   /* from the validated params blob (tfc_fused.c) */
   int has_expand, has_residual, stride, H, W, Cin, Ce, Co, Ho, Wo, pt, pl, act_e, act_d;
+  /* float32 block (flag bit 3): activations, biases and depthwise weights float32, no
+   * quantization fields; esz = bytes per activation value (1 int8, 4 float32) */
+  int f32, esz;
   /* stem (flag bit 2): the expand is a 3x3 conv (stride s_stride, pads s_pt / s_pl) over the
    * image x [1, Hi, Wi, Ci]; its input rows are built per strip (tfc_fused_im2col): Cin = Kp =
    * 9 Ci rounded up to 4 bytes per expanded pixel, taps in the conv weights' (kh, kw, c) order */
@@ -325,6 +332,13 @@ typedef struct TfcFusedTag {
   int dw_cpad;
   int32_t dw_qmin, dw_qmax;
   TfcDwRowFn dw_row;
+  /* float32 depthwise (tfc_fused_kernels.c): weights [9][dw_cpad], bias [dw_cpad] (zero lanes
+   * past Ce), a row of W x Ce zeros for the padding rows, the activation's clamp */
+  TfcDwRowF32Fn dw_row_f32;
+  float* dw_wf;
+  float* dw_bf;
+  float* dw_zrow_f;
+  float dw_fmin, dw_fmax;
   const char* dw_name;
   int dw_gw, dw_groups; /* channels per group of dw_row (16, 32 or 64), groups = ceil(Ce / dw_gw) */
   /* AVX-512 depthwise (tfc_fused_x86.c): tap pairs of int16 weights interleaved as vpmaddwd
@@ -375,6 +389,9 @@ typedef struct TfcFusedTag {
 int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of memory */
 void tfc_fused_free_dw(TfcFused* f);
 void tfc_fused_add(const TfcFused* f, const int8_t* p, const int8_t* x, int8_t* y, size_t n);
+void tfc_fused_add_f32(const float* p, const float* x, float* y, size_t n);
+/* float32 depthwise: weights / bias / zero row from the params (f->dw_w as float32 [9][Ce]) */
+int tfc_fused_setup_dw_f32(TfcFused* f, const float* bias); /* 0: out of memory */
 void tfc_fused_note_plan(const TfcFused* f);
 void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out);
 int tfc_fused_stem_weights(TfcFused* f, int Q, int window); /* -1 out of memory, 0 none, 1 set */

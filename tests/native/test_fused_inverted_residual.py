@@ -47,6 +47,14 @@ def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem=
     stem: image channels of a dense 3x3 stride-2 conv + ReLU6 before the block (MobileNetV2's
     first conv, `hw` is then the image size): SAME, or with stem_pad an explicit PAD of 1 on every
     side + VALID (the converter emits a PAD op)."""
+    model, rng = block_model(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem, stem_pad)
+    calib = (rng.standard_normal((32,) + hw + (stem or cin,)) + 0.5).astype("float32")
+    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
+    return dense
+
+
+def block_model(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem=0, stem_pad=False):
+    """(Keras model, its rng) of `_block`: random biases, 1x1 kernels 80 % zero in 1x4 blocks."""
     rng = np.random.default_rng(seed)
     inp = keras.Input(hw + (stem or cin,))
     x = inp
@@ -76,9 +84,7 @@ def _block(hw, cin, cexp, cout, stride, expand, residual, keras_pad, seed, stem=
             layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32") * 0.2)
-    calib = (rng.standard_normal((32,) + hw + (stem or cin,)) + 0.5).astype("float32")
-    dense, _ = export_tflite(model, quantize="int8", representative_data=calib)
-    return dense
+    return model, rng
 
 
 # (H, W), Cin, Ce, Co, stride, expand, residual, Keras-style PAD (stride 2)
@@ -330,7 +336,7 @@ def _set(fmt, off, value):
 MALFORMED = [  # (change, message): every block
     (_set("<4s", 0, b"XXXX"), "bad magic"),
     (_set("<H", 4, 2), "unsupported version"),
-    (_set("<B", 6, 9), "unknown flags"),
+    (_set("<B", 6, 16), "unknown flags"),
     (_set("<B", 7, 3), "stride must be 1 or 2"),
     (_set("<I", 8, 0), "must be in 1..65536"),
     (_set("<I", 12, 15), "input must be|residual block"),                  # W differs from the tensor

@@ -493,7 +493,7 @@ def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), note
         row = {}
         emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, mode, schema, row)
         predicted[index[id(op)]] = row.get("predicted_us")
-        if guarded and emitted == "dense" and cand[1].dtype == np.int8:
+        if guarded and emitted == "dense":
             emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, "custom", schema)
         return emitted, why, cand[1], pat
 

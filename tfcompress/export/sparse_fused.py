@@ -45,7 +45,7 @@ def _pad16(buf):
 
 
 def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_expand, has_residual,
-                      acts, q_exp, q_dw, q_proj, dw_weights, dw_scales, stem=None) -> bytes:
+                      acts, q_exp, q_dw, q_proj, dw_weights, dw_scales, stem=None, dtype="int8") -> bytes:
     """Packs the "TFCI" v1 parameters blob of a ``TFC_SPARSE_INVERTED_RESIDUAL`` node.
 
     Args:
@@ -62,11 +62,13 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
         q_exp: (scale, zero point) of the expand output (ignored without expand: use the input's).
         q_dw: (scale, zero point) of the depthwise output.
         q_proj: (scale, zero point) of the project output (the ADD's first operand).
-        dw_weights: int8 depthwise weights ``[3, 3, c_exp]``.
-        dw_scales: float32 per-channel depthwise weight scales ``[c_exp]``.
+        dw_weights: depthwise weights ``[3, 3, c_exp]``, int8 (float32 for a float32 block).
+        dw_scales: float32 per-channel depthwise weight scales ``[c_exp]`` (None for float32).
         stem: None, or ``{"hw": (Hi, Wi), "channels": Ci, "stride": s, "pad_tl": (top, left)}``:
             the expand is a 3x3 conv over the image ``[1, Hi, Wi, Ci]``; then `in_hw` is the
             conv's output size and `c_in` is ``9 * Ci`` rounded up to 4.
+        dtype: "int8", or "float32": a float32 block (flag bit 3; activations, biases and
+            depthwise weights float32, the three `q_*` must be ``(0, 0)``, no stem).
 
     Returns:
         The blob (bytes).
@@ -79,10 +81,20 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
         ...     dw_scales=np.full(16, 0.01, np.float32))
         >>> blob[:4], len(blob)
         (b'TFCI', 304)
+        >>> len(pack_fused_params(in_hw=(4, 4), c_in=8, c_exp=16, c_out=8, out_hw=(4, 4), stride=1,
+        ...     pad_tl=(1, 1), has_expand=True, has_residual=True, acts=("RELU6", "RELU6", "NONE"),
+        ...     q_exp=(0, 0), q_dw=(0, 0), q_proj=(0, 0), dw_weights=np.ones((3, 3, 16), np.float32),
+        ...     dw_scales=None, dtype="float32"))
+        672
     """
-    w = np.asarray(dw_weights, np.int8).reshape(3, 3, c_exp)
-    sc = np.asarray(dw_scales, np.float32).reshape(c_exp)
-    flags = (1 if has_expand else 0) | (2 if has_residual else 0) | (4 if stem else 0)
+    if dtype not in ("int8", "float32"):
+        raise ValueError(f"dtype must be 'int8' or 'float32', got {dtype!r}")
+    f32 = dtype == "float32"
+    if f32 and stem:
+        raise ValueError("a float32 block has no stem (the stem is fused for int8 only)")
+    w = np.asarray(dw_weights, np.float32 if f32 else np.int8).reshape(3, 3, c_exp)
+    sc = None if f32 else np.asarray(dw_scales, np.float32).reshape(c_exp)
+    flags = (1 if has_expand else 0) | (2 if has_residual else 0) | (4 if stem else 0) | (8 if f32 else 0)
     head = struct.pack("<4sHBB9I5B3x3f3i", PARAMS_MAGIC, PARAMS_VERSION, flags, int(stride),
                        int(in_hw[0]), int(in_hw[1]), int(c_in), int(c_exp), int(c_out), int(out_hw[0]),
                        int(out_hw[1]), 3, 3, int(pad_tl[0]), int(pad_tl[1]),
@@ -95,10 +107,11 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
         buf += struct.pack("<3I3B", int(stem["hw"][0]), int(stem["hw"][1]), int(stem["channels"]),
                            int(stem["stride"]), int(stem["pad_tl"][0]), int(stem["pad_tl"][1]))
     buf.extend(b"\0" * (HEADER_BYTES - len(buf)))
-    buf += w.tobytes()
+    buf += w.astype("<f4").tobytes() if f32 else w.tobytes()
     _pad16(buf)
-    buf += sc.astype("<f4").tobytes()
-    _pad16(buf)
+    if not f32:
+        buf += sc.astype("<f4").tobytes()
+        _pad16(buf)
     return bytes(buf)
 
 
@@ -190,8 +203,9 @@ def _match(model, sg, d_idx, producers, consumers, schema):
         return None, "depthwise without bias"
     wt, xt = ti(dw.inputs[1]), ti(dw.inputs[0])
     o = dw.builtinOptions
-    if [int(d) for d in wt.shape][:3] != [1, 3, 3] or xt.type != T.INT8 or wt.type != T.INT8:
-        return None, "not an int8 3x3 depthwise"
+    if [int(d) for d in wt.shape][:3] != [1, 3, 3] or xt.type not in (T.INT8, T.FLOAT32) or wt.type != xt.type:
+        return None, "not an int8 or float32 3x3 depthwise"
+    vtype = xt.type  # every activation and weight of the block has this type
     if o is None or o.strideH != o.strideW or o.strideH not in (1, 2) or o.depthMultiplier not in (0, 1) \
             or getattr(o, "dilationHFactor", 1) != 1 or getattr(o, "dilationWFactor", 1) != 1:
         return None, "depthwise stride/dilation/multiplier not supported"
@@ -225,7 +239,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     if e is not None and _builtin(model, ops[e], schema) == B.CONV_2D and single_use(dw_in):
         eo = ops[e]
         ew = ti(eo.inputs[1])
-        if [int(d) for d in ew.shape][1:3] == [1, 1] and eo.builtinOptions is not None \
+        if [int(d) for d in ew.shape][1:3] == [1, 1] and ew.type == vtype and eo.builtinOptions is not None \
                 and eo.builtinOptions.strideH == 1 and eo.builtinOptions.strideW == 1 \
                 and len(eo.inputs) >= 3 and eo.inputs[2] >= 0 and _act(eo) is not None:
             expand = e
@@ -239,8 +253,8 @@ def _match(model, sg, d_idx, producers, consumers, schema):
         chain.insert(0, stem["pad_op"])
     x = ti(x_idx)
     shape = [int(d) for d in x.shape]
-    if len(shape) != 4 or shape[0] != 1 or x.type != T.INT8:
-        return None, "block input is not int8 [1, H, W, C]"
+    if len(shape) != 4 or shape[0] != 1 or x.type != vtype:
+        return None, "block input is not [1, H, W, C] of the depthwise's type"
     d_out = int(dw.outputs[0])
     if not single_use(d_out):
         return None, "depthwise output used twice"
@@ -249,7 +263,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     if _builtin(model, po, schema) != B.CONV_2D or int(po.inputs[0]) != d_out:
         return None, "depthwise not followed by a 1x1 conv"
     pw = ti(po.inputs[1])
-    if [int(d) for d in pw.shape][1:3] != [1, 1] or po.builtinOptions is None \
+    if [int(d) for d in pw.shape][1:3] != [1, 1] or pw.type != vtype or po.builtinOptions is None \
             or po.builtinOptions.strideH != 1 or po.builtinOptions.strideW != 1 or len(po.inputs) < 3 \
             or po.inputs[2] < 0 or _act(po) != "NONE":
         return None, "project is not a linear 1x1 conv with bias"
@@ -266,8 +280,8 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     out = ti(out_idx)
     oshape = [int(d) for d in out.shape]
     c_exp = int(wt.shape[3])
-    if len(oshape) != 4 or out.type != T.INT8:
-        return None, "block output is not int8 NHWC"
+    if len(oshape) != 4 or out.type != vtype:
+        return None, "block output is not NHWC of the depthwise's type"
     H, W = stem["out_hw"] if stem else (shape[1], shape[2])
     Ho, Wo = oshape[1], oshape[2]
     if pad_tl == "same":
@@ -279,11 +293,14 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     else:
         if Ho != (H + pad_tl[0] + pad_br[0] - 3) // stride + 1 or Wo != (W + pad_tl[1] + pad_br[1] - 3) // stride + 1:
             return None, "PAD + VALID depthwise output shape mismatch"
+    f32 = vtype == T.FLOAT32
     qs = {"x": _quant(x), "e": _quant(ti(ops[first].outputs[0])) if first is not None else _quant(x),
           "d": _quant(ti(d_out)), "p": _quant(ti(p_out)), "y": _quant(out)}
-    if any(v is None for v in qs.values()):
+    if f32:
+        qs = dict.fromkeys(qs, (0.0, 0))
+    elif any(v is None for v in qs.values()):
         return None, "per-tensor activation quantization needed"
-    if residual:
+    if residual and not f32:
         so = qs["y"][0]
         for s in (qs["x"][0], qs["p"][0]):
             if not (2.0 ** -10 <= np.float32(s) / np.float32(so) < 2.0 ** 8):
@@ -291,7 +308,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
     return {"chain": chain, "expand": expand, "dw": d_idx, "project": pj, "x": x_idx, "out": out_idx,
             "residual": residual, "stride": stride, "pad_tl": pad_tl, "in_hw": (H, W), "out_hw": (Ho, Wo),
             "c_in": -(-9 * shape[3] // 4) * 4 if stem else shape[3], "c_exp": c_exp, "c_out": oshape[3],
-            "q": qs, "act_dw": act_dw, "stem": stem,
+            "q": qs, "act_dw": act_dw, "stem": stem, "dtype": "float32" if f32 else "int8",
             "act_exp": _act(ops[first]) if first is not None else "NONE"}, None
 
 
@@ -353,12 +370,15 @@ def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_c
         dwo = ops[m["dw"]]
         wt = sg.tensors[int(dwo.inputs[1])]
         q = wt.quantization
-        c = m["c_exp"]
-        scales = np.broadcast_to(np.asarray(q.scale, np.float32), (c,))
-        if q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0):
+        c, f32 = m["c_exp"], m["dtype"] == "float32"
+        if f32:
+            scales = None
+        elif q is None or q.scale is None or (q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0)):
             continue
+        else:
+            scales = np.broadcast_to(np.asarray(q.scale, np.float32), (c,))
         w = _const(model, wt)
-        if w is None or w.size != 9 * c:
+        if w is None or w.size != (36 if f32 else 9) * c:
             continue
         stem = m["stem"]
         if stem is not None:  # the first conv's weights [O, 3, 3, C] as a dense 1x1 over 9 C taps
@@ -374,7 +394,7 @@ def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_c
             in_hw=m["in_hw"], c_in=m["c_in"], c_exp=c, c_out=m["c_out"], out_hw=m["out_hw"], stride=m["stride"],
             pad_tl=m["pad_tl"], has_expand=first is not None, has_residual=m["residual"],
             acts=(m["act_exp"], m["act_dw"], "NONE"), q_exp=qe, q_dw=m["q"]["d"], q_proj=m["q"]["p"],
-            dw_weights=w.view(np.int8), dw_scales=scales, stem=stem)
+            dw_weights=w.view("<f4" if f32 else np.int8), dw_scales=scales, stem=stem, dtype=m["dtype"])
         inputs = [m["x"]]
         packed = {}
         for key, idx in (("expand", first), ("project", m["project"])):
@@ -408,7 +428,7 @@ def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_c
                      "ops": names, "emitted": "fused",
                      "shape": [m["in_hw"][0], m["in_hw"][1], m["c_in"], m["c_exp"], m["c_out"]],
                      "stride": m["stride"], "residual": m["residual"], "expand": m["expand"] is not None,
-                     "stem": stem is not None,
+                     "stem": stem is not None, "dtype": m["dtype"],
                      "packed_bytes": int(sum(packed.values()) + len(params)),
                      "reason": ("both 1x1 convs would be tfcompress custom ops: " if m["expand"] is not None
                                 else "the project 1x1 conv would be a tfcompress custom op: ")

@@ -1,0 +1,154 @@
+"""TFC_SPARSE_INVERTED_RESIDUAL on float32 blocks (params flag bit 3), in the real LiteRT interpreter.
+
+References, both independent of the op: the Keras model itself (float32, TensorFlow's kernels)
+and the dense float32 file of the same weights run by LiteRT (XNNPACK). Float sums in another
+order round differently, so outputs are compared within a few float32 ulps of the output's
+magnitude, not equal. Every dispatch level, 2 threads, row splits and strip stealing; malformed
+float32 params are rejected in Prepare.
+"""
+
+import numpy as np
+import pytest
+
+from tests.native.test_fused_inverted_residual import (CAPS, _kernel_names, _mutated_params, _set,
+                                                       block_model)
+from tfcompress.export import export_tflite, load_interpreter
+from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
+from tfcompress.export.sparse_fused import FUSED_OP
+from tfcompress.export.sparse_native import custom_ops_in
+
+# (H, W), Cin, Ce, Co, stride, expand, residual, Keras-style PAD (stride 2)[, stem channels]
+CASES = {
+    "s1_residual": ((13, 16), 16, 64, 16, 1, True, True, False),
+    "s2_pad": ((12, 12), 24, 72, 32, 2, True, False, True),       # PAD(0,1) + VALID
+    "s2_same_odd": ((9, 7), 12, 40, 20, 2, True, False, False),   # 40: 2 groups of 16 + 8 lanes
+    "no_expand": ((10, 10), 32, 32, 16, 1, False, False, False),
+    "wide_residual": ((5, 70), 8, 48, 8, 1, True, True, False),
+    "ce38_odd": ((6, 7), 12, 38, 12, 1, True, True, False),
+    # after a 3x3 stride-2 stem: the stem stays a CONV_2D (fused for int8 only), the block has no expand
+    "after_stem": ((17, 23), 16, 16, 24, 1, False, False, False, 3),
+}
+
+
+@pytest.fixture(scope="module")
+def files():
+    out = {}
+    for i, (name, case) in enumerate(CASES.items()):
+        model, _ = block_model(*case[:8], seed=500 + i, stem=case[8] if len(case) > 8 else 0)
+        dense, _ = export_tflite(model)
+        out[name] = (model, dense, rewrite_tflite(dense, "custom"))
+    return out
+
+
+def _run(tflite, x, threads=1):
+    interp = load_interpreter(tflite, num_threads=threads)
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    out = interp.get_output_details()[0]
+    interp.set_tensor(out["index"], np.full(out["shape"], 77.0, out["dtype"]))  # unwritten rows fail
+    interp.invoke()
+    return interp.get_tensor(out["index"])
+
+
+def _close(got, want, what):
+    """Within 32 float32 ulps of the output's largest magnitude (sums in another order)."""
+    tol = 32 * np.finfo(np.float32).eps * max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got.astype(np.float64) - want).max())
+    assert err <= tol, f"{what}: max |diff| {err:.3g} > {tol:.3g}"
+
+
+def _x(model, seed):
+    return np.random.default_rng(seed).standard_normal((1,) + tuple(model.input.shape[1:])).astype(np.float32)
+
+
+def test_float32_blocks_are_fused_and_reported(files):
+    from ai_edge_litert import schema_py_generated as schema
+
+    for name, (_, dense, fused) in files.items():
+        assert custom_ops_in(fused) == [FUSED_OP], name
+        rows = [r for r in sparse_kernel_report(fused) if r["emitted"] == "fused"]
+        assert len(rows) == 1 and rows[0]["dtype"] == "float32" and not rows[0]["stem"], (name, rows)
+        assert rows[0]["residual"] == CASES[name][6] and rows[0]["expand"] == CASES[name][5]
+        m = schema.ModelT.InitFromPackedBuf(bytearray(fused), 0)
+        ops = m.subgraphs[0].operators
+        assert len(ops) == (2 if len(CASES[name]) > 8 else 1), name  # the float stem stays a CONV_2D
+        # the 1x1 and depthwise weights left the file as float32 tensors (packed uint8 blobs now)
+        f32_consts = [t for t in m.subgraphs[0].tensors
+                      if t.type == schema.TensorType.FLOAT32 and len(t.shape) == 4 and t.buffer < len(m.buffers)
+                      and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)]
+        assert len(f32_consts) == (1 if len(CASES[name]) > 8 else 0), (name, [t.name for t in f32_consts])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_fused_block_matches_keras_and_the_dense_file(name, files, monkeypatch):
+    model, dense, fused = files[name]
+    x = _x(model, 1)
+    keras_out = np.asarray(model(x)).astype(np.float64)
+    want = _run(dense, x)
+    _close(want, keras_out, f"{name}: the dense file vs Keras (the reference itself)")
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        got = _run(fused, x)
+        names = _kernel_names()
+        assert "dw=dw_f32 " in names, names
+        _close(got, keras_out, f"{name} cap {cap} vs Keras ({names})")
+        _close(got, want, f"{name} cap {cap} vs the dense file ({names})")
+
+
+@pytest.mark.parametrize("name", ["s1_residual", "s2_same_odd", "wide_residual", "no_expand"])
+def test_float32_threads_and_row_splits_give_the_same_output(name, files, monkeypatch):
+    """2 threads, 2 / 3 / 7 row ranges with and without strip stealing: the same values as one
+    range (each range recomputes its halo rows with the same kernels, so the same bits)."""
+    model, _, fused = files[name]
+    x = _x(model, 2)
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        monkeypatch.delenv("TFCOMPRESS_TEST_RANGES", raising=False)
+        monkeypatch.delenv("TFCOMPRESS_FUSED_STEAL", raising=False)
+        one = _run(fused, x)
+        np.testing.assert_array_equal(_run(fused, x, threads=2), one, err_msg=f"{cap} 2 threads")
+        for ranges in ("2", "3", "7"):
+            monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
+            for steal in ("0", "1"):
+                monkeypatch.setenv("TFCOMPRESS_FUSED_STEAL", steal)
+                np.testing.assert_array_equal(_run(fused, x), one, err_msg=f"{cap} {ranges} ranges steal {steal}")
+
+
+MALFORMED_F32 = [  # (case, change, message)
+    ("s1_residual", _set("<B", 6, 3), "scales must be finite"),             # float blob read as int8
+    ("s1_residual", _set("<f", 56, 0.5), "float32 block's scales and zero points must be 0"),
+    ("s1_residual", _set("<i", 72, 1), "float32 block's scales and zero points must be 0"),
+    ("s1_residual", _set("<B", 6, 15), "float32 block has no stem"),
+    ("s1_residual", _set("<I", 20, 68), "byte length"),                     # Ce: 36 bytes per channel
+    ("s1_residual", lambda blob, op: blob[:-16], "byte length"),
+    ("ce38_odd", lambda blob, op: blob.__setitem__(96 + 36 * 38, 1), "padding bytes must be 0"),
+]
+
+
+@pytest.mark.parametrize("case,fn,message", MALFORMED_F32)
+def test_malformed_float32_params_fail_in_prepare(case, fn, message, files, monkeypatch):
+    """Float32 params with a wrong flag, non-zero quantization fields, a stem, a wrong length or
+    a non-zero padding byte are rejected in Prepare with a message naming the problem, at every dispatch level."""
+    bad = _mutated_params(files[case][2], fn)
+    for cap in CAPS:
+        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+        with pytest.raises(ValueError, match=message):
+            load_interpreter(bad)
+
+
+def test_float32_block_refuses_int8_wiring(files):
+    """An int8 block's flag on a float32 node (and the reverse) fails on the tensor types."""
+    int8_flags = _mutated_params(files["s1_residual"][2], lambda blob, op: _zero_q_and_flag(blob))
+    with pytest.raises(ValueError, match="input and output must be int8"):
+        load_interpreter(int8_flags)
+
+
+def _zero_q_and_flag(blob):
+    blob[6] &= 7  # drop the float32 flag, keep valid-looking int8 scales
+    for off in (52, 56, 60):
+        blob[off:off + 4] = np.float32(0.1).tobytes()
+    # int8 layout: 9 Ce weight bytes + 4 Ce scale bytes; keep the length consistent
+    ce = int.from_bytes(bytes(blob[20:24]), "little")
+    w = (9 * ce + 15) // 16 * 16
+    sc = (4 * ce + 15) // 16 * 16
+    body = bytearray(w) + bytearray(np.full(ce, 0.01, np.float32).tobytes()) + bytearray(sc - 4 * ce)
+    return bytearray(blob[:96]) + body
