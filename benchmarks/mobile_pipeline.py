@@ -19,8 +19,8 @@ was exported from (and, for int8 sparse, with the int8 dense file of the same we
   post-training calibration on random images. Digits CNN: trained on sklearn digits, pruned with
   `tfcompress.pruning.prune` (every conv / Dense), int8 by pruning-preserving QAT.
 - Sparse files: `export_tflite(..., sparse_kernels="custom")` and `"auto"`; "custom" is one custom node
-  per layer (`fuse_blocks=False`), "int8 fused" the same "custom" rewrite with every MobileNetV2
-  inverted-residual block fused into one TFC_SPARSE_INVERTED_RESIDUAL node; this script converts
+  per layer (`fuse_blocks=False`), "fused" (MobileNetV2, float32 and int8) the same "custom" rewrite
+  with every inverted-residual block fused into one TFC_SPARSE_INVERTED_RESIDUAL node; this script converts
   once and applies `tfcompress.export.sparse.rewrite_tflite` to the dense bytes, which is exactly
   what `export_tflite` does after conversion (same bytes, one conversion instead of three).
 
@@ -85,7 +85,7 @@ def sparse_files(dense, fused=False):
     """`{variant: bytes}`: the dense file and its custom / auto sparse-kernel rewrites.
 
     "custom" is one custom node per layer (`fuse_blocks=False`); with `fused`, "fused" is the
-    "custom" rewrite with int8 inverted-residual blocks fused into one node each
+    "custom" rewrite with inverted-residual blocks fused into one node each
     (TFC_SPARSE_INVERTED_RESIDUAL, the default of `rewrite_tflite`). "auto" is the default call.
     """
     files = {"dense": dense, "custom": rewrite_tflite(dense, "custom", fuse_blocks=False)}
@@ -190,7 +190,7 @@ def build_mobilenet(args, rng):
         keras_out = model.predict(x_eval, batch_size=8, verbose=0)
         keras_top1 = keras_out.argmax(-1)
         top2 = np.sort(keras_out, axis=-1)[:, -2:]
-        for variant, blob in sparse_files(dense, fused=dtype == "int8").items():
+        for variant, blob in sparse_files(dense, fused=True).items():
             name = f"{dtype} {variant}"
             files[name] = blob
             out = run_tflite(blob, x_eval, batch_size=1)
@@ -210,9 +210,8 @@ def build_mobilenet(args, rng):
     for variant in ("custom", "fused", "auto"):
         info[f"int8 {variant}"]["agreement_int8_dense"] = float(
             np.mean(info[f"int8 {variant}"]["_top1"] == info["int8 dense"]["_top1"]))
-        if variant != "fused":
-            info[f"float32 {variant}"]["agreement_float_dense"] = float(
-                np.mean(info[f"float32 {variant}"]["_top1"] == info["float32 dense"]["_top1"]))
+        info[f"float32 {variant}"]["agreement_float_dense"] = float(
+            np.mean(info[f"float32 {variant}"]["_top1"] == info["float32 dense"]["_top1"]))
     return files, info, len(x_eval)
 
 

@@ -1,7 +1,7 @@
-/* tfcompress: TFC_SPARSE_INVERTED_RESIDUAL, one int8 MobileNetV2 block in one node:
+/* tfcompress: TFC_SPARSE_INVERTED_RESIDUAL, one int8 or float32 MobileNetV2 block in one node:
  *
  *   [1x1 expand (sparse, TFCS) + act] -> depthwise 3x3 (stride 1/2) + act -> 1x1 project
- *   (sparse, TFCS, linear) -> [+ block input (int8 ADD as XNNPACK computes it)]
+ *   (sparse, TFCS, linear) -> [+ block input (int8 ADD as XNNPACK computes it; float32: p + x)]
  *
  * run on strips of output rows: the expanded rows live in a small per-worker buffer (the rows
  * the next strip shares with this one are kept, not recomputed), the depthwise writes one strip,
@@ -16,11 +16,13 @@
  *
  * Inputs: 7 = [x int8 [1,H,W,Cin], expand TFCS, expand bias int32[Ce], params "TFCI",
  * depthwise bias int32[Ce], project TFCS, project bias int32[Co]] or 5 = the same without the
- * expand pair.  Output int8 [1,Ho,Wo,Co].  Custom options: 8 bytes {1,0,0,0,0,0,0,0}.
+ * expand pair.  Output int8 [1,Ho,Wo,Co].  Float32 blocks (flag bit 3): x, y and the three biases
+ * float32, TFCS blobs of float32 values.  Custom options: 8 bytes {1,0,0,0,0,0,0,0}.
  *
  * Params blob "TFCI" v1 (uint8 constant tensor, little-endian):
  *   off  0 char[4] "TFCI"      4 u16 version = 1    6 u8 flags (bit 0 expand, bit 1 residual,
- *          bit 2 stem: the expand is the network's first conv, 3x3 over the image x, see below)
+ *          bit 2 stem: the expand is the network's first conv, 3x3 over the image x, see below;
+ *          bit 3 float32 block: no stem, scales and zero points below all 0)
  *   off  7 u8 stride (1, 2)    8 u32 H, W, Cin, Ce, Co, Ho, Wo, kh = 3, kw = 3 (off 8..44)
  *   off 44 u8 pad_top, pad_left (0..2), act_expand, act_dw, act_project (0 none, 1 relu,
  *          2 relu6, 3 relu_n1_to_1; project must be 0), 3 zero bytes
@@ -28,7 +30,8 @@
  *   off 76 stem only (flag bit 2), else zero: u32 Hi, Wi, Ci (the image x), off 88 u8 stem
  *          stride (1, 2), pad_top, pad_left (0..2), off 91..95 zero
  *   off 96 int8 depthwise weights [3][3][Ce], zero-padded to 16 bytes, then f32 scales [Ce]
- *          (padded to 16): w_real = scale[c] * q.  The tensor ends there.
+ *          (padded to 16): w_real = scale[c] * q.  The tensor ends there.  Float32 block: f32
+ *          depthwise weights [3][3][Ce], zero-padded to 16 bytes, and nothing after them.
  *   e = expand output (without expand: must equal x's quantization), d = depthwise output,
  *   p = project output (without residual: must equal the output's quantization).
  *
@@ -283,16 +286,27 @@ static void tfc_fused_1x1_part(TfcState* s, const void* x, const void* b, void* 
   for (int t = 0; t < tiles; ++t) s->plan.run(s, &io, t * s->tile_parts + part, t * s->tile_parts + part + 1, scratch);
 }
 
-/* 1 when the 1x1's kernel takes (tile, channel part) units: the int8 quad kernels of x86. */
+/* 1 when the 1x1's kernel takes (tile, channel part) units: the int8 quad kernels and the
+ * float32 CSR kernels of x86. */
 static int tfc_fused_has_parts(const TfcState* s) {
-  return s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
-         s->plan.unit_kind == TFC_UNITS_ROWS;
+  return s->plan.channel_parts && s->plan.unit_kind == TFC_UNITS_ROWS &&
+         ((s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0) ||
+          (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0));
 }
 
-/* Stored quads of output channels [n0, n1) of a quad-kernel 1x1. */
+/* Stored weights of output channels [n0, n1) of a 1x1 that takes channel parts, in quads (4
+ * weights; float32 CSR: whole 16-channel groups, n0 a multiple of 16). */
 static uint64_t tfc_fused_quads(const TfcState* s, int n0, int n1) {
   if (n1 > s->n_out) n1 = s->n_out;
-  return n0 < n1 ? (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[n0]) : 0u;
+  if (n0 >= n1) return 0u;
+  if (s->plan.needs != TFC_NEEDS_CSR_F32) return (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[n0]);
+  const int G = (s->n_out + 15) / 16, per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
+  const size_t nper = (size_t)per_group * (size_t)G;
+  const int g0 = n0 / 16, g1 = (n1 + 15) / 16;
+  uint64_t e = 0;
+  for (int c = 0; c < s->csr_chunks; ++c)
+    e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g1)] - s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g0)];
+  return e * (s->csr_quads ? 4u : 2u) / 4u;
 }
 
 /* Splits the 1x1's 16-channel groups into <= n parts of about equal stored quads; returns the
@@ -471,16 +485,32 @@ static void tfc_fused_phase_ab(void* arg, int task, int worker) {
   uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
   if (f->has_expand) tfc_fused_1x1_part(&f->wstates[2 * worker], j->io->x, j->io->eb, f->full_e, f->H * f->W, task, sc + f->off_k);
   int32_t* acc = (int32_t*)(sc + f->off_acc);
-  const int8_t* base = f->has_expand ? f->full_e : (const int8_t*)j->io->x; /* int8 only */
-  const size_t e_row = (size_t)f->W * (size_t)f->Ce, d_row = (size_t)f->Wo * (size_t)f->Ce;
+  const uint8_t* base = f->has_expand ? (const uint8_t*)f->full_e : (const uint8_t*)j->io->x;
+  const size_t es = (size_t)f->esz, e_row = es * f->W * f->Ce, d_row = es * f->Wo * f->Ce;
   for (int oh = 0; oh < f->Ho; ++oh) {
-    const int8_t* rp[3];
+    const uint8_t* rp[3];
     for (int k = 0; k < 3; ++k) {
       const int ih = oh * f->stride - f->pt + k;
       rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)ih * e_row : NULL;
     }
-    f->dw_row(f, rp, (const int32_t*)j->io->db, f->full_d + (size_t)oh * d_row, acc, f->ab_g[task], f->ab_g[task + 1]);
+    uint8_t* d = (uint8_t*)f->full_d + (size_t)oh * d_row;
+    if (f->f32) {
+      const float* rf[3];
+      for (int k = 0; k < 3; ++k) rf[k] = rp[k] != NULL ? (const float*)rp[k] : f->dw_zrow_f;
+      f->dw_row_f32(f, rf, (const float*)j->io->db, (float*)d, f->ab_g[task], f->ab_g[task + 1]);
+    } else {
+      const int8_t* ri[3] = {(const int8_t*)rp[0], (const int8_t*)rp[1], (const int8_t*)rp[2]};
+      f->dw_row(f, ri, (const int32_t*)j->io->db, (int8_t*)d, acc, f->ab_g[task], f->ab_g[task + 1]);
+    }
   }
+}
+
+/* The residual add of n values (project output p, block input x, output y; esz-byte values). */
+static void tfc_fused_add_any(const TfcFused* f, const void* p, const void* x, void* y, size_t n) {
+  if (f->f32)
+    tfc_fused_add_f32((const float*)p, (const float*)x, (float*)y, n);
+  else
+    tfc_fused_add(f, (const int8_t*)p, (const int8_t*)x, (int8_t*)y, n);
 }
 
 static void tfc_fused_phase_c(void* arg, int task, int worker) {
@@ -488,32 +518,33 @@ static void tfc_fused_phase_c(void* arg, int task, int worker) {
   TfcFused* f = j->f;
   uint8_t* sc = (uint8_t*)f->scratch + (size_t)worker * f->scratch_stride;
   TfcState* pr = &f->wstates[2 * worker + 1];
+  const size_t es = (size_t)f->esz;
+  const uint8_t* x = (const uint8_t*)j->io->x;
+  uint8_t* y = (uint8_t*)j->io->y;
+  uint8_t* pjb = sc + f->off_pj;
   if (f->parts_c > 1) { /* one tile: task = channel part; the residual add of its channels */
     const int n = f->Ho * f->Wo;
     if (f->has_residual) {
-      int8_t* pjb = (int8_t*)(sc + f->off_pj);
       tfc_fused_1x1_part(pr, f->full_d, j->io->pb, pjb, n, task, sc + f->off_k);
       const int c0 = 16 * pr->part_g[task], c1 = 16 * pr->part_g[task + 1] < f->Co ? 16 * pr->part_g[task + 1] : f->Co;
       for (int p = 0; p < n; ++p)
-        tfc_fused_add(f, pjb + (size_t)p * f->Co + c0, (const int8_t*)j->io->x + (size_t)p * f->Cin + c0,
-                      (int8_t*)j->io->y + (size_t)p * f->Co + c0,
-                      (size_t)(c1 - c0));
+        tfc_fused_add_any(f, pjb + es * ((size_t)p * f->Co + c0), x + es * ((size_t)p * f->Cin + c0),
+                          y + es * ((size_t)p * f->Co + c0), (size_t)(c1 - c0));
     } else {
-      tfc_fused_1x1_part(pr, f->full_d, j->io->pb, j->io->y, n, task, sc + f->off_k);
+      tfc_fused_1x1_part(pr, f->full_d, j->io->pb, y, n, task, sc + f->off_k);
     }
     return;
   }
   const int chunk = f->SH * f->Wo;
   for (int p0 = f->pc[task]; p0 < f->pc[task + 1]; p0 += chunk) {
     const int n = f->pc[task + 1] - p0 < chunk ? f->pc[task + 1] - p0 : chunk;
-    const int8_t* d = f->full_d + (size_t)p0 * f->Ce;
-    int8_t* y = (int8_t*)j->io->y + (size_t)p0 * f->Co;
+    const uint8_t* d = (const uint8_t*)f->full_d + es * (size_t)p0 * f->Ce;
+    uint8_t* yp = y + es * (size_t)p0 * f->Co;
     if (f->has_residual) {
-      int8_t* pjb = (int8_t*)(sc + f->off_pj);
       tfc_fused_1x1(pr, d, j->io->pb, pjb, n, sc + f->off_k);
-      tfc_fused_add(f, pjb, (const int8_t*)j->io->x + (size_t)p0 * f->Cin, y, (size_t)n * f->Co);
+      tfc_fused_add_any(f, pjb, x + es * (size_t)p0 * f->Cin, yp, (size_t)n * f->Co);
     } else {
-      tfc_fused_1x1(pr, d, j->io->pb, y, n, sc + f->off_k);
+      tfc_fused_1x1(pr, d, j->io->pb, yp, n, sc + f->off_k);
     }
   }
 }
@@ -744,17 +775,18 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
    * channel parts, one barrier, project by pixels (one-tile 1x1s by channel parts); no halo,
    * balanced to a depthwise group; costs the expanded / depthwise tensors in memory (<= 1 MiB
    * together, in L2 instead of strips in L1) and needs a 1x1 kernel that takes channel parts
-   * (x86 int8 quads).  Measured on MobileNetV2 at 2 threads (tflite_export/README.md "Threads"):
+   * (x86: int8 quads, float32 CSR).  Measured on int8 MobileNetV2 at 2 threads (tflite_export/README.md
+   * "Threads"):
    * the 7x7 blocks 9-21 % faster than row ranges; the 14x14 blocks (7 rows per range) 5-7 %
    * slower, the stride-2 14 -> 7 block 12 % slower, so those keep row ranges.
    * TFCOMPRESS_FUSED_PHASED=0: row ranges always, =1: phased wherever a range would have < 8
    * rows (also at 1 thread with TFCOMPRESS_TEST_RANGES). */
-  const uint64_t full_e = f->has_expand ? (uint64_t)f->H * f->W * f->Ce : 0, full_d = (uint64_t)f->Ho * f->Wo * f->Ce;
+  const uint64_t full_e = f->has_expand ? es * f->H * f->W * f->Ce : 0, full_d = es * f->Ho * f->Wo * f->Ce;
   const char* ph = getenv("TFCOMPRESS_FUSED_PHASED");
   f->ex.tile_parts = f->pr.tile_parts = 1;
   f->parts_c = 1;
   const int force = ph != NULL && ph[0] == '1' && ph[1] == 0;
-  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 && !f->stem && !f->f32 &&
+  f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 && !f->stem &&
               (force ? f->Ho < 8 * tasks : f->stride == 1 && f->Ho < 4 * tasks) &&
               full_e + full_d <= ((uint64_t)1 << 20) && (!f->has_expand || tfc_fused_has_parts(&f->ex));
   if (f->phased) f->n_ab = tfc_fused_ab_parts(f, tasks);

@@ -1,7 +1,7 @@
 /* tfcompress: kernels of TFC_SPARSE_INVERTED_RESIDUAL (tfc_fused.c) other than the 1x1s:
  * the int8 3x3 depthwise row (portable C here, AVX-512 / AVX-VNNI in tfc_fused_x86.c, NEON in
- * tfc_fused_aarch64.c), its pick, and the
- * residual ADD.
+ * tfc_fused_aarch64.c), its pick, the float32 depthwise row (vector extensions: one source for
+ * every ISA), and the residual ADDs.
  *
  * Depthwise semantics (TFLite / XNNPACK int8, per-channel weights, symmetric):
  *   acc = bias[c] + sum over valid taps (x - zp_in) * w[kh][kw][c]   (padding taps add 0)
@@ -46,17 +46,69 @@ TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const r
   }
 }
 
-/* float32 depthwise, channels [16 g0, 16 g1): per 16-channel group (one GCC / Clang vector of 16
- * floats: one zmm, two ymm, four NEON registers) the 9 weight vectors stay in registers while the
- * row's output pixels run; a last group of < 16 channels runs lane by lane.  Columns outside the
- * map read as 0 (edge pixels only); padding rows are f->dw_zrow_f. */
-typedef float tfc_v16f __attribute__((vector_size(64)));
-typedef int32_t tfc_v16i __attribute__((vector_size(64)));
+/* float32 depthwise, channels [16 g0, 16 g1), one GCC / Clang vector of L floats at a time (x86:
+ * L = 16, one zmm / two ymm; aarch64: L = 4, one NEON register, so that the 9 weight vectors, 4
+ * accumulators and a kernel row's input columns fit its 32 registers).  Per vector the 9 weights
+ * stay in registers while the row's output pixels run: interior pixels 4 at a time (4 independent
+ * FMA chains; a kernel row's 3 ST + 3 input columns loaded once for the 4 pixels), edge pixels
+ * (columns outside the map read as 0) one at a time; padding rows are f->dw_zrow_f.  A last
+ * group of < 16 channels runs lane by lane. */
+#if defined(__aarch64__)
+#define TFC_DWF_L 4
+#else
+#define TFC_DWF_L 16
+#endif
+typedef float tfc_vdf __attribute__((vector_size(4 * TFC_DWF_L)));
+typedef int32_t tfc_vdi __attribute__((vector_size(4 * TFC_DWF_L)));
 
-static inline tfc_v16f tfc_v16f_load(const float* p) {
-  tfc_v16f v;
+static inline __attribute__((always_inline)) tfc_vdf tfc_vdf_load(const float* p) {
+  tfc_vdf v;
   memcpy(&v, p, sizeof v);
   return v;
+}
+
+/* clamp(a, lo, hi) as tfc_clampf (NaN passes), stored to p */
+static inline __attribute__((always_inline)) void tfc_vdf_store(float* p, tfc_vdf a, tfc_vdf lo, tfc_vdf hi) {
+  const tfc_vdi below = a < lo, above = a > hi;
+  tfc_vdi ai = (tfc_vdi)a;
+  ai = (ai & ~below) | ((tfc_vdi)lo & below);
+  ai = (ai & ~above) | ((tfc_vdi)hi & above);
+  memcpy(p, &ai, sizeof ai);
+}
+
+/* Output pixels [ow0, ow1) of channels [c, c + L) (every tap inside the map), stride ST. */
+static inline __attribute__((always_inline)) void tfc_dwf_interior(const float* const r[3], const tfc_vdf w[9], tfc_vdf b,
+                                                                    tfc_vdf lo, tfc_vdf hi, float* out, int C, int c,
+                                                                    int pl, int ow0, int ow1, const int ST) {
+  int ow = ow0;
+  for (; ow + 4 <= ow1; ow += 4) {
+    tfc_vdf a0 = b, a1 = b, a2 = b, a3 = b;
+    const size_t base = (size_t)(ow * ST - pl) * C + c;
+    for (int kh = 0; kh < 3; ++kh) {
+      const float* xp = r[kh] + base;
+      tfc_vdf x[3 * ST + 3];
+      for (int j = 0; j < 3 * ST + 3; ++j) x[j] = tfc_vdf_load(xp + (size_t)j * C);
+      for (int kw = 0; kw < 3; ++kw) {
+        const tfc_vdf wk = w[3 * kh + kw];
+        a0 += x[kw] * wk;
+        a1 += x[ST + kw] * wk;
+        a2 += x[2 * ST + kw] * wk;
+        a3 += x[3 * ST + kw] * wk;
+      }
+    }
+    float* o = out + (size_t)ow * C + c;
+    tfc_vdf_store(o, a0, lo, hi);
+    tfc_vdf_store(o + C, a1, lo, hi);
+    tfc_vdf_store(o + 2 * (size_t)C, a2, lo, hi);
+    tfc_vdf_store(o + 3 * (size_t)C, a3, lo, hi);
+  }
+  for (; ow < ow1; ++ow) {
+    tfc_vdf a = b;
+    const size_t base = (size_t)(ow * ST - pl) * C + c;
+    for (int kh = 0; kh < 3; ++kh)
+      for (int kw = 0; kw < 3; ++kw) a += tfc_vdf_load(r[kh] + base + (size_t)kw * C) * w[3 * kh + kw];
+    tfc_vdf_store(out + (size_t)ow * C + c, a, lo, hi);
+  }
 }
 
 TFC_HOT static void tfc_dw_row_f32(const TfcFused* f, const float* const r[3], const float* bias, float* out, int g0,
@@ -64,37 +116,16 @@ TFC_HOT static void tfc_dw_row_f32(const TfcFused* f, const float* const r[3], c
   const int C = f->Ce, W = f->W, st = f->stride, cp = f->dw_cpad, Wo = f->Wo, pl = f->pl;
   const float lo = f->dw_fmin, hi = f->dw_fmax;
   (void)bias; /* f->dw_bf: the bias padded to whole vectors */
+  /* interior output columns: every tap inside the map */
+  int in0 = (pl + st - 1) / st, in1 = (W - 3 + pl) / st + 1;
+  if (W - 3 + pl < 0) in1 = 0;
+  if (in1 > Wo) in1 = Wo;
+  if (in0 > in1) in0 = in1;
+  tfc_vdf vlo, vhi;
+  for (int i = 0; i < TFC_DWF_L; ++i) vlo[i] = lo, vhi[i] = hi;
   for (int g = g0; g < g1; ++g) {
     const int c0 = 16 * g;
-    if (c0 + 16 <= C) {
-      tfc_v16f w[9];
-      for (int t = 0; t < 9; ++t) w[t] = tfc_v16f_load(f->dw_wf + (size_t)t * cp + c0);
-      const tfc_v16f b = tfc_v16f_load(f->dw_bf + c0);
-      tfc_v16f vlo, vhi;
-      for (int i = 0; i < 16; ++i) vlo[i] = lo, vhi[i] = hi;
-      for (int ow = 0; ow < Wo; ++ow) {
-        const int iw0 = ow * st - pl;
-        tfc_v16f a = b;
-        if (iw0 >= 0 && iw0 + 2 < W) {
-          for (int kh = 0; kh < 3; ++kh) {
-            const float* xp = r[kh] + (size_t)iw0 * C + c0;
-            a += tfc_v16f_load(xp) * w[3 * kh] + tfc_v16f_load(xp + C) * w[3 * kh + 1] +
-                 tfc_v16f_load(xp + 2 * C) * w[3 * kh + 2];
-          }
-        } else {
-          for (int kw = 0; kw < 3; ++kw) {
-            const int iw = iw0 + kw;
-            if (iw < 0 || iw >= W) continue;
-            for (int kh = 0; kh < 3; ++kh) a += tfc_v16f_load(r[kh] + (size_t)iw * C + c0) * w[3 * kh + kw];
-          }
-        }
-        const tfc_v16i below = a < vlo, above = a > vhi; /* the clamp, as tfc_clampf */
-        tfc_v16i ai = (tfc_v16i)a;
-        ai = (ai & ~below) | ((tfc_v16i)vlo & below);
-        ai = (ai & ~above) | ((tfc_v16i)vhi & above);
-        memcpy(out + (size_t)ow * C + c0, &ai, sizeof ai);
-      }
-    } else {
+    if (c0 + 16 > C) { /* the last, partial group: lane by lane */
       for (int c = c0; c < C; ++c)
         for (int ow = 0; ow < Wo; ++ow) {
           float a = f->dw_bf[c];
@@ -105,6 +136,27 @@ TFC_HOT static void tfc_dw_row_f32(const TfcFused* f, const float* const r[3], c
           }
           out[(size_t)ow * C + c] = tfc_clampf(a, lo, hi);
         }
+      continue;
+    }
+    for (int c = c0; c < c0 + 16; c += TFC_DWF_L) {
+      tfc_vdf w[9];
+      for (int t = 0; t < 9; ++t) w[t] = tfc_vdf_load(f->dw_wf + (size_t)t * cp + c);
+      const tfc_vdf b = tfc_vdf_load(f->dw_bf + c);
+      if (st == 1)
+        tfc_dwf_interior(r, w, b, vlo, vhi, out, C, c, pl, in0, in1, 1);
+      else
+        tfc_dwf_interior(r, w, b, vlo, vhi, out, C, c, pl, in0, in1, 2);
+      for (int ow = 0; ow < Wo; ++ow) { /* edge pixels: [0, in0) and [in1, Wo) */
+        if (ow == in0 && in1 > in0) ow = in1;
+        if (ow >= Wo) break;
+        tfc_vdf a = b;
+        for (int kw = 0; kw < 3; ++kw) {
+          const int iw = ow * st - pl + kw;
+          if (iw < 0 || iw >= W) continue;
+          for (int kh = 0; kh < 3; ++kh) a += tfc_vdf_load(r[kh] + (size_t)iw * C + c) * w[3 * kh + kw];
+        }
+        tfc_vdf_store(out + (size_t)ow * C + c, a, vlo, vhi);
+      }
     }
   }
 }

@@ -376,8 +376,8 @@ typedef struct TfcFusedTag {
    * into full_e / full_d, barrier, project (+ add) over pixel ranges or channel parts; no halo
    * recomputed, tasks balanced by predicted work */
   int phased;
-  int8_t* full_e; /* [H][W][Ce] (with expand) */
-  int8_t* full_d; /* [Ho][Wo][Ce] */
+  int8_t* full_e; /* [H][W][Ce] (with expand), esz bytes per value */
+  int8_t* full_d; /* [Ho][Wo][Ce], esz bytes per value */
   size_t full_bytes;
   int n_ab, n_pc; /* tasks of the two phases */
   int ab_g[TFC_MAX_PARTS + 1]; /* AB task t: depthwise groups [ab_g[t], ab_g[t+1]) */

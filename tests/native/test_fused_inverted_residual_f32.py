@@ -152,3 +152,61 @@ def _zero_q_and_flag(blob):
     sc = (4 * ce + 15) // 16 * 16
     body = bytearray(w) + bytearray(np.full(ce, 0.01, np.float32).tobytes()) + bytearray(sc - 4 * ce)
     return bytearray(blob[:96]) + body
+
+
+PHASED_CASES = {  # small maps: at 2-3 threads the phased split (expand + depthwise by channel parts, then project)
+    "7x7_residual": ((7, 7), 40, 96, 40, 1, True, True, False),   # one-tile project: channel parts
+    "12x10": ((12, 10), 16, 136, 24, 1, True, False, False),      # project by pixel ranges
+}
+
+
+@pytest.fixture(scope="module")
+def phased_files():
+    out = {}
+    for i, (name, case) in enumerate(PHASED_CASES.items()):
+        model, _ = block_model(*case, seed=600 + i)
+        dense, _ = export_tflite(model)
+        out[name] = (model, dense, rewrite_tflite(dense, "custom"))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PHASED_CASES))
+def test_float32_small_maps_on_1_2_3_threads_phased_or_row_ranges(name, phased_files, monkeypatch):
+    """At 2 threads a 7x7 / 12x10 float32 block runs phased (2 pool jobs per invoke: expand +
+    depthwise by channel parts of the float32 CSR kernel, then the project); forced row ranges
+    (TFCOMPRESS_FUSED_PHASED=0) or forced phases (=1) at 1, 2 and 3 threads give Keras' output
+    within float rounding and the same values as one thread."""
+    from tests.native.test_threads import _pool_jobs_of_one_invoke
+
+    model, dense, fused = phased_files[name]
+    x = _x(model, 3)
+    keras_out = np.asarray(model(x)).astype(np.float64)
+    monkeypatch.delenv("TFCOMPRESS_FUSED_PHASED", raising=False)
+    one = _run(fused, x)
+    _close(one, keras_out, f"{name} 1 thread vs Keras")
+    _close(one, _run(dense, x), f"{name} 1 thread vs the dense file")
+    for threads in (1, 2, 3):
+        for phased in (None, "0", "1"):
+            if phased is None:
+                monkeypatch.delenv("TFCOMPRESS_FUSED_PHASED", raising=False)
+            else:
+                monkeypatch.setenv("TFCOMPRESS_FUSED_PHASED", phased)
+            got = _run(fused, x, threads)
+            _close(got, keras_out, f"{name} {threads} threads phased={phased} vs Keras")
+            np.testing.assert_array_equal(got, one, err_msg=f"{name} {threads} threads phased={phased}")
+    # seen from the pool: 7x7 is phased by itself at 2 threads (< 4 rows per range), 12x10 (6 rows
+    # per range) when forced; phased = two jobs per invoke, row ranges = one
+    if name == "12x10":
+        monkeypatch.setenv("TFCOMPRESS_FUSED_PHASED", "1")
+    else:
+        monkeypatch.delenv("TFCOMPRESS_FUSED_PHASED", raising=False)
+    monkeypatch.setenv("TFC_POOL_TRACE", "1")
+    interp = load_interpreter(fused, num_threads=2)
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    assert len(_pool_jobs_of_one_invoke(interp, x)) == 2
+    monkeypatch.setenv("TFCOMPRESS_FUSED_PHASED", "0")
+    interp = load_interpreter(fused, num_threads=2)
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    assert len(_pool_jobs_of_one_invoke(interp, x)) == 1

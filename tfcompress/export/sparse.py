@@ -309,7 +309,7 @@ def rewrite_tflite(tflite, sparse_kernels="auto", num_threads=(1, 2), fuse_block
             is not slower at any of them (`tfcompress.export._auto_guard`). The measurement is
             this host's: for an ARM app, pass None and time both files on the device. None:
             no measurement, the per-layer cost model alone (1 thread). Defaults to (1, 2).
-        fuse_blocks: In "auto" / "custom", int8 inverted-residual blocks (expand 1x1 ->
+        fuse_blocks: In "auto" / "custom", int8 and float32 inverted-residual blocks (expand 1x1 ->
             depthwise 3x3 -> project 1x1 [-> ADD]) whose 1x1 convs would both be custom ops run
             as one fused node (``TFC_SPARSE_INVERTED_RESIDUAL``, `tfcompress.export.sparse_fused`); the
             guard reverts a fused block as one unit. In "auto" with the guard on, every block

@@ -1,7 +1,7 @@
-"""Fusing int8 inverted-residual blocks into one ``TFC_SPARSE_INVERTED_RESIDUAL`` node.
+"""Fusing int8 and float32 inverted-residual blocks into one ``TFC_SPARSE_INVERTED_RESIDUAL`` node.
 
 `rewrite_tflite` calls `fuse_inverted_residuals` before it looks at single layers. It finds the
-int8 MobileNetV2 block
+MobileNetV2 block (int8, or float32: every tensor and weight of the block the same type)
 
     [CONV_2D 1x1 expand (+ReLU6)] -> [PAD] -> DEPTHWISE_CONV_2D 3x3 (stride 1/2) -> CONV_2D 1x1
     project (linear) -> [ADD with the block input]
@@ -11,7 +11,7 @@ expand: its project conv), replaces the chain by one node that runs the whole bl
 (``tflite_export/tfc_fused.c``): the expanded tensor never exists in memory, and XNNPACK is not
 entered and left around every block.
 
-A block without expand whose depthwise reads a dense 3x3 CONV_2D over a tensor of at most 16
+An int8 block without expand whose depthwise reads a dense 3x3 CONV_2D over a tensor of at most 16
 channels (MobileNetV2's first conv over the image, "stem") takes that conv in as its expand: the
 node's input is then the image, and the conv's weights ``[O, 3, 3, C]`` are packed as a dense 1x1
 over the ``9 C`` taps (rounded up to 4 with zero columns). The op runs it straight from the image
@@ -23,7 +23,9 @@ Node inputs: ``[x, expand TFCS, expand bias, params "TFCI", depthwise bias, proj
 bias]`` (7), or without expand ``[x, params, depthwise bias, project TFCS, project bias]`` (5).
 The params blob ("TFCI" v1, little-endian, layout in ``tflite_export/tfc_fused.c``) holds the
 shapes, strides, paddings, activations and the quantization of the three intermediate tensors,
-then the depthwise weights int8 ``[3][3][C]`` and their per-channel scales.
+then the depthwise weights int8 ``[3][3][C]`` and their per-channel scales; a float32 block (flag
+bit 3) has no quantization fields and float32 depthwise weights. Float32 outputs match the dense
+file within float rounding (sums in another order); int8 outputs are equal to it.
 """
 
 from __future__ import annotations
