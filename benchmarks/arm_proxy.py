@@ -18,8 +18,8 @@ MobileNetV2 whose 3x3 convs use explicit symmetric zero padding, so it meets XNN
 3x3 stride-2 stem with padding 1 and 3 input channels, only supported ops, spatial MEAN at the end)
 with 80 % of every 1x1-conv's weights zero (tfcompress.pruning.Unstructured), BatchNorm statistics
 re-estimated; for int8 also the same model pruned with tfcompress.pruning.Block((1, 4)) (group
-mobilenetv2_int8_block1x4: the int8 pattern tflite_export/README.md recommends), each int8 file as
-one TFC_SPARSE_CONV_1X1 node per 1x1 (tfcompress_custom), as fused inverted-residual blocks
+mobilenetv2_int8_block1x4: the int8 pattern tflite_export/README.md recommends), each file (float32
+and int8) as one TFC_SPARSE_CONV_1X1 node per 1x1 (tfcompress_custom), as fused inverted-residual blocks
 (tfcompress_fused, TFC_SPARSE_INVERTED_RESIDUAL) and as "auto" (cost model only). Plus llvm-mca-14 (-mcpu=cortex-a76) cycle estimates of the innermost loops of our
 kernels and of XNNPACK's corresponding micro-kernels (disassembled from the aarch64 wheel).
 
@@ -354,11 +354,13 @@ def build_models(tree, mdir, quick, rng, only=""):
     # MobileNetV2 224, 1x1 convs 80 % zero. Groups (job name = group + "_" + variant):
     #   mobilenetv2_float32 / mobilenetv2_int8: unstructured zeros (tfcompress.pruning.Unstructured)
     #   mobilenetv2_int8_block1x4: the int8 pattern the README recommends, Block((1, 4))
-    # int8 variants: tfcompress_custom = one TFC_SPARSE_CONV_1X1 node per 1x1 (fuse_blocks=False);
+    # tfcompress variants (float32 and int8): tfcompress_custom = one TFC_SPARSE_CONV_1X1 node per
+    # 1x1 (fuse_blocks=False);
     # tfcompress_fused = rewrite_tflite(..., "custom", fuse_blocks=True): every inverted-residual
     # block one TFC_SPARSE_INVERTED_RESIDUAL node; tfcompress_auto = "auto" with the cost model alone
     # (num_threads=None: the measured guard would time this x86 host, not an ARM CPU).
-    groups = [("unstructured", "float32", ["xnnpack_dense", "xnnpack_sparse", "tfcompress_auto", "tfcompress_custom"]),
+    groups = [("unstructured", "float32", ["xnnpack_dense", "xnnpack_sparse", "tfcompress_auto", "tfcompress_custom",
+                                           "tfcompress_fused"]),
               ("unstructured", "int8", ["xnnpack_dense", "tfcompress_auto", "tfcompress_custom", "tfcompress_fused"]),
               ("block1x4", "int8", ["xnnpack_dense", "tfcompress_auto", "tfcompress_custom", "tfcompress_fused"])]
 
@@ -868,7 +870,9 @@ TARGETS = {  # issue 13 "Must show": (group, variant, baseline variant, max rati
     "fc2048_float32_r1": [("tfcompress", "xnnpack_dense", 0.35)],
     "fc2048_float32_r64": [("tfcompress", "xnnpack_dense", 0.35)],
     "mobilenetv2_float32": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6),
-                            ("tfcompress_auto", "xnnpack_sparse", 1.0), ("tfcompress_custom", "xnnpack_sparse", 1.0)],
+                            ("tfcompress_fused", "xnnpack_dense", 0.6),
+                            ("tfcompress_auto", "xnnpack_sparse", 1.0), ("tfcompress_custom", "xnnpack_sparse", 1.0),
+                            ("tfcompress_fused", "xnnpack_sparse", 1.0)],
     "mobilenetv2_int8": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6),
                          ("tfcompress_fused", "xnnpack_dense", 0.6)],
     "mobilenetv2_int8_block1x4": [("tfcompress_auto", "xnnpack_dense", 0.6), ("tfcompress_custom", "xnnpack_dense", 0.6),

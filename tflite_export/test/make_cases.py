@@ -6,6 +6,9 @@ stores the expected output computed here with numpy (float64 math), independentl
 * float32: ``y = act(x @ W.T + b)``; tolerance ``1e-5 * max(|x| @ |W|.T) + 1e-6``.
 * int8: ``acc = b + (q_x - zp_x) @ q_W.T``, ``q_y = clamp(round(acc * s_x * scale[n] / s_y) + zp_y)``
   clamped to the activation's range; tolerance 1 quantization step (the kernels round in float32).
+* fused inverted-residual blocks ("TFCF" records): int8 ones equal an emulation of the dense int8
+  file (`fused_reference`, exact); float32 ones (`fused_f32_case`) a float64 reference within
+  a first-order bound of float32 rounding (sums of n terms: n * eps32 * sum of |terms|, per stage).
 
 Malformed cases (corrupted packed weights, options, shapes, types) must be rejected by Prepare
 with a message containing a stated substring.
@@ -563,17 +566,98 @@ def _stem_case(name, rng, hw, ci, ce, co, stride, *, acts, zx, runs):
 
 
 def fused_record(name, x, params, ew, eb, db, pw, pb, x_q, y_q, y, *, runs=1, params_misalign=False,
-                 expect_fail=False, error="", options=bytes([1, 0, 0, 0, 0, 0, 0, 0])):
-    """One "TFCF" driver record (format in tfc_test_driver.c)."""
+                 expect_fail=False, error="", options=bytes([1, 0, 0, 0, 0, 0, 0, 0]), tol=0.0):
+    """One "TFCF" driver record (format in tfc_test_driver.c): an int8 block (x int8, compared
+    exactly: `tol` must be 0) or a float32 one (x float32, max |got - want| <= `tol`)."""
     _, H, W, cin = x.shape
+    x_type = T_F32 if x.dtype == np.float32 else T_I8
+    assert x_type == T_F32 or tol == 0.0
     out = b"TFCF" + _blob(name.encode())
-    out += bytes([int(expect_fail), int(len(ew) > 0), runs, int(params_misalign)])
+    out += bytes([int(expect_fail), int(len(ew) > 0), runs, int(params_misalign), x_type, 0, 0, 0])
     out += struct.pack("<3I", H, W, cin) + struct.pack("<fifi", float(x_q[0]), int(x_q[1]), float(y_q[0]), int(y_q[1]))
     out += _blob(options) + _blob(np.ascontiguousarray(x).tobytes())
     for b in (ew, eb, params, db, pw, pb):
         out += _blob(b)
-    out += struct.pack("<3I", *y.shape[1:]) + _blob(np.ascontiguousarray(y).tobytes()) + _blob(error.encode())
+    out += struct.pack("<3I", *y.shape[1:]) + _blob(np.ascontiguousarray(y).tobytes())
+    out += struct.pack("<f", float(tol)) + _blob(error.encode())
     return out
+
+
+def fused_f32_reference(x, blk):
+    """A float32 block in float64 numpy, independently of the C code: expand 1x1 + act ->
+    zero-padded 3x3 depthwise (stride, pad_tl; taps past the map read 0) + act -> project 1x1
+    (linear) -> [+ x].  Returns (y [1, Ho, Wo, Co] float64, err): a first-order bound of
+    |float32 result - y| in any summation order: a stage's float32 sum of n terms is off by at
+    most n * eps32 * (its sum of |terms|), the earlier stages' errors pass on through |weights|
+    (the activations are 1-Lipschitz), the residual add rounds once more."""
+    eps = float(np.finfo(np.float32).eps)
+    st, (pt, pl), (Ho, Wo) = blk["stride"], blk["pad"], blk["out_hw"]
+
+    def dwconv(h, w, b):
+        H, W, C = h.shape
+        hp = np.zeros((max(H + pt, st * (Ho - 1) + 3), max(W + pl, st * (Wo - 1) + 3), C))
+        hp[pt:pt + H, pl:pl + W] = h
+        d = np.zeros((Ho, Wo, C)) + b
+        for kh in range(3):
+            for kw in range(3):
+                d += hp[kh:kh + st * (Ho - 1) + 1:st, kw:kw + st * (Wo - 1) + 1:st] * w[kh, kw]
+        return d
+
+    x0 = x[0].astype(np.float64)
+    h, err = x0, np.zeros_like(x0)
+    if blk["expand"] is not None:
+        w, b = (v.astype(np.float64) for v in blk["expand"])
+        err = (w.shape[1] + 1) * eps * (np.abs(h) @ np.abs(w).T + np.abs(b))
+        h = np.clip(h @ w.T + b, *ACT[blk["acts"][0]])
+    dw, db = (v.astype(np.float64) for v in blk["dw"])
+    err = dwconv(err, np.abs(dw), 0.0) + 10 * eps * dwconv(np.abs(h), np.abs(dw), np.abs(db))
+    d = np.clip(dwconv(h, dw, db), *ACT[blk["acts"][1]])
+    w, b = (v.astype(np.float64) for v in blk["project"])
+    err = err @ np.abs(w).T + (w.shape[1] + 1) * eps * (np.abs(d) @ np.abs(w).T + np.abs(b))
+    y = d @ w.T + b
+    if blk["residual"]:
+        y = y + x0
+        err = err + eps * np.abs(y)
+    return y[None], float(err.max())
+
+
+def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
+                   pattern="unstructured", acts=("RELU6", "RELU6"), sparsity=0.7, runs=1, params_misalign=False):
+    """A float32 TFC_SPARSE_INVERTED_RESIDUAL record (params flag bit 3: float32 x / y / biases /
+    depthwise weights, float32 TFCS 1x1s, no scale section) and its float64 reference
+    (`fused_f32_reference`); tolerance: its rounding-error bound + 1e-6 (float32 sums in any order,
+    the expected output's own rounding to float32)."""
+    H, W = hw
+    if same:
+        Ho, Wo = -(-H // stride), -(-W // stride)
+        pt, pl = max((Ho - 1) * stride + 3 - H, 0) // 2, max((Wo - 1) * stride + 3 - W, 0) // 2
+    else:  # Keras' ZeroPadding2D((0, 1)) + VALID (stride 2): no top / left padding
+        Ho, Wo, pt, pl = (H + 1 - 3) // stride + 1, (W + 1 - 3) // stride + 1, 0, 0
+    block = 4 if pattern == "1x4" else 1
+    x = rng.standard_normal((1, H, W, cin)).astype(np.float32)
+    blk = {"stride": stride, "pad": (pt, pl), "out_hw": (Ho, Wo), "residual": residual, "acts": acts}
+    if expand:  # weights sized so the expanded values span a few units (ReLU6 clamps some)
+        we = sparse_matrix(rng, ce, cin, pattern, sparsity, "float32") * F32(3.0 / np.sqrt(cin * (1 - sparsity)))
+        be = (rng.standard_normal(ce) * 0.5).astype(np.float32)
+        blk["expand"] = (we, be)
+    else:
+        assert cin == ce
+        blk["expand"] = None
+    dw = (rng.standard_normal((3, 3, ce)) * 0.5).astype(np.float32)
+    db = (rng.standard_normal(ce) * 0.5).astype(np.float32)
+    wp = sparse_matrix(rng, co, ce, pattern, sparsity, "float32") * F32(1.0 / np.sqrt(ce * (1 - sparsity)))
+    bp = (rng.standard_normal(co) * 0.5).astype(np.float32)
+    blk["dw"], blk["project"] = (dw, db), (wp, bp)
+    y, err = fused_f32_reference(x, blk)
+    params = _fpack.pack_fused_params(
+        in_hw=(H, W), c_in=cin, c_exp=ce, c_out=co, out_hw=(Ho, Wo), stride=stride, pad_tl=(pt, pl),
+        has_expand=expand, has_residual=residual, acts=(acts[0] if expand else "NONE", acts[1], "NONE"),
+        q_exp=(0, 0), q_dw=(0, 0), q_proj=(0, 0), dw_weights=dw, dw_scales=None, dtype="float32")
+    ew = _pack.pack_sparse_weights(we, block=block) if expand else b""
+    eb = be.tobytes() if expand else b""
+    pw = _pack.pack_sparse_weights(wp, block=block)
+    return fused_record(name, x, params, ew, eb, db.tobytes(), pw, bp.tobytes(), (0.0, 0), (0.0, 0),
+                        y.astype(np.float32), runs=runs, params_misalign=params_misalign, tol=err + 1e-6)
 
 
 def fused_strips(hw, stride, same=True):
@@ -610,6 +694,22 @@ FUSED = [
 ]
 
 
+# float32 blocks (params flag bit 3), same fields as FUSED: float32 1x1 plans (CSR >= 16 rows,
+# tbl / block4 below), the vector-extension depthwise (16 lanes; Ce = 40 / 38 leave a partial group)
+FUSED_F32 = [
+    ("s1_residual_strips", (13, 16), 16, 64, 16, 1, dict(residual=True)),          # 13 strips of 16 rows
+    ("s2_keras_pad", (20, 22), 24, 72, 32, 2, dict(same=False)),                   # PAD (0, 1) + VALID, 2 strips
+    ("s2_same_odd_ce40", (9, 7), 12, 40, 20, 2, {}),                               # 2 groups of 16 + 8 lanes
+    ("no_expand", (10, 10), 32, 32, 16, 1, dict(expand=False, acts=("NONE", "RELU"))),
+    ("odd_ce38_residual", (11, 9), 12, 38, 12, 1, dict(residual=True)),            # 2 x 16 + 6 lanes, strips 7 + 4
+    ("wide_70", (5, 70), 8, 48, 8, 1, dict(residual=True, acts=("RELU", "RELU_N1_TO_1"))),  # 70-row strips
+    ("tiny_tbl", (3, 3), 8, 24, 8, 1, dict(residual=True, acts=("RELU6", "NONE"))),  # 9-row 1x1s
+    ("tiny_block4", (3, 5), 8, 24, 8, 1, dict(residual=True, pattern="1x4", acts=("NONE", "RELU6"))),
+    ("no_expand_residual_reprepare", (8, 8), 24, 24, 24, 1,
+     dict(expand=False, residual=True, runs=2, params_misalign=True)),
+]
+
+
 def fused_cases(rng):
     """The fused-op records (valid ones, then malformed params that Prepare must reject)."""
     out = []
@@ -618,6 +718,11 @@ def fused_cases(rng):
         re_, rp = fused_strips(bhw, st, opt.get("same", True))
         name = f"fused/{label}/rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}"
         out.append((name, fused_case(name, rng, hw, cin, ce, co, st, **opt)))
+    for label, hw, cin, ce, co, st, opt in FUSED_F32:
+        re_, rp = fused_strips(hw, st, opt.get("same", True))
+        name = (f"fused/float32/{label}/B{4 if opt.get('pattern') == '1x4' else 1}/"
+                f"rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}")
+        out.append((name, fused_f32_case(name, rng, hw, cin, ce, co, st, **opt)))
     # malformed params: the shared C validation on aarch64 (the full list of malformed fused
     # nodes runs on x86 through LiteRT, tests/native/test_fused_inverted_residual.py)
     for label, off, data, err in (("bad magic", 0, b"XXXX", "bad magic"),
@@ -629,6 +734,19 @@ def fused_cases(rng):
         i = rec.index(b"TFCI")
         rec[i + off:i + off + len(data)] = data
         rec[8 + len(nm.encode())] = 1  # expect_fail: the byte after the name
+        assert rec.endswith(_blob(b""))
+        out.append((nm, bytes(rec[:-4]) + _blob(err.encode())))
+    # float32 params (flag bit 3) with a non-zero quantization field, or with the stem flag
+    for label, off, data, err in (("f32 scale field", 56, struct.pack("<f", 0.5),
+                                   "float32 block's scales and zero points must be 0"),
+                                  ("f32 zero point", 68, struct.pack("<i", -1),
+                                   "float32 block's scales and zero points must be 0"),
+                                  ("f32 stem flag", 6, b"\x0f", "float32 block has no stem")):
+        nm = f"malformed/fused {label}"
+        rec = bytearray(fused_f32_case(nm, rng, (6, 6), 8, 16, 8, 1, residual=True))
+        i = rec.index(b"TFCI")
+        rec[i + off:i + off + len(data)] = data
+        rec[8 + len(nm.encode())] = 1  # expect_fail
         assert rec.endswith(_blob(b""))
         out.append((nm, bytes(rec[:-4]) + _blob(err.encode())))
     return out

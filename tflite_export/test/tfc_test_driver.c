@@ -24,10 +24,12 @@
  * Fused records (TFC_SPARSE_INVERTED_RESIDUAL, tfc_fused.c), little-endian:
  *   u32 'TFCF'  blob name
  *   u8 expect_fail  u8 has_expand  u8 runs  u8 params_misalign (params at an odd address)
+ *   u8 x_type (9 int8: int8 x / y, int32 biases; 1 float32: float32 x / y / biases)  u8 0, 0, 0
  *   u32 H, W, Cin (input [1, H, W, Cin])  f32 x_scale, i32 x_zero_point, f32 y_scale, i32 y_zero_point
- *   blob options, blob x, blob expand TFCS, blob expand bias (int32; both empty without expand),
+ *   blob options, blob x, blob expand TFCS, blob expand bias (both empty without expand),
  *   blob params "TFCI", blob depthwise bias, blob project TFCS, blob project bias
- *   u32 Ho, Wo, Co, blob y_expected (int8, compared EXACTLY), blob error substring
+ *   u32 Ho, Wo, Co, blob y_expected, f32 tolerance (int8: must be 0, compared EXACTLY; float32:
+ *   max |got - want|), blob error substring
  *   Tensors 0 x, 1 expand TFCS, 2 expand bias, 3 params, 4 dw bias, 5 project TFCS, 6 project
  *   bias, 7 y; inputs [0..6], or [0, 3, 4, 5, 6] without expand.
  * Output: one line per case ("PASS name max_err=E kernel=K" / "FAIL name: why"; K is the
@@ -328,6 +330,10 @@ static int run_fused_case(Reader* r) {
   char nm[256];
   snprintf(nm, sizeof nm, "%.*s", (int)(name.len < 200 ? name.len : 200), name.data ? (const char*)name.data : "");
   const int expect_fail = rd_u8(r), has_expand = rd_u8(r), runs = rd_u8(r), pmis = rd_u8(r);
+  const int x_type = rd_u8(r);
+  for (int i = 0; i < 3; ++i) rd_u8(r);
+  const int f32 = x_type == kTfLiteFloat32;
+  if (!f32 && x_type != kTfLiteInt8) r->bad = 1;
   uint32_t xd[4] = {1, 0, 0, 0};
   for (int i = 1; i < 4; ++i) xd[i] = rd_u32(r);
   const float xs = rd_f32(r);
@@ -339,15 +345,18 @@ static int run_fused_case(Reader* r) {
   for (int i = 0; i < 6; ++i) b[i] = rd_blob(r);
   uint32_t yd[4] = {1, 0, 0, 0};
   for (int i = 1; i < 4; ++i) yd[i] = rd_u32(r);
-  Blob want = rd_blob(r), errsub = rd_blob(r);
+  Blob want = rd_blob(r);
+  const float tol = rd_f32(r);
+  Blob errsub = rd_blob(r);
+  if (!f32 && tol != 0.f) r->bad = 1; /* int8 blocks are compared exactly */
   if (r->bad) {
-    printf("FAIL <case file>: truncated fused record after '%s'\n", nm);
+    printf("FAIL <case file>: truncated or bad fused record after '%s'\n", nm);
     return 0;
   }
   TfLiteTensor t[8];
   memset(t, 0, sizeof t);
   uint8_t* raw[8] = {0};
-  t[0].type = kTfLiteInt8;
+  t[0].type = (TfLiteType)x_type;
   t[0].dims = make_dims(4, xd);
   t[0].bytes = x.len;
   t[0].data.data = aligned_copy(x, 0, &raw[0]);
@@ -358,13 +367,13 @@ static int run_fused_case(Reader* r) {
     TfLiteTensor* ti = &t[1 + i];
     const int is_blob = i == 0 || i == 2 || i == 4;
     uint32_t n = is_blob ? b[i].len : b[i].len / 4u;
-    ti->type = is_blob ? kTfLiteUInt8 : kTfLiteInt32;
+    ti->type = is_blob ? kTfLiteUInt8 : f32 ? kTfLiteFloat32 : kTfLiteInt32;
     ti->dims = make_dims(1, &n);
     ti->bytes = b[i].len;
     ti->data.data = aligned_copy(b[i], i == 2 && pmis, &raw[1 + i]);
     ti->allocation_type = kTfLiteMmapRo;
   }
-  t[7].type = kTfLiteInt8;
+  t[7].type = (TfLiteType)x_type;
   t[7].params.scale = ys;
   t[7].params.zero_point = yz;
   t[7].allocation_type = kTfLiteArenaRw;
@@ -418,7 +427,20 @@ static int run_fused_case(Reader* r) {
       snprintf(why, sizeof why, "Invoke failed: %s", g_err);
       break;
     }
-    for (size_t i = 0; i < want.len; ++i) {
+    for (size_t i = 0; i < (f32 ? want.len / 4u : want.len); ++i) {
+      if (f32) {
+        float g, w;
+        memcpy(&g, (const uint8_t*)t[7].data.data + 4 * i, 4);
+        memcpy(&w, want.data + 4 * i, 4);
+        const double d = isnan(g) ? INFINITY : fabs((double)g - (double)w);
+        if (d > worst) worst = d;
+        if (d > tol && ok) {
+          ok = 0;
+          snprintf(why, sizeof why, "round %d: output[%zu] = %.9g, expected %.9g (tolerance %g)", round, i, (double)g,
+                   (double)w, (double)tol);
+        }
+        continue;
+      }
       const int got = ((const int8_t*)t[7].data.data)[i], ref = (int8_t)want.data[i];
       const double d = fabs((double)(got - ref));
       if (d > worst) worst = d;
