@@ -54,6 +54,7 @@ TFC_HOT static void tfc_dw_row_portable(const TfcFused* f, const int8_t* const r
  * (columns outside the map read as 0) one at a time; padding rows are f->dw_zrow_f.  A last
  * group of < 16 channels runs lane by lane. */
 #if defined(__aarch64__)
+#include <arm_neon.h>
 #define TFC_DWF_L 4
 #else
 #define TFC_DWF_L 16
@@ -67,13 +68,18 @@ static inline __attribute__((always_inline)) tfc_vdf tfc_vdf_load(const float* p
   return v;
 }
 
-/* clamp(a, lo, hi) as tfc_clampf (NaN passes), stored to p */
+/* clamp(a, lo, hi) as tfc_clampf (NaN passes), stored to p; aarch64: fmax / fmin (which pass
+ * NaN too; max(-0, +0) = +0 where tfc_clampf keeps -0) */
 static inline __attribute__((always_inline)) void tfc_vdf_store(float* p, tfc_vdf a, tfc_vdf lo, tfc_vdf hi) {
+#if defined(__aarch64__)
+  vst1q_f32(p, vminq_f32(vmaxq_f32((float32x4_t)a, (float32x4_t)lo), (float32x4_t)hi));
+#else
   const tfc_vdi below = a < lo, above = a > hi;
   tfc_vdi ai = (tfc_vdi)a;
   ai = (ai & ~below) | ((tfc_vdi)lo & below);
   ai = (ai & ~above) | ((tfc_vdi)hi & above);
   memcpy(p, &ai, sizeof ai);
+#endif
 }
 
 /* Output pixels [ow0, ow1) of channels [c, c + L) (every tap inside the map), stride ST. */
