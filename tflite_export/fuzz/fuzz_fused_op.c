@@ -19,6 +19,11 @@
  * Hi, Wi, Ci at offsets 76-84), so valid headers reach the kernels; every buffer is an exact-size
  * heap allocation (ASan sees any over-read).  Byte 1 / 21 % 2: TFCOMPRESS_FUSED_STEAL=1 (the
  * ranges steal strips from each other) or 0.
+ * float32 blocks: when the params' flag bit 3 is set (byte 6 of the params blob), x, y and the
+ * three biases are float32 tensors (4 bytes per value; bit 1 then makes the depthwise bias int32);
+ * flags bit 4 swaps the tensor types (float32 tensors for an int8 block, int8 / int32 for a
+ * float32 block: the type checks).  x and the biases hold fixed values (small floats for float32),
+ * as for int8; the 1x1 blobs and the depthwise weights are fuzz bytes.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -40,7 +45,7 @@ static void report(TfLiteContext* ctx, const char* fmt, ...) {
 
 static TfLiteStatus resize(TfLiteContext* ctx, TfLiteTensor* t, TfLiteIntArray* dims) {
   (void)ctx;
-  size_t n = 1;
+  size_t n = t->type == kTfLiteFloat32 || t->type == kTfLiteInt32 ? 4 : 1; /* bytes per value */
   for (int i = 0; i < dims->size; ++i) n *= (size_t)dims->data[i];
   free(t->dims);
   t->dims = dims;
@@ -76,7 +81,10 @@ static void bias_tensor(TfLiteTensor* t, int n, TfLiteType type) {
   t->dims = make_dims(1, d);
   t->bytes = (size_t)n * 4u;
   t->data.data = malloc(t->bytes ? t->bytes : 1);
-  for (size_t i = 0; i < t->bytes; ++i) ((uint8_t*)t->data.data)[i] = (uint8_t)(i * 13u + 5u);
+  if (type == kTfLiteFloat32) /* finite values in [-1, 1) */
+    for (int i = 0; i < n; ++i) ((float*)t->data.data)[i] = (float)((int)((unsigned)i * 13u + 5u) % 256 - 128) / 128.f;
+  else
+    for (size_t i = 0; i < t->bytes; ++i) ((uint8_t*)t->data.data)[i] = (uint8_t)(i * 13u + 5u);
   t->allocation_type = kTfLiteMmapRo;
 }
 
@@ -126,28 +134,35 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Ce = (uint32_t)data[1] % 70 + 1;
     Co = (uint32_t)data[2] % 70 + 1;
   }
+  /* float32 tensors: the params' flag bit 3 (a float32 block), swapped by flags bit 4 */
+  const int f32 = (lp >= 7 && (pp[6] & 8) != 0) != ((flags & 16) != 0);
+  const TfLiteType bt = f32 ? kTfLiteFloat32 : kTfLiteInt32;
 
   /* tensors: 0 x, 1 expand w, 2 expand b, 3 params, 4 dw b, 5 project w, 6 project b, 7 y */
   TfLiteTensor t[8];
   memset(t, 0, sizeof t);
   int xd[4] = {1, (int)xh, (int)xw, (int)xc};
-  t[0].type = kTfLiteInt8;
+  const size_t nx = (size_t)xh * xw * xc;
+  t[0].type = f32 ? kTfLiteFloat32 : kTfLiteInt8;
   t[0].dims = make_dims(4, xd);
-  t[0].bytes = (size_t)xh * xw * xc;
+  t[0].bytes = nx * (f32 ? 4u : 1u);
   t[0].data.data = malloc(t[0].bytes);
-  for (size_t i = 0; i < t[0].bytes; ++i) ((uint8_t*)t[0].data.data)[i] = (uint8_t)(i * 37u + 11u);
-  t[0].params.scale = 0.05f;
-  t[0].params.zero_point = 3;
+  if (f32) /* finite values in [-2, 2) */
+    for (size_t i = 0; i < nx; ++i) ((float*)t[0].data.data)[i] = (float)((int)((i * 37u + 11u) % 256u) - 128) / 64.f;
+  else
+    for (size_t i = 0; i < nx; ++i) ((uint8_t*)t[0].data.data)[i] = (uint8_t)(i * 37u + 11u);
+  t[0].params.scale = f32 ? 0.f : 0.05f;
+  t[0].params.zero_point = f32 ? 0 : 3;
   t[0].allocation_type = kTfLiteArenaRw;
   blob_tensor(&t[1], pe, le, 1);
-  bias_tensor(&t[2], (int)Ce, kTfLiteInt32);
+  bias_tensor(&t[2], (int)Ce, bt);
   blob_tensor(&t[3], pp, lp, !(flags & 4));
-  bias_tensor(&t[4], (int)Ce, (flags & 2) ? kTfLiteFloat32 : kTfLiteInt32);
+  bias_tensor(&t[4], (int)Ce, (flags & 2) ? (f32 ? kTfLiteInt32 : kTfLiteFloat32) : bt);
   blob_tensor(&t[5], pj, lj, 1);
-  bias_tensor(&t[6], (int)Co, kTfLiteInt32);
-  t[7].type = kTfLiteInt8;
-  t[7].params.scale = 0.1f;
-  t[7].params.zero_point = -2;
+  bias_tensor(&t[6], (int)Co, bt);
+  t[7].type = f32 ? kTfLiteFloat32 : kTfLiteInt8;
+  t[7].params.scale = f32 ? 0.f : 0.1f;
+  t[7].params.zero_point = f32 ? 0 : -2;
   t[7].allocation_type = kTfLiteArenaRw;
 
   TfLiteContext ctx;

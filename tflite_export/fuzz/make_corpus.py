@@ -85,7 +85,7 @@ def main(out_dir):
 def main_fused(out_dir):
     """Valid fused nodes (fuzz_fused_op.c layout): with / without expand and residual, strides
     1 and 2, paddings 0..1, odd sizes and channel counts, 1x4-block and unstructured 1x1s, every
-    dispatch level and 1-7 row ranges."""
+    dispatch level and 1-7 row ranges; int8 blocks, int8 stems and float32 blocks."""
     import struct
 
     from tfcompress.export.sparse_fused import pack_fused_params
@@ -145,6 +145,52 @@ def main_fused(out_dir):
         for cap, no512 in ((0, 0), (1, 0), (2, 0), (2, 1)):
             for r in (0, 22):  # 1 range, or 2 ranges with stealing
                 flags = 1 | (no512 << 5) | (cap << 6)
+                data = bytes([flags, r, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
+                with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
+                    f.write(data + params + ex + pj)
+                i += 1
+    # float32 blocks (params flag bit 3: float32 x / y / biases, TFCS blobs of float32 values,
+    # float32 depthwise weights): with / without expand and residual, strides 1 / 2, Ce not a
+    # multiple of 16 (the depthwise's lane-by-lane last group) or of 4 (1x1 blocks of 1), several
+    # strips per range; portable, AVX-512F and AVX2 (no-AVX-512) CSR kernels, 1-3 ranges, row
+    # ranges and the phased split
+    def sparse_f32(n, k, block):
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        if block == 4:
+            w[np.repeat(rng.random((n, k // 4)) < 0.8, 4, axis=1)] = 0
+        else:
+            w[rng.random(w.shape) < 0.8] = 0
+        return pack_sparse_weights(w, block=block, sort_rows=False)  # as _pack_for packs 1x1 convs
+
+    for (h, w_, cin, ce, co, st, expand, residual, acts) in [
+            (4, 4, 8, 38, 8, 1, True, True, ("RELU6", "RELU6", "NONE")),
+            (7, 5, 12, 40, 12, 1, True, True, ("RELU", "RELU6", "NONE")),
+            (9, 7, 16, 40, 20, 2, True, False, ("RELU6", "RELU6", "NONE")),
+            (8, 8, 8, 8, 16, 1, False, False, ("NONE", "RELU", "NONE")),
+            (6, 6, 38, 38, 24, 2, False, False, ("NONE", "RELU_N1_TO_1", "NONE")),
+            (20, 8, 8, 38, 8, 1, True, True, ("RELU6", "NONE", "NONE")),  # Wo 8: 2-row strips
+            (5, 70, 8, 20, 8, 1, True, True, ("RELU6", "RELU6", "NONE")),  # Wo 70: 1-row strips
+            (17, 4, 16, 48, 16, 1, True, True, ("RELU6", "RELU6", "NONE")),  # Wo 4: 4-row strips
+            (4, 4, 36, 36, 36, 1, True, True, ("RELU6", "RELU6", "NONE"))]:  # phased: project in channel parts + add
+        if not expand:
+            ce = cin
+        ho, wo = -(-h // st), -(-w_ // st)
+        pt = max((ho - 1) * st + 3 - h, 0) // 2
+        pl = max((wo - 1) * st + 3 - w_, 0) // 2
+        params = pack_fused_params(
+            in_hw=(h, w_), c_in=cin, c_exp=ce, c_out=co, out_hw=(ho, wo), stride=st, pad_tl=(pt, pl),
+            has_expand=expand, has_residual=residual, acts=acts, q_exp=(0, 0), q_dw=(0, 0), q_proj=(0, 0),
+            dw_weights=(rng.standard_normal((3, 3, ce)) * 0.3).astype(np.float32), dw_scales=None,
+            dtype="float32")
+        for block in (1, 4):
+            if block == 4 and (expand and cin % 4 or ce % 4):
+                continue
+            ex = sparse_f32(ce, cin, block) if expand else b""
+            pj = sparse_f32(co, ce, block)
+            # r = byte 1: 0 one range, 2 three ranges, 22 two with stealing, 1 two ranges (phased split
+            # where automatic: stride 1, < 4 rows per range), 15 two ranges with TFCOMPRESS_FUSED_PHASED=1
+            for cap, no512, r in ((0, 0, 0), (1, 0, 2), (3, 0, 22), (1, 1, 1), (3, 0, 15)):
+                flags = (1 if expand else 0) | (no512 << 5) | (cap << 6)
                 data = bytes([flags, r, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
                 with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
                     f.write(data + params + ex + pj)
