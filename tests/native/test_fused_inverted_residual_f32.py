@@ -210,3 +210,24 @@ def test_float32_small_maps_on_1_2_3_threads_phased_or_row_ranges(name, phased_f
     interp.set_tensor(interp.get_input_details()[0]["index"], x)
     interp.invoke()
     assert len(_pool_jobs_of_one_invoke(interp, x)) == 1
+
+
+def test_guarded_auto_measures_float32_fused_blocks(files):
+    """"auto" with the measured guard offers each float32 block fused (its 1x1s are 80 % sparse)
+    and ships it or the dense block by measurement; the guard ranks the block by the
+    multiply-adds its 1x1s' zeros save (rows x K x N x sparsity, computed here from the shapes)."""
+    from tfcompress.export.sparse import sparse_kernel_guard
+
+    model, dense, _ = files["s2_pad"]
+    out = rewrite_tflite(dense, "auto", num_threads=(1,))
+    guard = sparse_kernel_guard(out)
+    assert guard["rewritten_layers"] == 1, guard.get("result")
+    rows = sparse_kernel_report(out)
+    emitted = [r["emitted"] for r in rows]
+    assert emitted in (["fused"], ["dense", "dense"]), emitted
+    if emitted == ["fused"]:
+        (h, w), (ho, wo) = CASES["s2_pad"][0], (6, 6)
+        k_exp, k_proj = [layer.kernel.numpy() for layer in model.layers
+                         if type(layer).__name__ == "Conv2D"]  # [1, 1, K, N]: zeros counted here
+        want = (h * w * np.sum(k_exp == 0) + ho * wo * np.sum(k_proj == 0)) / 1e6
+        assert abs(rows[0]["macs_saved_m"] - want) <= 1e-3, (rows[0]["macs_saved_m"], want)

@@ -109,18 +109,23 @@ def layer_gain(row) -> float:
 
     int8 rows carry the cost model's ``predicted_us`` (dense, tfcompress): the gain is their
     difference in microseconds. Other rows: the multiply-adds the zeros save per invoke, in
-    millions (rows x K x N x sparsity), a proxy on a different scale (only compared among rows
-    of one model; a model holds one dtype).
+    millions (rows x K x N x sparsity; a fused block's ``macs_saved_m``: the sum over its 1x1
+    convs), a proxy on a different scale (only compared among rows of one model; a model holds
+    one dtype).
 
     Example:
         >>> layer_gain({"predicted_us": {"dense": 10.0, "tfcompress": 4.0}})
         6.0
         >>> layer_gain({"rows": 100, "shape": [8, 16], "sparsity": 0.5})
         0.0064
+        >>> layer_gain({"op": "INVERTED_RESIDUAL (fused)", "shape": [4, 4, 8, 16, 8], "macs_saved_m": 0.02})
+        0.02
     """
     pred = row.get("predicted_us")
     if pred:
         return float(pred["dense"]) - float(pred["tfcompress"])
+    if "macs_saved_m" in row:
+        return float(row["macs_saved_m"])
     n, k = row.get("shape", (0, 0))
     return float(row.get("rows") or 1) * n * k * float(row.get("sparsity", 0.0)) / 1e6
 

@@ -481,7 +481,7 @@ def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), note
 
     subgraph = model.subgraphs[sg_index]
     index = {id(op): i for i, op in enumerate(subgraph.operators)}
-    predicted = {}
+    predicted, saved = {}, {}
 
     def conv_decision(op):
         cand = _candidate(model, subgraph, op, schema)
@@ -493,6 +493,8 @@ def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), note
         row = {}
         emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, mode, schema, row)
         predicted[index[id(op)]] = row.get("predicted_us")
+        rows = _rows_of(op, subgraph, "conv")  # the multiply-adds the zeros save (float32: the guard's key)
+        saved[index[id(op)]] = (rows or 0) * cand[1].size * pat["sparsity"] / 1e6
         if guarded and emitted == "dense":
             emitted, why = _decide(cand[0], cand[1], pat, op, subgraph, model, "custom", schema)
         return emitted, why, cand[1], pat
@@ -510,6 +512,7 @@ def _fuse_blocks(model, sg_index, schema, mode, opcode, revert=frozenset(), note
         times = [predicted.get(i) for i in row["conv_op_indices"]]
         if all(times):
             row["predicted_us"] = {k: round(sum(t[k] for t in times), 2) for k in ("dense", "tfcompress")}
+        row["macs_saved_m"] = round(sum(saved.get(i, 0.0) for i in row["conv_op_indices"]), 3)
         if f"{sg_index}:{row['op_index']}" in (notes or {}):
             row["guard"] = notes[f"{sg_index}:{row['op_index']}"]
     return rows
