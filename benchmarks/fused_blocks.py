@@ -1,8 +1,10 @@
-"""Per-block timing of the fused int8 inverted-residual op against the same block as separate nodes.
+"""Per-block timing of the fused inverted-residual op against the same block as separate nodes.
 
 Each MobileNetV2 224 block shape (input size, channels, expansion 6, stride, residual) is built as
 its own Keras model, its 1x1 convs pruned 80 % in 1x4 blocks (`pruning.Block((1, 4))`'s pattern),
-random weights, int8 by post-training calibration. Three files per block, the same weights:
+random weights, int8 by post-training calibration; with `--dtype float32`, pruned in 4x1 blocks
+(`pruning.Block((4, 1))`, the float32 pattern) and exported float32. Three files per block, the
+same weights:
 
 * dense: XNNPACK runs every op;
 * custom: `rewrite_tflite(dense, "custom", fuse_blocks=False)`: the 1x1s as TFC_SPARSE_CONV_1X1,
@@ -10,9 +12,10 @@ random weights, int8 by post-training calibration. Three files per block, the sa
 * fused: `rewrite_tflite(dense, "custom")`: the whole block as TFC_SPARSE_INVERTED_RESIDUAL.
 
 Timed in interleaved rounds (every file and thread count once per round, shuffled), median of the
-round medians and min-max; the fused output is checked equal to the dense file's.
+round medians and min-max; the fused output is checked equal to the dense file's (float32: within
+1e-4 of its magnitude).
 
-    python benchmarks/fused_blocks.py [--rounds 15] [--tag _run1]
+    python benchmarks/fused_blocks.py [--rounds 15] [--tag _run1] [--dtype float32]
 
 Writes benchmarks/results/fused_blocks<tag>.json. x86 figures; only comparable within one run.
 """
@@ -48,7 +51,18 @@ BLOCKS = [
 ]
 
 
-def block_model(hw, cin, ce, co, stride, residual, rng):
+def _pool_stats():
+    """Process-wide tfcompress pool job counters: [parallel, of them stalled, run on the caller (backoff)]."""
+    import ctypes
+
+    from tfcompress.export.sparse_native import library_path
+
+    out = (ctypes.c_longlong * 3)()
+    ctypes.CDLL(library_path()).tfc_pool_stats(out)
+    return list(out)
+
+
+def block_model(hw, cin, ce, co, stride, residual, rng, dtype="int8"):
     inp = keras.Input((hw, hw, cin))
     x = inp
     if ce != cin or stride == 2 or residual:
@@ -64,9 +78,14 @@ def block_model(hw, cin, ce, co, stride, residual, rng):
     model = keras.Model(inp, x)
     for layer in model.layers:
         if type(layer) is keras.layers.Conv2D:
-            k = layer.kernel.numpy()[0, 0]
-            mask = np.repeat(rng.random((-(-k.shape[0] // 4), k.shape[1])) < 0.8, 4, axis=0)[: k.shape[0]]
+            k = layer.kernel.numpy()[0, 0]  # [K, N]: 1x4 = 4 inputs of one output, 4x1 = 4 outputs
+            if dtype == "int8":
+                mask = np.repeat(rng.random((-(-k.shape[0] // 4), k.shape[1])) < 0.8, 4, axis=0)[: k.shape[0]]
+            else:
+                mask = np.repeat(rng.random((k.shape[0], -(-k.shape[1] // 4))) < 0.8, 4, axis=1)[:, : k.shape[1]]
             layer.kernel.assign(np.where(mask, 0.0, k)[None, None].astype("float32"))
+    if dtype == "float32":
+        return export_tflite(model)[0]
     calib = (rng.standard_normal((8, hw, hw, cin)) * 0.5 + 0.5).astype("float32")
     return export_tflite(model, quantize="int8", representative_data=calib)[0]
 
@@ -76,25 +95,37 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--runs", type=int, default=30, help="invokes per round")
     ap.add_argument("--tag", default="", help="suffix of the result file: results/fused_blocks<tag>.json")
+    ap.add_argument("--dtype", choices=("int8", "float32"), default="int8")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     files = {}
     for name, hw, cin, ce, co, st, res in BLOCKS:
-        dense = block_model(hw, cin, ce, co, st, res, rng)
+        dense = block_model(hw, cin, ce, co, st, res, rng, args.dtype)
         files[name] = {"dense": dense, "custom": rewrite_tflite(dense, "custom", fuse_blocks=False),
                        "fused": rewrite_tflite(dense, "custom")}
-        x = rng.integers(-128, 128, (1, hw, hw, cin)).astype(np.int8)
+        if args.dtype == "float32":
+            x = rng.standard_normal((1, hw, hw, cin)).astype(np.float32)
+        else:
+            x = rng.integers(-128, 128, (1, hw, hw, cin)).astype(np.int8)
         outs = []
         for variant in ("dense", "fused"):
             it = load_interpreter(files[name][variant])
             it.set_tensor(it.get_input_details()[0]["index"], x)
             it.invoke()
             outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
-        assert np.array_equal(outs[0], outs[1]), name
+        if args.dtype == "float32":
+            assert np.abs(outs[0] - outs[1]).max() <= 1e-4 * max(1.0, np.abs(outs[0]).max()), name
+        else:
+            assert np.array_equal(outs[0], outs[1]), name
         keras.backend.clear_session()
     flat = {f"{b} | {v}": blob for b, d in files.items() for v, blob in d.items()}
+    before = _pool_stats()
     samples = time_interleaved(flat, [1, 2], args.rounds, args.runs)
-    out = {"load_avg": os.getloadavg(), "rounds": args.rounds, "runs": args.runs, "blocks": {}}
+    # tfcompress pool jobs while timing: parallel, of them stalled (the caller waited on a descheduled
+    # worker), run on the caller in the backoff after a stall (a one-node file: 64+ invokes serial)
+    jobs = [b - a for a, b in zip(before, _pool_stats())]
+    out = {"load_avg": os.getloadavg(), "rounds": args.rounds, "runs": args.runs, "dtype": args.dtype,
+           "pool_jobs": dict(zip(("parallel", "stalled", "backoff"), jobs)), "blocks": {}}
     lines = ["| block | thr | dense us | custom us | fused us | fused vs dense | fused vs custom |",
              "|---|---|---|---|---|---|---|"]
     for name in files:
@@ -106,6 +137,8 @@ def main():
             lines.append(f"| {name} | {t} | {m['dense']:.0f} | {m['custom']:.0f} | {m['fused']:.0f} "
                          f"({s['fused']['min_ms'] * 1e3:.0f}-{s['fused']['max_ms'] * 1e3:.0f}) | "
                          f"{m['dense'] / m['fused']:.2f}x | {m['custom'] / m['fused']:.2f}x |")
+    lines.append(f"\npool jobs while timing: {jobs[0]} parallel, {jobs[1]} stalled, {jobs[2]} run on the caller "
+                 "after a stall (2-thread figures of a file include such serial invokes)")
     out["markdown"] = "\n".join(lines)
     print(out["markdown"])
     os.makedirs(RESULTS, exist_ok=True)
