@@ -77,10 +77,8 @@ static float rdf(const uint8_t* p) {
 
 /* Quantized clamp of an activation for output (scale sy, zero point zp). */
 static void tfc_act_range(int act, float sy, int32_t zp, int32_t* qmin, int32_t* qmax) {
-  float fmin = -INFINITY, fmax = INFINITY;
-  if (act == 1) fmin = 0.f;
-  if (act == 2) { fmin = 0.f; fmax = 6.f; }
-  if (act == 3) { fmin = -1.f; fmax = 1.f; }
+  float fmin, fmax;
+  tfc_act_bounds(act, &fmin, &fmax);
   double lo = -128.0, hi = 127.0;
   if (isfinite(fmin)) { double q = zp + nearbyint(fmin / sy); if (q > lo) lo = q; }
   if (isfinite(fmax)) { double q = zp + nearbyint(fmax / sy); if (q < hi) hi = q; }
@@ -112,8 +110,7 @@ static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const
   s->options_ok = 1;
   s->activation = act;
   s->layout = 0;
-  s->fmin = act == 1 || act == 2 ? 0.f : act == 3 ? -1.f : -INFINITY;
-  s->fmax = act == 2 ? 6.f : act == 3 ? 1.f : INFINITY;
+  tfc_act_bounds(act, &s->fmin, &s->fmax);
   if (!f32) {
     s->zp_in = zx;
     s->zp_out = zy;
@@ -348,6 +345,27 @@ static int tfc_fused_ab_parts(TfcFused* f, int n) {
   return k;
 }
 
+/* The residual add of n values (project output p, block input x, output y; esz-byte values). */
+static void tfc_fused_add_any(const TfcFused* f, const void* p, const void* x, void* y, size_t n) {
+  if (f->f32)
+    tfc_fused_add_f32((const float*)p, (const float*)x, (float*)y, n);
+  else
+    tfc_fused_add(f, (const int8_t*)p, (const int8_t*)x, (int8_t*)y, n);
+}
+
+/* One depthwise output row, channel groups [g0, g1): rows[k] = input row k (NULL: padding). */
+static void tfc_fused_dw(const TfcFused* f, const uint8_t* const rows[3], const void* bias, uint8_t* out, int32_t* acc,
+                         int g0, int g1) {
+  if (f->f32) {
+    const float* rf[3];
+    for (int k = 0; k < 3; ++k) rf[k] = rows[k] != NULL ? (const float*)rows[k] : f->dw_zrow_f;
+    f->dw_row_f32(f, rf, (const float*)bias, (float*)out, g0, g1);
+  } else {
+    const int8_t* ri[3] = {(const int8_t*)rows[0], (const int8_t*)rows[1], (const int8_t*)rows[2]};
+    f->dw_row(f, ri, (const int32_t*)bias, (int8_t*)out, acc, g0, g1);
+  }
+}
+
 /* Output rows [r0, r1) of the block; with `span`, strip s = rows [r0 + s SH, ..) only once
  * claimed from the front of the span (the rest is left to a thief). */
 static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, int worker, atomic_ullong* span) {
@@ -416,23 +434,11 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
         const int ih = oh * f->stride - f->pt + k;
         rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)(ih - first) * e_row : NULL;
       }
-      uint8_t* d = dwb + (size_t)(oh - oh0) * d_row;
-      if (f->f32) {
-        const float* rf[3];
-        for (int k = 0; k < 3; ++k) rf[k] = rp[k] != NULL ? (const float*)rp[k] : f->dw_zrow_f;
-        f->dw_row_f32(f, rf, (const float*)io->db, (float*)d, 0, f->dw_groups);
-      } else {
-        const int8_t* ri[3] = {(const int8_t*)rp[0], (const int8_t*)rp[1], (const int8_t*)rp[2]};
-        f->dw_row(f, ri, (const int32_t*)io->db, (int8_t*)d, acc, 0, f->dw_groups);
-      }
+      tfc_fused_dw(f, rp, io->db, dwb + (size_t)(oh - oh0) * d_row, acc, 0, f->dw_groups);
     }
     if (f->has_residual) {
       tfc_fused_1x1(pr, dwb, io->pb, pjb, n * f->Wo, ks);
-      const size_t m = (size_t)n * f->Wo * f->Co; /* values */
-      if (f->f32)
-        tfc_fused_add_f32((const float*)pjb, (const float*)(x + (size_t)oh0 * in_row), (float*)(y + (size_t)oh0 * o_row), m);
-      else
-        tfc_fused_add(f, (const int8_t*)pjb, (const int8_t*)(x + (size_t)oh0 * in_row), (int8_t*)(y + (size_t)oh0 * o_row), m);
+      tfc_fused_add_any(f, pjb, x + (size_t)oh0 * in_row, y + (size_t)oh0 * o_row, (size_t)n * f->Wo * f->Co);
     } else {
       tfc_fused_1x1(pr, dwb, io->pb, y + (size_t)oh0 * o_row, n * f->Wo, ks);
     }
@@ -493,24 +499,8 @@ static void tfc_fused_phase_ab(void* arg, int task, int worker) {
       const int ih = oh * f->stride - f->pt + k;
       rp[k] = (ih >= 0 && ih < f->H) ? base + (size_t)ih * e_row : NULL;
     }
-    uint8_t* d = (uint8_t*)f->full_d + (size_t)oh * d_row;
-    if (f->f32) {
-      const float* rf[3];
-      for (int k = 0; k < 3; ++k) rf[k] = rp[k] != NULL ? (const float*)rp[k] : f->dw_zrow_f;
-      f->dw_row_f32(f, rf, (const float*)j->io->db, (float*)d, f->ab_g[task], f->ab_g[task + 1]);
-    } else {
-      const int8_t* ri[3] = {(const int8_t*)rp[0], (const int8_t*)rp[1], (const int8_t*)rp[2]};
-      f->dw_row(f, ri, (const int32_t*)j->io->db, (int8_t*)d, acc, f->ab_g[task], f->ab_g[task + 1]);
-    }
+    tfc_fused_dw(f, rp, j->io->db, (uint8_t*)f->full_d + (size_t)oh * d_row, acc, f->ab_g[task], f->ab_g[task + 1]);
   }
-}
-
-/* The residual add of n values (project output p, block input x, output y; esz-byte values). */
-static void tfc_fused_add_any(const TfcFused* f, const void* p, const void* x, void* y, size_t n) {
-  if (f->f32)
-    tfc_fused_add_f32((const float*)p, (const float*)x, (float*)y, n);
-  else
-    tfc_fused_add(f, (const int8_t*)p, (const int8_t*)x, (int8_t*)y, n);
 }
 
 static void tfc_fused_phase_c(void* arg, int task, int worker) {
@@ -682,8 +672,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
    * (s_in * s_w[c] / s_out), clamp of its activation */
   f->dw_bias_seen = (const int32_t*)db->data.raw_const;
   if (f->f32) {
-    f->dw_fmin = f->act_d == 1 || f->act_d == 2 ? 0.f : f->act_d == 3 ? -1.f : -INFINITY;
-    f->dw_fmax = f->act_d == 2 ? 6.f : f->act_d == 3 ? 1.f : INFINITY;
+    tfc_act_bounds(f->act_d, &f->dw_fmin, &f->dw_fmax);
     if (!tfc_fused_setup_dw_f32(f, (const float*)db->data.raw_const)) FAIL("out of memory");
   } else {
     tfc_free64(f->dw_w32);

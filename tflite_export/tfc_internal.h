@@ -211,6 +211,11 @@ typedef int (*TfcPickFn)(TfcState* s, int cap, TfcPlan* plan);
   } while (0)
 
 static inline float tfc_clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+/* Real-valued range of a fused activation (0 none, 1 relu, 2 relu6, 3 relu_n1_to_1). */
+static inline void tfc_act_bounds(int act, float* lo, float* hi) {
+  *lo = act == 1 || act == 2 ? 0.f : act == 3 ? -1.f : -INFINITY;
+  *hi = act == 2 ? 6.f : act == 3 ? 1.f : INFINITY;
+}
 static inline size_t tfc_round64(size_t b) { return (b + 63u) & ~(size_t)63u; }
 
 /* Windowed layout (B = 1): x is read through 32-feature windows. */

@@ -445,10 +445,8 @@ static TfLiteStatus tfc_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   }
 
   /* int8 quantization */
-  float fmin = -INFINITY, fmax = INFINITY;
-  if (s->activation == 1) fmin = 0.f;
-  if (s->activation == 2) { fmin = 0.f; fmax = 6.f; }
-  if (s->activation == 3) { fmin = -1.f; fmax = 1.f; }
+  float fmin, fmax;
+  tfc_act_bounds(s->activation, &fmin, &fmax);
   s->fmin = fmin;
   s->fmax = fmax;
   if (x->type == kTfLiteInt8) {

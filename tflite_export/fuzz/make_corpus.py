@@ -82,6 +82,12 @@ def main(out_dir):
     print(f"{i} seeds in {out_dir}")
 
 
+def _same(h, w, st):
+    """(Ho, Wo, pad_top, pad_left) of a SAME 3x3 depthwise with stride st."""
+    ho, wo = -(-h // st), -(-w // st)
+    return ho, wo, max((ho - 1) * st + 3 - h, 0) // 2, max((wo - 1) * st + 3 - w, 0) // 2
+
+
 def main_fused(out_dir):
     """Valid fused nodes (fuzz_fused_op.c layout): with / without expand and residual, strides
     1 and 2, paddings 0..1, odd sizes and channel counts, 1x4-block and unstructured 1x1s, every
@@ -109,9 +115,7 @@ def main_fused(out_dir):
             (5, 9, 16, 96, 16, 1, True, True)]:  # Ce = 96: 64 + 32 channels (VNNI depthwise)
         if not expand:
             ce = cin
-        ho, wo = -(-h // st), -(-w_ // st)
-        pt = max((ho - 1) * st + 3 - h, 0) // 2
-        pl = max((wo - 1) * st + 3 - w_, 0) // 2
+        ho, wo, pt, pl = _same(h, w_, st)
         params = pack_fused_params(
             in_hw=(h, w_), c_in=cin, c_exp=ce, c_out=co, out_hw=(ho, wo), stride=st, pad_tl=(pt, pl),
             has_expand=expand, has_residual=residual, acts=("RELU6", "RELU6", "NONE"),
@@ -174,9 +178,7 @@ def main_fused(out_dir):
             (4, 4, 36, 36, 36, 1, True, True, ("RELU6", "RELU6", "NONE"))]:  # phased: project in channel parts + add
         if not expand:
             ce = cin
-        ho, wo = -(-h // st), -(-w_ // st)
-        pt = max((ho - 1) * st + 3 - h, 0) // 2
-        pl = max((wo - 1) * st + 3 - w_, 0) // 2
+        ho, wo, pt, pl = _same(h, w_, st)
         params = pack_fused_params(
             in_hw=(h, w_), c_in=cin, c_exp=ce, c_out=co, out_hw=(ho, wo), stride=st, pad_tl=(pt, pl),
             has_expand=expand, has_residual=residual, acts=acts, q_exp=(0, 0), q_dw=(0, 0), q_proj=(0, 0),
