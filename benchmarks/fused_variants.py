@@ -1,10 +1,11 @@
-"""A/B of fused-op variants: the int8 fused MobileNetV2 file with environment settings vs as is.
+"""A/B of fused-op variants: the fused MobileNetV2 file with environment settings vs as is.
 
 MobileNetV2 224, 1x1 convs 80 % zero in `Block((1, 4))`, post-training int8 (the files of
 `sparse_threads.py`): the dense int8 file, the fused file (17 TFC_SPARSE_INVERTED_RESIDUAL blocks)
 as is, and the fused file once per variant, each variant's environment set while its interpreter is
 made (the op reads it in Prepare), at 1 and 2 threads. All interpreters must give the dense file's
-output. Interleaved rounds (every interpreter once per round in shuffled order, 20 invokes,
+output (`--dtype float32`: the float32 files, Block((4, 1)); outputs within 1e-4 of the dense
+file's magnitude). Interleaved rounds (every interpreter once per round in shuffled order, 20 invokes,
 median); per round the ratios dense / file and fused / variant, reported as median and p10-p90.
 
     python benchmarks/fused_variants.py --variants rows=TFCOMPRESS_FUSED_PHASED:0 --rounds 40
@@ -32,7 +33,7 @@ from mobile_pipeline import round_ratios  # noqa: E402
 from tfcompress.export import load_interpreter  # noqa: E402
 
 
-def _interpreter(tfl, threads, env):
+def _interpreter(tfl, threads, env, dtype="int8"):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -44,7 +45,9 @@ def _interpreter(tfl, threads, env):
             else:
                 os.environ[k] = v
     d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.random.default_rng(0).integers(-128, 128, d["shape"]).astype(np.int8))
+    rng = np.random.default_rng(0)
+    x = rng.random(d["shape"]).astype(np.float32) if dtype == "float32" else rng.integers(-128, 128, d["shape"])
+    it.set_tensor(d["index"], x.astype(d["dtype"]))
     it.invoke()
     return it
 
@@ -54,23 +57,27 @@ def main():
     ap.add_argument("--variants", default="", help="comma-separated name=ENV:V+ENV:V")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--tag", default="", help="suffix of results/fused_variants<tag>.json")
+    ap.add_argument("--dtype", choices=("int8", "float32"), default="int8")
     args = ap.parse_args()
     variants = {}
     for v in filter(None, args.variants.split(",")):
         name, spec = v.split("=", 1)
         variants[name] = dict(kv.split(":", 1) for kv in spec.split("+"))
-    files, _ = sparse_threads.build_files(["int8"], 0.8, np.random.default_rng(0))
-    pair = files["int8"]
+    files, _ = sparse_threads.build_files([args.dtype], 0.8, np.random.default_rng(0))
+    pair = files[args.dtype]
     its = {}
     for t in (1, 2):
-        its[("dense", t)] = _interpreter(pair["dense"], t, {})
-        its[("fused", t)] = _interpreter(pair["sparse"], t, {})
+        its[("dense", t)] = _interpreter(pair["dense"], t, {}, args.dtype)
+        its[("fused", t)] = _interpreter(pair["sparse"], t, {}, args.dtype)
         for name, env in variants.items():
-            its[(name, t)] = _interpreter(pair["sparse"], t, env)
+            its[(name, t)] = _interpreter(pair["sparse"], t, env, args.dtype)
     want = its[("dense", 1)].get_tensor(its[("dense", 1)].get_output_details()[0]["index"])
     for k, it in its.items():
         got = it.get_tensor(it.get_output_details()[0]["index"])
-        assert np.array_equal(got, want), f"{k} differs from the dense int8 file"
+        if args.dtype == "float32":
+            assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), f"{k} differs from the dense file"
+        else:
+            assert np.array_equal(got, want), f"{k} differs from the dense int8 file"
     times = {k: [] for k in its}
     keys, rng = list(its), np.random.default_rng(1)
     load_before = os.getloadavg()
@@ -83,7 +90,7 @@ def main():
                 ts.append(time.perf_counter_ns() - a)
             times[keys[i]].append(float(np.median(ts)) / 1e3)
     out = {"machine": {"cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
-           "variants": variants, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
+           "dtype": args.dtype, "variants": variants, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
            "summary": {}}
 
     for t in (1, 2):

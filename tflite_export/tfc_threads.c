@@ -89,6 +89,7 @@ struct TfcPool {
   atomic_int worker_tasks;     /* trace: tasks of the job run by workers */
   int backoff_left; /* jobs still to run on the caller after a stall (caller-only state) */
   int backoff_len;  /* length of the last backoff; 0 = the last parallel job did not stall */
+  int backoff_min;  /* first backoff length (TFC_POOL_BACKOFF, default TFC_POOL_BACKOFF_MIN; 0: never) */
 #if !TFC_HAVE_FUTEX
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -319,6 +320,13 @@ TfcPool* tfc_pool_acquire(const void* key, int threads) {
       if (end != env && v >= 0 && v <= 1000000) spin_us = v;
     }
     p->spin_ns = spin_us * 1000L;
+    p->backoff_min = TFC_POOL_BACKOFF_MIN;
+    const char* bo = getenv("TFC_POOL_BACKOFF"); /* benchmarks: the stall backoff's first length */
+    if (bo != NULL) {
+      char* end = NULL;
+      long v = strtol(bo, &end, 10);
+      if (end != bo && v >= 0 && v <= TFC_POOL_BACKOFF_MAX) p->backoff_min = (int)v;
+    }
     p->trace = tfc_trace_env();
     const char* y = getenv("TFC_POOL_YIELD");
     p->yield_spin = y != NULL && y[0] == '1';
@@ -456,7 +464,7 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   atomic_fetch_add(&tfc_stats[TFC_STAT_PARALLEL], 1);
   if (waited > own + TFC_POOL_STALL_NS) {
     atomic_fetch_add(&tfc_stats[TFC_STAT_STALLED], 1);
-    p->backoff_len = p->backoff_len == 0 ? TFC_POOL_BACKOFF_MIN
+    p->backoff_len = p->backoff_min == 0 ? 0 : p->backoff_len == 0 ? p->backoff_min
                                          : (p->backoff_len >= TFC_POOL_BACKOFF_MAX ? TFC_POOL_BACKOFF_MAX : 2 * p->backoff_len);
     p->backoff_left = p->backoff_len;
   } else {
