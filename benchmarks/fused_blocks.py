@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mobile_pipeline import summary, time_interleaved  # noqa: E402
+from sparse_threads import _pool_stats  # noqa: E402
 
 from tfcompress.export import export_tflite, load_interpreter  # noqa: E402
 from tfcompress.export.sparse import rewrite_tflite  # noqa: E402
@@ -49,17 +50,6 @@ BLOCKS = [
     ("b13 14x14 96->576->160 s2", 14, 96, 576, 160, 2, False),
     ("b14 7x7 160->960->160 res", 7, 160, 960, 160, 1, True),
 ]
-
-
-def _pool_stats():
-    """Process-wide tfcompress pool job counters: [parallel, of them stalled, run on the caller (backoff)]."""
-    import ctypes
-
-    from tfcompress.export.sparse_native import library_path
-
-    out = (ctypes.c_longlong * 3)()
-    ctypes.CDLL(library_path()).tfc_pool_stats(out)
-    return list(out)
 
 
 def block_model(hw, cin, ce, co, stride, residual, rng, dtype="int8"):

@@ -270,16 +270,25 @@ def test_threads_and_row_splits_give_the_same_output(name, files, rng, monkeypat
     dense, fused = files[name]
     xq = _input(dense, rng)
     want = _run(dense, xq)
+    for cap, threads, label in row_splits(monkeypatch):
+        np.testing.assert_array_equal(_run(fused, xq, threads=threads), want, err_msg=f"{cap} {label}")
+
+
+def row_splits(monkeypatch):
+    """Sets the environment of each (ISA cap, split) the fused op must give the same bits for and
+    yields (cap, threads, label): per cap one range on 1 thread, 2 threads, then 2 / 3 / 7 row
+    ranges run in turn on 1 thread, without and with strip stealing."""
     for cap in CAPS:
         monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
         monkeypatch.delenv("TFCOMPRESS_TEST_RANGES", raising=False)
         monkeypatch.delenv("TFCOMPRESS_FUSED_STEAL", raising=False)
-        np.testing.assert_array_equal(_run(fused, xq, threads=2), want, err_msg=f"{cap} 2 threads")
+        yield cap, 1, "1 thread"
+        yield cap, 2, "2 threads"
         for ranges in ("2", "3", "7"):
             monkeypatch.setenv("TFCOMPRESS_TEST_RANGES", ranges)
             for steal in ("0", "1"):
                 monkeypatch.setenv("TFCOMPRESS_FUSED_STEAL", steal)
-                np.testing.assert_array_equal(_run(fused, xq), want, err_msg=f"{cap} {ranges} ranges steal {steal}")
+                yield cap, 1, f"{ranges} ranges steal {steal}"
 
 
 def test_fusion_can_be_turned_off_and_auto_fuses_like_its_1x1s(files):
