@@ -482,6 +482,8 @@ def run_guest(job, cpu, sysroot, plugin, lib, ranges, work, timeout):
         bases = json.loads(p.stdout.strip().splitlines()[-1])["bases"]
     except (ValueError, IndexError, KeyError):
         bases = {}
+    with open(os.path.join(work, f"{job['name']}_{cpu}.bases.json"), "w") as f:
+        json.dump(bases, f)
     return dict(ok=True, insns_per_invoke=per[0], by_code=cats, wall_s=wall,
                 output=np.load(spec["output"]), log=_interesting_log(p.stderr),
                 top_functions=top_functions(tbprof, bases, {XNN_LIB: SYMS[XNN_LIB], os.path.basename(lib): SYMS["ours"]}))
@@ -741,6 +743,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="FC 2048 only, first cpu only")
     ap.add_argument("--only", default="", help="regex on job names")
     ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (models, per-block profiles *.tbprof, library bases) for "
+                         "a per-instruction look with benchmarks/arm_blocks.py")
     ap.add_argument("--mca-only", action="store_true",
                     help="recompute only the llvm-mca section of --out (same --tree/--ref, --cc)")
     args = ap.parse_args(argv)
@@ -842,7 +847,10 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=1, default=_jsonable)
     log(f"wrote {args.out}")
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        log(f"kept {work} (our library: {lib})")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     if args.ref:
         shutil.rmtree(tree, ignore_errors=True)
 

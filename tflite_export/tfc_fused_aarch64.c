@@ -200,7 +200,8 @@ static void tfc_dw_row_neon_w128(const TfcFused* f, const int8_t* const rows[3],
  * pixel adds sdot(column kw, weights of kernel column kw) for kw = 0..2 to its 4 accumulators
  * (12 `sdot` per pixel x 16 channels instead of 9 x 8 widening multiply-adds).  The weights are
  * re-laid out in Prepare as [G][3 kw][4 channel quads][4 channels][{kh 0, 1, 2, 0}]: the 4th
- * byte's weight is 0, so the 4th input byte never counts.  Interior columns are interleaved once
+ * byte's weight is 0, so the 4th input byte never counts; a group's 320 bytes are its 16 folded
+ * biases, its 192 weight bytes and its 16 multipliers.  Interior columns are interleaved once
  * and kept in registers for the next pixel (stride 1: 2 of 3 columns reused, stride 2: 1); border
  * pixels build their 3 columns from the input or the zero-point row.  Same integers as the
  * widening path (exact int32 sums, the same requantization). */
@@ -230,27 +231,94 @@ static inline __attribute__((always_inline)) TfcDwCol tfc_dw_col(int8x16_t r0, i
   return c;
 }
 
-/* One output pixel of 16 channels from its 3 interleaved columns; wg = the group's 192 weight
- * bytes (read per pixel: 12 L1 loads instead of 12 registers, so no spills). */
+/* One output pixel of 16 channels from its 3 interleaved columns; wg = the group's 320 bytes
+ * (the 16 folded biases, 192 of weights, the 16 multipliers), read per pixel: the weights in 3
+ * four-register `ld1`, the biases (the accumulators' start) in 2 `ldp`, the multipliers in one
+ * `ld1`.  `clamp` 0: the
+ * activation's range is the whole int8 range (ReLU / ReLU6 outputs with zero point -128, linear
+ * outputs), where the saturating narrow already is the clamp. */
 static inline __attribute__((always_inline)) int8x16_t tfc_dw_px_dot(const TfcDwGroup* g, const int8_t* wg,
                                                                       const TfcDwCol* c0, const TfcDwCol* c1,
-                                                                      const TfcDwCol* c2) {
+                                                                      const TfcDwCol* c2, const int clamp) {
+  /* the empty asm hides that the pointers are loop-invariant: hoisting the 20 vectors out of the
+   * pixel loop would not leave registers for the columns (GCC 12 then spills) */
+  const int8_t* wp = wg;
+  __asm__("" : "+r"(wp));
+  const int32_t* bp = (const int32_t*)(const void*)wp;
+  const float* mp = (const float*)(const void*)(wp + 256);
+  const int8x16x4_t w0 = vld1q_s8_x4(wp + 64), w1 = vld1q_s8_x4(wp + 128), w2 = vld1q_s8_x4(wp + 192);
   int32x4_t a[4];
   for (int j = 0; j < 4; ++j) {
-    a[j] = vld1q_s32(g->b + 4 * j);
-    a[j] = tfc_dw_sdot(a[j], c0->q[j], vld1q_s8(wg + 16 * j));
-    a[j] = tfc_dw_sdot(a[j], c1->q[j], vld1q_s8(wg + 64 + 16 * j));
-    a[j] = tfc_dw_sdot(a[j], c2->q[j], vld1q_s8(wg + 128 + 16 * j));
+    a[j] = vld1q_s32(bp + 4 * j);
+    a[j] = tfc_dw_sdot(a[j], c0->q[j], w0.val[j]);
+    a[j] = tfc_dw_sdot(a[j], c1->q[j], w1.val[j]);
+    a[j] = tfc_dw_sdot(a[j], c2->q[j], w2.val[j]);
   }
-  const int32x4_t q0 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[0]), vld1q_f32(g->m + 0)));
-  const int32x4_t q1 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[1]), vld1q_f32(g->m + 4)));
-  const int32x4_t q2 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[2]), vld1q_f32(g->m + 8)));
-  const int32x4_t q3 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[3]), vld1q_f32(g->m + 12)));
+  const float32x4x4_t m = vld1q_f32_x4(mp);
+  const int32x4_t q0 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[0]), m.val[0]));
+  const int32x4_t q1 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[1]), m.val[1]));
+  const int32x4_t q2 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[2]), m.val[2]));
+  const int32x4_t q3 = vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(a[3]), m.val[3]));
   const int16x8_t h0 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q0), q1), g->zo);
   const int16x8_t h1 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q2), q3), g->zo);
   const int8x16_t r = vqmovn_high_s16(vqmovn_s16(h0), h1);
-  return vminq_s8(vmaxq_s8(r, g->lo), g->hi);
+  return clamp ? vminq_s8(vmaxq_s8(r, g->lo), g->hi) : r;
 }
+
+/* The stride-1 interior of one 16-channel group, n3 x 3 output pixels, in one asm block (the
+ * same integers as tfc_dw_px_dot; with intrinsics GCC 12 spilled columns to the stack): columns
+ * in v0-v3 / v4-v7 / v8-v11 rotate over the 3 pixels of an iteration, each pixel builds one new
+ * column (3 loads, 8 zips), starts its accumulators v12-v15 at the biases and reads its weights
+ * and multipliers with four-register `ld1` (the group's 320 bytes in order), 12 `sdot`, then the
+ * requantization and one 16-byte store: 48 instructions per pixel, 50 with the clamp.  p0..p2 =
+ * the 3 input rows at the first tap column (stride s0..s2 bytes per column, 0 for a padding row),
+ * o = the first output pixel (C bytes apart). */
+#define TFC_DWA_COL(Q0, Q1, Q2, Q3)                                                                            \
+  "ld1 {v20.16b}, [%[p0]], %[s0]\n\t" "ld1 {v21.16b}, [%[p1]], %[s1]\n\t" "ld1 {v22.16b}, [%[p2]], %[s2]\n\t" \
+  "zip1 v23.16b, v20.16b, v21.16b\n\t" "zip2 v24.16b, v20.16b, v21.16b\n\t"                                  \
+  "zip1 v25.16b, v22.16b, v22.16b\n\t" "zip2 v26.16b, v22.16b, v22.16b\n\t"                                  \
+  "zip1 v" #Q0 ".8h, v23.8h, v25.8h\n\t" "zip2 v" #Q1 ".8h, v23.8h, v25.8h\n\t"                              \
+  "zip1 v" #Q2 ".8h, v24.8h, v26.8h\n\t" "zip2 v" #Q3 ".8h, v24.8h, v26.8h\n\t"
+#define TFC_DWA_KW(Q0, Q1, Q2, Q3)                                                                             \
+  "ld1 {v16.16b-v19.16b}, [x9], #64\n\t"                                                                       \
+  "sdot v12.4s, v" #Q0 ".16b, v16.16b\n\t" "sdot v13.4s, v" #Q1 ".16b, v17.16b\n\t"                           \
+  "sdot v14.4s, v" #Q2 ".16b, v18.16b\n\t" "sdot v15.4s, v" #Q3 ".16b, v19.16b\n\t"
+#define TFC_DWA_RQ                                                                                            \
+  "ld1 {v16.4s-v19.4s}, [x9]\n\t"                                                                              \
+  "scvtf v12.4s, v12.4s\n\t" "scvtf v13.4s, v13.4s\n\t" "scvtf v14.4s, v14.4s\n\t" "scvtf v15.4s, v15.4s\n\t"  \
+  "fmul v12.4s, v12.4s, v16.4s\n\t" "fmul v13.4s, v13.4s, v17.4s\n\t"                                        \
+  "fmul v14.4s, v14.4s, v18.4s\n\t" "fmul v15.4s, v15.4s, v19.4s\n\t"                                        \
+  "fcvtns v12.4s, v12.4s\n\t" "fcvtns v13.4s, v13.4s\n\t" "fcvtns v14.4s, v14.4s\n\t" "fcvtns v15.4s, v15.4s\n\t" \
+  "sqxtn v20.4h, v12.4s\n\t" "sqxtn2 v20.8h, v13.4s\n\t" "sqxtn v21.4h, v14.4s\n\t" "sqxtn2 v21.8h, v15.4s\n\t" \
+  "sqadd v20.8h, v20.8h, %[zo].8h\n\t" "sqadd v21.8h, v21.8h, %[zo].8h\n\t"                                  \
+  "sqxtn v22.8b, v20.8h\n\t" "sqxtn2 v22.16b, v21.8h\n\t"
+#define TFC_DWA_CLAMP "smax v22.16b, v22.16b, %[lo].16b\n\t" "smin v22.16b, v22.16b, %[hi].16b\n\t"
+#define TFC_DWA_PX(A, B, C, CL)                                                                               \
+  "mov x9, %[wg]\n\t" "ld1 {v12.4s-v15.4s}, [x9], #64\n\t" TFC_DWA_KW A TFC_DWA_KW B TFC_DWA_KW C TFC_DWA_RQ CL \
+  "st1 {v22.16b}, [%[o]], %[os]\n\t"
+#define TFC_DWA_A (0, 1, 2, 3)
+#define TFC_DWA_B (4, 5, 6, 7)
+#define TFC_DWA_C (8, 9, 10, 11)
+#define TFC_DWA_S1(NAME, CL)                                                                                  \
+  static inline __attribute__((always_inline)) void NAME(                                                       \
+      const int8_t* wg, const int8_t* p0, const int8_t* p1, const int8_t* p2, size_t s0, size_t s1, size_t s2,   \
+      int8_t* o, size_t os, int n3, int16x8_t zo, int8x16_t lo, int8x16_t hi) {                                  \
+    __asm__ volatile(                                                                                           \
+        TFC_DWA_COL(0, 1, 2, 3) TFC_DWA_COL(4, 5, 6, 7)                                                         \
+        "1:\n\t"                                                                                                \
+        TFC_DWA_COL(8, 9, 10, 11) TFC_DWA_PX(TFC_DWA_A, TFC_DWA_B, TFC_DWA_C, CL)                               \
+        TFC_DWA_COL(0, 1, 2, 3) TFC_DWA_PX(TFC_DWA_B, TFC_DWA_C, TFC_DWA_A, CL)                                 \
+        TFC_DWA_COL(4, 5, 6, 7) TFC_DWA_PX(TFC_DWA_C, TFC_DWA_A, TFC_DWA_B, CL)                                 \
+        "subs %w[n3], %w[n3], #1\n\t"                                                                           \
+        "b.ne 1b\n\t"                                                                                           \
+        : [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [n3] "+r"(n3)                                \
+        : [wg] "r"(wg), [s0] "r"(s0), [s1] "r"(s1), [s2] "r"(s2), [os] "r"(os), [zo] "w"(zo), [lo] "w"(lo),      \
+          [hi] "w"(hi)                                                                                          \
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15",  \
+          "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "x9", "cc", "memory");   \
+  }
+TFC_DWA_S1(tfc_dw_s1_asm, )
+TFC_DWA_S1(tfc_dw_s1_asm_clamp, TFC_DWA_CLAMP)
 
 /* The interleaved input column iw (the zero-point row outside [0, W)); n = channels (tail: copies). */
 static inline __attribute__((always_inline)) TfcDwCol tfc_dw_col_at(const int8_t* const base[3], const size_t cs[3],
@@ -262,12 +330,11 @@ static inline __attribute__((always_inline)) TfcDwCol tfc_dw_col_at(const int8_t
 }
 
 static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFused* f, const int8_t* const base[3],
-                                                                    const size_t cs[3], int c0, int n, int8_t* out) {
+                                                                    const size_t cs[3], int c0, int n, int8_t* out,
+                                                                    const int clamp) {
   const int C = f->Ce, W = f->W, st = f->stride, pl = f->pl, Wo = f->Wo;
-  const int8_t* wg = (const int8_t*)f->dw_wp + (size_t)(c0 / 16) * 192u;
+  const int8_t* wg = (const int8_t*)f->dw_wp + (size_t)(c0 / 16) * 320u;
   TfcDwGroup g;
-  g.b = f->dw_bp + c0;
-  g.m = f->dw_mp + c0;
   g.zo = vdupq_n_s16((int16_t)f->zp_d);
   g.lo = vdupq_n_s8((int8_t)f->dw_qmin);
   g.hi = vdupq_n_s8((int8_t)f->dw_qmax);
@@ -277,48 +344,30 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
   if (ow_lo > ow_hi) ow_lo = ow_hi;
   if (n < 16) ow_lo = ow_hi = 0;
   for (int ow = 0; ow < Wo; ++ow) {
-    if (ow == ow_lo && ow_lo < ow_hi) { /* interior: columns interleaved once, kept for the next pixel */
+    if (ow == ow_lo && ow_lo < ow_hi) { /* interior: each column interleaved once, kept for the next pixels */
       const size_t c0s = cs[0], c1s = cs[1], c2s = cs[2];
       const int8_t* p0 = base[0] + (size_t)(ow * st - pl) * c0s + c0;
       const int8_t* p1 = base[1] + (size_t)(ow * st - pl) * c1s + c0;
       const int8_t* p2 = base[2] + (size_t)(ow * st - pl) * c2s + c0;
       int8_t* o = out + (size_t)ow * C + c0;
-      TfcDwCol ca = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
-      if (st == 1) {
-        TfcDwCol cb = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
-        p0 += 2 * c0s;
-        p1 += 2 * c1s;
-        p2 += 2 * c2s;
-        for (; ow + 3 <= ow_hi; ow += 3) { /* 3 pixels: the columns rotate without register moves */
-          TfcDwCol cc = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
-          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc));
-          ca = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
-          vst1q_s8(o + C, tfc_dw_px_dot(&g, wg, &cb, &cc, &ca));
-          cb = tfc_dw_col(vld1q_s8(p0 + 2 * c0s), vld1q_s8(p1 + 2 * c1s), vld1q_s8(p2 + 2 * c2s));
-          vst1q_s8(o + 2 * C, tfc_dw_px_dot(&g, wg, &cc, &ca, &cb));
-          p0 += 3 * c0s;
-          p1 += 3 * c1s;
-          p2 += 3 * c2s;
-          o += 3 * C;
-        }
-        for (; ow < ow_hi; ++ow) {
-          const TfcDwCol cc = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
-          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc));
-          ca = cb;
-          cb = cc;
-          p0 += c0s;
-          p1 += c1s;
-          p2 += c2s;
-          o += C;
+      if (st == 1) { /* whole iterations of 3 pixels; the last 0-2 interior pixels take the path below */
+        const int n3 = (ow_hi - ow) / 3;
+        if (n3 > 0) {
+          if (clamp)
+            tfc_dw_s1_asm_clamp(wg, p0, p1, p2, c0s, c1s, c2s, o, (size_t)C, n3, g.zo, g.lo, g.hi);
+          else
+            tfc_dw_s1_asm(wg, p0, p1, p2, c0s, c1s, c2s, o, (size_t)C, n3, g.zo, g.lo, g.hi);
+          ow += 3 * n3;
         }
       } else { /* stride 2 */
+        TfcDwCol ca = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
         p0 += c0s;
         p1 += c1s;
         p2 += c2s;
         for (; ow < ow_hi; ++ow) {
           const TfcDwCol cb = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
           const TfcDwCol cc = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
-          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc));
+          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc, clamp));
           ca = cc;
           p0 += 2 * c0s;
           p1 += 2 * c1s;
@@ -332,7 +381,7 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
     const TfcDwCol ca = tfc_dw_col_at(base, cs, z, iw0, W, c0, n);
     const TfcDwCol cb = tfc_dw_col_at(base, cs, z, iw0 + 1, W, c0, n);
     const TfcDwCol cc = tfc_dw_col_at(base, cs, z, iw0 + 2, W, c0, n);
-    const int8x16_t r = tfc_dw_px_dot(&g, wg, &ca, &cb, &cc);
+    const int8x16_t r = tfc_dw_px_dot(&g, wg, &ca, &cb, &cc, clamp);
     int8_t* o = out + (size_t)ow * C + c0;
     if (n == 16) {
       vst1q_s8(o, r);
@@ -344,10 +393,10 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
   }
 }
 
-TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
-                                          int8_t* out, int32_t* acc, int g0, int g1) {
-  (void)bias; /* folded into f->dw_bp in Prepare */
-  (void)acc;
+/* The sdot row for groups [g0, g1); the specialized code for full groups without a clamp (the
+ * usual MobileNetV2 case: ReLU6 outputs with zero point -128, linear outputs) and with one. */
+TFC_DW_DOT_FN static inline __attribute__((always_inline)) void tfc_dw_row_sdot_t(
+    const TfcFused* f, const int8_t* const rows[3], int8_t* out, int g0, int g1, const int clamp) {
   const int C = f->Ce;
   const int8_t* base[3];
   size_t cs[3];
@@ -357,8 +406,18 @@ TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const
   }
   const int c1 = 16 * g1 < C ? 16 * g1 : C;
   int c0 = 16 * g0;
-  for (; c0 + 16 <= c1; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, 16, out); /* n = 16: the specialized code */
-  if (c0 < c1) tfc_dw_group_dot(f, base, cs, c0, c1 - c0, out);
+  for (; c0 + 16 <= c1; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, 16, out, clamp); /* n = 16: the specialized code */
+  if (c0 < c1) tfc_dw_group_dot(f, base, cs, c0, c1 - c0, out, clamp);
+}
+
+TFC_DW_DOT_FN static void tfc_dw_row_sdot(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                          int8_t* out, int32_t* acc, int g0, int g1) {
+  (void)bias; /* folded into f->dw_bp in Prepare */
+  (void)acc;
+  if (f->dw_qmin > -128 || f->dw_qmax < 127)
+    tfc_dw_row_sdot_t(f, rows, out, g0, g1, 1);
+  else
+    tfc_dw_row_sdot_t(f, rows, out, g0, g1, 0);
 }
 
 void tfc_fused_free_dw_aarch64(TfcFused* f) {
@@ -520,7 +579,7 @@ int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
   if (cap < TFC_ISA_SIMD) return 0;
   const int C = f->Ce, G = (C + 15) / 16;
   const int dot = cap >= TFC_ISA_DOT && tfc_aarch64_has_dotprod();
-  f->dw_wp = (int16_t*)tfc_alloc64((size_t)G * (dot ? 192u : 144u));
+  f->dw_wp = (int16_t*)tfc_alloc64((size_t)G * (dot ? 320u : 144u));
   f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 16u);
   f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * 16u);
   f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * 16u);
@@ -529,15 +588,15 @@ int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
     return -1;
   }
   int8_t* w8 = (int8_t*)f->dw_wp;
-  memset(w8, 0, (size_t)G * (dot ? 192u : 144u));
+  memset(w8, 0, (size_t)G * (dot ? 320u : 144u));
   int has_min = 0;
   memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 16u);
   for (int c = 0; c < G * 16; ++c) {
     int32_t sw = 0;
     for (int t = 0; t < 9; ++t) {
       const int8_t v = c < C ? f->dw_w[t * C + c] : 0;
-      if (dot) /* [G][kw][quad][channel][kh], the 4th kh byte stays 0 */
-        w8[(size_t)(c / 16) * 192u + 64u * (size_t)(t % 3) + 4u * (size_t)(c % 16) + (size_t)(t / 3)] = v;
+      if (dot) /* [G][bias | kw][quad][channel][kh] | multipliers], the 4th kh byte stays 0 */
+        w8[(size_t)(c / 16) * 320u + 64u + 64u * (size_t)(t % 3) + 4u * (size_t)(c % 16) + (size_t)(t / 3)] = v;
       else
         w8[(size_t)(c / 16) * 144u + 16u * (size_t)t + (size_t)(c % 16)] = v;
       sw += v;
@@ -545,6 +604,10 @@ int tfc_fused_dw_aarch64(TfcFused* f, int cap, const int32_t* bias) {
     }
     f->dw_bp[c] = c < C ? (int32_t)((uint32_t)bias[c] - (uint32_t)f->zp_e * (uint32_t)sw) : 0;
     f->dw_mp[c] = c < C ? f->dw_mult[c] : 0.f;
+    if (dot) {
+      memcpy(w8 + (size_t)(c / 16) * 320u + 4u * (size_t)(c % 16), &f->dw_bp[c], 4);
+      memcpy(w8 + (size_t)(c / 16) * 320u + 256u + 4u * (size_t)(c % 16), &f->dw_mp[c], 4);
+    }
   }
   if (dot) { /* sdot sums in int32: a -128 weight needs no other path */
     f->dw_row = tfc_dw_row_sdot;

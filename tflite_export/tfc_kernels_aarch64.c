@@ -1283,7 +1283,11 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
  * (3 + 5V/4 + 2 instructions per entry: 25 for a 64-row tile); then the requantization of
  * tfc_arm_requant16 (float multiply, round to nearest even, saturating narrows, + zero point,
  * clamp), 16 int8 outputs per 4 accumulators stored contiguously at `out` (4V bytes).  sdot is
- * emitted with .inst (see the tbl loops). */
+ * emitted with .inst (see the tbl loops).  Per channel, the fixed work is most of the work in an
+ * expand layer (a few entries per channel): the accumulators start with one `ld4r` per 4 of
+ * them from `init4` (the start value 4 times), the multiplier is one `ld1r`, and the clamp is
+ * left out when the activation's range is the whole int8 range (`_nc`: ReLU / ReLU6 outputs with
+ * zero point -128, linear outputs), where the saturating narrow already clamps. */
 #define TFC_ARM_SDOT(D, N, M) \
   ".inst 0x4e809400|(" #M "<<16)|(" #N "<<5)|" #D " /* sdot v" #D ".4s, v" #N ".16b, v" #M ".16b */\n\t"
 /* 4 accumulators += sdot(tile registers vR0..vR3 loaded from X, weights in every lane of vW) */
@@ -1294,10 +1298,10 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_ARM_QBODY_8(X, W) TFC_ARM_QBODY_4(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 4, 5, 6, 7)
 #define TFC_ARM_QBODY_12(X, W) TFC_ARM_QBODY_8(X, W) TFC_ARM_Q4(16, 17, 18, 19, X, W, 8, 9, 10, 11)
 #define TFC_ARM_QBODY_16(X, W) TFC_ARM_QBODY_12(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 12, 13, 14, 15)
-#define TFC_ARM_INIT4(A0, A1, A2, A3)                                                              \
-  "mov v" #A0 ".16b, %[init].16b\n\t" "mov v" #A1 ".16b, %[init].16b\n\t" "mov v" #A2 ".16b, %[init].16b\n\t" \
-  "mov v" #A3 ".16b, %[init].16b\n\t"
-#define TFC_ARM_RQ4G(M, ZP, LO, HI, A0, A1, A2, A3)                                                \
+#define TFC_ARM_INIT4(A0, A1, A2, A3) "ld4r {v" #A0 ".4s-v" #A3 ".4s}, [%[init4]]\n\t"
+/* requantize accumulators A0..A3 (16 rows) into v18: float multiply by M, round to nearest even,
+ * saturating narrows, + zero point ZP (int16, saturating) */
+#define TFC_ARM_RQ4NARROW(M, ZP, A0, A1, A2, A3)                                                   \
   "scvtf v" #A0 ".4s, v" #A0 ".4s\n\t" "scvtf v" #A1 ".4s, v" #A1 ".4s\n\t"                              \
   "scvtf v" #A2 ".4s, v" #A2 ".4s\n\t" "scvtf v" #A3 ".4s, v" #A3 ".4s\n\t"                              \
   "fmul v" #A0 ".4s, v" #A0 ".4s, " M ".4s\n\t" "fmul v" #A1 ".4s, v" #A1 ".4s, " M ".4s\n\t"              \
@@ -1307,13 +1311,19 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
   "sqxtn v16.4h, v" #A0 ".4s\n\t" "sqxtn2 v16.8h, v" #A1 ".4s\n\t"                                       \
   "sqxtn v17.4h, v" #A2 ".4s\n\t" "sqxtn2 v17.8h, v" #A3 ".4s\n\t"                                       \
   "sqadd v16.8h, v16.8h, " ZP ".8h\n\t" "sqadd v17.8h, v17.8h, " ZP ".8h\n\t"                              \
-  "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"                                                \
+  "sqxtn v18.8b, v16.8h\n\t" "sqxtn2 v18.16b, v17.8h\n\t"
+/* ... then clamp to [LO, HI] and store 16 int8 at out */
+#define TFC_ARM_RQ4G(M, ZP, LO, HI, A0, A1, A2, A3)                                                \
+  TFC_ARM_RQ4NARROW(M, ZP, A0, A1, A2, A3)                                                         \
   "smax v18.16b, v18.16b, " LO ".16b\n\t" "smin v18.16b, v18.16b, " HI ".16b\n\t"                          \
   "st1 {v18.16b}, [%[out]], #16\n\t"
-#define TFC_ARM_RQ4(A0, A1, A2, A3) TFC_ARM_RQ4G("%[m]", "%[zp]", "%[lo]", "%[hi]", A0, A1, A2, A3)
-#define TFC_ARM_ASM_QUADS(V)                                                                               \
-  static inline __attribute__((always_inline)) void tfc_arm_quads_channel_##V(                             \
-      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, int32x4_t init, float32x4_t m,  \
+#define TFC_ARM_RQ4(A0, A1, A2, A3) TFC_ARM_RQ4G("v26", "%[zp]", "%[lo]", "%[hi]", A0, A1, A2, A3)
+/* without the clamp (the activation's range is the whole int8 range) */
+#define TFC_ARM_RQ4N(A0, A1, A2, A3) \
+  TFC_ARM_RQ4NARROW("v26", "%[zp]", A0, A1, A2, A3) "st1 {v18.16b}, [%[out]], #16\n\t"
+#define TFC_ARM_ASM_QUADS(V, NAME, RQ)                                                                               \
+  static inline __attribute__((always_inline)) void NAME(                             \
+      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, const int32_t* init4, const float* m, \
       int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                             \
     __asm__ volatile(                                                                                      \
         TFC_ARM_QG_##V(TFC_ARM_INIT4)                                                                      \
@@ -1336,17 +1346,21 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
         "add x9, %[xt], x9\n\t"                                                                            \
         TFC_ARM_QBODY_##V("x9", 24)                                                                        \
         "2:\n\t"                                                                                           \
-        TFC_ARM_QG_##V(TFC_ARM_RQ4)                                                                        \
+        "ld1r {v26.4s}, [%[m]]\n\t" TFC_ARM_QG_##V(RQ)                                                                        \
         : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                       \
-        : [xt] "r"(xt), [init] "w"(init), [m] "w"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)             \
+        : [xt] "r"(xt), [init4] "r"(init4), [m] "r"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)             \
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",      \
-          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "x9", "x10", "x11", "cc", \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "x9", "x10", "x11", "cc", \
           "memory");                                                                                       \
   }
-TFC_ARM_ASM_QUADS(4)
-TFC_ARM_ASM_QUADS(8)
-TFC_ARM_ASM_QUADS(12)
-TFC_ARM_ASM_QUADS(16)
+TFC_ARM_ASM_QUADS(4, tfc_arm_quads_channel_4, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(4, tfc_arm_quads_channel_4_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(8, tfc_arm_quads_channel_8, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(8, tfc_arm_quads_channel_8_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(12, tfc_arm_quads_channel_12, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(12, tfc_arm_quads_channel_12_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(16, tfc_arm_quads_channel_16, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(16, tfc_arm_quads_channel_16_nc, TFC_ARM_RQ4N)
 
 /* ARMv8.0 (no sdot): the same quads and tile, 32 rows per pass.  Per 16 rows (one ld1 of 4
  * registers, 4 rows x 4 inputs each): `smull` / `smull2` by the entry's 4 weights (in every lane)
@@ -1515,6 +1529,15 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
   const int16x8_t zp = vdupq_n_s16((int16_t)s->zp_out);
   const int8x16_t lo = vdupq_n_s8((int8_t)s->qmin), hi = vdupq_n_s8((int8_t)s->qmax);
   int32_t prm[20] __attribute__((aligned(16))); /* ARMv8.0 epilogue: init, m, zp, lo, hi */
+  int32_t init4[4] __attribute__((aligned(16))); /* sdot: the channel's start value, 4 times */
+  /* the state's arrays in locals: the asm blocks' memory clobber would reload them per channel */
+  const uint32_t* qptr = s->i8q_ptr;
+  const uint32_t* qoff = s->i8q_off;
+  const int32_t* qw = s->i8q_w;
+  const int32_t* rsum = s->row_sums;
+  const float* mult = s->multipliers;
+  const uint32_t zin = (uint32_t)s->zp_in;
+  const int clamp = s->qmin > -128 || s->qmax < 127;
   vst1q_s16((int16_t*)(prm + 8), zp);
   vst1q_s8((int8_t*)(prm + 12), lo);
   vst1q_s8((int8_t*)(prm + 16), hi);
@@ -1544,26 +1567,37 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
     }
     const int V = rows16 / 4;
     for (int n = 0; n < N; ++n) {
-      const int32x4_t init = vdupq_n_s32((int32_t)((uint32_t)(bias ? bias[n] : 0) -
-                                                   (uint32_t)s->zp_in * (uint32_t)s->row_sums[n]));
-      const uint32_t j0 = s->i8q_ptr[n], ne = s->i8q_ptr[n + 1] - j0;
+      const int32_t init = (int32_t)((uint32_t)(bias ? bias[n] : 0) - zin * (uint32_t)rsum[n]);
+      const uint32_t j0 = qptr[n], ne = qptr[n + 1] - j0;
       const int8_t* xtb = (const int8_t*)xt;
-      const float32x4_t m = vdupq_n_f32(s->multipliers[n]);
       int8_t* out = ytile + (size_t)n * T;
       if (dot) {
-        switch (V) {
-          case 4: tfc_arm_quads_channel_4(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
-          case 8: tfc_arm_quads_channel_8(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
-          case 12: tfc_arm_quads_channel_12(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
-          default: tfc_arm_quads_channel_16(s->i8q_off + j0, s->i8q_w + j0, ne, xtb, init, m, zp, lo, hi, out); break;
+        vst1q_s32(init4, vdupq_n_s32(init));
+        const uint32_t* o = qoff + j0;
+        const int32_t* wq = qw + j0;
+        const float* m = mult + n;
+        if (clamp) {
+          switch (V) {
+            case 4: tfc_arm_quads_channel_4(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+            case 8: tfc_arm_quads_channel_8(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+            case 12: tfc_arm_quads_channel_12(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+            default: tfc_arm_quads_channel_16(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+          }
+        } else {
+          switch (V) {
+            case 4: tfc_arm_quads_channel_4_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+            case 8: tfc_arm_quads_channel_8_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+            case 12: tfc_arm_quads_channel_12_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+            default: tfc_arm_quads_channel_16_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
+          }
         }
       } else { /* 32 + 32, 32 + 16, 32 or 16 rows */
         for (int h = 0; h < rows16; h += 32) {
           const uint32_t* o = s->i8q_off + j0;
           const int32_t* wq = s->i8q_w + j0;
           const int8_t* xh = xtb + 4 * h;
-          vst1q_s32(prm, init);
-          vst1q_f32((float*)prm + 4, m);
+          vst1q_s32(prm, vdupq_n_s32(init));
+          vst1q_f32((float*)prm + 4, vdupq_n_f32(mult[n]));
           if (pair16) {
             if (rows16 - h >= 32) tfc_arm_quads_neon2_32(o, wq, ne, xh, prm, out + h);
             else tfc_arm_quads_neon2_16(o, wq, ne, xh, prm, out + h);

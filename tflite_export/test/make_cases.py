@@ -691,6 +691,9 @@ FUSED = [
     # the first conv (3x3 stride 2 over an image of 3 / 1 channels) fused as the expand
     ("stem_odd", (19, 23), 3, 32, 16, 1, dict(stem=True, runs=2)),
     ("stem_s2_1ch", (9, 8), 1, 16, 8, 2, dict(stem=True)),
+    # ReLU with a non-zero output zero point: the clamping variants of the sdot 1x1 and of the
+    # stride-1 depthwise asm loop (ReLU6 outputs with zero point -128 take the ones without)
+    ("s1_relu_clamp", (6, 13), 16, 48, 16, 1, dict(residual=True, acts=("RELU", "RELU"))),
 ]
 
 
