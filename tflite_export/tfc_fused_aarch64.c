@@ -270,9 +270,11 @@ static inline __attribute__((always_inline)) int8x16_t tfc_dw_px_dot(const TfcDw
  * in v0-v3 / v4-v7 / v8-v11 rotate over the 3 pixels of an iteration, each pixel builds one new
  * column (3 loads, 8 zips), starts its accumulators v12-v15 at the biases and reads its weights
  * and multipliers with four-register `ld1` (the group's 320 bytes in order), 12 `sdot`, then the
- * requantization and one 16-byte store: 48 instructions per pixel, 50 with the clamp.  p0..p2 =
- * the 3 input rows at the first tap column (stride s0..s2 bytes per column, 0 for a padding row),
- * o = the first output pixel (C bytes apart). */
+ * requantization and one 16-byte store: 48 instructions per pixel, 50 with the clamp.  cst = the
+ * first two columns (2 x 64 bytes, built by the caller: the left padding is a column of zero
+ * points), overwritten with the last two on return; p0..p2 = the 3 input rows at the next column
+ * (stride s0..s2 bytes per column, 0 for a padding row), o = the first output pixel (os = C bytes
+ * apart). */
 #define TFC_DWA_COL(Q0, Q1, Q2, Q3)                                                                            \
   "ld1 {v20.16b}, [%[p0]], %[s0]\n\t" "ld1 {v21.16b}, [%[p1]], %[s1]\n\t" "ld1 {v22.16b}, [%[p2]], %[s2]\n\t" \
   "zip1 v23.16b, v20.16b, v21.16b\n\t" "zip2 v24.16b, v20.16b, v21.16b\n\t"                                  \
@@ -301,18 +303,20 @@ static inline __attribute__((always_inline)) int8x16_t tfc_dw_px_dot(const TfcDw
 #define TFC_DWA_C (8, 9, 10, 11)
 #define TFC_DWA_S1(NAME, CL)                                                                                  \
   static inline __attribute__((always_inline)) void NAME(                                                       \
-      const int8_t* wg, const int8_t* p0, const int8_t* p1, const int8_t* p2, size_t s0, size_t s1, size_t s2,   \
+      TfcDwCol* cst, const int8_t* wg, const int8_t* p0, const int8_t* p1, const int8_t* p2, size_t s0,           \
+      size_t s1, size_t s2,                                                                                     \
       int8_t* o, size_t os, int n3, int16x8_t zo, int8x16_t lo, int8x16_t hi) {                                  \
     __asm__ volatile(                                                                                           \
-        TFC_DWA_COL(0, 1, 2, 3) TFC_DWA_COL(4, 5, 6, 7)                                                         \
+        "ld1 {v0.16b-v3.16b}, [%[cst]]\n\t" "add x9, %[cst], #64\n\t" "ld1 {v4.16b-v7.16b}, [x9]\n\t"               \
         "1:\n\t"                                                                                                \
         TFC_DWA_COL(8, 9, 10, 11) TFC_DWA_PX(TFC_DWA_A, TFC_DWA_B, TFC_DWA_C, CL)                               \
         TFC_DWA_COL(0, 1, 2, 3) TFC_DWA_PX(TFC_DWA_B, TFC_DWA_C, TFC_DWA_A, CL)                                 \
         TFC_DWA_COL(4, 5, 6, 7) TFC_DWA_PX(TFC_DWA_C, TFC_DWA_A, TFC_DWA_B, CL)                                 \
         "subs %w[n3], %w[n3], #1\n\t"                                                                           \
         "b.ne 1b\n\t"                                                                                           \
+        "st1 {v0.16b-v3.16b}, [%[cst]]\n\t" "add x9, %[cst], #64\n\t" "st1 {v4.16b-v7.16b}, [x9]\n\t"               \
         : [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [n3] "+r"(n3)                                \
-        : [wg] "r"(wg), [s0] "r"(s0), [s1] "r"(s1), [s2] "r"(s2), [os] "r"(os), [zo] "w"(zo), [lo] "w"(lo),      \
+        : [cst] "r"(cst), [wg] "r"(wg), [s0] "r"(s0), [s1] "r"(s1), [s2] "r"(s2), [os] "r"(os), [zo] "w"(zo), [lo] "w"(lo),      \
           [hi] "w"(hi)                                                                                          \
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15",  \
           "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "x9", "cc", "memory");   \
@@ -343,6 +347,33 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
   if (ow_hi > Wo) ow_hi = Wo;
   if (ow_lo > ow_hi) ow_lo = ow_hi;
   if (n < 16) ow_lo = ow_hi = 0;
+  if (st == 1 && n == 16) { /* every pixel builds one new column: the asm loop, then the last 1-3 */
+    TfcDwCol c2[2];
+    c2[0] = tfc_dw_col_at(base, cs, z, -pl, W, c0, 16); /* the left padding: zero points */
+    c2[1] = tfc_dw_col_at(base, cs, z, 1 - pl, W, c0, 16);
+    int8_t* o = out + c0;
+    int ow = 0;
+    const int inner = W + pl - 2; /* pixels [0, inner) read no column right of the row */
+    if (inner >= 3) {
+      const int n3 = inner / 3, iw = 2 - pl;
+      const int8_t* p0 = base[0] + (size_t)iw * cs[0] + c0;
+      const int8_t* p1 = base[1] + (size_t)iw * cs[1] + c0;
+      const int8_t* p2 = base[2] + (size_t)iw * cs[2] + c0;
+      if (clamp)
+        tfc_dw_s1_asm_clamp(c2, wg, p0, p1, p2, cs[0], cs[1], cs[2], o, (size_t)C, n3, g.zo, g.lo, g.hi);
+      else
+        tfc_dw_s1_asm(c2, wg, p0, p1, p2, cs[0], cs[1], cs[2], o, (size_t)C, n3, g.zo, g.lo, g.hi);
+      ow = 3 * n3;
+      o += (size_t)ow * C;
+    }
+    for (; ow < Wo; ++ow, o += C) {
+      const TfcDwCol cc = tfc_dw_col_at(base, cs, z, ow - pl + 2, W, c0, 16);
+      vst1q_s8(o, tfc_dw_px_dot(&g, wg, &c2[0], &c2[1], &cc, clamp));
+      c2[0] = c2[1];
+      c2[1] = cc;
+    }
+    return;
+  }
   for (int ow = 0; ow < Wo; ++ow) {
     if (ow == ow_lo && ow_lo < ow_hi) { /* interior: each column interleaved once, kept for the next pixels */
       const size_t c0s = cs[0], c1s = cs[1], c2s = cs[2];
@@ -350,16 +381,7 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
       const int8_t* p1 = base[1] + (size_t)(ow * st - pl) * c1s + c0;
       const int8_t* p2 = base[2] + (size_t)(ow * st - pl) * c2s + c0;
       int8_t* o = out + (size_t)ow * C + c0;
-      if (st == 1) { /* whole iterations of 3 pixels; the last 0-2 interior pixels take the path below */
-        const int n3 = (ow_hi - ow) / 3;
-        if (n3 > 0) {
-          if (clamp)
-            tfc_dw_s1_asm_clamp(wg, p0, p1, p2, c0s, c1s, c2s, o, (size_t)C, n3, g.zo, g.lo, g.hi);
-          else
-            tfc_dw_s1_asm(wg, p0, p1, p2, c0s, c1s, c2s, o, (size_t)C, n3, g.zo, g.lo, g.hi);
-          ow += 3 * n3;
-        }
-      } else { /* stride 2 */
+      { /* stride 2 (stride 1 took the path above, but for a partial group) */
         TfcDwCol ca = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
         p0 += c0s;
         p1 += c1s;

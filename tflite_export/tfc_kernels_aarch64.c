@@ -1471,24 +1471,34 @@ static inline __attribute__((always_inline)) void tfc_arm_tr16_u8(uint8x16_t* r)
   }
 }
 
+/* one 16-byte store at *o, then *o += step (post-indexed: one instruction) */
+static inline __attribute__((always_inline)) void tfc_arm_st1_step(uint8_t** o, uint8x16_t v, size_t step) {
+  __asm__ volatile("st1 {%1.16b}, [%0], %2" : "+r"(*o) : "w"(v), "r"(step) : "memory");
+}
+
 /* ytile[n][T] (int8 outputs of channel n for the tile's rows) -> y[i][n] (NHWC), rows [0, t):
  * 16 x 16 byte transposes.  The last rows (t % 16) are transposed as a whole block too (the
  * kernels wrote ytile up to the next multiple of 16 rows <= T, from zeroed tile rows) and only
  * the real rows stored; the last channels (N % 16) load zeros for the missing channels and store
  * N % 16 bytes per row.  (Byte-by-byte copies of those remainders cost ~20 % of the untile in
- * the fused op, whose strips of 56 rows leave 8.) */
-static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* y) {
+ * the fused op, whose strips of 56 rows leave 8.)
+ * T a constant (the 64-row tile): the 16 loads of a block are offsets from one register, and
+ * the 16 stores step one pointer (st1 post-indexed by N). */
+static inline __attribute__((always_inline)) void tfc_arm_i8_untile_t(const int8_t* ytile, const int T, int N, int t,
+                                                                       int8_t* y) {
   int c0 = 0;
   for (; c0 + 16 <= N; c0 += 16) {
+    const uint8_t* src = (const uint8_t*)ytile + (size_t)c0 * T;
     for (int r0 = 0; r0 < t; r0 += 16) {
       uint8x16_t r[16];
-      for (int i = 0; i < 16; ++i) r[i] = vld1q_u8((const uint8_t*)ytile + (size_t)(c0 + i) * T + r0);
+      for (int i = 0; i < 16; ++i) r[i] = vld1q_u8(src + (size_t)i * T + r0);
       tfc_arm_tr16_u8(r);
       uint8_t* o = (uint8_t*)y + (size_t)r0 * N + c0;
-      if (r0 + 16 <= t) {
-        for (int j = 0; j < 16; ++j) vst1q_u8(o + (size_t)j * N, r[j]);
+      const int nr = t - r0 < 16 ? t - r0 : 16;
+      if (nr == 16) {
+        for (int k = 0; k < 16; ++k) tfc_arm_st1_step(&o, r[k], (size_t)N);
       } else {
-        for (int j = 0; j < t - r0; ++j) vst1q_u8(o + (size_t)j * N, r[j]);
+        for (int k = 0; k < nr; ++k) tfc_arm_st1_step(&o, r[k], (size_t)N);
       }
     }
   }
@@ -1512,6 +1522,13 @@ static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* 
       }
     }
   }
+}
+
+static void tfc_arm_i8_untile(const int8_t* ytile, int T, int N, int t, int8_t* y) {
+  if (T == TFC_I8_TILE)
+    tfc_arm_i8_untile_t(ytile, TFC_I8_TILE, N, t, y);
+  else
+    tfc_arm_i8_untile_t(ytile, T, N, t, y);
 }
 
 /* Units: 64-row tiles.  Scratch: xt[K4][T] dwords, then ytile[N][T] int8.  Per tile: transpose
@@ -1547,7 +1564,18 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
     for (int q0 = 0; q0 < K4; q0 += 4) { /* 4 x 4 dword transposes */
       const int qn = K4 - q0 < 4 ? K4 - q0 : 4;
       const int nb = K - 4 * q0 < 16 ? K - 4 * q0 : 16;
-      for (int i = 0; i < rows16; i += 4) {
+      int i = 0;
+      if (nb == 16) { /* whole row quads: 4 loads, the 4 x 4 transpose, 4 stores, pointers stepped */
+        const int8_t* xr = x + (size_t)p0 * K + 4 * q0;
+        uint32_t* d = xt + (size_t)q0 * T;
+        for (; i + 4 <= t; i += 4, xr += 4 * (size_t)K, d += 4) {
+          float32x4_t r[4];
+          for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(xr + (size_t)j * K));
+          tfc_arm_tr4(r);
+          for (int l = 0; l < 4; ++l) vst1q_u32(d + (size_t)l * T, vreinterpretq_u32_f32(r[l]));
+        }
+      }
+      for (; i < rows16; i += 4) { /* the rest: partial quads, the last rows, zeros to rows16 */
         float32x4_t r[4];
         if (nb == 16 && i + 4 <= t) {
           for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(x + (size_t)(p0 + i + j) * K + 4 * q0));
