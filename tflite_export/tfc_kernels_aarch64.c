@@ -1298,7 +1298,7 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_ARM_QBODY_8(X, W) TFC_ARM_QBODY_4(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 4, 5, 6, 7)
 #define TFC_ARM_QBODY_12(X, W) TFC_ARM_QBODY_8(X, W) TFC_ARM_Q4(16, 17, 18, 19, X, W, 8, 9, 10, 11)
 #define TFC_ARM_QBODY_16(X, W) TFC_ARM_QBODY_12(X, W) TFC_ARM_Q4(20, 21, 22, 23, X, W, 12, 13, 14, 15)
-#define TFC_ARM_INIT4(A0, A1, A2, A3) "ld4r {v" #A0 ".4s-v" #A3 ".4s}, [%[init4]]\n\t"
+#define TFC_ARM_INIT4(A0, A1, A2, A3) "ld4r {v" #A0 ".4s-v" #A3 ".4s}, [%[i4]]\n\t"
 /* requantize accumulators A0..A3 (16 rows) into v18: float multiply by M, round to nearest even,
  * saturating narrows, + zero point ZP (int16, saturating) */
 #define TFC_ARM_RQ4NARROW(M, ZP, A0, A1, A2, A3)                                                   \
@@ -1321,46 +1321,64 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 /* without the clamp (the activation's range is the whole int8 range) */
 #define TFC_ARM_RQ4N(A0, A1, A2, A3) \
   TFC_ARM_RQ4NARROW("v26", "%[zp]", A0, A1, A2, A3) "st1 {v18.16b}, [%[out]], #16\n\t"
-#define TFC_ARM_ASM_QUADS(V, NAME, RQ)                                                                               \
-  static inline __attribute__((always_inline)) void NAME(                             \
-      const uint32_t* off, const int32_t* w, uint32_t n, const int8_t* xt, const int32_t* init4, const float* m, \
-      int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out) {                                             \
-    __asm__ volatile(                                                                                      \
-        TFC_ARM_QG_##V(TFC_ARM_INIT4)                                                                      \
-        "lsr w11, %w[n], #1\n\t"                                                                           \
-        "cbz w11, 6f\n\t"                                                                                  \
-        "1:\n\t"                                                                                           \
-        "ldp w9, w10, [%[off]], #8\n\t"                                                                    \
-        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                    \
-        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                    \
-        "add x9, %[xt], x9\n\t"                                                                            \
-        "add x10, %[xt], x10\n\t"                                                                          \
-        TFC_ARM_QBODY_##V("x9", 24)                                                                        \
-        TFC_ARM_QBODY_##V("x10", 25)                                                                       \
-        "subs w11, w11, #1\n\t"                                                                            \
-        "b.ne 1b\n\t"                                                                                      \
-        "6:\n\t"                                                                                           \
-        "tbz %w[n], #0, 2f\n\t"                                                                            \
-        "ldr w9, [%[off]]\n\t"                                                                             \
-        "ld1r {v24.4s}, [%[w]]\n\t"                                                                        \
-        "add x9, %[xt], x9\n\t"                                                                            \
-        TFC_ARM_QBODY_##V("x9", 24)                                                                        \
-        "2:\n\t"                                                                                           \
-        "ld1r {v26.4s}, [%[m]]\n\t" TFC_ARM_QG_##V(RQ)                                                                        \
-        : [off] "+r"(off), [w] "+r"(w), [n] "+r"(n), [out] "+r"(out)                                       \
-        : [xt] "r"(xt), [init4] "r"(init4), [m] "r"(m), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi)             \
+#define TFC_ARM_ASM_QUADS(V, NAME, RQ)                                                                        \
+  static inline __attribute__((always_inline)) void NAME(                                                     \
+      const uint32_t* qp, const uint32_t* off, const int32_t* w, const int8_t* xt, const int32_t* b, size_t bs,\
+      const int32_t* rs, uint32_t zin, const float* m, int16x8_t zp, int8x16_t lo, int8x16_t hi, int8_t* out, \
+      size_t ostep, uint32_t nch, int32_t* i4) {                                                              \
+    __asm__ volatile(                                                                                         \
+        "ldr w15, [%[qp]]\n\t"                                                                                \
+        "2:\n\t"                                                                                              \
+        "ldr w12, [%[b]]\n\t"                                                                                 \
+        "add %[b], %[b], %[bs]\n\t"                                                                           \
+        "ldr w13, [%[rs]], #4\n\t"                                                                            \
+        "msub w12, w13, %w[zin], w12\n\t"                                                                     \
+        "dup v26.4s, w12\n\t"                                                                                 \
+        "str q26, [%[i4]]\n\t"                                                                                \
+        TFC_ARM_QG_##V(TFC_ARM_INIT4)                                                                         \
+        "ldr w14, [%[qp], #4]!\n\t"                                                                           \
+        "sub w13, w14, w15\n\t"                                                                               \
+        "mov w15, w14\n\t"                                                                                    \
+        "lsr w11, w13, #1\n\t"                                                                                \
+        "cbz w11, 6f\n\t"                                                                                     \
+        "1:\n\t"                                                                                              \
+        "ldp w9, w10, [%[off]], #8\n\t"                                                                       \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                       \
+        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                       \
+        "add x9, %[xt], x9\n\t"                                                                               \
+        "add x10, %[xt], x10\n\t"                                                                             \
+        TFC_ARM_QBODY_##V("x9", 24)                                                                           \
+        TFC_ARM_QBODY_##V("x10", 25)                                                                          \
+        "subs w11, w11, #1\n\t"                                                                               \
+        "b.ne 1b\n\t"                                                                                         \
+        "6:\n\t"                                                                                              \
+        "tbz w13, #0, 3f\n\t"                                                                                 \
+        "ldr w9, [%[off]], #4\n\t"                                                                            \
+        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                       \
+        "add x9, %[xt], x9\n\t"                                                                               \
+        TFC_ARM_QBODY_##V("x9", 24)                                                                           \
+        "3:\n\t"                                                                                              \
+        "ld1r {v26.4s}, [%[m]], #4\n\t"                                                                       \
+        TFC_ARM_QG_##V(RQ)                                                                                    \
+        "add %[out], %[out], %[ostep]\n\t"                                                                    \
+        "subs %w[nch], %w[nch], #1\n\t"                                                                       \
+        "b.ne 2b\n\t"                                                                                         \
+        : [qp] "+r"(qp), [off] "+r"(off), [w] "+r"(w), [b] "+r"(b), [rs] "+r"(rs), [m] "+r"(m), [out] "+r"(out),\
+          [nch] "+r"(nch)                                                                                     \
+        : [xt] "r"(xt), [bs] "r"(bs), [zin] "r"(zin), [zp] "w"(zp), [lo] "w"(lo), [hi] "w"(hi), [ostep] "r"(ostep),\
+          [i4] "r"(i4)                                                                                        \
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",      \
-          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "x9", "x10", "x11", "cc", \
-          "memory");                                                                                       \
+          "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "x9", "x10", "x11",\
+          "x12", "x13", "x14", "x15", "cc", "memory");                                                        \
   }
-TFC_ARM_ASM_QUADS(4, tfc_arm_quads_channel_4, TFC_ARM_RQ4)
-TFC_ARM_ASM_QUADS(4, tfc_arm_quads_channel_4_nc, TFC_ARM_RQ4N)
-TFC_ARM_ASM_QUADS(8, tfc_arm_quads_channel_8, TFC_ARM_RQ4)
-TFC_ARM_ASM_QUADS(8, tfc_arm_quads_channel_8_nc, TFC_ARM_RQ4N)
-TFC_ARM_ASM_QUADS(12, tfc_arm_quads_channel_12, TFC_ARM_RQ4)
-TFC_ARM_ASM_QUADS(12, tfc_arm_quads_channel_12_nc, TFC_ARM_RQ4N)
-TFC_ARM_ASM_QUADS(16, tfc_arm_quads_channel_16, TFC_ARM_RQ4)
-TFC_ARM_ASM_QUADS(16, tfc_arm_quads_channel_16_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(4, tfc_arm_quads_4, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(4, tfc_arm_quads_4_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(8, tfc_arm_quads_8, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(8, tfc_arm_quads_8_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(12, tfc_arm_quads_12, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(12, tfc_arm_quads_12_nc, TFC_ARM_RQ4N)
+TFC_ARM_ASM_QUADS(16, tfc_arm_quads_16, TFC_ARM_RQ4)
+TFC_ARM_ASM_QUADS(16, tfc_arm_quads_16_nc, TFC_ARM_RQ4N)
 
 /* ARMv8.0 (no sdot): the same quads and tile, 32 rows per pass.  Per 16 rows (one ld1 of 4
  * registers, 4 rows x 4 inputs each): `smull` / `smull2` by the entry's 4 weights (in every lane)
@@ -1594,32 +1612,36 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
       }
     }
     const int V = rows16 / 4;
-    for (int n = 0; n < N; ++n) {
-      const int32_t init = (int32_t)((uint32_t)(bias ? bias[n] : 0) - zin * (uint32_t)rsum[n]);
-      const uint32_t j0 = qptr[n], ne = qptr[n + 1] - j0;
+    if (dot) { /* every channel in one asm block (the loop over channels included) */
+      static const int32_t no_bias = 0;
+      const int32_t* b = bias ? bias : &no_bias;
+      const size_t bs = bias ? 4u : 0u, ostep = (size_t)T - 4u * (size_t)V;
       const int8_t* xtb = (const int8_t*)xt;
-      int8_t* out = ytile + (size_t)n * T;
-      if (dot) {
-        vst1q_s32(init4, vdupq_n_s32(init));
-        const uint32_t* o = qoff + j0;
-        const int32_t* wq = qw + j0;
-        const float* m = mult + n;
-        if (clamp) {
-          switch (V) {
-            case 4: tfc_arm_quads_channel_4(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-            case 8: tfc_arm_quads_channel_8(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-            case 12: tfc_arm_quads_channel_12(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-            default: tfc_arm_quads_channel_16(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-          }
-        } else {
-          switch (V) {
-            case 4: tfc_arm_quads_channel_4_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-            case 8: tfc_arm_quads_channel_8_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-            case 12: tfc_arm_quads_channel_12_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-            default: tfc_arm_quads_channel_16_nc(o, wq, ne, xtb, init4, m, zp, lo, hi, out); break;
-          }
+      const uint32_t* o = qoff + qptr[0];
+      const int32_t* wq = qw + qptr[0];
+#define TFC_ARM_QCALL(F) F(qptr, o, wq, xtb, b, bs, rsum, zin, mult, zp, lo, hi, ytile, ostep, (uint32_t)N, init4)
+      if (clamp) {
+        switch (V) {
+          case 4: TFC_ARM_QCALL(tfc_arm_quads_4); break;
+          case 8: TFC_ARM_QCALL(tfc_arm_quads_8); break;
+          case 12: TFC_ARM_QCALL(tfc_arm_quads_12); break;
+          default: TFC_ARM_QCALL(tfc_arm_quads_16); break;
         }
-      } else { /* 32 + 32, 32 + 16, 32 or 16 rows */
+      } else {
+        switch (V) {
+          case 4: TFC_ARM_QCALL(tfc_arm_quads_4_nc); break;
+          case 8: TFC_ARM_QCALL(tfc_arm_quads_8_nc); break;
+          case 12: TFC_ARM_QCALL(tfc_arm_quads_12_nc); break;
+          default: TFC_ARM_QCALL(tfc_arm_quads_16_nc); break;
+        }
+      }
+#undef TFC_ARM_QCALL
+    } else { /* ARMv8.0: 32 + 32, 32 + 16, 32 or 16 rows per channel */
+      for (int n = 0; n < N; ++n) {
+        const int32_t init = (int32_t)((uint32_t)(bias ? bias[n] : 0) - zin * (uint32_t)rsum[n]);
+        const uint32_t j0 = qptr[n], ne = qptr[n + 1] - j0;
+        const int8_t* xtb = (const int8_t*)xt;
+        int8_t* out = ytile + (size_t)n * T;
         for (int h = 0; h < rows16; h += 32) {
           const uint32_t* o = s->i8q_off + j0;
           const int32_t* wq = s->i8q_w + j0;
