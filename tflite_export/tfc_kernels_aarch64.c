@@ -1276,18 +1276,22 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 #define TFC_DOTPROD_FN __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 
-/* One channel of a tile, V = 4, 8, 12 or 16 accumulators (4 rows each) in v0..v(V-1), all in
- * one asm block (the accumulators never leave the registers): start them at `init` (bias -
- * zp_in * sum w); per entry one `ldr` of its tile offset, one `ld1r` of its 4 weights into every
- * lane, V / 4 `ld1` of 4 registers (64 bytes = 16 rows x 4 inputs) of the tile and V `sdot`
- * (3 + 5V/4 + 2 instructions per entry: 25 for a 64-row tile); then the requantization of
- * tfc_arm_requant16 (float multiply, round to nearest even, saturating narrows, + zero point,
- * clamp), 16 int8 outputs per 4 accumulators stored contiguously at `out` (4V bytes).  sdot is
- * emitted with .inst (see the tbl loops).  Per channel, the fixed work is most of the work in an
- * expand layer (a few entries per channel): the accumulators start with one `ld4r` per 4 of
- * them from `init4` (the start value 4 times), the multiplier is one `ld1r`, and the clamp is
- * left out when the activation's range is the whole int8 range (`_nc`: ReLU / ReLU6 outputs with
- * zero point -128, linear outputs), where the saturating narrow already clamps. */
+/* Every output channel of a tile in one asm block, V = 4, 8, 12 or 16 accumulators (4 rows each)
+ * in v0..v(V-1) (they never leave the registers).  Per channel: the start value bias - zp_in *
+ * sum w (`msub`, bias stepped by bs = 4, or 0 without a bias) written 4 times to i4 and loaded
+ * into the accumulators by one `ld4r` per 4 of them; its entry count from qp (entries are stored
+ * channel after channel, so the entry pointers just run on); per entry one `ldr` of its tile
+ * offset, one `ld1r` of its 4 weights into every lane, V / 4 `ld1` of 4 registers (64 bytes = 16
+ * rows x 4 inputs) of the tile and V `sdot` (3 + 5V/4 + 2 instructions per entry: 25 for a 64-row
+ * tile); then the multiplier by `ld1r` and the requantization of tfc_arm_requant16 (float
+ * multiply, round to nearest even, saturating narrows, + zero point, clamp), 16 int8 outputs per
+ * 4 accumulators stored contiguously (4V bytes), and the output pointer stepped to the next
+ * channel's row (ostep = T - 4V).  In an expand layer (a few entries per channel) the per-channel
+ * work is most of the work, hence the loop over channels in the asm (the C loop around a
+ * per-channel block cost ~30 instructions per channel and tile) and the `_nc` variants without
+ * the clamp for an activation range that is the whole int8 range (ReLU / ReLU6 outputs with zero
+ * point -128, linear outputs), where the saturating narrow already clamps.  sdot is emitted with
+ * .inst (see the tbl loops). */
 #define TFC_ARM_SDOT(D, N, M) \
   ".inst 0x4e809400|(" #M "<<16)|(" #N "<<5)|" #D " /* sdot v" #D ".4s, v" #N ".16b, v" #M ".16b */\n\t"
 /* 4 accumulators += sdot(tile registers vR0..vR3 loaded from X, weights in every lane of vW) */
