@@ -17,17 +17,10 @@ import bisect
 import json
 import os
 import subprocess
+import sys
 
-
-def symbols(lib):
-    out = subprocess.run(["aarch64-linux-gnu-nm", "-S", "--defined-only", lib], capture_output=True, text=True,
-                         check=True).stdout
-    syms = []
-    for line in out.splitlines():
-        p = line.split()
-        if len(p) == 4 and p[2] in "tTwW":
-            syms.append((int(p[0], 16), int(p[1], 16), p[3]))
-    return sorted(syms)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from arm_proxy import load_symbols  # noqa: E402
 
 
 def disassembly(lib, lo, hi):
@@ -46,7 +39,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with open(os.path.join(args.work, args.job + ".bases.json")) as f:
         base = json.load(f)[os.path.basename(args.lib)]
-    syms = symbols(args.lib)
+    syms = load_symbols(args.lib)
     los = [s[0] for s in syms]
     total, blocks, per_fn = 0, {}, {}
     with open(os.path.join(args.work, args.job + ".tbprof")) as f:

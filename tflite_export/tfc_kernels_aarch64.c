@@ -1325,6 +1325,10 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
 /* without the clamp (the activation's range is the whole int8 range) */
 #define TFC_ARM_RQ4N(A0, A1, A2, A3) \
   TFC_ARM_RQ4NARROW("v26", "%[zp]", A0, A1, A2, A3) "st1 {v18.16b}, [%[out]], #16\n\t"
+/* the head of a two-entry step: both tile offsets, both entries' weights in every lane (v24, v25) */
+#define TFC_ARM_ENTRY_PAIR                                                                              \
+  "ldp w9, w10, [%[off]], #8\n\t" "ld1r {v24.4s}, [%[w]], #4\n\t" "ld1r {v25.4s}, [%[w]], #4\n\t"       \
+  "add x9, %[xt], x9\n\t" "add x10, %[xt], x10\n\t"
 #define TFC_ARM_ASM_QUADS(V, NAME, RQ)                                                                        \
   static inline __attribute__((always_inline)) void NAME(                                                     \
       const uint32_t* qp, const uint32_t* off, const int32_t* w, const int8_t* xt, const int32_t* b, size_t bs,\
@@ -1346,11 +1350,7 @@ static void tfc_arm_rows_f32_csr(const TfcState* s, const TfcIO* io, int u0, int
         "lsr w11, w13, #1\n\t"                                                                                \
         "cbz w11, 6f\n\t"                                                                                     \
         "1:\n\t"                                                                                              \
-        "ldp w9, w10, [%[off]], #8\n\t"                                                                       \
-        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                       \
-        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                       \
-        "add x9, %[xt], x9\n\t"                                                                               \
-        "add x10, %[xt], x10\n\t"                                                                             \
+        TFC_ARM_ENTRY_PAIR                                                                                    \
         TFC_ARM_QBODY_##V("x9", 24)                                                                           \
         TFC_ARM_QBODY_##V("x10", 25)                                                                          \
         "subs w11, w11, #1\n\t"                                                                               \
@@ -1439,11 +1439,7 @@ TFC_ARM_ASM_QUADS(16, tfc_arm_quads_16_nc, TFC_ARM_RQ4N)
         "lsr w11, %w[n], #1\n\t"                                                                            \
         "cbz w11, 6f\n\t"                                                                                   \
         "1:\n\t"                                                                                            \
-        "ldp w9, w10, [%[off]], #8\n\t"                                                                     \
-        "ld1r {v24.4s}, [%[w]], #4\n\t"                                                                     \
-        "ld1r {v25.4s}, [%[w]], #4\n\t"                                                                     \
-        "add x9, %[xt], x9\n\t"                                                                             \
-        "add x10, %[xt], x10\n\t"                                                                           \
+        TFC_ARM_ENTRY_PAIR                                                                                    \
         PAIR                                                                                                \
         "subs w11, w11, #1\n\t"                                                                             \
         "b.ne 1b\n\t"                                                                                       \
