@@ -234,9 +234,8 @@ static inline __attribute__((always_inline)) TfcDwCol tfc_dw_col(int8x16_t r0, i
 /* One output pixel of 16 channels from its 3 interleaved columns; wg = the group's 320 bytes
  * (the 16 folded biases, 192 of weights, the 16 multipliers), read per pixel: the weights in 3
  * four-register `ld1`, the biases (the accumulators' start) in 2 `ldp`, the multipliers in one
- * `ld1`.  `clamp` 0: the
- * activation's range is the whole int8 range (ReLU / ReLU6 outputs with zero point -128, linear
- * outputs), where the saturating narrow already is the clamp. */
+ * `ld1`.  `clamp` 0: the activation's range is the whole int8 range (ReLU / ReLU6 outputs with
+ * zero point -128, linear outputs), where the saturating narrow already is the clamp. */
 static inline __attribute__((always_inline)) int8x16_t tfc_dw_px_dot(const TfcDwGroup* g, const int8_t* wg,
                                                                       const TfcDwCol* c0, const TfcDwCol* c1,
                                                                       const TfcDwCol* c2, const int clamp) {
@@ -270,7 +269,7 @@ static inline __attribute__((always_inline)) int8x16_t tfc_dw_px_dot(const TfcDw
  * in v0-v3 / v4-v7 / v8-v11 rotate over the 3 pixels of an iteration, each pixel builds one new
  * column (3 loads, 8 zips), starts its accumulators v12-v15 at the biases and reads its weights
  * and multipliers with four-register `ld1` (the group's 320 bytes in order), 12 `sdot`, then the
- * requantization and one 16-byte store: 48 instructions per pixel, 50 with the clamp.  cst = the
+ * requantization and one 16-byte store: 50 instructions per pixel, 52 with the clamp.  cst = the
  * first two columns (2 x 64 bytes, built by the caller: the left padding is a column of zero
  * points), overwritten with the last two on return; p0..p2 = the 3 input rows at the next column
  * (stride s0..s2 bytes per column, 0 for a padding row), o = the first output pixel (os = C bytes

@@ -395,8 +395,8 @@ def test_sdot_depthwise_is_vector_code(compiler, tmp_path):
     """tfc_dw_row_sdot (dotprod CPUs), both compilers: the stride-1 interior loop handles 3 output
     pixels x 16 channels per iteration with 36 `sdot` (3 per channel quad and pixel, one per
     kernel column), 3 interleaved input columns (24 zip1 / zip2), 12 fcvtns, 3 16-byte stores, no
-    stack slot and no scalar byte work, in at most 160 instructions (48 per pixel without the
-    clamp, 50 with it, + the loop; the widening NEON loop takes 83-86 per pixel, i.e. about 255
+    stack slot and no scalar byte work, in at most 160 instructions (50 per pixel without the
+    clamp, 52 with it, + the loop; the widening NEON loop takes 83-86 per pixel, i.e. about 255
     for 3, and the intrinsics version this asm replaced took 170-199 with GCC 12 spills)."""
     for tool in ("aarch64-linux-gnu-gcc", "clang-14", "aarch64-linux-gnu-objdump"):
         _need(tool)
