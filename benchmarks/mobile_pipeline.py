@@ -404,6 +404,12 @@ def main():
     ap.add_argument("--sparsity", type=float, default=0.8)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts. Default: 1,2")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 25; --quick 3)")
+    ap.add_argument("--runs", type=int, default=20,
+                    help="MobileNetV2 invokes per file and round (default 20; the round's median is kept). "
+                         "More runs weigh steady state (an app's video loop) over the first invokes after "
+                         "another file ran")
+    ap.add_argument("--out-stem", default=None,
+                    help="results file stem in benchmarks/results (default mobile_pipeline[_quick])")
     ap.add_argument("--no-mobilenet", action="store_true", help="digits CNN only")
     ap.add_argument("--digits-seeds", type=int, default=None,
                     help="prune -> QAT -> int8 accuracy of the digits CNN over this many seeds (default 5; --quick 0)")
@@ -433,7 +439,7 @@ def main():
     if not args.no_mobilenet:
         print("MobileNetV2 224: building, pruning, exporting ...", flush=True)
         files, info, n_eval = build_mobilenet(args, rng)
-        sections.append(("mobilenet_v2", files, info, 20,
+        sections.append(("mobilenet_v2", files, info, args.runs,
                          {"eval_images": n_eval, "agreement_on": "random images"}))
     print("digits CNN: training, pruning, QAT, exporting ...", flush=True)
     files, info, accuracy, n_test = build_digits(args)
@@ -474,7 +480,7 @@ def main():
     print(text)
     results["markdown"] = text
     os.makedirs(RESULTS, exist_ok=True)
-    stem = "mobile_pipeline_quick" if args.quick else "mobile_pipeline"
+    stem = args.out_stem or ("mobile_pipeline_quick" if args.quick else "mobile_pipeline")
     with open(os.path.join(RESULTS, f"{stem}.json"), "w") as f:
         json.dump(results, f, indent=1)
     plot(results, threads, os.path.join(RESULTS, f"{stem}.png"))
