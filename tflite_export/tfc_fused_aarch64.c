@@ -201,9 +201,11 @@ static void tfc_dw_row_neon_w128(const TfcFused* f, const int8_t* const rows[3],
  * (12 `sdot` per pixel x 16 channels instead of 9 x 8 widening multiply-adds).  The weights are
  * re-laid out in Prepare as [G][3 kw][4 channel quads][4 channels][{kh 0, 1, 2, 0}]: the 4th
  * byte's weight is 0, so the 4th input byte never counts; a group's 320 bytes are its 16 folded
- * biases, its 192 weight bytes and its 16 multipliers.  Interior columns are interleaved once
- * and kept in registers for the next pixel (stride 1: 2 of 3 columns reused, stride 2: 1); border
- * pixels build their 3 columns from the input or the zero-point row.  Same integers as the
+ * biases, its 192 weight bytes and its 16 multipliers.  Each column is interleaved once and kept
+ * in registers for the next pixels: stride 1 (full groups) in the asm loop tfc_dw_s1_asm, 2 of 3
+ * columns reused, the first two and the last 1-3 pixels' columns built in C (padding = a column of
+ * zero points); stride 2 reuses 1 of 3 in its interior, and its border pixels (and every pixel of
+ * a partial group) build their 3 columns from the input or the zero-point row.  Same integers as the
  * widening path (exact int32 sums, the same requantization). */
 #if defined(__clang__)
 #define TFC_DW_DOT_FN __attribute__((target("dotprod")))
@@ -374,27 +376,25 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
     return;
   }
   for (int ow = 0; ow < Wo; ++ow) {
-    if (ow == ow_lo && ow_lo < ow_hi) { /* interior: each column interleaved once, kept for the next pixels */
+    if (ow == ow_lo && ow_lo < ow_hi) { /* stride-2 interior: the last column of a pixel is the next one's first */
       const size_t c0s = cs[0], c1s = cs[1], c2s = cs[2];
       const int8_t* p0 = base[0] + (size_t)(ow * st - pl) * c0s + c0;
       const int8_t* p1 = base[1] + (size_t)(ow * st - pl) * c1s + c0;
       const int8_t* p2 = base[2] + (size_t)(ow * st - pl) * c2s + c0;
       int8_t* o = out + (size_t)ow * C + c0;
-      { /* stride 2 (stride 1 took the path above, but for a partial group) */
-        TfcDwCol ca = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
-        p0 += c0s;
-        p1 += c1s;
-        p2 += c2s;
-        for (; ow < ow_hi; ++ow) {
-          const TfcDwCol cb = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
-          const TfcDwCol cc = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
-          vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc, clamp));
-          ca = cc;
-          p0 += 2 * c0s;
-          p1 += 2 * c1s;
-          p2 += 2 * c2s;
-          o += C;
-        }
+      TfcDwCol ca = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
+      p0 += c0s;
+      p1 += c1s;
+      p2 += c2s;
+      for (; ow < ow_hi; ++ow) {
+        const TfcDwCol cb = tfc_dw_col(vld1q_s8(p0), vld1q_s8(p1), vld1q_s8(p2));
+        const TfcDwCol cc = tfc_dw_col(vld1q_s8(p0 + c0s), vld1q_s8(p1 + c1s), vld1q_s8(p2 + c2s));
+        vst1q_s8(o, tfc_dw_px_dot(&g, wg, &ca, &cb, &cc, clamp));
+        ca = cc;
+        p0 += 2 * c0s;
+        p1 += 2 * c1s;
+        p2 += 2 * c2s;
+        o += C;
       }
       if (ow >= Wo) break;
     }

@@ -1595,9 +1595,7 @@ static inline __attribute__((always_inline)) void tfc_arm_rows_i8_quads(const Tf
       }
       for (; i < rows16; i += 4) { /* the rest: partial quads, the last rows, zeros to rows16 */
         float32x4_t r[4];
-        if (nb == 16 && i + 4 <= t) {
-          for (int j = 0; j < 4; ++j) r[j] = vreinterpretq_f32_s8(vld1q_s8(x + (size_t)(p0 + i + j) * K + 4 * q0));
-        } else if (nb == 8 && i + 4 <= t) { /* K % 16 == 8 (e.g. 24 channels): 8-byte loads */
+        if (nb == 8 && i + 4 <= t) { /* K % 16 == 8 (e.g. 24 channels): 8-byte loads */
           for (int j = 0; j < 4; ++j)
             r[j] = vreinterpretq_f32_s8(vcombine_s8(vld1_s8(x + (size_t)(p0 + i + j) * K + 4 * q0), vdup_n_s8(0)));
         } else {
