@@ -892,11 +892,10 @@ static int tfc_arm_build_f32j(TfcState* s) {
       j->data_raw = (uint8_t*)malloc((size_t)(64u * steps) + 16u);
       if (j->data_raw == NULL) goto done;
       j->data = (uint8_t*)(((uintptr_t)j->data_raw + 15u) & ~(uintptr_t)15u);
-      for (int r = 0; r < 2; ++r)
-        if (r == 0 ? (s->rows & 1) : (s->rows >= 2)) {
-          j->ent[r] = (uint64_t*)malloc((size_t)nent * 2u * sizeof(uint64_t));
-          if (j->ent[r] == NULL) goto done;
-        }
+      for (int r = 0; r < 2; ++r) { /* both: the fused op runs a plan on other row counts than it was built for */
+        j->ent[r] = (uint64_t*)malloc((size_t)nent * 2u * sizeof(uint64_t));
+        if (j->ent[r] == NULL) goto done;
+      }
     }
   }
   ok = 1;
