@@ -710,6 +710,10 @@ FUSED_F32 = [
     ("tiny_block4", (3, 5), 8, 24, 8, 1, dict(residual=True, pattern="1x4", acts=("NONE", "RELU6"))),
     ("no_expand_residual_reprepare", (8, 8), 24, 24, 24, 1,
      dict(expand=False, residual=True, runs=2, params_misalign=True)),
+    # 2 x 7 map: the project plan is set up for one 14-row strip (1-15 rows: the f32j kernel on
+    # aarch64), and at 2+ threads the block runs phased, its project on pixel ranges of 7 rows:
+    # the odd row count session 10's aarch64 fuzzing crashed on (the 1-row table was missing)
+    ("no_expand_phased_odd_rows", (2, 7), 32, 32, 16, 1, dict(expand=False, acts=("NONE", "RELU6"))),
 ]
 
 
