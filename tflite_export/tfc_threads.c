@@ -87,6 +87,7 @@ struct TfcPool {
   int trace;        /* TFC_POOL_TRACE=1 at creation: record every job (tfc_pool_trace) */
   atomic_llong first_claim_ns; /* trace: when a worker first claimed a task of the job */
   atomic_int worker_tasks;     /* trace: tasks of the job run by workers */
+  atomic_llong busy_ns;        /* trace: time inside the job's tasks, all threads */
   int backoff_left; /* jobs still to run on the caller after a stall (caller-only state) */
   int backoff_len;  /* length of the last backoff; 0 = the last parallel job did not stall */
   int backoff_min;  /* first backoff length (TFC_POOL_BACKOFF, default TFC_POOL_BACKOFF_MIN; 0: never) */
@@ -119,7 +120,8 @@ void tfc_trace_init(void) { tfc_trace_serial_on = tfc_trace_env(); }
 
 /* One record of the ring; times relative to start_ns (first claim -1: no worker took a task). */
 static void tfc_trace_put(long long start_ns, const void* fn, const void* tag, int n_tasks, int worker_tasks,
-                          int sleepers, long long first_claim_ns, long long caller_done_ns, long long end_ns) {
+                          int sleepers, long long first_claim_ns, long long caller_done_ns, long long end_ns,
+                          long long busy_ns) {
   TfcTraceRec* r = &tfc_trace_buf[atomic_fetch_add(&tfc_trace_n, 1) % TFC_TRACE_N];
   memset(r, 0, sizeof(*r));
   r->start_ns = start_ns;
@@ -128,6 +130,7 @@ static void tfc_trace_put(long long start_ns, const void* fn, const void* tag, i
   r->n_tasks = n_tasks;
   r->worker_tasks = worker_tasks;
   r->sleepers = sleepers;
+  r->busy_ns = busy_ns < INT_MAX ? (int)busy_ns : INT_MAX;
   r->first_worker_claim_ns = first_claim_ns;
   r->caller_done_ns = caller_done_ns;
   r->end_ns = end_ns;
@@ -135,7 +138,7 @@ static void tfc_trace_put(long long start_ns, const void* fn, const void* tag, i
 
 void tfc_trace_serial(const void* fn, const void* tag, int n_tasks, long long start_ns) {
   const long long d = tfc_now_ns() - start_ns;
-  tfc_trace_put(start_ns, fn, tag, n_tasks, 0, 0, -1, d, d);
+  tfc_trace_put(start_ns, fn, tag, n_tasks, 0, 0, -1, d, d, d);
 }
 
 long long tfc_trace_now_ns(void) { return tfc_now_ns(); }
@@ -203,12 +206,18 @@ static void tfc_run_tasks(struct TfcPool* p, unsigned gen, int n, TfcTaskFn fn, 
       t = (unsigned)(c & 0xffffffffu);
       if (t >= (unsigned)n) return;
     } while (!atomic_compare_exchange_weak(&p->claim, &c, c + 1));
-    if (p->trace && worker != 0) {
-      long long zero = 0;
-      atomic_compare_exchange_strong(&p->first_claim_ns, &zero, tfc_now_ns());
-      atomic_fetch_add(&p->worker_tasks, 1);
+    if (p->trace) {
+      const long long t0 = tfc_now_ns();
+      if (worker != 0) {
+        long long zero = 0;
+        atomic_compare_exchange_strong(&p->first_claim_ns, &zero, t0);
+        atomic_fetch_add(&p->worker_tasks, 1);
+      }
+      fn(arg, (int)t, worker);
+      atomic_fetch_add(&p->busy_ns, tfc_now_ns() - t0);
+    } else {
+      fn(arg, (int)t, worker);
     }
-    fn(arg, (int)t, worker);
     if (atomic_fetch_add(&p->done, 1u) + 1u == (unsigned)n && atomic_load(&p->caller_waiting))
       tfc_wake_all(p, &p->done);
   }
@@ -411,6 +420,7 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
   if (p->trace) {
     atomic_store(&p->first_claim_ns, 0);
     atomic_store(&p->worker_tasks, 0);
+    atomic_store(&p->busy_ns, 0);
   }
   const unsigned gen = atomic_load(&p->generation) + 1u;
   if (!p->yield_spin) atomic_store_explicit(&p->caller_cpu, tfc_cpu(), memory_order_relaxed);
@@ -455,7 +465,7 @@ void tfc_pool_run(TfcPool* p, int n_tasks, int max_threads, TfcTaskFn fn, void* 
     /* tag: the kernels' jobs start with their node state pointer */
     tfc_trace_put(t_start, (const void*)fn, *(void* const*)arg, n_tasks, atomic_load(&p->worker_tasks),
                   sleepers_at_start, fc == 0 ? -1 : fc - t_start, (waited > 0 || own > 0) ? own : end - t_start,
-                  end - t_start);
+                  end - t_start, atomic_load(&p->busy_ns));
   }
   /* Stall detection: the caller waited longer for the workers' last tasks than it worked
    * itself (+ 50 us): a worker holding a task was descheduled (more runnable threads than

@@ -99,7 +99,7 @@ typedef struct {
   const void* tag;                 /* first pointer of the job argument (the node's state) */
   int n_tasks, worker_tasks;       /* tasks, of them run by workers (not the caller) */
   int sleepers;                    /* workers asleep (futex / condvar) when the job was published */
-  int pad_;
+  int busy_ns;                     /* time inside the tasks, summed over the threads (capped at INT_MAX) */
   long long first_worker_claim_ns; /* first task claimed by a worker; -1: the caller ran all */
   long long caller_done_ns;        /* the caller found no task left to claim */
   long long end_ns;                /* all tasks done, tfc_pool_run returns */
