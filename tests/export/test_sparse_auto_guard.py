@@ -35,6 +35,18 @@ def test_choose_prefers_the_higher_geometric_mean():
     assert verdict["index"] == 0
 
 
+def test_choose_breaks_a_tie_within_the_noise_towards_more_layers():
+    # the control measured 2 % off; geometric means 1.2629 (all layers) and 1.2707 (half): 0.6 %
+    # apart, less than the noise, so the file keeps every layer (the old rule took the half,
+    # and which of two such candidates came out ahead changed from run to run)
+    control = {1: 1.02, 2: 0.99}
+    assert guard.choose([{1: 1.45, 2: 1.10}, {1: 1.38, 2: 1.17}, control])["index"] == 0
+    # a lead larger than the noise still decides: 1.2707 vs 1.20 (6 % apart)
+    assert guard.choose([{1: 1.44, 2: 1.0}, {1: 1.38, 2: 1.17}, control])["index"] == 1
+    # a candidate within the noise of the best but with a geometric mean <= 1 is never chosen
+    assert guard.choose([{1: 1.0, 2: 0.995}, {1: 1.004, 2: 1.0}, control])["index"] == 1
+
+
 def test_choose_reverts_everything_when_no_candidate_is_faster():
     speedups = [{1: 1.40, 2: 0.70}, {1: 1.20, 2: 0.90}, {1: 1.0, 2: 1.0}]
     verdict = guard.choose(speedups)

@@ -23,9 +23,10 @@ What the guard does (`guard`), after the cost model has chosen the layers:
    speed-ups, the control the noisier of its two (`worst_of`).
 3. `choose`: a candidate is acceptable when its speed-up is >= 1 - tolerance at every measured
    thread count, where the tolerance is the noise the all-dense control shows (its speed-up
-   should be exactly 1), at least 1 %; of the acceptable ones the one with the highest geometric
-   mean speed-up over the thread counts wins; when none beats the control, every layer is
-   reverted (the dense file: not slower by construction).
+   should be exactly 1), at least 1 %; of the acceptable ones whose geometric-mean speed-up over
+   the thread counts is above 1 and within the tolerance of the highest, the one keeping the most
+   layers wins (a difference the noise can make does not decide); when none beats the control,
+   every layer is reverted (the dense file: not slower by construction).
 
 The measurement is the host's: an x86 host says nothing about a phone. For an ARM app, export
 with ``num_threads=None`` (cost model only) and time the dense and the rewritten file on the
@@ -172,9 +173,11 @@ def choose(speedups, min_tolerance=MIN_TOLERANCE) -> dict:
         control's distance from 1 at any thread count)), ``accepted`` (candidate indices
         whose speed-up is >= 1 - tolerance at every thread count) and ``clear`` (those >= 1 +
         tolerance at every thread count: faster than dense beyond the noise). The chosen one
-        has the highest geometric-mean speed-up of the accepted ones; the control (every
-        layer reverted: the dense file) unless one beats 1. Above `MAX_NOISE` only clear
-        candidates may be chosen, above `MAX_CLEAR_NOISE` none.
+        is the candidate keeping the most layers whose geometric-mean speed-up is within the
+        tolerance of the best accepted one (a difference the noise can make does not decide,
+        so the same model gives the same file from run to run); the control (every layer
+        reverted: the dense file) unless one beats 1. Above `MAX_NOISE` only clear candidates
+        may be chosen, above `MAX_CLEAR_NOISE` none.
 
     Example:
         >>> choose([{1: 1.5, 2: 0.8}, {1: 1.3, 2: 1.05}, {1: 1.0, 2: 1.0}])["index"]
@@ -183,12 +186,14 @@ def choose(speedups, min_tolerance=MIN_TOLERANCE) -> dict:
         1
         >>> choose([{1: 1.9, 2: 1.6}, {1: 1.1, 2: 1.02}, {1: 1.0, 2: 0.92}])["index"]  # noisy, 0 is clear
         0
+        >>> choose([{1: 1.45, 2: 1.10}, {1: 1.38, 2: 1.17}, {1: 1.02, 2: 0.99}])["index"]  # a tie
+        0
     """
     if not speedups:
         raise ValueError("choose needs at least the all-dense control candidate.")
     control = len(speedups) - 1
     tol = max([min_tolerance] + [abs(1.0 - v) for v in speedups[control].values()])
-    accepted, clear, best, best_score = [], [], control, 1.0
+    accepted, clear, scores = [], [], {}
     for i, s in enumerate(speedups[:control]):
         if not s or any(v < 1.0 - tol for v in s.values()):
             continue
@@ -198,8 +203,12 @@ def choose(speedups, min_tolerance=MIN_TOLERANCE) -> dict:
         if tol > MAX_CLEAR_NOISE or (tol > MAX_NOISE and i not in clear):
             continue
         score = math.exp(np.mean([math.log(max(v, 1e-9)) for v in s.values()]))
-        if score > best_score:
-            best, best_score = i, score
+        if score > 1.0:
+            scores[i] = score
+    best = control
+    if scores:  # candidates are nested, most layers first: the first one within the noise of the best
+        top = max(scores.values())
+        best = min(i for i, v in scores.items() if v >= top * (1.0 - tol))
     return {"index": best, "tolerance": float(tol), "accepted": accepted, "clear": clear}
 
 
