@@ -678,7 +678,6 @@ extern TFC_HIDDEN const char tfc_arm_f32j_r2_head[], tfc_arm_f32j_r2_exit[];
 
 typedef struct TfcArmF32J {
   const uint8_t* blob; /* packed weights it was built from */
-  int rows; /* row count the entry arrays were built for */
   int groups; /* ceil(N / 8) */
   int kp; /* floats per x row as the kernel reads it: K rounded up to 16 (zero-padded copy) */
   uint32_t* eptr; /* [groups + 1] first entry of each group (its windows, then its sentinel) */
@@ -707,7 +706,8 @@ static void tfc_arm_free_f32j(void* f32j) {
 #define TFC_F32J_WIN_COST 3u
 #define TFC_F32J_STEP_COST 5u
 
-/* Builds s->arm_tbl->f32j (8-channel groups, windows by DP) for s->rows rows; 0 when out of
+/* Builds s->arm_tbl->f32j (8-channel groups, windows by DP), entries for 1 and 2 rows, so the
+ * plan runs on any row count (the fused op calls it on strips of other sizes); 0 when out of
  * memory. */
 static int tfc_arm_build_f32j(TfcState* s) {
   TfcArmTbl* a = tfc_arm_state(s);
@@ -726,7 +726,6 @@ static int tfc_arm_build_f32j(TfcState* s) {
   const int n = s->n_out, K = s->k_in;
   j->groups = (n + 7) / 8;
   j->kp = (K + 15) / 16 * 16;
-  j->rows = s->rows;
   if (!tfc_arm_entries(s, &ptr, &e)) goto done;
   uint32_t maxu = 0; /* largest union of columns of a group (<= 8 * max per channel, <= K) */
   for (int g = 0; g < j->groups; ++g) {
@@ -855,14 +854,9 @@ static int tfc_arm_build_f32j(TfcState* s) {
           if (w + 1 < nw) t1 = col[wlo[w + 1]] < (uint32_t)j->kp - 16u ? col[wlo[w + 1]] : (uint32_t)j->kp - 16u;
           const uint64_t delta = 4u * (uint64_t)(t1 - t0);
           const size_t ei = 2u * (size_t)(nent + w);
-          if (j->ent[0]) {
-            j->ent[0][ei] = delta;
-            j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_head - (uint64_t)TFC_F32J_STEP1_BYTES * mx;
-          }
-          if (j->ent[1]) {
-            j->ent[1][ei] = delta;
-            j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_head - (uint64_t)TFC_F32J_STEP2_BYTES * mx;
-          }
+          j->ent[0][ei] = j->ent[1][ei] = delta;
+          j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_head - (uint64_t)TFC_F32J_STEP1_BYTES * mx;
+          j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_head - (uint64_t)TFC_F32J_STEP2_BYTES * mx;
         }
         steps += mx;
       }
@@ -871,14 +865,9 @@ static int tfc_arm_build_f32j(TfcState* s) {
         const uint32_t tl = nw ? (col[wlo[nw - 1]] < (uint32_t)j->kp - 16u ? col[wlo[nw - 1]] : (uint32_t)j->kp - 16u)
                                : j->xstart[g];
         const uint64_t sdelta = g + 1 < j->groups ? (uint64_t)(4 * ((int64_t)j->xstart[g + 1] - (int64_t)tl)) : 0u;
-        if (j->ent[0]) {
-          j->ent[0][ei] = sdelta;
-          j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_exit;
-        }
-        if (j->ent[1]) {
-          j->ent[1][ei] = sdelta;
-          j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_exit;
-        }
+        j->ent[0][ei] = j->ent[1][ei] = sdelta;
+        j->ent[0][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r1_exit;
+        j->ent[1][ei + 1] = (uint64_t)(uintptr_t)tfc_arm_f32j_r2_exit;
       }
       nent += nw + 1u;
     }
@@ -892,7 +881,7 @@ static int tfc_arm_build_f32j(TfcState* s) {
       j->data_raw = (uint8_t*)malloc((size_t)(64u * steps) + 16u);
       if (j->data_raw == NULL) goto done;
       j->data = (uint8_t*)(((uintptr_t)j->data_raw + 15u) & ~(uintptr_t)15u);
-      for (int r = 0; r < 2; ++r) { /* both: the fused op runs a plan on other row counts than it was built for */
+      for (int r = 0; r < 2; ++r) {
         j->ent[r] = (uint64_t*)malloc((size_t)nent * 2u * sizeof(uint64_t));
         if (j->ent[r] == NULL) goto done;
       }
@@ -1724,7 +1713,7 @@ int tfc_pick_aarch64(TfcState* s, int cap, TfcPlan* plan) {
   TfcArmTbl* a = (TfcArmTbl*)s->arm_tbl;
   if (f32) {
     const TfcArmF32J* j = a ? (const TfcArmF32J*)a->f32j : NULL;
-    if ((j == NULL || j->blob != s->blob_seen || j->rows != s->rows) && !tfc_arm_build_f32j(s))
+    if ((j == NULL || j->blob != s->blob_seen) && !tfc_arm_build_f32j(s))
       return 0; /* out of memory: the portable kernels */
     j = (const TfcArmF32J*)((TfcArmTbl*)s->arm_tbl)->f32j;
     plan->run = tfc_arm_rows_f32j;

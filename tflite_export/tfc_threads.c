@@ -206,18 +206,14 @@ static void tfc_run_tasks(struct TfcPool* p, unsigned gen, int n, TfcTaskFn fn, 
       t = (unsigned)(c & 0xffffffffu);
       if (t >= (unsigned)n) return;
     } while (!atomic_compare_exchange_weak(&p->claim, &c, c + 1));
-    if (p->trace) {
-      const long long t0 = tfc_now_ns();
-      if (worker != 0) {
-        long long zero = 0;
-        atomic_compare_exchange_strong(&p->first_claim_ns, &zero, t0);
-        atomic_fetch_add(&p->worker_tasks, 1);
-      }
-      fn(arg, (int)t, worker);
-      atomic_fetch_add(&p->busy_ns, tfc_now_ns() - t0);
-    } else {
-      fn(arg, (int)t, worker);
+    const long long t0 = p->trace ? tfc_now_ns() : 0;
+    if (p->trace && worker != 0) {
+      long long zero = 0;
+      atomic_compare_exchange_strong(&p->first_claim_ns, &zero, t0);
+      atomic_fetch_add(&p->worker_tasks, 1);
     }
+    fn(arg, (int)t, worker);
+    if (p->trace) atomic_fetch_add(&p->busy_ns, tfc_now_ns() - t0);
     if (atomic_fetch_add(&p->done, 1u) + 1u == (unsigned)n && atomic_load(&p->caller_waiting))
       tfc_wake_all(p, &p->done);
   }
