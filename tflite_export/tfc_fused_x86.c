@@ -3,6 +3,8 @@
  *   cap >= 2, AVX-512 VNNI           tfc_dw_row_avx512vnni  "dw_avx512vnni" (vpdpbusd by kernel column)
  *   cap >= 2, no AVX-512, AVX-VNNI   tfc_dw_row_avxvnni     "dw_avxvnni"    (the same, 256-bit)
  *   cap 1 (or no VNNI), AVX-512BW    tfc_dw_row_avx512      "dw_avx512"     (vpmaddwd, below)
+ *   cap >= 1, AVX2 (no AVX-512, no   tfc_dw_row_avx2        "dw_avx2"       (the same, 256-bit:
+ *     AVX-VNNI at cap 2: AMD Zen 1-3, Intel Haswell .. Tiger Lake client)   16 channels per step)
  *   otherwise the portable C row.  TFCOMPRESS_NO_AVX512=1 hides AVX-512 as for the 1x1s.
  *
  * tfc_dw_row_avx512: 32 channels per step, taps in pairs (0,1) (2,3) (4,5) (6,7) (8,-): the two taps' inputs,
@@ -10,7 +12,8 @@
  * weights with vpmaddwd, which adds the two products into one int32 lane (|x*w| <= 2^14, so
  * the pair sum is exact).  The interleave puts channels 8L+0..3 (low) and 8L+4..7 (high) of each
  * 128-bit lane L into the two accumulators; bias and multipliers are stored in that order
- * (Prepare) and two vpunpck*dq restore the channel order of the int8 results.
+ * (Prepare) and two vpunpck*dq restore the channel order of the int8 results.  The AVX2 row does
+ * the same on 16 channels (lanes 0, 1); there vpackssdw of the two accumulators restores the order.
  * The input zero point is folded into the bias (acc = bias - zp * sum w + sum x * w), and padding
  * taps read a row of zero-point bytes, so every tap is a plain load.  Channel groups are the
  * outer loop: a group's weights stay in registers for the whole output row.
@@ -85,6 +88,131 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
       const __m256i r = _mm256_set_m128i(_mm_unpackhi_epi32(r0, r1), _mm_unpacklo_epi32(r0, r1));
       _mm256_mask_storeu_epi8(out + (size_t)ow * C + c0, m, r);
     }
+  }
+}
+
+#define TFC_DW2_TARGET __attribute__((target("avx2,fma")))
+
+/* 16 bytes at p of which the first n (1..16) are channels: whole dwords through vpmaskmovd
+ * (masked-off elements are not accessed), other widths through a copy.  dm: the dword mask of n. */
+TFC_DW2_TARGET __attribute__((always_inline)) static inline __m128i tfc_dw2_load(const int8_t* p, int n, __m128i dm) {
+  if (n >= 16) return _mm_loadu_si128((const __m128i*)(const void*)p);
+  if ((n & 3) == 0) return _mm_maskload_epi32((const int*)(const void*)p, dm);
+  int8_t t[16] = {0};
+  memcpy(t, p, (size_t)n);
+  return _mm_loadu_si128((const __m128i*)(const void*)t);
+}
+TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_store(int8_t* p, __m128i r, int n, __m128i dm) {
+  if (n >= 16) {
+    _mm_storeu_si128((__m128i*)(void*)p, r);
+  } else if ((n & 3) == 0) {
+    _mm_maskstore_epi32((int*)(void*)p, dm, r);
+  } else {
+    int8_t t[16];
+    _mm_storeu_si128((__m128i*)(void*)t, r);
+    memcpy(p, t, (size_t)n);
+  }
+}
+
+/* One output pixel of a 16-channel group of the AVX2 row: taps p[0..8] (p[9]: the zero weights
+ * of pair 4), weights wl / wh, folded bias b0 / b1, multipliers m0 / m1.  full: n == 16. */
+TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_pixel(
+    const int8_t* const p[10], const __m256i wl[5], const __m256i wh[5], __m256i b0, __m256i b1, __m256 m0,
+    __m256 m1, __m256 lo, __m256 hi, __m256i zo, int8_t* out, int n, __m128i dm, const int full) {
+  __m256i a0 = b0, a1 = b1;
+  for (int t = 0; t < 5; ++t) {
+    const __m128i la = full ? _mm_loadu_si128((const __m128i*)(const void*)p[2 * t]) : tfc_dw2_load(p[2 * t], n, dm);
+    const __m128i lb =
+        full ? _mm_loadu_si128((const __m128i*)(const void*)p[2 * t + 1]) : tfc_dw2_load(p[2 * t + 1], n, dm);
+    const __m256i xa = _mm256_cvtepi8_epi16(la), xb = _mm256_cvtepi8_epi16(lb);
+    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb), wl[t]));
+    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb), wh[t]));
+  }
+  __m256 q0 = _mm256_mul_ps(_mm256_cvtepi32_ps(a0), m0);
+  __m256 q1 = _mm256_mul_ps(_mm256_cvtepi32_ps(a1), m1);
+  q0 = _mm256_max_ps(_mm256_min_ps(q0, hi), lo);
+  q1 = _mm256_max_ps(_mm256_min_ps(q1, hi), lo);
+  /* in range after the clamp: the saturating packs are exact and put the channels in order */
+  const __m256i r = _mm256_packs_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(q0), zo),
+                                       _mm256_add_epi32(_mm256_cvtps_epi32(q1), zo));
+  const __m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+  if (full)
+    _mm_storeu_si128((__m128i*)(void*)out, b8);
+  else
+    tfc_dw2_store(out, b8, n, dm);
+}
+
+/* The output pixels of one 16-channel group: the edge pixels (a tap column outside the map reads
+ * the zero-point row) tap by tap, the interior ones with the 3 row pointers stepped by the
+ * stride. */
+TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_group(const TfcFused* f,
+                                                                             const int8_t* const base[3],
+                                                                             const size_t cs[3], int g, int n,
+                                                                             int8_t* out, const int full) {
+  const int C = f->Ce, W = f->W, Wo = f->Wo, st = f->stride, pl = f->pl, c0 = 16 * g;
+  const __m256i zo = _mm256_set1_epi32(f->zp_d);
+  const __m256 lo = _mm256_set1_ps((float)(f->dw_qmin - f->zp_d)), hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));
+  const int8_t* z = f->dw_zrow;
+  const __m128i dm = _mm_cmpgt_epi32(_mm_set1_epi32(n / 4), _mm_setr_epi32(0, 1, 2, 3));
+  const int16_t* wp = f->dw_wp + (size_t)g * 5 * 32;
+  __m256i wl[5], wh[5];
+  for (int t = 0; t < 5; ++t) {
+    wl[t] = _mm256_load_si256((const __m256i*)(const void*)(wp + 32 * t));
+    wh[t] = _mm256_load_si256((const __m256i*)(const void*)(wp + 32 * t + 16));
+  }
+  const __m256i b0 = _mm256_load_si256((const __m256i*)(const void*)(f->dw_bp + (size_t)g * 16));
+  const __m256i b1 = _mm256_load_si256((const __m256i*)(const void*)(f->dw_bp + (size_t)g * 16 + 8));
+  const __m256 m0 = _mm256_load_ps(f->dw_mp + (size_t)g * 16), m1 = _mm256_load_ps(f->dw_mp + (size_t)g * 16 + 8);
+  /* interior: ow * st - pl >= 0 and ow * st - pl + 2 <= W - 1 */
+  const int in0 = (pl + st - 1) / st;
+  int in1 = W >= 3 ? (W - 3 + pl) / st + 1 : 0;
+  if (in1 > Wo) in1 = Wo;
+  if (in1 < in0) in1 = in0;
+  const int8_t* p[10];
+  p[9] = z + c0;
+  for (int ow = 0; ow < Wo; ++ow) {
+    if (ow == in0 && in1 > in0) {
+      const int8_t* q[3];
+      for (int kh = 0; kh < 3; ++kh) q[kh] = base[kh] + (size_t)(in0 * st - pl) * cs[kh] + c0;
+      for (; ow < in1; ++ow) {
+        for (int kh = 0; kh < 3; ++kh) {
+          p[3 * kh] = q[kh];
+          p[3 * kh + 1] = q[kh] + cs[kh];
+          p[3 * kh + 2] = q[kh] + 2 * cs[kh];
+          q[kh] += (size_t)st * cs[kh];
+        }
+        tfc_dw2_pixel(p, wl, wh, b0, b1, m0, m1, lo, hi, zo, out + (size_t)ow * C + c0, n, dm, full);
+      }
+      if (ow >= Wo) break;
+    }
+    const int iw0 = ow * st - pl;
+    for (int kh = 0; kh < 3; ++kh)
+      for (int kw = 0; kw < 3; ++kw) {
+        const int iw = iw0 + kw;
+        p[kh * 3 + kw] = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
+      }
+    tfc_dw2_pixel(p, wl, wh, b0, b1, m0, m1, lo, hi, zo, out + (size_t)ow * C + c0, n, dm, full);
+  }
+}
+
+/* The AVX2 row: tfc_dw_row_avx512 on 16-channel groups (weights, bias, multipliers from
+ * tfc_fused_dw_pairs(f, bias, 16)); whole groups without the partial-load branches. */
+TFC_DW2_TARGET static void tfc_dw_row_avx2(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
+                                          int8_t* out, int32_t* acc, int g0, int g1) {
+  (void)bias; /* folded into f->dw_bp in Prepare */
+  (void)acc;
+  const int C = f->Ce;
+  const int8_t* base[3];
+  size_t cs[3];
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
+    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
+  }
+  for (int g = g0; g < g1; ++g) {
+    if (C - 16 * g >= 16)
+      tfc_dw2_group(f, base, cs, g, 16, out, 1);
+    else
+      tfc_dw2_group(f, base, cs, g, C - 16 * g, out, 0);
   }
 }
 
@@ -272,8 +400,8 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
   }
 }
 
-/* Lane j (0..15) of accumulator h (0 low, 1 high) of a 32-channel group holds channel
- * 8 * (j / 4) + 4 * h + j % 4 (see the top of this file). */
+/* Lane j (0..gw/2 - 1) of accumulator h (0 low, 1 high) of a gw-channel group (32: AVX-512, 16:
+ * AVX2) holds channel 8 * (j / 4) + 4 * h + j % 4 (see the top of this file). */
 static int tfc_dw_lane_channel(int h, int j) { return 8 * (j / 4) + 4 * h + j % 4; }
 
 #if TFC_HAVE_AVXVNNI_DW
@@ -367,25 +495,66 @@ static int tfc_fused_dw_vnni(TfcFused* f, const int32_t* bias, const int GW) {
   return 1;
 }
 
+/* The pair layout of tfc_dw_row_avx512 (gw 32) and tfc_dw_row_avx2 (gw 16): per group, pair t
+ * (taps 2t and 2t+1, tap 9 = none) holds for each accumulator half h the int16 elements 2j + k
+ * (tap 2t + k of lane j's channel); the bias folded with the input zero point and the
+ * multipliers in lane order; a zero-point row of the groups' width.  -1: out of memory. */
+static int tfc_fused_dw_pairs(TfcFused* f, const int32_t* bias, int gw) {
+  const int C = f->Ce, G = (C + gw - 1) / gw, hw = gw / 2;
+  f->dw_wp = (int16_t*)tfc_alloc64(sizeof(int16_t) * (size_t)G * 5u * 2u * (size_t)gw);
+  f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * (size_t)gw);
+  f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * (size_t)gw);
+  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * (size_t)gw);
+  if (f->dw_wp == NULL || f->dw_bp == NULL || f->dw_mp == NULL || f->dw_zrow == NULL) {
+    tfc_fused_free_dw_x86(f);
+    return -1;
+  }
+  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * (size_t)gw);
+  for (int g = 0; g < G; ++g)
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < hw; ++j) {
+        const int c = gw * g + tfc_dw_lane_channel(h, j);
+        int32_t b = 0, sw = 0;
+        if (c < C) {
+          for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
+          b = (int32_t)((uint32_t)bias[c] - (uint32_t)f->zp_e * (uint32_t)sw);
+        }
+        f->dw_bp[g * gw + hw * h + j] = b;
+        f->dw_mp[g * gw + hw * h + j] = c < C ? f->dw_mult[c] : 0.f;
+        for (int t = 0; t < 5; ++t)
+          for (int k = 0; k < 2; ++k) {
+            const int tap = 2 * t + k;
+            f->dw_wp[((size_t)g * 5 + t) * 2 * gw + gw * h + 2 * j + k] =
+                (c < C && tap < 9) ? (int16_t)f->dw_w[tap * C + c] : 0;
+          }
+      }
+  return 1;
+}
+
 int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
+  if (cap < TFC_ISA_SIMD) return 0;
   const int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                      __builtin_cpu_supports("avx512vl") && !tfc_x86_no_avx512();
-  if (cap >= TFC_ISA_DOT && !has512) { /* x86 without AVX-512: AVX-VNNI if the CPU has it */
+  if (!has512) { /* x86 without AVX-512: AVX-VNNI if the CPU has it (cap 2), else AVX2 */
 #if TFC_HAVE_AVXVNNI_DW
-    if (!tfc_x86_has_avxvnni()) return 0;
-    if (tfc_fused_dw_vnni(f, bias, 32) < 0) {
-      tfc_fused_free_dw_x86(f);
-      return -1;
+    if (cap >= TFC_ISA_DOT && tfc_x86_has_avxvnni()) {
+      if (tfc_fused_dw_vnni(f, bias, 32) < 0) {
+        tfc_fused_free_dw_x86(f);
+        return -1;
+      }
+      f->dw_row = tfc_dw_row_avxvnni;
+      f->dw_name = "dw_avxvnni";
+      f->dw_gw = 32;
+      return 1;
     }
-    f->dw_row = tfc_dw_row_avxvnni;
-    f->dw_name = "dw_avxvnni";
-    f->dw_gw = 32;
-    return 1;
-#else
-    return 0;
 #endif
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    if (tfc_fused_dw_pairs(f, bias, 16) < 0) return -1;
+    f->dw_row = tfc_dw_row_avx2;
+    f->dw_name = "dw_avx2";
+    f->dw_gw = 16;
+    return 1;
   }
-  if (cap < TFC_ISA_SIMD || !has512) return 0;
   if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni")) {
     if (tfc_fused_dw_vnni(f, bias, 64) < 0) {
       tfc_fused_free_dw_x86(f);
@@ -396,36 +565,7 @@ int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
     f->dw_gw = 64;
     return 1;
   }
-  const int C = f->Ce, G = (C + 31) / 32;
-  f->dw_wp = (int16_t*)tfc_alloc64(sizeof(int16_t) * (size_t)G * 5u * 64u);
-  f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * 32u);
-  f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * 32u);
-  f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * 32u);
-  if (f->dw_wp == NULL || f->dw_bp == NULL || f->dw_mp == NULL || f->dw_zrow == NULL) {
-    tfc_fused_free_dw_x86(f);
-    return -1;
-  }
-  memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * 32u);
-  for (int g = 0; g < G; ++g) {
-    for (int h = 0; h < 2; ++h)
-      for (int j = 0; j < 16; ++j) {
-        const int c = 32 * g + tfc_dw_lane_channel(h, j);
-        int32_t b = 0, sw = 0;
-        if (c < C) {
-          for (int t = 0; t < 9; ++t) sw += f->dw_w[t * C + c];
-          b = (int32_t)((uint32_t)bias[c] - (uint32_t)f->zp_e * (uint32_t)sw);
-        }
-        f->dw_bp[g * 32 + 16 * h + j] = b;
-        f->dw_mp[g * 32 + 16 * h + j] = c < C ? f->dw_mult[c] : 0.f;
-        /* pair t: taps 2t and 2t+1 (tap 9 = none); int16 element 2j + k of the 32-element half h */
-        for (int t = 0; t < 5; ++t)
-          for (int k = 0; k < 2; ++k) {
-            const int tap = 2 * t + k;
-            f->dw_wp[((size_t)g * 5 + t) * 64 + 32 * h + 2 * j + k] =
-                (c < C && tap < 9) ? (int16_t)f->dw_w[tap * C + c] : 0;
-          }
-      }
-  }
+  if (tfc_fused_dw_pairs(f, bias, 32) < 0) return -1;
   f->dw_row = tfc_dw_row_avx512;
   f->dw_name = "dw_avx512";
   f->dw_gw = 32;

@@ -432,7 +432,7 @@ def test_fused_block_on_1_2_3_threads_equals_dense_int8(name, fused_files, rng, 
 
 # channels per group of each depthwise kernel (tfc_fused_*.c: dw_gw); the expand + depthwise phase
 # splits whole groups
-DW_GROUP = {"dw_avx512vnni": 64, "dw_avxvnni": 32, "dw_avx512": 32, "dw_portable": 16, "dw_neon": 16,
+DW_GROUP = {"dw_avx512vnni": 64, "dw_avxvnni": 32, "dw_avx512": 32, "dw_avx2": 16, "dw_portable": 16, "dw_neon": 16,
             "dw_neon_w128": 16, "dw_sdot": 16}
 
 
