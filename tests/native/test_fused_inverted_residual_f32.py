@@ -10,7 +10,7 @@ float32 params are rejected in Prepare.
 import numpy as np
 import pytest
 
-from tests.native.test_fused_inverted_residual import (CAPS, _kernel_names, _mutated_params, _set,
+from tests.native.test_fused_inverted_residual import (CAPS, _has, _kernel_names, _mutated_params, _set,
                                                        block_model, row_splits)
 from tfcompress.export import export_tflite, load_interpreter
 from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
@@ -85,13 +85,20 @@ def test_float32_fused_block_matches_keras_and_the_dense_file(name, files, monke
     keras_out = np.asarray(model(x)).astype(np.float64)
     want = _run(dense, x)
     _close(want, keras_out, f"{name}: the dense file vs Keras (the reference itself)")
-    for cap in CAPS:
-        monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
-        got = _run(fused, x)
-        names = _kernel_names()
-        assert "dw=dw_f32 " in names, names
-        _close(got, keras_out, f"{name} cap {cap} vs Keras ({names})")
-        _close(got, want, f"{name} cap {cap} vs the dense file ({names})")
+    # the depthwise vector width follows the CPU (16 floats on AVX-512, 8 on AVX2 + FMA, else 4);
+    # TFCOMPRESS_NO_AVX512=1 runs the AVX2 row on an AVX-512 CPU
+    widths = [("0", "dw_f32_avx512" if _has("avx512f") else "dw_f32_avx2" if _has("avx2", "fma") else "dw_f32")]
+    if _has("avx512f") and _has("avx2", "fma"):
+        widths.append(("1", "dw_f32_avx2"))
+    for no512, dw in widths:
+        monkeypatch.setenv("TFCOMPRESS_NO_AVX512", no512)
+        for cap in CAPS:
+            monkeypatch.setenv("TFCOMPRESS_ISA_CAP", cap)
+            got = _run(fused, x)
+            names = _kernel_names()
+            assert f"dw={dw} " in names, names
+            _close(got, keras_out, f"{name} cap {cap} vs Keras ({names})")
+            _close(got, want, f"{name} cap {cap} vs the dense file ({names})")
 
 
 @pytest.mark.parametrize("name", ["s1_residual", "s2_same_odd", "wide_residual", "no_expand"])
