@@ -1,7 +1,7 @@
 /* tfcompress: kernels of TFC_SPARSE_INVERTED_RESIDUAL (tfc_fused.c) other than the 1x1s:
- * the int8 3x3 depthwise row (portable C here, AVX-512 / AVX-VNNI in tfc_fused_x86.c, NEON in
- * tfc_fused_aarch64.c), its pick, the float32 depthwise row (vector extensions: one source for
- * every ISA), and the residual ADDs.
+ * the int8 3x3 depthwise row (portable C here, AVX-512 / AVX-VNNI / AVX2 in tfc_fused_x86.c, NEON
+ * in tfc_fused_aarch64.c), its pick, the float32 depthwise row (vector extensions: one source for
+ * every ISA, the vector width picked by CPU), and the residual ADDs.
  *
  * Depthwise semantics (TFLite / XNNPACK int8, per-channel weights, symmetric):
  *   acc = bias[c] + sum over valid taps (x - zp_in) * w[kh][kw][c]   (padding taps add 0)

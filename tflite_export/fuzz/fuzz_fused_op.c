@@ -25,6 +25,7 @@
  * float32 block: the type checks).  x and the biases hold fixed values (small floats for float32),
  * as for int8; the 1x1 blobs and the depthwise weights are fuzz bytes.
  */
+#define _DEFAULT_SOURCE /* setenv, unsetenv under -std=c11 */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>

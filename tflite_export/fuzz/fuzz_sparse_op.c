@@ -16,6 +16,7 @@
  * TFCOMPRESS_NO_AVX512=1, so caps 1 / 2 reach the AVX2 / AVX-VNNI int8 kernels),
  * then the options, then the packed-weights bytes.
  */
+#define _DEFAULT_SOURCE /* setenv under -std=c11 */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
