@@ -169,10 +169,7 @@ static inline __attribute__((always_inline)) void tfc_dw_row_neon_impl(const Tfc
   const int C = f->Ce;
   const int8_t* base[3];
   size_t cs[3];
-  for (int kh = 0; kh < 3; ++kh) { /* a missing row reads the zero-point row at every column */
-    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
-    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
-  }
+  tfc_dw_row_bases(f, rows, base, cs);
   const int c1 = 16 * g1 < C ? 16 * g1 : C;
   int c0 = 16 * g0;
   for (; c0 + 16 <= c1; c0 += 16) tfc_dw_group(f, base, cs, c0, 16, out, pair); /* n = 16: the specialized code */
@@ -421,10 +418,7 @@ TFC_DW_DOT_FN static inline __attribute__((always_inline)) void tfc_dw_row_sdot_
   const int C = f->Ce;
   const int8_t* base[3];
   size_t cs[3];
-  for (int kh = 0; kh < 3; ++kh) {
-    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
-    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
-  }
+  tfc_dw_row_bases(f, rows, base, cs);
   const int c1 = 16 * g1 < C ? 16 * g1 : C;
   int c0 = 16 * g0;
   for (; c0 + 16 <= c1; c0 += 16) tfc_dw_group_dot(f, base, cs, c0, 16, out, clamp); /* n = 16: the specialized code */

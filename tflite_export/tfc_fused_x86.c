@@ -43,13 +43,9 @@ TFC_DW_TARGET static void tfc_dw_row_avx512(const TfcFused* f, const int8_t* con
   const __m512i zo = _mm512_set1_epi32(f->zp_d);
   const __m512 lo = _mm512_set1_ps((float)(f->dw_qmin - f->zp_d)), hi = _mm512_set1_ps((float)(f->dw_qmax - f->zp_d));
   const int8_t* z = f->dw_zrow;
-  /* a missing row reads the zero-point row at every column (column stride 0) */
   const int8_t* base[3];
   size_t cs[3];
-  for (int kh = 0; kh < 3; ++kh) {
-    base[kh] = rows[kh] != NULL ? rows[kh] : z;
-    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
-  }
+  tfc_dw_row_bases(f, rows, base, cs);
   /* channel groups outer: the group's weights, bias and multipliers stay in registers for the row */
   for (int g = g0; g < g1; ++g) {
     const int c0 = 32 * g;
@@ -115,16 +111,15 @@ TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_store(i
 }
 
 /* One output pixel of a 16-channel group of the AVX2 row: taps p[0..8] (p[9]: the zero weights
- * of pair 4), weights wl / wh, folded bias b0 / b1, multipliers m0 / m1.  full: n == 16. */
+ * of pair 4), weights wl / wh, folded bias b0 / b1, multipliers m0 / m1.  Inlined with n = 16
+ * (whole groups), the partial-load branches fold away. */
 TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_pixel(
     const int8_t* const p[10], const __m256i wl[5], const __m256i wh[5], __m256i b0, __m256i b1, __m256 m0,
-    __m256 m1, __m256 lo, __m256 hi, __m256i zo, int8_t* out, int n, __m128i dm, const int full) {
+    __m256 m1, __m256 lo, __m256 hi, __m256i zo, int8_t* out, int n, __m128i dm) {
   __m256i a0 = b0, a1 = b1;
   for (int t = 0; t < 5; ++t) {
-    const __m128i la = full ? _mm_loadu_si128((const __m128i*)(const void*)p[2 * t]) : tfc_dw2_load(p[2 * t], n, dm);
-    const __m128i lb =
-        full ? _mm_loadu_si128((const __m128i*)(const void*)p[2 * t + 1]) : tfc_dw2_load(p[2 * t + 1], n, dm);
-    const __m256i xa = _mm256_cvtepi8_epi16(la), xb = _mm256_cvtepi8_epi16(lb);
+    const __m256i xa = _mm256_cvtepi8_epi16(tfc_dw2_load(p[2 * t], n, dm));
+    const __m256i xb = _mm256_cvtepi8_epi16(tfc_dw2_load(p[2 * t + 1], n, dm));
     a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb), wl[t]));
     a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb), wh[t]));
   }
@@ -136,10 +131,7 @@ TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_pixel(
   const __m256i r = _mm256_packs_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(q0), zo),
                                        _mm256_add_epi32(_mm256_cvtps_epi32(q1), zo));
   const __m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-  if (full)
-    _mm_storeu_si128((__m128i*)(void*)out, b8);
-  else
-    tfc_dw2_store(out, b8, n, dm);
+  tfc_dw2_store(out, b8, n, dm);
 }
 
 /* The output pixels of one 16-channel group: the edge pixels (a tap column outside the map reads
@@ -148,7 +140,7 @@ TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_pixel(
 TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_group(const TfcFused* f,
                                                                              const int8_t* const base[3],
                                                                              const size_t cs[3], int g, int n,
-                                                                             int8_t* out, const int full) {
+                                                                             int8_t* out) {
   const int C = f->Ce, W = f->W, Wo = f->Wo, st = f->stride, pl = f->pl, c0 = 16 * g;
   const __m256i zo = _mm256_set1_epi32(f->zp_d);
   const __m256 lo = _mm256_set1_ps((float)(f->dw_qmin - f->zp_d)), hi = _mm256_set1_ps((float)(f->dw_qmax - f->zp_d));
@@ -181,7 +173,7 @@ TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_group(c
           p[3 * kh + 2] = q[kh] + 2 * cs[kh];
           q[kh] += (size_t)st * cs[kh];
         }
-        tfc_dw2_pixel(p, wl, wh, b0, b1, m0, m1, lo, hi, zo, out + (size_t)ow * C + c0, n, dm, full);
+        tfc_dw2_pixel(p, wl, wh, b0, b1, m0, m1, lo, hi, zo, out + (size_t)ow * C + c0, n, dm);
       }
       if (ow >= Wo) break;
     }
@@ -191,12 +183,12 @@ TFC_DW2_TARGET __attribute__((always_inline)) static inline void tfc_dw2_group(c
         const int iw = iw0 + kw;
         p[kh * 3 + kw] = ((unsigned)iw < (unsigned)W ? base[kh] + (size_t)iw * cs[kh] : z) + c0;
       }
-    tfc_dw2_pixel(p, wl, wh, b0, b1, m0, m1, lo, hi, zo, out + (size_t)ow * C + c0, n, dm, full);
+    tfc_dw2_pixel(p, wl, wh, b0, b1, m0, m1, lo, hi, zo, out + (size_t)ow * C + c0, n, dm);
   }
 }
 
 /* The AVX2 row: tfc_dw_row_avx512 on 16-channel groups (weights, bias, multipliers from
- * tfc_fused_dw_pairs(f, bias, 16)); whole groups without the partial-load branches. */
+ * tfc_fused_dw_pairs(f, bias, 16)); whole groups get their own inlined copy (n = 16). */
 TFC_DW2_TARGET static void tfc_dw_row_avx2(const TfcFused* f, const int8_t* const rows[3], const int32_t* bias,
                                           int8_t* out, int32_t* acc, int g0, int g1) {
   (void)bias; /* folded into f->dw_bp in Prepare */
@@ -204,15 +196,12 @@ TFC_DW2_TARGET static void tfc_dw_row_avx2(const TfcFused* f, const int8_t* cons
   const int C = f->Ce;
   const int8_t* base[3];
   size_t cs[3];
-  for (int kh = 0; kh < 3; ++kh) {
-    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
-    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
-  }
+  tfc_dw_row_bases(f, rows, base, cs);
   for (int g = g0; g < g1; ++g) {
     if (C - 16 * g >= 16)
-      tfc_dw2_group(f, base, cs, g, 16, out, 1);
+      tfc_dw2_group(f, base, cs, g, 16, out);
     else
-      tfc_dw2_group(f, base, cs, g, C - 16 * g, out, 0);
+      tfc_dw2_group(f, base, cs, g, C - 16 * g, out);
   }
 }
 
@@ -341,10 +330,7 @@ TFC_DWQ_TARGET static void tfc_dw_row_avx512vnni(const TfcFused* f, const int8_t
   const int8_t* z = f->dw_zrow;
   const int8_t* base[3];
   size_t cs[3];
-  for (int kh = 0; kh < 3; ++kh) {
-    base[kh] = rows[kh] != NULL ? rows[kh] : z;
-    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
-  }
+  tfc_dw_row_bases(f, rows, base, cs);
   for (int g = g0; g < g1; ++g) {
     const int c0 = 64 * g;
     if (C - c0 <= 32) { /* last <= 32 channels: 256-bit steps */
@@ -446,10 +432,7 @@ TFC_DWA_TARGET static void tfc_dw_row_avxvnni(const TfcFused* f, const int8_t* c
   const int8_t* z = f->dw_zrow;
   const int8_t* base[3];
   size_t cs[3];
-  for (int kh = 0; kh < 3; ++kh) {
-    base[kh] = rows[kh] != NULL ? rows[kh] : z;
-    cs[kh] = rows[kh] != NULL ? (size_t)C : 0u;
-  }
+  tfc_dw_row_bases(f, rows, base, cs);
   for (int g = g0; g < g1; ++g) {
     const int c0 = 32 * g;
     tfc_dwa_group(f, base, cs, z, c0, C - c0 < 32 ? C - c0 : 32, f->dw_qv + (size_t)g * 12 * 32,
@@ -505,10 +488,7 @@ static int tfc_fused_dw_pairs(TfcFused* f, const int32_t* bias, int gw) {
   f->dw_bp = (int32_t*)tfc_alloc64(sizeof(int32_t) * (size_t)G * (size_t)gw);
   f->dw_mp = (float*)tfc_alloc64(sizeof(float) * (size_t)G * (size_t)gw);
   f->dw_zrow = (int8_t*)tfc_alloc64((size_t)G * (size_t)gw);
-  if (f->dw_wp == NULL || f->dw_bp == NULL || f->dw_mp == NULL || f->dw_zrow == NULL) {
-    tfc_fused_free_dw_x86(f);
-    return -1;
-  }
+  if (f->dw_wp == NULL || f->dw_bp == NULL || f->dw_mp == NULL || f->dw_zrow == NULL) return -1;
   memset(f->dw_zrow, (int)(int8_t)f->zp_e, (size_t)G * (size_t)gw);
   for (int g = 0; g < G; ++g)
     for (int h = 0; h < 2; ++h)
@@ -531,45 +511,34 @@ static int tfc_fused_dw_pairs(TfcFused* f, const int32_t* bias, int gw) {
   return 1;
 }
 
+/* The pick of tfc_fused_dw_x86: got is the Prepare step's result (-1 out of memory: what it
+ * allocated is freed). */
+static int tfc_fused_dw_use(TfcFused* f, int got, TfcDwRowFn row, const char* name, int gw) {
+  if (got < 0) {
+    tfc_fused_free_dw_x86(f);
+    return -1;
+  }
+  f->dw_row = row;
+  f->dw_name = name;
+  f->dw_gw = gw;
+  return 1;
+}
+
 int tfc_fused_dw_x86(TfcFused* f, int cap, const int32_t* bias) {
   if (cap < TFC_ISA_SIMD) return 0;
   const int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                      __builtin_cpu_supports("avx512vl") && !tfc_x86_no_avx512();
   if (!has512) { /* x86 without AVX-512: AVX-VNNI if the CPU has it (cap 2), else AVX2 */
 #if TFC_HAVE_AVXVNNI_DW
-    if (cap >= TFC_ISA_DOT && tfc_x86_has_avxvnni()) {
-      if (tfc_fused_dw_vnni(f, bias, 32) < 0) {
-        tfc_fused_free_dw_x86(f);
-        return -1;
-      }
-      f->dw_row = tfc_dw_row_avxvnni;
-      f->dw_name = "dw_avxvnni";
-      f->dw_gw = 32;
-      return 1;
-    }
+    if (cap >= TFC_ISA_DOT && tfc_x86_has_avxvnni())
+      return tfc_fused_dw_use(f, tfc_fused_dw_vnni(f, bias, 32), tfc_dw_row_avxvnni, "dw_avxvnni", 32);
 #endif
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-    if (tfc_fused_dw_pairs(f, bias, 16) < 0) return -1;
-    f->dw_row = tfc_dw_row_avx2;
-    f->dw_name = "dw_avx2";
-    f->dw_gw = 16;
-    return 1;
+    return tfc_fused_dw_use(f, tfc_fused_dw_pairs(f, bias, 16), tfc_dw_row_avx2, "dw_avx2", 16);
   }
-  if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni")) {
-    if (tfc_fused_dw_vnni(f, bias, 64) < 0) {
-      tfc_fused_free_dw_x86(f);
-      return -1;
-    }
-    f->dw_row = tfc_dw_row_avx512vnni;
-    f->dw_name = "dw_avx512vnni";
-    f->dw_gw = 64;
-    return 1;
-  }
-  if (tfc_fused_dw_pairs(f, bias, 32) < 0) return -1;
-  f->dw_row = tfc_dw_row_avx512;
-  f->dw_name = "dw_avx512";
-  f->dw_gw = 32;
-  return 1;
+  if (cap >= TFC_ISA_DOT && __builtin_cpu_supports("avx512vnni"))
+    return tfc_fused_dw_use(f, tfc_fused_dw_vnni(f, bias, 64), tfc_dw_row_avx512vnni, "dw_avx512vnni", 64);
+  return tfc_fused_dw_use(f, tfc_fused_dw_pairs(f, bias, 32), tfc_dw_row_avx512, "dw_avx512", 32);
 }
 
 /* ------------------------------------------------------------------ stem */

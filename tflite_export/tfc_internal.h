@@ -390,6 +390,16 @@ typedef struct TfcFusedTag {
   int pc[TFC_MAX_TASKS + 1]; /* else project task t: output pixels [pc[t], pc[t+1]) */
 } TfcFused;
 
+/* The three input rows of a depthwise output row as (base, column stride): a missing (padding)
+ * row reads f->dw_zrow, the zero-point row, at every column (stride 0), so every tap is a load. */
+static inline void tfc_dw_row_bases(const TfcFused* f, const int8_t* const rows[3], const int8_t* base[3],
+                                    size_t cs[3]) {
+  for (int kh = 0; kh < 3; ++kh) {
+    base[kh] = rows[kh] != NULL ? rows[kh] : f->dw_zrow;
+    cs[kh] = rows[kh] != NULL ? (size_t)f->Ce : 0u;
+  }
+}
+
 /* tfc_fused_kernels.c: depthwise row kernels (portable; AVX-512 / AVX-VNNI in tfc_fused_x86.c), the add */
 int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias); /* 0: out of memory */
 void tfc_fused_free_dw(TfcFused* f);
