@@ -52,7 +52,7 @@ BLOCKS = [
 ]
 
 
-def block_model(hw, cin, ce, co, stride, residual, rng, dtype="int8"):
+def block_model(hw, cin, ce, co, stride, residual, rng, dtype="int8", fblock=8):
     inp = keras.Input((hw, hw, cin))
     x = inp
     if ce != cin or stride == 2 or residual:
@@ -72,7 +72,7 @@ def block_model(hw, cin, ce, co, stride, residual, rng, dtype="int8"):
             if dtype == "int8":
                 mask = np.repeat(rng.random((-(-k.shape[0] // 4), k.shape[1])) < 0.8, 4, axis=0)[: k.shape[0]]
             else:
-                mask = np.repeat(rng.random((k.shape[0], -(-k.shape[1] // 4))) < 0.8, 4, axis=1)[:, : k.shape[1]]
+                mask = np.repeat(rng.random((k.shape[0], -(-k.shape[1] // fblock))) < 0.8, fblock, axis=1)[:, : k.shape[1]]
             layer.kernel.assign(np.where(mask, 0.0, k)[None, None].astype("float32"))
     if dtype == "float32":
         return export_tflite(model)[0]
@@ -86,11 +86,13 @@ def main():
     ap.add_argument("--runs", type=int, default=30, help="invokes per round")
     ap.add_argument("--tag", default="", help="suffix of the result file: results/fused_blocks<tag>.json")
     ap.add_argument("--dtype", choices=("int8", "float32"), default="int8")
+    ap.add_argument("--fblock", type=int, choices=(4, 8), default=8,
+                    help="float32: zeros in blocks of this many output channels (Block((fblock, 1)))")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     files = {}
     for name, hw, cin, ce, co, st, res in BLOCKS:
-        dense = block_model(hw, cin, ce, co, st, res, rng, args.dtype)
+        dense = block_model(hw, cin, ce, co, st, res, rng, args.dtype, args.fblock)
         files[name] = {"dense": dense, "custom": rewrite_tflite(dense, "custom", fuse_blocks=False),
                        "fused": rewrite_tflite(dense, "custom")}
         if args.dtype == "float32":
@@ -114,7 +116,7 @@ def main():
     # tfcompress pool jobs while timing: parallel, of them stalled (the caller waited on a descheduled
     # worker), run on the caller in the backoff after a stall (a one-node file: 64+ invokes serial)
     jobs = [b - a for a, b in zip(before, _pool_stats())]
-    out = {"load_avg": os.getloadavg(), "rounds": args.rounds, "runs": args.runs, "dtype": args.dtype,
+    out = {"load_avg": os.getloadavg(), "rounds": args.rounds, "runs": args.runs, "dtype": args.dtype, "fblock": args.fblock,
            "pool_jobs": dict(zip(("parallel", "stalled", "backoff"), jobs)), "blocks": {}}
     lines = ["| block | thr | dense us | custom us | fused us | fused vs dense | fused vs custom |",
              "|---|---|---|---|---|---|---|"]

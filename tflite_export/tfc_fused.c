@@ -124,7 +124,7 @@ static const char* tfc_fused_setup_1x1(TfcState* s, const TfLiteTensor* w, const
   s->pool = NULL;
   tfc_pick_kernel(s, cap);
   if (s->plan.run == NULL) return "no 1x1 kernel for this case";
-  if (!f32 && (s->plan.needs & TFC_NEEDS_CSR_F32)) return "unexpected float32 plan";
+  if (!f32 && (s->plan.needs & (TFC_NEEDS_CSR_F32 | TFC_NEEDS_G8_F32))) return "unexpected float32 plan";
   return tfc_relayout_for_plan(s);
 }
 
@@ -284,11 +284,11 @@ static void tfc_fused_1x1_part(TfcState* s, const void* x, const void* b, void* 
 }
 
 /* 1 when the 1x1's kernel takes (tile, channel part) units: the int8 quad kernels and the
- * float32 CSR kernels of x86. */
+ * float32 CSR and 8-channel-group kernels of x86. */
 static int tfc_fused_has_parts(const TfcState* s) {
   return s->plan.channel_parts && s->plan.unit_kind == TFC_UNITS_ROWS &&
          ((s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0) ||
-          (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0));
+          (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0) || (s->plan.needs == TFC_NEEDS_G8_F32 && s->g8_ptr != NULL));
 }
 
 /* Stored weights of output channels [n0, n1) of a 1x1 that takes channel parts, in quads (4
@@ -296,6 +296,10 @@ static int tfc_fused_has_parts(const TfcState* s) {
 static uint64_t tfc_fused_quads(const TfcState* s, int n0, int n1) {
   if (n1 > s->n_out) n1 = s->n_out;
   if (n0 >= n1) return 0u;
+  if (s->plan.needs == TFC_NEEDS_G8_F32) { /* 8-channel groups of 8 weights */
+    const int G8 = (s->n_out + 7) / 8, h1 = (n1 + 7) / 8 < G8 ? (n1 + 7) / 8 : G8;
+    return 2u * (uint64_t)(s->g8_ptr[h1] - s->g8_ptr[n0 / 8]);
+  }
   if (s->plan.needs != TFC_NEEDS_CSR_F32) return (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[n0]);
   const int G = (s->n_out + 15) / 16, per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
   const size_t nper = (size_t)per_group * (size_t)G;

@@ -80,7 +80,14 @@ enum { TFC_OP_FC = 1, TFC_OP_CONV1X1 = 2 };
 enum { TFC_UNITS_ROWS = 1, TFC_UNITS_SLICES = 2 };
 /* TFC_NEEDS_I8_WIN8 (with TFC_NEEDS_I8_WIN): the windows hold 8 quads (32 inputs, AVX2 /
  * AVX-VNNI) instead of 32 (128 inputs, AVX-512) */
-enum { TFC_NEEDS_NONE = 0, TFC_NEEDS_CSR_F32 = 1, TFC_NEEDS_I8_QUADS = 2, TFC_NEEDS_I8_WIN = 4, TFC_NEEDS_I8_WIN8 = 8 };
+enum {
+  TFC_NEEDS_NONE = 0,
+  TFC_NEEDS_CSR_F32 = 1,
+  TFC_NEEDS_I8_QUADS = 2,
+  TFC_NEEDS_I8_WIN = 4,
+  TFC_NEEDS_I8_WIN8 = 8,
+  TFC_NEEDS_G8_F32 = 16
+};
 
 struct TfcStateTag;
 
@@ -161,6 +168,14 @@ typedef struct TfcStateTag {
   float* csr_val; /* [2 * entries] (quads: [4 * entries]) */
   uint8_t* pair_row; /* [2 * pairs] tile row (channel - 16 * group) of each half, 16 = none */
   const uint8_t* csr_blob; /* packed weights the CSR copy was built from */
+  /* float32, many rows, NHWC in and out (tfc_build_g8): output channels in groups of 8; group g
+   * has entries g8_ptr[g] .. g8_ptr[g + 1], one per input feature any of its channels uses, in
+   * increasing order: the feature in g8_k, the group's 8 weights in g8_w (0 for a channel
+   * without it, and for the channels past N of the last group); g8_ptr NULL = not built */
+  uint32_t* g8_ptr; /* [ceil(N / 8) + 1] */
+  uint32_t* g8_k; /* [entries] */
+  float* g8_w; /* [8 * entries], 64-byte aligned */
+  const uint8_t* g8_blob; /* packed weights the groups were built from */
   /* int8, many rows (dot-product kernels): per output channel (natural order) the
    * 4-feature quads it uses (tfc_build_i8_quads), built in Prepare; i8q_tile 0 = not built */
   int i8q_tile; /* rows per tile T */
@@ -259,6 +274,11 @@ const char* tfc_relayout_for_plan(TfcState* s);
 /* tfc_relayout.c */
 int tfc_build_csr(TfcState* s, int T, int KC);
 void tfc_free_csr(TfcState* s);
+/* float32 weights in groups of 8 output channels (TFC_NEEDS_G8_F32); 0 when out of memory */
+int tfc_build_g8(TfcState* s);
+void tfc_free_g8(TfcState* s);
+/* entries of the 8-channel groups and of the 4-channel quads the weights would give */
+void tfc_count_groups_f32(const TfcState* s, uint64_t* g8, uint64_t* quads);
 int tfc_build_i8_quads(TfcState* s, int T);
 void tfc_free_i8_quads(TfcState* s);
 int tfc_build_i8_windows(TfcState* s, int wq);

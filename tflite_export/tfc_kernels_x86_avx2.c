@@ -641,6 +641,83 @@ static size_t tfc_csr_scratch_avx2(const TfcState* s, int T) {
   return tfc_round64((size_t)T * ((size_t)s->k_in + 1u) * sizeof(float)) + (16u * groups + 1u) * (size_t)T * sizeof(float);
 }
 
+/* ------------------------------------------------ float32, many rows: 8-channel groups, NHWC */
+
+/* Rows x[0 .. MR) (K apart) -> y (N apart), channel groups [g0, g1) of tfc_build_g8: per group
+ * MR accumulators of 8 channels start at the bias; each entry is one 8-weight load and MR
+ * broadcast FMAs; clamp, store (masked past N).  Every sum adds the entries in feature order. */
+TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_g8_rows_avx2(const TfcState* s, const float* x,
+                                                                                 const float* bias, float* y, int g0,
+                                                                                 int g1, const int MR) {
+  const int K = s->k_in, N = s->n_out;
+  const __m256 lo = _mm256_set1_ps(s->fmin), hi = _mm256_set1_ps(s->fmax);
+  const float* xr[8];
+  for (int m = 0; m < MR; ++m) xr[m] = x + (size_t)m * K;
+  for (int g = g0; g < g1; ++g) {
+    const int c0 = 8 * g, nb = N - c0 < 8 ? N - c0 : 8;
+    const __m256i nm = tfc_mask8(nb);
+    const __m256 b = bias == NULL ? _mm256_setzero_ps() : _mm256_maskload_ps(bias + c0, nm);
+    __m256 acc[8];
+    for (int m = 0; m < MR; ++m) acc[m] = b;
+    const uint32_t e0 = s->g8_ptr[g], e1 = s->g8_ptr[g + 1];
+    const uint32_t* kk = s->g8_k + e0;
+    const float* w = s->g8_w + 8u * e0;
+    for (uint32_t j = 0; j < e1 - e0; ++j) {
+      const __m256 wv = _mm256_load_ps(w + 8u * j);
+      const uint32_t k = kk[j];
+      for (int m = 0; m < MR; ++m) acc[m] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr[m] + k), wv, acc[m]);
+    }
+    for (int m = 0; m < MR; ++m) {
+      const __m256 r = _mm256_min_ps(_mm256_max_ps(acc[m], lo), hi);
+      if (nb == 8) _mm256_storeu_ps(y + (size_t)m * N + c0, r);
+      else _mm256_maskstore_ps(y + (size_t)m * N + c0, nm, r);
+    }
+  }
+}
+
+/* float32, many rows (1x1 convolutions, batched FC), AVX2 + FMA, NHWC in and out: units of
+ * TFC_CSR_TILE rows, or (tile, channel part) pairs as the CSR kernel's (a part = 16-channel groups
+ * [part_g[p], part_g[p + 1]), two 8-channel groups each); 8 rows at a time over the unit's
+ * channel groups (the 8 input rows stay in L1). */
+TFC_AVX2_TARGET static void tfc_rows_f32_g8_avx2(const TfcState* s, const TfcIO* io, int u0, int u1, void* scratch) {
+  (void)scratch;
+  const int K = s->k_in, N = s->n_out, G = (N + 7) / 8, parts = s->tile_parts > 1 ? s->tile_parts : 1;
+  const float* bias = (const float*)io->bias;
+  for (int u = u0; u < u1; ++u) {
+    const int tile = u / parts, part = u % parts;
+    const int g0 = parts > 1 ? 2 * s->part_g[part] : 0, g1 = parts > 1 && 2 * s->part_g[part + 1] < G ? 2 * s->part_g[part + 1] : G;
+    const int p1 = (tile + 1) * TFC_CSR_TILE < s->rows ? (tile + 1) * TFC_CSR_TILE : s->rows;
+    int p = tile * TFC_CSR_TILE;
+    const float* x = (const float*)io->x + (size_t)p * K;
+    float* y = (float*)io->y + (size_t)p * N;
+    for (; p + 8 <= p1; p += 8, x += 8 * (size_t)K, y += 8 * (size_t)N) tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 8);
+    switch (p1 - p) { /* the last 1-7 rows */
+      case 7: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 7); break;
+      case 6: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 6); break;
+      case 5: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 5); break;
+      case 4: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 4); break;
+      case 3: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 3); break;
+      case 2: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 2); break;
+      case 1: tfc_g8_rows_avx2(s, x, bias, y, g0, g1, 1); break;
+      default: break;
+    }
+  }
+}
+
+/* float32 >= 16 rows: the 8-channel-group NHWC kernel or the CSR kernel, by predicted cost per
+ * 8 rows in FMA-equivalents.  g8: 8 FMAs per group entry.  CSR: 4 FMAs per quad entry (pairs
+ * when it has no quads: 4 per channel non-zero), plus the transposes in and out (~3 per input
+ * feature and per output channel).  TFCOMPRESS_F32_KERNEL=g8 / csr forces one (tests, A/B). */
+static int tfc_f32_prefer_g8(const TfcState* s) {
+  const char* e = getenv("TFCOMPRESS_F32_KERNEL");
+  if (e != NULL && strcmp(e, "g8") == 0) return 1;
+  if (e != NULL && strcmp(e, "csr") == 0) return 0;
+  uint64_t g8, quads;
+  tfc_count_groups_f32(s, &g8, &quads);
+  if (g8 == UINT64_MAX) return 0;
+  return 8u * g8 <= 4u * quads + 3u * ((uint64_t)s->k_in + (uint64_t)s->n_out);
+}
+
 /* Plans on x86 without AVX-512 (VNNI) (or with TFCOMPRESS_NO_AVX512=1).  int8: cap >= TFC_ISA_DOT
  * and AVX-VNNI: the vpdpbusd kernels; cap >= TFC_ISA_SIMD and AVX2: the vpmaddwd / vpmaddubsw
  * kernels.  float32 (cap >= TFC_ISA_SIMD, AVX2 + FMA), >= 16 rows: the CSR kernel; 1-15 rows are
@@ -649,6 +726,17 @@ int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
   if (s->value_type == kTfLiteFloat32) {
     if (s->rows < TFC_CSR_MIN_ROWS) return 0; /* 1-15 rows: the portable kernels */
+    if (tfc_f32_prefer_g8(s)) {
+      plan->run = tfc_rows_f32_g8_avx2;
+      plan->unit_kind = TFC_UNITS_ROWS;
+      plan->unit_rows = TFC_CSR_TILE;
+      plan->units = (s->rows + TFC_CSR_TILE - 1) / TFC_CSR_TILE;
+      plan->scratch_bytes = 0;
+      plan->needs = TFC_NEEDS_G8_F32;
+      plan->name = "avx2_g8_f32";
+      plan->channel_parts = 1;
+      return 1;
+    }
     plan->run = tfc_rows_f32_csr_avx2;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_CSR_TILE;

@@ -109,6 +109,10 @@ const char* tfc_relayout_for_plan(TfcState* s) {
       return "out of memory for the CSR weights";
     s->csr_blob = s->blob_seen;
   }
+  if (s->plan.needs == TFC_NEEDS_G8_F32) {
+    if ((s->g8_ptr == NULL || s->g8_blob != s->blob_seen) && !tfc_build_g8(s)) return "out of memory for the float32 weight groups";
+    s->g8_blob = s->blob_seen;
+  }
   if (s->plan.needs & (TFC_NEEDS_I8_QUADS | TFC_NEEDS_I8_WIN)) {
     if ((s->i8q_tile == 0 || s->i8q_blob != s->blob_seen) && !tfc_build_i8_quads(s, TFC_I8_TILE))
       return "out of memory for the int8 quad weights";
@@ -241,9 +245,10 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
   const uint64_t* ucost = NULL;
   /* only kernels that declare it take (tile, part) units (the aarch64 ones take whole tiles) */
   const int csr = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0;
+  const int g8 = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_G8_F32 && s->g8_ptr != NULL;
   const int quads = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
                     s->plan.unit_kind == TFC_UNITS_ROWS;
-  if ((csr || quads) && units < workers * TFC_PART_UNITS_PER_WORKER) {
+  if ((csr || g8 || quads) && units < workers * TFC_PART_UNITS_PER_WORKER) {
     /* few row tiles (7x7, 14x14 maps): also split each tile's 16-channel groups, balanced by
      * the stored weights of each group plus its transpose-and-store */
     const int want_units = workers * TFC_PART_UNITS_PER_WORKER;
@@ -260,6 +265,9 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
             e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * (g + 1))] -
                  s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g)];
           e *= s->csr_quads ? 4u : 2u;
+        } else if (g8) { /* its two 8-channel groups' entries, 8 weights each */
+          const int h1 = 2 * (g + 1) < (s->n_out + 7) / 8 ? 2 * (g + 1) : (s->n_out + 7) / 8;
+          e = 8u * (uint64_t)(s->g8_ptr[h1] - s->g8_ptr[2 * g]);
         } else { /* int8 quads of the group's channels, 4 weights each */
           const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
           e = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]);
@@ -342,6 +350,7 @@ void tfc_free_weights_state(TfcState* s) {
   free(s->row_sums);
   free(s->multipliers);
   tfc_free_csr(s);
+  tfc_free_g8(s);
   tfc_free_i8_quads(s);
 #if TFC_HAVE_AARCH64
   tfc_free_aarch64(s);

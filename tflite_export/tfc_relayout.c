@@ -416,3 +416,129 @@ done:
   }
   return ok;
 }
+
+/* Per output channel r, its (input feature, weight) pairs: k in (*off)[ (*ptr)[r] .. (*ptr)[r + 1] ),
+ * in the order the blob stores them.  Returns 0 when out of memory (nothing left allocated). */
+static int tfc_channel_lists(const TfcState* s, uint32_t** ptr, uint32_t** off, float** val) {
+  const int n = s->n_out;
+  uint32_t* p = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  uint32_t* o = NULL;
+  float* v = NULL;
+  if (p != NULL && cursor != NULL) {
+    tfc_csr_pass(s, 0, p, NULL, NULL, NULL, 1);
+    for (int r = 0; r < n; ++r) p[r + 1] += p[r];
+    memcpy(cursor, p, ((size_t)n + 1) * sizeof(uint32_t));
+    o = (uint32_t*)malloc(((size_t)p[n] + 1) * sizeof(uint32_t));
+    v = (float*)malloc(((size_t)p[n] + 1) * sizeof(float));
+    if (o != NULL && v != NULL) {
+      tfc_csr_pass(s, 1, NULL, cursor, o, v, 1);
+      free(cursor);
+      *ptr = p;
+      *off = o;
+      *val = v;
+      return 1;
+    }
+  }
+  free(p);
+  free(cursor);
+  free(o);
+  free(v);
+  return 0;
+}
+
+/* K + 1 entries of -1 (NULL when out of memory). */
+static int32_t* tfc_idx_array(int k) {
+  int32_t* a = (int32_t*)malloc(((size_t)k + 1) * sizeof(int32_t));
+  for (int i = 0; a != NULL && i <= k; ++i) a[i] = -1;
+  return a;
+}
+
+/* Input features used by channels [c0, c0 + w) (w = 4 or 8) of the lists: their count, and with
+ * fill the g8 entries first.. of the group, in feature order.  idx[K] is -1 on entry and on return. */
+static uint32_t tfc_group_union(TfcState* s, const uint32_t* ptr, const uint32_t* off, const float* val, int c0,
+                                int w, int32_t* idx, uint32_t first, int fill) {
+  const int c1 = c0 + w < s->n_out ? c0 + w : s->n_out;
+  uint32_t count = 0;
+  for (int r = c0; r < c1; ++r)
+    for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j)
+      if (idx[off[j]] == -1) {
+        idx[off[j]] = -2;
+        count++;
+      }
+  if (fill) {
+    uint32_t e = first;
+    for (int k = 0; k < s->k_in; ++k)
+      if (idx[k] == -2) {
+        idx[k] = (int32_t)e;
+        s->g8_k[e] = (uint32_t)k;
+        for (int h = 0; h < 8; ++h) s->g8_w[8u * e + (uint32_t)h] = 0.f;
+        e++;
+      }
+    for (int r = c0; r < c1; ++r)
+      for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j) s->g8_w[8u * (uint32_t)idx[off[j]] + (uint32_t)(r - c0)] += val[j];
+  }
+  for (int r = c0; r < c1; ++r)
+    for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j) idx[off[j]] = -1;
+  return count;
+}
+
+void tfc_count_groups_f32(const TfcState* s, uint64_t* g8, uint64_t* quads) {
+  uint32_t *ptr = NULL, *off = NULL;
+  float* val = NULL;
+  int32_t* mark = tfc_idx_array(s->k_in);
+  *g8 = *quads = UINT64_MAX;
+  if (mark != NULL && tfc_channel_lists(s, &ptr, &off, &val)) {
+    *g8 = *quads = 0;
+    for (int c = 0; c < s->n_out; c += 8) *g8 += tfc_group_union((TfcState*)s, ptr, off, val, c, 8, mark, 0, 0);
+    for (int c = 0; c < s->n_out; c += 4) *quads += tfc_group_union((TfcState*)s, ptr, off, val, c, 4, mark, 0, 0);
+  }
+  free(mark);
+  free(ptr);
+  free(off);
+  free(val);
+}
+
+void tfc_free_g8(TfcState* s) {
+  free(s->g8_ptr);
+  free(s->g8_k);
+  tfc_free64(s->g8_w);
+  s->g8_ptr = NULL;
+  s->g8_k = NULL;
+  s->g8_w = NULL;
+}
+
+/* Float32 weights in groups of 8 output channels for the NHWC many-rows kernels: per group the
+ * union of its channels' input features, in increasing order, each with the group's 8 weights
+ * (zeros where a channel does not use it).  No transposed tile: one entry is one broadcast of
+ * x[p][k] times 8 weights per row p.  Returns 0 when out of memory. */
+int tfc_build_g8(TfcState* s) {
+  tfc_free_g8(s);
+  const int G = (s->n_out + 7) / 8;
+  uint32_t *ptr = NULL, *off = NULL;
+  float* val = NULL;
+  int32_t* mark = tfc_idx_array(s->k_in);
+  int ok = 0;
+  if (mark == NULL || !tfc_channel_lists(s, &ptr, &off, &val)) goto done;
+  s->g8_ptr = (uint32_t*)malloc(((size_t)G + 1) * sizeof(uint32_t));
+  if (s->g8_ptr == NULL) goto done;
+  uint64_t total = 0;
+  for (int g = 0; g < G; ++g) {
+    s->g8_ptr[g] = (uint32_t)total;
+    total += tfc_group_union(s, ptr, off, val, 8 * g, 8, mark, 0, 0);
+    if (total > 0x0FFFFFFFu) goto done;
+  }
+  s->g8_ptr[G] = (uint32_t)total;
+  s->g8_k = (uint32_t*)malloc(((size_t)total + 1) * sizeof(uint32_t));
+  s->g8_w = (float*)tfc_alloc64(((size_t)total + 1) * 8u * sizeof(float));
+  if (s->g8_k == NULL || s->g8_w == NULL) goto done;
+  for (int g = 0; g < G; ++g) tfc_group_union(s, ptr, off, val, 8 * g, 8, mark, s->g8_ptr[g], 1);
+  ok = 1;
+done:
+  if (!ok) tfc_free_g8(s);
+  free(mark);
+  free(ptr);
+  free(off);
+  free(val);
+  return ok;
+}

@@ -78,8 +78,22 @@ def test_float32_blocks_are_fused_and_reported(files):
         assert len(f32_consts) == (1 if len(CASES[name]) > 8 else 0), (name, [t.name for t in f32_consts])
 
 
+# the x86 float32 1x1 kernels (>= 16 rows): picked by cost (unset), or forced: the CSR kernel on a
+# transposed tile, or the NHWC kernel on 8-channel groups (AVX2 + FMA, also with AVX-512 hidden)
+F32_KERNELS = [None, "csr", "g8"]
+
+
+def _set_f32_kernel(monkeypatch, kernel):
+    if kernel is None:
+        monkeypatch.delenv("TFCOMPRESS_F32_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("TFCOMPRESS_F32_KERNEL", kernel)
+
+
+@pytest.mark.parametrize("kernel", F32_KERNELS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_float32_fused_block_matches_keras_and_the_dense_file(name, files, monkeypatch):
+def test_float32_fused_block_matches_keras_and_the_dense_file(name, kernel, files, monkeypatch):
+    _set_f32_kernel(monkeypatch, kernel)
     model, dense, fused = files[name]
     x = _x(model, 1)
     keras_out = np.asarray(model(x)).astype(np.float64)
@@ -97,14 +111,18 @@ def test_float32_fused_block_matches_keras_and_the_dense_file(name, files, monke
             got = _run(fused, x)
             names = _kernel_names()
             assert f"dw={dw} " in names, names
+            if kernel and name == "s1_residual" and cap != "0" and dw == "dw_f32_avx2":  # 16-row strips
+                assert f"expand=avx2_{kernel}_f32 project=avx2_{kernel}_f32" in names, names
             _close(got, keras_out, f"{name} cap {cap} vs Keras ({names})")
             _close(got, want, f"{name} cap {cap} vs the dense file ({names})")
 
 
+@pytest.mark.parametrize("kernel", F32_KERNELS)
 @pytest.mark.parametrize("name", ["s1_residual", "s2_same_odd", "wide_residual", "no_expand"])
-def test_float32_threads_and_row_splits_give_the_same_output(name, files, monkeypatch):
+def test_float32_threads_and_row_splits_give_the_same_output(name, kernel, files, monkeypatch):
     """2 threads, 2 / 3 / 7 row ranges with and without strip stealing: the same values as one
     range (each range recomputes its halo rows with the same kernels, so the same bits)."""
+    _set_f32_kernel(monkeypatch, kernel)
     model, _, fused = files[name]
     x = _x(model, 2)
     for cap, threads, label in row_splits(monkeypatch):
@@ -171,14 +189,16 @@ def phased_files():
     return out
 
 
+@pytest.mark.parametrize("kernel", F32_KERNELS)
 @pytest.mark.parametrize("name", sorted(PHASED_CASES))
-def test_float32_small_maps_on_1_2_3_threads_phased_or_row_ranges(name, phased_files, monkeypatch):
+def test_float32_small_maps_on_1_2_3_threads_phased_or_row_ranges(name, kernel, phased_files, monkeypatch):
     """At 2 threads a 7x7 / 12x10 float32 block runs phased (2 pool jobs per invoke: expand +
-    depthwise by channel parts of the float32 CSR kernel, then the project); forced row ranges
+    depthwise by channel parts of the float32 CSR or 8-channel-group kernel, then the project); forced row ranges
     (TFCOMPRESS_FUSED_PHASED=0) or forced phases (=1) at 1, 2 and 3 threads give Keras' output
     within float rounding and the same values as one thread."""
     from tests.native.test_threads import _pool_jobs_of_one_invoke
 
+    _set_f32_kernel(monkeypatch, kernel)
     model, dense, fused = phased_files[name]
     x = _x(model, 3)
     keras_out = np.asarray(model(x)).astype(np.float64)

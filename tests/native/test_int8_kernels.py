@@ -465,16 +465,16 @@ def test_new_x86_paths_on_two_threads(kind, k_in, n_out, shape, rng, monkeypatch
 
 
 def _float_conv(k_in, n_out, pattern, rng, activation="relu6"):
-    """A float32 1x1 conv, 80 % zero (unstructured: channel pairs; Block((4, 1)): quads), and its
-    sparse TFLite file with the custom op."""
+    """A float32 1x1 conv, 80 % zero (unstructured: channel pairs; Block((4, 1)): quads; Block((8, 1)):
+    whole 8-channel groups), and its sparse TFLite file with the custom op."""
     from tfcompress.pruning import Block
 
     inp = keras.Input((None, None, k_in))
     layer = keras.layers.Conv2D(n_out, 1, activation=activation)
     model = keras.Model(inp, layer(inp))
     w = layer.kernel.numpy()
-    if pattern == "block4x1":
-        mask = Block((4, 1)).compute_mask(np.abs(w.reshape(1, k_in, n_out)), 0.8).reshape(w.shape)
+    if pattern in ("block4x1", "block8x1"):
+        mask = Block((int(pattern[5]), 1)).compute_mask(np.abs(w.reshape(1, k_in, n_out)), 0.8).reshape(w.shape)
     else:
         mask = rng.random(w.shape) >= 0.8
     layer.kernel.assign(w * mask)
@@ -494,6 +494,7 @@ def test_float32_avx2_csr_matches_avx512_and_numpy(k_in, n_out, pattern, spatial
     """float32, >= 16 rows, x86 without AVX-512 (TFCOMPRESS_NO_AVX512=1, cap 1): the AVX2 CSR
     kernel, against a float64 numpy reference and bit-identical to the AVX-512 CSR kernel (the
     same FMAs in the same order)."""
+    monkeypatch.setenv("TFCOMPRESS_F32_KERNEL", "csr")
     layer, sparse = _float_conv(k_in, n_out, pattern, rng)
     w = layer.kernel.numpy().reshape(k_in, n_out).astype(np.float64)
     for hw in spatials:
@@ -517,10 +518,15 @@ def test_float32_avx2_csr_matches_avx512_and_numpy(k_in, n_out, pattern, spatial
 ])
 def test_float32_avx2_csr_on_two_threads(k_in, n_out, pattern, hw, rng, monkeypatch):
     """The AVX2 CSR kernel on 2 interpreter threads: the pool runs it, bit-identical to 1 thread."""
+    _float32_on_two_threads(k_in, n_out, pattern, hw, "csr", rng, monkeypatch)
+
+
+def _float32_on_two_threads(k_in, n_out, pattern, hw, kernel, rng, monkeypatch):
     layer, sparse = _float_conv(k_in, n_out, pattern, rng, activation=None)
     x = rng.standard_normal((1,) + hw + (k_in,)).astype("float32")
     ref = x.astype(np.float64) @ layer.kernel.numpy().reshape(k_in, n_out) + layer.bias.numpy()
     _set_path(monkeypatch, "avx2")
+    monkeypatch.setenv("TFCOMPRESS_F32_KERNEL", kernel)
     outs = []
     for threads in (1, 2):
         interp = load_interpreter(sparse, num_threads=threads)
@@ -528,7 +534,7 @@ def test_float32_avx2_csr_on_two_threads(k_in, n_out, pattern, hw, rng, monkeypa
         interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
         interp.allocate_tensors()
         if _has("avx2", "fma"):
-            assert _last_kernel() == "avx2_csr_f32", _last_kernel()
+            assert _last_kernel() == f"avx2_{kernel}_f32", _last_kernel()
         interp.set_tensor(inp["index"], x)
         jobs = _pool_jobs()
         interp.invoke()
@@ -536,3 +542,56 @@ def test_float32_avx2_csr_on_two_threads(k_in, n_out, pattern, hw, rng, monkeypa
         outs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).copy())
     assert np.array_equal(outs[0], outs[1])
     assert np.abs(outs[0] - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,spatials", [
+    (24, 40, "block8x1", [(8, 8), (3, 7)]),       # 64 rows (8 x 8 rows); 21 rows: a 5-row tail
+    (200, 37, "block8x1", [(13, 11), (4, 5)]),    # N % 8 != 0: masked bias load and store
+    (52, 20, "block4x1", [(8, 9)]),               # half-used 8-channel groups
+    (17, 9, "unstructured", [(5, 6), (2, 9)]),    # K odd, 2 groups (the second of 1 channel)
+])
+def test_float32_g8_kernel_matches_numpy(k_in, n_out, pattern, spatials, rng, monkeypatch):
+    """float32, >= 16 rows, AVX2 + FMA: the NHWC kernel on 8-channel groups (TFCOMPRESS_F32_KERNEL=g8,
+    with and without AVX-512 hidden), against a float64 numpy reference, for any sparsity pattern."""
+    layer, sparse = _float_conv(k_in, n_out, pattern, rng)
+    w = layer.kernel.numpy().reshape(k_in, n_out).astype(np.float64)
+    monkeypatch.setenv("TFCOMPRESS_F32_KERNEL", "g8")
+    for hw in spatials:
+        x = rng.standard_normal((1,) + hw + (k_in,)).astype("float32")
+        ref = np.clip(x.astype(np.float64) @ w + layer.bias.numpy(), 0, 6)
+        for path in ("avx512f", "avx2"):
+            _set_path(monkeypatch, path)
+            got = _invoke(sparse, x)
+            if _has("avx2", "fma") and (path == "avx2" or not _has("avx512f")):
+                assert _last_kernel() == "avx2_g8_f32", (path, _last_kernel())
+            assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), (path, hw)
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,hw", [
+    (96, 320, "block8x1", (28, 28)),  # 13 row tiles
+    (320, 640, "block8x1", (7, 7)),   # one tile: (tile, channel part) units
+    (320, 600, "block4x1", (7, 7)),   # 600 = 37 groups of 16 + 8: the last part ends at 8-channel group 75
+])
+def test_float32_g8_kernel_on_two_threads(k_in, n_out, pattern, hw, rng, monkeypatch):
+    """The 8-channel-group kernel on 2 interpreter threads: the pool runs it, bit-identical to 1 thread."""
+    _float32_on_two_threads(k_in, n_out, pattern, hw, "g8", rng, monkeypatch)
+
+
+@pytest.mark.parametrize("k_in,n_out,pattern,want", [
+    (24, 96, "block8x1", "avx2_g8_f32"),     # every 8-channel group entry is 8 real weights
+    (320, 640, "block8x1", "avx2_g8_f32"),
+    (320, 640, "block4x1", "avx2_csr_f32"),  # groups of 8 would hold ~1.8x the weights of the quads
+])
+def test_float32_kernel_picked_by_cost(k_in, n_out, pattern, want, rng, monkeypatch):
+    """Unforced, the AVX2 picker runs the 8-channel-group kernel where its entries cost less than the
+    CSR kernel's quads plus the transposes (tfc_f32_prefer_g8), else the CSR kernel."""
+    if not _has("avx2", "fma"):
+        pytest.skip("the AVX2 float32 kernels need AVX2 + FMA")
+    monkeypatch.delenv("TFCOMPRESS_F32_KERNEL", raising=False)
+    _set_path(monkeypatch, "avx2")
+    layer, sparse = _float_conv(k_in, n_out, pattern, rng)
+    x = rng.standard_normal((1, 8, 8, k_in)).astype("float32")
+    got = _invoke(sparse, x)
+    assert _last_kernel() == want
+    ref = np.clip(x.astype(np.float64) @ layer.kernel.numpy().reshape(k_in, n_out) + layer.bias.numpy(), 0, 6)
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
