@@ -2,8 +2,8 @@
 
 Each MobileNetV2 224 block shape (input size, channels, expansion 6, stride, residual) is built as
 its own Keras model, its 1x1 convs pruned 80 % in 1x4 blocks (`pruning.Block((1, 4))`'s pattern),
-random weights, int8 by post-training calibration; with `--dtype float32`, pruned in 4x1 blocks
-(`pruning.Block((4, 1))`, the float32 pattern) and exported float32. Three files per block, the
+random weights, int8 by post-training calibration; with `--dtype float32`, pruned in 8x1 blocks
+(`pruning.Block((8, 1))`, the float32 pattern; `--fblock 4`: 4x1) and exported float32. Three files per block, the
 same weights:
 
 * dense: XNNPACK runs every op;

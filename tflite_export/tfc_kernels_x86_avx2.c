@@ -664,7 +664,7 @@ TFC_AVX2_TARGET __attribute__((always_inline)) static inline void tfc_g8_rows_av
     const float* w = s->g8_w + 8u * e0;
     for (uint32_t j = 0; j < e1 - e0; ++j) {
       const __m256 wv = _mm256_load_ps(w + 8u * j);
-      const uint32_t k = kk[j];
+      const size_t k = kk[j];
       for (int m = 0; m < MR; ++m) acc[m] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr[m] + k), wv, acc[m]);
     }
     for (int m = 0; m < MR; ++m) {

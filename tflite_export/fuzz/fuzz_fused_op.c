@@ -12,7 +12,8 @@
  * TFCOMPRESS_NO_AVX512=1 (the kernels for x86 without AVX-512), bits 6-7
  * the ISA cap 0 / 1 / 2 / none), byte 1 ranges (% 7 + 1: TFCOMPRESS_TEST_RANGES) and the split
  * (/ 7 % 3: TFCOMPRESS_FUSED_PHASED unset (automatic: phased for stride 1 below 4 rows per range),
- * 0, 1), bytes 2-3
+ * 0, 1), / 21 % 2 strip stealing, / 42 % 3 the float32 1x1 kernel (TFCOMPRESS_F32_KERNEL by cost,
+ * csr, g8), bytes 2-3
  * options (byte 2 = options length <= 9, byte 3 = its fill value: 1 then zeros when 0x00),
  * bytes 4-9: u16 lengths of the params, expand and project blobs, then the three blobs.
  * The input tensor takes H, W, Cin from the params header (when <= 80; a stem header, flag bit 2:
@@ -101,6 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (phased[(data[1] / 7) % 3] == NULL) unsetenv("TFCOMPRESS_FUSED_PHASED");
   else setenv("TFCOMPRESS_FUSED_PHASED", phased[(data[1] / 7) % 3], 1);
   setenv("TFCOMPRESS_FUSED_STEAL", (data[1] / 21) % 2 ? "1" : "0", 1);
+  static const char* const f32k[3] = {"", "csr", "g8"}; /* float32 1x1s: by cost, or forced */
+  setenv("TFCOMPRESS_F32_KERNEL", f32k[(data[1] / 42) % 3], 1);
   uint8_t opts[9];
   const size_t optlen = data[2] % 10;
   memset(opts, 0, sizeof opts);

@@ -13,7 +13,8 @@
  * bits 6-7 the ISA cap (TFCOMPRESS_ISA_CAP 0..2, 3 = none: every dispatch level is reached),
  * byte 1 rows (% 40; / 40 + 1 = the number of ranges Invoke splits the work units into),
  * byte 2 K (when bit3 is clear), byte 3 options length (% 17; bit 0 of byte 3 / 17:
- * TFCOMPRESS_NO_AVX512=1, so caps 1 / 2 reach the AVX2 / AVX-VNNI int8 kernels),
+ * TFCOMPRESS_NO_AVX512=1, so caps 1 / 2 reach the AVX2 / AVX-VNNI int8 kernels; byte 3 / 34 % 3:
+ * the float32 >= 16-row kernel, TFCOMPRESS_F32_KERNEL by cost, csr or g8),
  * then the options, then the packed-weights bytes.
  */
 #define _DEFAULT_SOURCE /* setenv under -std=c11 */
@@ -67,6 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   setenv("TFCOMPRESS_TEST_RANGES", ranges[data[1] / 40], 1);
   size_t optlen = data[3] % 17;
   setenv("TFCOMPRESS_NO_AVX512", ((data[3] / 17) & 1) ? "1" : "0", 1);
+  static const char* const f32k[3] = {"", "csr", "g8"}; /* float32 >= 16 rows: by cost, or forced */
+  setenv("TFCOMPRESS_F32_KERNEL", f32k[(data[3] / 34) % 3], 1);
   if (size < 4 + optlen) return 0;
   const uint8_t* opts = data + 4;
   const uint8_t* blob = data + 4 + optlen;
