@@ -72,14 +72,17 @@ def describe_pattern(w2d) -> dict:
 
     Returns:
         Dict with ``sparsity`` (zero fraction), ``block_sparsity`` (fraction of all-zero
-        1x4 blocks along K, 0 when K % 4 != 0), ``pattern`` ("block1x4", "block4x1" (4
-        consecutive outputs share their zeros, e.g. ``pruning.Block((4, 1))``), "2:4",
+        1x4 blocks along K, 0 when K % 4 != 0), ``pattern`` ("block1x4", "block8x1" / "block4x1"
+        (8 / 4 consecutive outputs share their zeros, e.g. ``pruning.Block((8, 1))``), "2:4",
         "unstructured" or "dense").
 
     Example:
         >>> w = np.zeros((4, 8), np.float32); w[:, :4] = 1
         >>> describe_pattern(w)["pattern"]
         'block1x4'
+        >>> w = np.zeros((16, 6), np.float32); w[:8, 0] = 1; w[8:, 3] = 1
+        >>> describe_pattern(w)["pattern"]
+        'block8x1'
     """
     w = np.asarray(w2d)
     zero = w == 0
@@ -92,15 +95,19 @@ def describe_pattern(w2d) -> dict:
         two_four = bool((g.sum(axis=2) >= 2).all())
     else:
         two_four = False
-    m = n - n % 4  # whole 4x1 output blocks (a last partial block is not judged)
-    out_zero = zero[:m].reshape(m // 4, 4, k)
-    out_blocks = float(out_zero.all(axis=1).mean()) if out_zero.size else 0.0
-    out_sparsity = float(out_zero.mean()) if out_zero.size else 0.0
+    def out_fit(b):  # whole bx1 output blocks (a last partial block is not judged)
+        m = n - n % b
+        out_zero = zero[:m].reshape(m // b, b, k)
+        blocks = float(out_zero.all(axis=1).mean()) if out_zero.size else 0.0
+        return blocks > 0 and blocks >= BLOCK_FIT * (float(out_zero.mean()) if out_zero.size else 0.0)
+
     if sparsity == 0.0:
         pattern = "dense"
     elif block_sparsity > 0 and block_sparsity >= BLOCK_FIT * sparsity:
         pattern = "block1x4"
-    elif out_blocks > 0 and out_blocks >= BLOCK_FIT * out_sparsity:
+    elif out_fit(8):
+        pattern = "block8x1"
+    elif out_fit(4):
         pattern = "block4x1"
     elif two_four:
         pattern = "2:4"
