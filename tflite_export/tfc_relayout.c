@@ -455,9 +455,10 @@ static int32_t* tfc_idx_array(int k) {
 }
 
 /* Input features used by channels [c0, c0 + w) (w = 4 or 8) of the lists: their count, and with
- * fill the g8 entries first.. of the group, in feature order.  idx[K] is -1 on entry and on return. */
-static uint32_t tfc_group_union(TfcState* s, const uint32_t* ptr, const uint32_t* off, const float* val, int c0,
-                                int w, int32_t* idx, uint32_t first, int fill) {
+ * gk / gw (not NULL) the group's entries from `first` on, in feature order: features in gk, 8
+ * weights each in gw.  idx[K] is -1 on entry and on return. */
+static uint32_t tfc_group_union(const TfcState* s, const uint32_t* ptr, const uint32_t* off, const float* val,
+                                int c0, int w, int32_t* idx, uint32_t* gk, float* gw, uint32_t first) {
   const int c1 = c0 + w < s->n_out ? c0 + w : s->n_out;
   uint32_t count = 0;
   for (int r = c0; r < c1; ++r)
@@ -466,17 +467,17 @@ static uint32_t tfc_group_union(TfcState* s, const uint32_t* ptr, const uint32_t
         idx[off[j]] = -2;
         count++;
       }
-  if (fill) {
+  if (gk != NULL) {
     uint32_t e = first;
     for (int k = 0; k < s->k_in; ++k)
       if (idx[k] == -2) {
         idx[k] = (int32_t)e;
-        s->g8_k[e] = (uint32_t)k;
-        for (int h = 0; h < 8; ++h) s->g8_w[8u * e + (uint32_t)h] = 0.f;
+        gk[e] = (uint32_t)k;
+        for (int h = 0; h < 8; ++h) gw[8u * e + (uint32_t)h] = 0.f;
         e++;
       }
     for (int r = c0; r < c1; ++r)
-      for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j) s->g8_w[8u * (uint32_t)idx[off[j]] + (uint32_t)(r - c0)] += val[j];
+      for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j) gw[8u * (uint32_t)idx[off[j]] + (uint32_t)(r - c0)] += val[j];
   }
   for (int r = c0; r < c1; ++r)
     for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j) idx[off[j]] = -1;
@@ -490,8 +491,8 @@ void tfc_count_groups_f32(const TfcState* s, uint64_t* g8, uint64_t* quads) {
   *g8 = *quads = UINT64_MAX;
   if (mark != NULL && tfc_channel_lists(s, &ptr, &off, &val)) {
     *g8 = *quads = 0;
-    for (int c = 0; c < s->n_out; c += 8) *g8 += tfc_group_union((TfcState*)s, ptr, off, val, c, 8, mark, 0, 0);
-    for (int c = 0; c < s->n_out; c += 4) *quads += tfc_group_union((TfcState*)s, ptr, off, val, c, 4, mark, 0, 0);
+    for (int c = 0; c < s->n_out; c += 8) *g8 += tfc_group_union(s, ptr, off, val, c, 8, mark, NULL, NULL, 0);
+    for (int c = 0; c < s->n_out; c += 4) *quads += tfc_group_union(s, ptr, off, val, c, 4, mark, NULL, NULL, 0);
   }
   free(mark);
   free(ptr);
@@ -525,14 +526,14 @@ int tfc_build_g8(TfcState* s) {
   uint64_t total = 0;
   for (int g = 0; g < G; ++g) {
     s->g8_ptr[g] = (uint32_t)total;
-    total += tfc_group_union(s, ptr, off, val, 8 * g, 8, mark, 0, 0);
+    total += tfc_group_union(s, ptr, off, val, 8 * g, 8, mark, NULL, NULL, 0);
     if (total > 0x0FFFFFFFu) goto done;
   }
   s->g8_ptr[G] = (uint32_t)total;
   s->g8_k = (uint32_t*)malloc(((size_t)total + 1) * sizeof(uint32_t));
   s->g8_w = (float*)tfc_alloc64(((size_t)total + 1) * 8u * sizeof(float));
   if (s->g8_k == NULL || s->g8_w == NULL) goto done;
-  for (int g = 0; g < G; ++g) tfc_group_union(s, ptr, off, val, 8 * g, 8, mark, s->g8_ptr[g], 1);
+  for (int g = 0; g < G; ++g) tfc_group_union(s, ptr, off, val, 8 * g, 8, mark, s->g8_k, s->g8_w, s->g8_ptr[g]);
   ok = 1;
 done:
   if (!ok) tfc_free_g8(s);
