@@ -4,7 +4,7 @@ MobileNetV2 224, 1x1 convs 80 % zero in `Block((1, 4))`, post-training int8 (the
 `sparse_threads.py`): the dense int8 file, the fused file (17 TFC_SPARSE_INVERTED_RESIDUAL blocks)
 as is, and the fused file once per variant, each variant's environment set while its interpreter is
 made (the op reads it in Prepare), at 1 and 2 threads. All interpreters must give the dense file's
-output (`--dtype float32`: the float32 files, Block((4, 1)); outputs within 1e-4 of the dense
+output (`--dtype float32`: the float32 files, Block((8, 1)); outputs within 1e-4 of the dense
 file's magnitude). Interleaved rounds (every interpreter once per round in shuffled order, 20 invokes,
 median); per round the ratios dense / file and fused / variant, reported as median and p10-p90.
 

@@ -4,7 +4,7 @@ One process, one LiteRT version. Files: float32 and int8 (full-integer post-trai
 and with every 1x1 conv 80 % sparse run by the tfcompress kernels (`rewrite_tflite(..., "custom")`:
 "sparse" = the inverted-residual blocks fused (float32 and int8)
 into TFC_SPARSE_INVERTED_RESIDUAL nodes, "sparse_per_layer" = `fuse_blocks=False`);
-float32 pruned in 4x1 output blocks (`pruning.Block((4, 1))`), int8 in 1x4 input blocks
+float32 pruned in 8x1 output blocks (`pruning.Block((8, 1))`; 4x1 before session 13), int8 in 1x4 input blocks
 (`pruning.Block((1, 4))`), the patterns the README recommends per dtype. The dense twin of each
 sparse file has the same (pruned) weights, run by XNNPACK.
 
@@ -53,7 +53,7 @@ from tfcompress.export import export_tflite, load_interpreter  # noqa: E402
 from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report  # noqa: E402
 from tfcompress.pruning import Block  # noqa: E402
 
-PATTERN = {"float32": ("block4x1", Block((4, 1))), "int8": ("block1x4", Block((1, 4)))}
+PATTERN = {"float32": ("block8x1", Block((8, 1))), "int8": ("block1x4", Block((1, 4)))}
 
 
 def _pool_threads():

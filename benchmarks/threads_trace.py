@@ -13,7 +13,7 @@ workers and the other threads (XNNPACK's workers), from /proc/self/task/*/scheds
 worker waiting in the run queue shares its CPU with another runnable thread. The caller's CPU time
 includes this script's per-invoke reading of the trace.
 
-Files as in `sparse_threads.py` (MobileNetV2 224, every 1x1 80 % zero; float32 Block((4, 1)) one
+Files as in `sparse_threads.py` (MobileNetV2 224, every 1x1 80 % zero; float32 Block((8, 1)) one
 TFC_SPARSE_CONV_1X1 per 1x1; int8 Block((1, 4)) fused blocks and one node per layer), each at 1
 and 2 threads, plus `--variants` (name=ENV=V+ENV=V) at 2 threads; blocks of 20 invokes in
 shuffled order, medians over invokes.
