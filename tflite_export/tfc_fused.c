@@ -283,43 +283,16 @@ static void tfc_fused_1x1_part(TfcState* s, const void* x, const void* b, void* 
   for (int t = 0; t < tiles; ++t) s->plan.run(s, &io, t * s->tile_parts + part, t * s->tile_parts + part + 1, scratch);
 }
 
-/* 1 when the 1x1's kernel takes (tile, channel part) units: the int8 quad kernels and the
- * float32 CSR and 8-channel-group kernels of x86. */
-static int tfc_fused_has_parts(const TfcState* s) {
-  return s->plan.channel_parts && s->plan.unit_kind == TFC_UNITS_ROWS &&
-         ((s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0) ||
-          (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0) || (s->plan.needs == TFC_NEEDS_G8_F32 && s->g8_ptr != NULL));
-}
-
-/* Stored weights of output channels [n0, n1) of a 1x1 that takes channel parts, in quads (4
- * weights; float32 CSR: whole 16-channel groups, n0 a multiple of 16). */
-static uint64_t tfc_fused_quads(const TfcState* s, int n0, int n1) {
-  if (n1 > s->n_out) n1 = s->n_out;
-  if (n0 >= n1) return 0u;
-  if (s->plan.needs == TFC_NEEDS_G8_F32) { /* 8-channel groups of 8 weights */
-    const int G8 = (s->n_out + 7) / 8, h1 = (n1 + 7) / 8 < G8 ? (n1 + 7) / 8 : G8;
-    return 2u * (uint64_t)(s->g8_ptr[h1] - s->g8_ptr[n0 / 8]);
-  }
-  if (s->plan.needs != TFC_NEEDS_CSR_F32) return (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[n0]);
-  const int G = (s->n_out + 15) / 16, per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
-  const size_t nper = (size_t)per_group * (size_t)G;
-  const int g0 = n0 / 16, g1 = (n1 + 15) / 16;
-  uint64_t e = 0;
-  for (int c = 0; c < s->csr_chunks; ++c)
-    e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g1)] - s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g0)];
-  return e * (s->csr_quads ? 4u : 2u) / 4u;
-}
-
 /* Splits the 1x1's 16-channel groups into <= n parts of about equal stored quads; returns the
  * parts (1: no split possible). */
 static int tfc_fused_channel_parts(TfcState* s, int n) {
   s->tile_parts = 1;
-  if (!tfc_fused_has_parts(s)) return 1;
+  if (!tfc_plan_has_parts(s)) return 1;
   const int G = (s->n_out + 15) / 16;
   if (n > TFC_MAX_PARTS) n = TFC_MAX_PARTS;
   uint64_t cost[TFC_FUSED_MAX_DIM / 16 + 1];
   if (G > (int)(sizeof cost / sizeof cost[0])) return 1;
-  for (int g = 0; g < G; ++g) cost[g] = 4u * tfc_fused_quads(s, 16 * g, 16 * (g + 1)) + 64u; /* + transpose, store */
+  for (int g = 0; g < G; ++g) cost[g] = tfc_part_weights(s, 16 * g, 16 * (g + 1)) + 64u; /* + transpose, store */
   const int k = tfc_split_units(G, cost, n, s->part_g);
   s->tile_parts = k > 1 ? k : 1;
   return s->tile_parts;
@@ -337,7 +310,7 @@ static int tfc_fused_ab_parts(TfcFused* f, int n) {
   const uint64_t pin = (uint64_t)f->H * f->W, pout = (uint64_t)f->Ho * f->Wo;
   for (int g = 0; g < G; ++g) {
     const int c1 = gw * (g + 1) < f->Ce ? gw * (g + 1) : f->Ce;
-    cost[g] = (uint64_t)(c1 - gw * g) * pout * 6u + (f->has_expand ? tfc_fused_quads(&f->ex, gw * g, c1) * pin : 0u);
+    cost[g] = (uint64_t)(c1 - gw * g) * pout * 6u + (f->has_expand ? tfc_part_weights(&f->ex, gw * g, c1) / 4u * pin : 0u);
   }
   const int k = tfc_split_units(G, cost, n, f->ab_g);
   if (k < 2) return 1;
@@ -781,7 +754,7 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   const int force = ph != NULL && ph[0] == '1' && ph[1] == 0;
   f->phased = !(ph != NULL && ph[0] == '0') && tasks > 1 && !f->stem &&
               (force ? f->Ho < 8 * tasks : f->stride == 1 && f->Ho < 4 * tasks) &&
-              full_e + full_d <= ((uint64_t)1 << 20) && (!f->has_expand || tfc_fused_has_parts(&f->ex));
+              full_e + full_d <= ((uint64_t)1 << 20) && (!f->has_expand || tfc_plan_has_parts(&f->ex));
   if (f->phased) f->n_ab = tfc_fused_ab_parts(f, tasks);
   f->phased = f->phased && f->n_ab > 1;
   if (f->phased) {

@@ -270,6 +270,12 @@ const char* tfc_int8_row_state(TfcState* s, float sx, float sy);
 void tfc_pick_kernel(TfcState* s, int cap);
 int tfc_isa_cap(void);
 const char* tfc_relayout_for_plan(TfcState* s);
+/* 1 when the plan's kernel takes (tile, channel part) units and its re-layout is built: the int8
+ * quad kernels, the x86 float32 CSR and 8-channel-group kernels */
+int tfc_plan_has_parts(const TfcState* s);
+/* Stored weights (zero padding included) of output channels [n0, n1) of such a plan, n0 a
+ * multiple of 16 (the CSR layout counts whole 16-channel groups) */
+uint64_t tfc_part_weights(const TfcState* s, int n0, int n1);
 
 /* tfc_relayout.c */
 int tfc_build_csr(TfcState* s, int T, int KC);

@@ -211,6 +211,29 @@ static uint64_t tfc_invoke_ns(const TfcState* s) {
   return macs / (f32 ? TFC_MACS_PER_NS_F32 : TFC_MACS_PER_NS_I8) + bytes / TFC_BYTES_PER_NS;
 }
 
+int tfc_plan_has_parts(const TfcState* s) {
+  return s->plan.channel_parts && s->plan.unit_kind == TFC_UNITS_ROWS &&
+         ((s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0) ||
+          (s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0) || (s->plan.needs == TFC_NEEDS_G8_F32 && s->g8_ptr != NULL));
+}
+
+uint64_t tfc_part_weights(const TfcState* s, int n0, int n1) {
+  if (n1 > s->n_out) n1 = s->n_out;
+  if (n0 >= n1) return 0u;
+  if (s->plan.needs == TFC_NEEDS_G8_F32) { /* 8-channel groups of 8 weights */
+    const int G8 = (s->n_out + 7) / 8, h1 = (n1 + 7) / 8 < G8 ? (n1 + 7) / 8 : G8;
+    return 8u * (uint64_t)(s->g8_ptr[h1] - s->g8_ptr[n0 / 8]);
+  }
+  if (s->plan.needs != TFC_NEEDS_CSR_F32) return 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[n0]); /* int8 quads */
+  const int G = (s->n_out + 15) / 16, per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
+  const size_t nper = (size_t)per_group * (size_t)G;
+  const int g0 = n0 / 16, g1 = (n1 + 15) / 16;
+  uint64_t e = 0;
+  for (int c = 0; c < s->csr_chunks; ++c)
+    e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g1)] - s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g0)];
+  return e * (s->csr_quads ? 4u : 2u);
+}
+
 /* The pool, the CSR channel parts and the tasks of this node for `workers` threads. */
 static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
   s->tile_parts = 1;
@@ -244,11 +267,7 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
   }
   const uint64_t* ucost = NULL;
   /* only kernels that declare it take (tile, part) units (the aarch64 ones take whole tiles) */
-  const int csr = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_CSR_F32 && s->csr_tile != 0;
-  const int g8 = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_G8_F32 && s->g8_ptr != NULL;
-  const int quads = s->plan.channel_parts && s->plan.needs == TFC_NEEDS_I8_QUADS && s->i8q_tile != 0 &&
-                    s->plan.unit_kind == TFC_UNITS_ROWS;
-  if ((csr || g8 || quads) && units < workers * TFC_PART_UNITS_PER_WORKER) {
+  if (tfc_plan_has_parts(s) && units < workers * TFC_PART_UNITS_PER_WORKER) {
     /* few row tiles (7x7, 14x14 maps): also split each tile's 16-channel groups, balanced by
      * the stored weights of each group plus its transpose-and-store */
     const int want_units = workers * TFC_PART_UNITS_PER_WORKER;
@@ -256,24 +275,7 @@ static int tfc_plan_threads(TfLiteContext* ctx, TfcState* s, int workers) {
     if (parts > G) parts = G;
     if (parts > TFC_MAX_PARTS) parts = TFC_MAX_PARTS;
     if (parts > 1) {
-      for (int g = 0; g < G; ++g) {
-        uint64_t e = 0;
-        if (csr) {
-          const int per_group = s->csr_quads ? 4 : 8; /* quads or pairs per group */
-          const size_t nper = (size_t)per_group * (size_t)G;
-          for (int c = 0; c < s->csr_chunks; ++c)
-            e += s->csr_ptr[(size_t)c * nper + (size_t)(per_group * (g + 1))] -
-                 s->csr_ptr[(size_t)c * nper + (size_t)(per_group * g)];
-          e *= s->csr_quads ? 4u : 2u;
-        } else if (g8) { /* its two 8-channel groups' entries, 8 weights each */
-          const int h1 = 2 * (g + 1) < (s->n_out + 7) / 8 ? 2 * (g + 1) : (s->n_out + 7) / 8;
-          e = 8u * (uint64_t)(s->g8_ptr[h1] - s->g8_ptr[2 * g]);
-        } else { /* int8 quads of the group's channels, 4 weights each */
-          const int n1 = 16 * (g + 1) < s->n_out ? 16 * (g + 1) : s->n_out;
-          e = 4u * (uint64_t)(s->i8q_ptr[n1] - s->i8q_ptr[16 * g]);
-        }
-        cost[g] = e + 64u;
-      }
+      for (int g = 0; g < G; ++g) cost[g] = tfc_part_weights(s, 16 * g, 16 * (g + 1)) + 64u;
       parts = tfc_split_units(G, cost, parts, gb);
       for (int i = 0; i <= parts; ++i) s->part_g[i] = gb[i];
       s->tile_parts = parts;

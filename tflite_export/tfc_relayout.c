@@ -45,6 +45,44 @@ static void tfc_csr_pass(const TfcState* s, int pass, uint32_t* cnt, uint32_t* c
   }
 }
 
+/* Plain CSR of the stored weights: per output channel r, its (input feature * T, weight) pairs at
+ * (*off)[(*ptr)[r] .. (*ptr)[r + 1]) / *val, in the order the blob stores them.  Returns 0 when
+ * out of memory (nothing left allocated). */
+static int tfc_channel_lists(const TfcState* s, int T, uint32_t** ptr, uint32_t** off, float** val) {
+  const int n = s->n_out;
+  uint32_t* p = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
+  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
+  uint32_t* o = NULL;
+  float* v = NULL;
+  if (p != NULL && cursor != NULL) {
+    tfc_csr_pass(s, 0, p, NULL, NULL, NULL, T);
+    for (int r = 0; r < n; ++r) p[r + 1] += p[r];
+    memcpy(cursor, p, ((size_t)n + 1) * sizeof(uint32_t));
+    o = (uint32_t*)malloc(((size_t)p[n] + 1) * sizeof(uint32_t));
+    v = (float*)malloc(((size_t)p[n] + 1) * sizeof(float));
+    if (o != NULL && v != NULL) {
+      tfc_csr_pass(s, 1, NULL, cursor, o, v, T);
+      free(cursor);
+      *ptr = p;
+      *off = o;
+      *val = v;
+      return 1;
+    }
+  }
+  free(p);
+  free(cursor);
+  free(o);
+  free(v);
+  return 0;
+}
+
+/* K + 1 entries of -1 (NULL when out of memory). */
+static int32_t* tfc_idx_array(int k) {
+  int32_t* a = (int32_t*)malloc(((size_t)k + 1) * sizeof(int32_t));
+  for (int i = 0; a != NULL && i <= k; ++i) a[i] = -1;
+  return a;
+}
+
 /* Quad layout (weights pruned in 4x1 blocks: 4 consecutive output channels
  * share their input features): per chunk and quad of channels 4q..4q+3, one
  * entry per input feature any of them uses: its offset in csr_off and the 4
@@ -97,18 +135,9 @@ int tfc_build_csr(TfcState* s, int T, int KC) {
   const int chunks = (s->k_in + KC - 1) / KC;
   tfc_free_csr(s);
   int ok = 0;
-  uint32_t* tptr = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
-  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
-  uint32_t* toff = NULL;
+  uint32_t *tptr = NULL, *toff = NULL;
   float* tval = NULL;
-  if (tptr == NULL || cursor == NULL) goto done;
-  tfc_csr_pass(s, 0, tptr, NULL, NULL, NULL, T);
-  for (int r = 0; r < n; ++r) tptr[r + 1] += tptr[r];
-  memcpy(cursor, tptr, ((size_t)n + 1) * sizeof(uint32_t));
-  toff = (uint32_t*)malloc(((size_t)tptr[n] + 1) * sizeof(uint32_t));
-  tval = (float*)malloc(((size_t)tptr[n] + 1) * sizeof(float));
-  if (toff == NULL || tval == NULL) goto done;
-  tfc_csr_pass(s, 1, NULL, cursor, toff, tval, T); /* plain CSR in toff / tval */
+  if (!tfc_channel_lists(s, T, &tptr, &toff, &tval)) goto done; /* plain CSR in toff / tval */
   s->csr_ptr = (uint32_t*)malloc(((size_t)chunks * (size_t)npairs + 1) * sizeof(uint32_t));
   s->pair_row = (uint8_t*)malloc(2u * (size_t)npairs);
   if (s->csr_ptr == NULL || s->pair_row == NULL) goto done;
@@ -169,9 +198,8 @@ int tfc_build_csr(TfcState* s, int T, int KC) {
   s->csr_quads = 0;
   {
     const uint64_t pair_entries = s->csr_ptr[(size_t)chunks * npairs];
-    int32_t* mark = (int32_t*)malloc(((size_t)s->k_in + 1) * sizeof(int32_t));
+    int32_t* mark = tfc_idx_array(s->k_in);
     if (mark == NULL) goto done;
-    for (int k = 0; k <= s->k_in; ++k) mark[k] = -1;
     const uint64_t quads = tfc_quad_pass(s, tptr, toff, tval, (uint32_t)T, chunks, chunk_span, mark, 0);
     if (quads <= 0x3FFFFFFFu && quads * 16u < pair_entries * 9u) {
       free(s->csr_ptr);
@@ -194,7 +222,6 @@ int tfc_build_csr(TfcState* s, int T, int KC) {
   ok = 1;
 done:
   free(tptr);
-  free(cursor);
   free(toff);
   free(tval);
   return ok;
@@ -417,43 +444,6 @@ done:
   return ok;
 }
 
-/* Per output channel r, its (input feature, weight) pairs: k in (*off)[ (*ptr)[r] .. (*ptr)[r + 1] ),
- * in the order the blob stores them.  Returns 0 when out of memory (nothing left allocated). */
-static int tfc_channel_lists(const TfcState* s, uint32_t** ptr, uint32_t** off, float** val) {
-  const int n = s->n_out;
-  uint32_t* p = (uint32_t*)calloc((size_t)n + 1, sizeof(uint32_t));
-  uint32_t* cursor = (uint32_t*)malloc(((size_t)n + 1) * sizeof(uint32_t));
-  uint32_t* o = NULL;
-  float* v = NULL;
-  if (p != NULL && cursor != NULL) {
-    tfc_csr_pass(s, 0, p, NULL, NULL, NULL, 1);
-    for (int r = 0; r < n; ++r) p[r + 1] += p[r];
-    memcpy(cursor, p, ((size_t)n + 1) * sizeof(uint32_t));
-    o = (uint32_t*)malloc(((size_t)p[n] + 1) * sizeof(uint32_t));
-    v = (float*)malloc(((size_t)p[n] + 1) * sizeof(float));
-    if (o != NULL && v != NULL) {
-      tfc_csr_pass(s, 1, NULL, cursor, o, v, 1);
-      free(cursor);
-      *ptr = p;
-      *off = o;
-      *val = v;
-      return 1;
-    }
-  }
-  free(p);
-  free(cursor);
-  free(o);
-  free(v);
-  return 0;
-}
-
-/* K + 1 entries of -1 (NULL when out of memory). */
-static int32_t* tfc_idx_array(int k) {
-  int32_t* a = (int32_t*)malloc(((size_t)k + 1) * sizeof(int32_t));
-  for (int i = 0; a != NULL && i <= k; ++i) a[i] = -1;
-  return a;
-}
-
 /* Input features used by channels [c0, c0 + w) (w = 4 or 8) of the lists: their count, and with
  * gk / gw (not NULL) the group's entries from `first` on, in feature order: features in gk, 8
  * weights each in gw.  idx[K] is -1 on entry and on return. */
@@ -489,7 +479,7 @@ void tfc_count_groups_f32(const TfcState* s, uint64_t* g8, uint64_t* quads) {
   float* val = NULL;
   int32_t* mark = tfc_idx_array(s->k_in);
   *g8 = *quads = UINT64_MAX;
-  if (mark != NULL && tfc_channel_lists(s, &ptr, &off, &val)) {
+  if (mark != NULL && tfc_channel_lists(s, 1, &ptr, &off, &val)) {
     *g8 = *quads = 0;
     for (int c = 0; c < s->n_out; c += 8) *g8 += tfc_group_union(s, ptr, off, val, c, 8, mark, NULL, NULL, 0);
     for (int c = 0; c < s->n_out; c += 4) *quads += tfc_group_union(s, ptr, off, val, c, 4, mark, NULL, NULL, 0);
@@ -520,7 +510,7 @@ int tfc_build_g8(TfcState* s) {
   float* val = NULL;
   int32_t* mark = tfc_idx_array(s->k_in);
   int ok = 0;
-  if (mark == NULL || !tfc_channel_lists(s, &ptr, &off, &val)) goto done;
+  if (mark == NULL || !tfc_channel_lists(s, 1, &ptr, &off, &val)) goto done;
   s->g8_ptr = (uint32_t*)malloc(((size_t)G + 1) * sizeof(uint32_t));
   if (s->g8_ptr == NULL) goto done;
   uint64_t total = 0;
