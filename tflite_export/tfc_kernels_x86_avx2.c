@@ -708,7 +708,7 @@ TFC_AVX2_TARGET static void tfc_rows_f32_g8_avx2(const TfcState* s, const TfcIO*
  * 8 rows in FMA-equivalents.  g8: 8 FMAs per group entry.  CSR: 4 FMAs per quad entry (pairs
  * when it has no quads: 4 per channel non-zero), plus the transposes in and out (~3 per input
  * feature and per output channel).  TFCOMPRESS_F32_KERNEL=g8 / csr forces one (tests, A/B). */
-static int tfc_f32_prefer_g8(const TfcState* s) {
+int tfc_f32_prefer_g8(const TfcState* s) {
   const char* e = getenv("TFCOMPRESS_F32_KERNEL");
   if (e != NULL && strcmp(e, "g8") == 0) return 1;
   if (e != NULL && strcmp(e, "csr") == 0) return 0;
@@ -720,8 +720,9 @@ static int tfc_f32_prefer_g8(const TfcState* s) {
 
 /* Plans on x86 without AVX-512 (VNNI) (or with TFCOMPRESS_NO_AVX512=1).  int8: cap >= TFC_ISA_DOT
  * and AVX-VNNI: the vpdpbusd kernels; cap >= TFC_ISA_SIMD and AVX2: the vpmaddwd / vpmaddubsw
- * kernels.  float32 (cap >= TFC_ISA_SIMD, AVX2 + FMA), >= 16 rows: the CSR kernel; 1-15 rows are
- * left to the portable kernels (AVX2 + FMA clones, TFC_HOT). */
+ * kernels.  float32 (cap >= TFC_ISA_SIMD, AVX2 + FMA), >= 16 rows: the g8 kernel where
+ * tfc_f32_prefer_g8 (also with AVX-512: tfc_pick_x86 leaves those to this picker), else the CSR
+ * kernel; 1-15 rows are left to the portable kernels (AVX2 + FMA clones, TFC_HOT). */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
   if (s->value_type == kTfLiteFloat32) {

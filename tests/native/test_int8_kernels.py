@@ -562,7 +562,7 @@ def test_float32_g8_kernel_matches_numpy(k_in, n_out, pattern, spatials, rng, mo
         for path in ("avx512f", "avx2"):
             _set_path(monkeypatch, path)
             got = _invoke(sparse, x)
-            if _has("avx2", "fma") and (path == "avx2" or not _has("avx512f")):
+            if _has("avx2", "fma"):  # with AVX-512 too: tfc_pick_x86 leaves g8 to the AVX2 picker
                 assert _last_kernel() == "avx2_g8_f32", (path, _last_kernel())
             assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), (path, hw)
 
@@ -577,21 +577,25 @@ def test_float32_g8_kernel_on_two_threads(k_in, n_out, pattern, hw, rng, monkeyp
     _float32_on_two_threads(k_in, n_out, pattern, hw, "g8", rng, monkeypatch)
 
 
+@pytest.mark.parametrize("path", ["avx2", "avx512f"])
 @pytest.mark.parametrize("k_in,n_out,pattern,want", [
     (24, 96, "block8x1", "avx2_g8_f32"),     # every 8-channel group entry is 8 real weights
     (320, 640, "block8x1", "avx2_g8_f32"),
-    (320, 640, "block4x1", "avx2_csr_f32"),  # groups of 8 would hold ~1.8x the weights of the quads
+    (320, 640, "block4x1", "csr_f32"),       # groups of 8 would hold ~1.8x the weights of the quads
 ])
-def test_float32_kernel_picked_by_cost(k_in, n_out, pattern, want, rng, monkeypatch):
-    """Unforced, the AVX2 picker runs the 8-channel-group kernel where its entries cost less than the
-    CSR kernel's quads plus the transposes (tfc_f32_prefer_g8), else the CSR kernel."""
+def test_float32_kernel_picked_by_cost(k_in, n_out, pattern, want, path, rng, monkeypatch):
+    """Unforced, the x86 pickers run the 8-channel-group kernel where its entries cost less than the
+    CSR kernel's quads plus the transposes (tfc_f32_prefer_g8), else the CSR kernel: with AVX-512
+    the 512-bit CSR kernel, but the 256-bit g8 kernel all the same."""
     if not _has("avx2", "fma"):
         pytest.skip("the AVX2 float32 kernels need AVX2 + FMA")
     monkeypatch.delenv("TFCOMPRESS_F32_KERNEL", raising=False)
-    _set_path(monkeypatch, "avx2")
+    _set_path(monkeypatch, path)
     layer, sparse = _float_conv(k_in, n_out, pattern, rng)
     x = rng.standard_normal((1, 8, 8, k_in)).astype("float32")
     got = _invoke(sparse, x)
+    if want == "csr_f32":  # the CPU's widest CSR kernel
+        want = "avx512_csr_f32" if path == "avx512f" and _has("avx512f") else "avx2_csr_f32"
     assert _last_kernel() == want
     ref = np.clip(x.astype(np.float64) @ layer.kernel.numpy().reshape(k_in, n_out) + layer.bias.numpy(), 0, 6)
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
