@@ -301,16 +301,18 @@ void tfc_plan_rows(const TfcState* s, TfcPlan* plan, TfcRangeFn run, const char*
 #if TFC_HAVE_X86
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan);
 /* tfc_kernels_x86_avx2.c: int8 on x86 without AVX-512 VNNI (AVX-VNNI at cap >= TFC_ISA_DOT,
- * else AVX2) and float32 >= 16 rows (AVX2 + FMA: g8 wherever tfc_f32_prefer_g8, with or without
- * AVX-512; else CSR without AVX-512); tfc_x86_no_avx512(): env
+ * else AVX2) and float32 >= 16 rows (AVX2 + FMA: g8 wherever tfc_f32_prefer_g8, also planned by
+ * tfc_pick_x86; else CSR without AVX-512); tfc_x86_no_avx512(): env
  * TFCOMPRESS_NO_AVX512=1, tfc_pick_x86 then picks nothing, as on a CPU without AVX-512 (tests
  * force the AVX2 / AVX-VNNI paths with it) */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan);
 int tfc_x86_no_avx512(void);
 int tfc_x86_has_avxvnni(void); /* the CPU has AVX-VNNI and this build has its kernels */
 /* float32 >= 16 rows: 1 when the 8-channel-group kernel (avx2_g8_f32) is predicted cheaper than
- * the CSR kernel (or TFCOMPRESS_F32_KERNEL=g8); both x86 pickers ask it */
+ * the CSR kernel (or TFCOMPRESS_F32_KERNEL=g8); both x86 pickers ask it and plan that kernel
+ * with tfc_plan_f32_g8 (returns 1) */
 int tfc_f32_prefer_g8(const TfcState* s);
+int tfc_plan_f32_g8(const TfcState* s, TfcPlan* plan);
 #endif
 
 /* tfc_kernels_aarch64.c */

@@ -642,8 +642,8 @@ static size_t tfc_csr_scratch(const TfcState* s, int T) {
 
 /* x86 plans.  cap >= TFC_ISA_SIMD and AVX-512F: the permute kernels for the
  * windowed layout and the CSR kernel for float32 with >= TFC_CSR_MIN_ROWS rows, unless the
- * 8-channel-group kernel is predicted cheaper (tfc_f32_prefer_g8: left to tfc_pick_x86_avx2, whose
- * 256-bit g8 kernel has no 512-bit twin: an 8x1 output block fills a ymm, not a zmm). */
+ * 8-channel-group kernel is predicted cheaper (tfc_f32_prefer_g8): then the 256-bit avx2_g8_f32,
+ * which has no 512-bit twin (an 8x1 output block fills a ymm, not a zmm). */
 int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx512f") || tfc_x86_no_avx512()) return 0;
   const int win = s->index_bytes == 1, f32 = s->value_type == kTfLiteFloat32;
@@ -666,7 +666,7 @@ int tfc_pick_x86(TfcState* s, int cap, TfcPlan* plan) {
     return 1;
   }
   if (f32 && s->rows >= TFC_CSR_MIN_ROWS) {
-    if (tfc_f32_prefer_g8(s)) return 0; /* tfc_pick_x86_avx2 takes it: avx2_g8_f32 */
+    if (tfc_f32_prefer_g8(s)) return tfc_plan_f32_g8(s, plan); /* AVX-512F implies AVX2 + FMA */
     plan->run = tfc_rows_f32_csr_avx512;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_CSR_TILE;

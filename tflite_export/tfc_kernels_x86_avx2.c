@@ -718,26 +718,29 @@ int tfc_f32_prefer_g8(const TfcState* s) {
   return 8u * g8 <= 4u * quads + 3u * ((uint64_t)s->k_in + (uint64_t)s->n_out);
 }
 
+/* The plan of avx2_g8_f32 (float32 >= 16 rows, AVX2 + FMA); 1. */
+int tfc_plan_f32_g8(const TfcState* s, TfcPlan* plan) {
+  plan->run = tfc_rows_f32_g8_avx2;
+  plan->unit_kind = TFC_UNITS_ROWS;
+  plan->unit_rows = TFC_CSR_TILE;
+  plan->units = (s->rows + TFC_CSR_TILE - 1) / TFC_CSR_TILE;
+  plan->scratch_bytes = 0;
+  plan->needs = TFC_NEEDS_G8_F32;
+  plan->name = "avx2_g8_f32";
+  plan->channel_parts = 1;
+  return 1;
+}
+
 /* Plans on x86 without AVX-512 (VNNI) (or with TFCOMPRESS_NO_AVX512=1).  int8: cap >= TFC_ISA_DOT
  * and AVX-VNNI: the vpdpbusd kernels; cap >= TFC_ISA_SIMD and AVX2: the vpmaddwd / vpmaddubsw
  * kernels.  float32 (cap >= TFC_ISA_SIMD, AVX2 + FMA), >= 16 rows: the g8 kernel where
- * tfc_f32_prefer_g8 (also with AVX-512: tfc_pick_x86 leaves those to this picker), else the CSR
+ * tfc_f32_prefer_g8 (tfc_pick_x86 plans it too: tfc_plan_f32_g8), else the CSR
  * kernel; 1-15 rows are left to the portable kernels (AVX2 + FMA clones, TFC_HOT). */
 int tfc_pick_x86_avx2(TfcState* s, int cap, TfcPlan* plan) {
   if (cap < TFC_ISA_SIMD || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
   if (s->value_type == kTfLiteFloat32) {
     if (s->rows < TFC_CSR_MIN_ROWS) return 0; /* 1-15 rows: the portable kernels */
-    if (tfc_f32_prefer_g8(s)) {
-      plan->run = tfc_rows_f32_g8_avx2;
-      plan->unit_kind = TFC_UNITS_ROWS;
-      plan->unit_rows = TFC_CSR_TILE;
-      plan->units = (s->rows + TFC_CSR_TILE - 1) / TFC_CSR_TILE;
-      plan->scratch_bytes = 0;
-      plan->needs = TFC_NEEDS_G8_F32;
-      plan->name = "avx2_g8_f32";
-      plan->channel_parts = 1;
-      return 1;
-    }
+    if (tfc_f32_prefer_g8(s)) return tfc_plan_f32_g8(s, plan);
     plan->run = tfc_rows_f32_csr_avx2;
     plan->unit_kind = TFC_UNITS_ROWS;
     plan->unit_rows = TFC_CSR_TILE;

@@ -42,7 +42,7 @@ static int tfc_tensor_index_ok(const TfLiteContext* ctx, int idx) {
 static const TfcPickFn kTfcPickers[] = {
 #if TFC_HAVE_X86
     tfc_pick_x86,
-    tfc_pick_x86_avx2, /* int8 without AVX-512 VNNI; float32 g8 (tfc_f32_prefer_g8) */
+    tfc_pick_x86_avx2, /* int8 where tfc_pick_x86 has no kernel (no AVX-512 VNNI) */
 #endif
 #if TFC_HAVE_AARCH64
     tfc_pick_aarch64,

@@ -562,7 +562,7 @@ def test_float32_g8_kernel_matches_numpy(k_in, n_out, pattern, spatials, rng, mo
         for path in ("avx512f", "avx2"):
             _set_path(monkeypatch, path)
             got = _invoke(sparse, x)
-            if _has("avx2", "fma"):  # with AVX-512 too: tfc_pick_x86 leaves g8 to the AVX2 picker
+            if _has("avx2", "fma"):  # with AVX-512 too: tfc_pick_x86 plans the same kernel
                 assert _last_kernel() == "avx2_g8_f32", (path, _last_kernel())
             assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), (path, hw)
 
