@@ -22,7 +22,7 @@
  * Params blob "TFCI" v1 (uint8 constant tensor, little-endian):
  *   off  0 char[4] "TFCI"      4 u16 version = 1    6 u8 flags (bit 0 expand, bit 1 residual,
  *          bit 2 stem: the expand is the network's first conv, 3x3 over the image x, see below;
- *          bit 3 float32 block: no stem, scales and zero points below all 0)
+ *          bit 3 float32 block: scales and zero points below all 0)
  *   off  7 u8 stride (1, 2)    8 u32 H, W, Cin, Ce, Co, Ho, Wo, kh = 3, kw = 3 (off 8..44)
  *   off 44 u8 pad_top, pad_left (0..2), act_expand, act_dw, act_project (0 none, 1 relu,
  *          2 relu6, 3 relu_n1_to_1; project must be 0), 3 zero bytes
@@ -38,9 +38,9 @@
  * Stem: MobileNetV2's first conv (3x3, stride 2, 3 channels, ReLU6) fused into its first block
  * (depthwise + project, no expand): the expand TFCS holds the conv's weights [Ce][Kp] with Kp =
  * 9 Ci rounded up to 4 (zero columns), H, W, Cin of the header are the conv's output size and Kp.
- * Each strip's expanded rows come straight from x by a direct stem row where one fits (x86 AVX-512
- * VNNI: tfc_fused_x86.c; aarch64 dotprod: tfc_fused_aarch64.c), else from tfc_fused_im2col rows
- * and the expand's 1x1 plan.  The first op of the network then runs on this node's pool with the
+ * Each strip's expanded rows come straight from x by a direct stem row where one fits (int8: x86
+ * AVX-512 VNNI, tfc_fused_x86.c; aarch64 dotprod, tfc_fused_aarch64.c; float32: every CPU,
+ * tfc_fused_kernels.c), else from tfc_fused_im2col rows and the expand's 1x1 plan.  The first op of the network then runs on this node's pool with the
  * rest of the block (no XNNPACK partition to enter, no 112x112x32 tensor written and read back).
  */
 #include <stdatomic.h>
@@ -148,7 +148,6 @@ static const char* tfc_fused_parse(TfcFused* f, const uint8_t* p, size_t bytes) 
   const int stem = (p[6] >> 2) & 1;
   for (int i = stem ? 91 : 76; i < TFC_FUSED_HEADER; ++i)
     if (p[i] != 0) return "params: reserved bytes must be 0";
-  if (f32 && stem) return "params: a float32 block has no stem";
   for (int i = 0; i < 3; ++i) {
     float sc = rdf(p + 52 + 4 * i);
     int32_t zp = (int32_t)rd32(p + 64 + 4 * i);
@@ -385,7 +384,12 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
       const int next = ring_first + ring_n;
       if (next <= hi) {
         const void* src;
-        if (f->stem_row != NULL) { /* direct stem row (VNNI / sdot): straight from the image */
+        if (f->stem_row_f32 != NULL) { /* float32 stem row: straight from the image */
+          for (int h = next; h <= hi; ++h)
+            f->stem_row_f32(f, (const float*)io->x, (const float*)io->eb, h, (float*)(ring + (size_t)(ring_n + h - next) * e_row),
+                            (float*)(sc + f->off_col));
+          src = NULL;
+        } else if (f->stem_row != NULL) { /* direct stem row (VNNI / sdot): straight from the image */
           for (int h = next; h <= hi; ++h)
             f->stem_row(f, (const int8_t*)io->x, (const int32_t*)io->eb, h, (int8_t*)(ring + (size_t)(ring_n + h - next) * e_row),
                         sc + f->off_col);
@@ -682,11 +686,17 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->off_acc = f->off_pj + tfc_round64((size_t)pjb);
   f->off_col = f->off_acc + tfc_round64(f->f32 ? 0u : sizeof(int32_t) * (size_t)f->dw_cpad);
   uint64_t col = f->stem ? (uint64_t)f->ring_rows * f->W * f->Cin : 0; /* stem: im2col rows */
+  f->eb_seen = f->has_expand ? TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const : NULL;
+  if (f->stem && f->f32) { /* float32 stem: always the direct row (three image rows of scratch) */
+    if (!tfc_fused_stem_f32(f, (const float*)f->eb_seen)) FAIL("out of memory");
+    col = 12u * (uint64_t)f->stem_rowlen;
+  } else {
 #if TFC_HAVE_X86
-  if (tfc_fused_stem_x86(f, cap) < 0) FAIL("out of memory");
+    if (tfc_fused_stem_x86(f, cap) < 0) FAIL("out of memory");
 #elif TFC_HAVE_AARCH64
-  if (tfc_fused_stem_aarch64(f, cap) < 0) FAIL("out of memory");
+    if (tfc_fused_stem_aarch64(f, cap) < 0) FAIL("out of memory");
 #endif
+  }
   if (f->stem_row != NULL && 3u * (uint64_t)f->stem_rowlen > col) col = 3u * (uint64_t)f->stem_rowlen; /* image rows */
   if (col > TFC_FUSED_MAX_SCRATCH) FAIL("block too large");
   const size_t stride = f->off_col + tfc_round64((size_t)col);
@@ -819,6 +829,8 @@ static TfLiteStatus tfc_fused_invoke(TfLiteContext* ctx, TfLiteNode* node) {
   if ((e7 && (const uint8_t*)TFC_TENSOR(ctx, node->inputs->data[1])->data.raw_const != f->ex.blob_seen) ||
       (const uint8_t*)TFC_TENSOR(ctx, node->inputs->data[e7 ? 5 : 3])->data.raw_const != f->pr.blob_seen)
     FAIL("packed weights changed after Prepare");
+  if (f->stem_row_f32 != NULL && TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const != f->eb_seen)
+    FAIL("expand bias changed after Prepare"); /* the float32 stem keeps a padded copy */
   TfcFusedIO io;
   io.x = x->data.raw_const;
   io.eb = e7 ? TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const : NULL;

@@ -173,6 +173,179 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l8, tfc_vdf8, __attribute__((target("avx2,fma"))))
 TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f"))))
 #endif
 
+/* float32 stem (tfc_fused.c flag bits 2 and 3): expanded row h of the 3x3 conv over the image x
+ * [Hi][Wi][Ci] -> out [W][Ce], no im2col: output pixel ow's kernel row kh is the 3 Ci floats of
+ * image row h s - s_pt + kh from column ow s - s_pl on.  Interior pixels (every tap inside the
+ * image, in whole groups of PX) read the image rows in place; the edge pixels and rows above /
+ * below the image read u, 3 rows of f->stem_rowlen floats laid out as the image row with s_pl zero
+ * columns in front and zeros after it, filled only where the edge pixels read.  Weights
+ * f->stem_wf [3][3 Ci][cpe] (cpe = Ce rounded up to 16, zero lanes past Ce), bias f->stem_bf
+ * [cpe].  Channels run in chunks of up to 4 vectors of L floats, PX output pixels at a time
+ * (PX = 4 for L = 16, else 2: 4 x 2 zmm or 2 x 4 ymm independent FMA chains, the chunk's weight
+ * vectors loaded once per tap for the PX pixels, every input float broadcast); the expand's
+ * activation clamp (f->ex.fmin / fmax); a last partial vector is stored lane by lane.
+ * TFC_STEMF_DEFINE(NAME, T, TARGET) makes the row NAME for the vector type T. */
+#define TFC_STEMF_PX(L) ((L) == 16 ? 4 : 2)
+#define TFC_STEMF_DEFINE(NAME, T, TARGET)                                                                           \
+  /* pixels [ow0, ow1) of channels [c, c + NV L), r[kh] = kernel row kh's window of pixel ow0 */                 \
+  TARGET static inline __attribute__((always_inline)) void NAME##_chunk(                                         \
+      const TfcFused* f, const float* const r[3], float* out, int c, int ow0, int ow1, const int NV) {           \
+    enum { L = sizeof(T) / sizeof(float), PX = TFC_STEMF_PX(L) };                                                \
+    const int Ce = f->Ce, cpe = f->stem_cpe, K3 = 3 * f->Ci, step = f->s_stride * f->Ci;                          \
+    T vlo, vhi, b[4];                                                                                              \
+    for (int i = 0; i < L; ++i) vlo[i] = f->ex.fmin, vhi[i] = f->ex.fmax;                                          \
+    for (int v = 0; v < NV; ++v) b[v] = TFC_VDF_LOAD(T, f->stem_bf + c + v * L);                                   \
+    for (int ow = ow0; ow < ow1; ow += PX) {                                                                       \
+      const int np = ow1 - ow < PX ? ow1 - ow : PX;                                                                \
+      T a[PX][4];                                                                                                  \
+      for (int p = 0; p < PX; ++p)                                                                                 \
+        for (int v = 0; v < NV; ++v) a[p][v] = b[v];                                                               \
+      for (int kh = 0; kh < 3; ++kh) {                                                                             \
+        const float* x = r[kh] + (size_t)(ow - ow0) * step;                                                        \
+        const float* wk = f->stem_wf + (size_t)kh * K3 * cpe + c;                                                  \
+        for (int j = 0; j < K3; ++j, wk += cpe) {                                                                  \
+          T w[4];                                                                                                  \
+          for (int v = 0; v < NV; ++v) w[v] = TFC_VDF_LOAD(T, wk + v * L);                                         \
+          for (int p = 0; p < PX; ++p) {                                                                           \
+            const float s = x[(size_t)p * step + j]; /* pixels past ow1: inside u / the image, not stored */      \
+            for (int v = 0; v < NV; ++v) a[p][v] += w[v] * s;                                                      \
+          }                                                                                                        \
+        }                                                                                                          \
+      }                                                                                                            \
+      for (int p = 0; p < np; ++p)                                                                                 \
+        for (int v = 0; v < NV; ++v) {                                                                             \
+          float* o = out + (size_t)(ow + p) * Ce + c + v * L;                                                      \
+          if (c + (v + 1) * L <= Ce) {                                                                             \
+            TFC_VDF_STORE(o, a[p][v], vlo, vhi);                                                                   \
+          } else {                                                                                                 \
+            float t[L];                                                                                            \
+            TFC_VDF_STORE(t, a[p][v], vlo, vhi);                                                                   \
+            for (int i = 0; c + v * L + i < Ce; ++i) o[i] = t[i];                                                  \
+          }                                                                                                        \
+        }                                                                                                          \
+    }                                                                                                              \
+  }                                                                                                                \
+                                                                                                                   \
+  TARGET static void NAME##_range(const TfcFused* f, const float* const r[3], float* out, int ow0, int ow1) {     \
+    enum { L = sizeof(T) / sizeof(float) };                                                                        \
+    for (int c = 0; c < f->Ce; c += 4 * L) {                                                                       \
+      const int nv = (f->Ce - c + L - 1) / L;                                                                      \
+      if (nv >= 4) NAME##_chunk(f, r, out, c, ow0, ow1, 4);                                                        \
+      else if (nv == 3) NAME##_chunk(f, r, out, c, ow0, ow1, 3);                                                   \
+      else if (nv == 2) NAME##_chunk(f, r, out, c, ow0, ow1, 2);                                                   \
+      else NAME##_chunk(f, r, out, c, ow0, ow1, 1);                                                                \
+    }                                                                                                              \
+  }                                                                                                                \
+                                                                                                                   \
+  TARGET static void NAME(const TfcFused* f, const float* x, const float* bias, int h, float* out, float* urows) {  \
+    enum { L = sizeof(T) / sizeof(float) };                                                                        \
+    (void)bias; /* f->stem_bf: the bias padded to whole vectors */                                                 \
+    int in0, in1;                                                                                                  \
+    const float* img[3];                                                                                           \
+    tfc_stem_rows_f32(f, x, h, TFC_STEMF_PX(L), urows, img, &in0, &in1);                                           \
+    const size_t step = (size_t)f->s_stride * f->Ci, L_ = (size_t)f->stem_rowlen;                                  \
+    const float* r[3];                                                                                             \
+    for (int kh = 0; kh < 3; ++kh) r[kh] = urows + (size_t)kh * L_;                                                \
+    if (in0 > 0) NAME##_range(f, r, out, 0, in0);                                                                  \
+    if (in1 > in0) {                                                                                               \
+      const float* d[3];                                                                                           \
+      for (int kh = 0; kh < 3; ++kh) d[kh] = img[kh] != NULL ? img[kh] : r[kh] + (size_t)in0 * step;               \
+      NAME##_range(f, d, out, in0, in1);                                                                                                                 \
+    }                                                                                                              \
+    if (in1 < f->W) {                                                                                              \
+      for (int kh = 0; kh < 3; ++kh) r[kh] = urows + (size_t)kh * L_ + (size_t)in1 * step;                         \
+      NAME##_range(f, r, out, in1, f->W);                                                                                                              \
+    }                                                                                                              \
+  }
+
+/* The rows expanded row h reads: interior pixels [*in0, *in1) (every tap inside the image, a whole
+ * number of groups of px) read img[kh], the window of pixel *in0 in image row kh (NULL above /
+ * below the image: u's zero row); u (3 x stem_rowlen floats, the padded row) is filled where the
+ * edge pixels [0, *in0) and [*in1, W) read, px - 1 pixels past them included. */
+static void tfc_stem_rows_f32(const TfcFused* f, const float* x, int h, int px, float* urows, const float* img[3],
+                              int* in0, int* in1) {
+  const int ss = f->s_stride, Ci = f->Ci, W = f->W, Wi = f->Wi;
+  const size_t L = (size_t)f->stem_rowlen, lead = (size_t)f->s_pl * Ci, n = (size_t)Wi * Ci, step = (size_t)ss * Ci;
+  int a = (f->s_pl + ss - 1) / ss, b = Wi - 3 + f->s_pl >= 0 ? (Wi - 3 + f->s_pl) / ss + 1 : 0;
+  if (b > W) b = W;
+  if (a > b) a = b;
+  b = a + (b - a) / px * px;
+  *in0 = a;
+  *in1 = b;
+  /* u columns [0, e0) for the left edge, [e1, L) for the right edge */
+  const size_t e0 = a > 0 ? (size_t)(a + px - 1) * step + 3u * Ci : 0, e1 = b < W ? (size_t)b * step : L;
+  for (int kh = 0; kh < 3; ++kh) {
+    float* u = urows + (size_t)kh * L;
+    const int ih = h * ss - f->s_pt + kh;
+    if (ih < 0 || ih >= f->Hi) {
+      img[kh] = NULL;
+      memset(u, 0, sizeof(float) * L);
+      continue;
+    }
+    const float* row = x + (size_t)ih * n;
+    img[kh] = row + (size_t)a * step - lead; /* a s >= s_pl: inside the row */
+    for (int part = 0; part < 2; ++part) { /* u[i] = row[i - lead] inside the image, else 0 */
+      const size_t i0 = part ? e1 : 0, i1 = part ? L : (e0 < L ? e0 : L);
+      for (size_t i = i0; i < i1;) {
+        if (i < lead || i >= lead + n) {
+          const size_t stop = i < lead ? (lead < i1 ? lead : i1) : i1;
+          memset(u + i, 0, sizeof(float) * (stop - i));
+          i = stop;
+        } else {
+          const size_t stop = lead + n < i1 ? lead + n : i1;
+          memcpy(u + i, row + (i - lead), sizeof(float) * (stop - i));
+          i = stop;
+        }
+      }
+    }
+  }
+}
+
+TFC_STEMF_DEFINE(tfc_stem_row_f32_l4, tfc_vdf4, )
+#if TFC_HAVE_X86
+TFC_STEMF_DEFINE(tfc_stem_row_f32_l8, tfc_vdf8, __attribute__((target("avx2,fma"))))
+TFC_STEMF_DEFINE(tfc_stem_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f"))))
+#endif
+
+/* Sets up the float32 stem (f->stem && f->f32; the expand state f->ex validated): weights
+ * [3][3 Ci][cpe] and bias from the expand's packed weights and `bias` (float32 [Ce]), the copied
+ * image row length (the last PX-pixel group's windows stay inside it), the row kernel for the CPU.
+ * 0 when out of memory. */
+int tfc_fused_stem_f32(TfcFused* f, const float* bias) {
+  tfc_free64(f->stem_wf);
+  tfc_free64(f->stem_bf);
+  f->stem_wf = f->stem_bf = NULL;
+  f->stem_row_f32 = NULL;
+  const int Ce = f->Ce, Kp = f->Cin, K9 = 9 * f->Ci, cpe = (Ce + 15) & ~15;
+  float* dense = (float*)calloc((size_t)Ce * (size_t)Kp, sizeof(float));
+  f->stem_wf = (float*)tfc_alloc64(sizeof(float) * (size_t)K9 * (size_t)cpe);
+  f->stem_bf = (float*)tfc_alloc64(sizeof(float) * (size_t)cpe);
+  if (dense == NULL || f->stem_wf == NULL || f->stem_bf == NULL || !tfc_dense_f32(&f->ex, dense)) {
+    free(dense);
+    return 0;
+  }
+  for (int t = 0; t < K9; ++t) /* tap t = (kh, kw, ci), the conv weights' order = the im2col column */
+    for (int c = 0; c < cpe; ++c) f->stem_wf[(size_t)t * cpe + c] = c < Ce ? dense[(size_t)c * Kp + t] : 0.f;
+  free(dense);
+  for (int c = 0; c < cpe; ++c) f->stem_bf[c] = c < Ce ? bias[c] : 0.f;
+  f->stem_cpe = cpe;
+  /* windows of the last group of 4 pixels (the widest PX) end at (W + 3) s Ci + 3 Ci */
+  const size_t need = (size_t)(f->W + 3) * f->s_stride * f->Ci + 3u * f->Ci, have = (size_t)(f->s_pl + f->Wi) * f->Ci;
+  f->stem_rowlen = (int)((need > have ? need : have) + 16u);
+  f->stem_row_f32 = tfc_stem_row_f32_l4;
+  f->stem_name = "stem_f32";
+#if TFC_HAVE_X86
+  if (__builtin_cpu_supports("avx512f") && !tfc_x86_no_avx512()) {
+    f->stem_row_f32 = tfc_stem_row_f32_l16;
+    f->stem_name = "stem_f32_avx512";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    f->stem_row_f32 = tfc_stem_row_f32_l8;
+    f->stem_name = "stem_f32_avx2";
+  }
+#endif
+  return 1;
+}
+
 int tfc_fused_setup_dw_f32(TfcFused* f, const float* bias) {
   tfc_fused_free_dw(f);
   const int cp = (f->Ce + 15) & ~15;
@@ -225,6 +398,10 @@ int tfc_fused_pick_dw(TfcFused* f, int cap, const int32_t* bias) {
 }
 
 void tfc_fused_free_dw(TfcFused* f) {
+  tfc_free64(f->stem_wf);
+  tfc_free64(f->stem_bf);
+  f->stem_wf = f->stem_bf = NULL;
+  f->stem_row_f32 = NULL;
   tfc_free64(f->dw_wf);
   tfc_free64(f->dw_bf);
   tfc_free64(f->dw_zrow_f);
@@ -341,7 +518,7 @@ static char tfc_fused_names[160];
 
 void tfc_fused_note_plan(const TfcFused* f) {
   atomic_store(&tfc_fused_dw_last, f->dw_name);
-  atomic_store(&tfc_fused_ex_last, f->stem_row != NULL ? f->stem_name
+  atomic_store(&tfc_fused_ex_last, f->stem_row != NULL || f->stem_row_f32 != NULL ? f->stem_name
                                   : f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none");
   atomic_store(&tfc_fused_pr_last, f->pr.plan.name ? f->pr.plan.name : "");
 }

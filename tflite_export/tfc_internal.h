@@ -279,6 +279,7 @@ uint64_t tfc_part_weights(const TfcState* s, int n0, int n1);
 
 /* tfc_relayout.c */
 int tfc_build_csr(TfcState* s, int T, int KC);
+int tfc_dense_f32(const TfcState* s, float* w); /* [N][K], 0 = out of memory */
 void tfc_free_csr(TfcState* s);
 /* float32 weights in groups of 8 output channels (TFC_NEEDS_G8_F32); 0 when out of memory */
 int tfc_build_g8(TfcState* s);
@@ -358,6 +359,15 @@ typedef struct TfcFusedTag {
   int32_t* stem_w;
   int stem_rowlen;
   const char* stem_name;
+  /* float32 stem (tfc_fused_kernels.c, every CPU; no im2col): one expanded row from the image,
+   * weights [3][3 Ci][stem_cpe] and bias [stem_cpe] (Ce rounded up to 16, zero lanes), 3 rows
+   * of `stem_rowlen` floats of scratch */
+  void (*stem_row_f32)(const struct TfcFusedTag* f, const float* x, const float* bias, int h, float* out,
+                       float* urows);
+  float* stem_wf;
+  float* stem_bf;
+  int stem_cpe;
+  const void* eb_seen; /* the expand bias Prepare saw (the float32 stem copied it) */
   float s_e, s_d, s_p;
   int32_t zp_e, zp_d, zp_p;
   const int8_t* dw_w; /* [9][Ce] */
@@ -442,6 +452,7 @@ int tfc_fused_setup_dw_f32(TfcFused* f, const float* bias); /* 0: out of memory 
 void tfc_fused_note_plan(const TfcFused* f);
 void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out);
 int tfc_fused_stem_weights(TfcFused* f, int Q, int window); /* -1 out of memory, 0 none, 1 set */
+int tfc_fused_stem_f32(TfcFused* f, const float* bias); /* 0: out of memory */
 #if TFC_HAVE_AARCH64
 int tfc_fused_stem_aarch64(TfcFused* f, int cap); /* -1 out of memory, 0 none (im2col path), 1 set */
 #endif

@@ -76,6 +76,21 @@ static int tfc_channel_lists(const TfcState* s, int T, uint32_t** ptr, uint32_t*
   return 0;
 }
 
+/* The stored float32 weights as a dense matrix w [N][K] (zeros where nothing is stored; w
+ * zeroed by the caller).  0 when out of memory. */
+int tfc_dense_f32(const TfcState* s, float* w) {
+  uint32_t *ptr, *off;
+  float* val;
+  if (!tfc_channel_lists(s, 1, &ptr, &off, &val)) return 0;
+  for (int r = 0; r < s->n_out; ++r)
+    for (uint32_t j = ptr[r]; j < ptr[r + 1]; ++j)
+      if (off[j] < (uint32_t)s->k_in) w[(size_t)r * s->k_in + off[j]] = val[j];
+  free(ptr);
+  free(off);
+  free(val);
+  return 1;
+}
+
 /* K + 1 entries of -1 (NULL when out of memory). */
 static int32_t* tfc_idx_array(int k) {
   int32_t* a = (int32_t*)malloc(((size_t)k + 1) * sizeof(int32_t));

@@ -105,8 +105,8 @@ def _expected_kernel(name, cap, cpu):
         re_, rp = (int(v) for v in re.search(r"/rowsE(\d+)/rowsP(\d+)", name).groups())
         if name.startswith("fused/float32/"):  # one float32 depthwise at every level; float 1x1 plans
             b4 = "/B4/" in name
-            return (f"dw=dw_f32,expand={_f32_kernel(re_, cap, b4) if re_ else 'none'},"
-                    f"project={_f32_kernel(rp, cap, b4)}")
+            expand = "stem_f32" if "/stem_" in name else _f32_kernel(re_, cap, b4) if re_ else "none"
+            return f"dw=dw_f32,expand={expand},project={_f32_kernel(rp, cap, b4)}"
         if cap == "0":
             dw = "dw_portable"
         elif cap is None and cpu == "max":  # dotprod: one sdot per kernel column, -128 weights included

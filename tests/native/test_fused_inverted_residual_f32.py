@@ -17,7 +17,7 @@ from tfcompress.export.sparse import rewrite_tflite, sparse_kernel_report
 from tfcompress.export.sparse_fused import FUSED_OP
 from tfcompress.export.sparse_native import custom_ops_in
 
-# (H, W), Cin, Ce, Co, stride, expand, residual, Keras-style PAD (stride 2)[, stem channels]
+# (H, W), Cin, Ce, Co, stride, expand, residual, Keras-style PAD (stride 2)[, stem channels[, stem PAD]]
 CASES = {
     "s1_residual": ((13, 16), 16, 64, 16, 1, True, True, False),
     "s2_pad": ((12, 12), 24, 72, 32, 2, True, False, True),       # PAD(0,1) + VALID
@@ -25,8 +25,12 @@ CASES = {
     "no_expand": ((10, 10), 32, 32, 16, 1, False, False, False),
     "wide_residual": ((5, 70), 8, 48, 8, 1, True, True, False),
     "ce38_odd": ((6, 7), 12, 38, 12, 1, True, True, False),
-    # after a 3x3 stride-2 stem: the stem stays a CONV_2D (fused for int8 only), the block has no expand
-    "after_stem": ((17, 23), 16, 16, 24, 1, False, False, False, 3),
+    # a 3x3 stride-2 conv over the image ("stem") fused in as the expand of the block after it
+    # (H, W is then the image): the float32 stem row, channels 16 / 24 (a partial last vector on
+    # AVX-512) / 32, SAME or ZeroPadding2D + VALID
+    "stem_odd": ((17, 23), 16, 16, 24, 1, False, False, False, 3),
+    "stem_1ch_ce24_s2": ((9, 8), 24, 24, 8, 2, False, False, False, 1),
+    "stem_pad_valid": ((16, 15), 32, 32, 16, 1, False, False, False, 3, True),
 }
 
 
@@ -34,7 +38,8 @@ CASES = {
 def files():
     out = {}
     for i, (name, case) in enumerate(CASES.items()):
-        model, _ = block_model(*case[:8], seed=500 + i, stem=case[8] if len(case) > 8 else 0)
+        model, _ = block_model(*case[:8], seed=500 + i, stem=case[8] if len(case) > 8 else 0,
+                               stem_pad=len(case) > 9 and case[9])
         dense, _ = export_tflite(model)
         out[name] = (model, dense, rewrite_tflite(dense, "custom"))
     return out
@@ -66,16 +71,17 @@ def test_float32_blocks_are_fused_and_reported(files):
     for name, (_, dense, fused) in files.items():
         assert custom_ops_in(fused) == [FUSED_OP], name
         rows = [r for r in sparse_kernel_report(fused) if r["emitted"] == "fused"]
-        assert len(rows) == 1 and rows[0]["dtype"] == "float32" and not rows[0]["stem"], (name, rows)
+        stem = len(CASES[name]) > 8
+        assert len(rows) == 1 and rows[0]["dtype"] == "float32" and rows[0]["stem"] == stem, (name, rows)
         assert rows[0]["residual"] == CASES[name][6] and rows[0]["expand"] == CASES[name][5]
         m = schema.ModelT.InitFromPackedBuf(bytearray(fused), 0)
         ops = m.subgraphs[0].operators
-        assert len(ops) == (2 if len(CASES[name]) > 8 else 1), name  # the float stem stays a CONV_2D
-        # the 1x1 and depthwise weights left the file as float32 tensors (packed uint8 blobs now)
+        assert len(ops) == 1, name  # the stem conv (and its PAD) inside the fused node too
+        # the stem, 1x1 and depthwise weights left the file as float32 tensors (packed uint8 blobs now)
         f32_consts = [t for t in m.subgraphs[0].tensors
                       if t.type == schema.TensorType.FLOAT32 and len(t.shape) == 4 and t.buffer < len(m.buffers)
                       and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)]
-        assert len(f32_consts) == (1 if len(CASES[name]) > 8 else 0), (name, [t.name for t in f32_consts])
+        assert not f32_consts, (name, [t.name for t in f32_consts])
 
 
 # the x86 float32 1x1 kernels (>= 16 rows): picked by cost (unset), or forced: the CSR kernel on a
@@ -111,6 +117,8 @@ def test_float32_fused_block_matches_keras_and_the_dense_file(name, kernel, file
             got = _run(fused, x)
             names = _kernel_names()
             assert f"dw={dw} " in names, names
+            if len(CASES[name]) > 8:  # the stem row has the depthwise's vector width
+                assert "expand=" + dw.replace("dw_", "stem_", 1) + " " in names, names
             if kernel and name == "s1_residual" and cap != "0" and dw == "dw_f32_avx2":  # 16-row strips
                 assert f"expand=avx2_{kernel}_f32 project=avx2_{kernel}_f32" in names, names
             _close(got, keras_out, f"{name} cap {cap} vs Keras ({names})")
@@ -118,7 +126,7 @@ def test_float32_fused_block_matches_keras_and_the_dense_file(name, kernel, file
 
 
 @pytest.mark.parametrize("kernel", F32_KERNELS)
-@pytest.mark.parametrize("name", ["s1_residual", "s2_same_odd", "wide_residual", "no_expand"])
+@pytest.mark.parametrize("name", ["s1_residual", "s2_same_odd", "wide_residual", "no_expand", "stem_odd"])
 def test_float32_threads_and_row_splits_give_the_same_output(name, kernel, files, monkeypatch):
     """2 threads, 2 / 3 / 7 row ranges with and without strip stealing: the same values as one
     range (each range recomputes its halo rows with the same kernels, so the same bits)."""
@@ -136,7 +144,8 @@ MALFORMED_F32 = [  # (case, change, message)
     ("s1_residual", _set("<B", 6, 3), "scales must be finite"),             # float blob read as int8
     ("s1_residual", _set("<f", 56, 0.5), "float32 block's scales and zero points must be 0"),
     ("s1_residual", _set("<i", 72, 1), "float32 block's scales and zero points must be 0"),
-    ("s1_residual", _set("<B", 6, 15), "float32 block has no stem"),
+    ("s1_residual", _set("<B", 6, 15), "stem block needs the expand flag and no residual"),
+    ("stem_odd", _set("<I", 84, 4), "stem Cin must be 9 \\* Ci rounded up to 4"),  # 3 image channels said 4
     ("s1_residual", _set("<I", 20, 68), "byte length"),                     # Ce: 36 bytes per channel
     ("s1_residual", lambda blob, op: blob[:-16], "byte length"),
     ("ce38_odd", lambda blob, op: blob.__setitem__(96 + 36 * 38, 1), "padding bytes must be 0"),
@@ -145,7 +154,8 @@ MALFORMED_F32 = [  # (case, change, message)
 
 @pytest.mark.parametrize("case,fn,message", MALFORMED_F32)
 def test_malformed_float32_params_fail_in_prepare(case, fn, message, files, monkeypatch):
-    """Float32 params with a wrong flag, non-zero quantization fields, a stem, a wrong length or
+    """Float32 params with a wrong flag, non-zero quantization fields, a stem flag on a residual
+    block, a stem's wrong image channel count, a wrong length or
     a non-zero padding byte are rejected in Prepare with a message naming the problem, at every dispatch level."""
     bad = _mutated_params(files[case][2], fn)
     for cap in CAPS:

@@ -11,11 +11,12 @@ expand: its project conv), replaces the chain by one node that runs the whole bl
 (``tflite_export/tfc_fused.c``): the expanded tensor never exists in memory, and XNNPACK is not
 entered and left around every block.
 
-An int8 block without expand whose depthwise reads a dense 3x3 CONV_2D over a tensor of at most 16
-channels (MobileNetV2's first conv over the image, "stem") takes that conv in as its expand: the
-node's input is then the image, and the conv's weights ``[O, 3, 3, C]`` are packed as a dense 1x1
-over the ``9 C`` taps (rounded up to 4 with zero columns). The op runs it straight from the image
-on x86 with AVX-512 VNNI and through an im2col per strip elsewhere; the network's first op then
+An int8 or float32 block without expand whose depthwise reads a dense 3x3 CONV_2D over a tensor of
+at most 16 channels (MobileNetV2's first conv over the image, "stem") takes that conv in as its
+expand: the node's input is then the image, and the conv's weights ``[O, 3, 3, C]`` are packed as a
+dense 1x1 over the ``9 C`` taps (rounded up to 4 with zero columns). The op runs it straight from
+the image (int8: on x86 with AVX-512 VNNI and on aarch64 with dot products, through an im2col per
+strip elsewhere; float32: on every CPU); the network's first op then
 runs in the tfcompress node with its first block (no XNNPACK partition before it, no stem output
 tensor written and read back).
 
@@ -30,6 +31,7 @@ file within float rounding (sums in another order); int8 outputs are equal to it
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -70,7 +72,7 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
             the expand is a 3x3 conv over the image ``[1, Hi, Wi, Ci]``; then `in_hw` is the
             conv's output size and `c_in` is ``9 * Ci`` rounded up to 4.
         dtype: "int8", or "float32": a float32 block (flag bit 3; activations, biases and
-            depthwise weights float32, the three `q_*` must be ``(0, 0)``, no stem).
+            depthwise weights float32, the three `q_*` must be ``(0, 0)``).
 
     Returns:
         The blob (bytes).
@@ -92,8 +94,6 @@ def pack_fused_params(*, in_hw, c_in, c_exp, c_out, out_hw, stride, pad_tl, has_
     if dtype not in ("int8", "float32"):
         raise ValueError(f"dtype must be 'int8' or 'float32', got {dtype!r}")
     f32 = dtype == "float32"
-    if f32 and stem:
-        raise ValueError("a float32 block has no stem (the stem is fused for int8 only)")
     w = np.asarray(dw_weights, np.float32 if f32 else np.int8).reshape(3, 3, c_exp)
     sc = None if f32 else np.asarray(dw_scales, np.float32).reshape(c_exp)
     flags = (1 if has_expand else 0) | (2 if has_residual else 0) | (4 if stem else 0) | (8 if f32 else 0)
@@ -144,9 +144,9 @@ def _act(op):
 
 def _stem(model, sg, e_idx, e_out, schema, producers, single_use):
     """The stem fields of CONV_2D e_idx as the expand of a block (a 3x3 conv, stride 1 or 2,
-    without dilation, over an int8 [1, H, W, C <= 16] tensor, int8 symmetric weights, bias,
-    a supported activation; a VALID conv may read a PAD of 0..2 rows / columns, taken in as the
-    conv's padding), or None."""
+    without dilation, over an int8 or float32 [1, H, W, C <= 16] tensor, weights of the same type
+    (int8: symmetric), bias, a supported activation; a VALID conv may read a PAD of 0..2 rows /
+    columns, taken in as the conv's padding), or None."""
     T = schema.TensorType
     op = sg.operators[e_idx]
     o = op.builtinOptions
@@ -171,12 +171,14 @@ def _stem(model, sg, e_idx, e_out, schema, producers, single_use):
         return None
     k, xs = [int(d) for d in w.shape], [int(d) for d in x.shape]
     q = w.quantization
+    int8 = w.type == T.INT8
     if o is None or len(op.inputs) < 3 or op.inputs[2] < 0 or _act(op) is None or len(k) != 4 \
-            or k[1:3] != [3, 3] or k[3] > 16 or w.type != T.INT8 or o.strideH != o.strideW or o.strideH not in (1, 2) \
+            or k[1:3] != [3, 3] or k[3] > 16 or w.type not in (T.INT8, T.FLOAT32) or x.type != w.type \
+            or o.strideH != o.strideW or o.strideH not in (1, 2) \
             or getattr(o, "dilationHFactor", 1) != 1 or getattr(o, "dilationWFactor", 1) != 1 \
-            or q is None or q.scale is None or len(q.scale) not in (1, k[0]) \
-            or (q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0)) \
-            or len(xs) != 4 or xs[0] != 1 or xs[3] != k[3] or x.type != T.INT8:
+            or (int8 and (q is None or q.scale is None or len(q.scale) not in (1, k[0])
+                          or (q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0)))) \
+            or len(xs) != 4 or xs[0] != 1 or xs[3] != k[3]:
         return None
     s, (Hi, Wi), (He, We) = int(o.strideH), xs[1:3], [int(d) for d in sg.tensors[e_out].shape][1:3]
     if o.padding == schema.Padding.SAME:
@@ -245,7 +247,7 @@ def _match(model, sg, d_idx, producers, consumers, schema):
                 and eo.builtinOptions.strideH == 1 and eo.builtinOptions.strideW == 1 \
                 and len(eo.inputs) >= 3 and eo.inputs[2] >= 0 and _act(eo) is not None:
             expand = e
-        else:
+        elif os.environ.get("TFCOMPRESS_FUSE_STEM") != "0":  # =0: benchmarks' A/B (the stem left to XNNPACK)
             stem = _stem(model, sg, e, dw_in, schema, producers, single_use)
     first = expand if expand is not None else stem["op"] if stem else None
     x_idx = stem["x"] if stem else int(ops[first].inputs[0]) if first is not None else dw_in
@@ -387,7 +389,7 @@ def fuse_inverted_residuals(model, sg_index, schema, mode, conv_decision, pack_c
             sw = _const(model, sg.tensors[int(ops[stem["op"]].inputs[1])])
             if sw is None:
                 continue
-            w2d = sw.view(np.int8).reshape(c, -1)
+            w2d = sw.view("<f4" if f32 else np.int8).reshape(c, -1)
             decided["expand"] = ("custom", "stem", np.pad(w2d, ((0, 0), (0, m["c_in"] - w2d.shape[1]))),
                                  {"pattern": "block1x4"})
         first = m["expand"] if m["expand"] is not None else stem["op"] if stem else None

@@ -91,7 +91,7 @@ def _same(h, w, st):
 def main_fused(out_dir):
     """Valid fused nodes (fuzz_fused_op.c layout): with / without expand and residual, strides
     1 and 2, paddings 0..1, odd sizes and channel counts, 1x4-block and unstructured 1x1s, every
-    dispatch level and 1-7 row ranges; int8 blocks, int8 stems and float32 blocks."""
+    dispatch level and 1-7 row ranges; int8 blocks, int8 stems, float32 blocks and float32 stems."""
     import struct
 
     from tfcompress.export.sparse_fused import pack_fused_params
@@ -197,6 +197,27 @@ def main_fused(out_dir):
                 with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
                     f.write(data + params + ex + pj)
                 i += 1
+    # float32 stems (flag bits 2 and 3): the float32 stem row over a 1-5 channel image, Ce 16 / 20 /
+    # 40 (partial last vectors at 4, 8 and 16 lanes), strides 1 / 2
+    for (hi, wi, ci, ce, co, ss) in [(9, 11, 3, 32, 16, 2), (6, 5, 1, 20, 8, 1), (8, 9, 5, 40, 24, 2)]:
+        h, w_ = -(-hi // ss), -(-wi // ss)
+        kp = -(-9 * ci // 4) * 4
+        spt, spl = max((h - 1) * ss + 3 - hi, 0) // 2, max((w_ - 1) * ss + 3 - wi, 0) // 2
+        params = pack_fused_params(
+            in_hw=(h, w_), c_in=kp, c_exp=ce, c_out=co, out_hw=(h, w_), stride=1, pad_tl=(1, 1),
+            has_expand=True, has_residual=False, acts=("RELU6", "RELU6", "NONE"), q_exp=(0, 0), q_dw=(0, 0),
+            q_proj=(0, 0), dw_weights=(rng.standard_normal((3, 3, ce)) * 0.3).astype(np.float32), dw_scales=None,
+            dtype="float32", stem={"hw": (hi, wi), "channels": ci, "stride": ss, "pad_tl": (spt, spl)})
+        wf = np.zeros((ce, kp), np.float32)
+        wf[:, :9 * ci] = rng.standard_normal((ce, 9 * ci))
+        ex = pack_sparse_weights(wf, block=4, sort_rows=False)
+        pj = sparse_f32(co, ce, 4)
+        for cap, no512, r in ((0, 0, 0), (3, 0, 22), (1, 1, 2)):
+            flags = 1 | (no512 << 5) | (cap << 6)
+            data = bytes([flags, r, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
+            with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
+                f.write(data + params + ex + pj)
+            i += 1
     print(f"{i} seeds in {out_dir}")
 
 

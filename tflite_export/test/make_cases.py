@@ -383,6 +383,20 @@ def _stem_acc(xc, w, b, ss, pads, out_hw):
     return acc
 
 
+def _conv3x3(x, w, b, ss, pads, out_hw):
+    """float64 3x3 conv, stride ss, of x [Hi, Wi, Ci] zero-padded by pads = (top, left), weights
+    [N, 3, 3, Ci], bias [N]; output [He, We, N]."""
+    (spt, spl), (He, We) = pads, out_hw
+    Hi, Wi, Ci = x.shape
+    xp = np.zeros((Hi + 4, Wi + 4, Ci))
+    xp[spt:spt + Hi, spl:spl + Wi] = x
+    y = np.zeros((He, We, w.shape[0])) + b
+    for kh in range(3):
+        for kw in range(3):
+            y += xp[kh:kh + ss * (He - 1) + 1:ss, kw:kw + ss * (We - 1) + 1:ss] @ w[:, kh, kw, :].T
+    return y
+
+
 def fused_reference(x, blk):
     """The block's int8 output, layer by layer as the dense int8 file computes it on XNNPACK:
     exact integer accumulators, float32 multipliers s_in * s_w / s_out (in that order), products
@@ -605,7 +619,12 @@ def fused_f32_reference(x, blk):
 
     x0 = x[0].astype(np.float64)
     h, err = x0, np.zeros_like(x0)
-    if blk["expand"] is not None:
+    if blk.get("stem") is not None:  # the first conv: 3x3, stride ss over the image, as the expand
+        w, b, ss, pads, out_hw = blk["stem"]
+        w, b = w.astype(np.float64), b.astype(np.float64)
+        err = (9 * w.shape[3] + 1) * eps * _conv3x3(np.abs(h), np.abs(w), np.abs(b), ss, pads, out_hw)
+        h = np.clip(_conv3x3(h, w, b, ss, pads, out_hw), *ACT[blk["acts"][0]])
+    elif blk["expand"] is not None:
         w, b = (v.astype(np.float64) for v in blk["expand"])
         err = (w.shape[1] + 1) * eps * (np.abs(h) @ np.abs(w).T + np.abs(b))
         h = np.clip(h @ w.T + b, *ACT[blk["acts"][0]])
@@ -622,11 +641,21 @@ def fused_f32_reference(x, blk):
 
 
 def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
-                   pattern="unstructured", acts=("RELU6", "RELU6"), sparsity=0.7, runs=1, params_misalign=False):
+                   pattern="unstructured", acts=("RELU6", "RELU6"), sparsity=0.7, runs=1, params_misalign=False,
+                   stem=False):
     """A float32 TFC_SPARSE_INVERTED_RESIDUAL record (params flag bit 3: float32 x / y / biases /
     depthwise weights, float32 TFCS 1x1s, no scale section) and its float64 reference
     (`fused_f32_reference`); tolerance: its rounding-error bound + 1e-6 (float32 sums in any order,
-    the expected output's own rounding to float32)."""
+    the expected output's own rounding to float32).
+    stem: the expand is a dense 3x3 stride-2 SAME conv over an image of `hw` and `cin` channels
+    (flag bit 2; the block then has no expand of its own, Cin = 9 cin rounded up to 4)."""
+    if stem:
+        Hi, Wi = hw
+        H, W = -(-Hi // 2), -(-Wi // 2)
+        spt, spl = max((H - 1) * 2 + 3 - Hi, 0) // 2, max((W - 1) * 2 + 3 - Wi, 0) // 2
+        ws = (rng.standard_normal((ce, 3, 3, cin)) * (2.0 / np.sqrt(9 * cin))).astype(np.float32)
+        bs = (rng.standard_normal(ce) * 0.5).astype(np.float32)
+        hw, expand = (H, W), False
     H, W = hw
     if same:
         Ho, Wo = -(-H // stride), -(-W // stride)
@@ -634,9 +663,11 @@ def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=
     else:  # Keras' ZeroPadding2D((0, 1)) + VALID (stride 2): no top / left padding
         Ho, Wo, pt, pl = (H + 1 - 3) // stride + 1, (W + 1 - 3) // stride + 1, 0, 0
     block = 4 if pattern == "1x4" else 1
-    x = rng.standard_normal((1, H, W, cin)).astype(np.float32)
+    x = rng.standard_normal((1,) + ((Hi, Wi) if stem else (H, W)) + (cin,)).astype(np.float32)
     blk = {"stride": stride, "pad": (pt, pl), "out_hw": (Ho, Wo), "residual": residual, "acts": acts}
-    if expand:  # weights sized so the expanded values span a few units (ReLU6 clamps some)
+    if stem:
+        blk["stem"], blk["expand"] = (ws, bs, 2, (spt, spl), (H, W)), None
+    elif expand:  # weights sized so the expanded values span a few units (ReLU6 clamps some)
         we = sparse_matrix(rng, ce, cin, pattern, sparsity, "float32") * F32(3.0 / np.sqrt(cin * (1 - sparsity)))
         be = (rng.standard_normal(ce) * 0.5).astype(np.float32)
         blk["expand"] = (we, be)
@@ -649,12 +680,18 @@ def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=
     bp = (rng.standard_normal(co) * 0.5).astype(np.float32)
     blk["dw"], blk["project"] = (dw, db), (wp, bp)
     y, err = fused_f32_reference(x, blk)
+    kp = -(-9 * cin // 4) * 4
     params = _fpack.pack_fused_params(
-        in_hw=(H, W), c_in=cin, c_exp=ce, c_out=co, out_hw=(Ho, Wo), stride=stride, pad_tl=(pt, pl),
-        has_expand=expand, has_residual=residual, acts=(acts[0] if expand else "NONE", acts[1], "NONE"),
-        q_exp=(0, 0), q_dw=(0, 0), q_proj=(0, 0), dw_weights=dw, dw_scales=None, dtype="float32")
-    ew = _pack.pack_sparse_weights(we, block=block) if expand else b""
-    eb = be.tobytes() if expand else b""
+        in_hw=(H, W), c_in=kp if stem else cin, c_exp=ce, c_out=co, out_hw=(Ho, Wo), stride=stride,
+        pad_tl=(pt, pl), has_expand=expand or stem, has_residual=residual,
+        acts=(acts[0] if expand or stem else "NONE", acts[1], "NONE"), q_exp=(0, 0), q_dw=(0, 0), q_proj=(0, 0),
+        dw_weights=dw, dw_scales=None, dtype="float32",
+        stem={"hw": (Hi, Wi), "channels": cin, "stride": 2, "pad_tl": (spt, spl)} if stem else None)
+    if stem:  # the conv's weights as a dense 1x1 over the 9 cin taps, zero columns to Kp
+        we, be = np.zeros((ce, kp), np.float32), bs
+        we[:, :9 * cin] = ws.reshape(ce, -1)
+    ew = _pack.pack_sparse_weights(we, block=block) if expand or stem else b""
+    eb = be.tobytes() if expand or stem else b""
     pw = _pack.pack_sparse_weights(wp, block=block)
     return fused_record(name, x, params, ew, eb, db.tobytes(), pw, bp.tobytes(), (0.0, 0), (0.0, 0),
                         y.astype(np.float32), runs=runs, params_misalign=params_misalign, tol=err + 1e-6)
@@ -714,6 +751,11 @@ FUSED_F32 = [
     # aarch64), and at 2+ threads the block runs phased, its project on pixel ranges of 7 rows:
     # the odd row count session 10's aarch64 fuzzing crashed on (the 1-row table was missing)
     ("no_expand_phased_odd_rows", (2, 7), 32, 32, 16, 1, dict(expand=False, acts=("NONE", "RELU6"))),
+    # the first conv (3x3 stride 2 over an image of 3 / 1 / 5 channels) fused as the expand: the
+    # float32 stem row (Ce = 20 / 40: partial last vectors at every width)
+    ("stem_odd", (19, 23), 3, 32, 16, 1, dict(stem=True, runs=2)),
+    ("stem_s2_1ch_ce20", (9, 8), 1, 20, 8, 2, dict(stem=True, acts=("RELU", "RELU6"))),
+    ("stem_5ch_ce40", (14, 11), 5, 40, 16, 1, dict(stem=True, pattern="1x4")),
 ]
 
 
@@ -726,7 +768,8 @@ def fused_cases(rng):
         name = f"fused/{label}/rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}"
         out.append((name, fused_case(name, rng, hw, cin, ce, co, st, **opt)))
     for label, hw, cin, ce, co, st, opt in FUSED_F32:
-        re_, rp = fused_strips(hw, st, opt.get("same", True))
+        bhw = (-(-hw[0] // 2), -(-hw[1] // 2)) if opt.get("stem") else hw  # the block's input map
+        re_, rp = fused_strips(bhw, st, opt.get("same", True))
         name = (f"fused/float32/{label}/B{4 if opt.get('pattern') == '1x4' else 1}/"
                 f"rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}")
         out.append((name, fused_f32_case(name, rng, hw, cin, ce, co, st, **opt)))
@@ -743,12 +786,12 @@ def fused_cases(rng):
         rec[8 + len(nm.encode())] = 1  # expect_fail: the byte after the name
         assert rec.endswith(_blob(b""))
         out.append((nm, bytes(rec[:-4]) + _blob(err.encode())))
-    # float32 params (flag bit 3) with a non-zero quantization field, or with the stem flag
+    # float32 params (flag bit 3) with a non-zero quantization field, or the stem flag on a residual block
     for label, off, data, err in (("f32 scale field", 56, struct.pack("<f", 0.5),
                                    "float32 block's scales and zero points must be 0"),
                                   ("f32 zero point", 68, struct.pack("<i", -1),
                                    "float32 block's scales and zero points must be 0"),
-                                  ("f32 stem flag", 6, b"\x0f", "float32 block has no stem")):
+                                  ("f32 stem flag", 6, b"\x0f", "stem block needs the expand flag and no residual")):
         nm = f"malformed/fused {label}"
         rec = bytearray(fused_f32_case(nm, rng, (6, 6), 8, 16, 8, 1, residual=True))
         i = rec.index(b"TFCI")
