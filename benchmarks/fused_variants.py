@@ -10,10 +10,16 @@ median); per round the ratios dense / file and fused / variant, reported as medi
 
     python benchmarks/fused_variants.py --variants rows=TFCOMPRESS_FUSED_PHASED:0 --rounds 40
 
+`--export-variants` (same syntax) re-exports the fused file from the dense one with the environment
+set during `rewrite_tflite` instead (export-time switches), e.g. the float32 stem left to XNNPACK:
+
+    python benchmarks/fused_variants.py --dtype float32 --export-variants xnn_stem=TFCOMPRESS_FUSE_STEM:0
+
 Writes benchmarks/results/fused_variants<tag>.json. x86 figures, comparable only within one run.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,19 +37,27 @@ import sparse_threads  # noqa: E402
 from mobile_pipeline import round_ratios  # noqa: E402
 
 from tfcompress.export import load_interpreter  # noqa: E402
+from tfcompress.export.sparse import rewrite_tflite  # noqa: E402
 
 
-def _interpreter(tfl, threads, env, dtype="int8"):
+@contextlib.contextmanager
+def _env(env):
+    """The environment `env` set inside the block, restored after it."""
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        it = load_interpreter(tfl, num_threads=threads)
+        yield
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _interpreter(tfl, threads, env, dtype="int8"):
+    with _env(env):
+        it = load_interpreter(tfl, num_threads=threads)
     d = it.get_input_details()[0]
     rng = np.random.default_rng(0)
     x = rng.random(d["shape"]).astype(np.float32) if dtype == "float32" else rng.integers(-128, 128, d["shape"])
@@ -55,22 +69,29 @@ def _interpreter(tfl, threads, env, dtype="int8"):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="", help="comma-separated name=ENV:V+ENV:V")
+    ap.add_argument("--export-variants", default="", help="comma-separated name=ENV:V+ENV:V set while exporting")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--tag", default="", help="suffix of results/fused_variants<tag>.json")
     ap.add_argument("--dtype", choices=("int8", "float32"), default="int8")
     args = ap.parse_args()
-    variants = {}
-    for v in filter(None, args.variants.split(",")):
-        name, spec = v.split("=", 1)
-        variants[name] = dict(kv.split(":", 1) for kv in spec.split("+"))
+    def specs(text):
+        return {name: dict(kv.split(":", 1) for kv in spec.split("+"))
+                for name, spec in (v.split("=", 1) for v in filter(None, text.split(",")))}
+
+    variants, exported = specs(args.variants), specs(args.export_variants)
     files, _ = sparse_threads.build_files([args.dtype], 0.8, np.random.default_rng(0))
     pair = files[args.dtype]
+    tfl = {name: pair["sparse"] for name in variants}
+    for name, env in exported.items():
+        with _env(env):
+            tfl[name] = rewrite_tflite(pair["dense"], "custom")
+        variants[name] = {}
     its = {}
     for t in (1, 2):
         its[("dense", t)] = _interpreter(pair["dense"], t, {}, args.dtype)
         its[("fused", t)] = _interpreter(pair["sparse"], t, {}, args.dtype)
         for name, env in variants.items():
-            its[(name, t)] = _interpreter(pair["sparse"], t, env, args.dtype)
+            its[(name, t)] = _interpreter(tfl[name], t, env, args.dtype)
     want = its[("dense", 1)].get_tensor(its[("dense", 1)].get_output_details()[0]["index"])
     for k, it in its.items():
         got = it.get_tensor(it.get_output_details()[0]["index"])
@@ -90,7 +111,7 @@ def main():
                 ts.append(time.perf_counter_ns() - a)
             times[keys[i]].append(float(np.median(ts)) / 1e3)
     out = {"machine": {"cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
-           "dtype": args.dtype, "variants": variants, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
+           "dtype": args.dtype, "variants": variants, "export_variants": exported, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
            "summary": {}}
 
     for t in (1, 2):
