@@ -307,6 +307,22 @@ TFC_STEMF_DEFINE(tfc_stem_row_f32_l8, tfc_vdf8, __attribute__((target("avx2,fma"
 TFC_STEMF_DEFINE(tfc_stem_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f"))))
 #endif
 
+/* Vector width of the float32 rows (depthwise, stem) on this CPU: 0 = 4 floats (aarch64, older
+ * x86), 1 = 8 (AVX2 + FMA), 2 = 16 (AVX-512; TFCOMPRESS_NO_AVX512=1 hides it).  TFC_BY_WIDTH
+ * lists a row's three builds in that order (4 floats for all three where x86 has none). */
+static int tfc_f32_width(void) {
+#if TFC_HAVE_X86
+  if (__builtin_cpu_supports("avx512f") && !tfc_x86_no_avx512()) return 2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+  return 0;
+}
+#if TFC_HAVE_X86
+#define TFC_BY_WIDTH(l4, l8, l16) {l4, l8, l16}
+#else
+#define TFC_BY_WIDTH(l4, l8, l16) {l4, l4, l4}
+#endif
+
 /* Sets up the float32 stem (f->stem && f->f32; the expand state f->ex validated): weights
  * [3][3 Ci][cpe] and bias from the expand's packed weights and `bias` (float32 [Ce]), the copied
  * image row length (the last PX-pixel group's windows stay inside it), the row kernel for the CPU.
@@ -332,17 +348,12 @@ int tfc_fused_stem_f32(TfcFused* f, const float* bias) {
   /* windows of the last group of 4 pixels (the widest PX) end at (W + 3) s Ci + 3 Ci */
   const size_t need = (size_t)(f->W + 3) * f->s_stride * f->Ci + 3u * f->Ci, have = (size_t)(f->s_pl + f->Wi) * f->Ci;
   f->stem_rowlen = (int)((need > have ? need : have) + 16u);
-  f->stem_row_f32 = tfc_stem_row_f32_l4;
-  f->stem_name = "stem_f32";
-#if TFC_HAVE_X86
-  if (__builtin_cpu_supports("avx512f") && !tfc_x86_no_avx512()) {
-    f->stem_row_f32 = tfc_stem_row_f32_l16;
-    f->stem_name = "stem_f32_avx512";
-  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    f->stem_row_f32 = tfc_stem_row_f32_l8;
-    f->stem_name = "stem_f32_avx2";
-  }
-#endif
+  static void (*const rows[3])(const TfcFused*, const float*, const float*, int, float*, float*) =
+      TFC_BY_WIDTH(tfc_stem_row_f32_l4, tfc_stem_row_f32_l8, tfc_stem_row_f32_l16);
+  static const char* const names[3] = {"stem_f32", "stem_f32_avx2", "stem_f32_avx512"};
+  const int w = tfc_f32_width();
+  f->stem_row_f32 = rows[w];
+  f->stem_name = names[w];
   return 1;
 }
 
@@ -363,17 +374,11 @@ int tfc_fused_setup_dw_f32(TfcFused* f, const float* bias) {
   for (int c = 0; c < cp; ++c) f->dw_bf[c] = c < f->Ce ? bias[c] : 0.f;
   memset(f->dw_zrow_f, 0, sizeof(float) * ((size_t)f->W * (size_t)f->Ce + 16u));
   f->dw_cpad = cp;
-  f->dw_row_f32 = tfc_dw_row_f32_l4;
-  f->dw_name = "dw_f32";
-#if TFC_HAVE_X86
-  if (__builtin_cpu_supports("avx512f") && !tfc_x86_no_avx512()) {
-    f->dw_row_f32 = tfc_dw_row_f32_l16;
-    f->dw_name = "dw_f32_avx512";
-  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    f->dw_row_f32 = tfc_dw_row_f32_l8;
-    f->dw_name = "dw_f32_avx2";
-  }
-#endif
+  static const TfcDwRowF32Fn rows[3] = TFC_BY_WIDTH(tfc_dw_row_f32_l4, tfc_dw_row_f32_l8, tfc_dw_row_f32_l16);
+  static const char* const names[3] = {"dw_f32", "dw_f32_avx2", "dw_f32_avx512"};
+  const int w = tfc_f32_width();
+  f->dw_row_f32 = rows[w];
+  f->dw_name = names[w];
   f->dw_row = NULL;
   f->dw_gw = 16;
   f->dw_groups = (f->Ce + 15) / 16;
