@@ -6,7 +6,9 @@ as is, and the fused file once per variant, each variant's environment set while
 made (the op reads it in Prepare), at 1 and 2 threads. All interpreters must give the dense file's
 output (`--dtype float32`: the float32 files, Block((8, 1)); outputs within 1e-4 of the dense
 file's magnitude). Interleaved rounds (every interpreter once per round in shuffled order, 20 invokes,
-median); per round the ratios dense / file and fused / variant, reported as median and p10-p90.
+median); per round the ratios dense / file and fused / variant, reported as median and p10-p90, and
+per file the thread pool's jobs over the timed invokes: run in parallel, of them stalled (the caller
+waited for a descheduled worker), and backed off (run on the caller after a stall).
 
     python benchmarks/fused_variants.py --variants rows=TFCOMPRESS_FUSED_PHASED:0 --rounds 40
 
@@ -102,23 +104,27 @@ def main():
     times = {k: [] for k in its}
     keys, rng = list(its), np.random.default_rng(1)
     load_before = os.getloadavg()
+    jobs = {k: [0, 0, 0] for k in its}  # the pool's [parallel, stalled, backed-off] jobs per interpreter
     for _ in range(args.rounds):
         for i in rng.permutation(len(keys)):
             it, ts = its[keys[i]], []
+            before = sparse_threads._pool_stats()
             for _ in range(20):
                 a = time.perf_counter_ns()
                 it.invoke()
                 ts.append(time.perf_counter_ns() - a)
             times[keys[i]].append(float(np.median(ts)) / 1e3)
+            jobs[keys[i]] = [j + b - a for j, a, b in zip(jobs[keys[i]], before, sparse_threads._pool_stats())]
     out = {"machine": {"cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
            "dtype": args.dtype, "variants": variants, "export_variants": exported, "rounds": args.rounds, "us_per_round": {f"{k[0]}/{k[1]}": v for k, v in times.items()},
+           "pool_jobs_parallel_stalled_backedoff": {f"{k[0]}/{k[1]}": v for k, v in jobs.items() if k[0] != "dense"},
            "summary": {}}
 
     for t in (1, 2):
         dense = np.array(times[("dense", t)])
         for name in ["fused"] + list(variants):
             x = np.array(times[(name, t)])
-            s = {"median_us": float(np.median(x)), "vs_dense": round_ratios(dense, x)}
+            s = {"median_us": float(np.median(x)), "vs_dense": round_ratios(dense, x), "pool_jobs": jobs[(name, t)]}
             if name != "fused":
                 s["fused_over_variant"] = round_ratios(times[("fused", t)], x)
             out["summary"][f"{name}/{t}"] = s
@@ -126,7 +132,9 @@ def main():
                      f"({s['fused_over_variant']['p10']:.3f}-{s['fused_over_variant']['p90']:.3f})"
                      if name != "fused" else "")
             print(f"{t} thread(s) {name:>10}: {s['median_us']:8.1f} us, dense {np.median(dense):8.1f} us, "
-                  f"{s['vs_dense']['median']:.3f}x dense ({s['vs_dense']['p10']:.3f}-{s['vs_dense']['p90']:.3f}){extra}")
+                  f"{s['vs_dense']['median']:.3f}x dense ({s['vs_dense']['p10']:.3f}-{s['vs_dense']['p90']:.3f}){extra}"
+                  + (f"; pool jobs {jobs[(name, t)][0]} parallel, {jobs[(name, t)][1]} stalled, "
+                     f"{jobs[(name, t)][2]} backed off" if t > 1 else ""))
     path = os.path.join(HERE, "results", f"fused_variants{args.tag}.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
