@@ -40,8 +40,9 @@
  * 9 Ci rounded up to 4 (zero columns), H, W, Cin of the header are the conv's output size and Kp.
  * Each strip's expanded rows come straight from x by a direct stem row where one fits (int8: x86
  * AVX-512 VNNI, tfc_fused_x86.c; aarch64 dotprod, tfc_fused_aarch64.c; float32: every CPU,
- * tfc_fused_kernels.c), else from tfc_fused_im2col rows and the expand's 1x1 plan.  The first op of the network then runs on this node's pool with the
- * rest of the block (no XNNPACK partition to enter, no 112x112x32 tensor written and read back).
+ * tfc_fused_kernels.c), else from tfc_fused_im2col rows and the expand's 1x1 plan.  The first op
+ * of the network then runs on this node's pool with the rest of the block (no XNNPACK partition
+ * to enter, no 112x112x32 tensor written and read back).
  */
 #include <stdatomic.h>
 

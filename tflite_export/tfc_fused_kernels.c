@@ -237,7 +237,7 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f")))
     }                                                                                                              \
   }                                                                                                                \
                                                                                                                    \
-  TARGET static void NAME(const TfcFused* f, const float* x, const float* bias, int h, float* out, float* urows) {  \
+  TARGET static void NAME(const TfcFused* f, const float* x, const float* bias, int h, float* out, float* urows) { \
     enum { L = sizeof(T) / sizeof(float) };                                                                        \
     (void)bias; /* f->stem_bf: the bias padded to whole vectors */                                                 \
     int in0, in1;                                                                                                  \
@@ -250,11 +250,11 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f")))
     if (in1 > in0) {                                                                                               \
       const float* d[3];                                                                                           \
       for (int kh = 0; kh < 3; ++kh) d[kh] = img[kh] != NULL ? img[kh] : r[kh] + (size_t)in0 * step;               \
-      NAME##_range(f, d, out, in0, in1);                                                                                                                 \
+      NAME##_range(f, d, out, in0, in1);                                                                           \
     }                                                                                                              \
     if (in1 < f->W) {                                                                                              \
       for (int kh = 0; kh < 3; ++kh) r[kh] = urows + (size_t)kh * L_ + (size_t)in1 * step;                         \
-      NAME##_range(f, r, out, in1, f->W);                                                                                                              \
+      NAME##_range(f, r, out, in1, f->W);                                                                          \
     }                                                                                                              \
   }
 
