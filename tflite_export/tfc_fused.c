@@ -387,7 +387,7 @@ static void tfc_fused_rows(TfcFused* f, const TfcFusedIO* io, int r0, int r1, in
         const void* src;
         if (f->stem_row_f32 != NULL) { /* float32 stem row: straight from the image */
           for (int h = next; h <= hi; ++h)
-            f->stem_row_f32(f, (const float*)io->x, (const float*)io->eb, h, (float*)(ring + (size_t)(ring_n + h - next) * e_row),
+            f->stem_row_f32(f, (const float*)io->x, h, (float*)(ring + (size_t)(ring_n + h - next) * e_row),
                             (float*)(sc + f->off_col));
           src = NULL;
         } else if (f->stem_row != NULL) { /* direct stem row (VNNI / sdot): straight from the image */
@@ -686,12 +686,13 @@ static TfLiteStatus tfc_fused_prepare(TfLiteContext* ctx, TfLiteNode* node) {
   f->off_pj = f->off_dw + tfc_round64((size_t)dwb);
   f->off_acc = f->off_pj + tfc_round64((size_t)pjb);
   f->off_col = f->off_acc + tfc_round64(f->f32 ? 0u : sizeof(int32_t) * (size_t)f->dw_cpad);
-  uint64_t col = f->stem ? (uint64_t)f->ring_rows * f->W * f->Cin : 0; /* stem: im2col rows */
+  uint64_t col = 0; /* per worker: a stem's im2col rows, or the image rows its direct row copies */
   f->eb_seen = f->has_expand ? TFC_TENSOR(ctx, node->inputs->data[2])->data.raw_const : NULL;
-  if (f->stem && f->f32) { /* float32 stem: always the direct row (three image rows of scratch) */
+  if (f->stem && f->f32) { /* float32 stem: always the direct row (three image rows of floats) */
     if (!tfc_fused_stem_f32(f, (const float*)f->eb_seen)) FAIL("out of memory");
     col = 12u * (uint64_t)f->stem_rowlen;
   } else {
+    if (f->stem) col = (uint64_t)f->ring_rows * f->W * f->Cin;
 #if TFC_HAVE_X86
     if (tfc_fused_stem_x86(f, cap) < 0) FAIL("out of memory");
 #elif TFC_HAVE_AARCH64

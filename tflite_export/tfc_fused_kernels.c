@@ -179,8 +179,8 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f")))
  * image, in whole groups of PX) read the image rows in place; the edge pixels and rows above /
  * below the image read u, 3 rows of f->stem_rowlen floats laid out as the image row with s_pl zero
  * columns in front and zeros after it, filled only where the edge pixels read.  Weights
- * f->stem_wf [3][3 Ci][cpe] (cpe = Ce rounded up to 16, zero lanes past Ce), bias f->stem_bf
- * [cpe].  Channels run in chunks of up to 4 vectors of L floats, PX output pixels at a time
+ * f->stem_wf [3][3 Ci][cpe] (cpe = f->dw_cpad: Ce rounded up to 16, zero lanes past Ce), bias
+ * f->stem_bf [cpe].  Channels run in chunks of up to 4 vectors of L floats, PX output pixels at a time
  * (PX = 4 for L = 16 and on aarch64, else 2: 4 x 2 zmm, 2 x 4 ymm or 4 x 4 NEON independent FMA
  * chains, the chunk's weight vectors loaded once per tap for the PX pixels, every input float
  * broadcast; ARM proxy, cortex-a76: the stem 7.47 M instructions with PX = 2, 6.34 M with 4);
@@ -196,7 +196,7 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f")))
   TARGET static inline __attribute__((always_inline)) void NAME##_chunk(                                         \
       const TfcFused* f, const float* const r[3], float* out, int c, int ow0, int ow1, const int NV) {           \
     enum { L = sizeof(T) / sizeof(float), PX = TFC_STEMF_PX(L) };                                                \
-    const int Ce = f->Ce, cpe = f->stem_cpe, K3 = 3 * f->Ci, step = f->s_stride * f->Ci;                          \
+    const int Ce = f->Ce, cpe = f->dw_cpad, K3 = 3 * f->Ci, step = f->s_stride * f->Ci;                           \
     T vlo, vhi, b[4];                                                                                              \
     for (int i = 0; i < L; ++i) vlo[i] = f->ex.fmin, vhi[i] = f->ex.fmax;                                          \
     for (int v = 0; v < NV; ++v) b[v] = TFC_VDF_LOAD(T, f->stem_bf + c + v * L);                                   \
@@ -242,9 +242,8 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f")))
     }                                                                                                              \
   }                                                                                                                \
                                                                                                                    \
-  TARGET static void NAME(const TfcFused* f, const float* x, const float* bias, int h, float* out, float* urows) { \
+  TARGET static void NAME(const TfcFused* f, const float* x, int h, float* out, float* urows) {                    \
     enum { L = sizeof(T) / sizeof(float) };                                                                        \
-    (void)bias; /* f->stem_bf: the bias padded to whole vectors */                                                 \
     int in0, in1;                                                                                                  \
     const float* img[3];                                                                                           \
     tfc_stem_rows_f32(f, x, h, TFC_STEMF_PX(L), urows, img, &in0, &in1);                                           \
@@ -262,6 +261,15 @@ TFC_DWF_DEFINE(tfc_dw_row_f32_l16, tfc_vdf16, __attribute__((target("avx512f")))
       NAME##_range(f, r, out, in1, f->W);                                                                          \
     }                                                                                                              \
   }
+
+/* u[i] for i in [i0, i1): row[i - lead] for i in [lead, lead + n) (the image row), else 0. */
+static void tfc_stem_fill_f32(float* u, const float* row, size_t lead, size_t n, size_t i0, size_t i1) {
+  const size_t a = lead < i0 ? i0 : lead > i1 ? i1 : lead; /* [i0, a) zeros */
+  const size_t b = lead + n < a ? a : lead + n > i1 ? i1 : lead + n; /* [a, b) image, [b, i1) zeros */
+  memset(u + i0, 0, sizeof(float) * (a - i0));
+  if (b > a) memcpy(u + a, row + (a - lead), sizeof(float) * (b - a));
+  memset(u + b, 0, sizeof(float) * (i1 - b));
+}
 
 /* The rows expanded row h reads: interior pixels [*in0, *in1) (every tap inside the image, a whole
  * number of groups of px) read img[kh], the window of pixel *in0 in image row kh (NULL above /
@@ -289,20 +297,8 @@ static void tfc_stem_rows_f32(const TfcFused* f, const float* x, int h, int px, 
     }
     const float* row = x + (size_t)ih * n;
     img[kh] = row + (size_t)a * step - lead; /* a s >= s_pl: inside the row */
-    for (int part = 0; part < 2; ++part) { /* u[i] = row[i - lead] inside the image, else 0 */
-      const size_t i0 = part ? e1 : 0, i1 = part ? L : (e0 < L ? e0 : L);
-      for (size_t i = i0; i < i1;) {
-        if (i < lead || i >= lead + n) {
-          const size_t stop = i < lead ? (lead < i1 ? lead : i1) : i1;
-          memset(u + i, 0, sizeof(float) * (stop - i));
-          i = stop;
-        } else {
-          const size_t stop = lead + n < i1 ? lead + n : i1;
-          memcpy(u + i, row + (i - lead), sizeof(float) * (stop - i));
-          i = stop;
-        }
-      }
-    }
+    tfc_stem_fill_f32(u, row, lead, n, 0, e0 < L ? e0 : L);
+    tfc_stem_fill_f32(u, row, lead, n, e1, L);
   }
 }
 
@@ -337,7 +333,7 @@ int tfc_fused_stem_f32(TfcFused* f, const float* bias) {
   tfc_free64(f->stem_bf);
   f->stem_wf = f->stem_bf = NULL;
   f->stem_row_f32 = NULL;
-  const int Ce = f->Ce, Kp = f->Cin, K9 = 9 * f->Ci, cpe = (Ce + 15) & ~15;
+  const int Ce = f->Ce, Kp = f->Cin, K9 = 9 * f->Ci, cpe = f->dw_cpad; /* set by tfc_fused_setup_dw_f32 */
   float* dense = (float*)calloc((size_t)Ce * (size_t)Kp, sizeof(float));
   f->stem_wf = (float*)tfc_alloc64(sizeof(float) * (size_t)K9 * (size_t)cpe);
   f->stem_bf = (float*)tfc_alloc64(sizeof(float) * (size_t)cpe);
@@ -349,11 +345,10 @@ int tfc_fused_stem_f32(TfcFused* f, const float* bias) {
     for (int c = 0; c < cpe; ++c) f->stem_wf[(size_t)t * cpe + c] = c < Ce ? dense[(size_t)c * Kp + t] : 0.f;
   free(dense);
   for (int c = 0; c < cpe; ++c) f->stem_bf[c] = c < Ce ? bias[c] : 0.f;
-  f->stem_cpe = cpe;
   /* windows of the last group of 4 pixels (the widest PX) end at (W + 3) s Ci + 3 Ci */
   const size_t need = (size_t)(f->W + 3) * f->s_stride * f->Ci + 3u * f->Ci, have = (size_t)(f->s_pl + f->Wi) * f->Ci;
   f->stem_rowlen = (int)((need > have ? need : have) + 16u);
-  static void (*const rows[3])(const TfcFused*, const float*, const float*, int, float*, float*) =
+  static void (*const rows[3])(const TfcFused*, const float*, int, float*, float*) =
       TFC_BY_WIDTH(tfc_stem_row_f32_l4, tfc_stem_row_f32_l8, tfc_stem_row_f32_l16);
   static const char* const names[3] = {"stem_f32", "stem_f32_avx2", "stem_f32_avx512"};
   const int w = tfc_f32_width();
@@ -526,10 +521,14 @@ static _Atomic(const char*) tfc_fused_ex_last = "";
 static _Atomic(const char*) tfc_fused_pr_last = "";
 static char tfc_fused_names[160];
 
+const char* tfc_fused_expand_name(const TfcFused* f) {
+  if (f->stem_row != NULL || f->stem_row_f32 != NULL) return f->stem_name;
+  return f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none";
+}
+
 void tfc_fused_note_plan(const TfcFused* f) {
   atomic_store(&tfc_fused_dw_last, f->dw_name);
-  atomic_store(&tfc_fused_ex_last, f->stem_row != NULL || f->stem_row_f32 != NULL ? f->stem_name
-                                  : f->has_expand && f->ex.plan.name ? f->ex.plan.name : "none");
+  atomic_store(&tfc_fused_ex_last, tfc_fused_expand_name(f));
   atomic_store(&tfc_fused_pr_last, f->pr.plan.name ? f->pr.plan.name : "");
 }
 

@@ -360,13 +360,11 @@ typedef struct TfcFusedTag {
   int stem_rowlen;
   const char* stem_name;
   /* float32 stem (tfc_fused_kernels.c, every CPU; no im2col): one expanded row from the image,
-   * weights [3][3 Ci][stem_cpe] and bias [stem_cpe] (Ce rounded up to 16, zero lanes), 3 rows
-   * of `stem_rowlen` floats of scratch */
-  void (*stem_row_f32)(const struct TfcFusedTag* f, const float* x, const float* bias, int h, float* out,
-                       float* urows);
+   * weights [3][3 Ci][dw_cpad] and bias [dw_cpad] (Ce rounded up to 16, zero lanes, as the
+   * float32 depthwise's), 3 rows of `stem_rowlen` floats of scratch */
+  void (*stem_row_f32)(const struct TfcFusedTag* f, const float* x, int h, float* out, float* urows);
   float* stem_wf;
   float* stem_bf;
-  int stem_cpe;
   const void* eb_seen; /* the expand bias Prepare saw (the float32 stem copied it) */
   float s_e, s_d, s_p;
   int32_t zp_e, zp_d, zp_p;
@@ -450,6 +448,7 @@ void tfc_fused_add_f32(const float* p, const float* x, float* y, size_t n);
 /* float32 depthwise: weights / bias / zero row from the params (f->dw_w as float32 [9][Ce]) */
 int tfc_fused_setup_dw_f32(TfcFused* f, const float* bias); /* 0: out of memory */
 void tfc_fused_note_plan(const TfcFused* f);
+const char* tfc_fused_expand_name(const TfcFused* f); /* the stem row's or the expand plan's, or "none" */
 void tfc_fused_im2col(const TfcFused* f, const int8_t* x, int h0, int h1, int8_t* out);
 int tfc_fused_stem_weights(TfcFused* f, int Q, int window); /* -1 out of memory, 0 none, 1 set */
 int tfc_fused_stem_f32(TfcFused* f, const float* bias); /* 0: out of memory */

@@ -403,10 +403,7 @@ static int run_fused_case(Reader* r) {
     if (!prepare_as_expected(reg->prepare(&ctx, &node), expect_fail, errsub, &ok, why, sizeof why)) break;
     const TfcFused* f = (const TfcFused*)node.user_data;
     snprintf(kernel, sizeof kernel, "dw=%s,expand=%s,project=%s", f->dw_name ? f->dw_name : "?",
-             f->stem_row != NULL || f->stem_row_f32 != NULL ? f->stem_name
-             : f->has_expand     ? (f->ex.plan.name ? f->ex.plan.name : "?")
-                                 : "none",
-             f->pr.plan.name ? f->pr.plan.name : "?");
+             tfc_fused_expand_name(f), f->pr.plan.name ? f->pr.plan.name : "?");
     if (t[7].dims == NULL || t[7].dims->size != 4 || t[7].bytes != want.len) {
       ok = 0;
       snprintf(why, sizeof why, "output shape / bytes differ (%zu bytes, expected %u)", t[7].bytes, want.len);
