@@ -37,25 +37,29 @@ static void dump_current(void) {
   fprintf(stderr, "mutate_driver: the failing input (%zu bytes) is in ./crash-input\n", current_len);
 }
 
+/* The corpus files in name order (not the directory's order), so that a corpus and a random
+ * seed give the same run on any machine. */
 static int load_corpus(const char* dir) {
-  DIR* d = opendir(dir);
-  if (d == NULL) return -1;
+  struct dirent** names;
+  const int m = scandir(dir, &names, NULL, alphasort);
+  if (m < 0) return -1;
   int n = 0;
-  struct dirent* e;
   char path[4096];
-  while ((e = readdir(d)) != NULL && n < MAX_SEEDS) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) continue;
-    uint8_t* buf = malloc(MAX_LEN);
-    const size_t len = buf != NULL ? fread(buf, 1, MAX_LEN, f) : 0;
-    fclose(f);
-    if (buf == NULL) break;
-    seeds[n] = buf;
-    lens[n++] = len;
+  for (int i = 0; i < m; ++i) {
+    const struct dirent* e = names[i];
+    if (e->d_name[0] != '.' && n < MAX_SEEDS) {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      FILE* f = fopen(path, "rb");
+      uint8_t* buf = f != NULL ? malloc(MAX_LEN) : NULL;
+      if (buf != NULL) {
+        lens[n] = fread(buf, 1, MAX_LEN, f);
+        seeds[n++] = buf;
+      }
+      if (f != NULL) fclose(f);
+    }
+    free(names[i]);
   }
-  closedir(d);
+  free(names);
   return n;
 }
 
