@@ -21,6 +21,15 @@
 
 /* 64-byte aligned (one cache line: vector loads of the tiles never split lines), released with
  * tfc_free64.  By hand rather than aligned_alloc, which Android has only from API 28. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TFC_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TFC_ASAN_BUILD 1
+#endif
+#endif
+
+#ifndef TFC_ASAN_BUILD
 void* tfc_alloc64(size_t bytes) {
   uint8_t* raw = (uint8_t*)malloc(bytes + 64u + sizeof(void*));
   if (raw == NULL) return NULL;
@@ -31,6 +40,55 @@ void* tfc_alloc64(size_t bytes) {
 void tfc_free64(void* p) {
   if (p != NULL) free(((void**)p)[-1]);
 }
+#else
+/* AddressSanitizer builds (fuzzing, the sanitizer tests): 64 guard bytes on each side of the
+ * buffer, poisoned, so an instrumented access past either end stops at once, and filled with a
+ * pattern checked on free, so a store ASan does not see (NEON intrinsics under GCC, inline asm
+ * everywhere) stops the run in the input that made it, instead of corrupting a later heap
+ * chunk.  Layout: raw[0] = bytes, [a - 72, a - 64) = raw, [a - 64, a) and [a + bytes,
+ * a + bytes + 64) = guards. */
+void __asan_poison_memory_region(void const volatile* addr, size_t size);
+void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
+void __sanitizer_print_stack_trace(void);
+enum { TFC_GUARD = 64, TFC_GUARD_BYTE = 0xA5 };
+
+void* tfc_alloc64(size_t bytes) {
+  uint8_t* raw = (uint8_t*)malloc(bytes + 16u + 3u * TFC_GUARD);
+  if (raw == NULL) return NULL;
+  uint8_t* a = (uint8_t*)(((uintptr_t)raw + 16u + TFC_GUARD + 63u) & ~(uintptr_t)63u);
+  memcpy(raw, &bytes, sizeof bytes);
+  memcpy(a - TFC_GUARD - sizeof(void*), &raw, sizeof raw);
+  memset(a - TFC_GUARD, TFC_GUARD_BYTE, TFC_GUARD);
+  memset(a + bytes, TFC_GUARD_BYTE, TFC_GUARD);
+  __asan_poison_memory_region(a - TFC_GUARD, TFC_GUARD);
+  __asan_poison_memory_region(a + bytes, TFC_GUARD);
+  return a;
+}
+
+static void tfc_guard_check(const uint8_t* g, const uint8_t* a, size_t bytes, const char* side) {
+  for (int i = 0; i < TFC_GUARD; ++i)
+    if (g[i] != TFC_GUARD_BYTE) {
+      fprintf(stderr, "tfc_free64: byte %d of the guard %s the %zu-byte buffer at %p was overwritten "
+              "(0x%02x): a store ran past the buffer\n", i, side, bytes, (const void*)a, g[i]);
+      __sanitizer_print_stack_trace();
+      abort();
+    }
+}
+
+void tfc_free64(void* p) {
+  if (p == NULL) return;
+  uint8_t* a = (uint8_t*)p;
+  uint8_t* raw;
+  size_t bytes;
+  memcpy(&raw, a - TFC_GUARD - sizeof(void*), sizeof raw);
+  memcpy(&bytes, raw, sizeof bytes);
+  __asan_unpoison_memory_region(a - TFC_GUARD, TFC_GUARD);
+  __asan_unpoison_memory_region(a + bytes, TFC_GUARD);
+  tfc_guard_check(a - TFC_GUARD, a, bytes, "before");
+  tfc_guard_check(a + bytes, a, bytes, "after");
+  free(raw);
+}
+#endif
 
 static int tfc_tensor_index_ok(const TfLiteContext* ctx, int idx) {
   return idx >= 0 && (size_t)idx < ctx->tensors_size;

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_guard.h"
 #include "tfc_sparse_ops.h"
 
 static void report(TfLiteContext* ctx, const char* fmt, ...) {
@@ -53,7 +54,7 @@ static TfLiteStatus resize(TfLiteContext* ctx, TfLiteTensor* t, TfLiteIntArray* 
   t->dims = dims;
   free(t->data.data);
   t->bytes = n;
-  t->data.data = calloc(1, n ? n : 1);
+  t->data.data = guard_alloc(n);
   return t->data.data ? kTfLiteOk : kTfLiteError;
 }
 
@@ -190,8 +191,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   node.user_data = reg->init(&ctx, (const char*)obuf, optlen);
   if (reg->prepare(&ctx, &node) == kTfLiteOk) {
     if (getenv("TFC_FUZZ_VERBOSE") != NULL) fprintf(stderr, "prepared: %s\n", TfcFusedLastKernelNames());
-    reg->invoke(&ctx, &node);
-    reg->invoke(&ctx, &node);
+    for (int k = 0; k < 2; ++k) {
+      reg->invoke(&ctx, &node);
+      guard_check(t[7].data.data, t[7].bytes);
+    }
   }
   reg->free(&ctx, node.user_data);
   for (int i = 0; i < 8; ++i) {

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_guard.h"
 #include "tfc_sparse_ops.h"
 
 static void report(TfLiteContext* ctx, const char* fmt, ...) {
@@ -45,7 +46,7 @@ static TfLiteStatus resize(TfLiteContext* ctx, TfLiteTensor* t, TfLiteIntArray* 
   t->dims = dims;
   free(t->data.data);
   t->bytes = n * type_size(t->type);
-  t->data.data = calloc(1, t->bytes ? t->bytes : 1);
+  t->data.data = guard_alloc(t->bytes);
   return t->data.data ? kTfLiteOk : kTfLiteError;
 }
 
@@ -143,8 +144,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   node.custom_initial_data = obuf;
   node.custom_initial_data_size = (int)optlen;
   if (reg->prepare(&ctx, &node) == kTfLiteOk) {
-    reg->invoke(&ctx, &node);
-    reg->invoke(&ctx, &node);
+    for (int k = 0; k < 2; ++k) {
+      reg->invoke(&ctx, &node);
+      guard_check(t[3].data.data, t[3].bytes);
+    }
   }
   reg->free(&ctx, node.user_data);
   for (int i = 0; i < 4; ++i) {

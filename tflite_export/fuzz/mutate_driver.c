@@ -2,7 +2,8 @@
  * qemu-aarch64 here): runs every seed of a corpus directory, then, until the time is up, a random
  * seed with 1-8 random byte mutations (set, flip a bit, +-1) or a truncation, through the
  * target's LLVMFuzzerTestOneInput.  No coverage feedback: it only finds what mutations of the
- * seeds reach.  Under AddressSanitizer the input that fails is written to ./crash-input first.
+ * seeds reach.  The input that fails (an ASan report; an abort, e.g. a guard check of tfc_free64)
+ * is written to ./crash-input first.
  *
  *   aarch64-linux-gnu-gcc -O1 -g -std=c11 -ffp-contract=fast -fsanitize=address,undefined \
  *     -fno-sanitize-recover=undefined -Wno-psabi -I tflite_export tflite_export/fuzz/mutate_driver.c \
@@ -14,6 +15,7 @@
  * Arguments: corpus directory, seconds, random seed.  Prints the executions and exits 0. */
 #define _DEFAULT_SOURCE
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,13 @@ static void dump_current(void) {
   fwrite(current, 1, current_len, f);
   fclose(f);
   fprintf(stderr, "mutate_driver: the failing input (%zu bytes) is in ./crash-input\n", current_len);
+}
+
+/* abort() (a guard check of tfc_free64 or of the fuzz target's output) */
+static void on_abort(int sig) {
+  dump_current();
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
 /* The corpus files in name order (not the directory's order), so that a corpus and a random
@@ -87,6 +96,7 @@ int main(int argc, char** argv) {
   const double seconds = atof(argv[2]);
   srand((unsigned)strtoul(argv[3], NULL, 10));
   if (__asan_set_death_callback) __asan_set_death_callback(dump_current);
+  signal(SIGABRT, on_abort);
   for (int i = 0; i < n; ++i) run(seeds[i], lens[i]);
   const time_t start = time(NULL);
   unsigned long execs = (unsigned long)n;
