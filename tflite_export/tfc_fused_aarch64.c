@@ -351,7 +351,9 @@ static inline __attribute__((always_inline)) void tfc_dw_group_dot(const TfcFuse
     c2[1] = tfc_dw_col_at(base, cs, z, 1 - pl, W, c0, 16);
     int8_t* o = out + c0;
     int ow = 0;
-    const int inner = W + pl - 2; /* pixels [0, inner) read no column right of the row */
+    /* pixels [0, inner) read no column right of the row, and are output pixels (Wo may stop
+     * short of the row: a VALID or cropped output) */
+    const int inner = W + pl - 2 < Wo ? W + pl - 2 : Wo;
     if (inner >= 3) {
       const int n3 = inner / 3, iw = 2 - pl;
       const int8_t* p0 = base[0] + (size_t)iw * cs[0] + c0;

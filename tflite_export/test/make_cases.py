@@ -464,14 +464,16 @@ def _scales_for(acc_real_max, target):
 
 def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
                pattern="1x4", acts=("RELU6", "RELU6"), zx=-7, zy=5, runs=1, params_misalign=False,
-               wmin=-127, sparsity=0.8, extreme_dw=False, stem=False):
+               wmin=-127, sparsity=0.8, extreme_dw=False, stem=False, crop=(0, 0)):
     """A TFC_SPARSE_INVERTED_RESIDUAL record: random int8 block, scales chosen so that every
     stage spans most of its int8 range, and the exact output of `fused_reference`.
 
     extreme_dw: depthwise weights all -128 / 127 and inputs all -128 / 127 (the int16 bounds of
     the NEON depthwise: two taps' products -128 * -128 would overflow an int16 pair sum).
     stem: the expand is a dense 3x3 stride-2 SAME conv over an image of `hw` and `cin` channels
-    (flag bit 2); the block runs on its ceil(hw / 2) output."""
+    (flag bit 2); the block runs on its ceil(hw / 2) output.
+    crop: (rows, columns) fewer output rows / columns than `same` gives (the op computes the
+    top-left part of the map: its kernels must stop at Ho / Wo, not at the input's end)."""
     if stem:
         return _stem_case(name, rng, hw, cin, ce, co, stride, acts=acts, zx=zx, runs=runs)
     H, W = hw
@@ -480,6 +482,7 @@ def fused_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=Fals
         pt, pl = max((Ho - 1) * stride + 3 - H, 0) // 2, max((Wo - 1) * stride + 3 - W, 0) // 2
     else:  # Keras' ZeroPadding2D((0, 1)) + VALID (stride 2) as keras.applications.MobileNetV2
         Ho, Wo, pt, pl = (H + 1 - 3) // stride + 1, (W + 1 - 3) // stride + 1, 0, 0
+    Ho, Wo = Ho - crop[0], Wo - crop[1]
     sx = 0.05
     x = rng.integers(-128, 128, size=(1, H, W, cin)).astype(np.int8)
     block = 4 if pattern == "1x4" else 1
@@ -642,13 +645,14 @@ def fused_f32_reference(x, blk):
 
 def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=False, same=True,
                    pattern="unstructured", acts=("RELU6", "RELU6"), sparsity=0.7, runs=1, params_misalign=False,
-                   stem=False):
+                   stem=False, crop=(0, 0)):
     """A float32 TFC_SPARSE_INVERTED_RESIDUAL record (params flag bit 3: float32 x / y / biases /
     depthwise weights, float32 TFCS 1x1s, no scale section) and its float64 reference
     (`fused_f32_reference`); tolerance: its rounding-error bound + 1e-6 (float32 sums in any order,
     the expected output's own rounding to float32).
     stem: the expand is a dense 3x3 stride-2 SAME conv over an image of `hw` and `cin` channels
-    (flag bit 2; the block then has no expand of its own, Cin = 9 cin rounded up to 4)."""
+    (flag bit 2; the block then has no expand of its own, Cin = 9 cin rounded up to 4).
+    crop: as fused_case."""
     if stem:
         Hi, Wi = hw
         H, W = -(-Hi // 2), -(-Wi // 2)
@@ -662,6 +666,7 @@ def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=
         pt, pl = max((Ho - 1) * stride + 3 - H, 0) // 2, max((Wo - 1) * stride + 3 - W, 0) // 2
     else:  # Keras' ZeroPadding2D((0, 1)) + VALID (stride 2): no top / left padding
         Ho, Wo, pt, pl = (H + 1 - 3) // stride + 1, (W + 1 - 3) // stride + 1, 0, 0
+    Ho, Wo = Ho - crop[0], Wo - crop[1]
     block = 4 if pattern == "1x4" else 1
     x = rng.standard_normal((1,) + ((Hi, Wi) if stem else (H, W)) + (cin,)).astype(np.float32)
     blk = {"stride": stride, "pad": (pt, pl), "out_hw": (Ho, Wo), "residual": residual, "acts": acts}
@@ -697,12 +702,13 @@ def fused_f32_case(name, rng, hw, cin, ce, co, stride, *, expand=True, residual=
                         y.astype(np.float32), runs=runs, params_misalign=params_misalign, tol=err + 1e-6)
 
 
-def fused_strips(hw, stride, same=True):
+def fused_strips(hw, stride, same=True, crop=(0, 0)):
     """(expand rows, project rows) tfc_fused.c sets its two 1x1 plans up for: strips of SH output
     rows, the smallest SH with SH * Wo a multiple of 16 and <= 128, else SH * Wo <= 64 where a
     row fits (the kernel picks depend on these row counts)."""
     H, W = hw
     Ho, Wo = (-(-H // stride), -(-W // stride)) if same else ((H - 2) // stride + 1, (W - 2) // stride + 1)
+    Ho, Wo = Ho - crop[0], Wo - crop[1]
     sh = next((k for k in range(1, 128 // Wo + 1) if k * Wo % 16 == 0), 1 if Wo >= 64 else 64 // Wo)
     sh = min(sh, Ho)
     return stride * sh * W, sh * Wo
@@ -731,6 +737,11 @@ FUSED = [
     # ReLU with a non-zero output zero point: the clamping variants of the sdot 1x1 and of the
     # stride-1 depthwise asm loop (ReLU6 outputs with zero point -128 take the ones without)
     ("s1_relu_clamp", (6, 13), 16, 48, 16, 1, dict(residual=True, acts=("RELU", "RELU"))),
+    # outputs that stop short of the input (Wo < W - 2): the stride-1 sdot depthwise loop ran to
+    # the row's end and wrote past its strip (session 17's aarch64 fuzz finding); with a clamp too
+    ("s1_cropped_output", (6, 40), 16, 32, 16, 1, dict(crop=(2, 31))),
+    ("s1_cropped_clamp", (5, 30), 16, 48, 8, 1, dict(crop=(1, 20), acts=("RELU", "RELU"))),
+    ("s2_cropped_output", (9, 20), 16, 48, 8, 2, dict(crop=(1, 4))),
 ]
 
 
@@ -756,6 +767,8 @@ FUSED_F32 = [
     ("stem_odd", (19, 23), 3, 32, 16, 1, dict(stem=True, runs=2)),
     ("stem_s2_1ch_ce20", (9, 8), 1, 20, 8, 2, dict(stem=True, acts=("RELU", "RELU6"))),
     ("stem_5ch_ce40", (14, 11), 5, 40, 16, 1, dict(stem=True, pattern="1x4")),
+    ("s1_cropped_output", (6, 40), 16, 32, 16, 1, dict(crop=(2, 31))),
+    ("s2_cropped_output", (9, 20), 16, 48, 8, 2, dict(crop=(1, 4))),
 ]
 
 
@@ -764,12 +777,12 @@ def fused_cases(rng):
     out = []
     for label, hw, cin, ce, co, st, opt in FUSED:
         bhw = (-(-hw[0] // 2), -(-hw[1] // 2)) if opt.get("stem") else hw  # the block's input map
-        re_, rp = fused_strips(bhw, st, opt.get("same", True))
+        re_, rp = fused_strips(bhw, st, opt.get("same", True), opt.get("crop", (0, 0)))
         name = f"fused/{label}/rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}"
         out.append((name, fused_case(name, rng, hw, cin, ce, co, st, **opt)))
     for label, hw, cin, ce, co, st, opt in FUSED_F32:
         bhw = (-(-hw[0] // 2), -(-hw[1] // 2)) if opt.get("stem") else hw  # the block's input map
-        re_, rp = fused_strips(bhw, st, opt.get("same", True))
+        re_, rp = fused_strips(bhw, st, opt.get("same", True), opt.get("crop", (0, 0)))
         name = (f"fused/float32/{label}/B{4 if opt.get('pattern') == '1x4' else 1}/"
                 f"rowsE{re_ if opt.get('expand', True) else 0}/rowsP{rp}")
         out.append((name, fused_f32_case(name, rng, hw, cin, ce, co, st, **opt)))
