@@ -16,10 +16,10 @@
  * csr, g8), bytes 2-3
  * options (byte 2 = options length <= 9, byte 3 = its fill value: 1 then zeros when 0x00),
  * bytes 4-9: u16 lengths of the params, expand and project blobs, then the three blobs.
- * The input tensor takes H, W, Cin from the params header (when <= 80; a stem header, flag bit 2:
- * Hi, Wi, Ci at offsets 76-84), so valid headers reach the kernels; every buffer is an exact-size
- * heap allocation (ASan sees any over-read).  Byte 1 / 21 % 2: TFCOMPRESS_FUSED_STEAL=1 (the
- * ranges steal strips from each other) or 0.
+ * The input tensor takes H, W, Cin from the params header (sizes <= 80, channels <= 128; a stem
+ * header, flag bit 2: Hi, Wi, Ci at offsets 76-84), so valid headers reach the kernels; every
+ * buffer is an exact-size heap allocation (ASan sees any over-read).  Byte 1 / 21 % 2:
+ * TFCOMPRESS_FUSED_STEAL=1 (the ranges steal strips from each other) or 0.
  * float32 blocks: when the params' flag bit 3 is set (byte 6 of the params blob), x, y and the
  * three biases are float32 tensors (4 bytes per value; bit 1 then makes the depthwise bias int32);
  * flags bit 4 swaps the tensor types (float32 tensors for an int8 block, int8 / int32 for a
@@ -66,7 +66,8 @@ static TfLiteIntArray* make_dims(int n, const int* d) {
 }
 
 static uint32_t u32le(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24); }
-static uint32_t small(uint32_t v, uint32_t dflt) { return v >= 1 && v <= 80 ? v : dflt; }
+/* sizes from the header when 1..max (80 for heights / widths, 128 for channels: Ce = 96 seeds) */
+static uint32_t small(uint32_t v, uint32_t dflt, uint32_t max) { return v >= 1 && v <= max ? v : dflt; }
 
 static void blob_tensor(TfLiteTensor* t, const uint8_t* p, size_t n, int constant) {
   t->type = kTfLiteUInt8;
@@ -123,17 +124,17 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t* pj = p + lp + le;
   uint32_t H = 4, W = 4, Cin = 8, Ce = 8, Co = 8;
   if (lp >= 28) {
-    H = small(u32le(pp + 8), 4);
-    W = small(u32le(pp + 12), 4);
-    Cin = small(u32le(pp + 16), 8);
-    Ce = small(u32le(pp + 20), 8);
-    Co = small(u32le(pp + 24), 8);
+    H = small(u32le(pp + 8), 4, 80);
+    W = small(u32le(pp + 12), 4, 80);
+    Cin = small(u32le(pp + 16), 8, 128);
+    Ce = small(u32le(pp + 20), 8, 128);
+    Co = small(u32le(pp + 24), 8, 128);
   }
   uint32_t xh = H, xw = W, xc = Cin; /* the input tensor: the stem's image, else the block input */
   if (lp >= 96 && (pp[6] & 4)) {
-    xh = small(u32le(pp + 76), 4);
-    xw = small(u32le(pp + 80), 4);
-    xc = small(u32le(pp + 84), 3);
+    xh = small(u32le(pp + 76), 4, 80);
+    xw = small(u32le(pp + 80), 4, 80);
+    xc = small(u32le(pp + 84), 3, 80);
   }
   if (flags & 8) {
     Ce = (uint32_t)data[1] % 70 + 1;

@@ -218,6 +218,27 @@ def main_fused(out_dir):
             with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
                 f.write(data + params + ex + pj)
             i += 1
+    # outputs that stop short of the input (Ho / Wo below what SAME gives): the kernels must stop
+    # at Wo (the stride-1 sdot depthwise ran to the row's end, session 17); int8 and float32
+    for (h, w_, ce, co, st, crop) in [(6, 40, 32, 16, 1, (2, 31)), (9, 20, 48, 8, 2, (1, 4))]:
+        ho, wo, pt, pl = _same(h, w_, st)
+        for f32 in (False, True):
+            params = pack_fused_params(
+                in_hw=(h, w_), c_in=16, c_exp=ce, c_out=co, out_hw=(ho - crop[0], wo - crop[1]), stride=st,
+                pad_tl=(pt, pl), has_expand=True, has_residual=False, acts=("RELU6", "RELU6", "NONE"),
+                q_exp=(0, 0) if f32 else (0.05, -128), q_dw=(0, 0) if f32 else (0.04, -128),
+                q_proj=(0, 0) if f32 else (0.1, -2),
+                dw_weights=(rng.standard_normal((3, 3, ce)) * 0.3).astype(np.float32) if f32
+                else rng.integers(-127, 128, (3, 3, ce)),
+                dw_scales=None if f32 else np.full(ce, 0.01, np.float32), dtype="float32" if f32 else "int8")
+            ex, pj = (sparse_f32(ce, 16, 4), sparse_f32(co, ce, 4)) if f32 else (sparse_int8(ce, 16, 4),
+                                                                             sparse_int8(co, ce, 4))
+            for cap, no512, r in ((0, 0, 0), (1, 0, 2), (2, 0, 22), (3, 0, 0), (1, 1, 1)):
+                flags = 1 | (no512 << 5) | (cap << 6)
+                data = bytes([flags, r, 8, 0]) + struct.pack("<HHH", len(params), len(ex), len(pj))
+                with open(os.path.join(out_dir, f"fused{i:03d}"), "wb") as f:
+                    f.write(data + params + ex + pj)
+                i += 1
     print(f"{i} seeds in {out_dir}")
 
 

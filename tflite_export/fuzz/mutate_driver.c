@@ -25,7 +25,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 void __asan_set_death_callback(void (*callback)(void)) __attribute__((weak));
 
-enum { MAX_SEEDS = 4096, MAX_LEN = 4096 };
+enum { MAX_SEEDS = 4096, MAX_LEN = 16384 };
 static uint8_t* seeds[MAX_SEEDS];
 static size_t lens[MAX_SEEDS];
 static uint8_t current[MAX_LEN];
@@ -62,6 +62,8 @@ static int load_corpus(const char* dir) {
       uint8_t* buf = f != NULL ? malloc(MAX_LEN) : NULL;
       if (buf != NULL) {
         lens[n] = fread(buf, 1, MAX_LEN, f);
+        if (lens[n] == MAX_LEN && fgetc(f) != EOF)
+          fprintf(stderr, "mutate_driver: %s is longer than %d bytes: only its start runs\n", path, MAX_LEN);
         seeds[n++] = buf;
       }
       if (f != NULL) fclose(f);
