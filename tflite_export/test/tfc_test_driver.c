@@ -48,6 +48,7 @@
 #include <sys/syscall.h>
 #endif
 
+#include "fuzz/fuzz_guard.h"
 #include "tfc_internal.h" /* white-box: the name of the kernel Prepare picked */
 
 #if defined(__aarch64__) && defined(__linux__)
@@ -91,7 +92,7 @@ static TfLiteStatus resize(TfLiteContext* ctx, TfLiteTensor* t, TfLiteIntArray* 
   t->dims = dims;
   free(t->data.data);
   t->bytes = n * type_size(t->type);
-  t->data.data = malloc(t->bytes ? t->bytes : 1);
+  t->data.data = guard_alloc(t->bytes); /* + checked guard bytes (fuzz/fuzz_guard.h) */
   if (t->data.data != NULL) memset(t->data.data, 0x5A, t->bytes); /* garbage: every output must be written */
   return t->data.data ? kTfLiteOk : kTfLiteError;
 }
@@ -276,6 +277,7 @@ static int run_case(Reader* r) {
     if (round == 0) mark(2 * g_case);
     const TfLiteStatus ist = reg->invoke(&ctx, &node);
     if (round == 0) mark(2 * g_case + 1);
+    guard_check(t[3].data.data, t[3].bytes);
     if (ist != kTfLiteOk) {
       ok = 0;
       snprintf(why, sizeof why, "Invoke failed: %s", g_err);
@@ -419,6 +421,7 @@ static int run_fused_case(Reader* r) {
     if (round == 0) mark(2 * g_case);
     const TfLiteStatus ist = reg->invoke(&ctx, &node);
     if (round == 0) mark(2 * g_case + 1);
+    guard_check(t[7].data.data, t[7].bytes);
     if (ist != kTfLiteOk) {
       ok = 0;
       snprintf(why, sizeof why, "Invoke failed: %s", g_err);
