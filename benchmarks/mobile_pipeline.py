@@ -5,7 +5,9 @@ in ONE process with the same LiteRT interpreter settings as an app (XNNPACK on; 
 sparse custom ops through `tfcompress.export.load_interpreter`). Every file is timed in interleaved
 rounds (each round runs every file/thread pair once, `--runs` invokes, in a fresh random order);
 the table gives the median over rounds of the per-round medians, and the spread (min-max of the
-round medians). Sizes are file bytes. Agreement is top-1 agreement with the Keras model the file
+round medians); speed is the per-round ratio baseline / file (median, p10-p90) against two baselines
+timed in the same round: the dense twin (same dtype) and the dense int8 file, the one an app would
+ship otherwise. Sizes are file bytes. Agreement is top-1 agreement with the Keras model the file
 was exported from (and, for int8 sparse, with the int8 dense file of the same weights).
 
 - "dense" files are the PRUNED weights exported without sparse kernels (the same weights as the
@@ -152,7 +154,7 @@ def summary(ms):
 
 
 def round_ratios(dense_ms, file_ms):
-    """Speed vs the dense twin per round (the two were timed in the same round): median, p10, p90."""
+    """Speed vs a baseline per round (the two were timed in the same round): median, p10, p90."""
     r = np.asarray(dense_ms) / np.asarray(file_ms)
     return {"median": float(np.median(r)), "p10": float(np.percentile(r, 10)), "p90": float(np.percentile(r, 90))}
 
@@ -339,11 +341,12 @@ def build_digits(args):
 
 
 # ------------------------------------------------------------------------------------ report
-def table(name, info, lat, threads, ratios):
+def table(name, info, lat, threads, ratios, ratios_int8):
     micro = max(v[t]["median_ms"] for v in lat.values() for t in threads) < 1.0
     unit, k = ("us", 1e3) if micro else ("ms", 1.0)
     head = ("| file | pattern | " + " | ".join(f"{t} thr {unit} (min-max)" for t in threads)
             + " | " + " | ".join(f"x vs dense {t} thr (p10-p90)" for t in threads)
+            + " | " + " | ".join(f"x vs dense int8 {t} thr (p10-p90)" for t in threads)
             + " | size KB | top-1 agr. Keras | agr. dense twin | sparse ops |")
     lines = [f"### {name}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for key, row in info.items():
@@ -353,8 +356,8 @@ def table(name, info, lat, threads, ratios):
         for t in threads:
             s = lat[key][t]
             cells.append(f"{s['median_ms'] * k:.3g} ({s['min_ms'] * k:.3g}-{s['max_ms'] * k:.3g})")
-        rr = [ratios[key][t] for t in threads]
-        cells_r = [f"{r['median']:.2f}x ({r['p10']:.2f}-{r['p90']:.2f})" for r in rr]
+        cells_r = [f"{r['median']:.2f}x ({r['p10']:.2f}-{r['p90']:.2f})"
+                   for r in [ratios[key][t] for t in threads] + [ratios_int8[key][t] for t in threads]]
         dense_agr = row.get("agreement_int8_dense", row.get("agreement_float_dense"))
         sl = row.get("sparse_layers")
         lines.append(f"| {key} | {row['pattern']} | " + " | ".join(cells) + " | " + " | ".join(cells_r)
@@ -456,14 +459,20 @@ def main():
     for sec, files, info, runs, extra in sections:
         samples = time_interleaved(files, threads, rounds, runs)
         lat = {name: {t: summary(samples[(name, t)]) for t in threads} for name in files}
+        rows = [name for name in files if isinstance(info.get(name), dict) and "dtype" in info[name]]
         ratios = {name: {t: round_ratios(samples[(f"{info[name]['dtype']} dense", t)], samples[(name, t)])
-                         for t in threads} for name in files if isinstance(info.get(name), dict) and "dtype" in info[name]}
-        md.append(table(sec, info, lat, threads, ratios))
+                         for t in threads} for name in rows}
+        # the baseline an app would pick: the dense int8 file on the same number of threads
+        ratios_int8 = {name: {t: round_ratios(samples[("int8 dense", t)], samples[(name, t)]) for t in threads}
+                       for name in rows}
+        md.append(table(sec, info, lat, threads, ratios, ratios_int8))
         for row in info.values():
             row.pop("_top1", None)
         results[sec] = {"files": info, "runs_per_round": runs,
                         "latency": {n: {str(t): v for t, v in d.items()} for n, d in lat.items()},
-                        "vs_dense_per_round": {n: {str(t): v for t, v in d.items()} for n, d in ratios.items()}, **extra}
+                        "vs_dense_per_round": {n: {str(t): v for t, v in d.items()} for n, d in ratios.items()},
+                        "vs_dense_int8_per_round": {n: {str(t): v for t, v in d.items()} for n, d in ratios_int8.items()},
+                        **extra}
         if sec == "digits_cnn":
             md.append("\nDigits top-1 on the held-out split (%d images):\n" % n_test)
             md.append("| model | top-1 |\n|---|---:|")
